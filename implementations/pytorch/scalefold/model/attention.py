@@ -1,0 +1,109 @@
+"""Gated multi-head attention (AlphaFold2 supplement, Algorithms 7, 13, 14, 19).
+
+`AttentionCore` is the single softmax-attention implementation of the network. It has no
+parameters, so `scalefold.kernels` can swap every instance for a fused (Triton,
+flash-attention style) kernel from outside the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scalefold.model.primitives import Linear
+
+
+class AttentionCore(nn.Module):
+    """softmax(q kᵀ + Σ biases) v, with q already scaled by 1/sqrt(c)."""
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        biases: list[torch.Tensor],
+    ) -> torch.Tensor:
+        # q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]
+        # biases: each broadcastable to [*, H, Q, K]
+        logits = torch.matmul(q, k.transpose(-1, -2))
+        for b in biases:
+            logits = logits + b
+        weights = torch.softmax(logits, dim=-1)
+        return torch.matmul(weights, v)  # [*, H, Q, c_v]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with optional sigmoid gating (the reference's `mha`)."""
+
+    def __init__(
+        self,
+        c_q: int,
+        c_kv: int,
+        c_hidden: int,
+        num_heads: int,
+        gating: bool = True,
+        c_out: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.c_hidden = c_hidden
+        self.num_heads = num_heads
+        hc = c_hidden * num_heads
+        self.linear_q = Linear(c_q, hc, bias=False, init="glorot")
+        self.linear_k = Linear(c_kv, hc, bias=False, init="glorot")
+        self.linear_v = Linear(c_kv, hc, bias=False, init="glorot")
+        self.linear_o = Linear(hc, c_out or c_q, bias=True, init="final")
+        self.linear_g = Linear(c_q, hc, bias=True, init="gating") if gating else None
+        self.core = AttentionCore()
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        # [*, L, H*c] -> [*, H, L, c]
+        return x.unflatten(-1, (self.num_heads, self.c_hidden)).transpose(-2, -3)
+
+    def forward(
+        self, q_x: torch.Tensor, kv_x: torch.Tensor, biases: list[torch.Tensor]
+    ) -> torch.Tensor:
+        # q_x: [*, Q, c_q]  kv_x: [*, K, c_kv]
+        q = self._heads(self.linear_q(q_x)) * (self.c_hidden**-0.5)
+        k = self._heads(self.linear_k(kv_x))
+        v = self._heads(self.linear_v(kv_x))
+        o = self.core(q, k, v, biases)  # [*, H, Q, c]
+        o = o.transpose(-2, -3).flatten(-2)  # [*, Q, H*c]
+        if self.linear_g is not None:
+            o = o * torch.sigmoid(self.linear_g(q_x))
+        return self.linear_o(o)
+
+
+class GlobalAttention(nn.Module):
+    """Global column attention of the extra-MSA stack (Algorithm 19).
+
+    One query per column (the masked mean over sequences) attends to all sequences with
+    a single shared key/value head; the gate stays per sequence.
+    """
+
+    def __init__(self, c_in: int, c_hidden: int, num_heads: int, inf: float, eps: float):
+        super().__init__()
+        self.c_hidden = c_hidden
+        self.num_heads = num_heads
+        self.inf = inf
+        self.eps = eps
+        self.linear_q = Linear(c_in, c_hidden * num_heads, bias=False, init="glorot")
+        self.linear_k = Linear(c_in, c_hidden, bias=False, init="glorot")
+        self.linear_v = Linear(c_in, c_hidden, bias=False, init="glorot")
+        self.linear_g = Linear(c_in, c_hidden * num_heads, bias=True, init="gating")
+        self.linear_o = Linear(c_hidden * num_heads, c_in, bias=True, init="final")
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # m: [*, N_res, S, c_in]  mask: [*, N_res, S]
+        q_avg = torch.sum(m * mask.unsqueeze(-1), dim=-2) / (
+            torch.sum(mask, dim=-1, keepdim=True) + self.eps
+        )  # [*, N_res, c_in]
+        q = self.linear_q(q_avg).unflatten(-1, (self.num_heads, self.c_hidden))
+        q = q * (self.c_hidden**-0.5)  # [*, N_res, H, c]
+        k = self.linear_k(m)  # [*, N_res, S, c]
+        v = self.linear_v(m)  # [*, N_res, S, c]
+        bias = (self.inf * (mask - 1.0)).unsqueeze(-2)  # [*, N_res, 1, S]
+        a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + bias, dim=-1)  # [*, N_res, H, S]
+        o = torch.matmul(a, v)  # [*, N_res, H, c]
+        g = torch.sigmoid(self.linear_g(m)).unflatten(-1, (self.num_heads, self.c_hidden))
+        o = (o.unsqueeze(-3) * g).flatten(-2)  # [*, N_res, S, H*c]
+        return self.linear_o(o)

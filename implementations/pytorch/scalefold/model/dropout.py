@@ -1,0 +1,35 @@
+"""Dropout with the mask shared along one axis (AlphaFold2 supplement, 1.11.6)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SharedDropout(nn.Module):
+    """Dropout whose mask is broadcast along `shared_dim` of the input.
+
+    Row-wise dropout on an MSA [*, S, N, c] or pair [*, N, N, c] tensor shares the mask
+    across rows (dim -3); column-wise shares it across columns (dim -2).
+    """
+
+    def __init__(self, p: float, shared_dim: int) -> None:
+        super().__init__()
+        self.p = p
+        self.shared_dim = shared_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        shape = list(x.shape)
+        shape[self.shared_dim] = 1
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
+def dropout_rowwise(p: float) -> SharedDropout:
+    return SharedDropout(p, shared_dim=-3)
+
+
+def dropout_columnwise(p: float) -> SharedDropout:
+    return SharedDropout(p, shared_dim=-2)

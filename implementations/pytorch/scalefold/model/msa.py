@@ -1,0 +1,72 @@
+"""MSA-track modules of the Evoformer (AlphaFold2 supplement, Algorithms 7, 8, 9, 19)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scalefold.model.attention import Attention, GlobalAttention
+from scalefold.model.primitives import LayerNorm, Linear
+
+
+class MSARowAttentionWithPairBias(nn.Module):
+    def __init__(self, c_m: int, c_z: int, c_hidden: int, num_heads: int, inf: float):
+        super().__init__()
+        self.inf = inf
+        self.layer_norm_m = LayerNorm(c_m)
+        self.layer_norm_z = LayerNorm(c_z)
+        self.linear_z = Linear(c_z, num_heads, bias=False, init="default")
+        self.mha = Attention(c_m, c_m, c_hidden, num_heads, gating=True)
+
+    def forward(self, m: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # m: [*, S, N, c_m]  z: [*, N, N, c_z]  mask: [*, S, N]
+        m = self.layer_norm_m(m)
+        mask_bias = (self.inf * (mask - 1.0))[..., :, None, None, :]  # [*, S, 1, 1, N]
+        pair_bias = self.linear_z(self.layer_norm_z(z))  # [*, N, N, H]
+        pair_bias = pair_bias.permute(*range(pair_bias.dim() - 3), -1, -3, -2).unsqueeze(-4)
+        # pair_bias: [*, 1, H, N, N]
+        return self.mha(m, m, [mask_bias, pair_bias])
+
+
+class MSAColumnAttention(nn.Module):
+    def __init__(self, c_m: int, c_hidden: int, num_heads: int, inf: float):
+        super().__init__()
+        self.inf = inf
+        self.layer_norm_m = LayerNorm(c_m)
+        self.mha = Attention(c_m, c_m, c_hidden, num_heads, gating=True)
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # m: [*, S, N, c_m]  mask: [*, S, N]
+        m = self.layer_norm_m(m).transpose(-2, -3)  # [*, N, S, c_m]
+        mask_bias = (self.inf * (mask.transpose(-1, -2) - 1.0))[..., :, None, None, :]
+        # mask_bias: [*, N, 1, 1, S]
+        return self.mha(m, m, [mask_bias]).transpose(-2, -3)
+
+
+class MSAColumnGlobalAttention(nn.Module):
+    def __init__(self, c_m: int, c_hidden: int, num_heads: int, inf: float, eps: float):
+        super().__init__()
+        self.layer_norm_m = LayerNorm(c_m)
+        self.global_attention = GlobalAttention(c_m, c_hidden, num_heads, inf=inf, eps=eps)
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # m: [*, S, N, c_m]  mask: [*, S, N]
+        m = self.layer_norm_m(m).transpose(-2, -3)  # [*, N, S, c_m]
+        out = self.global_attention(m, mask.transpose(-1, -2))
+        return out.transpose(-2, -3)
+
+
+class Transition(nn.Module):
+    """Two-layer MLP with a ×n hidden width (Algorithms 9 and 15).
+
+    No mask is applied to the output, as in AlphaFold and the MLPerf reference.
+    """
+
+    def __init__(self, c: int, n: int):
+        super().__init__()
+        self.layer_norm = LayerNorm(c)
+        self.linear_1 = Linear(c, n * c, init="relu")
+        self.linear_2 = Linear(n * c, c, init="final")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(torch.relu(self.linear_1(self.layer_norm(x))))

@@ -1,0 +1,92 @@
+"""Pair-track modules (AlphaFold2 supplement, Algorithms 10–14)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scalefold.model.attention import Attention
+from scalefold.model.primitives import LayerNorm, Linear
+
+
+class OuterProductMean(nn.Module):
+    """MSA → pair communication (Algorithm 10)."""
+
+    def __init__(self, c_m: int, c_z: int, c_hidden: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.layer_norm = LayerNorm(c_m)
+        self.linear_1 = Linear(c_m, c_hidden)
+        self.linear_2 = Linear(c_m, c_hidden)
+        self.linear_out = Linear(c_hidden * c_hidden, c_z, init="final")
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # m: [*, S, N, c_m]  mask: [*, S, N]
+        m = self.layer_norm(m)
+        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
+        a = self.linear_1(m) * mask  # [*, S, N, c]
+        b = self.linear_2(m) * mask  # [*, S, N, c]
+        outer = torch.einsum("...sic,...sje->...ijce", a, b).flatten(-2)  # [*, N, N, c*c]
+        outer = self.linear_out(outer)  # [*, N, N, c_z]
+        norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
+        return outer / (self.eps + norm)
+
+
+class TriangleMultiplication(nn.Module):
+    """Triangle update using outgoing (Algorithm 11) or incoming (12) edges."""
+
+    def __init__(self, c_z: int, c_hidden: int, outgoing: bool):
+        super().__init__()
+        self.outgoing = outgoing
+        self.linear_a_p = Linear(c_z, c_hidden)
+        self.linear_a_g = Linear(c_z, c_hidden, init="gating")
+        self.linear_b_p = Linear(c_z, c_hidden)
+        self.linear_b_g = Linear(c_z, c_hidden, init="gating")
+        self.linear_g = Linear(c_z, c_z, init="gating")
+        self.linear_z = Linear(c_hidden, c_z, init="final")
+        self.layer_norm_in = LayerNorm(c_z)
+        self.layer_norm_out = LayerNorm(c_hidden)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # z: [*, N, N, c_z]  mask: [*, N, N]
+        z = self.layer_norm_in(z)
+        mask = mask.unsqueeze(-1)
+        a = torch.sigmoid(self.linear_a_g(z)) * mask * self.linear_a_p(z)  # [*, N, N, c]
+        b = torch.sigmoid(self.linear_b_g(z)) * mask * self.linear_b_p(z)  # [*, N, N, c]
+        # Channels first so the contraction over k is one batched matmul.
+        a = a.movedim(-1, -3)  # [*, c, N, N]
+        b = b.movedim(-1, -3)  # [*, c, N, N]
+        if self.outgoing:
+            x = torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
+        else:
+            x = torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
+        x = x.movedim(-3, -1)  # [*, N, N, c]
+        x = self.linear_z(self.layer_norm_out(x))
+        return x * torch.sigmoid(self.linear_g(z))
+
+
+class TriangleAttention(nn.Module):
+    """Triangle self-attention around the starting (Algorithm 13) or ending (14) node."""
+
+    def __init__(self, c_z: int, c_hidden: int, num_heads: int, inf: float, starting: bool):
+        super().__init__()
+        self.inf = inf
+        self.starting = starting
+        self.layer_norm = LayerNorm(c_z)
+        self.linear = Linear(c_z, num_heads, bias=False, init="default")
+        self.mha = Attention(c_z, c_z, c_hidden, num_heads, gating=True)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # z: [*, N, N, c_z]  mask: [*, N, N]
+        if not self.starting:
+            z = z.transpose(-2, -3)
+            mask = mask.transpose(-1, -2)
+        z = self.layer_norm(z)
+        mask_bias = (self.inf * (mask - 1.0))[..., :, None, None, :]  # [*, I, 1, 1, J]
+        tri_bias = self.linear(z)  # [*, I, J, H]
+        tri_bias = tri_bias.permute(*range(tri_bias.dim() - 3), -1, -3, -2).unsqueeze(-4)
+        # tri_bias: [*, 1, H, I, J]
+        out = self.mha(z, z, [mask_bias, tri_bias])
+        if not self.starting:
+            out = out.transpose(-2, -3)
+        return out
