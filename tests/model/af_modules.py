@@ -24,7 +24,7 @@ def af_configs():
     return cfg, gc
 
 
-def run_haiku(fn: Callable, *inputs: np.ndarray, seed: int = 0):
+def run_haiku(fn: Callable, *inputs: np.ndarray, seed: int = 0, scale: float = 0.3):
     """Initialise `fn`'s Haiku module, randomise *every* parameter (AlphaFold zero-initialises
     final layers, which would hide errors), apply it. Returns (params, output)."""
     import haiku as hk
@@ -38,7 +38,7 @@ def run_haiku(fn: Callable, *inputs: np.ndarray, seed: int = 0):
         arr = rng.standard_normal(np.shape(x)).astype(np.float32)
         if path_name in ("scale",):
             return 1.0 + 0.2 * arr
-        return 0.3 * arr
+        return scale * arr
 
     params = {
         mod: {name: randomise(name, v) for name, v in p.items()} for mod, p in params.items()
