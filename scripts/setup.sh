@@ -19,6 +19,9 @@ python -m pip install -q -e '.[test,oracle]'
 # AlphaFold's own JAX code, used only as a test oracle. Its declared dependencies pin a
 # CUDA toolchain, so it goes in without them (the oracle extra supplies what it needs).
 python -m pip install -q --no-deps alphafold-colabfold==2.3.27 colabfold-kernels==0.9.0
+# Real PDB structures (CC0 data, LGPL package) for the embedded mini dataset and the
+# tests; only its data files are used, so MDAnalysis itself is not needed.
+python -m pip install -q --no-deps mdanalysistests==2.11.0
 
 # Kalign 3 re-aligns template hits (the benchmark's data pipeline requires it).
 if ! command -v kalign >/dev/null 2>&1; then

@@ -1,0 +1,190 @@
+"""Datasets over the official layout: (chain index, seed) -> feature dict."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .features import FeatureConfig, RawChain, process_chain
+from .layout import (
+    AlignmentDB,
+    DataError,
+    DataLayout,
+    MmcifDictStore,
+    load_chains_csv,
+    load_obsolete,
+)
+from .msa import merge_msas
+from .parsers import parse_a3m, parse_hhr, parse_stockholm
+from .selection import (
+    TrainingSetConfig,
+    ValidationSetConfig,
+    add_cluster_sizes,
+    filter_training_chains,
+    sample_weights,
+    seed_from_string,
+    select_validation_chains,
+)
+from .templates import TemplateConfig, TemplateFeaturizer
+
+log = logging.getLogger(__name__)
+
+# Alignment files of an OpenProteinSet chain entry, in the reference's MSA order.
+MSA_FILES = ("uniref90_hits", "bfd_uniclust_hits", "mgnify_hits")
+HHR_FILE = "pdb70_hits.hhr"
+
+
+def read_chain_msas(files: dict[str, str], chain: str, shard: str):
+    """Parsed MSAs in reference order (a3m preferred, .sto accepted); errors on empty ones."""
+    msas = []
+    for stem in MSA_FILES:
+        for ext, parser in ((".a3m", parse_a3m), (".sto", parse_stockholm)):
+            name = stem + ext
+            if name in files:
+                parsed = parser(files[name])
+                if len(parsed) == 0:
+                    raise DataError(f"empty MSA {name}", chain=chain, path=shard)
+                msas.append(parsed)
+                break
+    if not msas:
+        raise DataError(f"no MSA file among {list(files)}", chain=chain, path=shard)
+    return msas
+
+
+@dataclass
+class ChainDataset(torch.utils.data.Dataset):
+    """Feature dicts for the chains of ``chains`` (rows of chains.csv).
+
+    ``template_pool`` is every chain of chains.csv (templates may come from any entry);
+    items are addressed by (index, seed) so that sampling stays outside the dataset.
+    """
+
+    layout: DataLayout
+    chains: pd.DataFrame
+    template_pool: pd.DataFrame
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    templates: TemplateConfig = field(default_factory=TemplateConfig)
+
+    def __post_init__(self) -> None:
+        self.records = self.chains.to_dict("records")
+        self.store = MmcifDictStore(self.layout.dicts_dir)
+        self.alignments = AlignmentDB(self.layout.alignments_dir)
+        release = dict(zip(self.template_pool["pdb_id"], self.template_pool["release_date"]))
+        self.template_featurizer = TemplateFeaturizer(
+            store=MmcifDictStore(self.layout.dicts_dir),
+            release_dates=release,
+            template_chain_ids=set(self.template_pool["pdb_chain_id"]),
+            obsolete=load_obsolete(self.layout.obsolete_dat),
+            config=self.templates,
+        )
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def raw_chain(self, index: int, seed: int) -> RawChain:
+        rec = self.records[index]
+        chain = rec["pdb_chain_id"]
+        _, positions, mask = self.store.chain_atoms(rec["pdb_id"], rec["author_chain_id"])
+        sequence = rec["sequence"]
+        if positions.shape[0] != len(sequence):
+            raise DataError(
+                f"atoms cover {positions.shape[0]} residues, the sequence {len(sequence)}",
+                chain=chain,
+                path=self.store.shard_path(rec["pdb_id"]),
+            )
+        files = self.alignments.read(chain)
+        shard = str(self.alignments.alignments_dir / self.alignments.index[chain]["db"])
+        msa, deletions = merge_msas(sequence, read_chain_msas(files, chain, shard), chain=chain)
+        hits = parse_hhr(files.get(HHR_FILE, ""))
+        tfeats = self.template_featurizer.features(
+            sequence,
+            hits,
+            query_pdb_id=rec["pdb_id"],
+            query_release_date=rec["release_date"],
+            seed=seed,
+        )
+        resolution = rec.get("resolution")
+        return RawChain(
+            chain_id=chain,
+            sequence=sequence,
+            all_atom_positions=positions.astype(np.float32),
+            all_atom_mask=mask.astype(np.float32),
+            msa=msa,
+            deletion_matrix=deletions,
+            template_aatype=tfeats["template_aatype"],
+            template_all_atom_positions=tfeats["template_all_atom_positions"],
+            template_all_atom_mask=tfeats["template_all_atom_mask"],
+            resolution=0.0 if resolution is None or np.isnan(resolution) else float(resolution),
+        )
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        return process_chain(self.raw_chain(index, seed), self.features, seed)
+
+    def chain_id(self, index: int) -> str:
+        return self.records[index]["pdb_chain_id"]
+
+
+def training_dataset(
+    layout: DataLayout,
+    selection: TrainingSetConfig | None = None,
+    features: FeatureConfig | None = None,
+    templates: TemplateConfig | None = None,
+    require_alignments: bool = True,
+) -> tuple[ChainDataset, np.ndarray]:
+    """The training dataset and its per-chain sampling weights [n] f64."""
+    selection = selection or TrainingSetConfig()
+    features = features or FeatureConfig(mode="train")
+    templates = templates or TemplateConfig()
+    all_chains = load_chains_csv(layout.chains_csv)
+    chains = add_cluster_sizes(filter_training_chains(all_chains, selection))
+    chains = _check_alignments(chains, AlignmentDB(layout.alignments_dir), require_alignments)
+    ds = ChainDataset(layout, chains, all_chains, features, templates)
+    return ds, sample_weights(chains, selection.cluster_weighting)
+
+
+def validation_dataset(
+    layout: DataLayout,
+    selection: ValidationSetConfig | None = None,
+    features: FeatureConfig | None = None,
+    templates: TemplateConfig | None = None,
+    chain_ids: list[str] | None = None,
+    require_alignments: bool = True,
+) -> ChainDataset:
+    """CAMEO validation chains (or exactly ``chain_ids``, e.g. the mini dataset's split)."""
+    selection = selection or ValidationSetConfig()
+    features = features or FeatureConfig(mode="eval")
+    templates = templates or TemplateConfig(shuffle_top_k=None)
+    all_chains = load_chains_csv(layout.chains_csv)
+    if chain_ids is None:
+        chains = select_validation_chains(all_chains, selection)
+    else:
+        chains = (
+            all_chains.set_index("pdb_chain_id", drop=False).loc[chain_ids].reset_index(drop=True)
+        )
+    chains = _check_alignments(chains, AlignmentDB(layout.alignments_dir), require_alignments)
+    return ChainDataset(layout, chains, all_chains, features, templates)
+
+
+def validation_seeds(ds: ChainDataset) -> list[int]:
+    """Fixed per-chain seeds, so every evaluation sees identical features."""
+    return [seed_from_string(ds.chain_id(i)) for i in range(len(ds))]
+
+
+def _check_alignments(chains: pd.DataFrame, db: AlignmentDB, require: bool) -> pd.DataFrame:
+    present = chains["pdb_chain_id"].isin(db.index.keys())
+    if present.all():
+        return chains
+    missing = chains.loc[~present, "pdb_chain_id"].tolist()
+    if require:
+        raise DataError(
+            f"{len(missing)} selected chains have no alignment entry (first: {missing[:5]})",
+            chain=missing[0],
+            path=db.index_path,
+        )
+    log.warning("dropping %d chains without alignments (first: %s)", len(missing), missing[:5])
+    return chains[present.to_numpy()].reset_index(drop=True)
