@@ -98,9 +98,9 @@ def discover(env: Mapping[str, str] | None = None) -> DistEnv:
 
 def mpi_master_addr() -> str:
     """Rank 0's host name broadcast over MPI (mpirun gives no MASTER_ADDR)."""
-    from mpi4py import MPI  # optional dependency: only MPI launches need it
-
     import socket
+
+    from mpi4py import MPI  # optional dependency: only MPI launches need it
 
     return MPI.COMM_WORLD.bcast(socket.gethostname() if MPI.COMM_WORLD.rank == 0 else None)
 

@@ -1,0 +1,55 @@
+"""Protein geometry: residue constants, rigid transformations and all-atom conversions."""
+
+from scalefold.geometry import residue_constants
+from scalefold.geometry.all_atom import (
+    atom14_to_atom37,
+    atom37_to_atom14,
+    atom37_to_frames,
+    atom37_to_torsion_angles,
+    backbone_frames,
+    frames_to_atom14_positions,
+    get_backbone_frames,
+    get_chi_angles,
+    ground_truth_features,
+    make_atom14_masks,
+    make_atom14_positions,
+    pseudo_beta,
+    torsion_angles_to_frames,
+)
+from scalefold.geometry.rigid import (
+    Rigid,
+    quat_backbone_update,
+    quat_multiply,
+    quat_multiply_by_vec,
+    quat_to_rot,
+    rigid_from_quat,
+    rot_matmul,
+    rot_to_quat,
+    rot_vec_mul,
+)
+
+__all__ = [
+    "Rigid",
+    "atom14_to_atom37",
+    "atom37_to_atom14",
+    "atom37_to_frames",
+    "atom37_to_torsion_angles",
+    "backbone_frames",
+    "frames_to_atom14_positions",
+    "get_backbone_frames",
+    "get_chi_angles",
+    "ground_truth_features",
+    "make_atom14_masks",
+    "make_atom14_positions",
+    "pseudo_beta",
+    "quat_backbone_update",
+    "quat_multiply",
+    "quat_multiply_by_vec",
+    "quat_to_rot",
+    "residue_constants",
+    "rigid_from_quat",
+    "rot_matmul",
+    "rot_to_quat",
+    "rot_vec_mul",
+    "torsion_angles_to_frames",
+]
