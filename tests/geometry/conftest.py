@@ -10,9 +10,10 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from geometry_helpers import build_chain
 
 from scalefold.geometry import residue_constants as rc
+
+from .geometry_helpers import build_chain
 
 
 @pytest.fixture(scope="session")

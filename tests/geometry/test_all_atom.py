@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from geometry_helpers import random_rigid, random_sin_cos
 
 from scalefold.geometry import residue_constants as rc
 from scalefold.geometry.all_atom import (
@@ -26,6 +25,8 @@ from scalefold.geometry.all_atom import (
     torsion_angles_to_frames,
 )
 from scalefold.geometry.rigid import Rigid, quat_backbone_update, rigid_from_quat
+
+from .geometry_helpers import random_rigid, random_sin_cos
 
 ATOL = 1e-6  # float32 parity on unit-scale quantities
 ATOL_POS = 2e-5  # float32 parity on coordinates of magnitude ~10-30 Angstrom

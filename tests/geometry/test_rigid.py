@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from geometry_helpers import random_rigid
 
 from scalefold.geometry.rigid import (
     Rigid,
@@ -19,6 +18,8 @@ from scalefold.geometry.rigid import (
     rot_matmul,
     rot_to_quat,
 )
+
+from .geometry_helpers import random_rigid
 
 ATOL = 1e-6
 

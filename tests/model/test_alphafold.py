@@ -111,7 +111,9 @@ def test_mlperf_preset_forward_backward_small_input():
     with torch.no_grad():  # break the zero-initialised final layers' symmetry
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    b = _batch(cfg, n_res=8, n_clust=3, n_extra=4, n_templ=1, iters=1)
+    # Two iterations and two templates: with one, the recycling embedder sees only zeros and
+    # the template attention a single key, and their weights rightly get no gradient.
+    b = _batch(cfg, n_res=8, n_clust=3, n_extra=4, n_templ=2, iters=2)
     out = model(b)
     loss = out["final_atom_positions"].square().mean() + out["distogram_logits"].mean()
     loss = loss + out["masked_msa_logits"].mean() + out["lddt_logits"].mean()
