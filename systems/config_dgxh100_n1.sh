@@ -1,0 +1,22 @@
+# shellcheck shell=bash
+# One DGX H100 (8 GPUs): a development and smoke-test configuration. Its global batch
+# of 8 has no reference convergence point, so the package checker's RCP test would
+# not accept a closed-division result from it; use it to validate a node, the data
+# and the container before a large allocation. NEXP defaults to 1 here.
+# Global batch: (1 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 8.
+#
+# Usage, from the repository root:
+#   source systems/config_dgxh100_n1.sh
+#   DATADIR=/path/to/openfold_data LOGDIR="$PWD/results/${DGXSYSTEM}/strong/openfold" \
+#     sbatch -N "$DGXNNODES" -t "$WALLTIME" systems/run.sub
+
+export NEXP="${NEXP:-1}"
+# shellcheck source-path=SCRIPTDIR source=config_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
+
+export DGXSYSTEM="dgxh100_n1"
+export DGXNNODES=1
+export DGXNGPU=8
+export DAP_SIZE="${DAP_SIZE:-1}"
+export NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
+export WALLTIME="${WALLTIME:-08:00:00}"

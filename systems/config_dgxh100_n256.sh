@@ -1,0 +1,20 @@
+# shellcheck shell=bash
+# 256 DGX H100 nodes (2048 GPUs): 256 replicas of DAP 8 and synchronous evaluation
+# (every rank evaluates its share of the validation set every 40 steps).
+# Wall time: 10 runs of ~4 min initialisation + ~10 min training, with margin.
+# Global batch: (256 x 8 - 0) / 8 x LOCAL_BATCH_SIZE 1 = 256.
+#
+# Usage, from the repository root:
+#   source systems/config_dgxh100_n256.sh
+#   DATADIR=/path/to/openfold_data LOGDIR="$PWD/results/${DGXSYSTEM}/strong/openfold" \
+#     sbatch -N "$DGXNNODES" -t "$WALLTIME" systems/run.sub
+
+# shellcheck source-path=SCRIPTDIR source=config_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
+
+export DGXSYSTEM="dgxh100_n256"
+export DGXNNODES=256
+export DGXNGPU=8
+export DAP_SIZE="${DAP_SIZE:-8}"
+export NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
+export WALLTIME="${WALLTIME:-03:30:00}"
