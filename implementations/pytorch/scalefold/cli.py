@@ -1,9 +1,16 @@
-"""`scalefold` command line. Sub-commands are added as their features land."""
+"""`scalefold` command line: train, build the mini dataset, describe presets."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import fields
+from pathlib import Path
+
+from scalefold.train.config import MLPerfLogConfig, TrainConfig
+
+DEFAULT_MINI_DIR = Path(".cache/mini")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -19,12 +26,162 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensure_mini_dataset(directory: Path) -> Path:
+    """Build the embedded mini dataset on first use (a few seconds)."""
+    from scalefold.data.mini import build_mini
+
+    if not (directory / "mini_split.json").is_file():
+        print(f"building the mini dataset in {directory} ...", flush=True)
+        build_mini(directory)
+    return directory
+
+
+def _cmd_build_mini(args: argparse.Namespace) -> int:
+    from scalefold.data.mini import build_mini
+
+    build_mini(Path(args.out))
+    print(f"mini dataset written to {args.out}")
+    return 0
+
+
+# The embedded default: a small model from scratch on the mini dataset, on a CPU.
+EMBEDDED_DEFAULT = dict(
+    preset="small", precision="fp32", crop_size=64, max_msa_clusters=16, max_extra_msa=32,
+    max_templates=4, num_recycling_iters=0, base_lr=1e-3, warmup_lr_init=1e-5,
+    warmup_lr_iters=0, val_every_iters=40, num_train_iters=4000, num_workers=1,
+)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="official-layout data root (default: the embedded mini dataset)")
+    p.add_argument("--output-dir", "--training-dirpath", type=Path, default=Path("runs/default"))
+    p.add_argument("--preset", choices=["mlperf", "small", "tiny"])
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-train-iters", type=int)
+    p.add_argument("--val-every-iters", type=int)
+    p.add_argument("--local-batch-size", "--device-batch-size", type=int)
+    p.add_argument("--base-lr", type=float)
+    p.add_argument("--warmup-lr-init", type=float)
+    p.add_argument("--warmup-lr-iters", type=int)
+    p.add_argument("--gradient-clip-norm", "--clip-grad-max-norm", type=float)
+    p.add_argument("--swa-decay", type=float)
+    p.add_argument("--target-avg-lddt-ca", type=float)
+    p.add_argument("--initialize-parameters-from", type=Path)
+    p.add_argument("--initial-training-dataloader-type", dest="loader",
+                   choices=["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"])
+    p.add_argument("--num-workers", "--num-train-dataloader-workers", type=int)
+    p.add_argument("--crop-size", type=int)
+    p.add_argument("--max-msa-clusters", type=int)
+    p.add_argument("--max-extra-msa", type=int)
+    p.add_argument("--max-templates", type=int)
+    p.add_argument("--num-recycling-iters", type=int)
+    p.add_argument("--checkpoint-every-iters", type=int)
+    p.add_argument("--keep-last-checkpoints", type=int)
+    p.add_argument("--activation-checkpointing", action="store_true", default=None)
+    p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+    p.add_argument("--mlperf-log", type=Path, help="write the MLPerf log here")
+    p.add_argument("--mlperf-stdout", action="store_true",
+                   help="also print the :::MLLOG lines on stdout (what run_and_time.sh captures)")
+    p.add_argument("--division", choices=["closed", "open"])
+    p.add_argument("--org")
+    p.add_argument("--platform")
+    p.add_argument("--status", choices=["onprem", "cloud", "preview", "research"])
+    p.add_argument("--progress", dest="progress", action="store_true", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Explicit flags win; the embedded default fills the rest when no data is given."""
+    values: dict = {}
+    if args.data_dir is None:
+        values.update(EMBEDDED_DEFAULT)
+        data_dir = ensure_mini_dataset(DEFAULT_MINI_DIR)
+        split = json.loads((data_dir / "mini_split.json").read_text())
+        values["train_chain_ids"] = tuple(split["train"])
+        values["val_chain_ids"] = tuple(split["validation"])
+    else:
+        data_dir = args.data_dir
+        split_file = data_dir / "mini_split.json"
+        if split_file.is_file():  # a mini dataset given explicitly
+            split = json.loads(split_file.read_text())
+            values["train_chain_ids"] = tuple(split["train"])
+            values["val_chain_ids"] = tuple(split["validation"])
+    names = {f.name for f in fields(TrainConfig)}
+    for name in names:
+        v = getattr(args, name, None)
+        if v is not None:
+            values[name] = v
+    mlperf = MLPerfLogConfig(
+        path=args.mlperf_log,
+        division=args.division or ("open" if args.data_dir is None else "closed"),
+        org=args.org or "ScaleFold",
+        platform=args.platform or "1xCPU",
+        status=args.status or "research",
+    )
+    return TrainConfig(data_dir=data_dir, output_dir=args.output_dir, mlperf=mlperf,
+                       **{k: v for k, v in values.items() if k not in ("data_dir", "output_dir")})
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from scalefold.train.run import run_training
+
+    cfg = train_config_from_args(args)
+    outcome = run_training(cfg, mlperf_stdout=args.mlperf_stdout)
+    if outcome.rank == 0:
+        r = outcome.result
+        evals = ", ".join(f"{it}:{acc:.4f}" for it, acc in r.evaluations[-5:])
+        print(f"done: iterations={r.iterations} reached_target={r.reached_target} "
+              f"train_seconds={r.train_seconds:.1f} last evaluations [{evals}]", flush=True)
+    return 0 if outcome.result.reached_target else 3
+
+
+def _cmd_bench_step(args: argparse.Namespace) -> int:
+    from scalefold.bench.step import DEFAULT_VARIANTS, BenchConfig, main
+
+    variants = tuple(args.variants.split(",")) if args.variants else DEFAULT_VARIANTS
+    cfg = BenchConfig(
+        preset=args.preset, device=args.device, variants=variants,
+        recycles=tuple(int(n) for n in args.recycles.split(",")),
+        warmup=args.warmup, steps=args.steps, seed=args.seed,
+        count_flops=not args.no_flops, activation_checkpointing=args.checkpointing,
+        peak_tflops=args.peak_tflops,
+    )
+    return main(cfg, json_path=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scalefold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="describe a model preset")
     info.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
     info.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    step = bench.add_parser("step", help="time complete training steps of named variants")
+    step.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    step.add_argument("--device", default="cuda")
+    step.add_argument("--variants", default="", help="comma-separated (default: the ladder)")
+    step.add_argument("--recycles", default="0,1,2,3")
+    step.add_argument("--warmup", type=int, default=2)
+    step.add_argument("--steps", type=int, default=5)
+    step.add_argument("--seed", type=int, default=0)
+    step.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    step.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    step.add_argument("--peak-tflops", type=float, default=None)
+    step.add_argument("--json", default=None, help="write all timings here")
+    step.set_defaults(func=_cmd_bench_step)
+
+    train = sub.add_parser("train", help="train (the embedded default when --data-dir is absent)")
+    _add_train_args(train)
+    train.set_defaults(func=_cmd_train)
+
+    data = sub.add_parser("data", help="datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    mini = data_sub.add_parser("build-mini", help="build the embedded mini dataset")
+    mini.add_argument("out", type=Path)
+    mini.set_defaults(func=_cmd_build_mini)
     return parser
 
 

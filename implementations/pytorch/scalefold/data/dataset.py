@@ -135,13 +135,25 @@ def training_dataset(
     features: FeatureConfig | None = None,
     templates: TemplateConfig | None = None,
     require_alignments: bool = True,
+    chain_ids: list[str] | None = None,
 ) -> tuple[ChainDataset, np.ndarray]:
-    """The training dataset and its per-chain sampling weights [n] f64."""
+    """The training dataset and its per-chain sampling weights [n] f64.
+
+    `chain_ids` restricts the selection to those chains (the reference's
+    `use_only_pdb_chain_ids`; e.g. the mini dataset's training split).
+    """
     selection = selection or TrainingSetConfig()
     features = features or FeatureConfig(mode="train")
     templates = templates or TemplateConfig()
     all_chains = load_chains_csv(layout.chains_csv)
-    chains = add_cluster_sizes(filter_training_chains(all_chains, selection))
+    chains = filter_training_chains(all_chains, selection)
+    if chain_ids is not None:
+        unknown = sorted(set(chain_ids) - set(chains["pdb_chain_id"]))
+        if unknown:
+            raise DataError(f"training chains not in the selection: {unknown[:10]}",
+                            path=layout.chains_csv)
+        chains = chains[chains["pdb_chain_id"].isin(set(chain_ids))].reset_index(drop=True)
+    chains = add_cluster_sizes(chains)
     chains = _check_alignments(chains, AlignmentDB(layout.alignments_dir), require_alignments)
     ds = ChainDataset(layout, chains, all_chains, features, templates)
     return ds, sample_weights(chains, selection.cluster_weighting)

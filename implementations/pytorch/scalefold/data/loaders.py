@@ -61,8 +61,29 @@ def _load(position: int, index: int, seed: int) -> tuple[int, dict[str, torch.Te
     return position, _worker_dataset[0][(index, seed)]
 
 
+class _InlineExecutor:
+    """num_workers=0: prepare samples in the calling process (tests, debugging)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def submit(self, fn, position: int, index: int, seed: int) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result((position, self.dataset[(index, seed)]))
+        except Exception as exc:  # surfaces at .result(), like a worker's error
+            fut.set_exception(exc)
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
 class _Pool:
     def __init__(self, dataset, num_workers: int):
+        if num_workers == 0:
+            self.executor = _InlineExecutor(dataset)
+            return
         self.executor = ProcessPoolExecutor(
             max_workers=num_workers,
             mp_context=multiprocessing.get_context("spawn"),

@@ -1,0 +1,66 @@
+"""Typed configuration of a training run (the reference's train.py flags, as a dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Precision = Literal["fp32", "tf32", "bf16"]
+LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
+
+
+@dataclass(frozen=True)
+class MLPerfLogConfig:
+    path: Path | None = None  # None: no MLPerf log
+    division: Literal["closed", "open"] = "open"
+    org: str = "ScaleFold"
+    platform: str = "1xCPU"
+    status: Literal["onprem", "cloud", "preview", "research"] = "research"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: Path
+    output_dir: Path
+    # model
+    preset: Literal["mlperf", "small", "tiny"] = "mlperf"
+    precision: Precision = "tf32"
+    activation_checkpointing: bool = False
+    initialize_parameters_from: Path | None = None
+    # schedule
+    seed: int = 1234567890
+    num_train_iters: int = 2000
+    local_batch_size: int = 1
+    base_lr: float = 1e-3
+    warmup_lr_init: float = 1e-5
+    warmup_lr_iters: int = 0
+    gradient_clip_norm: float = 0.1
+    swa_decay: float = 0.9
+    use_clamped_fape_probability: float = 0.9
+    # evaluation
+    val_every_iters: int = 40
+    target_avg_lddt_ca: float = 0.8
+    train_chain_ids: tuple[str, ...] | None = None  # None: the release-date selection
+    val_chain_ids: tuple[str, ...] | None = None  # None: the CAMEO selection
+    # data
+    crop_size: int = 256
+    max_msa_clusters: int = 124
+    max_extra_msa: int = 1024
+    max_templates: int = 4
+    num_recycling_iters: int = 3
+    loader: LoaderType = "InitialTrainingDataloaderPT"
+    num_workers: int = 2
+    # checkpoints
+    checkpoint_every_iters: int = 40
+    keep_last_checkpoints: int = 2
+    resume: bool = True
+    # logging
+    mlperf: MLPerfLogConfig = field(default_factory=MLPerfLogConfig)
+    progress: bool | None = None  # None: a progress bar only on an interactive terminal
+
+    def __post_init__(self) -> None:
+        if self.val_every_iters <= 0 or self.num_train_iters <= 0:
+            raise ValueError("val_every_iters and num_train_iters must be positive")
+        if self.local_batch_size < 1:
+            raise ValueError("local_batch_size must be >= 1")

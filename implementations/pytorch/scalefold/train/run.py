@@ -1,0 +1,139 @@
+"""One timed benchmark run: process setup, MLPerf log, training until the target.
+
+The order of the log follows the reference's: everything that builds the model and loads
+the initial checkpoint is initialisation (`init_start` .. `init_stop`); the datasets are
+indexed inside the timed region, as the reference does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from scalefold.data.selection import TrainingSetConfig, ValidationSetConfig
+from scalefold.losses import LossConfig
+from scalefold.mlperf import DatasetFacts, MLPerfLogger, RunFacts, SubmissionInfo
+from scalefold.mlperf.facts import sha256_of_file
+from scalefold.train.config import TrainConfig
+from scalefold.train.distributed import DistEnv, discover, init_process_group
+from scalefold.train.trainer import RunResult, Trainer
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    result: RunResult
+    rank: int
+    world_size: int
+
+
+def select_device(denv: DistEnv) -> torch.device:
+    if torch.cuda.is_available():
+        device = torch.device("cuda", denv.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def run_facts(cfg: TrainConfig, trainer: Trainer, checkpoint_sha256: str | None) -> RunFacts:
+    """Every logged hyper-parameter, read from the objects this run built."""
+    tr, va = TrainingSetConfig(), ValidationSetConfig()
+    return RunFacts(
+        seed=cfg.seed,
+        number_of_ranks=trainer.denv.world_size,
+        global_batch_size=trainer.global_batch_size,
+        gradient_accumulation_steps=1,
+        target_avg_lddt_ca_value=cfg.target_avg_lddt_ca,
+        train_max_pdb_release_date=tr.max_release_date,
+        val_min_cameo_submission_date=va.min_cameo_submission_date,
+        val_max_cameo_submission_date=va.max_cameo_submission_date,
+        val_max_sequence_length=va.max_sequence_length,
+        val_every_iters=cfg.val_every_iters,
+        precision=cfg.precision,
+        train_sequence_crop_size=cfg.crop_size,
+        num_recycling_iters=cfg.num_recycling_iters,
+        max_msa_clusters=cfg.max_msa_clusters,
+        max_extra_msa=cfg.max_extra_msa,
+        templates_enabled=trainer.model_config.template.enabled,
+        max_templates=cfg.max_templates,
+        **LossConfig.mlperf().mlperf_log_hparams(),
+        opt_name="Adam",
+        opt_base_learning_rate=cfg.base_lr,
+        opt_adam_beta_1=trainer.optimizer.defaults["betas"][0],
+        opt_adam_beta_2=trainer.optimizer.defaults["betas"][1],
+        opt_adam_epsilon=trainer.optimizer.defaults["eps"],
+        opt_weight_decay=float(trainer.optimizer.defaults["weight_decay"]),
+        opt_amsgrad=bool(trainer.optimizer.defaults["amsgrad"]),
+        opt_gradient_clipping=cfg.gradient_clip_norm > 0,
+        opt_gradient_clip_norm=cfg.gradient_clip_norm,
+        opt_learning_rate_warmup_init=cfg.warmup_lr_init,
+        opt_learning_rate_warmup_steps=cfg.warmup_lr_iters,
+        init_checkpoint_sha256sum=checkpoint_sha256,
+        swa_enabled=True,
+        swa_decay_rate=trainer.swa.decay,
+        model_parameters_count=trainer.num_parameters,
+        initial_training_dataloader_type=cfg.loader,
+    )
+
+
+def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome:
+    denv = discover()
+    device = select_device(denv)
+    init_process_group(denv, device)
+    leader = denv.rank == 0
+    log = MLPerfLogger(
+        cfg.mlperf.path, enabled=leader and (cfg.mlperf.path is not None or mlperf_stdout),
+        stdout=mlperf_stdout, instance=0,
+    )
+    try:
+        log.init_start()
+        log.cache_clear(os.environ.get("CLEAR_CACHES", "0") == "1")
+        gpus_per_node = denv.local_world_size if device.type == "cuda" else 0
+        log.log_submission(SubmissionInfo(
+            benchmark="openfold", org=cfg.mlperf.org, division=cfg.mlperf.division,
+            status=cfg.mlperf.status, platform=cfg.mlperf.platform,
+            number_of_nodes=denv.num_nodes, accelerators_per_node=gpus_per_node,
+        ))
+        checkpoint_sha = (
+            sha256_of_file(cfg.initialize_parameters_from)
+            if cfg.initialize_parameters_from is not None else None
+        )
+        events = _LogEvents(log)
+        trainer = Trainer(cfg, denv, device, on_event=events)
+        log.log_run_facts(run_facts(cfg, trainer, checkpoint_sha))
+        trainer.maybe_resume()
+        log.init_stop()
+        log.run_start()
+        trainer.build_data()
+        log.log_dataset(DatasetFacts(
+            train_samples=len(trainer.train_dataset), eval_samples=len(trainer.val_dataset),
+        ))
+        result = trainer.run()
+        log.run_stop("success" if result.reached_target else "aborted")
+        return RunOutcome(result, denv.rank, denv.world_size)
+    finally:
+        log.close()
+        if denv.is_distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+class _LogEvents:
+    """Turns the trainer's events into MLPerf log lines."""
+
+    def __init__(self, log: MLPerfLogger) -> None:
+        self.log = log
+
+    def __call__(self, name: str, data: dict) -> None:
+        log = self.log
+        if name == "cycle_start":
+            log.epoch_start(data["epoch_num"])
+        elif name == "cycle_stop":
+            log.epoch_stop(data["epoch_num"])
+            log.throughput(data["cycle"], data["samples_per_second"])
+        elif name == "eval_start":
+            log.eval_start(data["epoch_num"])
+        elif name == "eval_accuracy":
+            log.eval_accuracy(data["value"], data["epoch_num"])
+        elif name == "eval_stop":
+            log.eval_stop(data["epoch_num"])

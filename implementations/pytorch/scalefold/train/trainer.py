@@ -1,0 +1,375 @@
+"""The training procedure of the MLPerf reference (openfold/train.py), restructured.
+
+One step: forward with the step's recycling count, loss on the final iteration's
+features, backward, gradient clipping by global norm, Adam, SWA (EMA) update. Every
+`val_every_iters` steps the SWA weights are evaluated on the whole validation set (mean
+lDDT-Cα over chains); the run stops at the target or at `num_train_iters`.
+
+Determinism: dropout is re-seeded from (seed, iteration) each step and every data
+decision is a pure function of (seed, step), so a resumed run continues exactly where an
+uninterrupted one would have been.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from scalefold.checkpoint import load_reference_checkpoint
+from scalefold.data import (
+    CachedValidationLoader,
+    DataLayout,
+    FeatureConfig,
+    InOrderLoader,
+    LoaderConfig,
+    MsaConfig,
+    PriorityQueueLoader,
+    RecyclingSchedule,
+    SamplerConfig,
+    TemplateConfig,
+    TrainingSampler,
+    training_dataset,
+    validation_dataset,
+    validation_seeds,
+)
+from scalefold.data.selection import seed_from_string
+from scalefold.losses import AlphaFoldLoss, LossConfig, check_finite_losses
+from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
+from scalefold.metrics import lddt_ca
+from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.train.checkpointing import load_latest_checkpoint, save_training_checkpoint
+from scalefold.train.config import TrainConfig
+from scalefold.train.distributed import DistEnv
+from scalefold.train.schedule import LRSchedule
+from scalefold.train.swa import WeightEMA
+
+EventHook = Callable[[str, dict], None]
+
+
+def _model_config(cfg: TrainConfig) -> AlphaFoldConfig:
+    model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
+    if cfg.activation_checkpointing:
+        import dataclasses
+
+        model_cfg = dataclasses.replace(model_cfg, activation_checkpointing=True)
+    return model_cfg
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _last_iteration(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v[..., -1] for k, v in batch.items()}
+
+
+def set_precision(precision: str) -> contextlib.AbstractContextManager:
+    """Matmul precision for fp32/tf32; bf16 autocast (fp32 master weights) for bf16."""
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision == "bf16":
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class StepResult:
+    iteration: int
+    loss: float
+    terms: dict[str, float]
+    num_recycling: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    iterations: int
+    evaluations: list[tuple[int, float]] = field(default_factory=list)
+    reached_target: bool = False
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    """Owns the model, optimizer, SWA, data and evaluation of one training process."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        denv: DistEnv,
+        device: torch.device,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.denv = denv
+        self.device = device
+        self.on_event = on_event or (lambda name, data: None)
+        self.is_leader = denv.rank == 0
+        self.layout = DataLayout(Path(cfg.data_dir))
+
+        self.model_config = _model_config(cfg)
+        # Parameters initialised from a seed of their own, so the initial weights do not
+        # depend on how many random numbers anything else drew first.
+        with _forked_rng(seed_from_string(f"alphafold_init_{cfg.seed}")):
+            self.model = AlphaFold(self.model_config).to(device)
+        self.model.train()
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.base_lr, betas=(0.9, 0.999), eps=1e-6,
+            weight_decay=0.0, amsgrad=False,
+        )
+        self.schedule = LRSchedule(
+            base_lr=cfg.base_lr, warmup_lr_init=cfg.warmup_lr_init, warmup_iters=cfg.warmup_lr_iters
+        )
+        self.loss_fn = AlphaFoldLoss(LossConfig.mlperf())
+        self.swa = WeightEMA(self.model, decay=cfg.swa_decay)
+        self.init_checkpoint_extra: dict = {}
+        if cfg.initialize_parameters_from is not None:
+            extra = load_reference_checkpoint(self.model, cfg.initialize_parameters_from)
+            # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
+            if "optimizer_state_dict" in extra:
+                self.optimizer.load_state_dict(extra["optimizer_state_dict"])
+            self.init_checkpoint_extra = extra
+        self.ddp: nn.Module = self.model
+        if denv.is_distributed:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        # A second copy of the network holds the SWA weights for evaluation.
+        self.eval_model = copy.deepcopy(self.model).eval()
+        self.iteration = 0
+        self.global_batch_size = cfg.local_batch_size * denv.world_size
+
+    # ----------------------------------------------------------------------- data
+    def _feature_config(self, mode: str) -> FeatureConfig:
+        c = self.cfg
+        return FeatureConfig(
+            mode=mode, crop_size=c.crop_size, num_recycling_iters=c.num_recycling_iters,
+            max_templates=c.max_templates,
+            msa=MsaConfig(max_msa_clusters=c.max_msa_clusters, max_extra_msa=c.max_extra_msa),
+        )
+
+    def build_data(self) -> None:
+        c = self.cfg
+        tmpl = TemplateConfig(max_templates=c.max_templates)
+        self.train_dataset, weights = training_dataset(
+            self.layout, features=self._feature_config("train"), templates=tmpl,
+            chain_ids=list(c.train_chain_ids) if c.train_chain_ids is not None else None,
+        )
+        self.val_dataset = validation_dataset(
+            self.layout, features=self._feature_config("eval"),
+            templates=TemplateConfig(max_templates=c.max_templates, shuffle_top_k=None),
+            chain_ids=list(c.val_chain_ids) if c.val_chain_ids is not None else None,
+        )
+        self.sampler = TrainingSampler(
+            weights,
+            SamplerConfig(
+                global_batch_size=self.global_batch_size, num_steps=c.num_train_iters,
+                seed=seed_from_string(f"initial_training_sampler_{c.seed}"),
+                rank=self.denv.rank, world_size=self.denv.world_size,
+                start_step=self.iteration,
+            ),
+        )
+        self.recycling = RecyclingSchedule(
+            seed=seed_from_string(f"recycling_{c.seed}"),
+            values=tuple(range(c.num_recycling_iters + 1)),
+        )
+        loader_cls = (
+            PriorityQueueLoader if c.loader == "InitialTrainingDataloaderPQ" else InOrderLoader
+        )
+        self.loader = loader_cls(
+            self.train_dataset, self.sampler.pairs, self.recycling,
+            LoaderConfig(batch_size=c.local_batch_size, num_workers=c.num_workers,
+                         start_step=self.iteration),
+        )
+        self.val_loader = CachedValidationLoader(
+            self.val_dataset, validation_seeds(self.val_dataset),
+            rank=self.denv.rank, world_size=self.denv.world_size,
+        )
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, batch, use_clamped: torch.Tensor) -> StepResult:
+        start = time.perf_counter()
+        self.iteration += 1
+        it = self.iteration
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr_at(it)
+        torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
+        feats = _to(batch.features, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with set_precision(self.cfg.precision):
+            outputs = self.ddp(feats)
+        loss, terms = self.loss_fn(outputs, _last_iteration(feats), use_clamped.to(self.device))
+        loss.backward()
+        check_finite_losses({"total": loss.detach(), **terms})
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gradient_clip_norm)
+        self.optimizer.step()
+        self.swa.update(self.model)
+        return StepResult(
+            iteration=it, loss=float(loss.detach()), num_recycling=batch.num_recycling,
+            terms={k: float(v.detach()) for k, v in terms.items()},
+            seconds=time.perf_counter() - start,
+        )
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean lDDT-Cα of the SWA weights over all validation chains (all ranks share)."""
+        self.swa.copy_to(self.eval_model)
+        scores: list[tuple[int, float]] = []
+        for index, batch in self.val_loader:
+            feats = _to(batch, self.device)
+            with set_precision(self.cfg.precision):
+                out = self.eval_model(feats)
+            last = _last_iteration(feats)
+            score = lddt_ca(
+                out["final_atom_positions"].float(), last["all_atom_positions"],
+                last["all_atom_mask"],
+            )
+            scores.append((index, float(score.mean())))
+        if self.denv.is_distributed:
+            gathered: list = [None] * self.denv.world_size
+            dist.all_gather_object(gathered, scores)
+            scores = [s for part in gathered for s in part]
+        per_chain = dict(scores)  # duplicates from padding collapse onto one chain
+        return sum(per_chain.values()) / max(1, len(per_chain))
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "swa": self.swa.state_dict(),
+            "config": repr(self.cfg),
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.is_leader:
+            return None
+        return save_training_checkpoint(
+            Path(self.cfg.output_dir) / "checkpoints", self.iteration, self.state_dict(),
+            keep_last=self.cfg.keep_last_checkpoints,
+        )
+
+    def maybe_resume(self) -> bool:
+        if not self.cfg.resume:
+            return False
+        state = load_latest_checkpoint(Path(self.cfg.output_dir) / "checkpoints", self.device)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.swa.load_state_dict(state["swa"])
+        self.iteration = int(state["iteration"])
+        return True
+
+    # ------------------------------------------------------------------------ run
+    def run(self, stop_after: int | None = None) -> RunResult:
+        """Train until the target, `num_train_iters`, or `stop_after` more steps.
+
+        Events for the MLPerf log (`on_event`): "cycle_start"/"cycle_stop" around each
+        block of `val_every_iters` steps, "eval_start"/"eval_accuracy"/"eval_stop" around
+        each evaluation; `epoch_num` is the number of training samples seen.
+        """
+        c = self.cfg
+        result = RunResult(iterations=self.iteration)
+        progress = _Progress(enabled=self.is_leader and (
+            c.progress if c.progress is not None else sys.stderr.isatty()))
+        steps_done = 0
+        t0 = time.perf_counter()
+        cycle_open = False
+        cycle_t0, cycle_samples = time.perf_counter(), 0
+        for batch in self.loader:
+            if self.iteration >= c.num_train_iters:
+                break
+            if not cycle_open:
+                cycle_end = min(
+                    (self.iteration // c.val_every_iters + 1) * c.val_every_iters,
+                    c.num_train_iters,
+                )
+                self.on_event("cycle_start", {"epoch_num": cycle_end * self.global_batch_size})
+                cycle_open, cycle_t0, cycle_samples = True, time.perf_counter(), 0
+            seeds = [self.sampler.pairs[p][1] for p in batch.positions]
+            use_clamped = torch.tensor(
+                [use_clamped_fape_for_sample(s, c.use_clamped_fape_probability) for s in seeds]
+            )
+            step = self.train_step(batch, use_clamped)
+            steps_done += 1
+            cycle_samples += self.global_batch_size
+            progress.update(step)
+            self.on_event("step", {"step": step})
+            at_eval = self.iteration % c.val_every_iters == 0
+            if at_eval or self.iteration >= c.num_train_iters:
+                samples = self.iteration * self.global_batch_size
+                elapsed = time.perf_counter() - cycle_t0
+                self.on_event("cycle_stop", {
+                    "epoch_num": samples, "iteration": self.iteration,
+                    "cycle": -(-self.iteration // c.val_every_iters),
+                    "samples_per_second": cycle_samples / max(elapsed, 1e-9),
+                })
+                cycle_open = False
+            if at_eval:
+                self.on_event("eval_start", {"epoch_num": samples})
+                score = self.evaluate()
+                result.evaluations.append((self.iteration, score))
+                self.on_event("eval_accuracy", {"epoch_num": samples, "value": score})
+                self.on_event("eval_stop", {"epoch_num": samples})
+                progress.note(f"iteration {self.iteration}: mean lDDT-Ca {score:.4f}")
+                if score >= c.target_avg_lddt_ca:
+                    result.reached_target = True
+            if self.iteration % c.checkpoint_every_iters == 0 or result.reached_target:
+                self.save_checkpoint()
+            if result.reached_target or (stop_after is not None and steps_done >= stop_after):
+                break
+        progress.close()
+        result.iterations = self.iteration
+        result.train_seconds = time.perf_counter() - t0
+        return result
+
+
+@contextlib.contextmanager
+def _forked_rng(seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class _Progress:
+    """A tqdm bar on interactive terminals; one plain line per 10 steps otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="step", dynamic_ncols=True)
+
+    def update(self, step: StepResult) -> None:
+        msg = {"loss": f"{step.loss:.3f}", "fape": f"{step.terms.get('fape', math.nan):.3f}",
+               "r": step.num_recycling, "s/step": f"{step.seconds:.2f}"}
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(msg)
+        elif step.iteration % 10 == 0:
+            print(f"step {step.iteration} " + " ".join(f"{k}={v}" for k, v in msg.items()),
+                  flush=True)
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

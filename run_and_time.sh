@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# MLPerf HPC OpenFold entry point: one timed run of one process (rank).
+#
+# Launchers start it once per rank (systems/run.sub through srun, systems/run_torchrun.sh
+# through torchrun); a plain `./run_and_time.sh` on a fresh machine runs the embedded
+# default: it sets up .venv if needed, builds the mini dataset on first use and trains a
+# small model from scratch until its target (the README's main command).
+#
+# Configuration (environment; systems/config_<SYSTEM>.sh sets them):
+#   DATADIR   official-layout data root (unset: the embedded mini dataset)
+#   CHECKPOINT  initial checkpoint (mlperf_hpc_openfold_resumable_checkpoint.pt)
+#   LOGDIR    where this run's training directory goes (default ./runs)
+#   SEED, LOCAL_BATCH_SIZE, DAP_SIZE, BASE_LR, WARMUP_LR_INIT, WARMUP_LR_ITERS, PRECISION,
+#   INITIAL_TRAINING_DATALOADER_TYPE, NUM_ASYNC_VAL_RANKS, DGXSYSTEM, DGXNNODES, DGXNGPU,
+#   NUM_TRAIN_ITERS, NUM_WORKERS, MLPERF_ORG, MLPERF_STATUS, MLPERF_PLATFORM, EXP_ID
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [[ -z "${SCALEFOLD_NO_SETUP:-}" && ! -x .venv/bin/python && -z "${DATADIR:-}" ]]; then
+    ./scripts/setup.sh
+fi
+if [[ -x .venv/bin/python ]]; then
+    # shellcheck disable=SC1091
+    . .venv/bin/activate
+fi
+
+SEED="${SEED:-$(( $(date +%s%N) % 2147483647 ))}"
+EXP_ID="${EXP_ID:-1}"
+LOGDIR="${LOGDIR:-runs}"
+DAP_SIZE="${DAP_SIZE:-1}"
+NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
+
+if [[ "${DAP_SIZE}" != 1 ]]; then
+    echo "run_and_time.sh: DAP_SIZE=${DAP_SIZE}: dynamic axial parallelism is not available in this build yet" >&2
+    exit 2
+fi
+if [[ "${NUM_ASYNC_VAL_RANKS}" != 0 ]]; then
+    echo "run_and_time.sh: NUM_ASYNC_VAL_RANKS=${NUM_ASYNC_VAL_RANKS}: asynchronous evaluation is not available in this build yet" >&2
+    exit 2
+fi
+
+args=(train --seed "${SEED}" --mlperf-stdout --no-progress
+      --output-dir "${LOGDIR}/train_${DGXSYSTEM:-local}_${EXP_ID}_${SEED}")
+if [[ -n "${DATADIR:-}" ]]; then
+    args+=(--data-dir "${DATADIR}" --division "${MLPERF_DIVISION:-closed}"
+           --platform "${MLPERF_PLATFORM:-${DGXNNODES:-1}x${DGXSYSTEM:-unknown}}"
+           --status "${MLPERF_STATUS:-onprem}")
+else
+    args+=(--division open --status "${MLPERF_STATUS:-research}"
+           --platform "${MLPERF_PLATFORM:-1xCPU (embedded default: mini dataset, small model)}")
+fi
+[[ -n "${MLPERF_ORG:-}" ]] && args+=(--org "${MLPERF_ORG}")
+[[ -n "${CHECKPOINT:-}" ]] && args+=(--initialize-parameters-from "${CHECKPOINT}")
+[[ -n "${LOCAL_BATCH_SIZE:-}" ]] && args+=(--local-batch-size "${LOCAL_BATCH_SIZE}")
+[[ -n "${BASE_LR:-}" ]] && args+=(--base-lr "${BASE_LR}")
+[[ -n "${WARMUP_LR_INIT:-}" ]] && args+=(--warmup-lr-init "${WARMUP_LR_INIT}")
+[[ -n "${WARMUP_LR_ITERS:-}" ]] && args+=(--warmup-lr-iters "${WARMUP_LR_ITERS}")
+[[ -n "${PRECISION:-}" ]] && args+=(--precision "${PRECISION}")
+[[ -n "${INITIAL_TRAINING_DATALOADER_TYPE:-}" ]] && \
+    args+=(--initial-training-dataloader-type "${INITIAL_TRAINING_DATALOADER_TYPE}")
+[[ -n "${NUM_TRAIN_ITERS:-}" ]] && args+=(--num-train-iters "${NUM_TRAIN_ITERS}")
+[[ -n "${NUM_WORKERS:-}" ]] && args+=(--num-workers "${NUM_WORKERS}")
+
+start=$(date +%s)
+start_fmt=$(date +%Y-%m-%d\ %r)
+echo "STARTING TIMING RUN AT ${start_fmt}"
+set +e
+python -m scalefold.cli "${args[@]}"
+status=$?
+set -e
+end=$(date +%s)
+echo "ENDING TIMING RUN AT $(date +%Y-%m-%d\ %r)"
+result=$(( end - start ))
+echo "RESULT,OPENFOLD_HPC,${SEED},${result},${USER:-$(id -un)},${start_fmt}"
+exit "${status}"
