@@ -142,8 +142,11 @@ class Trainer:
             self.init_checkpoint_extra = extra
         self.ddp: nn.Module = self.model
         if denv.is_distributed:
+            # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
+            # DDP must be told some parameters may not take part in a step.
             self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None
+                self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,
             )
         # A second copy of the network holds the SWA weights for evaluation.
         self.eval_model = copy.deepcopy(self.model).eval()
