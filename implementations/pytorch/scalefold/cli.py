@@ -68,6 +68,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradient-clip-norm", "--clip-grad-max-norm", type=float)
     p.add_argument("--swa-decay", type=float)
     p.add_argument("--target-avg-lddt-ca", type=float)
+    p.add_argument("--num-async-eval-ranks", "--num-async-val-ranks", type=int,
+                   help="the last N ranks evaluate while the others train")
     p.add_argument("--initialize-parameters-from", type=Path)
     p.add_argument("--initial-training-dataloader-type", dest="loader",
                    choices=["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"])
@@ -146,7 +148,7 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
         recycles=tuple(int(n) for n in args.recycles.split(",")),
         warmup=args.warmup, steps=args.steps, seed=args.seed,
         count_flops=not args.no_flops, activation_checkpointing=args.checkpointing,
-        peak_tflops=args.peak_tflops,
+        peak_tflops=args.peak_tflops, profile=args.profile,
     )
     return main(cfg, json_path=args.json)
 
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
     step.add_argument("--peak-tflops", type=float, default=None)
     step.add_argument("--json", default=None, help="write all timings here")
+    step.add_argument("--profile", action="store_true",
+                      help="print a torch.profiler table of the last variant (n=0)")
     step.set_defaults(func=_cmd_bench_step)
 
     train = sub.add_parser("train", help="train (the embedded default when --data-dir is absent)")

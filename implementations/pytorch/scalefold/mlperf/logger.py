@@ -167,6 +167,14 @@ class MLPerfLogger:
             raise MLPerfLogError("run_start before init_stop")
         self._emit(_START, K.RUN_START)
 
+    def join_run(self) -> None:
+        """Continue a run another process opened (the evaluation leader of asynchronous
+        evaluation writes eval_* and run_stop into the log the training leader started):
+        records init and run_start as done without writing them again."""
+        with self._lock:
+            for key in (K.INIT_START, K.INIT_STOP, K.RUN_START):
+                self._counts[key] = max(1, self._counts[key])
+
     def run_stop(self, status: str) -> None:
         """End of the timed run; ``status`` is "success" (target reached) or "aborted"."""
         if status not in K.RUN_STOP_STATUSES:

@@ -40,6 +40,7 @@ class TrainConfig:
     use_clamped_fape_probability: float = 0.9
     # evaluation
     val_every_iters: int = 40
+    num_async_eval_ranks: int = 0  # the last N ranks evaluate while the others train
     target_avg_lddt_ca: float = 0.8
     train_chain_ids: tuple[str, ...] | None = None  # None: the release-date selection
     val_chain_ids: tuple[str, ...] | None = None  # None: the CAMEO selection

@@ -18,6 +18,7 @@ from scalefold.mlperf import DatasetFacts, MLPerfLogger, RunFacts, SubmissionInf
 from scalefold.mlperf.facts import sha256_of_file
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv, discover, init_process_group
+from scalefold.train.topology import make_topology
 from scalefold.train.trainer import RunResult, Trainer
 
 
@@ -81,11 +82,12 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
     denv = discover()
     device = select_device(denv)
     init_process_group(denv, device)
-    leader = denv.rank == 0
-    log = MLPerfLogger(
-        cfg.mlperf.path, enabled=leader and (cfg.mlperf.path is not None or mlperf_stdout),
-        stdout=mlperf_stdout, instance=0,
-    )
+    topo = make_topology(denv, cfg.num_async_eval_ranks)
+    writes = cfg.mlperf.path is not None or mlperf_stdout
+    # The training leader opens the log; with asynchronous evaluation the evaluation
+    # leader appends its eval_* lines and run_stop to the same log.
+    log = MLPerfLogger(cfg.mlperf.path, enabled=denv.rank == 0 and writes,
+                       stdout=mlperf_stdout, instance=0)
     try:
         log.init_start()
         log.cache_clear(os.environ.get("CLEAR_CACHES", "0") == "1")
@@ -99,18 +101,33 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
             sha256_of_file(cfg.initialize_parameters_from)
             if cfg.initialize_parameters_from is not None else None
         )
-        events = _LogEvents(log)
-        trainer = Trainer(cfg, denv, device, on_event=events)
+        trainer = Trainer(cfg, denv, device, on_event=_LogEvents(log), topology=topo)
         log.log_run_facts(run_facts(cfg, trainer, checkpoint_sha))
         trainer.maybe_resume()
         log.init_stop()
         log.run_start()
+        if topo.is_async:
+            if denv.is_distributed:
+                torch.distributed.barrier()  # the log file exists before anyone appends
+            if topo.is_eval_rank:
+                log.close()
+                log = MLPerfLogger(cfg.mlperf.path, enabled=denv.rank == topo.eval_leader
+                                   and writes, stdout=mlperf_stdout, instance=0, append=True)
+                log.join_run()
+                trainer.on_event = _LogEvents(log)
         trainer.build_data()
-        log.log_dataset(DatasetFacts(
-            train_samples=len(trainer.train_dataset), eval_samples=len(trainer.val_dataset),
-        ))
-        result = trainer.run()
-        log.run_stop("success" if result.reached_target else "aborted")
+        if not topo.is_eval_rank:
+            log.log_dataset(DatasetFacts(
+                train_samples=len(trainer.train_dataset), eval_samples=len(trainer.val_dataset),
+            ))
+        if topo.is_eval_rank:
+            result = trainer.serve_evaluations()
+            if not result.reached_target:  # success was logged at the evaluation itself
+                log.run_stop("aborted")
+        else:
+            result = trainer.run()
+            if not topo.is_async:
+                log.run_stop("success" if result.reached_target else "aborted")
         return RunOutcome(result, denv.rank, denv.world_size)
     finally:
         log.close()
@@ -137,3 +154,6 @@ class _LogEvents:
             log.eval_accuracy(data["value"], data["epoch_num"])
         elif name == "eval_stop":
             log.eval_stop(data["epoch_num"])
+        elif name == "target_reached":
+            # With asynchronous evaluation the time to train ends at this evaluation.
+            log.run_stop("success")

@@ -47,11 +47,13 @@ from scalefold.losses import AlphaFoldLoss, LossConfig, check_finite_losses
 from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
 from scalefold.metrics import lddt_ca
 from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.train.async_eval import EvalServer, WeightSender
 from scalefold.train.checkpointing import load_latest_checkpoint, save_training_checkpoint
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
 from scalefold.train.schedule import LRSchedule
 from scalefold.train.swa import WeightEMA
+from scalefold.train.topology import Topology, make_topology
 
 EventHook = Callable[[str, dict], None]
 
@@ -109,11 +111,13 @@ class Trainer:
         denv: DistEnv,
         device: torch.device,
         on_event: EventHook | None = None,
+        topology: Topology | None = None,
     ) -> None:
         self.cfg = cfg
         self.denv = denv
         self.device = device
         self.on_event = on_event or (lambda name, data: None)
+        self.topo = topology or make_topology(denv, 0)
         self.is_leader = denv.rank == 0
         self.layout = DataLayout(Path(cfg.data_dir))
 
@@ -141,17 +145,17 @@ class Trainer:
                 self.optimizer.load_state_dict(extra["optimizer_state_dict"])
             self.init_checkpoint_extra = extra
         self.ddp: nn.Module = self.model
-        if denv.is_distributed:
+        if self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank:
             # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
             # DDP must be told some parameters may not take part in a step.
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True,
+                find_unused_parameters=True, process_group=self.topo.train_group,
             )
         # A second copy of the network holds the SWA weights for evaluation.
         self.eval_model = copy.deepcopy(self.model).eval()
         self.iteration = 0
-        self.global_batch_size = cfg.local_batch_size * denv.world_size
+        self.global_batch_size = cfg.local_batch_size * self.topo.num_train_ranks
 
     # ----------------------------------------------------------------------- data
     def _feature_config(self, mode: str) -> FeatureConfig:
@@ -179,7 +183,7 @@ class Trainer:
             SamplerConfig(
                 global_batch_size=self.global_batch_size, num_steps=c.num_train_iters,
                 seed=seed_from_string(f"initial_training_sampler_{c.seed}"),
-                rank=self.denv.rank, world_size=self.denv.world_size,
+                rank=max(self.topo.train_rank, 0), world_size=self.topo.num_train_ranks,
                 start_step=self.iteration,
             ),
         )
@@ -197,7 +201,7 @@ class Trainer:
         )
         self.val_loader = CachedValidationLoader(
             self.val_dataset, validation_seeds(self.val_dataset),
-            rank=self.denv.rank, world_size=self.denv.world_size,
+            rank=self.topo.eval_rank, world_size=self.topo.eval_world,
         )
 
     # ------------------------------------------------------------------ one step
@@ -226,10 +230,9 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean lDDT-Cα of the SWA weights over all validation chains (all ranks share)."""
-        self.swa.copy_to(self.eval_model)
-        scores: list[tuple[int, float]] = []
+    def _score_shard(self) -> list[tuple[int, float]]:
+        """lDDT-Cα of `eval_model` on this rank's share of the validation chains."""
+        scores = []
         for index, batch in self.val_loader:
             feats = _to(batch, self.device)
             with set_precision(self.cfg.precision):
@@ -240,12 +243,51 @@ class Trainer:
                 last["all_atom_mask"],
             )
             scores.append((index, float(score.mean())))
-        if self.denv.is_distributed:
-            gathered: list = [None] * self.denv.world_size
-            dist.all_gather_object(gathered, scores)
+        return scores
+
+    def _mean_over_chains(self, scores: list[tuple[int, float]], group) -> float:
+        if self.topo.eval_world > 1:
+            gathered: list = [None] * self.topo.eval_world
+            dist.all_gather_object(gathered, scores, group=group)
             scores = [s for part in gathered for s in part]
         per_chain = dict(scores)  # duplicates from padding collapse onto one chain
         return sum(per_chain.values()) / max(1, len(per_chain))
+
+    def evaluate(self) -> float:
+        """Synchronous evaluation: mean lDDT-Cα of the SWA weights over all validation
+        chains, shared by all ranks."""
+        self.swa.copy_to(self.eval_model)
+        return self._mean_over_chains(self._score_shard(), group=None)
+
+    def serve_evaluations(self) -> RunResult:
+        """The loop of an asynchronous evaluation rank: runs until the trainers finish."""
+        server = EvalServer(self.topo, self.device, sum(s.numel() for s in self.swa.shadow))
+        result = RunResult(iterations=0)
+        signalled = False
+        while True:
+            iteration, final, flat = server.receive()
+            if final:
+                result.iterations = iteration
+                break
+            with torch.no_grad():
+                torch.nn.utils.vector_to_parameters(
+                    flat.to(next(self.eval_model.parameters()).dtype),
+                    self.eval_model.parameters(),
+                )
+            samples = iteration * self.global_batch_size
+            self.on_event("eval_start", {"epoch_num": samples})
+            score = self._mean_over_chains(self._score_shard(), group=self.topo.eval_group)
+            result.evaluations.append((iteration, score))
+            self.on_event("eval_accuracy", {"epoch_num": samples, "value": score})
+            self.on_event("eval_stop", {"epoch_num": samples})
+            if score >= self.cfg.target_avg_lddt_ca and not signalled:
+                result.reached_target = True
+                self.on_event("target_reached", {"iteration": iteration})
+                server.signal(iteration)
+                signalled = True
+        if not signalled:
+            server.signal(-1)
+        return result
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -292,6 +334,7 @@ class Trainer:
         t0 = time.perf_counter()
         cycle_open = False
         cycle_t0, cycle_samples = time.perf_counter(), 0
+        sender = WeightSender(self.topo, self.device) if self.topo.is_async else None
         for batch in self.loader:
             if self.iteration >= c.num_train_iters:
                 break
@@ -321,7 +364,9 @@ class Trainer:
                     "samples_per_second": cycle_samples / max(elapsed, 1e-9),
                 })
                 cycle_open = False
-            if at_eval:
+            if at_eval and sender is not None:
+                sender.send(self.iteration, self.swa.shadow)
+            elif at_eval:
                 self.on_event("eval_start", {"epoch_num": samples})
                 score = self.evaluate()
                 result.evaluations.append((self.iteration, score))
@@ -330,10 +375,14 @@ class Trainer:
                 progress.note(f"iteration {self.iteration}: mean lDDT-Ca {score:.4f}")
                 if score >= c.target_avg_lddt_ca:
                     result.reached_target = True
+            if sender is not None and sender.should_stop():
+                result.reached_target = True
             if self.iteration % c.checkpoint_every_iters == 0 or result.reached_target:
                 self.save_checkpoint()
             if result.reached_target or (stop_after is not None and steps_done >= stop_after):
                 break
+        if sender is not None:
+            sender.finish(self.iteration)
         progress.close()
         result.iterations = self.iteration
         result.train_seconds = time.perf_counter() - t0

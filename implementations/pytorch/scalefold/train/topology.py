@@ -1,0 +1,71 @@
+"""Which ranks train and which evaluate, and the process groups that connect them.
+
+With `num_async_eval_ranks = E > 0`, the last E ranks of the world only evaluate: the
+training leader (rank 0) sends them the SWA weights every `val_every_iters` steps and
+training goes on without waiting; the evaluation leader (the first evaluation rank)
+reports the accuracy and tells the trainers when the target is reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.distributed as dist
+
+from scalefold.train.distributed import DistEnv
+
+
+@dataclass(frozen=True)
+class Topology:
+    rank: int
+    world_size: int
+    num_eval_ranks: int
+    train_group: Any = None  # None: the default group (or no distribution at all)
+    eval_group: Any = None
+
+    @property
+    def num_train_ranks(self) -> int:
+        return self.world_size - self.num_eval_ranks
+
+    @property
+    def is_async(self) -> bool:
+        return self.num_eval_ranks > 0
+
+    @property
+    def is_eval_rank(self) -> bool:
+        return self.rank >= self.num_train_ranks
+
+    @property
+    def train_rank(self) -> int:
+        return self.rank if not self.is_eval_rank else -1
+
+    @property
+    def eval_leader(self) -> int:
+        """Global rank that reports evaluations: rank 0 when evaluation is synchronous."""
+        return self.num_train_ranks if self.is_async else 0
+
+    @property
+    def eval_rank(self) -> int:
+        """This rank's index among the ranks that evaluate."""
+        return self.rank - self.num_train_ranks if self.is_async else self.rank
+
+    @property
+    def eval_world(self) -> int:
+        return self.num_eval_ranks if self.is_async else self.world_size
+
+
+def make_topology(denv: DistEnv, num_async_eval_ranks: int) -> Topology:
+    """Create the groups; every rank must call this, in the same order."""
+    e = num_async_eval_ranks
+    if e < 0 or (e > 0 and e >= denv.world_size):
+        raise ValueError(
+            f"num_async_eval_ranks={e} needs at least one training rank "
+            f"(world size {denv.world_size})"
+        )
+    if e == 0:
+        return Topology(rank=denv.rank, world_size=denv.world_size, num_eval_ranks=0)
+    train = dist.new_group(list(range(denv.world_size - e)))
+    evals = dist.new_group(list(range(denv.world_size - e, denv.world_size)))
+    return Topology(rank=denv.rank, world_size=denv.world_size, num_eval_ranks=e,
+                    train_group=train, eval_group=evals)
