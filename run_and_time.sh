@@ -30,13 +30,9 @@ LOGDIR="${LOGDIR:-runs}"
 DAP_SIZE="${DAP_SIZE:-1}"
 NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
 
-if [[ "${DAP_SIZE}" != 1 ]]; then
-    echo "run_and_time.sh: DAP_SIZE=${DAP_SIZE}: dynamic axial parallelism is not available in this build yet" >&2
-    exit 2
-fi
 
 args=(train --seed "${SEED}" --mlperf-stdout --no-progress
-      --num-async-eval-ranks "${NUM_ASYNC_VAL_RANKS}"
+      --num-async-eval-ranks "${NUM_ASYNC_VAL_RANKS}" --dap-size "${DAP_SIZE}"
       --output-dir "${LOGDIR}/train_${DGXSYSTEM:-local}_${EXP_ID}_${SEED}")
 if [[ -n "${DATADIR:-}" ]]; then
     args+=(--data-dir "${DATADIR}" --division "${MLPERF_DIVISION:-closed}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import biotite.structure as struc
 import biotite.structure.io.pdb as pdb
 import numpy as np
+
 from scalefold.geometry import residue_constants as rc
 
 DATA_DIR = Path(__file__).resolve().parent

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from scalefold.data.dataset import (
     ChainDataset,
     training_dataset,

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+
 from scalefold.data.layout import (
     AlignmentDB,
     DataError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from scalefold.data import msa as ops
 from scalefold.data.parsers import parse_a3m
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from scalefold.data import parsers
 
 af = pytest.importorskip("alphafold.data.parsers")

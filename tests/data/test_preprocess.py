@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from scalefold.data.layout import AlignmentDB, decompress_atoms, load_chains_csv
 from scalefold.data.preprocess import parse_mmcif, preprocess_alignments, preprocess_mmcif
 

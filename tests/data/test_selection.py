@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from scalefold.data.selection import (
     RecyclingSchedule,
     SamplerConfig,

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from scalefold.data.layout import AlignmentDB, MmcifDictStore, load_chains_csv, load_obsolete
 from scalefold.data.parsers import parse_hhr
 from scalefold.data.templates import (

@@ -68,6 +68,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradient-clip-norm", "--clip-grad-max-norm", type=float)
     p.add_argument("--swa-decay", type=float)
     p.add_argument("--target-avg-lddt-ca", type=float)
+    p.add_argument("--dap-size", type=int,
+                   help="ranks that share one sample (dynamic axial parallelism)")
     p.add_argument("--num-async-eval-ranks", "--num-async-val-ranks", type=int,
                    help="the last N ranks evaluate while the others train")
     p.add_argument("--initialize-parameters-from", type=Path)

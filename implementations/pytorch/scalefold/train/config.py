@@ -41,6 +41,7 @@ class TrainConfig:
     # evaluation
     val_every_iters: int = 40
     num_async_eval_ranks: int = 0  # the last N ranks evaluate while the others train
+    dap_size: int = 1  # ranks that share one sample (dynamic axial parallelism)
     target_avg_lddt_ca: float = 0.8
     train_chain_ids: tuple[str, ...] | None = None  # None: the release-date selection
     val_chain_ids: tuple[str, ...] | None = None  # None: the CAMEO selection

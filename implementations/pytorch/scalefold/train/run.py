@@ -82,7 +82,7 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
     denv = discover()
     device = select_device(denv)
     init_process_group(denv, device)
-    topo = make_topology(denv, cfg.num_async_eval_ranks)
+    topo = make_topology(denv, cfg.num_async_eval_ranks, cfg.dap_size)
     writes = cfg.mlperf.path is not None or mlperf_stdout
     # The training leader opens the log; with asynchronous evaluation the evaluation
     # leader appends its eval_* lines and run_stop to the same log.

@@ -21,8 +21,19 @@ class Topology:
     rank: int
     world_size: int
     num_eval_ranks: int
+    dap_size: int = 1
     train_group: Any = None  # None: the default group (or no distribution at all)
     eval_group: Any = None
+    dap_group: Any = None  # ranks that share one sample (dynamic axial parallelism)
+
+    @property
+    def dp_rank(self) -> int:
+        """Data-parallel index of a training rank: ranks of one DAP group share it."""
+        return max(self.train_rank, 0) // self.dap_size
+
+    @property
+    def dp_world(self) -> int:
+        return self.num_train_ranks // self.dap_size
 
     @property
     def num_train_ranks(self) -> int:
@@ -55,17 +66,30 @@ class Topology:
         return self.num_eval_ranks if self.is_async else self.world_size
 
 
-def make_topology(denv: DistEnv, num_async_eval_ranks: int) -> Topology:
-    """Create the groups; every rank must call this, in the same order."""
+def make_topology(denv: DistEnv, num_async_eval_ranks: int, dap_size: int = 1) -> Topology:
+    """Create the groups; every rank must call this, in the same order.
+
+    Training ranks are the first world − E; consecutive blocks of `dap_size` of them form
+    the DAP groups (one node's GPUs, so the all-to-alls stay on NVLink).
+    """
     e = num_async_eval_ranks
     if e < 0 or (e > 0 and e >= denv.world_size):
         raise ValueError(
             f"num_async_eval_ranks={e} needs at least one training rank "
             f"(world size {denv.world_size})"
         )
-    if e == 0:
-        return Topology(rank=denv.rank, world_size=denv.world_size, num_eval_ranks=0)
-    train = dist.new_group(list(range(denv.world_size - e)))
-    evals = dist.new_group(list(range(denv.world_size - e, denv.world_size)))
+    n_train = denv.world_size - e
+    if dap_size < 1 or n_train % dap_size:
+        raise ValueError(f"DAP size {dap_size} must divide the {n_train} training ranks")
+    train = evals = dap = None
+    if e > 0:
+        train = dist.new_group(list(range(n_train)))
+        evals = dist.new_group(list(range(n_train, denv.world_size)))
+    if dap_size > 1:
+        for first in range(0, n_train, dap_size):
+            ranks = list(range(first, first + dap_size))
+            group = dist.new_group(ranks)
+            if denv.rank in ranks:
+                dap = group
     return Topology(rank=denv.rank, world_size=denv.world_size, num_eval_ranks=e,
-                    train_group=train, eval_group=evals)
+                    dap_size=dap_size, train_group=train, eval_group=evals, dap_group=dap)

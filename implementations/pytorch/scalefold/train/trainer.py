@@ -144,6 +144,14 @@ class Trainer:
             if "optimizer_state_dict" in extra:
                 self.optimizer.load_state_dict(extra["optimizer_state_dict"])
             self.init_checkpoint_extra = extra
+        # A second copy of the network holds the SWA weights for evaluation. It stays
+        # unsharded even under DAP: each rank scores whole chains of its own, of any length.
+        self.eval_model = copy.deepcopy(self.model).eval()
+        if self.topo.dap_group is not None:
+            from scalefold.parallel import parallelize_dap
+
+            # "scale": DDP below averages over all training ranks, DAP peers included.
+            parallelize_dap(self.model, self.topo.dap_group, grad_reduction="scale")
         self.ddp: nn.Module = self.model
         if self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank:
             # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
@@ -152,10 +160,8 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=True, process_group=self.topo.train_group,
             )
-        # A second copy of the network holds the SWA weights for evaluation.
-        self.eval_model = copy.deepcopy(self.model).eval()
         self.iteration = 0
-        self.global_batch_size = cfg.local_batch_size * self.topo.num_train_ranks
+        self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
 
     # ----------------------------------------------------------------------- data
     def _feature_config(self, mode: str) -> FeatureConfig:
@@ -183,7 +189,7 @@ class Trainer:
             SamplerConfig(
                 global_batch_size=self.global_batch_size, num_steps=c.num_train_iters,
                 seed=seed_from_string(f"initial_training_sampler_{c.seed}"),
-                rank=max(self.topo.train_rank, 0), world_size=self.topo.num_train_ranks,
+                rank=self.topo.dp_rank, world_size=self.topo.dp_world,
                 start_step=self.iteration,
             ),
         )

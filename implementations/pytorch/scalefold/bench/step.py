@@ -1,0 +1,434 @@
+"""`scalefold bench step`: time complete training steps of named variants side by side.
+
+A step is what the trainer does per batch: forward with n recycling iterations (the
+gradient flows through the last only), the MLPerf loss, backward, gradient clipping to a
+global norm of 0.1, Adam, and the SWA (EMA) update. Each variant builds the same model
+(same seed), applies its speed-ups from outside (`scalefold.kernels`), warms up and then
+times `steps` steps for every n in `recycles` with CUDA events (perf_counter on CPU).
+
+Reported per variant: the median step time per n, their uniform average (the benchmark
+draws n uniformly from 0..3), the ratio to the first variant, samples/s (batch 1), peak
+memory, and the FLOP rate from a `FlopCounterMode` count of the eager model (the step's
+model FLOPs, which do not depend on how a variant computes them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from scalefold.kernels import apply_kernels, compile_glue, keep_fp32
+from scalefold.losses import AlphaFoldLoss, LossConfig
+from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.train.swa import WeightEMA
+from scalefold.utils.synthetic import last_iteration, synthetic_batch
+
+GRAD_CLIP = 0.1  # MLPerf reference's gradient_clip_norm
+SWA_DECAY = 0.9
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the step. Fields are cumulative switches."""
+
+    name: str
+    precision: str = "fp32"  # fp32 | tf32 | bf16 (autocast, fp32 master weights)
+    attention: str = "eager"  # eager | sdpa | triton
+    layer_norm: str = "eager"  # eager | triton
+    fp32_islands: bool = True  # bf16 only: structure module + heads in fp32
+    fused_optimizer: bool = False  # Adam(fused=True) with the clip folded into its scale
+    compile: bool = False  # torch.compile of the elementwise glue blocks
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("fp32"),
+        Variant("tf32", precision="tf32"),
+        Variant("bf16", precision="bf16"),
+        Variant("bf16+sdpa", precision="bf16", attention="sdpa"),
+        Variant("bf16+tri_attn", precision="bf16", attention="triton"),
+        Variant("bf16+tri_attn+tri_ln", precision="bf16", attention="triton",
+                layer_norm="triton"),
+        Variant("bf16+tri+fused_opt", precision="bf16", attention="triton",
+                layer_norm="triton", fused_optimizer=True),
+        Variant("bf16+tri+fused_opt+compile", precision="bf16", attention="triton",
+                layer_norm="triton", fused_optimizer=True, compile=True),
+        # Ablations (not cumulative)
+        Variant("bf16_no_fp32_islands", precision="bf16", fp32_islands=False),
+        Variant("bf16+compile", precision="bf16", compile=True),
+    )
+}
+DEFAULT_VARIANTS = (
+    "fp32", "tf32", "bf16", "bf16+sdpa", "bf16+tri_attn", "bf16+tri_attn+tri_ln",
+    "bf16+tri+fused_opt",
+)
+
+
+@dataclass(frozen=True)
+class Shapes:
+    n_res: int
+    n_clust: int
+    n_extra: int
+    n_templ: int
+
+
+PRESET_SHAPES = {
+    "mlperf": Shapes(256, 124, 1024, 4),  # crop 256, 124 clusters, 1024 extra, 4 templates
+    "small": Shapes(64, 32, 64, 2),
+    "tiny": Shapes(16, 8, 16, 2),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    preset: str = "mlperf"
+    device: str = "cuda"
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    recycles: tuple[int, ...] = (0, 1, 2, 3)
+    warmup: int = 2
+    steps: int = 5
+    seed: int = 0
+    count_flops: bool = True
+    activation_checkpointing: bool = False
+    peak_tflops: float | None = None  # for utilisation; default by device
+    profile: bool = False  # torch.profiler table of one n=0 step of the last variant
+    shapes: Shapes | None = None  # default by preset
+
+
+@dataclass
+class RecycleResult:
+    n: int
+    times_s: list[float]
+    peak_mem_gb: float
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    per_n: list[RecycleResult] = field(default_factory=list)
+    setup_s: float = 0.0
+    error: str | None = None
+    checkpointing: bool = False  # activation checkpointing was needed to fit
+
+    @property
+    def avg_s(self) -> float:
+        """Uniform average over the measured recycling counts."""
+        return statistics.fmean(r.median_s for r in self.per_n)
+
+    @property
+    def peak_mem_gb(self) -> float:
+        return max((r.peak_mem_gb for r in self.per_n), default=0.0)
+
+
+class StepRunner:
+    """Model, loss, optimizer and EMA of one variant; `step()` runs one training step."""
+
+    def __init__(self, model_cfg: AlphaFoldConfig, variant: Variant, device: torch.device,
+                 seed: int, activation_checkpointing: bool = False) -> None:
+        self.variant = variant
+        self.device = device
+        torch.manual_seed(seed)
+        model = AlphaFold(model_cfg).to(device)
+        model.train()
+        model.set_activation_checkpointing(activation_checkpointing)
+        apply_kernels(model, attention=variant.attention, layer_norm=variant.layer_norm)
+        if variant.precision == "bf16" and variant.fp32_islands:
+            keep_fp32(model, device.type)
+        if variant.compile:
+            compile_glue(model)
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        opt_kwargs: dict = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6}
+        if variant.fused_optimizer:
+            opt_kwargs["fused"] = True
+        self.optimizer = torch.optim.Adam(self.params, **opt_kwargs)
+        self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)  # has table buffers
+        self.ema = WeightEMA(model, decay=SWA_DECAY)
+        self.use_clamped = torch.ones(1, device=device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.variant.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_loss(self, batch: dict[str, torch.Tensor],
+                     last: dict[str, torch.Tensor]) -> torch.Tensor:
+        with self.autocast():
+            out = self.model(batch)
+        loss, _ = self.loss_fn(out, last, self.use_clamped)
+        return loss
+
+    def step(self, batch: dict[str, torch.Tensor], last: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward_loss(batch, last)
+        loss.backward()
+        if self.variant.fused_optimizer:
+            fused_clip_into_adam(self.optimizer, self.params, GRAD_CLIP)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return loss.detach()
+
+
+def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
+    """Global L2 norm of the gradients as a device tensor (no host synchronisation)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch._foreach_norm(grads)  # one fused launch per dtype/device group
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def fused_clip_into_adam(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+                         max_norm: float) -> torch.Tensor:
+    """Gradient clipping folded into fused Adam's unscale step.
+
+    `clip_grad_norm_` multiplies every gradient by min(1, max_norm / norm) in an extra
+    pass; fused Adam already divides gradients by `grad_scale` (the AMP hook) inside its
+    one kernel, so passing grad_scale = max(1, norm / max_norm) gives the same update
+    without that pass. `found_inf` skips the update on a non-finite norm, on the device.
+    """
+    norm = grad_norm(params)
+    optimizer.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
+    optimizer.found_inf = (~torch.isfinite(norm)).to(torch.float32)
+    return norm
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _set_matmul_precision(precision: str) -> None:
+    # tf32 for the tf32 variant and for the fp32 islands of bf16 variants.
+    allow = precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
+def time_steps(runner: StepRunner, batch, last, warmup: int, steps: int) -> list[float]:
+    device = runner.device
+    for _ in range(warmup):
+        runner.step(batch, last)
+    _sync(device)
+    times = []
+    if device.type == "cuda":
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(steps)]
+        for start, end in events:
+            start.record()
+            runner.step(batch, last)
+            end.record()
+        _sync(device)
+        times = [s.elapsed_time(e) / 1e3 for s, e in events]
+    else:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            runner.step(batch, last)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def count_iteration_flops(model_cfg: AlphaFoldConfig, batch, device: torch.device,
+                          seed: int) -> int:
+    """FLOPs of one recycling iteration's forward pass (FlopCounterMode, matmul-class ops).
+
+    Counted on the plain eager model without gradients, so it needs no activation memory
+    and sees every matmul (the Triton kernels are invisible to the counter). A training
+    step with n recycles is then (n + 3) of these: n gradient-free iterations plus the
+    last one's forward and its backward (about twice a forward), the accounting behind
+    the benchmark's ~53 TFLOP per step at ~11.8 TFLOP per forward.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(seed)
+    model = AlphaFold(model_cfg).to(device).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(batch)
+    del model
+    return int(counter.get_total_flops())
+
+
+def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
+    """Operator table (self device time) of one training step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU]
+    if runner.device.type == "cuda":
+        acts.append(ProfilerActivity.CUDA)
+    last = last_iteration(batch)
+    runner.step(batch, last)
+    _sync(runner.device)
+    with profile(activities=acts) as prof:
+        runner.step(batch, last)
+        _sync(runner.device)
+    key = "self_cuda_time_total" if runner.device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+
+
+def _slice(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    return {k: v[..., : n + 1] for k, v in batch.items()}
+
+
+def default_peak_tflops(device: torch.device) -> float | None:
+    """Dense bf16 tensor-core peak (datasheet) for utilisation; None if unknown."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    if "H100" in name or "H200" in name or "GH200" in name:
+        return 989.0
+    if "A100" in name:
+        return 312.0
+    return None
+
+
+def _sweep(runner: StepRunner, full, cfg: BenchConfig, name: str, log) -> list[RecycleResult]:
+    device = runner.device
+    out = []
+    for n in cfg.recycles:
+        batch = _slice(full, n)
+        last = last_iteration(batch)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = time_steps(runner, batch, last, cfg.warmup, cfg.steps)
+        mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+        out.append(RecycleResult(n, times, mem))
+        log(f"  {name:28s} n={n} median {statistics.median(times):.4f} s peak {mem:.1f} GiB")
+    return out
+
+
+def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[int, int]]:
+    """Run every variant; returns results and the FLOPs per step for each n."""
+    device = torch.device(cfg.device)
+    model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
+    shapes = cfg.shapes or PRESET_SHAPES[cfg.preset]
+    unknown = [v for v in cfg.variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    full = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
+                           shapes.n_templ, num_iterations=max(cfg.recycles) + 1, seed=cfg.seed,
+                           device=device)
+    flops: dict[int, int] = {}
+    if cfg.count_flops:
+        f_iter = count_iteration_flops(model_cfg, _slice(full, 0), device, cfg.seed)
+        flops = {n: (n + 3) * f_iter for n in cfg.recycles}
+        log(f"  one forward iteration: {f_iter / 1e12:.3f} TFLOP")
+    results: list[VariantResult] = []
+    saved_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        for name in cfg.variants:
+            variant = VARIANTS[name]
+            res = VariantResult(variant)
+            results.append(res)
+            t0 = time.perf_counter()
+            runner = None
+            ckpt = cfg.activation_checkpointing
+            try:
+                _set_matmul_precision(variant.precision)
+                runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
+                oom = False
+                try:
+                    res.per_n = _sweep(runner, full, cfg, name, log)
+                except torch.OutOfMemoryError:
+                    if ckpt:
+                        raise
+                    oom = True  # retried below, once the exception's frames are freed
+                if oom:
+                    # Too big without recomputation: rerun this variant with it on (the
+                    # table says so) rather than losing the row.
+                    log(f"  {name}: out of memory; again with activation checkpointing")
+                    runner = None
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    res.checkpointing = True
+                    runner = StepRunner(model_cfg, variant, device, cfg.seed, True)
+                    res.per_n = _sweep(runner, full, cfg, name, log)
+            except Exception as e:  # noqa: BLE001 - one failing variant must not stop the rest
+                res.error = f"{type(e).__name__}: {e}"[:300]
+                log(f"  {name}: FAILED {res.error}")
+            res.setup_s = time.perf_counter() - t0
+            if cfg.profile and name == cfg.variants[-1] and runner is not None and not res.error:
+                log(profile_step(runner, _slice(full, 0)))
+            del runner
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
+    return results, flops
+
+
+def format_table(results: list[VariantResult], flops: dict[int, int], recycles: tuple[int, ...],
+                 peak_tflops: float | None) -> str:
+    head = f"{'variant':28s}" + "".join(f"{'n=' + str(n):>9s}" for n in recycles)
+    head += f"{'avg s':>9s}{'x first':>9s}{'samp/s':>8s}{'peakGiB':>9s}{'TFLOP/s':>9s}"
+    if peak_tflops:
+        head += f"{'MFU%':>7s}"
+    lines = [head]
+    base = next((r.avg_s for r in results if r.per_n and not r.error), None)
+    avg_flops = statistics.fmean(flops[n] for n in recycles) if flops else None
+    for r in results:
+        if r.error or not r.per_n:
+            lines.append(f"{r.variant.name:28s} FAILED: {r.error}")
+            continue
+        label = r.variant.name + ("+ckpt" if r.checkpointing else "")
+        row = f"{label:28s}" + "".join(f"{x.median_s:9.4f}" for x in r.per_n)
+        ratio = base / r.avg_s if base else float("nan")
+        row += f"{r.avg_s:9.4f}{ratio:9.2f}{1.0 / r.avg_s:8.3f}{r.peak_mem_gb:9.1f}"
+        if avg_flops:
+            rate = avg_flops / r.avg_s / 1e12
+            row += f"{rate:9.3f}"
+            if peak_tflops:
+                row += f"{100 * rate / peak_tflops:7.1f}"
+        lines.append(row)
+    if flops:
+        lines.append("model FLOPs/step: " + ", ".join(
+            f"n={n}: {flops[n] / 1e9:.2f} G" for n in recycles))
+    return "\n".join(lines)
+
+
+def results_json(cfg: BenchConfig, results: list[VariantResult], flops: dict[int, int]) -> str:
+    env = {"torch": torch.__version__}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+    out = {
+        "config": asdict(cfg), "env": env, "flops": flops,
+        "results": [
+            {"variant": asdict(r.variant), "error": r.error, "setup_s": r.setup_s,
+             "checkpointing": r.checkpointing,
+             "per_n": [asdict(x) | {"median_s": x.median_s} for x in r.per_n]}
+            for r in results
+        ],
+    }
+    return json.dumps(out, indent=1)
+
+
+def main(cfg: BenchConfig, json_path: str | None = None) -> int:
+    device = torch.device(cfg.device)
+    peak = cfg.peak_tflops or default_peak_tflops(device)
+    print(f"bench step: preset={cfg.preset} device={device} torch={torch.__version__} "
+          f"variants={','.join(cfg.variants)} recycles={cfg.recycles} "
+          f"warmup={cfg.warmup} steps={cfg.steps}")
+    results, flops = run_bench(cfg)
+    print(format_table(results, flops, cfg.recycles, peak))
+    if json_path:
+        with open(json_path, "w") as f:
+            f.write(results_json(cfg, results, flops))
+    return 0 if all(r.error is None for r in results) else 1

@@ -1,0 +1,79 @@
+"""Speed-ups applied to a built `AlphaFold` from outside, like torchtitan's `parallelize_*`.
+
+The model code stays plain; these functions swap or wrap its leaf modules in place:
+
+- `apply_kernels(model, attention=..., layer_norm=...)`: every `AttentionCore` becomes the
+  PyTorch-eager, SDPA or Triton flash implementation; every `LayerNorm` the eager or
+  Triton one (same Parameter objects, same state-dict names).
+- `keep_fp32(model)`: the structure module and auxiliary heads run in float32 under a bf16
+  autocast region (what the public ScaleFold entry keeps in fp32).
+- `compile_glue(model)`: `torch.compile` on the blocks whose cost is elementwise glue
+  around matmuls (transitions, outer product mean, triangle multiplication).
+
+Apply them before the optimizer is built (LayerNorm swaps keep the Parameter objects, so
+building it after is a habit, not a requirement).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+from scalefold.kernels._triton import HAS_TRITON
+from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
+from scalefold.kernels.glue import compile_glue, keep_fp32
+from scalefold.kernels.layer_norm import TritonLayerNorm
+from scalefold.model.attention import AttentionCore
+from scalefold.model.primitives import LayerNorm
+
+AttentionImpl = Literal["eager", "sdpa", "triton"]
+LayerNormImpl = Literal["eager", "triton"]
+
+_CORES: dict[str, type[AttentionCore]] = {
+    "eager": AttentionCore,
+    "sdpa": SDPAAttentionCore,
+    "triton": TritonAttentionCore,
+}
+_NORMS: dict[str, type[LayerNorm]] = {"eager": LayerNorm, "triton": TritonLayerNorm}
+
+
+def _swap_layer_norm(old: LayerNorm, cls: type[LayerNorm]) -> LayerNorm:
+    new = cls.__new__(cls)
+    nn.Module.__init__(new)
+    new.c, new.eps = old.c, old.eps
+    # The same Parameter objects: optimizer state and state-dict names carry over.
+    new.weight, new.bias = old.weight, old.bias
+    new.train(old.training)
+    return new
+
+
+def apply_kernels(
+    model: nn.Module,
+    attention: AttentionImpl = "triton",
+    layer_norm: LayerNormImpl = "triton",
+) -> nn.Module:
+    """Swap every attention core and LayerNorm of `model` in place; returns `model`."""
+    if attention not in _CORES:
+        raise ValueError(f"attention must be one of {sorted(_CORES)}, got {attention!r}")
+    if layer_norm not in _NORMS:
+        raise ValueError(f"layer_norm must be one of {sorted(_NORMS)}, got {layer_norm!r}")
+    core_cls, norm_cls = _CORES[attention], _NORMS[layer_norm]
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, AttentionCore) and type(child) is not core_cls:
+                setattr(parent, name, core_cls())
+            elif isinstance(child, LayerNorm) and type(child) is not norm_cls:
+                setattr(parent, name, _swap_layer_norm(child, norm_cls))
+    return model
+
+
+__all__ = [
+    "HAS_TRITON",
+    "SDPAAttentionCore",
+    "TritonAttentionCore",
+    "TritonLayerNorm",
+    "apply_kernels",
+    "compile_glue",
+    "keep_fp32",
+]

@@ -1,0 +1,512 @@
+"""Attention with additive biases, flash-attention style, as Triton kernels (fwd + bwd).
+
+Computes softmax(q kᵀ + Σ biases) v for the model's `AttentionCore` contract: q is already
+scaled; q/k/v are [*, H, L, c]; each bias broadcasts to [*, H, Q, K]. The full logits are
+never written to memory: the forward keeps a running max and sum per query row (online
+softmax) and stores only the output and the row log-sum-exp; the backward recomputes the
+probabilities tile by tile.
+
+Layout. All leading dims `*` are folded into two index dims (Z1, Z2) by stride arithmetic,
+without copies: Z2 is the dim a gradient-needing bias is broadcast over (the MSA rows for
+the pair bias of row attention, the row index i for triangle attention), Z1 the rest.
+The bias gradient dS is then summed over Z2 inside the kernel, so neither the logits nor
+their gradient is materialised at [*, H, Q, K] size. Every tensor is addressed through its
+own strides, so q/k/v come straight from the projections (head-interleaved) and the
+output is allocated so that the caller's transpose-and-flatten is a free view.
+
+Kernels:
+- `_attn_fwd`: grid (query blocks, Z1·Z2·H). Output o and lse.
+- `_attn_bwd_kv`: grid (key blocks, Z1·Z2·H), loops over query blocks: dK, dV.
+- `_attn_bwd_q_bias`: grid (query blocks × key blocks, Z1·H, chunks of Z2), loops over its
+  Z2 rows: dQ (fp32 atomics across key blocks; few key blocks, so little contention) and a
+  per-chunk partial dBias tile that PyTorch sums over chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from scalefold.kernels._triton import next_pow2, tl, triton, triton_usable
+
+if triton is not None:
+
+    @triton.jit
+    def _bias_tile(acc, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk):
+        # Adds one bias tile [BQ, BK] (any of its strides may be 0: broadcast).
+        ptr = B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
+        ptr = ptr + offs_q[:, None] * sq + offs_k[None, :] * sk
+        m = (offs_q[:, None] < Q) & (offs_k[None, :] < K)
+        return acc + tl.load(ptr, mask=m, other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _attn_fwd(
+        Qp, Kp, Vp, B0, B1, Op, LSE,
+        sq1, sq2, sqh, sql, sqd,
+        sk1, sk2, skh, skl, skd,
+        sv1, sv2, svh, svl, svd,
+        so1, so2, soh, sol, sod,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        Z2, H, QL, KL, D, DV,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        pid_q = tl.program_id(0)
+        pid_zh = tl.program_id(1)
+        h = pid_zh % H
+        z = pid_zh // H
+        z2 = z % Z2
+        z1 = z // Z2
+        offs_q = pid_q * BQ + tl.arange(0, BQ)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        q_base = Qp + z1.to(tl.int64) * sq1 + z2.to(tl.int64) * sq2 + h.to(tl.int64) * sqh
+        k_base = Kp + z1.to(tl.int64) * sk1 + z2.to(tl.int64) * sk2 + h.to(tl.int64) * skh
+        v_base = Vp + z1.to(tl.int64) * sv1 + z2.to(tl.int64) * sv2 + h.to(tl.int64) * svh
+        qmask = (offs_q[:, None] < QL) & (offs_d[None, :] < D)
+        q = tl.load(q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd, mask=qmask,
+                    other=0.0)  # [BQ, BD]
+        m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BQ], dtype=tl.float32)
+        acc = tl.zeros([BQ, BDV], dtype=tl.float32)
+        for start in range(0, KL, BK):
+            offs_k = start + tl.arange(0, BK)
+            kt = tl.load(k_base + offs_k[None, :] * skl + offs_d[:, None] * skd,
+                         mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
+            s = tl.dot(q, kt, input_precision=PREC)  # [BQ, BK]
+            if HAS_B0:
+                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b0_1, b0_2, b0_h, b0_q, b0_k)
+            if HAS_B1:
+                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b1_1, b1_2, b1_h, b1_q, b1_k)
+            s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            alpha = tl.exp(m_i - m_new)
+            p = tl.exp(s - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
+                        mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV), other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+            m_i = m_new
+        acc = acc / l_i[:, None]
+        o_base = Op + z1.to(tl.int64) * so1 + z2.to(tl.int64) * so2 + h.to(tl.int64) * soh
+        tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
+                 acc.to(Op.dtype.element_ty),
+                 mask=(offs_q[:, None] < QL) & (offs_dv[None, :] < DV))
+        # lse laid out [Z1, Z2, H, Q] (internal to these kernels)
+        tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, m_i + tl.log(l_i),
+                 mask=offs_q < QL)
+
+    @triton.jit
+    def _attn_bwd_kv(
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DKp, DVp,
+        sq1, sq2, sqh, sql, sqd,
+        sk1, sk2, skh, skl, skd,
+        sv1, sv2, svh, svl, svd,
+        so1, so2, soh, sol, sod,
+        sdo1, sdo2, sdoh, sdol, sdod,
+        sdk1, sdk2, sdkh, sdkl, sdkd,
+        sdv1, sdv2, sdvh, sdvl, sdvd,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        Z2, H, QL, KL, D, DV,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        pid_k = tl.program_id(0)
+        pid_zh = tl.program_id(1)
+        h = pid_zh % H
+        z = pid_zh // H
+        z2 = z % Z2
+        z1 = z // Z2
+        offs_k = pid_k * BK + tl.arange(0, BK)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        z1l, z2l, hl = z1.to(tl.int64), z2.to(tl.int64), h.to(tl.int64)
+        k = tl.load(Kp + z1l * sk1 + z2l * sk2 + hl * skh
+                    + offs_k[:, None] * skl + offs_d[None, :] * skd,
+                    mask=(offs_k[:, None] < KL) & (offs_d[None, :] < D), other=0.0)  # [BK, BD]
+        v = tl.load(Vp + z1l * sv1 + z2l * sv2 + hl * svh
+                    + offs_k[:, None] * svl + offs_dv[None, :] * svd,
+                    mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV), other=0.0)
+        dk = tl.zeros([BK, BD], dtype=tl.float32)
+        dv = tl.zeros([BK, BDV], dtype=tl.float32)
+        q_base = Qp + z1l * sq1 + z2l * sq2 + hl * sqh
+        o_base = Op + z1l * so1 + z2l * so2 + hl * soh
+        do_base = DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
+        for start in range(0, QL, BQ):
+            offs_q = start + tl.arange(0, BQ)
+            qvalid = offs_q < QL
+            q = tl.load(q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd,
+                        mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
+            do = tl.load(do_base + offs_q[:, None] * sdol + offs_dv[None, :] * sdod,
+                         mask=dvm, other=0.0)  # [BQ, BDV]
+            o = tl.load(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
+                        mask=dvm, other=0.0)
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
+            lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BQ, BK]
+            if HAS_B0:
+                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b0_1, b0_2, b0_h, b0_q, b0_k)
+            if HAS_B1:
+                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b1_1, b1_2, b1_h, b1_q, b1_k)
+            p = tl.exp(s - lse[:, None])
+            p = tl.where(qvalid[:, None] & (offs_k[None, :] < KL), p, 0.0)
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+            dp = tl.dot(do, tl.trans(v), input_precision=PREC)  # [BQ, BK]
+            ds = p * (dp - delta[:, None])
+            dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+        tl.store(DKp + z1l * sdk1 + z2l * sdk2 + hl * sdkh
+                 + offs_k[:, None] * sdkl + offs_d[None, :] * sdkd,
+                 dk.to(DKp.dtype.element_ty),
+                 mask=(offs_k[:, None] < KL) & (offs_d[None, :] < D))
+        tl.store(DVp + z1l * sdv1 + z2l * sdv2 + hl * sdvh
+                 + offs_k[:, None] * sdvl + offs_dv[None, :] * sdvd,
+                 dv.to(DVp.dtype.element_ty),
+                 mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV))
+
+    @triton.jit
+    def _attn_bwd_q_bias(
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DQp, DBp,
+        sq1, sq2, sqh, sql, sqd,
+        sk1, sk2, skh, skl, skd,
+        sv1, sv2, svh, svl, svd,
+        so1, so2, soh, sol, sod,
+        sdo1, sdo2, sdoh, sdol, sdod,
+        sdq1, sdq2, sdqh, sdql, sdqd,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, HAS_DB: tl.constexpr,
+        DB_PER_Z2: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        n_kb = tl.cdiv(KL, BK)
+        pid_qk = tl.program_id(0)
+        pid_q = pid_qk // n_kb
+        pid_k = pid_qk % n_kb
+        pid_zh = tl.program_id(1)  # z1 * H + h
+        chunk = tl.program_id(2)
+        h = pid_zh % H
+        z1 = pid_zh // H
+        offs_q = pid_q * BQ + tl.arange(0, BQ)
+        offs_k = pid_k * BK + tl.arange(0, BK)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        qvalid = offs_q < QL
+        kvalid = offs_k < KL
+        z1l, hl = z1.to(tl.int64), h.to(tl.int64)
+        db = tl.zeros([BQ, BK], dtype=tl.float32)
+        db_tile = (offs_q[:, None] * KL + offs_k[None, :])
+        # dbias buffer [chunks, Z1, H, Z2 or 1, Q, K]
+        db_base = DBp + chunk.to(tl.int64) * db_chunk_stride + pid_zh.to(tl.int64) * db_zh_stride
+        z2_start = chunk * z2_per_prog
+        for z2 in range(z2_start, tl.minimum(z2_start + z2_per_prog, Z2)):
+            z2l = z2  # int32 is enough: offsets stay below 2**31 at these shapes
+            q = tl.load(Qp + z1l * sq1 + z2l * sq2 + hl * sqh
+                        + offs_q[:, None] * sql + offs_d[None, :] * sqd,
+                        mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            k = tl.load(Kp + z1l * sk1 + z2l * sk2 + hl * skh
+                        + offs_k[:, None] * skl + offs_d[None, :] * skd,
+                        mask=kvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            v = tl.load(Vp + z1l * sv1 + z2l * sv2 + hl * svh
+                        + offs_k[:, None] * svl + offs_dv[None, :] * svd,
+                        mask=kvalid[:, None] & (offs_dv[None, :] < DV), other=0.0)
+            dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
+            do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
+                         + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
+            o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
+                        + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
+            zh = (z1l * Z2 + z2l) * H + hl
+            lse = tl.load(LSE + zh * QL + offs_q, mask=qvalid, other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PREC)
+            if HAS_B0:
+                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b0_1, b0_2, b0_h, b0_q, b0_k)
+            if HAS_B1:
+                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b1_1, b1_2, b1_h, b1_q, b1_k)
+            p = tl.exp(s - lse[:, None])
+            p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
+            dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+            ds = p * (dp - delta[:, None])  # [BQ, BK] = dLoss/dlogits
+            dq = tl.dot(ds.to(k.dtype), k, input_precision=PREC)  # [BQ, BD]
+            tl.atomic_add(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
+                          + offs_q[:, None] * sdql + offs_d[None, :] * sdqd, dq,
+                          mask=qvalid[:, None] & (offs_d[None, :] < D))
+            if HAS_DB:
+                if DB_PER_Z2:
+                    tl.store(db_base + z2l * QL * KL + db_tile, ds,
+                             mask=qvalid[:, None] & kvalid[None, :])
+                else:
+                    db += ds
+        if HAS_DB:
+            if not DB_PER_Z2:
+                tl.store(db_base + db_tile, db, mask=qvalid[:, None] & kvalid[None, :])
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the leading dims of [*, H, L, c] tensors fold into (Z1, Z2).
+
+    g1/g2 are runs of consecutive leading dims (size-1 dims dropped); Z2 = prod(g2) is
+    the dim the kernels loop over when reducing the bias gradient.
+    """
+
+    lead: tuple[int, ...]
+    g1: tuple[int, ...]
+    g2: tuple[int, ...]
+
+    @property
+    def z1(self) -> int:
+        return _prod(self.lead[d] for d in self.g1)
+
+    @property
+    def z2(self) -> int:
+        return _prod(self.lead[d] for d in self.g2)
+
+    def strides(self, t: torch.Tensor) -> tuple[int, int] | None:
+        """(stride of Z1, stride of Z2) of t (shape lead + tail), or None if not foldable."""
+        out = []
+        for g in (self.g1, self.g2):
+            if not g:
+                out.append(0)
+                continue
+            for a, b in zip(g[:-1], g[1:]):
+                if t.stride(a) != t.stride(b) * t.shape[b]:
+                    return None
+            out.append(t.stride(g[-1]))
+        return out[0], out[1]
+
+    def unfold(self, buf: torch.Tensor, per_z2: bool) -> torch.Tensor:
+        """[Z1, Z2 or 1, *tail] -> [*lead (1 where reduced), *tail]."""
+        tail = buf.shape[2:]
+        sizes = [self.lead[d] for d in self.g1] + [
+            self.lead[d] if per_z2 else 1 for d in self.g2
+        ]
+        t = buf.reshape(*sizes, *tail)
+        order = list(self.g1) + list(self.g2)
+        perm = sorted(range(len(order)), key=lambda i: order[i])
+        t = t.permute(*perm, *range(len(order), t.dim()))
+        full = [1] * len(self.lead)
+        for d in order:
+            full[d] = self.lead[d] if (d in self.g1 or per_z2) else 1
+        return t.reshape(*full, *tail)
+
+
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def _mergeable(ts: list[torch.Tensor], a: int, b: int) -> bool:
+    return all(t.stride(a) == t.stride(b) * t.shape[b] for t in ts)
+
+
+def _plan(lead: tuple[int, ...], tensors: list[torch.Tensor],
+          grad_biases: list[torch.Tensor]) -> _Layout | None:
+    """Fold the leading dims into at most two runs, choosing Z2 for the bias gradient."""
+    dims = [d for d, n in enumerate(lead) if n > 1]
+    runs: list[list[int]] = []
+    for d in dims:
+        if runs and _mergeable(tensors, runs[-1][-1], d):
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    if len(runs) > 2:
+        return None
+
+    def broadcast_in(run: list[int]) -> bool:
+        return bool(grad_biases) and all(all(b.stride(d) == 0 for d in run) for b in grad_biases)
+
+    if not runs:
+        return _Layout(lead, (), ())
+    if len(runs) == 1:
+        r = tuple(runs[0])
+        return _Layout(lead, (), r) if broadcast_in(runs[0]) else _Layout(lead, r, ())
+    first, second = runs
+    if broadcast_in(first) and not broadcast_in(second):
+        first, second = second, first
+    return _Layout(lead, tuple(first), tuple(second))
+
+
+def _s5(t: torch.Tensor, layout: _Layout) -> tuple[int, int, int, int, int]:
+    z = layout.strides(t)
+    assert z is not None
+    n = t.dim()
+    return (z[0], z[1], t.stride(n - 3), t.stride(n - 2), t.stride(n - 1))
+
+
+def _blocks(ql: int, kl: int, d: int, dv: int):
+    bd, bdv = max(16, next_pow2(d)), max(16, next_pow2(dv))
+    bq = 64 if ql > 32 else max(16, next_pow2(ql))
+    bk = 64 if kl > 32 else max(16, next_pow2(kl))
+    return bq, bk, bd, bdv
+
+
+def _precision(q: torch.Tensor) -> str:
+    if q.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
+class _FlashAttentionFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, layout: _Layout, q, k, v, b0o, b1o):
+        # b0o/b1o: the biases as given; b0/b1 their broadcast views [*, H, Q, K]
+        *lead, h, ql, d = q.shape
+        kl, dv = k.shape[-2], v.shape[-1]
+        full = (*lead, h, ql, kl)
+        b0 = b0o.expand(full) if b0o is not None else None
+        b1 = b1o.expand(full) if b1o is not None else None
+        # Output laid out [*, Q, H, c] so the caller's transpose + flatten is a view.
+        o = torch.empty((*lead, ql, h, dv), dtype=q.dtype, device=q.device).transpose(-2, -3)
+        z1, z2 = layout.z1, layout.z2
+        lse = torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
+        bq, bk, bd, bdv = _blocks(ql, kl, d, dv)
+        zero5 = (0, 0, 0, 0, 0)
+        bs0 = _s5(b0, layout) if b0 is not None else zero5
+        bs1 = _s5(b1, layout) if b1 is not None else zero5
+        grid = (triton.cdiv(ql, bq), z1 * z2 * h)
+        _attn_fwd[grid](
+            q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o, lse,
+            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
+            z2, h, ql, kl, d, dv,
+            HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=_precision(q), num_warps=4, num_stages=2,
+        )
+        ctx.layout = layout
+        ctx.save_for_backward(q, k, v, b0o, b1o, o, lse)
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        layout: _Layout = ctx.layout
+        q, k, v, b0o, b1o, o, lse = ctx.saved_tensors
+        *lead, h, ql, d = q.shape
+        kl, dv_ = k.shape[-2], v.shape[-1]
+        full_shape = (*lead, h, ql, kl)
+        b0 = b0o.expand(full_shape) if b0o is not None else None
+        b1 = b1o.expand(full_shape) if b1o is not None else None
+        if layout.strides(do) is None:
+            do = do.contiguous()
+        z1, z2 = layout.z1, layout.z2
+        bq, bk, bd, bdv = _blocks(ql, kl, d, dv_)
+        zero5 = (0, 0, 0, 0, 0)
+        bs0 = _s5(b0, layout) if b0 is not None else zero5
+        bs1 = _s5(b1, layout) if b1 is not None else zero5
+        prec = _precision(q)
+        dk = torch.empty_like(k)
+        dv = torch.empty_like(v)
+        if layout.strides(dk) is None or layout.strides(dv) is None:
+            dk, dv = torch.empty(k.shape, dtype=k.dtype, device=k.device), torch.empty(
+                v.shape, dtype=v.dtype, device=v.device)
+        bp0 = b0 if b0 is not None else q
+        bp1 = b1 if b1 is not None else q
+        _attn_bwd_kv[(triton.cdiv(kl, bk), z1 * z2 * h)](
+            q, k, v, bp0, bp1, o, do, lse, dk, dv,
+            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
+            *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
+            z2, h, ql, kl, d, dv_,
+            HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec, num_warps=4, num_stages=1,
+        )
+
+        need = ctx.needs_input_grad  # (layout, q, k, v, b0, b1)
+        grad_b = [b for b, n in ((b0, need[4]), (b1, need[5])) if n and b is not None]
+        # The bias gradient is dS summed over Z2 when every such bias is broadcast there.
+        per_z2 = any(layout.strides(b)[1] != 0 for b in grad_b) if grad_b else False
+        n_qk = triton.cdiv(ql, bq) * triton.cdiv(kl, bk)
+        # Split Z2 into chunks so that the grid has several programs per multiprocessor.
+        want = max(1, 1024 // max(1, n_qk * z1 * h))
+        z2_per_prog = 1 if per_z2 else max(1, triton.cdiv(z2, want))
+        chunks = triton.cdiv(z2, z2_per_prog)
+        dq32 = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+        if grad_b:
+            n_db = 1 if per_z2 else chunks
+            rows = z2 if per_z2 else 1
+            db = torch.empty((n_db, z1, h, rows, ql, kl), dtype=torch.float32, device=q.device)
+            db_chunk_stride = 0 if per_z2 else db.stride(0)
+            db_zh_stride = db.stride(2)
+        else:
+            db = lse  # unused pointer
+            db_chunk_stride = db_zh_stride = 0
+        _attn_bwd_q_bias[(n_qk, z1 * h, chunks)](
+            q, k, v, bp0, bp1, o, do, lse, dq32, db,
+            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
+            *_s5(do, layout), *_s5(dq32, layout), *bs0, *bs1,
+            z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
+            HAS_B0=b0 is not None, HAS_B1=b1 is not None, HAS_DB=bool(grad_b),
+            DB_PER_Z2=per_z2,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec, num_warps=4, num_stages=1,
+        )
+        grads = [None, None]
+        if grad_b:
+            full = db.sum(0).permute(0, 2, 1, 3, 4)  # [Z1, Z2 or 1, H, Q, K]
+            full = layout.unfold(full, per_z2)  # [*lead (1 where summed), H, Q, K]
+            for i, (b, n) in enumerate(((b0o, need[4]), (b1o, need[5]))):
+                if n and b is not None:
+                    grads[i] = full.sum_to_size(b.shape).to(b.dtype)
+        return None, dq32.to(q.dtype), dk, dv, grads[0], grads[1]
+
+
+def _eager(q, k, v, biases):
+    logits = torch.matmul(q, k.transpose(-1, -2))
+    for b in biases:
+        logits = logits + b
+    return torch.matmul(torch.softmax(logits, dim=-1), v)
+
+
+def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    biases: list[torch.Tensor]) -> torch.Tensor:
+    """softmax(q kᵀ + Σ biases) v with q pre-scaled; Triton where it applies, else PyTorch.
+
+    q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]  biases: broadcastable to
+    [*, H, Q, K]. Falls back to the PyTorch math for tiny attention (template pointwise:
+    Q = 1, K = 4), where a tiled kernel cannot win, and for shapes it does not fold.
+    """
+    if not triton_usable(q) or q.shape[-2] < 16 or k.shape[-2] < 16:
+        return _eager(q, k, v, biases)
+    if q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]:
+        return _eager(q, k, v, biases)
+    *lead, h, ql, _ = q.shape
+    kl = k.shape[-2]
+    full = (*lead, h, ql, kl)
+    bs = list(biases)
+    if len(bs) > 2:
+        # The kernels take two bias operands: fold the rest into the second.
+        extra = bs[1]
+        for b in bs[2:]:
+            extra = extra + b
+        bs = [bs[0], extra]
+    if any(b.dim() > len(full) for b in bs):
+        return _eager(q, k, v, biases)
+    views = [b.expand(full) for b in bs]
+    grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
+    layout = _plan(tuple(lead), [q, k, v, *views], grad_views)
+    if layout is None:
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        bs = [b.contiguous() for b in bs]
+        views = [b.expand(full) for b in bs]
+        grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
+        layout = _plan(tuple(lead), [q, k, v, *views], grad_views)
+        if layout is None:
+            return _eager(q, k, v, biases)
+    b0 = bs[0] if len(bs) > 0 else None
+    b1 = bs[1] if len(bs) > 1 else None
+    return _FlashAttentionFn.apply(layout, q, k, v, b0, b1)

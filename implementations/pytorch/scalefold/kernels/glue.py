@@ -1,0 +1,77 @@
+"""Precision islands and `torch.compile` of the elementwise glue, applied from outside."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from scalefold.model.msa import Transition
+from scalefold.model.pair import OuterProductMean, TriangleMultiplication
+
+# The blocks whose eager cost is mostly elementwise kernels around a few matmuls
+# (LayerNorm, sigmoid gates, masking, ReLU, the outer-product normalisation).
+GLUE_MODULES: tuple[type[nn.Module], ...] = (Transition, OuterProductMean, TriangleMultiplication)
+
+
+def _to_fp32(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32:
+        return x.float()
+    if isinstance(x, dict):
+        return {k: _to_fp32(v) for k, v in x.items()}
+    return x
+
+
+def _fp32_forward(forward: Callable[..., Any], device_type: str) -> Callable[..., Any]:
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_autocast_enabled(device_type):
+            return forward(*args, **kwargs)
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*[_to_fp32(a) for a in args],
+                           **{k: _to_fp32(v) for k, v in kwargs.items()})
+
+    run.__scalefold_fp32__ = True  # type: ignore[attr-defined]
+    return run
+
+
+def keep_fp32(model: nn.Module, device_type: str = "cuda",
+              names: tuple[str, ...] = ("structure_module", "auxiliary_heads")) -> nn.Module:
+    """Run the named submodules in float32 even inside a bf16 autocast region.
+
+    Their inputs are cast up on entry. The structure module's frames, the FAPE/violation
+    geometry and the heads' logits are where bf16 rounding would reach the loss directly,
+    and they cost little time. Wraps the instances' `forward` (not the class), so the
+    state dict is unchanged. Returns `model`.
+    """
+    for name in names:
+        mod = getattr(model, name, None)
+        if mod is None or getattr(mod.forward, "__scalefold_fp32__", False):
+            continue
+        mod.forward = _fp32_forward(mod.forward, device_type)
+    return model
+
+
+def compile_glue(model: nn.Module, modules: tuple[type[nn.Module], ...] = GLUE_MODULES,
+                 **compile_kwargs: Any) -> nn.Module:
+    """`torch.compile` every instance of `modules` in place (`nn.Module.compile`).
+
+    Shapes are static in training (fixed crop), so `dynamic=False` by default. Each
+    instance shares its class's compiled code (parameters are graph inputs), but the
+    (shape, grad-mode) combinations exceed Dynamo's default recompile limit of 8 for the
+    transitions (MSA, extra MSA, pair, template widths x recycling without grad), so the
+    limit is raised for the process.
+    """
+    compile_kwargs.setdefault("dynamic", False)
+    limit = max(64, torch._dynamo.config.cache_size_limit)
+    torch._dynamo.config.cache_size_limit = limit
+    if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            limit * 4, torch._dynamo.config.accumulated_cache_size_limit)
+    for m in model.modules():
+        if isinstance(m, modules):
+            m.compile(**compile_kwargs)
+    return model

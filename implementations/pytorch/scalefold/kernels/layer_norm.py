@@ -1,0 +1,135 @@
+"""LayerNorm over the last dimension as two Triton kernels (forward, backward).
+
+The model's widths are 16..384 channels (c_t, c_e, c_z, c_m, c_s), so one program holds a
+block of whole rows in registers: the forward reads x once and writes y once; the
+backward reads x and dy once, writes dx, and reduces dweight/dbias per program into a
+small [programs, C] buffer that PyTorch sums (no atomics, deterministic).
+
+Under autocast the output is float32, as `F.layer_norm` returns there, so the residual
+streams keep the eager bf16 path's precision; outside autocast it has the input's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from scalefold.kernels._triton import next_pow2, tl, triton, triton_usable
+from scalefold.model.primitives import LayerNorm
+
+if triton is not None:
+
+    @triton.jit
+    def _ln_fwd(X, W, B, Y, MEAN, RSTD, M, C, eps,
+                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM]
+        cols = tl.arange(0, BLOCK_C)  # [BC]
+        rmask = rows < M
+        cmask = cols < C
+        mask = rmask[:, None] & cmask[None, :]
+        offs = rows[:, None].to(tl.int64) * C + cols[None, :]
+        x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)  # [BM, BC]
+        mean = tl.sum(x, axis=1) / C
+        xc = tl.where(mask, x - mean[:, None], 0.0)
+        var = tl.sum(xc * xc, axis=1) / C
+        rstd = 1.0 / tl.sqrt(var + eps)
+        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
+        y = xc * rstd[:, None] * w[None, :] + b[None, :]
+        tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
+        tl.store(MEAN + rows, mean, mask=rmask)
+        tl.store(RSTD + rows, rstd, mask=rmask)
+
+    @triton.jit
+    def _ln_bwd(X, W, DY, DX, MEAN, RSTD, DW_PART, DB_PART, M, C, blocks_per_prog,
+                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        pid = tl.program_id(0)
+        cols = tl.arange(0, BLOCK_C)
+        cmask = cols < C
+        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+        dw = tl.zeros([BLOCK_C], dtype=tl.float32)
+        db = tl.zeros([BLOCK_C], dtype=tl.float32)
+        for i in range(0, blocks_per_prog):
+            rows = (pid * blocks_per_prog + i) * BLOCK_M + tl.arange(0, BLOCK_M)
+            rmask = rows < M
+            mask = rmask[:, None] & cmask[None, :]
+            offs = rows[:, None].to(tl.int64) * C + cols[None, :]
+            x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+            mean = tl.load(MEAN + rows, mask=rmask, other=0.0)
+            rstd = tl.load(RSTD + rows, mask=rmask, other=0.0)
+            xhat = tl.where(mask, (x - mean[:, None]) * rstd[:, None], 0.0)
+            g = dy * w[None, :]
+            # dx = rstd (g - mean(g) - xhat mean(g xhat)), the LayerNorm Jacobian product
+            c1 = tl.sum(g * xhat, axis=1) / C
+            c2 = tl.sum(g, axis=1) / C
+            dx = (g - c2[:, None] - xhat * c1[:, None]) * rstd[:, None]
+            tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
+            dw += tl.sum(dy * xhat, axis=0)
+            db += tl.sum(dy, axis=0)
+        tl.store(DW_PART + pid * C + cols, dw, mask=cmask)
+        tl.store(DB_PART + pid * C + cols, db, mask=cmask)
+
+
+def _block_m(c: int) -> int:
+    # About 4K elements a program: enough rows in flight for narrow channel counts.
+    return max(1, min(64, 4096 // next_pow2(c)))
+
+
+class _LayerNormFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float, out_dtype: torch.dtype):
+        c = x.shape[-1]
+        x2 = x.reshape(-1, c).contiguous()  # [M, C]
+        m = x2.shape[0]
+        y = torch.empty((m, c), dtype=out_dtype, device=x.device)
+        mean = torch.empty(m, dtype=torch.float32, device=x.device)
+        rstd = torch.empty(m, dtype=torch.float32, device=x.device)
+        bm, bc = _block_m(c), next_pow2(c)
+        if m > 0:
+            _ln_fwd[(triton.cdiv(m, bm),)](x2, weight, bias, y, mean, rstd, m, c, eps,
+                                           BLOCK_M=bm, BLOCK_C=bc, num_warps=4)
+        ctx.save_for_backward(x2, weight, mean, rstd)
+        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
+        return y.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, weight, mean, rstd = ctx.saved_tensors
+        m, c = x2.shape
+        dy2 = dy.reshape(-1, c).contiguous()
+        dx = torch.empty((m, c), dtype=ctx.x_dtype, device=x2.device)
+        bm, bc = _block_m(c), next_pow2(c)
+        n_blocks = triton.cdiv(m, bm)
+        # ~1000 programs: enough to fill the GPU, few partial rows for PyTorch to sum.
+        blocks_per_prog = max(1, triton.cdiv(n_blocks, 1024))
+        progs = max(1, triton.cdiv(n_blocks, blocks_per_prog))
+        dw_part = torch.empty((progs, c), dtype=torch.float32, device=x2.device)
+        db_part = torch.empty((progs, c), dtype=torch.float32, device=x2.device)
+        if m > 0:
+            _ln_bwd[(progs,)](x2, weight, dy2, dx, mean, rstd, dw_part, db_part, m, c,
+                              blocks_per_prog, BLOCK_M=bm, BLOCK_C=bc, num_warps=4)
+        else:
+            dw_part.zero_()
+            db_part.zero_()
+        dw = dw_part.sum(0).to(weight.dtype)
+        db = db_part.sum(0).to(weight.dtype)
+        return dx.view(ctx.x_shape), dw, db, None, None
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+               eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm over the last dim through Triton; the PyTorch op where Triton can't run."""
+    if not triton_usable(x):
+        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    out_dtype = x.dtype
+    if torch.is_autocast_enabled(x.device.type):
+        out_dtype = torch.float32  # what autocast's layer_norm returns
+    return _LayerNormFn.apply(x, weight, bias, eps, out_dtype)
+
+
+class TritonLayerNorm(LayerNorm):
+    """Drop-in `LayerNorm` (same parameters and state-dict names) using Triton kernels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.weight, self.bias, self.eps)

@@ -1,0 +1,45 @@
+"""`scalefold bench step` on the CPU with the tiny preset (the CI path)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from scalefold.bench.step import fused_clip_into_adam
+from scalefold.cli import main
+
+
+def test_bench_step_cli_tiny_cpu(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
+               "--variants", "fp32,bf16+tri+fused_opt", "--recycles", "0,1",
+               "--warmup", "0", "--steps", "1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "fp32" in text and "bf16+tri+fused_opt" in text and "model FLOPs/step" in text
+    data = json.loads(out.read_text())
+    assert [r["variant"]["name"] for r in data["results"]] == ["fp32", "bf16+tri+fused_opt"]
+    assert all(r["error"] is None and len(r["per_n"]) == 2 for r in data["results"])
+    flops = {int(k): v for k, v in data["flops"].items()}
+    assert 0 < flops[0] < flops[1] and flops[1] * 3 == flops[0] * 4
+
+
+def test_fused_clip_matches_clip_then_adam():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for p, r in zip(params, ref):
+        p.grad = torch.randn_like(p) * 3
+        r.grad = p.grad.clone()
+    opt = torch.optim.Adam(params, lr=1e-2, eps=1e-6, fused=True)
+    opt_ref = torch.optim.Adam(ref, lr=1e-2, eps=1e-6)
+    for _ in range(3):
+        fused_clip_into_adam(opt, params, 0.1)
+        opt.step()
+        torch.nn.utils.clip_grad_norm_(ref, 0.1)
+        opt_ref.step()
+        for p, r in zip(params, ref):
+            r.grad = p.grad.clone()  # clip_grad_norm_ scaled r.grad in place
+    for p, r in zip(params, ref):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
