@@ -135,7 +135,7 @@ class Trainer:
         self.schedule = LRSchedule(
             base_lr=cfg.base_lr, warmup_lr_init=cfg.warmup_lr_init, warmup_iters=cfg.warmup_lr_iters
         )
-        self.loss_fn = AlphaFoldLoss(LossConfig.mlperf())
+        self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)
         self.swa = WeightEMA(self.model, decay=cfg.swa_decay)
         self.init_checkpoint_extra: dict = {}
         if cfg.initialize_parameters_from is not None:
