@@ -39,8 +39,9 @@ if [[ -n "${DATADIR:-}" ]]; then
            --platform "${MLPERF_PLATFORM:-${DGXNNODES:-1}x${DGXSYSTEM:-unknown}}"
            --status "${MLPERF_STATUS:-onprem}")
 else
-    args+=(--division open --status "${MLPERF_STATUS:-research}"
-           --platform "${MLPERF_PLATFORM:-1xCPU (embedded default: mini dataset, small model)}")
+    # The platform text of the embedded default (a fitting check) comes from scalefold.cli.
+    args+=(--division open --status "${MLPERF_STATUS:-research}")
+    [[ -n "${MLPERF_PLATFORM:-}" ]] && args+=(--platform "${MLPERF_PLATFORM}")
 fi
 [[ -n "${MLPERF_ORG:-}" ]] && args+=(--org "${MLPERF_ORG}")
 [[ -n "${CHECKPOINT:-}" ]] && args+=(--initialize-parameters-from "${CHECKPOINT}")
