@@ -95,3 +95,25 @@ def test_config_rejects_nonsense(tmp_path):
         TrainConfig(data_dir=tmp_path, output_dir=tmp_path, val_every_iters=0)
     cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path)
     assert dataclasses.replace(cfg, seed=3).seed == 3
+
+
+def test_bf16_steps_keep_structure_module_in_fp32(mini_dataset, tmp_path):
+    cfg = _config(mini_dataset, tmp_path / "f", precision="bf16", num_train_iters=2,
+                  val_every_iters=2, resume=False)
+    t = _trainer(cfg)
+    seen = {}
+
+    def record(mod, args, out):
+        seen["sm"] = out["sm_positions"].dtype  # returns None: the output is unchanged
+
+    t.model.structure_module.register_forward_hook(record)
+    result = t.run()
+    assert result.iterations == 2 and all(0 <= acc <= 1 for _, acc in result.evaluations)
+    assert seen["sm"] == torch.float32
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())  # fp32 master weights
+
+
+def test_alphafold_pretraining_schedule_is_selectable(mini_dataset, tmp_path):
+    t = Trainer(_config(mini_dataset, tmp_path / "g", lr_schedule="alphafold"), discover({}),
+                torch.device("cpu"))
+    assert t.schedule.warmup_iters == 1000 and t.schedule.final_lr == 5e-5

@@ -72,6 +72,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-lr", type=float)
     p.add_argument("--warmup-lr-init", type=float)
     p.add_argument("--warmup-lr-iters", type=int)
+    p.add_argument("--lr-schedule", choices=["mlperf", "alphafold"],
+                   help="alphafold: AlphaFold2's schedule for long runs from scratch")
     p.add_argument("--gradient-clip-norm", "--clip-grad-max-norm", type=float)
     p.add_argument("--swa-decay", type=float)
     p.add_argument("--target-avg-lddt-ca", type=float)
@@ -159,6 +161,25 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _cmd_bench_dap(args: argparse.Namespace) -> int:
+    from scalefold.bench.dap import DapBenchConfig, main
+    from scalefold.bench.step import PRESET_SHAPES, Shapes
+
+    base = PRESET_SHAPES[args.preset]
+    shapes = Shapes(
+        n_res=args.n_res or base.n_res, n_clust=args.n_clust or base.n_clust,
+        n_extra=args.n_extra or base.n_extra, n_templ=args.n_templ or base.n_templ,
+    )
+    cfg = DapBenchConfig(
+        preset=args.preset, device=args.device,
+        dap_sizes=tuple(int(p) for p in args.dap_sizes.split(",")),
+        variant=args.variant, recycles=args.recycles, warmup=args.warmup, steps=args.steps,
+        seed=args.seed, activation_checkpointing=args.checkpointing, threads=args.threads,
+        shapes=shapes,
+    )
+    return main(cfg, json_path=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scalefold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--profile", action="store_true",
                       help="print a torch.profiler table of the last variant (n=0)")
     step.set_defaults(func=_cmd_bench_step)
+    dap = bench.add_parser("dap", help="time training steps by DAP size (processes on this host)")
+    dap.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    dap.add_argument("--device", default="cuda", help="cuda (one GPU per rank, NCCL) or cpu (gloo)")
+    dap.add_argument("--dap-sizes", default="1,2,4,8")
+    dap.add_argument("--n-res", type=int, default=None, help="crop size N (default: preset's)")
+    dap.add_argument("--n-clust", type=int, default=None)
+    dap.add_argument("--n-extra", type=int, default=None)
+    dap.add_argument("--n-templ", type=int, default=None)
+    dap.add_argument("--variant", default="fp32", help="a `bench step` variant (not compiled)")
+    dap.add_argument("--recycles", type=int, default=0,
+                     help="gradient-free recycling iterations per step")
+    dap.add_argument("--warmup", type=int, default=2)
+    dap.add_argument("--steps", type=int, default=5)
+    dap.add_argument("--seed", type=int, default=0)
+    dap.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    dap.add_argument("--threads", type=int, default=None,
+                     help="CPU threads per rank (default: cores // P)")
+    dap.add_argument("--json", default=None, help="write all timings here")
+    dap.set_defaults(func=_cmd_bench_dap)
 
     train = sub.add_parser("train", help="train (the embedded default when --data-dir is absent)")
     _add_train_args(train)

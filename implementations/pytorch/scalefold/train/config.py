@@ -35,6 +35,9 @@ class TrainConfig:
     base_lr: float = 1e-3
     warmup_lr_init: float = 1e-5
     warmup_lr_iters: int = 0
+    # "mlperf": warm-up then constant (the benchmark); "alphafold": AlphaFold2's schedule
+    # for long runs from scratch (warm-up over 1000 steps, 5e-5 after 60k steps).
+    lr_schedule: Literal["mlperf", "alphafold"] = "mlperf"
     gradient_clip_norm: float = 0.1
     swa_decay: float = 0.9
     use_clamped_fape_probability: float = 0.9

@@ -132,8 +132,10 @@ class Trainer:
             self.model.parameters(), lr=cfg.base_lr, betas=(0.9, 0.999), eps=1e-6,
             weight_decay=0.0, amsgrad=False,
         )
-        self.schedule = LRSchedule(
-            base_lr=cfg.base_lr, warmup_lr_init=cfg.warmup_lr_init, warmup_iters=cfg.warmup_lr_iters
+        self.schedule = (
+            LRSchedule.alphafold_pretraining() if cfg.lr_schedule == "alphafold" else
+            LRSchedule(base_lr=cfg.base_lr, warmup_lr_init=cfg.warmup_lr_init,
+                       warmup_iters=cfg.warmup_lr_iters)
         )
         self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)
         self.swa = WeightEMA(self.model, decay=cfg.swa_decay)
@@ -147,6 +149,13 @@ class Trainer:
         # A second copy of the network holds the SWA weights for evaluation. It stays
         # unsharded even under DAP: each rank scores whole chains of its own, of any length.
         self.eval_model = copy.deepcopy(self.model).eval()
+        if cfg.precision == "bf16":
+            from scalefold.kernels.glue import keep_fp32
+
+            # bf16 everywhere but the structure module and heads, as the public entry
+            # ran them; applied to each copy on its own (it wraps instance methods).
+            for m in (self.model, self.eval_model):
+                keep_fp32(m, device.type)
         if self.topo.dap_group is not None:
             from scalefold.parallel import parallelize_dap
 
