@@ -23,6 +23,8 @@ def test_run_and_time_embedded_default(tmp_path):
     env.pop("DATADIR", None)
     proc = subprocess.run(["bash", "run_and_time.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=1800, check=False)
+    # Kept with pytest's temporary directories, for the record of a real CPU run.
+    (tmp_path / "run_and_time.out").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT,OPENFOLD_HPC,")]
     assert len(result) == 1 and result[0].split(",")[2] == "20261129"
