@@ -180,6 +180,31 @@ def _cmd_bench_dap(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _cmd_bench_data_prep(args: argparse.Namespace) -> int:
+    from scalefold.bench.data import PrepConfig, main_prep
+
+    data_dir = args.data_dir or ensure_mini_dataset(DEFAULT_MINI_DIR)
+    cfg = PrepConfig(
+        data_dir=data_dir, seeds=args.seeds, threads=args.threads,
+        chains=tuple(args.chains.split(",")) if args.chains else None,
+        deep_rows=tuple(int(n) for n in args.deep_rows.split(",") if n),
+        deep_chains=args.deep_chains, breakdown=not args.no_breakdown,
+    )
+    return main_prep(cfg, json_path=args.json)
+
+
+def _cmd_bench_data_loaders(args: argparse.Namespace) -> int:
+    from scalefold.bench.data import LoaderBenchConfig, main_loaders
+
+    cfg = LoaderBenchConfig(
+        samples=args.samples, batch_size=args.batch_size, num_workers=args.num_workers,
+        window=args.window, gpu_step_s=args.gpu_step_ms / 1e3, median_s=args.median_ms / 1e3,
+        sigma=args.sigma, tail_fraction=args.tail_fraction, repeats=args.repeats, seed=args.seed,
+        settle_s=args.settle_s,
+    )
+    return main_loaders(cfg, json_path=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scalefold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +228,35 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--profile", action="store_true",
                       help="print a torch.profiler table of the last variant (n=0)")
     step.set_defaults(func=_cmd_bench_step)
+    bench_data = bench.add_parser("data", help="data pipeline speed").add_subparsers(
+        dest="bench_data", required=True)
+    prep = bench_data.add_parser("prep", help="sample preparation time on one CPU core")
+    prep.add_argument("--data-dir", type=Path, default=None,
+                      help="official-layout root with mini_split.json (default: the mini dataset)")
+    prep.add_argument("--chains", default="", help="comma-separated (default: the split's chains)")
+    prep.add_argument("--seeds", type=int, default=3, help="samples per chain")
+    prep.add_argument("--threads", type=int, default=1)
+    prep.add_argument("--deep-rows", default="2048,8192,16384",
+                      help="synthetic deep-MSA cases, uniref90 rows (empty: none)")
+    prep.add_argument("--deep-chains", type=int, default=2)
+    prep.add_argument("--no-breakdown", action="store_true", help="skip the per-stage timers")
+    prep.add_argument("--json", default=None, help="write all timings here")
+    prep.set_defaults(func=_cmd_bench_data_prep)
+    loaders = bench_data.add_parser("loaders", help="PT vs PQ on a skewed workload")
+    loaders.add_argument("--samples", type=int, default=200)
+    loaders.add_argument("--batch-size", type=int, default=1)
+    loaders.add_argument("--num-workers", type=int, default=4)
+    loaders.add_argument("--window", type=int, default=16)
+    loaders.add_argument("--gpu-step-ms", type=float, default=100.0)
+    loaders.add_argument("--median-ms", type=float, default=50.0)
+    loaders.add_argument("--sigma", type=float, default=0.5)
+    loaders.add_argument("--tail-fraction", type=float, default=0.05)
+    loaders.add_argument("--repeats", type=int, default=3)
+    loaders.add_argument("--seed", type=int, default=0)
+    loaders.add_argument("--settle-s", type=float, default=5.0,
+                         help="wait after the first batch so all workers have started")
+    loaders.add_argument("--json", default=None, help="write all runs here")
+    loaders.set_defaults(func=_cmd_bench_data_loaders)
     dap = bench.add_parser("dap", help="time training steps by DAP size (processes on this host)")
     dap.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
     dap.add_argument("--device", default="cuda", help="cuda (one GPU per rank, NCCL) or cpu (gloo)")

@@ -9,11 +9,19 @@ processes and, for each batch, takes the ready samples with the lowest sampler p
 a slow sample is overtaken and consumed in a later batch instead of stalling this one.
 Every position of the rank's list is still consumed exactly once (the window only
 reorders within ``window`` positions), and the loader records the order it used.
+
+Bad input (``DataError`` while preparing a sample) never changes a sample silently and
+never stops training: both loaders log a warning with the reason on logger
+``scalefold.data``, record ``(position, message)`` in ``loader.skipped`` and take the next
+not-yet-used position of the rank's list instead. Failures depend only on the data, so the
+consumed set is the same for PT and PQ: the shortest prefix of the list holding enough
+good samples, minus the bad ones.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import multiprocessing
 import time
 from collections.abc import Iterator, Sequence
@@ -22,7 +30,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .layout import DataError
 from .selection import RecyclingSchedule, truncate_recycling
+
+log = logging.getLogger("scalefold.data")
 
 
 def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -44,6 +55,17 @@ class LoaderConfig:
     num_workers: int = 2
     window: int = 16  # PQ: samples in preparation or ready at once
     start_step: int = 0
+    # Batches to yield; None = all full batches of the list. A smaller number leaves the
+    # rest of the list as spare positions that replace skipped samples, so every rank can
+    # still yield the same number of batches (DDP needs that) after a skip.
+    num_batches: int | None = None
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """What a worker returns instead of features when the sample's input is bad."""
+
+    message: str
 
 
 # A worker process holds its own copy of the dataset, set once by the pool initializer,
@@ -57,8 +79,17 @@ def _init_worker(dataset) -> None:
     _worker_dataset.append(dataset)
 
 
-def _load(position: int, index: int, seed: int) -> tuple[int, dict[str, torch.Tensor]]:
-    return position, _worker_dataset[0][(index, seed)]
+def _prepare(dataset, position: int, index: int, seed: int):
+    # DataError becomes a value here, in the worker: a pickled exception would lose its
+    # .chain/.path, and any other exception must still reach the trainer unchanged.
+    try:
+        return position, dataset[(index, seed)]
+    except DataError as exc:
+        return position, SkippedSample(str(exc))
+
+
+def _load(position: int, index: int, seed: int):
+    return _prepare(_worker_dataset[0], position, index, seed)
 
 
 class _InlineExecutor:
@@ -70,7 +101,7 @@ class _InlineExecutor:
     def submit(self, fn, position: int, index: int, seed: int) -> Future:
         fut: Future = Future()
         try:
-            fut.set_result((position, self.dataset[(index, seed)]))
+            fut.set_result(_prepare(self.dataset, position, index, seed))
         except Exception as exc:  # surfaces at .result(), like a worker's error
             fut.set_exception(exc)
         return fut
@@ -95,6 +126,31 @@ class _Pool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+def _num_consumed(pairs: Sequence, config: LoaderConfig) -> int:
+    full = len(pairs) // config.batch_size
+    batches = full if config.num_batches is None else min(config.num_batches, full)
+    return batches * config.batch_size
+
+
+def _record_skip(loader, position: int, skip: SkippedSample) -> None:
+    index, seed = loader.pairs[position]
+    loader.skipped.append((position, skip.message))
+    log.warning(
+        "skipping sample at position %d (chain index %d, seed %d): %s; "
+        "the next unused position of the list takes its place",
+        position, index, seed, skip.message,
+    )
+
+
+def _warn_exhausted(loader, total: int) -> None:
+    short = (total - len(loader.consumed)) // loader.config.batch_size
+    log.warning(
+        "the rank's sample list is exhausted after %d skipped samples: %d batch(es) short; "
+        "leave spare positions (LoaderConfig.num_batches) to keep the step count",
+        len(loader.skipped), short,
+    )
+
+
 @dataclass
 class InOrderLoader:
     """PT semantics: batches in exact sampler order; prefetches ``window`` samples."""
@@ -104,20 +160,35 @@ class InOrderLoader:
     schedule: RecyclingSchedule
     config: LoaderConfig
     consumed: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Batch]:
         pool = _Pool(self.dataset, self.config.num_workers)
         try:
             pending: dict[int, Future] = {}
-            nxt = 0
+            nxt = cursor = 0
             step = self.config.start_step
             bs = self.config.batch_size
-            for start in range(0, len(self.pairs) - bs + 1, bs):
-                while nxt < len(self.pairs) and nxt < start + max(self.config.window, bs):
-                    pending[nxt] = pool.executor.submit(_load, nxt, *self.pairs[nxt])
-                    nxt += 1
-                positions = list(range(start, start + bs))
-                samples = [pending.pop(p).result()[1] for p in positions]
+            total = _num_consumed(self.pairs, self.config)
+            ahead = max(self.config.window, bs)
+            while len(self.consumed) < total:
+                positions, samples = [], []
+                while len(positions) < bs:
+                    # Only as far as a skip-free run would go, plus one position per skip.
+                    limit = min(len(self.pairs), total + len(self.skipped))
+                    while nxt < limit and nxt < cursor + ahead:
+                        pending[nxt] = pool.executor.submit(_load, nxt, *self.pairs[nxt])
+                        nxt += 1
+                    if cursor >= nxt:
+                        _warn_exhausted(self, total)
+                        return
+                    pos, out = pending.pop(cursor).result()
+                    cursor += 1
+                    if isinstance(out, SkippedSample):
+                        _record_skip(self, pos, out)
+                        continue
+                    positions.append(pos)
+                    samples.append(out)
                 self.consumed.extend(positions)
                 yield _batch(step, positions, samples, self.schedule)
                 step += 1
@@ -135,26 +206,34 @@ class PriorityQueueLoader:
     schedule: RecyclingSchedule
     config: LoaderConfig
     consumed: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Batch]:
         pool = _Pool(self.dataset, self.config.num_workers)
         try:
             bs = self.config.batch_size
-            total = (len(self.pairs) // bs) * bs
+            total = _num_consumed(self.pairs, self.config)
             window = max(self.config.window, bs)
             pending: set[Future] = set()
             ready: list[tuple[int, int]] = []  # heap of (position, slot)
             store: dict[int, dict[str, torch.Tensor]] = {}
             nxt, step = 0, self.config.start_step
             while len(self.consumed) < total:
-                while nxt < total and len(pending) + len(ready) < window:
-                    pending.add(pool.executor.submit(_load, nxt, *self.pairs[nxt]))
-                    nxt += 1
                 while len(ready) < bs:
+                    limit = min(len(self.pairs), total + len(self.skipped))
+                    while nxt < limit and len(pending) + len(ready) < window:
+                        pending.add(pool.executor.submit(_load, nxt, *self.pairs[nxt]))
+                        nxt += 1
+                    if not pending:
+                        _warn_exhausted(self, total)
+                        return
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        pos, sample = fut.result()
-                        store[pos] = sample
+                    for fut in sorted(done, key=lambda f: f.result()[0]):
+                        pos, out = fut.result()
+                        if isinstance(out, SkippedSample):
+                            _record_skip(self, pos, out)
+                            continue
+                        store[pos] = out
                         heapq.heappush(ready, (pos, pos))
                 positions = [heapq.heappop(ready)[0] for _ in range(bs)]
                 self.consumed.extend(positions)
