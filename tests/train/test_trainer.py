@@ -117,3 +117,29 @@ def test_alphafold_pretraining_schedule_is_selectable(mini_dataset, tmp_path):
     t = Trainer(_config(mini_dataset, tmp_path / "g", lr_schedule="alphafold"), discover({}),
                 torch.device("cpu"))
     assert t.schedule.warmup_iters == 1000 and t.schedule.final_lr == 5e-5
+
+
+def test_bad_sample_is_skipped_and_the_step_count_kept(mini_dataset, tmp_path, caplog):
+    from scalefold.data import DataError
+
+    cfg = _config(mini_dataset, tmp_path / "h", num_train_iters=3, val_every_iters=3,
+                  resume=False)
+    t = _trainer(cfg)
+    good = t.train_dataset
+    bad_index = t.sampler.pairs[1][0]
+
+    class OneBadChain:
+        def __getitem__(self, item):
+            if item[0] == bad_index:
+                raise DataError("empty MSA", chain=good.chain_id(bad_index), path="x.a3m")
+            return good[item]
+
+        def __len__(self):
+            return len(good)
+
+    t.loader.dataset = OneBadChain()
+    with caplog.at_level("WARNING", logger="scalefold.data"):
+        result = t.run()
+    assert result.iterations == 3  # spare samples replaced the skipped ones
+    assert t.loader.skipped and "empty MSA" in t.loader.skipped[0][1]
+    assert any("x.a3m" in r.getMessage() for r in caplog.records)

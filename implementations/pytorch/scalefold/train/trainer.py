@@ -193,10 +193,14 @@ class Trainer:
             templates=TemplateConfig(max_templates=c.max_templates, shuffle_top_k=None),
             chain_ids=list(c.val_chain_ids) if c.val_chain_ids is not None else None,
         )
+        # Spare steps' worth of samples replace skipped bad ones (a logged skip), so every
+        # rank still yields exactly the remaining number of batches: DDP needs that.
+        spare_steps = max(8, c.num_train_iters // 100)
         self.sampler = TrainingSampler(
             weights,
             SamplerConfig(
-                global_batch_size=self.global_batch_size, num_steps=c.num_train_iters,
+                global_batch_size=self.global_batch_size,
+                num_steps=c.num_train_iters + spare_steps,
                 seed=seed_from_string(f"initial_training_sampler_{c.seed}"),
                 rank=self.topo.dp_rank, world_size=self.topo.dp_world,
                 start_step=self.iteration,
@@ -212,7 +216,8 @@ class Trainer:
         self.loader = loader_cls(
             self.train_dataset, self.sampler.pairs, self.recycling,
             LoaderConfig(batch_size=c.local_batch_size, num_workers=c.num_workers,
-                         start_step=self.iteration),
+                         start_step=self.iteration,
+                         num_batches=max(0, c.num_train_iters - self.iteration)),
         )
         self.val_loader = CachedValidationLoader(
             self.val_dataset, validation_seeds(self.val_dataset),
