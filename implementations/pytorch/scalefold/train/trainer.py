@@ -139,13 +139,11 @@ class Trainer:
         )
         self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)
         self.swa = WeightEMA(self.model, decay=cfg.swa_decay)
-        self.init_checkpoint_extra: dict = {}
         if cfg.initialize_parameters_from is not None:
             extra = load_reference_checkpoint(self.model, cfg.initialize_parameters_from)
             # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
             if "optimizer_state_dict" in extra:
                 self.optimizer.load_state_dict(extra["optimizer_state_dict"])
-            self.init_checkpoint_extra = extra
         # A second copy of the network holds the SWA weights for evaluation. It stays
         # unsharded even under DAP: each rank scores whole chains of its own, of any length.
         self.eval_model = copy.deepcopy(self.model).eval()
@@ -238,14 +236,18 @@ class Trainer:
             outputs = self.ddp(feats)
         loss, terms = self.loss_fn(outputs, _last_iteration(feats), use_clamped.to(self.device))
         loss.backward()
-        check_finite_losses({"total": loss.detach(), **terms})
+        # One device-to-host copy for the total and every term (not one per term).
+        breakdown = {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+        host = torch.stack([v.float().reshape(()) for v in breakdown.values()]).cpu()
+        if not bool(torch.isfinite(host).all()):
+            check_finite_losses(breakdown)  # raises, naming the non-finite terms
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gradient_clip_norm)
         self.optimizer.step()
         self.swa.update(self.model)
+        values = dict(zip(breakdown, host.tolist(), strict=True))
         return StepResult(
-            iteration=it, loss=float(loss.detach()), num_recycling=batch.num_recycling,
-            terms={k: float(v.detach()) for k, v in terms.items()},
-            seconds=time.perf_counter() - start,
+            iteration=it, loss=values.pop("total"), num_recycling=batch.num_recycling,
+            terms=values, seconds=time.perf_counter() - start,
         )
 
     # ----------------------------------------------------------------- evaluation
