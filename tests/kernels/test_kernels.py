@@ -121,6 +121,32 @@ def test_layer_norm_bf16_under_autocast(kern):
     assert rel(y, ref) < 1e-5
 
 
+@cuda
+def test_layer_norm_compute_output_under_autocast(kern):
+    """output="compute": bf16 out (PyTorch's CUDA autocast gives fp32), same values as
+    the eager ComputeDtypeLayerNorm, gradients included."""
+    from scalefold.kernels import ComputeDtypeLayerNorm
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(4096, 128, generator=g) * 2).cuda().requires_grad_()
+    w = torch.randn(128, generator=g).cuda().requires_grad_()
+    b = torch.randn(128, generator=g).cuda().requires_grad_()
+    ref_ln = ComputeDtypeLayerNorm.__new__(ComputeDtypeLayerNorm)
+    torch.nn.Module.__init__(ref_ln)
+    ref_ln.c, ref_ln.eps, ref_ln.weight, ref_ln.bias = 128, 1e-5, w, b
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = kern.layer_norm.layer_norm(x, w, b, 1e-5, "compute")
+        ref = ref_ln(x)
+        plain = F.layer_norm(x, (128,), w, b)
+    assert y.dtype == ref.dtype == torch.bfloat16 and plain.dtype == torch.float32
+    dy = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w, b), dy)
+    exp = torch.autograd.grad(ref, (x, w, b), dy)
+    assert rel(y, ref) < 1e-2
+    for a, r in zip(got, exp):
+        assert rel(a, r) < 1e-2
+
+
 def test_apply_kernels_keeps_parameters_and_state_dict():
     model = AlphaFold(AlphaFoldConfig.tiny())
     before = dict(model.state_dict())
@@ -157,13 +183,18 @@ def test_keep_fp32_runs_structure_module_in_float32():
 
 @cuda
 def test_tiny_model_with_kernels_matches_eager_on_gpu():
-    """Whole-model parity: loss and every gradient, kernels vs the PyTorch path (fp32)."""
+    """Whole-model parity: loss and every gradient, kernels vs the PyTorch path (fp32).
+
+    One recycling slice: with recycling, the recycled positions are binned into a
+    distogram, so a 1e-7 difference can move an atom across a bin edge and change the next
+    iteration's input discontinuously (that is the model, not the kernels).
+    """
     from scalefold.losses import AlphaFoldLoss, LossConfig
     from scalefold.utils.synthetic import last_iteration, synthetic_batch
 
     torch.backends.cuda.matmul.allow_tf32 = False
     batch = synthetic_batch(None, n_res=40, n_clust=20, n_extra=24, n_templ=2,
-                            num_iterations=2, device="cuda")
+                            num_iterations=1, device="cuda")
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).cuda()
     results = []
     for impl in ("eager", "triton"):
@@ -172,12 +203,18 @@ def test_tiny_model_with_kernels_matches_eager_on_gpu():
         apply_kernels(model, attention=impl, layer_norm=impl)
         loss, _ = loss_fn(model(batch), last_iteration(batch), True)
         loss.backward()
-        results.append((loss.detach(), [p.grad for p in model.parameters()]))
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()
+                                        if p.grad is not None}))
     (l0, g0), (l1, g1) = results
-    assert rel(l1, l0) < 1e-4
-    for a, b in zip(g1, g0):
-        if a is not None and b is not None and b.norm() > 0:
-            assert rel(a, b) < 1e-3
+    assert rel(l1, l0) < 1e-5
+    assert g0.keys() == g1.keys()
+    flat0 = torch.cat([g.flatten() for g in g0.values()])
+    flat1 = torch.cat([g1[n].flatten() for n in g0])
+    assert rel(flat1, flat0) < 1e-4
+    scale = max(float(g.norm()) for g in g0.values())
+    errs = sorted(((rel(g1[n], g), n) for n, g in g0.items() if g.norm() > 1e-4 * scale),
+                  reverse=True)
+    assert errs[0][0] < 1e-3, f"worst gradients (rel. error, name): {errs[:5]}"
 
 
 def test_kernels_in_triton_interpreter():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,43 @@ def test_bad_sample_is_skipped_and_the_step_count_kept(mini_dataset, tmp_path, c
     assert result.iterations == 3  # spare samples replaced the skipped ones
     assert t.loader.skipped and "empty MSA" in t.loader.skipped[0][1]
     assert any("x.a3m" in r.getMessage() for r in caplog.records)
+
+
+def test_fused_optimizer_trains_like_the_plain_one(mini_dataset, tmp_path):
+    from scalefold.train.config import SpeedConfig
+
+    plain = _trainer(_config(mini_dataset, tmp_path / "p", num_train_iters=3))
+    fused = _trainer(_config(mini_dataset, tmp_path / "f", num_train_iters=3,
+                             speed=SpeedConfig(fused_optimizer=True)))
+    plain.run()
+    fused.run()
+    for (n, a), b in zip(plain.model.named_parameters(), fused.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_cuda_graphs_are_refused_on_the_cpu(mini_dataset, tmp_path):
+    from scalefold.train.config import SpeedConfig
+
+    cfg = _config(mini_dataset, tmp_path / "g", speed=SpeedConfig.fast(), precision="bf16")
+    with pytest.raises(ValueError, match="CUDA device"):
+        Trainer(cfg, discover({}), torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_graphed_trainer_leaves_init_state_and_trains(mini_dataset, tmp_path):
+    from scalefold.train.config import SpeedConfig
+
+    cfg = _config(mini_dataset, tmp_path / "cg", speed=SpeedConfig.fast(), precision="bf16",
+                  num_train_iters=4)
+    t = Trainer(cfg, discover({}), torch.device("cuda"))
+    fresh = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    seconds = t.prepare()
+    assert seconds > 0 and len(t.graphed.signatures) == cfg.num_recycling_iters + 1
+    for n, p in t.model.named_parameters():
+        assert torch.equal(p, fresh[n]), n
+    t.build_data()
+    steps = []
+    t.on_event = lambda name, data: steps.append(data["step"]) if name == "step" else None
+    t.run()
+    assert t.iteration == 4 and all(math.isfinite(s.loss) for s in steps)
+    assert any(not torch.equal(p, fresh[n]) for n, p in t.model.named_parameters())

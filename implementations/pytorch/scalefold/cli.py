@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-from scalefold.train.config import MLPerfLogConfig, TrainConfig
+from scalefold.train.config import MLPerfLogConfig, SpeedConfig, TrainConfig
 
 DEFAULT_MINI_DIR = Path(".cache/mini")
 
@@ -93,6 +94,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every-iters", type=int)
     p.add_argument("--keep-last-checkpoints", type=int)
     p.add_argument("--activation-checkpointing", action="store_true", default=None)
+    sp = p.add_argument_group("speed-ups (docs/PERFORMANCE.md)")
+    sp.add_argument("--fast", action="store_true",
+                    help="bf16 with every speed-up: Triton attention and LayerNorm, bf16 "
+                         "LayerNorm outputs, fused Adam, CUDA graphs (CUDA only)")
+    sp.add_argument("--attention", choices=["eager", "sdpa", "triton"])
+    sp.add_argument("--layer-norm", choices=["eager", "triton"])
+    sp.add_argument("--layer-norm-output", choices=["fp32", "compute"])
+    sp.add_argument("--fused-optimizer", action="store_true", default=None)
+    sp.add_argument("--cuda-graphs", action="store_true", default=None)
+    sp.add_argument("--compile-glue", action="store_true", default=None)
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
     p.add_argument("--mlperf-log", type=Path, help="write the MLPerf log here")
     p.add_argument("--mlperf-stdout", action="store_true",
@@ -123,6 +134,11 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
+    speed = SpeedConfig.fast() if getattr(args, "fast", False) else SpeedConfig()
+    if getattr(args, "fast", False) and args.precision is None:
+        values["precision"] = "bf16"
+    flags = {f.name: getattr(args, f.name, None) for f in fields(SpeedConfig)}
+    speed = dataclasses.replace(speed, **{k: v for k, v in flags.items() if v is not None})
     mlperf = MLPerfLogConfig(
         path=args.mlperf_log,
         division=args.division or ("open" if args.data_dir is None else "closed"),
@@ -130,7 +146,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         platform=args.platform or (EMBEDDED_PLATFORM if args.data_dir is None else "1xCPU"),
         status=args.status or "research",
     )
-    return TrainConfig(data_dir=data_dir, output_dir=args.output_dir, mlperf=mlperf,
+    return TrainConfig(data_dir=data_dir, output_dir=args.output_dir, mlperf=mlperf, speed=speed,
                        **{k: v for k, v in values.items() if k not in ("data_dir", "output_dir")})
 
 

@@ -42,7 +42,7 @@ from scalefold.bench.step import (
 )
 from scalefold.model import AlphaFoldConfig
 from scalefold.train.distributed import DistEnv, init_process_group
-from scalefold.utils.synthetic import last_iteration, synthetic_batch
+from scalefold.utils.synthetic import synthetic_batch
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,6 @@ def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dic
     batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
                             shapes.n_templ, num_iterations=cfg.recycles + 1, seed=cfg.seed,
                             device=device)
-    last = last_iteration(batch)
     runner = StepRunner(model_cfg, variant, device, cfg.seed, cfg.activation_checkpointing)
     if size > 1:
         parallelize_dap(runner.model, group, grad_reduction="sum")
@@ -211,13 +210,13 @@ def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dic
     # the first warm-up step; its loss is before any update, so it is comparable across P.
     counter = CommCounter(size)
     with counter.counting():
-        first_loss = float(runner.step(batch, last))
-    time_steps(runner, batch, last, max(0, cfg.warmup - 1), 0)
+        first_loss = float(runner.step(batch))
+    time_steps(runner, batch, max(0, cfg.warmup - 1), 0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if size > 1:
         dist.barrier()  # start the timed steps together: the ranks wait on each other
-    times = time_steps(runner, batch, last, 0, cfg.steps)
+    times = time_steps(runner, batch, 0, cfg.steps)
     _sync(device)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     return {"times_s": times, "peak_mem_gib": mem, "first_loss": first_loss,

@@ -22,13 +22,20 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import nn
 
-from scalefold.kernels import apply_kernels, compile_glue, keep_fp32
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.train.config import SpeedConfig
+from scalefold.train.graphs import GraphedTrainStep
+from scalefold.train.step import (  # noqa: F401 - grad_norm, fused_clip_into_adam re-exported
+    TrainStep,
+    apply_speedups,
+    fused_clip_into_adam,
+    grad_norm,
+    make_adam,
+)
 from scalefold.train.swa import WeightEMA
-from scalefold.utils.synthetic import last_iteration, synthetic_batch
+from scalefold.utils.synthetic import synthetic_batch
 
 GRAD_CLIP = 0.1  # MLPerf reference's gradient_clip_norm
 SWA_DECAY = 0.9
@@ -42,11 +49,20 @@ class Variant:
     precision: str = "fp32"  # fp32 | tf32 | bf16 (autocast, fp32 master weights)
     attention: str = "eager"  # eager | sdpa | triton
     layer_norm: str = "eager"  # eager | triton
+    layer_norm_output: str = "fp32"  # fp32 | compute (bf16 under autocast)
     fp32_islands: bool = True  # bf16 only: structure module + heads in fp32
     fused_optimizer: bool = False  # Adam(fused=True) with the clip folded into its scale
     compile: bool = False  # torch.compile of the elementwise glue blocks
+    cuda_graphs: bool = False  # the whole step captured per recycling count
+
+    def speed(self) -> SpeedConfig:
+        return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
+                           layer_norm_output=self.layer_norm_output,
+                           fused_optimizer=self.fused_optimizer, compile_glue=self.compile,
+                           cuda_graphs=self.cuda_graphs)
 
 
+_TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -55,13 +71,17 @@ VARIANTS: dict[str, Variant] = {
         Variant("bf16", precision="bf16"),
         Variant("bf16+sdpa", precision="bf16", attention="sdpa"),
         Variant("bf16+tri_attn", precision="bf16", attention="triton"),
-        Variant("bf16+tri_attn+tri_ln", precision="bf16", attention="triton",
-                layer_norm="triton"),
-        Variant("bf16+tri+fused_opt", precision="bf16", attention="triton",
-                layer_norm="triton", fused_optimizer=True),
-        Variant("bf16+tri+fused_opt+compile", precision="bf16", attention="triton",
-                layer_norm="triton", fused_optimizer=True, compile=True),
+        Variant("bf16+tri_attn+tri_ln", **_TRI),
+        Variant("bf16+tri+fused_opt", **_TRI, fused_optimizer=True),
+        Variant("bf16+tri+fused_opt+compile", **_TRI, fused_optimizer=True, compile=True),
+        Variant("bf16+tri+fused_opt+bf16_ln", **_TRI, fused_optimizer=True,
+                layer_norm_output="compute"),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs", **_TRI, fused_optimizer=True,
+                layer_norm_output="compute", cuda_graphs=True),
         # Ablations (not cumulative)
+        Variant("tf32+fused_opt+graphs", precision="tf32", fused_optimizer=True,
+                cuda_graphs=True),
+        Variant("bf16+tri+fused_opt+graphs", **_TRI, fused_optimizer=True, cuda_graphs=True),
         Variant("bf16_no_fp32_islands", precision="bf16", fp32_islands=False),
         Variant("bf16+compile", precision="bf16", compile=True),
     )
@@ -139,70 +159,40 @@ class StepRunner:
                  seed: int, activation_checkpointing: bool = False) -> None:
         self.variant = variant
         self.device = device
+        speed = variant.speed()
+        if speed.cuda_graphs and device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
         torch.manual_seed(seed)
         model = AlphaFold(model_cfg).to(device)
         model.train()
         model.set_activation_checkpointing(activation_checkpointing)
-        apply_kernels(model, attention=variant.attention, layer_norm=variant.layer_norm)
-        if variant.precision == "bf16" and variant.fp32_islands:
-            keep_fp32(model, device.type)
-        if variant.compile:
-            compile_glue(model)
+        apply_speedups(model, speed, variant.precision, device.type, variant.fp32_islands)
         self.model = model
         self.params = [p for p in model.parameters() if p.requires_grad]
-        opt_kwargs: dict = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6}
-        if variant.fused_optimizer:
-            opt_kwargs["fused"] = True
-        self.optimizer = torch.optim.Adam(self.params, **opt_kwargs)
+        self.optimizer = make_adam(self.params, 1e-3, device, fused=speed.fused_optimizer,
+                                   capturable=speed.cuda_graphs)
         self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)  # has table buffers
         self.ema = WeightEMA(model, decay=SWA_DECAY)
         self.use_clamped = torch.ones(1, device=device)
+        self.train_step = TrainStep(model, self.params, self.optimizer, self.loss_fn,
+                                    self.ema, model, GRAD_CLIP, fused=speed.fused_optimizer,
+                                    autocast=self.autocast)
+        self.graphed = GraphedTrainStep(self.train_step) if speed.cuda_graphs else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.variant.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def forward_loss(self, batch: dict[str, torch.Tensor],
-                     last: dict[str, torch.Tensor]) -> torch.Tensor:
-        with self.autocast():
-            out = self.model(batch)
-        loss, _ = self.loss_fn(out, last, self.use_clamped)
-        return loss
+    def prepare(self, batch: dict[str, torch.Tensor]) -> None:
+        """Capture this batch shape's graph (graph variants; warm-up included)."""
+        if self.graphed is not None and not self.graphed.has(batch, self.use_clamped):
+            self.graphed.capture([(batch, self.use_clamped)])
 
-    def step(self, batch: dict[str, torch.Tensor], last: dict[str, torch.Tensor]) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.forward_loss(batch, last)
-        loss.backward()
-        if self.variant.fused_optimizer:
-            fused_clip_into_adam(self.optimizer, self.params, GRAD_CLIP)
-        else:
-            torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP)
-        self.optimizer.step()
-        self.ema.update(self.model)
-        return loss.detach()
-
-
-def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
-    """Global L2 norm of the gradients as a device tensor (no host synchronisation)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norms = torch._foreach_norm(grads)  # one fused launch per dtype/device group
-    return torch.linalg.vector_norm(torch.stack(norms))
-
-
-def fused_clip_into_adam(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
-                         max_norm: float) -> torch.Tensor:
-    """Gradient clipping folded into fused Adam's unscale step.
-
-    `clip_grad_norm_` multiplies every gradient by min(1, max_norm / norm) in an extra
-    pass; fused Adam already divides gradients by `grad_scale` (the AMP hook) inside its
-    one kernel, so passing grad_scale = max(1, norm / max_norm) gives the same update
-    without that pass. `found_inf` skips the update on a non-finite norm, on the device.
-    """
-    norm = grad_norm(params)
-    optimizer.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
-    optimizer.found_inf = (~torch.isfinite(norm)).to(torch.float32)
-    return norm
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.graphed is not None:
+            return self.graphed(batch, self.use_clamped).loss
+        return self.train_step(batch, self.use_clamped).loss
 
 
 def _sync(device: torch.device) -> None:
@@ -217,10 +207,11 @@ def _set_matmul_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = allow
 
 
-def time_steps(runner: StepRunner, batch, last, warmup: int, steps: int) -> list[float]:
+def time_steps(runner: StepRunner, batch, warmup: int, steps: int) -> list[float]:
     device = runner.device
+    runner.prepare(batch)
     for _ in range(warmup):
-        runner.step(batch, last)
+        runner.step(batch)
     _sync(device)
     times = []
     if device.type == "cuda":
@@ -228,14 +219,14 @@ def time_steps(runner: StepRunner, batch, last, warmup: int, steps: int) -> list
                   for _ in range(steps)]
         for start, end in events:
             start.record()
-            runner.step(batch, last)
+            runner.step(batch)
             end.record()
         _sync(device)
         times = [s.elapsed_time(e) / 1e3 for s, e in events]
     else:
         for _ in range(steps):
             t0 = time.perf_counter()
-            runner.step(batch, last)
+            runner.step(batch)
             times.append(time.perf_counter() - t0)
     return times
 
@@ -267,11 +258,11 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     acts = [ProfilerActivity.CPU]
     if runner.device.type == "cuda":
         acts.append(ProfilerActivity.CUDA)
-    last = last_iteration(batch)
-    runner.step(batch, last)
+    runner.prepare(batch)
+    runner.step(batch)
     _sync(runner.device)
     with profile(activities=acts) as prof:
-        runner.step(batch, last)
+        runner.step(batch)
         _sync(runner.device)
     key = "self_cuda_time_total" if runner.device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
@@ -298,10 +289,9 @@ def _sweep(runner: StepRunner, full, cfg: BenchConfig, name: str, log) -> list[R
     out = []
     for n in cfg.recycles:
         batch = _slice(full, n)
-        last = last_iteration(batch)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        times = time_steps(runner, batch, last, cfg.warmup, cfg.steps)
+        times = time_steps(runner, batch, cfg.warmup, cfg.steps)
         mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
         out.append(RecycleResult(n, times, mem))
         log(f"  {name:28s} n={n} median {statistics.median(times):.4f} s peak {mem:.1f} GiB")

@@ -2,9 +2,11 @@
 
 The model code stays plain; these functions swap or wrap its leaf modules in place:
 
-- `apply_kernels(model, attention=..., layer_norm=...)`: every `AttentionCore` becomes the
-  PyTorch-eager, SDPA or Triton flash implementation; every `LayerNorm` the eager or
-  Triton one (same Parameter objects, same state-dict names).
+- `apply_kernels(model, attention=..., layer_norm=..., layer_norm_output=...)`: every
+  `AttentionCore` becomes the PyTorch-eager, SDPA or Triton flash implementation; every
+  `LayerNorm` the eager or Triton one (same Parameter objects, same state-dict names),
+  returning float32 under autocast (`"fp32"`, PyTorch's behaviour) or the autocast dtype
+  (`"compute"`: bf16 residual streams).
 - `keep_fp32(model)`: the structure module and auxiliary heads run in float32 under a bf16
   autocast region (what the public ScaleFold entry keeps in fp32).
 - `compile_glue(model)`: `torch.compile` on the blocks whose cost is elementwise glue
@@ -23,7 +25,7 @@ from torch import nn
 from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.glue import compile_glue, keep_fp32
-from scalefold.kernels.layer_norm import TritonLayerNorm
+from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.model.attention import AttentionCore
 from scalefold.model.primitives import LayerNorm
 
@@ -35,13 +37,20 @@ _CORES: dict[str, type[AttentionCore]] = {
     "sdpa": SDPAAttentionCore,
     "triton": TritonAttentionCore,
 }
-_NORMS: dict[str, type[LayerNorm]] = {"eager": LayerNorm, "triton": TritonLayerNorm}
+_NORMS: dict[tuple[str, str], type[LayerNorm]] = {
+    ("eager", "fp32"): LayerNorm,
+    ("eager", "compute"): ComputeDtypeLayerNorm,
+    ("triton", "fp32"): TritonLayerNorm,
+    ("triton", "compute"): TritonLayerNorm,
+}
 
 
-def _swap_layer_norm(old: LayerNorm, cls: type[LayerNorm]) -> LayerNorm:
+def _swap_layer_norm(old: LayerNorm, cls: type[LayerNorm], output: str) -> LayerNorm:
     new = cls.__new__(cls)
     nn.Module.__init__(new)
     new.c, new.eps = old.c, old.eps
+    if cls is TritonLayerNorm:
+        new.output = output
     # The same Parameter objects: optimizer state and state-dict names carry over.
     new.weight, new.bias = old.weight, old.bias
     new.train(old.training)
@@ -52,24 +61,33 @@ def apply_kernels(
     model: nn.Module,
     attention: AttentionImpl = "triton",
     layer_norm: LayerNormImpl = "triton",
+    layer_norm_output: LayerNormOutput = "fp32",
 ) -> nn.Module:
     """Swap every attention core and LayerNorm of `model` in place; returns `model`."""
     if attention not in _CORES:
         raise ValueError(f"attention must be one of {sorted(_CORES)}, got {attention!r}")
-    if layer_norm not in _NORMS:
-        raise ValueError(f"layer_norm must be one of {sorted(_NORMS)}, got {layer_norm!r}")
-    core_cls, norm_cls = _CORES[attention], _NORMS[layer_norm]
+    if layer_norm not in ("eager", "triton"):
+        raise ValueError(f"layer_norm must be 'eager' or 'triton', got {layer_norm!r}")
+    if layer_norm_output not in ("fp32", "compute"):
+        raise ValueError(f"layer_norm_output must be 'fp32' or 'compute', "
+                         f"got {layer_norm_output!r}")
+    core_cls = _CORES[attention]
+    norm_cls = _NORMS[(layer_norm, layer_norm_output)]
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, AttentionCore) and type(child) is not core_cls:
                 setattr(parent, name, core_cls())
-            elif isinstance(child, LayerNorm) and type(child) is not norm_cls:
-                setattr(parent, name, _swap_layer_norm(child, norm_cls))
+            elif isinstance(child, LayerNorm) and (
+                type(child) is not norm_cls
+                or getattr(child, "output", "fp32") != layer_norm_output
+            ):
+                setattr(parent, name, _swap_layer_norm(child, norm_cls, layer_norm_output))
     return model
 
 
 __all__ = [
     "HAS_TRITON",
+    "ComputeDtypeLayerNorm",
     "SDPAAttentionCore",
     "TritonAttentionCore",
     "TritonLayerNorm",

@@ -5,11 +5,18 @@ block of whole rows in registers: the forward reads x once and writes y once; th
 backward reads x and dy once, writes dx, and reduces dweight/dbias per program into a
 small [programs, C] buffer that PyTorch sums (no atomics, deterministic).
 
-Under autocast the output is float32, as `F.layer_norm` returns there, so the residual
-streams keep the eager bf16 path's precision; outside autocast it has the input's dtype.
+Output dtype under autocast (`output`): "fp32" returns float32, as `F.layer_norm` does
+there, so the residual streams keep the eager bf16 path's precision; "compute" returns
+the autocast dtype (bf16). The LayerNorm output then feeds the next matmul without a cast
+and the residual streams it is added to stay bf16, which halves the bytes of every
+elementwise op and of most saved activations (AlphaFold itself trained in bf16). The
+statistics are always computed in float32. Outside autocast the output has the input's
+dtype.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -117,19 +124,45 @@ class _LayerNormFn(torch.autograd.Function):
         return dx.view(ctx.x_shape), dw, db, None, None
 
 
+LayerNormOutput = Literal["fp32", "compute"]
+
+
+def _autocast_output_dtype(x: torch.Tensor, output: LayerNormOutput) -> torch.dtype | None:
+    """The dtype to return under autocast, or None outside it."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return None
+    if output == "compute":
+        return torch.get_autocast_dtype(x.device.type)
+    return torch.float32  # what autocast's layer_norm returns
+
+
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               eps: float = 1e-5) -> torch.Tensor:
+               eps: float = 1e-5, output: LayerNormOutput = "fp32") -> torch.Tensor:
     """LayerNorm over the last dim through Triton; the PyTorch op where Triton can't run."""
+    out_dtype = _autocast_output_dtype(x, output)
     if not triton_usable(x):
-        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
-    out_dtype = x.dtype
-    if torch.is_autocast_enabled(x.device.type):
-        out_dtype = torch.float32  # what autocast's layer_norm returns
-    return _LayerNormFn.apply(x, weight, bias, eps, out_dtype)
+        y = F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+        return y if out_dtype is None else y.to(out_dtype)
+    return _LayerNormFn.apply(x, weight, bias, eps, out_dtype or x.dtype)
 
 
 class TritonLayerNorm(LayerNorm):
     """Drop-in `LayerNorm` (same parameters and state-dict names) using Triton kernels."""
 
+    output: LayerNormOutput = "fp32"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return layer_norm(x, self.weight, self.bias, self.eps)
+        return layer_norm(x, self.weight, self.bias, self.eps, self.output)
+
+
+class ComputeDtypeLayerNorm(LayerNorm):
+    """PyTorch's LayerNorm returning the autocast dtype under autocast (`output="compute"`
+    on the eager path: the reference for the Triton one, and the CPU route to bf16
+    residual streams)."""
+
+    output: LayerNormOutput = "compute"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x, (self.c,), self.weight, self.bias, self.eps)
+        out_dtype = _autocast_output_dtype(x, "compute")
+        return y if out_dtype is None else y.to(out_dtype)

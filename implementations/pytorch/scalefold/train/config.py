@@ -20,12 +20,39 @@ class MLPerfLogConfig:
 
 
 @dataclass(frozen=True)
+class SpeedConfig:
+    """Speed-ups applied from outside the model (`scalefold.train.step.apply_speedups`);
+    measured in docs/PERFORMANCE.md. The defaults are plain PyTorch."""
+
+    attention: Literal["eager", "sdpa", "triton"] = "eager"
+    layer_norm: Literal["eager", "triton"] = "eager"
+    # "compute": LayerNorm returns bf16 under bf16 autocast, so the residual streams stay
+    # bf16; "fp32": PyTorch autocast's float32 LayerNorm output.
+    layer_norm_output: Literal["fp32", "compute"] = "fp32"
+    fused_optimizer: bool = False  # Adam(fused=True), clip folded in, no host sync
+    compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
+    cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
+
+    def __post_init__(self) -> None:
+        if self.cuda_graphs and not self.fused_optimizer:
+            raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
+                             "synchronise with the host)")
+
+    @classmethod
+    def fast(cls) -> SpeedConfig:
+        """Everything measured to help on an H100/H200 (use with precision bf16)."""
+        return cls(attention="triton", layer_norm="triton", layer_norm_output="compute",
+                   fused_optimizer=True, cuda_graphs=True)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     data_dir: Path
     output_dir: Path
     # model
     preset: Literal["mlperf", "small", "tiny"] = "mlperf"
     precision: Precision = "tf32"
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     activation_checkpointing: bool = False
     initialize_parameters_from: Path | None = None
     # schedule

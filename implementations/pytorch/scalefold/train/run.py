@@ -104,6 +104,7 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
         trainer = Trainer(cfg, denv, device, on_event=_LogEvents(log), topology=topo)
         log.log_run_facts(run_facts(cfg, trainer, checkpoint_sha))
         trainer.maybe_resume()
+        trainer.prepare()  # CUDA-graph capture: initialisation, not time to train
         log.init_stop()
         log.run_start()
         if topo.is_async:

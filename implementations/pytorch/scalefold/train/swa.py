@@ -32,6 +32,12 @@ class WeightEMA:
         self.num_updates += 1
 
     @torch.no_grad()
+    def copy_from(self, model: nn.Module) -> None:
+        """Count an update whose result is a plain copy of the weights (the first one)."""
+        torch._foreach_copy_(self.shadow, [p.detach().float() for p in model.parameters()])
+        self.num_updates += 1
+
+    @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Write the averaged weights into `model` (an evaluation copy)."""
         for p, s in zip(model.parameters(), self.shadow, strict=True):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -51,7 +52,9 @@ from scalefold.train.async_eval import EvalServer, WeightSender
 from scalefold.train.checkpointing import load_latest_checkpoint, save_training_checkpoint
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
+from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
+from scalefold.train.step import StepOutputs, TrainStep, apply_speedups, make_adam, set_lr
 from scalefold.train.swa import WeightEMA
 from scalefold.train.topology import Topology, make_topology
 
@@ -61,8 +64,6 @@ EventHook = Callable[[str, dict], None]
 def _model_config(cfg: TrainConfig) -> AlphaFoldConfig:
     model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
     if cfg.activation_checkpointing:
-        import dataclasses
-
         model_cfg = dataclasses.replace(model_cfg, activation_checkpointing=True)
     return model_cfg
 
@@ -128,10 +129,16 @@ class Trainer:
             self.model = AlphaFold(self.model_config).to(device)
         self.model.train()
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.base_lr, betas=(0.9, 0.999), eps=1e-6,
-            weight_decay=0.0, amsgrad=False,
+        speed = cfg.speed
+        if speed.cuda_graphs:
+            _check_graphs_supported(cfg, device, self.topo)
+        self.optimizer = make_adam(
+            list(self.model.parameters()), cfg.base_lr, device,
+            fused=speed.fused_optimizer, capturable=speed.cuda_graphs,
         )
+        # Captured graphs hold these lr tensors: loads of optimizer state must keep them.
+        self._lr_tensors = [g["lr"] for g in self.optimizer.param_groups
+                            if isinstance(g["lr"], torch.Tensor)]
         self.schedule = (
             LRSchedule.alphafold_pretraining() if cfg.lr_schedule == "alphafold" else
             LRSchedule(base_lr=cfg.base_lr, warmup_lr_init=cfg.warmup_lr_init,
@@ -143,17 +150,16 @@ class Trainer:
             extra = load_reference_checkpoint(self.model, cfg.initialize_parameters_from)
             # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
             if "optimizer_state_dict" in extra:
-                self.optimizer.load_state_dict(extra["optimizer_state_dict"])
+                self._load_optimizer_state(extra["optimizer_state_dict"])
         # A second copy of the network holds the SWA weights for evaluation. It stays
         # unsharded even under DAP: each rank scores whole chains of its own, of any length.
         self.eval_model = copy.deepcopy(self.model).eval()
-        if cfg.precision == "bf16":
-            from scalefold.kernels.glue import keep_fp32
-
-            # bf16 everywhere but the structure module and heads, as the public entry
-            # ran them; applied to each copy on its own (it wraps instance methods).
-            for m in (self.model, self.eval_model):
-                keep_fp32(m, device.type)
+        # Kernels and precision islands on each copy on its own (keep_fp32 wraps instance
+        # methods, which a deepcopy would share). Evaluation runs once per interval at
+        # varying lengths: no compilation there.
+        apply_speedups(self.model, speed, cfg.precision, device.type)
+        apply_speedups(self.eval_model, dataclasses.replace(speed, compile_glue=False),
+                       cfg.precision, device.type)
         if self.topo.dap_group is not None:
             from scalefold.parallel import parallelize_dap
 
@@ -169,6 +175,46 @@ class Trainer:
             )
         self.iteration = 0
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
+        self.step_fn = TrainStep(
+            self.ddp, list(self.model.parameters()), self.optimizer, self.loss_fn, self.swa,
+            self.model, cfg.gradient_clip_norm, fused=speed.fused_optimizer,
+            autocast=lambda: set_precision(cfg.precision),
+        )
+        self.graphed: GraphedTrainStep | None = None
+
+    def _load_optimizer_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+        if self._lr_tensors:
+            for g, t in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
+                t.fill_(float(g["lr"]))
+                g["lr"] = t
+
+    def example_batches(self) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """Synthetic inputs of every shape training will see (one per recycling count),
+        with the training loader's feature names, shapes and dtypes."""
+        from scalefold.utils.synthetic import synthetic_batch
+
+        c = self.cfg
+        out = []
+        for n in range(c.num_recycling_iters + 1):
+            feats = synthetic_batch(self.model_config, c.crop_size, c.max_msa_clusters,
+                                    c.max_extra_msa, c.max_templates, num_iterations=n + 1,
+                                    seed=n, device=self.device)
+            feats = {k: v.expand(c.local_batch_size, *v.shape[1:]).contiguous()
+                     for k, v in feats.items()}
+            out.append((feats, torch.ones(c.local_batch_size, device=self.device)))
+        return out
+
+    def prepare(self) -> float:
+        """Initialisation work before `run_start`: capture the CUDA graphs of every
+        recycling count (warm-up included); the training state is left untouched.
+        Returns the seconds it took."""
+        if not self.cfg.speed.cuda_graphs or self.topo.is_eval_rank:
+            return 0.0
+        t0 = time.perf_counter()
+        self.graphed = GraphedTrainStep(self.step_fn)
+        self.graphed.capture(self.example_batches())
+        return time.perf_counter() - t0
 
     # ----------------------------------------------------------------------- data
     def _feature_config(self, mode: str) -> FeatureConfig:
@@ -227,24 +273,31 @@ class Trainer:
         start = time.perf_counter()
         self.iteration += 1
         it = self.iteration
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr_at(it)
+        set_lr(self.optimizer, self.schedule.lr_at(it))
         torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
         feats = _to(batch.features, self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        with set_precision(self.cfg.precision):
-            outputs = self.ddp(feats)
-        loss, terms = self.loss_fn(outputs, _last_iteration(feats), use_clamped.to(self.device))
-        loss.backward()
-        # One device-to-host copy for the total and every term (not one per term).
-        breakdown = {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
-        host = torch.stack([v.float().reshape(()) for v in breakdown.values()]).cpu()
-        if not bool(torch.isfinite(host).all()):
-            check_finite_losses(breakdown)  # raises, naming the non-finite terms
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gradient_clip_norm)
-        self.optimizer.step()
-        self.swa.update(self.model)
-        values = dict(zip(breakdown, host.tolist(), strict=True))
+        use_clamped = use_clamped.to(self.device)
+        host: dict[str, float] = {}
+
+        def check(out: StepOutputs) -> None:
+            # One device-to-host copy for the total and every term (not one per term).
+            host.update(out.to_host())
+            if not all(math.isfinite(v) for v in host.values()):
+                check_finite_losses(out.breakdown())  # raises, naming the non-finite terms
+
+        if self.graphed is not None:
+            if not self.graphed.has(feats, use_clamped):
+                # Shapes not foreseen by `example_batches`: captured here, inside the
+                # timed region. Logged, since it costs a few steps' time.
+                print(f"[scalefold] step {it}: capturing a CUDA graph for new input shapes",
+                      file=sys.stderr, flush=True)
+                self.graphed.capture([(feats, use_clamped)])
+            check(self.graphed(feats, use_clamped))  # the update skipped itself if not finite
+        elif self.step_fn.fused:
+            check(self.step_fn(feats, use_clamped))
+        else:
+            self.step_fn(feats, use_clamped, before_update=check)
+        values = {k: v for k, v in host.items() if k != "grad_norm"}
         return StepResult(
             iteration=it, loss=values.pop("total"), num_recycling=batch.num_recycling,
             terms=values, seconds=time.perf_counter() - start,
@@ -335,7 +388,7 @@ class Trainer:
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer_state(state["optimizer"])
         self.swa.load_state_dict(state["swa"])
         self.iteration = int(state["iteration"])
         return True
@@ -409,6 +462,15 @@ class Trainer:
         result.iterations = self.iteration
         result.train_seconds = time.perf_counter() - t0
         return result
+
+
+def _check_graphs_supported(cfg: TrainConfig, device: torch.device, topo: Topology) -> None:
+    if device.type != "cuda":
+        raise ValueError(f"cuda_graphs needs a CUDA device; this process runs on {device}")
+    if topo.num_train_ranks > 1:
+        raise ValueError("cuda_graphs supports one training rank for now (plus any "
+                         "asynchronous evaluation ranks): DDP and DAP collectives are not "
+                         "captured yet")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,193 @@
+"""One training step as a single callable, shared by the trainer and `scalefold bench step`.
+
+A step: forward with the batch's recycling count (gradients through the last iteration
+only), the MLPerf loss on the last iteration's features, backward, clipping to a global
+gradient norm, Adam, and the SWA (EMA) update.
+
+Two update paths:
+
+- *plain*: `clip_grad_norm_` then `Adam.step()`. The caller may inspect the loss on the
+  host between backward and the update (`before_update`), so a non-finite loss stops the
+  run before the weights change. This is the reference's order.
+- *fused*: `Adam(fused=True)` with the clip factor passed as its `grad_scale` and a
+  device-side `found_inf` that skips the update when the gradient norm or the loss is not
+  finite. No host synchronisation anywhere, which is what CUDA-graph capture needs
+  (`scalefold.train.graphs`); the caller checks the loss after the step, and a step that
+  raises has left the weights and Adam's state unchanged.
+
+Both give the same update (clip, then Adam) up to float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from scalefold.train.config import SpeedConfig
+from scalefold.train.swa import WeightEMA
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class StepOutputs:
+    """Device tensors of one step; nothing here has been read back to the host."""
+
+    loss: torch.Tensor  # [] total loss
+    terms: dict[str, torch.Tensor]  # each [] (unweighted per-term losses, as the loss returns)
+    grad_norm: torch.Tensor  # [] global L2 norm of the gradients before clipping
+
+    def breakdown(self) -> dict[str, torch.Tensor]:
+        return {"total": self.loss, **self.terms}
+
+    def to_host(self) -> dict[str, float]:
+        """Every value in one device-to-host copy (not one per term)."""
+        named = {**self.breakdown(), "grad_norm": self.grad_norm}
+        host = torch.stack([v.detach().float().reshape(()) for v in named.values()]).cpu()
+        return dict(zip(named, host.tolist(), strict=True))
+
+
+def last_iteration(batch: Batch) -> Batch:
+    """The final recycling slice of every feature (what the loss reads)."""
+    return {k: v[..., -1] for k, v in batch.items()}
+
+
+def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
+    """Global L2 norm of the gradients as a device tensor (no host synchronisation)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=params[0].device)
+    norms = torch._foreach_norm(grads)  # one fused launch per dtype/device group
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def fused_clip_into_adam(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+                         max_norm: float, guard: torch.Tensor | None = None) -> torch.Tensor:
+    """Gradient clipping folded into fused Adam's unscale step; returns the norm.
+
+    `clip_grad_norm_` multiplies every gradient by min(1, max_norm / (norm + 1e-6)) in an
+    extra pass; fused Adam already divides gradients by `grad_scale` (the AMP hook) inside
+    its one kernel, so grad_scale = max(1, (norm + 1e-6) / max_norm) gives the same update
+    without that pass. `found_inf` skips the update (and undoes the step count) on the
+    device when the norm, or any value of `guard` (the loss and its terms), is not finite.
+    """
+    norm = grad_norm(params)
+    bad = ~torch.isfinite(norm)
+    if guard is not None:
+        bad = bad | ~torch.isfinite(guard.detach()).all()
+    optimizer.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
+    optimizer.found_inf = bad.to(torch.float32)
+    return norm
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor lr (captured by a CUDA graph) in place."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def make_adam(params, lr: float, device: torch.device, fused: bool,
+              capturable: bool = False) -> torch.optim.Adam:
+    """The benchmark's Adam (betas 0.9/0.999, eps 1e-6, no weight decay, no amsgrad).
+
+    `capturable` (CUDA graphs) keeps the step count and the learning rate on the device,
+    so a captured step reads the current lr instead of the one baked in at capture.
+    """
+    kwargs: dict = {"betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0, "amsgrad": False}
+    if fused:
+        kwargs["fused"] = True
+    if capturable:
+        if device.type != "cuda":
+            raise ValueError("a capturable optimizer (CUDA graphs) needs a CUDA device")
+        kwargs["capturable"] = True
+        lr = torch.tensor(lr, dtype=torch.float32, device=device)
+    return torch.optim.Adam(params, lr=lr, **kwargs)
+
+
+def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
+                   device_type: str, fp32_islands: bool = True) -> nn.Module:
+    """Swap kernels, set fp32 islands and compile glue on a built model, in place.
+
+    The optimizer-side switches (`fused_optimizer`, `cuda_graphs`) are applied where the
+    optimizer and the step are built (`make_adam`, `GraphedTrainStep`).
+    """
+    from scalefold.kernels import apply_kernels, compile_glue, keep_fp32
+
+    apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
+                  layer_norm_output=speed.layer_norm_output)
+    if precision == "bf16" and fp32_islands:
+        # bf16 everywhere but the structure module and heads, as the public entry ran them.
+        keep_fp32(model, device_type)
+    if speed.compile_glue:
+        compile_glue(model)
+    return model
+
+
+class TrainStep:
+    """forward → loss → backward → clip → Adam → EMA, with device-tensor outputs.
+
+    `model` is what runs the forward (the plain model, or its DDP wrapper); `params` are
+    the parameters the optimizer updates. `autocast` returns the precision context of
+    the forward (a bf16 autocast, or a null context).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        params: list[nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module,
+        ema: WeightEMA,
+        ema_model: nn.Module,
+        max_grad_norm: float,
+        fused: bool,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ) -> None:
+        if fused and not optimizer.defaults.get("fused"):
+            raise ValueError("the fused update path needs Adam(fused=True)")
+        self.model = model
+        self.params = params
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.ema = ema
+        self.ema_model = ema_model
+        self.max_grad_norm = max_grad_norm
+        self.fused = fused
+        self.autocast = autocast
+
+    def forward_backward(self, feats: Batch, use_clamped: torch.Tensor
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with self.autocast():
+            outputs = self.model(feats)
+        loss, terms = self.loss_fn(outputs, last_iteration(feats), use_clamped)
+        loss.backward()
+        return loss.detach(), {k: v.detach() for k, v in terms.items()}
+
+    def __call__(self, feats: Batch, use_clamped: torch.Tensor,
+                 before_update: Callable[[StepOutputs], None] | None = None) -> StepOutputs:
+        """One step. `before_update` (plain path only) sees the loss before the update and
+        may raise to stop it; the fused path never synchronises with the host."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, terms = self.forward_backward(feats, use_clamped)
+        if self.fused:
+            # The loss zeroes a non-finite term in its total (as the reference does), so
+            # the guard looks at every term: such a step must not update the weights.
+            guard = torch.stack([loss.float().reshape(()),
+                                 *(t.float().reshape(()) for t in terms.values())])
+            norm = fused_clip_into_adam(self.optimizer, self.params, self.max_grad_norm, guard)
+            out = StepOutputs(loss, terms, norm)
+        else:
+            if before_update is not None:
+                before_update(StepOutputs(loss, terms, torch.zeros(())))
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            out = StepOutputs(loss, terms, norm.detach())
+        self.optimizer.step()
+        self.ema.update(self.ema_model)
+        return out
