@@ -1,0 +1,11 @@
+# Source on a GPU machine without network (the lent H200): the package from the source
+# tree, carried wheels (mlperf-logging) and the Kalign .deb from WHEEL_DIR (default .whlg).
+# Usage: source scripts/gpu_env.sh
+WHEEL_DIR=${WHEEL_DIR:-.whlg}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site "$WHEEL_DIR"/*.whl || return 1
+for deb in "$WHEEL_DIR"/kalign*.deb; do dpkg -x "$deb" /tmp/kalign; done
+export PATH=/tmp/kalign/usr/bin:$PATH
+export PYTHONPATH=$PWD/implementations/pytorch:/tmp/site:$PWD
+export SCALEFOLD_MINI_DIR=${SCALEFOLD_MINI_DIR:-$PWD/.cache/mini}
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
