@@ -106,7 +106,9 @@ class AlphaFold(nn.Module):
             m0_prev = m.new_zeros(m[..., 0, :, :].shape)
             z_prev = z.new_zeros(z.shape)
             x_prev = z.new_zeros((*seq_mask.shape, rc.atom_type_num, 3))
-        x_prev = pseudo_beta_positions(feats["aatype"], x_prev).to(z.dtype)
+        # Positions stay in the structure module's float32 (not cast to the pair's dtype):
+        # the recycling distogram bins them, and bf16 would move atoms across bin edges.
+        x_prev = pseudo_beta_positions(feats["aatype"], x_prev)
         m0_emb, z_emb = self.recycling_embedder(m0_prev, z_prev, x_prev)
         m = torch.cat([m[..., :1, :, :] + m0_emb.unsqueeze(-3), m[..., 1:, :, :]], dim=-3)
         z = z + z_emb

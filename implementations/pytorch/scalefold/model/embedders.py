@@ -48,9 +48,12 @@ def distogram_one_hot(
     is open-ended.
     """
     # x: [*, N, 3] -> [*, N, N, num_bins]
-    lower = torch.linspace(min_bin, max_bin, num_bins, dtype=x.dtype, device=x.device) ** 2
-    upper = torch.cat([lower[1:], lower.new_tensor([inf])])
-    d2 = torch.sum((x[..., :, None, :] - x[..., None, :, :]) ** 2, dim=-1, keepdim=True)
+    # In float32 whatever x is: bf16 coordinates of ~50 Å are 0.25 Å apart, a fifth of a
+    # bin. Every constant is made on the device (no host copy: CUDA-graph capturable).
+    xf = x.float()
+    lower = torch.linspace(min_bin, max_bin, num_bins, dtype=xf.dtype, device=x.device) ** 2
+    upper = torch.cat([lower[1:], torch.full((1,), inf, dtype=xf.dtype, device=x.device)])
+    d2 = torch.sum((xf[..., :, None, :] - xf[..., None, :, :]) ** 2, dim=-1, keepdim=True)
     return ((d2 > lower) & (d2 < upper)).to(x.dtype)
 
 
@@ -70,7 +73,8 @@ class RecyclingEmbedder(nn.Module):
         # m0_prev: [*, N, c_m]  z_prev: [*, N, N, c_z]  x_prev: [*, N, 3] pseudo-beta
         c = self.cfg
         dgram = distogram_one_hot(x_prev, c.min_bin, c.max_bin, c.num_bins, c.inf)
-        return self.layer_norm_m(m0_prev), self.layer_norm_z(z_prev) + self.linear(dgram)
+        return self.layer_norm_m(m0_prev), self.layer_norm_z(z_prev) + self.linear(
+            dgram.to(z_prev.dtype))  # one-hot: exact in any dtype
 
 
 class ExtraMSAEmbedder(nn.Module):
