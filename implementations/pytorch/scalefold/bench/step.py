@@ -184,10 +184,11 @@ class StepRunner:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def prepare(self, batch: dict[str, torch.Tensor]) -> None:
-        """Capture this batch shape's graph (graph variants; warm-up included)."""
-        if self.graphed is not None and not self.graphed.has(batch, self.use_clamped):
-            self.graphed.capture([(batch, self.use_clamped)])
+    def prepare(self, *batches: dict[str, torch.Tensor]) -> None:
+        """Capture these batch shapes' graphs (graph variants; warm-up included). Give
+        every shape at once: warm-ups after a capture would need memory twice."""
+        if self.graphed is not None:
+            self.graphed.capture([(b, self.use_clamped) for b in batches])
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.graphed is not None:
@@ -287,12 +288,18 @@ def default_peak_tflops(device: torch.device) -> float | None:
 def _sweep(runner: StepRunner, full, cfg: BenchConfig, name: str, log) -> list[RecycleResult]:
     device = runner.device
     out = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runner.prepare(*(_slice(full, n) for n in cfg.recycles))
+    # Graph variants allocate their activations once, at capture: that peak counts too.
+    capture_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     for n in cfg.recycles:
         batch = _slice(full, n)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = time_steps(runner, batch, cfg.warmup, cfg.steps)
         mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+        mem = max(mem, capture_peak)
         out.append(RecycleResult(n, times, mem))
         log(f"  {name:28s} n={n} median {statistics.median(times):.4f} s peak {mem:.1f} GiB")
     return out

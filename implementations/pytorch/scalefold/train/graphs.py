@@ -114,24 +114,36 @@ class GraphedTrainStep:
 
     def capture(self, examples: list[tuple[Batch, torch.Tensor]]) -> None:
         """Warm up and capture one graph per example's signature, leaving the training
-        state (weights, Adam, EMA) as it was."""
+        state (weights, Adam, EMA) as it was.
+
+        Every shape is warmed up before any is captured, and the allocator's cache is
+        emptied in between: a graph's pool keeps its activations reserved, so an eager
+        warm-up after a capture would need a second step's worth of memory.
+        """
         step = self.step
+        todo: dict[Signature, tuple[Batch, torch.Tensor]] = {}
+        for feats, use_clamped in examples:
+            sig = signature(feats, use_clamped)
+            if sig not in self._graphs and sig not in todo:
+                todo[sig] = ({k: v.to(self.device).clone() for k, v in feats.items()},
+                             use_clamped.to(self.device).clone())
+        if not todo:
+            return
+        current = torch.cuda.current_stream(self.device)
         with preserved_training_state(step.ema_model, step.optimizer, step.ema):
-            for feats, use_clamped in examples:
-                sig = signature(feats, use_clamped)
-                if sig in self._graphs:
-                    continue
-                static = {k: v.to(self.device).clone() for k, v in feats.items()}
-                static_uc = use_clamped.to(self.device).clone()
-                # Warm-up on a side stream (lazy initialisation, Triton compilation and
-                # cuBLAS workspaces happen outside the capture), as PyTorch requires.
-                side = torch.cuda.Stream(self.device)
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(side):
+            # Warm-up on a side stream (lazy initialisation, Triton compilation and
+            # cuBLAS workspaces happen outside the capture), as PyTorch requires.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(current)
+            with torch.cuda.stream(side):
+                for static, static_uc in todo.values():
                     for _ in range(self.warmup_steps):
                         step(static, static_uc)
-                torch.cuda.current_stream(self.device).wait_stream(side)
-                step.optimizer.zero_grad(set_to_none=True)
+            current.wait_stream(side)
+            step.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            for sig, (static, static_uc) in todo.items():
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=self.pool):
                     outputs = step(static, static_uc)

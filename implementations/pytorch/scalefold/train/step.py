@@ -185,7 +185,7 @@ class TrainStep:
             out = StepOutputs(loss, terms, norm)
         else:
             if before_update is not None:
-                before_update(StepOutputs(loss, terms, torch.zeros(())))
+                before_update(StepOutputs(loss, terms, torch.zeros((), device=loss.device)))
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
             out = StepOutputs(loss, terms, norm.detach())
         self.optimizer.step()
