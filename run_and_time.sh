@@ -13,6 +13,10 @@
 #   SEED, LOCAL_BATCH_SIZE, DAP_SIZE, BASE_LR, WARMUP_LR_INIT, WARMUP_LR_ITERS, PRECISION,
 #   INITIAL_TRAINING_DATALOADER_TYPE, NUM_ASYNC_VAL_RANKS, DGXSYSTEM, DGXNNODES, DGXNGPU,
 #   NUM_TRAIN_ITERS, NUM_WORKERS, MLPERF_ORG, MLPERF_STATUS, MLPERF_PLATFORM, EXP_ID
+#   SPEEDUPS  speed-up flags of `scalefold train` (docs/PERFORMANCE.md), e.g.
+#             "--attention triton --layer-norm triton --layer-norm-output compute
+#             --fused-optimizer --cuda-graphs"; unset for the embedded default: --fast on
+#             a CUDA machine, plain PyTorch on a CPU
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -54,6 +58,10 @@ fi
     args+=(--initial-training-dataloader-type "${INITIAL_TRAINING_DATALOADER_TYPE}")
 [[ -n "${NUM_TRAIN_ITERS:-}" ]] && args+=(--num-train-iters "${NUM_TRAIN_ITERS}")
 [[ -n "${NUM_WORKERS:-}" ]] && args+=(--num-workers "${NUM_WORKERS}")
+if [[ -n "${SPEEDUPS:-}" ]]; then
+    read -r -a speedups <<< "${SPEEDUPS}"
+    args+=("${speedups[@]}")
+fi
 
 start=$(date +%s)
 start_fmt=$(date +%Y-%m-%d\ %r)

@@ -17,3 +17,7 @@ export INITIAL_TRAINING_DATALOADER_TYPE="${INITIAL_TRAINING_DATALOADER_TYPE:-Ini
 export LOCAL_BATCH_SIZE="${LOCAL_BATCH_SIZE:-1}"
 # A time-to-train result needs 10 runs (systems/run.sub runs NEXP of them per job).
 export NEXP="${NEXP:-10}"
+# Speed-ups (docs/PERFORMANCE.md, H200 step benchmark): Triton attention and LayerNorm,
+# bf16 LayerNorm outputs (bf16 residual streams) and fused Adam. CUDA graphs are added by
+# single-rank configs only: with DDP or DAP the step's collectives are not captured yet.
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer}"

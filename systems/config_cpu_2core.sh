@@ -8,6 +8,7 @@
 # One run per call and fp32 (bf16 matmuls are emulated, hence slow, on most CPUs).
 export NEXP="${NEXP:-1}"
 export PRECISION="${PRECISION:-fp32}"
+export SPEEDUPS="${SPEEDUPS-}"  # the Triton kernels and CUDA graphs need a GPU
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

@@ -322,3 +322,28 @@ def test_dockerfile_has_what_the_image_needs() -> None:
             for src in ln.split()[1:-1]:
                 if src != "run_and_time.sh":
                     assert (REPO / src).exists(), src
+
+
+@pytest.mark.parametrize("path", SYSTEM_CONFIGS, ids=lambda p: p.name)
+def test_config_speedups_are_valid_train_flags(path: Path) -> None:
+    """SPEEDUPS parses as `scalefold train` flags into a valid TrainConfig, and CUDA
+    graphs appear only where a single rank trains (collectives are not captured)."""
+    import shlex
+
+    from scalefold.cli import build_parser, train_config_from_args
+
+    out = subprocess.run(
+        ["bash", "-c", f'source "{path}" && echo "$SPEEDUPS" && echo "$DGXNNODES $DGXNGPU '
+                       f'$NUM_ASYNC_VAL_RANKS $DAP_SIZE"'],
+        capture_output=True, text=True, check=True,
+        env={k: v for k, v in os.environ.items() if k != "SPEEDUPS"},
+    ).stdout.splitlines()  # fmt: skip
+    speedups, (nodes, gpus, evals, dap) = out[0], map(int, out[1].split())
+    args = build_parser().parse_args(["train", "--data-dir", str(REPO), *shlex.split(speedups)])
+    speed = train_config_from_args(args).speed
+    if speed.cuda_graphs:
+        assert nodes * gpus - evals == 1 and dap == 1, path.name
+    if "cpu" in path.name:
+        assert speed.attention == "eager" and not speed.cuda_graphs
+    else:
+        assert speed.attention == "triton" and speed.fused_optimizer
