@@ -25,6 +25,17 @@ def test_bench_step_cli_tiny_cpu(tmp_path, capsys):
     assert 0 < flops[0] < flops[1] and flops[1] * 3 == flops[0] * 4
 
 
+def test_memory_report_tiny_cpu(capsys):
+    rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
+               "--variants", "bf16+tri+fused_opt+bf16_ln", "--recycles", "0",
+               "--warmup", "0", "--steps", "1", "--no-flops", "--memory-report"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "saved for backward:" in text and "evoformer_stack" in text
+    total = float(text.split("saved for backward: ")[1].split(" GiB")[0])
+    assert total > 0
+
+
 def test_fused_clip_matches_clip_then_adam():
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]

@@ -12,6 +12,7 @@ warm-up.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -69,10 +70,15 @@ def _step(model, loss_fn, batch, autocast: bool):
     return loss
 
 
-def test_model_and_loss_make_no_host_copies_or_reads():
+@pytest.mark.parametrize("recompute_opm", [False, True])
+def test_model_and_loss_make_no_host_copies_or_reads(recompute_opm):
+    from scalefold.kernels import recompute_outer_product_mean
+
     cfg = AlphaFoldConfig.tiny()
     torch.manual_seed(0)
     model = AlphaFold(cfg).to("meta").train()
+    if recompute_opm:
+        recompute_outer_product_mean(model)
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to("meta")
     batch = {k: v.to("meta") for k, v in
              synthetic_batch(cfg, 16, 8, 16, 2, num_iterations=2, seed=0).items()}

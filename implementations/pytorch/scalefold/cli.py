@@ -113,6 +113,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--fused-optimizer", action="store_true", default=None)
     sp.add_argument("--cuda-graphs", action="store_true", default=None)
     sp.add_argument("--compile-glue", action="store_true", default=None)
+    sp.add_argument("--recompute-outer-product", action="store_true", default=None,
+                    help="recompute the outer product mean in backward (about 6 GiB less "
+                         "at the benchmark's shapes)")
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
     p.add_argument("--mlperf-log", type=Path, help="write the MLPerf log here")
     p.add_argument("--mlperf-stdout", action="store_true",
@@ -189,7 +192,7 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
         recycles=tuple(int(n) for n in args.recycles.split(",")),
         warmup=args.warmup, steps=args.steps, seed=args.seed,
         count_flops=not args.no_flops, activation_checkpointing=args.checkpointing,
-        peak_tflops=args.peak_tflops, profile=args.profile,
+        peak_tflops=args.peak_tflops, profile=args.profile, memory_report=args.memory_report,
     )
     return main(cfg, json_path=args.json)
 
@@ -260,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--json", default=None, help="write all timings here")
     step.add_argument("--profile", action="store_true",
                       help="print a torch.profiler table of the last variant (n=0)")
+    step.add_argument("--memory-report", action="store_true",
+                      help="print the activations the last variant saves for backward "
+                           "(n=0), by module and dtype")
     step.set_defaults(func=_cmd_bench_step)
     bench_data = bench.add_parser("data", help="data pipeline speed").add_subparsers(
         dest="bench_data", required=True)

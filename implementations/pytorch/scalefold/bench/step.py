@@ -54,12 +54,14 @@ class Variant:
     fused_optimizer: bool = False  # Adam(fused=True) with the clip folded into its scale
     compile: bool = False  # torch.compile of the elementwise glue blocks
     cuda_graphs: bool = False  # the whole step captured per recycling count
+    recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
 
     def speed(self) -> SpeedConfig:
         return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
                            layer_norm_output=self.layer_norm_output,
                            fused_optimizer=self.fused_optimizer, compile_glue=self.compile,
-                           cuda_graphs=self.cuda_graphs)
+                           cuda_graphs=self.cuda_graphs,
+                           recompute_outer_product=self.recompute_opm)
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
@@ -78,6 +80,11 @@ VARIANTS: dict[str, Variant] = {
                 layer_norm_output="compute"),
         Variant("bf16+tri+fused_opt+bf16_ln+graphs", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", cuda_graphs=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute", **_TRI,
+                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                recompute_opm=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+compile+graphs", **_TRI, fused_optimizer=True,
+                layer_norm_output="compute", compile=True, cuda_graphs=True),
         # Ablations (not cumulative)
         Variant("tf32+fused_opt+graphs", precision="tf32", fused_optimizer=True,
                 cuda_graphs=True),
@@ -120,6 +127,7 @@ class BenchConfig:
     activation_checkpointing: bool = False
     peak_tflops: float | None = None  # for utilisation; default by device
     profile: bool = False  # torch.profiler table of one n=0 step of the last variant
+    memory_report: bool = False  # activations saved for backward, by module (last variant)
     shapes: Shapes | None = None  # default by preset
 
 
@@ -269,6 +277,68 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
+def saved_activation_report(runner: StepRunner, batch: dict[str, torch.Tensor],
+                            depth: int = 5, rows: int = 30) -> str:
+    """What one forward + loss keeps for backward: bytes by module and dtype.
+
+    Every tensor autograd saves (custom Triton functions included) passes through
+    `saved_tensors_hooks`; it is charged to the innermost module, `depth` levels deep,
+    whose forward is running, once per storage (views and re-saves of one buffer count
+    once). Block indices are folded (`evoformer_stack.blocks.*.msa_att_row`), so a row
+    sums over the stack's blocks. Parameters are left out. Runs one eager step.
+    """
+    import re
+
+    model = runner.model
+    stack: list[str] = ["(outside modules)"]
+    handles = []
+
+    def enter(name: str):
+        def hook(module, args) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(module, args, output) -> None:  # returns None: the output is kept
+        stack.pop()
+
+    for name, mod in model.named_modules():
+        if name and name.count(".") < depth:
+            handles.append(mod.register_forward_pre_hook(
+                enter(re.sub(r"\.\d+(?=\.|$)", ".*", name))))
+            handles.append(mod.register_forward_hook(leave))
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+    totals: dict[tuple[str, str], int] = {}
+
+    def pack(t: torch.Tensor):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params and ptr not in seen and t.device.type != "meta":
+            seen.add(ptr)
+            key = (stack[-1], str(t.dtype).replace("torch.", ""))
+            totals[key] = totals.get(key, 0) + t.untyped_storage().nbytes()
+        return t
+
+    runner.optimizer.zero_grad(set_to_none=True)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss, _ = runner.train_step.forward_backward(batch, runner.use_clamped)
+    finally:
+        for h in handles:
+            h.remove()
+        runner.optimizer.zero_grad(set_to_none=True)
+    del loss
+    total = sum(totals.values())
+    by_dtype: dict[str, int] = {}
+    for (_, dt), b in totals.items():
+        by_dtype[dt] = by_dtype.get(dt, 0) + b
+    lines = [f"saved for backward: {total / 2**30:.2f} GiB in all; by dtype: " + ", ".join(
+        f"{dt} {b / 2**30:.2f} GiB" for dt, b in sorted(by_dtype.items(), key=lambda x: -x[1]))]
+    lines.append(f"{'module':48s}{'dtype':>10s}{'GiB':>9s}{'share':>8s}")
+    for (mod, dt), b in sorted(totals.items(), key=lambda x: -x[1])[:rows]:
+        lines.append(f"{mod[:48]:48s}{dt:>10s}{b / 2**30:9.3f}{100 * b / max(total, 1):7.1f}%")
+    return "\n".join(lines)
+
+
 def _slice(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     return {k: v[..., : n + 1] for k, v in batch.items()}
 
@@ -334,6 +404,9 @@ def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[in
             try:
                 _set_matmul_precision(variant.precision)
                 runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
+                if cfg.memory_report and name == cfg.variants[-1]:
+                    # Before any graph is captured: the report runs one eager step.
+                    log(saved_activation_report(runner, _slice(full, 0)))
                 oom = False
                 try:
                     res.per_n = _sweep(runner, full, cfg, name, log)
@@ -357,6 +430,7 @@ def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[in
             res.setup_s = time.perf_counter() - t0
             if cfg.profile and name == cfg.variants[-1] and runner is not None and not res.error:
                 log(profile_step(runner, _slice(full, 0)))
+
             del runner
             gc.collect()
             if device.type == "cuda":

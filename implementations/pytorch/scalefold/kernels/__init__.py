@@ -11,6 +11,8 @@ The model code stays plain; these functions swap or wrap its leaf modules in pla
   autocast region (what the public ScaleFold entry keeps in fp32).
 - `compile_glue(model)`: `torch.compile` on the blocks whose cost is elementwise glue
   around matmuls (transitions, outer product mean, triangle multiplication).
+- `recompute_outer_product_mean(model)`: the outer product mean's activations are
+  recomputed in backward instead of saved (the largest saved tensor per block).
 
 Apply them before the optimizer is built (LayerNorm swaps keep the Parameter objects, so
 building it after is a habit, not a requirement).
@@ -24,7 +26,7 @@ from torch import nn
 
 from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
-from scalefold.kernels.glue import compile_glue, keep_fp32
+from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.model.attention import AttentionCore
 from scalefold.model.primitives import LayerNorm
@@ -94,4 +96,5 @@ __all__ = [
     "apply_kernels",
     "compile_glue",
     "keep_fp32",
+    "recompute_outer_product_mean",
 ]

@@ -31,6 +31,7 @@ class SpeedConfig:
     layer_norm_output: Literal["fp32", "compute"] = "fp32"
     fused_optimizer: bool = False  # Adam(fused=True), clip folded in, no host sync
     compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
+    recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
 
     def __post_init__(self) -> None:

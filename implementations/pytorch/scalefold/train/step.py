@@ -118,13 +118,20 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     The optimizer-side switches (`fused_optimizer`, `cuda_graphs`) are applied where the
     optimizer and the step are built (`make_adam`, `GraphedTrainStep`).
     """
-    from scalefold.kernels import apply_kernels, compile_glue, keep_fp32
+    from scalefold.kernels import (
+        apply_kernels,
+        compile_glue,
+        keep_fp32,
+        recompute_outer_product_mean,
+    )
 
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output)
     if precision == "bf16" and fp32_islands:
         # bf16 everywhere but the structure module and heads, as the public entry ran them.
         keep_fp32(model, device_type)
+    if speed.recompute_outer_product:
+        recompute_outer_product_mean(model)
     if speed.compile_glue:
         compile_glue(model)
     return model
