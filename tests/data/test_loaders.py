@@ -132,3 +132,18 @@ def test_other_errors_still_propagate(loader_cls):
                         LoaderConfig(batch_size=2, num_workers=0))
     with pytest.raises(KeyError):
         list(loader)
+
+
+@pytest.mark.parametrize("loader_cls", [InOrderLoader, PriorityQueueLoader])
+def test_excluded_positions_are_passed_over(loader_cls):
+    """A resumed loader passes over positions used before the checkpoint: no skip logged,
+    the step count kept, the same samples as a list without them."""
+    pairs = [(i, 100 + i) for i in range(12)]
+    cfg = LoaderConfig(batch_size=2, num_workers=0, window=4, num_batches=4,
+                       exclude=frozenset({0, 3, 4}))
+    loader = loader_cls(SkewedDelayDataset([0.0] * 12), pairs, RecyclingSchedule(seed=5), cfg)
+    batches = list(loader)
+    assert len(batches) == 4 and not loader.skipped
+    assert sorted(loader.consumed) == [1, 2, 5, 6, 7, 8, 9, 10]
+    for batch in batches:
+        assert batch.features["index"][:, 0, 0].tolist() == batch.positions

@@ -184,3 +184,41 @@ def test_graphed_trainer_leaves_init_state_and_trains(mini_dataset, tmp_path):
     t.run()
     assert t.iteration == 4 and all(math.isfinite(s.loss) for s in steps)
     assert any(not torch.equal(p, fresh[n]) for n, p in t.model.named_parameters())
+
+
+def test_resume_after_a_skipped_sample_continues_exactly(mini_dataset, tmp_path):
+    """A sample skipped before the checkpoint shifts every later position; the checkpoint
+    records where each rank's list continues, so the resumed run trains on the same
+    samples as the uninterrupted one."""
+    from scalefold.data import DataError
+
+    def with_bad_position(t, position):
+        good = t.train_dataset
+        bad = t.train_pairs[position - t._data_base] if position >= t._data_base else None
+
+        class OneBadSample:
+            def __getitem__(self, item):
+                if bad is not None and tuple(item) == tuple(bad):
+                    raise DataError("truncated MSA", chain=good.chain_id(item[0]), path="x.a3m")
+                return good[item]
+
+            def __len__(self):
+                return len(good)
+
+        t.loader.dataset = OneBadSample()
+        return t
+
+    straight = with_bad_position(_trainer(_config(mini_dataset, tmp_path / "a")), 1)
+    straight.run()
+    assert [p for p, _ in straight.loader.skipped] == [1]
+    cfg_b = _config(mini_dataset, tmp_path / "b")
+    first = with_bad_position(_trainer(cfg_b), 1)
+    first.run(stop_after=4)
+    assert first.data_state() == {"next": 5, "extra": []}  # 4 trained (batch 1) + 1 skipped
+    del first
+    resumed = _trainer(cfg_b)
+    assert resumed.iteration == 4 and resumed._data_base == 5
+    resumed.run()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -59,6 +59,9 @@ class LoaderConfig:
     # rest of the list as spare positions that replace skipped samples, so every rank can
     # still yield the same number of batches (DDP needs that) after a skip.
     num_batches: int | None = None
+    # Positions already used before a resume (consumed out of order by PQ, or skipped):
+    # passed over silently, as if absent from the list.
+    exclude: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -171,13 +174,18 @@ class InOrderLoader:
             bs = self.config.batch_size
             total = _num_consumed(self.pairs, self.config)
             ahead = max(self.config.window, bs)
+            excl = self.config.exclude
             while len(self.consumed) < total:
                 positions, samples = [], []
                 while len(positions) < bs:
+                    while cursor in excl:  # never submitted
+                        cursor += 1
+                    nxt = max(nxt, cursor)
                     # Only as far as a skip-free run would go, plus one position per skip.
-                    limit = min(len(self.pairs), total + len(self.skipped))
+                    limit = min(len(self.pairs), total + len(self.skipped) + len(excl))
                     while nxt < limit and nxt < cursor + ahead:
-                        pending[nxt] = pool.executor.submit(_load, nxt, *self.pairs[nxt])
+                        if nxt not in excl:
+                            pending[nxt] = pool.executor.submit(_load, nxt, *self.pairs[nxt])
                         nxt += 1
                     if cursor >= nxt:
                         _warn_exhausted(self, total)
@@ -218,11 +226,13 @@ class PriorityQueueLoader:
             ready: list[tuple[int, int]] = []  # heap of (position, slot)
             store: dict[int, dict[str, torch.Tensor]] = {}
             nxt, step = 0, self.config.start_step
+            excl = self.config.exclude
             while len(self.consumed) < total:
                 while len(ready) < bs:
-                    limit = min(len(self.pairs), total + len(self.skipped))
+                    limit = min(len(self.pairs), total + len(self.skipped) + len(excl))
                     while nxt < limit and len(pending) + len(ready) < window:
-                        pending.add(pool.executor.submit(_load, nxt, *self.pairs[nxt]))
+                        if nxt not in excl:
+                            pending.add(pool.executor.submit(_load, nxt, *self.pairs[nxt]))
                         nxt += 1
                     if not pending:
                         _warn_exhausted(self, total)

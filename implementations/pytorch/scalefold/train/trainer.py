@@ -181,6 +181,7 @@ class Trainer:
             autocast=lambda: set_precision(cfg.precision),
         )
         self.graphed: GraphedTrainStep | None = None
+        self._resumed_data: dict | None = None  # this rank's data position at the resume
 
     def _load_optimizer_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state)
@@ -247,9 +248,17 @@ class Trainer:
                 num_steps=c.num_train_iters + spare_steps,
                 seed=seed_from_string(f"initial_training_sampler_{c.seed}"),
                 rank=self.topo.dp_rank, world_size=self.topo.dp_world,
-                start_step=self.iteration,
             ),
         )
+        # Where this rank's sample list continues: after a resume, the first position
+        # neither trained on nor skipped before the checkpoint (positions are this rank's
+        # list indices); `extra` holds later positions already used (PQ takes samples a
+        # little out of order).
+        per_rank = c.local_batch_size
+        resumed = self._resumed_data or {}
+        self._data_base = int(resumed.get("next", self.iteration * per_rank))
+        exclude = frozenset(int(p) - self._data_base for p in resumed.get("extra", ()))
+        self.train_pairs = self.sampler.pairs[self._data_base:]
         self.recycling = RecyclingSchedule(
             seed=seed_from_string(f"recycling_{c.seed}"),
             values=tuple(range(c.num_recycling_iters + 1)),
@@ -258,10 +267,11 @@ class Trainer:
             PriorityQueueLoader if c.loader == "InitialTrainingDataloaderPQ" else InOrderLoader
         )
         self.loader = loader_cls(
-            self.train_dataset, self.sampler.pairs, self.recycling,
+            self.train_dataset, self.train_pairs, self.recycling,
             LoaderConfig(batch_size=c.local_batch_size, num_workers=c.num_workers,
                          start_step=self.iteration,
-                         num_batches=max(0, c.num_train_iters - self.iteration)),
+                         num_batches=max(0, c.num_train_iters - self.iteration),
+                         exclude=exclude),
         )
         self.val_loader = CachedValidationLoader(
             self.val_dataset, validation_seeds(self.val_dataset),
@@ -365,19 +375,47 @@ class Trainer:
         return result
 
     # ---------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict:
-        return {
+    def data_state(self) -> dict:
+        """This rank's place in its sample list: the first position neither trained on nor
+        skipped, and the later positions already used (absolute list indices)."""
+        used = set(self.loader.consumed) | {p for p, _ in self.loader.skipped}
+        used |= set(self.loader.config.exclude)
+        nxt = 0
+        while nxt in used:
+            nxt += 1
+        return {"next": self._data_base + nxt,
+                "extra": sorted(self._data_base + p for p in used if p > nxt)}
+
+    def _all_data_states(self) -> dict[int, dict]:
+        """Every data-parallel rank's `data_state`, keyed by its data-parallel rank (DAP
+        peers share one). A collective over the training ranks."""
+        mine = (self.topo.dp_rank, self.data_state())
+        if self.topo.num_train_ranks > 1:
+            gathered: list = [None] * self.topo.num_train_ranks
+            dist.all_gather_object(gathered, mine, group=self.topo.train_group)
+        else:
+            gathered = [mine]
+        return dict(gathered)
+
+    def state_dict(self, data: dict[int, dict] | None = None) -> dict:
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "swa": self.swa.state_dict(),
             "config": repr(self.cfg),
         }
+        if data is not None:
+            state["data"] = data
+        return state
 
     def save_checkpoint(self) -> Path | None:
+        """Called by every training rank (the data positions are gathered); the leader
+        writes."""
+        data = self._all_data_states() if hasattr(self, "loader") else None
         if not self.is_leader:
             return None
         return save_training_checkpoint(
-            Path(self.cfg.output_dir) / "checkpoints", self.iteration, self.state_dict(),
+            Path(self.cfg.output_dir) / "checkpoints", self.iteration, self.state_dict(data),
             keep_last=self.cfg.keep_last_checkpoints,
         )
 
@@ -391,6 +429,12 @@ class Trainer:
         self._load_optimizer_state(state["optimizer"])
         self.swa.load_state_dict(state["swa"])
         self.iteration = int(state["iteration"])
+        data = state.get("data") or {}
+        self._resumed_data = data.get(self.topo.dp_rank)
+        if self._resumed_data is None and data:
+            raise ValueError(
+                f"checkpoint has sample positions for data-parallel ranks {sorted(data)}, "
+                f"not for rank {self.topo.dp_rank}: resume with the same number of ranks")
         return True
 
     # ------------------------------------------------------------------------ run
@@ -420,7 +464,7 @@ class Trainer:
                 )
                 self.on_event("cycle_start", {"epoch_num": cycle_end * self.global_batch_size})
                 cycle_open, cycle_t0, cycle_samples = True, time.perf_counter(), 0
-            seeds = [self.sampler.pairs[p][1] for p in batch.positions]
+            seeds = [self.train_pairs[p][1] for p in batch.positions]
             use_clamped = torch.tensor(
                 [use_clamped_fape_for_sample(s, c.use_clamped_fape_probability) for s in seeds]
             )
