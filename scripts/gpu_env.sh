@@ -1,6 +1,12 @@
 # Source on a GPU machine without network (the lent H200): the package from the source
 # tree, carried wheels (mlperf-logging) and the Kalign .deb from WHEEL_DIR (default .whlg).
 # Usage: source scripts/gpu_env.sh
+# Make WHEEL_DIR here first (it is git-ignored; see /work/.library/device/README.md):
+#   echo /.whlg/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux2014_x86_64 -d .whlg mlperf-logging==4.1.68
+#   (cd .whlg && apt-get download kalign)        # Ubuntu's kalign 3.3.5 .deb
+# and carry it with the mini dataset: carry [".whlg", ".cache/mini"].
 WHEEL_DIR=${WHEEL_DIR:-.whlg}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$WHEEL_DIR"/*.whl || return 1
