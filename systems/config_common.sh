@@ -19,5 +19,6 @@ export LOCAL_BATCH_SIZE="${LOCAL_BATCH_SIZE:-1}"
 export NEXP="${NEXP:-10}"
 # Speed-ups (docs/PERFORMANCE.md, H200 step benchmark): Triton attention and LayerNorm,
 # bf16 LayerNorm outputs (bf16 residual streams) and fused Adam. CUDA graphs are added by
-# single-rank configs only: with DDP or DAP the step's collectives are not captured yet.
+# single-rank configs only: the multi-rank form (--grad-sync flat --cuda-graphs) has not
+# run on several GPUs yet, and DAP's collectives are not captured.
 export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer}"

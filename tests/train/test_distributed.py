@@ -6,11 +6,13 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
 from scalefold.model.dropout import SharedDropout
+from scalefold.train.config import SpeedConfig
 from scalefold.train.distributed import DistEnv, init_process_group
 from scalefold.train.trainer import Trainer
 
@@ -31,14 +33,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, mini, out: str) -> None:
+def _rank_main(rank: int, world: int, port: int, mini, out: str, speed) -> None:
     torch.set_num_threads(1)
     denv = DistEnv(rank=rank, world_size=world, local_rank=rank, local_world_size=world,
                    launcher="torchrun", master_addr="127.0.0.1", master_port=port)
     init_process_group(denv, torch.device("cpu"))
     try:
         cfg = _config(mini, Path(out) / "ddp", num_train_iters=3, val_every_iters=3,
-                      resume=False)
+                      resume=False, speed=speed)
         t = Trainer(cfg, denv, torch.device("cpu"))
         _no_dropout(t.model)
         t.build_data()
@@ -52,10 +54,15 @@ def _rank_main(rank: int, world: int, port: int, mini, out: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def test_two_ranks_equal_one_rank_with_twice_the_batch(mini_dataset, tmp_path):
+@pytest.mark.parametrize("speed", [
+    SpeedConfig(),  # DDP hooks, clip then Adam
+    SpeedConfig(grad_sync="flat", fused_optimizer=True),  # the CUDA-graph layout, eager
+], ids=["ddp", "flat+fused"])
+def test_two_ranks_equal_one_rank_with_twice_the_batch(mini_dataset, tmp_path, speed):
     port = _free_port()
     os.environ.pop("RANK", None)
-    mp.spawn(_rank_main, args=(2, port, mini_dataset, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank_main, args=(2, port, mini_dataset, str(tmp_path), speed), nprocs=2,
+             join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     # DDP keeps the replicas identical.

@@ -103,3 +103,26 @@ def test_unknown_shape_is_a_clear_error():
     graphed = GraphedTrainStep(step)
     with pytest.raises(KeyError, match="no CUDA graph captured"):
         graphed(b, uc)
+
+
+def test_split_graphs_with_flat_grad_sync_match_eager():
+    """The layout used with several data-parallel ranks: forward+backward and the update
+    as two graphs, the (here single-rank) flat all-reduce between them."""
+    from scalefold.train.step import FlatGradSync
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    batches = _batches()
+    uc = torch.ones(1, device="cuda")
+    eager_model, eager = _build()
+    graph_model, step = _build()
+    step.grad_sync = FlatGradSync()
+    graphed = GraphedTrainStep(step)
+    graphed.capture([(b, uc) for b in batches])
+    for i, b in enumerate(batches):
+        torch.manual_seed(10 + i)
+        a = eager(b, uc)
+        torch.manual_seed(10 + i)
+        g = graphed(b, uc)
+        torch.testing.assert_close(g.loss, a.loss, rtol=1e-5, atol=1e-6)
+    for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)

@@ -169,3 +169,28 @@ def test_speed_config_fast_is_consistent():
     fast = SpeedConfig.fast()
     assert fast.cuda_graphs and fast.fused_optimizer
     assert dataclasses.replace(fast, cuda_graphs=False).fused_optimizer
+
+
+def test_flat_grad_sync_keeps_the_step_and_its_views(batches):
+    """One rank with the flat gradient buffer: the same updates as without it, and the
+    gradients stay views of the one buffer across steps (what the split graphs rely on)."""
+    from scalefold.train.step import FlatGradSync
+
+    ref_model, ref = _build(fused=True)
+    model, step = _build(fused=True)
+    step.grad_sync = FlatGradSync()
+    uc = torch.ones(1)
+    for i, b in enumerate(batches):
+        torch.manual_seed(100 + i)
+        a = ref(b, uc)
+        torch.manual_seed(100 + i)
+        f = step(b, uc)
+        torch.testing.assert_close(a.loss, f.loss, rtol=1e-6, atol=1e-7)
+    flat = step.grad_sync.flat
+    with_grad = [p for p in model.parameters() if p.grad is not None]
+    assert flat is not None and sum(p.numel() for p in with_grad) == flat.numel()
+    assert all(p.grad.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
+               for p in with_grad)
+    assert len(with_grad) < len(list(model.parameters()))  # unused heads keep None
+    for p, q in zip(ref_model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)

@@ -113,6 +113,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--fused-optimizer", action="store_true", default=None)
     sp.add_argument("--cuda-graphs", action="store_true", default=None)
     sp.add_argument("--compile-glue", action="store_true", default=None)
+    sp.add_argument("--grad-sync", choices=["ddp", "flat"],
+                    help="data-parallel gradient averaging: DDP hooks, or one flat "
+                         "all-reduce after backward (needed with --cuda-graphs on >1 rank)")
     sp.add_argument("--recompute-outer-product", action="store_true", default=None,
                     help="recompute the outer product mean in backward (about 6 GiB less "
                          "at the benchmark's shapes)")

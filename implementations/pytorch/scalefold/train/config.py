@@ -33,6 +33,10 @@ class SpeedConfig:
     compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
     recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
+    # Data-parallel gradient averaging: "ddp" (DistributedDataParallel's bucketed hooks,
+    # overlapped with backward) or "flat" (one all-reduce of a flat gradient buffer after
+    # backward; what CUDA graphs use with several ranks).
+    grad_sync: Literal["ddp", "flat"] = "ddp"
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.fused_optimizer:

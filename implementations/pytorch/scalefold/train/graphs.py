@@ -41,11 +41,13 @@ def signature(feats: Batch, use_clamped: torch.Tensor) -> Signature:
 
 @contextlib.contextmanager
 def preserved_training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
-                             ema) -> Iterator[None]:
+                             ema, keep_grads: bool = False) -> Iterator[None]:
     """Run the body, then restore weights, Adam's state and the EMA *in place*.
 
     In place because captured graphs hold the tensors' addresses. Adam state that did not
     exist before (first steps ever) is zeroed, which is what a fresh Adam state is.
+    Gradients are dropped, or zeroed in place with `keep_grads` (views of a flat buffer
+    that graphs write).
     """
     params = list(model.parameters())
     saved_params = [p.detach().clone() for p in params]
@@ -86,11 +88,20 @@ def preserved_training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
                 s.copy_(old)
             ema.num_updates = saved_updates
             for p in params:
-                p.grad = None
+                if keep_grads and p.grad is not None:
+                    p.grad.zero_()
+                else:
+                    p.grad = None
 
 
 class GraphedTrainStep:
-    """Replays a captured `TrainStep` (fused path) for inputs of a captured signature."""
+    """Replays a captured `TrainStep` (fused path) for inputs of a captured signature.
+
+    With a `FlatGradSync` on the step (several data-parallel ranks), each signature gets
+    two graphs, forward + backward and the update, and the gradient all-reduce runs
+    between their replays, outside any graph: the collective needs no capture support
+    from the backend, and one flat all-reduce replaces DDP's buckets.
+    """
 
     def __init__(self, step: TrainStep, warmup_steps: int = 3) -> None:
         if not step.fused:
@@ -105,7 +116,8 @@ class GraphedTrainStep:
         self.device = device
         self.warmup_steps = warmup_steps
         self.pool = torch.cuda.graph_pool_handle()
-        self._graphs: dict[Signature, tuple[torch.cuda.CUDAGraph, Batch, torch.Tensor,
+        # signature -> (graphs, static inputs, static use_clamped, outputs)
+        self._graphs: dict[Signature, tuple[list[torch.cuda.CUDAGraph], Batch, torch.Tensor,
                                             StepOutputs]] = {}
 
     @property
@@ -130,7 +142,9 @@ class GraphedTrainStep:
         if not todo:
             return
         current = torch.cuda.current_stream(self.device)
-        with preserved_training_state(step.ema_model, step.optimizer, step.ema):
+        split = step.grad_sync is not None
+        with preserved_training_state(step.ema_model, step.optimizer, step.ema,
+                                      keep_grads=split):
             # Warm-up on a side stream (lazy initialisation, Triton compilation and
             # cuBLAS workspaces happen outside the capture), as PyTorch requires.
             side = torch.cuda.Stream(self.device)
@@ -140,17 +154,27 @@ class GraphedTrainStep:
                     for _ in range(self.warmup_steps):
                         step(static, static_uc)
             current.wait_stream(side)
-            step.optimizer.zero_grad(set_to_none=True)
+            step.reset_grads()
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()
             for sig, (static, static_uc) in todo.items():
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self.pool):
-                    outputs = step(static, static_uc)
-                # Gradients belong to the graph that made them; drop the references so
-                # the next capture may reuse their memory.
-                step.optimizer.zero_grad(set_to_none=True)
-                self._graphs[sig] = (graph, static, static_uc, outputs)
+                if split:
+                    fwd_bwd, upd = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(fwd_bwd, pool=self.pool):
+                        step.reset_grads()
+                        loss, terms = step.forward_backward(static, static_uc)
+                    with torch.cuda.graph(upd, pool=self.pool):
+                        outputs = step.update(loss, terms)
+                    graphs = [fwd_bwd, upd]
+                else:
+                    whole = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(whole, pool=self.pool):
+                        outputs = step(static, static_uc)
+                    # Gradients belong to the graph that made them; drop the references
+                    # so the next capture may reuse their memory.
+                    step.reset_grads()
+                    graphs = [whole]
+                self._graphs[sig] = (graphs, static, static_uc, outputs)
         torch.cuda.synchronize(self.device)
 
     def has(self, feats: Batch, use_clamped: torch.Tensor) -> bool:
@@ -164,12 +188,15 @@ class GraphedTrainStep:
         if entry is None:
             shapes = {k: s for k, s, _ in sig}
             raise KeyError(f"no CUDA graph captured for these input shapes: {shapes}")
-        graph, static, static_uc, outputs = entry
+        graphs, static, static_uc, outputs = entry
         for k, v in feats.items():
             static[k].copy_(v, non_blocking=True)
         static_uc.copy_(use_clamped, non_blocking=True)
         first_ema_update = self.step.ema.num_updates == 0
-        graph.replay()
+        graphs[0].replay()
+        if len(graphs) == 2:
+            self.step.sync_grads()  # the all-reduce, between backward and the update
+            graphs[1].replay()
         ema = self.step.ema
         if first_ema_update:
             # The graph always blends (it was captured after warm-up updates); the EMA's

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from scalefold.train.config import SpeedConfig
@@ -137,6 +138,54 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     return model
 
 
+class FlatGradSync:
+    """Gradient averaging over a process group as one all-reduce of a flat buffer.
+
+    The replacement for DDP's bucketed hooks where the step is captured as CUDA graphs:
+    backward (one graph) accumulates into gradients that are views of one persistent flat
+    buffer, this all-reduce runs between the graphs, and the update (a second graph)
+    reads the same views. The views are made after the first backward, from the
+    parameters that received a gradient (the same on every rank: which parameters take
+    part is fixed by the model's configuration), so parameters without one stay `None`
+    and Adam skips them, as it does under DDP.
+    """
+
+    def __init__(self, group=None, world_size: int = 1) -> None:
+        self.group = group
+        self.world_size = world_size
+        self.flat: torch.Tensor | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.flat is not None
+
+    def zero_(self) -> None:
+        assert self.flat is not None
+        self.flat.zero_()
+
+    def _attach(self, params: list[nn.Parameter]) -> None:
+        used = [p for p in params if p.grad is not None]
+        dtypes = {p.grad.dtype for p in used}
+        if len(dtypes) != 1:
+            raise ValueError(f"flat gradient sync needs one gradient dtype, got {dtypes}")
+        flat = torch.zeros(sum(p.numel() for p in used), dtype=dtypes.pop(),
+                           device=used[0].device)
+        offset = 0
+        for p in used:
+            view = flat[offset:offset + p.numel()].view_as(p)
+            view.copy_(p.grad)
+            p.grad = view
+            offset += p.numel()
+        self.flat = flat
+
+    def __call__(self, params: list[nn.Parameter]) -> None:
+        if self.flat is None:
+            self._attach(params)
+        if self.world_size > 1:
+            dist.all_reduce(self.flat, group=self.group)
+            self.flat.div_(self.world_size)
+
+
 class TrainStep:
     """forward → loss → backward → clip → Adam → EMA, with device-tensor outputs.
 
@@ -156,6 +205,7 @@ class TrainStep:
         max_grad_norm: float,
         fused: bool,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        grad_sync: FlatGradSync | None = None,
     ) -> None:
         if fused and not optimizer.defaults.get("fused"):
             raise ValueError("the fused update path needs Adam(fused=True)")
@@ -168,6 +218,29 @@ class TrainStep:
         self.max_grad_norm = max_grad_norm
         self.fused = fused
         self.autocast = autocast
+        self.grad_sync = grad_sync
+
+    def reset_grads(self) -> None:
+        """Zero the flat gradient buffer in place once it exists; else drop the grads."""
+        if self.grad_sync is not None and self.grad_sync.ready:
+            self.grad_sync.zero_()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def sync_grads(self) -> None:
+        if self.grad_sync is not None:
+            self.grad_sync(self.params)
+
+    def update(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> StepOutputs:
+        """Fused path only: clip folded into Adam, guarded on the device, then EMA."""
+        # The loss zeroes a non-finite term in its total (as the reference does), so
+        # the guard looks at every term: such a step must not update the weights.
+        guard = torch.stack([loss.float().reshape(()),
+                             *(t.float().reshape(()) for t in terms.values())])
+        norm = fused_clip_into_adam(self.optimizer, self.params, self.max_grad_norm, guard)
+        self.optimizer.step()
+        self.ema.update(self.ema_model)
+        return StepOutputs(loss, terms, norm)
 
     def forward_backward(self, feats: Batch, use_clamped: torch.Tensor
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -181,20 +254,14 @@ class TrainStep:
                  before_update: Callable[[StepOutputs], None] | None = None) -> StepOutputs:
         """One step. `before_update` (plain path only) sees the loss before the update and
         may raise to stop it; the fused path never synchronises with the host."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.reset_grads()
         loss, terms = self.forward_backward(feats, use_clamped)
+        self.sync_grads()
         if self.fused:
-            # The loss zeroes a non-finite term in its total (as the reference does), so
-            # the guard looks at every term: such a step must not update the weights.
-            guard = torch.stack([loss.float().reshape(()),
-                                 *(t.float().reshape(()) for t in terms.values())])
-            norm = fused_clip_into_adam(self.optimizer, self.params, self.max_grad_norm, guard)
-            out = StepOutputs(loss, terms, norm)
-        else:
-            if before_update is not None:
-                before_update(StepOutputs(loss, terms, torch.zeros((), device=loss.device)))
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
-            out = StepOutputs(loss, terms, norm.detach())
+            return self.update(loss, terms)
+        if before_update is not None:
+            before_update(StepOutputs(loss, terms, torch.zeros((), device=loss.device)))
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.optimizer.step()
         self.ema.update(self.ema_model)
-        return out
+        return StepOutputs(loss, terms, norm.detach())

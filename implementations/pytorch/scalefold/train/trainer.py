@@ -54,7 +54,14 @@ from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
 from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
-from scalefold.train.step import StepOutputs, TrainStep, apply_speedups, make_adam, set_lr
+from scalefold.train.step import (
+    FlatGradSync,
+    StepOutputs,
+    TrainStep,
+    apply_speedups,
+    make_adam,
+    set_lr,
+)
 from scalefold.train.swa import WeightEMA
 from scalefold.train.topology import Topology, make_topology
 
@@ -166,7 +173,13 @@ class Trainer:
             # "scale": DDP below averages over all training ranks, DAP peers included.
             parallelize_dap(self.model, self.topo.dap_group, grad_reduction="scale")
         self.ddp: nn.Module = self.model
-        if self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank:
+        grad_sync = None
+        if self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank and (
+                speed.grad_sync == "flat"):
+            if self.topo.dap_group is not None:
+                raise ValueError("grad_sync='flat' does not support DAP yet: use 'ddp'")
+            grad_sync = FlatGradSync(self.topo.train_group, self.topo.num_train_ranks)
+        elif self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank:
             # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
             # DDP must be told some parameters may not take part in a step.
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -178,7 +191,7 @@ class Trainer:
         self.step_fn = TrainStep(
             self.ddp, list(self.model.parameters()), self.optimizer, self.loss_fn, self.swa,
             self.model, cfg.gradient_clip_norm, fused=speed.fused_optimizer,
-            autocast=lambda: set_precision(cfg.precision),
+            autocast=lambda: set_precision(cfg.precision), grad_sync=grad_sync,
         )
         self.graphed: GraphedTrainStep | None = None
         self._resumed_data: dict | None = None  # this rank's data position at the resume
@@ -511,10 +524,12 @@ class Trainer:
 def _check_graphs_supported(cfg: TrainConfig, device: torch.device, topo: Topology) -> None:
     if device.type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device; this process runs on {device}")
-    if topo.num_train_ranks > 1:
-        raise ValueError("cuda_graphs supports one training rank for now (plus any "
-                         "asynchronous evaluation ranks): DDP and DAP collectives are not "
-                         "captured yet")
+    if topo.dap_group is not None:
+        raise ValueError("cuda_graphs does not support DAP yet (its collectives run "
+                         "inside forward and backward)")
+    if topo.num_train_ranks > 1 and cfg.speed.grad_sync != "flat":
+        raise ValueError("cuda_graphs with several training ranks needs grad_sync='flat' "
+                         "(--grad-sync flat): DDP's hooks are not captured")
 
 
 @contextlib.contextmanager
