@@ -40,3 +40,4 @@ def test_n_res_not_divisible_names_n():
                          shapes=Shapes(n_res=18, n_clust=8, n_extra=16, n_templ=2))
     with pytest.raises(ValueError, match="N=18"):
         check_config(cfg)
+

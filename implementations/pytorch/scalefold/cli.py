@@ -219,6 +219,18 @@ def _cmd_bench_dap(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _cmd_bench_dp(args: argparse.Namespace) -> int:
+    from scalefold.bench.dp import DpBenchConfig, main
+
+    cfg = DpBenchConfig(
+        preset=args.preset, device=args.device,
+        world_sizes=tuple(int(w) for w in args.world_sizes.split(",")),
+        modes=tuple(args.modes.split(",")), variant=args.variant, recycles=args.recycles,
+        warmup=args.warmup, steps=args.steps, seed=args.seed, threads=args.threads,
+    )
+    return main(cfg, json_path=args.json)
+
+
 def _cmd_bench_data_prep(args: argparse.Namespace) -> int:
     from scalefold.bench.data import PrepConfig, main_prep
 
@@ -318,6 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPU threads per rank (default: cores // P)")
     dap.add_argument("--json", default=None, help="write all timings here")
     dap.set_defaults(func=_cmd_bench_dap)
+
+    dp = bench.add_parser("dp", help="step time by data-parallel world size (weak scaling)")
+    dp.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    dp.add_argument("--device", default="cuda", help="cuda (one GPU per rank, NCCL) or cpu (gloo)")
+    dp.add_argument("--world-sizes", default="1,2,4,8")
+    dp.add_argument("--modes", default="ddp,flat",
+                    help="gradient averaging: ddp (DDP hooks) and/or flat (one all-reduce)")
+    dp.add_argument("--variant", default="bf16+tri+fused_opt+bf16_ln",
+                    help="a `bench step` variant (+graphs variants need --modes flat)")
+    dp.add_argument("--recycles", type=int, default=0)
+    dp.add_argument("--warmup", type=int, default=2)
+    dp.add_argument("--steps", type=int, default=5)
+    dp.add_argument("--seed", type=int, default=0)
+    dp.add_argument("--threads", type=int, default=None, help="CPU threads per rank")
+    dp.add_argument("--json", default=None, help="write all timings here")
+    dp.set_defaults(func=_cmd_bench_dp)
 
     train = sub.add_parser("train", help="train (the embedded default when --data-dir is absent)")
     _add_train_args(train)

@@ -1,0 +1,215 @@
+"""`scalefold bench dp`: training-step time by data-parallel world size (issue 8, run 1).
+
+For every world size W, W processes on this host (spawned; gloo on CPU, NCCL on CUDA with
+one GPU per process) each run the `bench step` step of one `--variant` on a sample of
+their own (seed + rank), with the gradients averaged across ranks by one of:
+
+- `ddp`: `DistributedDataParallel` (bucketed all-reduces overlapped with backward);
+- `flat`: one all-reduce of a flat gradient buffer after backward (`FlatGradSync`);
+  with a `+graphs` variant, backward and the update are two CUDA graphs around it.
+
+Weak scaling (the benchmark's: one sample per GPU): efficiency = t(1) / t(W) for the same
+mode. Reported per (mode, W): median step time (per step the slowest rank's), the
+efficiency, samples/s (W / step time), and peak memory per rank (CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from scalefold.bench.dap import _cpu_count, _free_port
+from scalefold.bench.step import (
+    PRESET_SHAPES,
+    VARIANTS,
+    Shapes,
+    StepRunner,
+    _set_matmul_precision,
+    _sync,
+    time_steps,
+)
+from scalefold.model import AlphaFoldConfig
+from scalefold.train.distributed import DistEnv, init_process_group
+from scalefold.train.step import FlatGradSync
+from scalefold.utils.synthetic import synthetic_batch
+
+MODES = ("ddp", "flat")
+
+
+@dataclass(frozen=True)
+class DpBenchConfig:
+    preset: str = "mlperf"
+    device: str = "cuda"
+    world_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    modes: tuple[str, ...] = MODES
+    variant: str = "bf16+tri+fused_opt+bf16_ln"  # a `bench step` variant
+    recycles: int = 0  # gradient-free recycling iterations before the last one
+    warmup: int = 2
+    steps: int = 5
+    seed: int = 0
+    threads: int | None = None  # CPU threads per rank; default: cores // W
+    shapes: Shapes | None = None  # default by preset
+
+
+@dataclass
+class DpResult:
+    mode: str
+    world_size: int
+    times_s: list[float] = field(default_factory=list)  # per step, slowest rank
+    peak_mem_gib: list[float] = field(default_factory=list)  # per rank (CUDA)
+    wall_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+
+def check_config(cfg: DpBenchConfig) -> None:
+    if cfg.variant not in VARIANTS:
+        raise ValueError(f"unknown variant {cfg.variant!r}; known: {sorted(VARIANTS)}")
+    unknown = [m for m in cfg.modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown modes {unknown}; known: {list(MODES)}")
+    if VARIANTS[cfg.variant].cuda_graphs and "ddp" in cfg.modes:
+        raise ValueError("graph variants need --modes flat (DDP's hooks are not captured)")
+    if cfg.device.startswith("cuda"):
+        have = torch.cuda.device_count()
+        if max(cfg.world_sizes) > have:
+            raise ValueError(f"world size {max(cfg.world_sizes)} needs as many GPUs; "
+                             f"{have} visible")
+
+
+def _measure(cfg: DpBenchConfig, mode: str, rank: int, world: int,
+             device: torch.device) -> dict:
+    variant = VARIANTS[cfg.variant]
+    _set_matmul_precision(variant.precision)
+    model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
+    shapes = cfg.shapes or PRESET_SHAPES[cfg.preset]
+    batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
+                            shapes.n_templ, num_iterations=cfg.recycles + 1,
+                            seed=cfg.seed + rank, device=device)
+    runner = StepRunner(model_cfg, variant, device, cfg.seed)  # same weights on every rank
+    if world > 1 and mode == "ddp":
+        runner.train_step.model = torch.nn.parallel.DistributedDataParallel(
+            runner.model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+    elif world > 1:
+        runner.train_step.grad_sync = FlatGradSync(None, world)
+    time_steps(runner, batch, cfg.warmup, 0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    if world > 1:
+        dist.barrier()  # start the timed steps together
+    times = time_steps(runner, batch, 0, cfg.steps)
+    _sync(device)
+    mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    return {"times_s": times, "peak_mem_gib": mem}
+
+
+def _worker(rank: int, cfg: DpBenchConfig, mode: str, world: int, port: int, threads: int,
+            out_dir: str) -> None:
+    if cfg.device.startswith("cuda"):
+        device = torch.device("cuda", rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(threads)
+    if world > 1:
+        init_process_group(
+            DistEnv(rank=rank, world_size=world, local_rank=rank, local_world_size=world,
+                    launcher="spawn", master_port=port),
+            device,
+        )
+    try:
+        result = _measure(cfg, mode, rank, world, device)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def run_one(cfg: DpBenchConfig, mode: str, world: int) -> DpResult:
+    threads = cfg.threads or max(1, _cpu_count() // world)
+    res = DpResult(mode, world)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_dp_") as tmp:
+        try:
+            mp.spawn(_worker, args=(cfg, mode, world, _free_port(), threads, tmp),
+                     nprocs=world, join=True)
+            ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(world)]
+        except Exception as e:  # noqa: BLE001 - one failing size must not stop the others
+            res.error = f"{type(e).__name__}: {e}"[-300:]
+            res.wall_s = time.perf_counter() - t0
+            return res
+    res.wall_s = time.perf_counter() - t0
+    res.times_s = [max(step) for step in zip(*(r["times_s"] for r in ranks))]
+    res.peak_mem_gib = [r["peak_mem_gib"] for r in ranks]
+    return res
+
+
+def run_bench(cfg: DpBenchConfig, log=print) -> list[DpResult]:
+    import os
+
+    check_config(cfg)
+    # NVLink SHARP off, as the lent multi-GPU machines ask; spawned workers inherit it.
+    os.environ["NCCL_NVLS_ENABLE"] = "0"
+    results = []
+    for mode in cfg.modes:
+        for world in cfg.world_sizes:
+            res = run_one(cfg, mode, world)
+            results.append(res)
+            if res.error:
+                log(f"  {mode} W={world}: FAILED {res.error}")
+            else:
+                log(f"  {mode} W={world}: median {res.median_s:.4f} s, {res.wall_s:.0f} s wall",
+                    flush=True)
+    return results
+
+
+def format_table(results: list[DpResult], cuda: bool) -> str:
+    head = f"{'mode':6s}{'W':>4s}{'median s':>10s}{'min s':>9s}{'eff %':>7s}{'samples/s':>11s}"
+    head += f"{'peak GiB/rank':>15s}" if cuda else ""
+    lines = [head]
+    for r in results:
+        if r.error:
+            lines.append(f"{r.mode:6s}{r.world_size:4d} FAILED: {r.error}")
+            continue
+        base = next((b.median_s for b in results
+                     if b.mode == r.mode and b.world_size == 1 and not b.error), None)
+        eff = 100 * base / r.median_s if base else float("nan")
+        row = (f"{r.mode:6s}{r.world_size:4d}{r.median_s:10.4f}{min(r.times_s):9.4f}"
+               f"{eff:7.0f}{r.world_size / r.median_s:11.3f}")
+        row += f"{max(r.peak_mem_gib):15.2f}" if cuda else ""
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main(cfg: DpBenchConfig, json_path: str | None = None) -> int:
+    try:
+        check_config(cfg)
+    except ValueError as e:
+        print(f"bench dp: error: {e}")
+        return 2
+    print(f"bench dp: preset={cfg.preset} device={cfg.device} torch={torch.__version__} "
+          f"variant={cfg.variant} modes={cfg.modes} world_sizes={cfg.world_sizes} "
+          f"recycles={cfg.recycles} warmup={cfg.warmup} steps={cfg.steps}", flush=True)
+    results = run_bench(cfg)
+    print(format_table(results, cfg.device.startswith("cuda")))
+    if json_path:
+        env = {"torch": torch.__version__, "cpus": _cpu_count()}
+        if cfg.device.startswith("cuda") and torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name()
+        out = {"config": asdict(cfg), "env": env,
+               "results": [asdict(r) | {"median_s": r.median_s if r.times_s else None}
+                           for r in results]}
+        Path(json_path).write_text(json.dumps(out, indent=1))
+    return 0 if all(r.error is None for r in results) else 1
