@@ -183,9 +183,11 @@ def process_chain(raw: RawChain, config: FeatureConfig, seed: int) -> dict[str, 
     out["seq_length"] = np.int64(crop)
     out["is_distillation"] = np.float32(0.0)
 
+    shared = _MsaShared.of(msa, deletions, cols)
     per_iter = [
         _msa_iteration(
-            msa, deletions, profile, cols, crop, n_out, mcfg, _rng(seed, _RECYCLE_STREAM, r)
+            msa, deletions, profile, cols, crop, n_out, mcfg, _rng(seed, _RECYCLE_STREAM, r),
+            shared,
         )
         for r in range(config.num_recycling_iters + 1)
     ]
@@ -202,6 +204,22 @@ def process_chain(raw: RawChain, config: FeatureConfig, seed: int) -> dict[str, 
     return result
 
 
+@dataclass(frozen=True)
+class _MsaShared:
+    """Per-sample arrays every recycling iteration reads: the rows' cluster keys over the
+    whole chain, and the crop window of the MSA and deletions, contiguous. Made once, so
+    an iteration gathers only the rows it needs (deep MSAs: 16k rows x 4 iterations)."""
+
+    keys: np.ndarray  # [S, N] int32
+    msa_c: np.ndarray  # [S, crop]
+    del_c: np.ndarray  # [S, crop]
+
+    @staticmethod
+    def of(msa: np.ndarray, deletions: np.ndarray, cols: slice) -> _MsaShared:
+        return _MsaShared(msa_ops.cluster_keys(msa), np.ascontiguousarray(msa[:, cols]),
+                          np.ascontiguousarray(deletions[:, cols]))
+
+
 def _msa_iteration(
     msa: np.ndarray,
     deletions: np.ndarray,
@@ -211,24 +229,26 @@ def _msa_iteration(
     n_out: int,
     cfg: MsaConfig,
     rng: np.random.Generator,
+    shared: _MsaShared | None = None,
 ) -> dict[str, np.ndarray]:
     """The ensembled MSA features of one recycling iteration."""
+    shared = shared or _MsaShared.of(msa, deletions, cols)
     s = msa.shape[0]
     order = np.concatenate([[0], 1 + rng.permutation(s - 1)])  # query stays the first centre
     sel, rest = order[: cfg.max_msa_clusters], order[cfg.max_msa_clusters :]
     centres, centre_del = msa[sel], deletions[sel]  # [C, N]
-    extra, extra_del = msa[rest], deletions[rest]  # [E, N]
     if cfg.masked_msa_enabled:
         corrupted, bert_mask = msa_ops.mask_msa(centres, profile, rng, cfg)
     else:
         corrupted, bert_mask = centres, np.zeros(centres.shape, np.float32)
     # Assignment looks at the whole chain; the summaries only at the crop window.
-    assignment = msa_ops.assign_clusters(extra, corrupted, cfg.cluster_chunk_rows)
+    assignment = msa_ops.assign_with_keys(shared.keys[rest], corrupted, cfg.cluster_chunk_rows)
     c_profile, c_del_mean = msa_ops.summarize_clusters(
-        corrupted[:, cols], centre_del[:, cols], extra[:, cols], extra_del[:, cols], assignment
+        corrupted[:, cols], centre_del[:, cols], shared.msa_c[rest], shared.del_c[rest],
+        assignment,
     )
-    pick = rng.permutation(extra.shape[0])[: cfg.max_extra_msa]
-    extra_c, extra_del_c = extra[pick][:, cols], extra_del[pick][:, cols]
+    pick = rest[rng.permutation(rest.shape[0])[: cfg.max_extra_msa]]
+    extra_c, extra_del_c = shared.msa_c[pick], shared.del_c[pick]
     cdel = centre_del[:, cols]
     msa_feat = np.concatenate(
         [

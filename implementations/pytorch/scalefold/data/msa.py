@@ -144,16 +144,23 @@ def mask_msa(msa: np.ndarray, profile: np.ndarray, rng: np.random.Generator, con
     return out, chosen.astype(np.float32)
 
 
-def assign_clusters(extra: np.ndarray, centres: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """Index of the centre [C, N] agreeing with each extra row [E, N] at the most positions.
+def cluster_keys(rows: np.ndarray) -> np.ndarray:
+    """[R, N] int32 lookup keys of MSA rows for `assign_with_keys`: residue i of class a
+    (0..20) is row 21 i + a of the centre-match table; gaps and mask tokens the zero row.
 
-    Agreement counts identical residues 0..20 (gaps and mask tokens do not count); ties
-    go to the lowest centre index. Instead of a one-hot matmul (E x 21N x C multiply-adds)
-    each extra row sums N rows of a (21N + 1) x C table of centre matches: an
-    embedding-bag gather, E x N x C additions, exact in float32.
+    Computed once per sample for the whole MSA: every recycling iteration's extra rows
+    are a subset of its rows.
     """
-    e, n = extra.shape
-    c = centres.shape[0]
+    n = rows.shape[1]
+    keys = (np.arange(n, dtype=np.int32)[None, :] * 21 + rows).astype(np.int32)
+    keys[rows > 20] = n * 21
+    return keys
+
+
+def assign_with_keys(keys: np.ndarray, centres: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """`assign_clusters` for rows given by their `cluster_keys`."""
+    e = keys.shape[0]
+    c, n = centres.shape
     if e == 0:
         return np.zeros(0, dtype=np.int64)
     none = n * 21  # row of zeros for gaps / mask tokens
@@ -162,13 +169,23 @@ def assign_clusters(extra: np.ndarray, centres: np.ndarray, chunk_rows: int) -> 
     ok = centres <= 20
     table[(res_idx * 21 + centres)[ok], np.nonzero(ok)[0]] = 1.0
     table_t = torch.from_numpy(table)
-    keys = np.where(extra <= 20, np.arange(n)[None, :] * 21 + extra, none)  # [E, N]
     out = np.empty(e, dtype=np.int64)
     for lo in range(0, e, chunk_rows):  # bounded memory for the [chunk, C] agreement
         bag = torch.from_numpy(keys[lo : lo + chunk_rows])
         agreement = torch.nn.functional.embedding_bag(bag, table_t, mode="sum")  # [chunk, C]
         out[lo : lo + chunk_rows] = agreement.argmax(dim=1).numpy()
     return out
+
+
+def assign_clusters(extra: np.ndarray, centres: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """Index of the centre [C, N] agreeing with each extra row [E, N] at the most positions.
+
+    Agreement counts identical residues 0..20 (gaps and mask tokens do not count); ties
+    go to the lowest centre index. Instead of a one-hot matmul (E x 21N x C multiply-adds)
+    each extra row sums N rows of a (21N + 1) x C table of centre matches: an
+    embedding-bag gather, E x N x C additions, exact in float32.
+    """
+    return assign_with_keys(cluster_keys(extra), centres, chunk_rows)
 
 
 def summarize_clusters(
