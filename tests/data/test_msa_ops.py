@@ -43,6 +43,19 @@ def test_assign_clusters_brute_force():
     np.testing.assert_array_equal(got, agree.argmax(1))
 
 
+def test_keys_made_once_per_sample_give_the_same_assignment():
+    """Keys of the whole MSA, gathered per iteration (what the feature pipeline does),
+    assign rows exactly like keys made from the gathered rows."""
+    rng = np.random.default_rng(1)
+    msa = rng.integers(0, 23, size=(60, 25))
+    centres = rng.integers(0, 23, size=(6, 25))
+    rest = rng.permutation(60)[:40]
+    keys = ops.cluster_keys(msa)
+    assert keys.dtype == np.int32
+    np.testing.assert_array_equal(ops.assign_with_keys(keys[rest], centres, 16),
+                                  ops.assign_clusters(msa[rest], centres, 7))
+
+
 def test_summarize_clusters_brute_force():
     rng = np.random.default_rng(1)
     c, e, n = 4, 20, 6
