@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from scalefold.bench.step import fused_clip_into_adam
 from scalefold.cli import main
+from scalefold.train.step import fused_clip_into_adam
 
 
 def test_bench_step_cli_tiny_cpu(tmp_path, capsys):

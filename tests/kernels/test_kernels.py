@@ -189,8 +189,9 @@ def test_tiny_model_with_kernels_matches_eager_on_gpu():
     distogram, so a 1e-7 difference can move an atom across a bin edge and change the next
     iteration's input discontinuously (that is the model, not the kernels).
     """
+    from scalefold.data.selection import last_iteration
     from scalefold.losses import AlphaFoldLoss, LossConfig
-    from scalefold.utils.synthetic import last_iteration, synthetic_batch
+    from scalefold.utils.synthetic import synthetic_batch
 
     torch.backends.cuda.matmul.allow_tf32 = False
     batch = synthetic_batch(None, n_res=40, n_clust=20, n_extra=24, n_templ=2,
@@ -240,10 +241,11 @@ def test_kernels_in_triton_interpreter():
 def test_compile_glue_matches_eager():
     """`compile_glue` (Dynamo + AOTAutograd; the aot_eager backend keeps the CPU test fast,
     inductor's code generation is PyTorch's own to test): loss and gradients unchanged."""
+    from scalefold.data.selection import last_iteration
     from scalefold.kernels import compile_glue
     from scalefold.losses import AlphaFoldLoss, LossConfig
     from scalefold.model.msa import Transition
-    from scalefold.utils.synthetic import last_iteration, synthetic_batch
+    from scalefold.utils.synthetic import synthetic_batch
 
     torch._dynamo.reset()
     batch = synthetic_batch(None, n_res=12, n_clust=4, n_extra=6, n_templ=1, num_iterations=1)
@@ -272,9 +274,10 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
     mode (dropout on, same seed: the module itself draws no random numbers), and its
     activations are no longer saved for backward."""
     from scalefold.bench.step import StepRunner, Variant, saved_activation_report
+    from scalefold.data.selection import last_iteration
     from scalefold.kernels import recompute_outer_product_mean
     from scalefold.losses import AlphaFoldLoss, LossConfig
-    from scalefold.utils.synthetic import last_iteration, synthetic_batch
+    from scalefold.utils.synthetic import synthetic_batch
 
     batch = synthetic_batch(None, n_res=16, n_clust=6, n_extra=8, n_templ=1, num_iterations=2)
     loss_fn = AlphaFoldLoss(LossConfig.mlperf())

@@ -18,19 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import socket
 import statistics
-import tempfile
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from scalefold.bench.spawn import cpu_count, spawn_ranks
 from scalefold.bench.step import (
     PRESET_SHAPES,
     VARIANTS,
@@ -41,7 +36,6 @@ from scalefold.bench.step import (
     time_steps,
 )
 from scalefold.model import AlphaFoldConfig
-from scalefold.train.distributed import DistEnv, init_process_group
 from scalefold.utils.synthetic import synthetic_batch
 
 
@@ -79,19 +73,6 @@ class DapResult:
     @property
     def comm_mb(self) -> float:
         return sum(self.comm_bytes.values()) / 1e6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_shapes(cfg: DapBenchConfig) -> Shapes:
@@ -164,30 +145,13 @@ class CommCounter:
              dist.all_to_all_single, dist.all_reduce) = saved
 
 
-def _worker(rank: int, cfg: DapBenchConfig, size: int, port: int, threads: int,
-            out_dir: str) -> None:
-    if cfg.device.startswith("cuda"):
-        device = torch.device("cuda", rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(threads)
+def _measure_rank(rank: int, size: int, device: torch.device, cfg: DapBenchConfig) -> dict:
     group = None
     if size > 1:
-        init_process_group(
-            DistEnv(rank=rank, world_size=size, local_rank=rank, local_world_size=size,
-                    launcher="spawn", master_port=port),
-            device,
-        )
         from scalefold.parallel import new_dap_groups
 
         group, _ = new_dap_groups(size)  # the trainer's grouping; here one group of all
-    try:
-        result = _measure(cfg, size, group, device)
-    finally:
-        if size > 1:
-            dist.destroy_process_group()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    return _measure(cfg, size, group, device)
 
 
 def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dict:
@@ -225,22 +189,12 @@ def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dic
 
 def run_size(cfg: DapBenchConfig, size: int) -> DapResult:
     """Spawn `size` processes, run the benchmark on them, collect their measurements."""
-    threads = cfg.threads or max(1, _cpu_count() // size)
+    threads = cfg.threads or max(1, cpu_count() // size)
     res = DapResult(size, threads=threads if not cfg.device.startswith("cuda") else 0)
-    # NVLink SHARP (NVLS) buffers are large and not needed for these message sizes; the
-    # lent multi-GPU machines also ask for it off. Spawned workers inherit the variable.
-    os.environ["NCCL_NVLS_ENABLE"] = "0"
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench_dap_") as tmp:
-        try:
-            mp.spawn(_worker, args=(cfg, size, _free_port(), threads, tmp), nprocs=size,
-                     join=True)
-            ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(size)]
-        except Exception as e:  # noqa: BLE001 - one failing size must not stop the others
-            res.error = f"{type(e).__name__}: {e}"[-300:]
-            res.wall_s = time.perf_counter() - t0
-            return res
-    res.wall_s = time.perf_counter() - t0
+    run = spawn_ranks(_measure_rank, (cfg,), size, cfg.device.startswith("cuda"), threads)
+    res.wall_s, res.error, ranks = run.wall_s, run.error, run.ranks
+    if res.error:
+        return res
     res.times_s = [max(step) for step in zip(*(r["times_s"] for r in ranks))]
     res.peak_mem_gib = [r["peak_mem_gib"] for r in ranks]
     res.comm_bytes = ranks[0]["comm_bytes"]
@@ -284,7 +238,7 @@ def format_table(results: list[DapResult], n_res: int, cuda: bool) -> str:
 
 
 def results_json(cfg: DapBenchConfig, results: list[DapResult]) -> str:
-    env = {"torch": torch.__version__, "cpus": _cpu_count()}
+    env = {"torch": torch.__version__, "cpus": cpu_count()}
     if cfg.device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
         env["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))

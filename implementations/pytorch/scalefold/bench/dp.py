@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from scalefold.bench.dap import _cpu_count, _free_port
+from scalefold.bench.spawn import cpu_count, spawn_ranks
 from scalefold.bench.step import (
     PRESET_SHAPES,
     VARIANTS,
@@ -37,7 +34,6 @@ from scalefold.bench.step import (
     time_steps,
 )
 from scalefold.model import AlphaFoldConfig
-from scalefold.train.distributed import DistEnv, init_process_group
 from scalefold.train.step import FlatGradSync
 from scalefold.utils.synthetic import synthetic_batch
 
@@ -88,8 +84,8 @@ def check_config(cfg: DpBenchConfig) -> None:
                              f"{have} visible")
 
 
-def _measure(cfg: DpBenchConfig, mode: str, rank: int, world: int,
-             device: torch.device) -> dict:
+def _measure(rank: int, world: int, device: torch.device, cfg: DpBenchConfig,
+             mode: str) -> dict:
     variant = VARIANTS[cfg.variant]
     _set_matmul_precision(variant.precision)
     model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
@@ -115,53 +111,20 @@ def _measure(cfg: DpBenchConfig, mode: str, rank: int, world: int,
     return {"times_s": times, "peak_mem_gib": mem}
 
 
-def _worker(rank: int, cfg: DpBenchConfig, mode: str, world: int, port: int, threads: int,
-            out_dir: str) -> None:
-    if cfg.device.startswith("cuda"):
-        device = torch.device("cuda", rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(threads)
-    if world > 1:
-        init_process_group(
-            DistEnv(rank=rank, world_size=world, local_rank=rank, local_world_size=world,
-                    launcher="spawn", master_port=port),
-            device,
-        )
-    try:
-        result = _measure(cfg, mode, rank, world, device)
-    finally:
-        if world > 1:
-            dist.destroy_process_group()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-
-
 def run_one(cfg: DpBenchConfig, mode: str, world: int) -> DpResult:
-    threads = cfg.threads or max(1, _cpu_count() // world)
+    threads = cfg.threads or max(1, cpu_count() // world)
     res = DpResult(mode, world)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench_dp_") as tmp:
-        try:
-            mp.spawn(_worker, args=(cfg, mode, world, _free_port(), threads, tmp),
-                     nprocs=world, join=True)
-            ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(world)]
-        except Exception as e:  # noqa: BLE001 - one failing size must not stop the others
-            res.error = f"{type(e).__name__}: {e}"[-300:]
-            res.wall_s = time.perf_counter() - t0
-            return res
-    res.wall_s = time.perf_counter() - t0
+    run = spawn_ranks(_measure, (cfg, mode), world, cfg.device.startswith("cuda"), threads)
+    res.wall_s, res.error, ranks = run.wall_s, run.error, run.ranks
+    if res.error:
+        return res
     res.times_s = [max(step) for step in zip(*(r["times_s"] for r in ranks))]
     res.peak_mem_gib = [r["peak_mem_gib"] for r in ranks]
     return res
 
 
 def run_bench(cfg: DpBenchConfig, log=print) -> list[DpResult]:
-    import os
-
     check_config(cfg)
-    # NVLink SHARP off, as the lent multi-GPU machines ask; spawned workers inherit it.
-    os.environ["NCCL_NVLS_ENABLE"] = "0"
     results = []
     for mode in cfg.modes:
         for world in cfg.world_sizes:
@@ -205,7 +168,7 @@ def main(cfg: DpBenchConfig, json_path: str | None = None) -> int:
     results = run_bench(cfg)
     print(format_table(results, cfg.device.startswith("cuda")))
     if json_path:
-        env = {"torch": torch.__version__, "cpus": _cpu_count()}
+        env = {"torch": torch.__version__, "cpus": cpu_count()}
         if cfg.device.startswith("cuda") and torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name()
         out = {"config": asdict(cfg), "env": env,

@@ -27,13 +27,7 @@ from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import SpeedConfig
 from scalefold.train.graphs import GraphedTrainStep
-from scalefold.train.step import (  # noqa: F401 - grad_norm, fused_clip_into_adam re-exported
-    TrainStep,
-    apply_speedups,
-    fused_clip_into_adam,
-    grad_norm,
-    make_adam,
-)
+from scalefold.train.step import TrainStep, apply_speedups, make_adam
 from scalefold.train.swa import WeightEMA
 from scalefold.utils.synthetic import synthetic_batch
 

@@ -229,10 +229,9 @@ def _msa_iteration(
     n_out: int,
     cfg: MsaConfig,
     rng: np.random.Generator,
-    shared: _MsaShared | None = None,
+    shared: _MsaShared,
 ) -> dict[str, np.ndarray]:
     """The ensembled MSA features of one recycling iteration."""
-    shared = shared or _MsaShared.of(msa, deletions, cols)
     s = msa.shape[0]
     order = np.concatenate([[0], 1 + rng.permutation(s - 1)])  # query stays the first centre
     sel, rest = order[: cfg.max_msa_clusters], order[cfg.max_msa_clusters :]

@@ -226,5 +226,10 @@ def truncate_recycling(
     return {k: v[..., : num_recycling + 1] for k, v in features.items()}
 
 
+def last_iteration(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The final recycling slice of every feature (what the loss and the metrics read)."""
+    return {k: v[..., -1] for k, v in features.items()}
+
+
 def chain_ids(chains: pd.DataFrame) -> Sequence[str]:
     return chains["pdb_chain_id"].tolist()

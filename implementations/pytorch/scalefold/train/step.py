@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from scalefold.data.selection import last_iteration
 from scalefold.train.config import SpeedConfig
 from scalefold.train.swa import WeightEMA
 
@@ -50,11 +51,6 @@ class StepOutputs:
         named = {**self.breakdown(), "grad_norm": self.grad_norm}
         host = torch.stack([v.detach().float().reshape(()) for v in named.values()]).cpu()
         return dict(zip(named, host.tolist(), strict=True))
-
-
-def last_iteration(batch: Batch) -> Batch:
-    """The final recycling slice of every feature (what the loss reads)."""
-    return {k: v[..., -1] for k, v in batch.items()}
 
 
 def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:

@@ -43,7 +43,7 @@ from scalefold.data import (
     validation_dataset,
     validation_seeds,
 )
-from scalefold.data.selection import seed_from_string
+from scalefold.data.selection import last_iteration, seed_from_string
 from scalefold.losses import AlphaFoldLoss, LossConfig, check_finite_losses
 from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
 from scalefold.metrics import lddt_ca
@@ -77,10 +77,6 @@ def _model_config(cfg: TrainConfig) -> AlphaFoldConfig:
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _last_iteration(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v[..., -1] for k, v in batch.items()}
 
 
 def set_precision(precision: str) -> contextlib.AbstractContextManager:
@@ -335,7 +331,7 @@ class Trainer:
             feats = _to(batch, self.device)
             with set_precision(self.cfg.precision):
                 out = self.eval_model(feats)
-            last = _last_iteration(feats)
+            last = last_iteration(feats)
             score = lddt_ca(
                 out["final_atom_positions"].float(), last["all_atom_positions"],
                 last["all_atom_mask"],

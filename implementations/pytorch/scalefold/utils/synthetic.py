@@ -222,7 +222,3 @@ def synthetic_batch(
         for k, v in feats.items()
     }
 
-
-def last_iteration(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The final recycling slice of every feature (what the loss reads)."""
-    return {k: v[..., -1] for k, v in batch.items()}
