@@ -90,6 +90,68 @@ def test_flash_attention_matches_eager(kern, device, name):
                      tol=2e-3 if device.type == "cuda" else 1e-5)
 
 
+def _attention_modules():
+    from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias
+    from scalefold.model.pair import TriangleAttention
+
+    return {
+        "msa_row": lambda: MSARowAttentionWithPairBias(16, 8, 4, 2, 1e9),
+        "msa_col": lambda: MSAColumnAttention(16, 4, 2, 1e9),
+        "tri_start": lambda: TriangleAttention(8, 4, 2, 1e9, starting=True),
+        "tri_end": lambda: TriangleAttention(8, 4, 2, 1e9, starting=False),
+    }
+
+
+@pytest.mark.parametrize("name", ["msa_row", "msa_col", "tri_start", "tri_end"])
+def test_attention_modules_with_flash_core_match_eager(kern, device, name):
+    """The model's own call sites (strided head-split views, permuted pair biases,
+    column-wise attention without transposes) through the flash kernels: output and
+    every gradient (inputs and parameters) as with the eager core, in float32."""
+    from scalefold.kernels.cores import TritonAttentionCore
+
+    g = torch.Generator().manual_seed(3)
+    s, n = 5, 18
+    m = torch.randn(1, s, n, 16, generator=g)
+    z = torch.randn(1, n, n, 8, generator=g)
+    mask_m = (torch.rand(1, s, n, generator=g) > 0.2).float()
+    mask_z = (torch.rand(1, n, n, generator=g) > 0.2).float()
+    results = []
+    for flash in (False, True):
+        torch.manual_seed(0)
+        mod = _attention_modules()[name]()
+        for p in mod.parameters():  # the "final" init zeroes the output projection
+            torch.nn.init.normal_(p, std=0.3, generator=torch.Generator().manual_seed(p.numel()))
+        mod = mod.to(device)
+        if flash:
+            mod.mha.core = TritonAttentionCore()
+        mi, zi = m.to(device).requires_grad_(), z.to(device).requires_grad_()
+        if name == "msa_row":
+            out = mod(mi, zi, mask_m.to(device))
+        elif name == "msa_col":
+            out = mod(mi, mask_m.to(device))
+        else:
+            out = mod(zi, mask_z.to(device))
+        leaves = [mi, zi, *mod.parameters()]
+        grads = torch.autograd.grad(out, leaves, torch.ones_like(out), allow_unused=True)
+        results.append([out, *[gr for gr in grads if gr is not None]])
+    tol = 2e-3 if device.type == "cuda" else 1e-5
+    # Absolute floor: the pair-bias LayerNorm's bias gradient is ~0 by construction
+    # (softmax ignores a constant added to a row of logits).
+    errs = [float((a - b).norm() / (b.norm() + 1e-2)) for a, b in zip(results[1], results[0])]
+    assert len(results[0]) == len(results[1]) and max(errs) < tol, " ".join(f"{e:.1e}" for e in errs)
+
+
+@pytest.mark.parametrize("table", ["_SM90_MSA_COLUMN", "_SM90_MSA_ROW", "_SM90_TRIANGLE",
+                                   "_SM90_NARROW"])
+def test_flash_attention_tuned_launches_match_eager(kern, device, table):
+    """Every launch of the tuned tables computes the same attention (tiles are clamped to
+    the padded lengths at these small shapes; the GPU tests run them at full size)."""
+    cfg = getattr(kern.attention, table)
+    case = ((1, 3), 2, 40, 40, 8, [((1, 3, 1, 1, 40), False), ((1, 1, 2, 40, 40), True)])
+    _check_attention(lambda q, k, v, bs: kern.attention.flash_attention(q, k, v, bs, cfg),
+                     case, device, torch.float32, tol=2e-3 if device.type == "cuda" else 1e-5)
+
+
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
 def test_sdpa_core_matches_eager(device, name):
     _check_attention(SDPAAttentionCore(), ATTN_CASES[name], device, torch.float32, tol=2e-3)
@@ -231,7 +293,8 @@ def test_kernels_in_triton_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-         "-k", "layer_norm_matches or flash_attention_matches"],
+         "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
+         "or tuned_launches"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -200,6 +200,15 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _cmd_bench_attention(args: argparse.Namespace) -> int:
+    from scalefold.bench.attention import AttnBenchConfig, main
+
+    cfg = AttnBenchConfig(preset=args.preset, device=args.device, warmup=args.warmup,
+                          reps=args.reps, seed=args.seed, sweep=not args.no_sweep,
+                          max_seconds=args.max_seconds)
+    return main(cfg, json_path=args.json)
+
+
 def _cmd_bench_dap(args: argparse.Namespace) -> int:
     from scalefold.bench.dap import DapBenchConfig, main
     from scalefold.bench.step import PRESET_SHAPES, Shapes
@@ -282,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the activations the last variant saves for backward "
                            "(n=0), by module and dtype")
     step.set_defaults(func=_cmd_bench_step)
+    att = bench.add_parser("attention", help="flash-attention kernels at the model's call "
+                           "sites: default vs candidate launches")
+    att.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    att.add_argument("--device", default="cuda")
+    att.add_argument("--warmup", type=int, default=2)
+    att.add_argument("--reps", type=int, default=5)
+    att.add_argument("--seed", type=int, default=0)
+    att.add_argument("--no-sweep", action="store_true", help="default launches only")
+    att.add_argument("--max-seconds", type=float, default=600.0,
+                     help="sweep no further signatures after this long")
+    att.add_argument("--json", default=None)
+    att.set_defaults(func=_cmd_bench_attention)
     bench_data = bench.add_parser("data", help="data pipeline speed").add_subparsers(
         dest="bench_data", required=True)
     prep = bench_data.add_parser("prep", help="sample preparation time on one CPU core")

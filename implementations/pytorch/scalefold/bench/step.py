@@ -264,11 +264,16 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     runner.prepare(batch)
     runner.step(batch)
     _sync(runner.device)
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, record_shapes=True) as prof:
         runner.step(batch)
         _sync(runner.device)
     key = "self_cuda_time_total" if runner.device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    kernels = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    # The same step by operator and input shapes: which op (and which tensor) launches
+    # the kernels above.
+    ops = prof.key_averages(group_by_input_shape=True).table(
+        sort_by=key, row_limit=2 * rows, max_name_column_width=40, max_shapes_column_width=90)
+    return kernels + "\n" + ops
 
 
 def saved_activation_report(runner: StepRunner, batch: dict[str, torch.Tensor],

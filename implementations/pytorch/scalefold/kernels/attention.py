@@ -352,11 +352,61 @@ def _s5(t: torch.Tensor, layout: _Layout) -> tuple[int, int, int, int, int]:
     return (z[0], z[1], t.stride(n - 3), t.stride(n - 2), t.stride(n - 1))
 
 
-def _blocks(ql: int, kl: int, d: int, dv: int):
-    bd, bdv = max(16, next_pow2(d)), max(16, next_pow2(dv))
-    bq = 64 if ql > 32 else max(16, next_pow2(ql))
-    bk = 64 if kl > 32 else max(16, next_pow2(kl))
-    return bq, bk, bd, bdv
+@dataclass(frozen=True)
+class Launch:
+    """Tile sizes and launch parameters of one kernel."""
+
+    block_q: int = 64
+    block_k: int = 64
+    warps: int = 4
+    stages: int = 1
+
+    def blocks(self, ql: int, kl: int, d: int, dv: int) -> tuple[int, int, int, int]:
+        """(BQ, BK, BD, BDV) for these lengths: a block never exceeds the padded length."""
+        bd, bdv = max(16, next_pow2(d)), max(16, next_pow2(dv))
+        bq = min(self.block_q, max(16, next_pow2(ql)))
+        bk = min(self.block_k, max(16, next_pow2(kl)))
+        return bq, bk, bd, bdv
+
+    @property
+    def name(self) -> str:
+        return f"{self.block_q}x{self.block_k}w{self.warps}s{self.stages}"
+
+
+@dataclass(frozen=True)
+class FlashConfig:
+    """Launches of the three kernels (`scalefold bench attention` sweeps them)."""
+
+    fwd: Launch = Launch(64, 64, 4, 2)
+    bwd_kv: Launch = Launch(64, 64, 4, 1)
+    bwd_q: Launch = Launch(64, 64, 4, 1)
+
+
+DEFAULT_CONFIG = FlashConfig()
+
+
+# Launches measured on an H200 (sm90) by `scalefold bench attention` at the benchmark's
+# shapes, 2026-11-29 (docs/PERFORMANCE.md, "Attention launches"): per shape class, the
+# fastest candidate of each kernel where it beat the default by more than the run's noise.
+_SM90_MSA_COLUMN = FlashConfig(fwd=Launch(64, 32, 4, 3), bwd_kv=Launch(32, 64, 4, 2),
+                               bwd_q=Launch(128, 64, 8, 2))  # Q = K <= 128, c = 32
+_SM90_MSA_ROW = FlashConfig(fwd=Launch(128, 64, 8, 2), bwd_kv=Launch(64, 128, 4, 1),
+                            bwd_q=Launch(128, 64, 8, 1))  # 8 heads, c = 32
+_SM90_TRIANGLE = FlashConfig(fwd=Launch(64, 64, 4, 3), bwd_kv=Launch(64, 128, 4, 1),
+                             bwd_q=Launch(64, 128, 4, 1))  # 4 heads, c = 32
+_SM90_NARROW = FlashConfig(bwd_q=Launch(64, 128, 4, 1))  # c <= 16: extra MSA, templates
+
+
+def tuned_config(q: torch.Tensor, kl: int, dv: int) -> FlashConfig:
+    """The launches for this call's shape class on this device (else the default)."""
+    if q.device.type != "cuda" or torch.cuda.get_device_capability(q.device)[0] != 9:
+        return DEFAULT_CONFIG
+    h, ql, d = q.shape[-3], q.shape[-2], q.shape[-1]
+    if d <= 16:
+        return _SM90_NARROW
+    if ql <= 128 and kl <= 128:
+        return _SM90_MSA_COLUMN
+    return _SM90_MSA_ROW if h >= 8 else _SM90_TRIANGLE
 
 
 def _precision(q: torch.Tensor) -> str:
@@ -367,18 +417,23 @@ def _precision(q: torch.Tensor) -> str:
 
 class _FlashAttentionFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, layout: _Layout, q, k, v, b0o, b1o):
+    def forward(ctx, layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o):
         # b0o/b1o: the biases as given; b0/b1 their broadcast views [*, H, Q, K]
         *lead, h, ql, d = q.shape
         kl, dv = k.shape[-2], v.shape[-1]
         full = (*lead, h, ql, kl)
         b0 = b0o.expand(full) if b0o is not None else None
         b1 = b1o.expand(full) if b1o is not None else None
-        # Output laid out [*, Q, H, c] so the caller's transpose + flatten is a view.
-        o = torch.empty((*lead, ql, h, dv), dtype=q.dtype, device=q.device).transpose(-2, -3)
+        # The output takes q's memory layout (q is a head-split view of a projection
+        # [*, Q, H*c], or of [Q, *, H*c] for column-wise attention), so the caller's
+        # transpose + flatten back to the projection's layout is a view, not a copy.
+        o = torch.empty_like(q) if dv == d else None  # same strides when q is dense
+        if o is None or layout.strides(o) is None:
+            o = torch.empty((*lead, ql, h, dv), dtype=q.dtype,
+                            device=q.device).transpose(-2, -3)
         z1, z2 = layout.z1, layout.z2
         lse = torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
-        bq, bk, bd, bdv = _blocks(ql, kl, d, dv)
+        bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
         zero5 = (0, 0, 0, 0, 0)
         bs0 = _s5(b0, layout) if b0 is not None else zero5
         bs1 = _s5(b1, layout) if b1 is not None else zero5
@@ -388,15 +443,17 @@ class _FlashAttentionFn(torch.autograd.Function):
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
             z2, h, ql, kl, d, dv,
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=_precision(q), num_warps=4, num_stages=2,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=_precision(q),
+            num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
         )
-        ctx.layout = layout
+        ctx.layout, ctx.cfg = layout, cfg
         ctx.save_for_backward(q, k, v, b0o, b1o, o, lse)
         return o
 
     @staticmethod
     def backward(ctx, do):
         layout: _Layout = ctx.layout
+        cfg: FlashConfig = ctx.cfg
         q, k, v, b0o, b1o, o, lse = ctx.saved_tensors
         *lead, h, ql, d = q.shape
         kl, dv_ = k.shape[-2], v.shape[-1]
@@ -406,7 +463,6 @@ class _FlashAttentionFn(torch.autograd.Function):
         if layout.strides(do) is None:
             do = do.contiguous()
         z1, z2 = layout.z1, layout.z2
-        bq, bk, bd, bdv = _blocks(ql, kl, d, dv_)
         zero5 = (0, 0, 0, 0, 0)
         bs0 = _s5(b0, layout) if b0 is not None else zero5
         bs1 = _s5(b1, layout) if b1 is not None else zero5
@@ -418,25 +474,31 @@ class _FlashAttentionFn(torch.autograd.Function):
                 v.shape, dtype=v.dtype, device=v.device)
         bp0 = b0 if b0 is not None else q
         bp1 = b1 if b1 is not None else q
+        bq, bk, bd, bdv = cfg.bwd_kv.blocks(ql, kl, d, dv_)
         _attn_bwd_kv[(triton.cdiv(kl, bk), z1 * z2 * h)](
             q, k, v, bp0, bp1, o, do, lse, dk, dv,
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
             *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
             z2, h, ql, kl, d, dv_,
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec, num_warps=4, num_stages=1,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
+            num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
         )
 
-        need = ctx.needs_input_grad  # (layout, q, k, v, b0, b1)
-        grad_b = [b for b, n in ((b0, need[4]), (b1, need[5])) if n and b is not None]
+        need = ctx.needs_input_grad  # (layout, cfg, q, k, v, b0, b1)
+        grad_b = [b for b, n in ((b0, need[5]), (b1, need[6])) if n and b is not None]
         # The bias gradient is dS summed over Z2 when every such bias is broadcast there.
         per_z2 = any(layout.strides(b)[1] != 0 for b in grad_b) if grad_b else False
+        bq, bk, bd, bdv = cfg.bwd_q.blocks(ql, kl, d, dv_)
         n_qk = triton.cdiv(ql, bq) * triton.cdiv(kl, bk)
         # Split Z2 into chunks so that the grid has several programs per multiprocessor.
         want = max(1, 1024 // max(1, n_qk * z1 * h))
         z2_per_prog = 1 if per_z2 else max(1, triton.cdiv(z2, want))
         chunks = triton.cdiv(z2, z2_per_prog)
-        dq32 = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+        # dq in q's layout, so that it flows back into the projection without a copy.
+        dq32 = torch.zeros_like(q, dtype=torch.float32)
+        if layout.strides(dq32) is None:
+            dq32 = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
         if grad_b:
             n_db = 1 if per_z2 else chunks
             rows = z2 if per_z2 else 1
@@ -453,16 +515,17 @@ class _FlashAttentionFn(torch.autograd.Function):
             z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
             HAS_B0=b0 is not None, HAS_B1=b1 is not None, HAS_DB=bool(grad_b),
             DB_PER_Z2=per_z2,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec, num_warps=4, num_stages=1,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
+            num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,
         )
         grads = [None, None]
         if grad_b:
             full = db.sum(0).permute(0, 2, 1, 3, 4)  # [Z1, Z2 or 1, H, Q, K]
             full = layout.unfold(full, per_z2)  # [*lead (1 where summed), H, Q, K]
-            for i, (b, n) in enumerate(((b0o, need[4]), (b1o, need[5]))):
+            for i, (b, n) in enumerate(((b0o, need[5]), (b1o, need[6]))):
                 if n and b is not None:
                     grads[i] = full.sum_to_size(b.shape).to(b.dtype)
-        return None, dq32.to(q.dtype), dk, dv, grads[0], grads[1]
+        return None, None, dq32.to(q.dtype), dk, dv, grads[0], grads[1]
 
 
 def _eager(q, k, v, biases):
@@ -472,13 +535,30 @@ def _eager(q, k, v, biases):
     return torch.matmul(torch.softmax(logits, dim=-1), v)
 
 
+def _rows_contiguous(b: torch.Tensor, budget: int) -> torch.Tensor:
+    """b laid out row-major when that is cheap (b no larger than q).
+
+    The model's biases are views with the heads innermost (a projection of z, permuted)
+    or transposed masks; the kernels read them tile by tile along K, so a K stride of H
+    wastes most of every memory transaction. Measured on the H200 (`bench attention`):
+    forward 0.70 -> 0.25 ms, backward 1.48 -> 0.77 ms for MSA row attention. The copy
+    (1 MiB for a [H, 256, 256] bf16 bias) is negligible beside that; autograd passes the
+    bias gradient through it unchanged.
+    """
+    if b.is_contiguous() or b.numel() > budget:
+        return b
+    return b.contiguous()
+
+
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    biases: list[torch.Tensor]) -> torch.Tensor:
+                    biases: list[torch.Tensor], config: FlashConfig | None = None,
+                    ) -> torch.Tensor:
     """softmax(q kᵀ + Σ biases) v with q pre-scaled; Triton where it applies, else PyTorch.
 
     q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]  biases: broadcastable to
     [*, H, Q, K]. Falls back to the PyTorch math for tiny attention (template pointwise:
     Q = 1, K = 4), where a tiled kernel cannot win, and for shapes it does not fold.
+    `config` overrides the tuned launches (benchmarks).
     """
     if not triton_usable(q) or q.shape[-2] < 16 or k.shape[-2] < 16:
         return _eager(q, k, v, biases)
@@ -496,6 +576,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         bs = [bs[0], extra]
     if any(b.dim() > len(full) for b in bs):
         return _eager(q, k, v, biases)
+    bs = [_rows_contiguous(b, q.numel()) for b in bs]
     views = [b.expand(full) for b in bs]
     grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
     layout = _plan(tuple(lead), [q, k, v, *views], grad_views)
@@ -509,4 +590,5 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             return _eager(q, k, v, biases)
     b0 = bs[0] if len(bs) > 0 else None
     b1 = bs[1] if len(bs) > 1 else None
-    return _FlashAttentionFn.apply(layout, q, k, v, b0, b1)
+    cfg = config if config is not None else tuned_config(q, kl, v.shape[-1])
+    return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1)

@@ -55,19 +55,29 @@ class Attention(nn.Module):
         self.linear_g = Linear(c_q, hc, bias=True, init="gating") if gating else None
         self.core = AttentionCore()
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        # [*, L, H*c] -> [*, H, L, c]
-        return x.unflatten(-1, (self.num_heads, self.c_hidden)).transpose(-2, -3)
+    def _heads(self, x: torch.Tensor, columns: bool) -> torch.Tensor:
+        x = x.unflatten(-1, (self.num_heads, self.c_hidden))
+        if columns:
+            return x.movedim(-4, -2)  # [*, L, B, H, c] -> [*, B, H, L, c] (a view)
+        return x.transpose(-2, -3)  # [*, L, H, c] -> [*, H, L, c]
 
     def forward(
-        self, q_x: torch.Tensor, kv_x: torch.Tensor, biases: list[torch.Tensor]
+        self, q_x: torch.Tensor, kv_x: torch.Tensor, biases: list[torch.Tensor],
+        columns: bool = False,
     ) -> torch.Tensor:
-        # q_x: [*, Q, c_q]  kv_x: [*, K, c_kv]
-        q = self._heads(self.linear_q(q_x)) * (self.c_hidden**-0.5)
-        k = self._heads(self.linear_k(kv_x))
-        v = self._heads(self.linear_v(kv_x))
-        o = self.core(q, k, v, biases)  # [*, H, Q, c]
-        o = o.transpose(-2, -3).flatten(-2)  # [*, Q, H*c]
+        """Attention along dim -2 of q_x [*, Q, c_q] / kv_x [*, K, c_kv].
+
+        `columns=True`: q_x is [*, Q, B, c_q] and kv_x [*, K, B, c_kv], and attention runs
+        along dim -3 for every B (MSA columns, the ending-node triangle), with biases
+        broadcastable to [*, B, H, Q, K]. The same math as transposing the inputs and
+        outputs, without copying the transposed activations for every projection.
+        """
+        q = self._heads(self.linear_q(q_x), columns) * (self.c_hidden**-0.5)
+        k = self._heads(self.linear_k(kv_x), columns)
+        v = self._heads(self.linear_v(kv_x), columns)
+        o = self.core(q, k, v, biases)  # [*, H, Q, c] ([*, B, H, Q, c] for columns)
+        # back to the projections' layout: [*, Q, H*c] ([*, Q, B, H*c])
+        o = (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
         if self.linear_g is not None:
             o = o * torch.sigmoid(self.linear_g(q_x))
         return self.linear_o(o)

@@ -37,10 +37,10 @@ class MSAColumnAttention(nn.Module):
 
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  mask: [*, S, N]
-        m = self.layer_norm_m(m).transpose(-2, -3)  # [*, N, S, c_m]
+        m = self.layer_norm_m(m)
         mask_bias = (self.inf * (mask.transpose(-1, -2) - 1.0))[..., :, None, None, :]
-        # mask_bias: [*, N, 1, 1, S]
-        return self.mha(m, m, [mask_bias]).transpose(-2, -3)
+        # mask_bias: [*, N, 1, 1, S]; attention along S for every column N
+        return self.mha(m, m, [mask_bias], columns=True)
 
 
 class MSAColumnGlobalAttention(nn.Module):

@@ -78,15 +78,17 @@ class TriangleAttention(nn.Module):
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z]  mask: [*, N, N]
-        if not self.starting:
-            z = z.transpose(-2, -3)
-            mask = mask.transpose(-1, -2)
         z = self.layer_norm(z)
-        mask_bias = (self.inf * (mask - 1.0))[..., :, None, None, :]  # [*, I, 1, 1, J]
         tri_bias = self.linear(z)  # [*, I, J, H]
-        tri_bias = tri_bias.permute(*range(tri_bias.dim() - 3), -1, -3, -2).unsqueeze(-4)
-        # tri_bias: [*, 1, H, I, J]
-        out = self.mha(z, z, [mask_bias, tri_bias])
-        if not self.starting:
-            out = out.transpose(-2, -3)
-        return out
+        lead = range(tri_bias.dim() - 3)
+        if self.starting:
+            # z_ij attends to z_ik with bias b_jk: rows i, queries j, keys k
+            mask_bias = (self.inf * (mask - 1.0))[..., :, None, None, :]  # [*, I, 1, 1, J]
+            tri_bias = tri_bias.permute(*lead, -1, -3, -2).unsqueeze(-4)  # [*, 1, H, J, K]
+            return self.mha(z, z, [mask_bias, tri_bias])
+        # Ending node: z_ij attends to z_kj with bias b_ki; columns j, queries i, keys k
+        # (the starting-node math on the transposed pair, without transposing z).
+        mask_bias = (self.inf * (mask.transpose(-1, -2) - 1.0))[..., :, None, None, :]
+        # mask_bias: [*, J, 1, 1, K]
+        tri_bias = tri_bias.permute(*lead, -1, -2, -3).unsqueeze(-4)  # [*, 1, H, I, K]
+        return self.mha(z, z, [mask_bias, tri_bias], columns=True)

@@ -1,0 +1,277 @@
+"""`scalefold bench attention`: the flash-attention kernels at the model's own call sites.
+
+One forward of the model (bf16, Triton kernels, the preset's benchmark shapes) records
+every attention call: the shapes, strides, dtypes and storage extents of q, k, v and the
+biases, and which biases need a gradient. Each distinct call signature is then rebuilt
+(same strides, random values) and timed on its own, forward and backward, for the
+default launch configuration and for a set of candidate launches of each kernel (tile
+sizes, warps, pipeline stages), one kernel at a time with the others at their default.
+The table gives, per signature, how often a forward calls it, the default times, the
+best candidate per kernel, and a lower bound from the bytes every call must move; the
+summary weights by the call counts, which is what a training step would gain.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from scalefold.kernels.attention import DEFAULT_CONFIG, FlashConfig, Launch, flash_attention
+from scalefold.kernels.cores import TritonAttentionCore
+
+KINDS = ("fwd", "bwd_kv", "bwd_q")
+
+CANDIDATES: dict[str, tuple[Launch, ...]] = {
+    "fwd": tuple(Launch(bq, bk, w, s) for bq, bk in ((64, 64), (128, 64), (128, 128), (64, 32))
+                 for w in (4, 8) for s in (2, 3)),
+    "bwd_kv": tuple(Launch(bq, bk, w, s) for bq, bk in ((64, 64), (32, 64), (64, 128), (32, 128))
+                    for w in (4, 8) for s in (1, 2)),
+    "bwd_q": tuple(Launch(bq, bk, w, s) for bq, bk in ((64, 64), (128, 64), (64, 128), (32, 64))
+                   for w in (4, 8) for s in (1, 2)),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+    storage_numel: int
+    dtype: str
+    requires_grad: bool
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> "TensorSpec":
+        return cls(tuple(t.shape), tuple(t.stride()), t.storage_offset(),
+                   t.untyped_storage().nbytes() // t.element_size(),
+                   str(t.dtype).replace("torch.", ""), t.requires_grad)
+
+    def make(self, device: torch.device, gen: torch.Generator) -> torch.Tensor:
+        dtype = getattr(torch, self.dtype)
+        base = torch.randn(self.storage_numel, generator=gen, device=device, dtype=torch.float32)
+        t = base.to(dtype).as_strided(self.shape, self.stride, self.offset)
+        return t.requires_grad_(True) if self.requires_grad else t
+
+    @property
+    def nbytes(self) -> int:
+        n = getattr(torch, self.dtype).itemsize
+        for s, st in zip(self.shape, self.stride):
+            if st == 0:
+                continue
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Signature:
+    q: TensorSpec
+    k: TensorSpec
+    v: TensorSpec
+    biases: tuple[TensorSpec, ...]
+
+    def label(self) -> str:
+        *lead, h, ql, d = self.q.shape
+        kl = self.k.shape[-2]
+        nb = "".join("g" if b.requires_grad else "m" for b in self.biases)
+        return f"lead={'x'.join(map(str, lead))} H={h} Q={ql} K={kl} c={d} b={nb or '-'}"
+
+    def min_bytes(self) -> int:
+        """q, k, v, o once and each bias once (broadcast dims counted once)."""
+        o = self.q.nbytes * self.v.shape[-1] // self.q.shape[-1]
+        return self.q.nbytes + self.k.nbytes + self.v.nbytes + o + sum(
+            b.nbytes for b in self.biases)
+
+
+class _RecordingCore(TritonAttentionCore):
+    def __init__(self, seen: dict[Signature, int]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def forward(self, q, k, v, biases):
+        sig = Signature(TensorSpec.of(q), TensorSpec.of(k), TensorSpec.of(v),
+                        tuple(TensorSpec.of(b) for b in biases))
+        self.seen[sig] = self.seen.get(sig, 0) + 1
+        return super().forward(q, k, v, biases)
+
+
+def record_signatures(preset: str, device: torch.device, seed: int = 0) -> dict[Signature, int]:
+    """Attention call signatures of one training forward (n=0) and their counts."""
+    from scalefold.bench.step import PRESET_SHAPES, Variant, StepRunner, _slice
+    from scalefold.model import AlphaFoldConfig
+    from scalefold.utils.synthetic import synthetic_batch
+
+    shapes = PRESET_SHAPES[preset]
+    variant = Variant("record", precision="bf16", attention="triton", layer_norm="triton",
+                      layer_norm_output="compute")
+    # Checkpointing keeps the recording forward small; the call signatures are the same.
+    model_cfg = getattr(AlphaFoldConfig, preset)()
+    runner = StepRunner(model_cfg, variant, device, seed, activation_checkpointing=True)
+    seen: dict[Signature, int] = {}
+    for parent in list(runner.model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, TritonAttentionCore):
+                setattr(parent, name, _RecordingCore(seen))
+    batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
+                            shapes.n_templ, num_iterations=1, seed=seed, device=device)
+    with runner.autocast():
+        runner.model(_slice(batch, 0))
+    del runner
+    return seen
+
+
+def _time(fn, warmup: int, reps: int, device: torch.device) -> float:
+    """Median seconds of fn()."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            out.append(a.elapsed_time(b) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+@dataclass
+class SignatureResult:
+    label: str
+    calls: int
+    min_bytes: int
+    default_s: dict[str, float] = field(default_factory=dict)  # fwd, bwd
+    sweep_s: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> launch -> s
+
+    def best(self, kind: str) -> tuple[str, float]:
+        name, s = min(self.sweep_s[kind].items(), key=lambda x: x[1])
+        return name, s
+
+
+def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
+                   candidates: dict[str, tuple[Launch, ...]], calls: int = 1,
+                   base: FlashConfig = DEFAULT_CONFIG) -> SignatureResult:
+    gen = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (s.make(device, gen) for s in (sig.q, sig.k, sig.v))
+    biases = [b.make(device, gen) for b in sig.biases]
+    inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
+    res = SignatureResult(sig.label(), calls, sig.min_bytes())
+
+    def fwd(cfg: FlashConfig):
+        return lambda: flash_attention(q, k, v, biases, cfg)
+
+    def bwd(cfg: FlashConfig):
+        o = flash_attention(q, k, v, biases, cfg)
+        do = torch.randn_like(o)
+        return lambda: torch.autograd.grad(o, inputs, do, retain_graph=True)
+
+    res.default_s["fwd"] = _time(fwd(base), warmup, reps, device)
+    res.default_s["bwd"] = _time(bwd(base), warmup, reps, device) if inputs else 0.0
+    # The same call with biases laid out contiguously ([*, H, Q, K] with K innermost):
+    # the model's biases come from a projection of z and are head-innermost views.
+    saved = biases
+    biases = [b.detach().contiguous().requires_grad_(b.requires_grad) for b in saved]
+    inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
+    res.default_s["fwd_contig_bias"] = _time(fwd(base), warmup, reps, device)
+    res.default_s["bwd_contig_bias"] = _time(bwd(base), warmup, reps, device) if inputs else 0.0
+    biases = saved
+    inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
+    for kind in KINDS:
+        if kind != "fwd" and not inputs:
+            continue
+        times: dict[str, float] = {}
+        for launch in candidates.get(kind, ()):
+            cfg = replace(base, **{kind: launch})
+            try:
+                times[launch.name] = _time(fwd(cfg) if kind == "fwd" else bwd(cfg),
+                                           warmup, reps, device)
+            except Exception as e:  # a launch that does not fit (shared memory, registers)
+                times[launch.name] = float("inf")
+                print(f"    {kind} {launch.name}: {type(e).__name__}: {str(e)[:80]}")
+        if times:
+            res.sweep_s[kind] = times
+    return res
+
+
+@dataclass(frozen=True)
+class AttnBenchConfig:
+    preset: str = "mlperf"
+    device: str = "cuda"
+    warmup: int = 2
+    reps: int = 5
+    seed: int = 0
+    sweep: bool = True
+    max_seconds: float = 600.0  # stop sweeping further signatures after this long
+    bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)
+
+
+def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
+    device = torch.device(cfg.device)
+    seen = record_signatures(cfg.preset, device, cfg.seed)
+    log(f"bench attention: preset={cfg.preset} device={device} torch={torch.__version__} "
+        f"signatures={len(seen)} calls per forward={sum(seen.values())}")
+    # Heaviest first (calls x bytes), so a time limit cuts the least important.
+    order = sorted(seen.items(), key=lambda x: -x[1] * x[0].min_bytes())
+    t0 = time.perf_counter()
+    out = []
+    for sig, calls in order:
+        sweep = cfg.sweep and time.perf_counter() - t0 < cfg.max_seconds
+        r = time_signature(sig, device, cfg.warmup, cfg.reps, CANDIDATES if sweep else {}, calls)
+        out.append(r)
+        d = r.default_s
+        log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms  bwd {d['bwd'] * 1e3:.3f} ms"
+            f"  | contiguous biases: fwd {d['fwd_contig_bias'] * 1e3:.3f} ms  "
+            f"bwd {d['bwd_contig_bias'] * 1e3:.3f} ms  ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
+    lines = [f"{'signature':58s}{'calls':>6s}{'bound':>9s}{'fwd':>9s}{'bwd':>9s}  "
+             f"{'best fwd':>19s}{'best bwd_kv':>20s}{'best bwd_q':>20s}   (ms; bwd_* are the "
+             "whole backward with that kernel's launch)"]
+    tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0}
+    for r in results:
+        bound = r.min_bytes / (bandwidth_gbs * 1e9)
+        cells = []
+        gains = {}
+        for kind in KINDS:
+            if kind in r.sweep_s:
+                name, s = r.best(kind)
+                ref = r.default_s["fwd" if kind == "fwd" else "bwd"]
+                gains[kind] = ref - s
+                cells.append(f"{name:>11s} {s * 1e3:7.3f}")
+            else:
+                cells.append(f"{'-':>19s}")
+        lines.append(f"{r.label[:58]:58s}{r.calls:6d}{bound * 1e3:9.3f}"
+                     f"{r.default_s['fwd'] * 1e3:9.3f}{r.default_s['bwd'] * 1e3:9.3f}  "
+                     + " ".join(cells))
+        tot["bound"] += r.calls * bound
+        tot["fwd"] += r.calls * r.default_s["fwd"]
+        tot["bwd"] += r.calls * r.default_s["bwd"]
+        tot["fwd_best"] += r.calls * (r.default_s["fwd"] - max(0.0, gains.get("fwd", 0.0)))
+        tot["bwd_best"] += r.calls * (r.default_s["bwd"] - max(0.0, gains.get("bwd_kv", 0.0))
+                                      - max(0.0, gains.get("bwd_q", 0.0)))
+    lines.append(
+        f"per forward (calls x time): bound {tot['bound'] * 1e3:.1f} ms; default fwd "
+        f"{tot['fwd'] * 1e3:.1f} ms, bwd {tot['bwd'] * 1e3:.1f} ms; best launches fwd "
+        f"{tot['fwd_best'] * 1e3:.1f} ms, bwd {tot['bwd_best'] * 1e3:.1f} ms (gains of the two "
+        "backward kernels added)")
+    return "\n".join(lines)
+
+
+def main(cfg: AttnBenchConfig, json_path: str | None = None) -> int:
+    results = run(cfg)
+    print(format_table(results, cfg.bandwidth_gbs))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"config": asdict(cfg), "torch": torch.__version__,
+                       "results": [asdict(r) for r in results]}, f, indent=1)
+    return 0
