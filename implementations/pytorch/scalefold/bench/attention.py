@@ -45,7 +45,7 @@ class TensorSpec:
     requires_grad: bool
 
     @classmethod
-    def of(cls, t: torch.Tensor) -> "TensorSpec":
+    def of(cls, t: torch.Tensor) -> TensorSpec:
         return cls(tuple(t.shape), tuple(t.stride()), t.storage_offset(),
                    t.untyped_storage().nbytes() // t.element_size(),
                    str(t.dtype).replace("torch.", ""), t.requires_grad)
@@ -100,7 +100,7 @@ class _RecordingCore(TritonAttentionCore):
 
 def record_signatures(preset: str, device: torch.device, seed: int = 0) -> dict[Signature, int]:
     """Attention call signatures of one training forward (n=0) and their counts."""
-    from scalefold.bench.step import PRESET_SHAPES, Variant, StepRunner, _slice
+    from scalefold.bench.step import PRESET_SHAPES, StepRunner, Variant, _slice
     from scalefold.model import AlphaFoldConfig
     from scalefold.utils.synthetic import synthetic_batch
 
