@@ -141,14 +141,20 @@ def test_attention_modules_with_flash_core_match_eager(kern, device, name):
     assert len(results[0]) == len(results[1]) and max(errs) < tol, " ".join(f"{e:.1e}" for e in errs)
 
 
-@pytest.mark.parametrize("table", ["_SM90_MSA_COLUMN", "_SM90_MSA_ROW", "_SM90_TRIANGLE",
-                                   "_SM90_NARROW"])
-def test_flash_attention_tuned_launches_match_eager(kern, device, table):
-    """Every launch of the tuned tables computes the same attention (tiles are clamped to
-    the padded lengths at these small shapes; the GPU tests run them at full size)."""
-    cfg = getattr(kern.attention, table)
+LAUNCH_SETS = {
+    "wide_fwd": dict(fwd=(128, 64, 8, 2), bwd_kv=(32, 64, 4, 2), bwd_q=(128, 64, 8, 2)),
+    "narrow_k": dict(fwd=(64, 32, 4, 3), bwd_kv=(64, 128, 4, 1), bwd_q=(64, 128, 4, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_SETS))
+def test_flash_attention_other_launches_match_eager(kern, device, name):
+    """Launch configurations other than the default compute the same attention (tiles are
+    clamped to the padded lengths at these small shapes, 40 -> 64)."""
+    a = kern.attention
+    cfg = a.FlashConfig(**{k: a.Launch(*v) for k, v in LAUNCH_SETS[name].items()})
     case = ((1, 3), 2, 40, 40, 8, [((1, 3, 1, 1, 40), False), ((1, 1, 2, 40, 40), True)])
-    _check_attention(lambda q, k, v, bs: kern.attention.flash_attention(q, k, v, bs, cfg),
+    _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg),
                      case, device, torch.float32, tol=2e-3 if device.type == "cuda" else 1e-5)
 
 
@@ -294,7 +300,7 @@ def test_kernels_in_triton_interpreter():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
          "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
-         "or tuned_launches"],
+         "or other_launches"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

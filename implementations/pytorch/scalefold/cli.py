@@ -116,6 +116,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--grad-sync", choices=["ddp", "flat"],
                     help="data-parallel gradient averaging: DDP hooks, or one flat "
                          "all-reduce after backward (needed with --cuda-graphs on >1 rank)")
+    sp.add_argument("--matvec-bias-grad", action="store_true", default=None,
+                    help="Linear bias gradients as a matrix-vector product")
     sp.add_argument("--recompute-outer-product", action="store_true", default=None,
                     help="recompute the outer product mean in backward (about 6 GiB less "
                          "at the benchmark's shapes)")
@@ -296,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
     att.add_argument("--device", default="cuda")
     att.add_argument("--warmup", type=int, default=2)
-    att.add_argument("--reps", type=int, default=5)
+    att.add_argument("--reps", type=int, default=10,
+                     help="graph replays per timing (CUDA)")
     att.add_argument("--seed", type=int, default=0)
     att.add_argument("--no-sweep", action="store_true", help="default launches only")
     att.add_argument("--max-seconds", type=float, default=600.0,

@@ -49,13 +49,15 @@ class Variant:
     compile: bool = False  # torch.compile of the elementwise glue blocks
     cuda_graphs: bool = False  # the whole step captured per recycling count
     recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
+    matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
 
     def speed(self) -> SpeedConfig:
         return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
                            layer_norm_output=self.layer_norm_output,
                            fused_optimizer=self.fused_optimizer, compile_glue=self.compile,
                            cuda_graphs=self.cuda_graphs,
-                           recompute_outer_product=self.recompute_opm)
+                           recompute_outer_product=self.recompute_opm,
+                           matvec_bias_grad=self.matvec_bias_grad)
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
@@ -77,6 +79,9 @@ VARIANTS: dict[str, Variant] = {
         Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute", **_TRI,
                 fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
                 recompute_opm=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias", **_TRI,
+                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                recompute_opm=True, matvec_bias_grad=True),
         Variant("bf16+tri+fused_opt+bf16_ln+compile+graphs", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", compile=True, cuda_graphs=True),
         # Ablations (not cumulative)

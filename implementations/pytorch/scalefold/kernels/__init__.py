@@ -13,6 +13,8 @@ The model code stays plain; these functions swap or wrap its leaf modules in pla
   around matmuls (transitions, outer product mean, triangle multiplication).
 - `recompute_outer_product_mean(model)`: the outer product mean's activations are
   recomputed in backward instead of saved (the largest saved tensor per block).
+- `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matrix-vector
+  product instead of PyTorch's column-sum reduction.
 
 Apply them before the optimizer is built (LayerNorm swaps keep the Parameter objects, so
 building it after is a habit, not a requirement).
@@ -28,6 +30,7 @@ from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
+from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.model.attention import AttentionCore
 from scalefold.model.primitives import LayerNorm
 
@@ -90,6 +93,7 @@ def apply_kernels(
 __all__ = [
     "HAS_TRITON",
     "ComputeDtypeLayerNorm",
+    "MatvecBiasGradLinear",
     "SDPAAttentionCore",
     "TritonAttentionCore",
     "TritonLayerNorm",
@@ -97,4 +101,5 @@ __all__ = [
     "compile_glue",
     "keep_fp32",
     "recompute_outer_product_mean",
+    "swap_linears",
 ]

@@ -385,28 +385,15 @@ class FlashConfig:
 DEFAULT_CONFIG = FlashConfig()
 
 
-# Launches measured on an H200 (sm90) by `scalefold bench attention` at the benchmark's
-# shapes, 2026-11-29 (docs/PERFORMANCE.md, "Attention launches"): per shape class, the
-# fastest candidate of each kernel where it beat the default by more than the run's noise.
-_SM90_MSA_COLUMN = FlashConfig(fwd=Launch(64, 32, 4, 3), bwd_kv=Launch(32, 64, 4, 2),
-                               bwd_q=Launch(128, 64, 8, 2))  # Q = K <= 128, c = 32
-_SM90_MSA_ROW = FlashConfig(fwd=Launch(128, 64, 8, 2), bwd_kv=Launch(64, 128, 4, 1),
-                            bwd_q=Launch(128, 64, 8, 1))  # 8 heads, c = 32
-_SM90_TRIANGLE = FlashConfig(fwd=Launch(64, 64, 4, 3), bwd_kv=Launch(64, 128, 4, 1),
-                             bwd_q=Launch(64, 128, 4, 1))  # 4 heads, c = 32
-_SM90_NARROW = FlashConfig(bwd_q=Launch(64, 128, 4, 1))  # c <= 16: extra MSA, templates
-
-
 def tuned_config(q: torch.Tensor, kl: int, dv: int) -> FlashConfig:
-    """The launches for this call's shape class on this device (else the default)."""
-    if q.device.type != "cuda" or torch.cuda.get_device_capability(q.device)[0] != 9:
-        return DEFAULT_CONFIG
-    h, ql, d = q.shape[-3], q.shape[-2], q.shape[-1]
-    if d <= 16:
-        return _SM90_NARROW
-    if ql <= 128 and kl <= 128:
-        return _SM90_MSA_COLUMN
-    return _SM90_MSA_ROW if h >= 8 else _SM90_TRIANGLE
+    """The launches for this call's shape (the default everywhere, for now).
+
+    A per-shape sm90 table was tried and measured no faster in the whole step: its sweep
+    timed each call from the host, which at ~0.1-0.3 ms per call measures launch overhead
+    as much as the kernels (docs/PERFORMANCE.md, "Attention launches"). `bench attention`
+    now replays each call as a CUDA graph; a table goes here once that sweep shows gains.
+    """
+    return DEFAULT_CONFIG
 
 
 def _precision(q: torch.Tensor) -> str:

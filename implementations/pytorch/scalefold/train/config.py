@@ -32,6 +32,7 @@ class SpeedConfig:
     fused_optimizer: bool = False  # Adam(fused=True), clip folded in, no host sync
     compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
     recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
+    matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
     # Data-parallel gradient averaging: "ddp" (DistributedDataParallel's bucketed hooks,
     # overlapped with backward) or "flat" (one all-reduce of a flat gradient buffer after

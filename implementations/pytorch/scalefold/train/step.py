@@ -120,6 +120,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         compile_glue,
         keep_fp32,
         recompute_outer_product_mean,
+        swap_linears,
     )
 
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
@@ -129,6 +130,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         keep_fp32(model, device_type)
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
+    if speed.matvec_bias_grad:
+        swap_linears(model)
     if speed.compile_glue:
         compile_glue(model)
     return model

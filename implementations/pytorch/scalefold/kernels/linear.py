@@ -1,0 +1,75 @@
+"""`Linear` whose bias gradient is a matrix-vector product instead of a column sum.
+
+PyTorch's linear backward computes the bias gradient as dy.sum(0) over all leading
+positions. On the pair representation that is a [65536, 128] bf16 reduction along the
+long dim, which PyTorch's reduce kernel runs at ~53 µs on an H200 (~300 GB/s); the model
+does it ~940 times a step (every biased projection of z: triangle multiplication,
+triangle-attention gates and outputs, transitions, outer product mean), ~50 ms of a
+~630 ms backward step (`bench step --profile`, docs/PERFORMANCE.md). Here the same sum
+is dyᵀ·1, a cuBLAS matrix-vector product that streams dy once.
+
+Everything else is F.linear's math: the forward is F.linear, dx = dy·W and dW = dyᵀ·x.
+Under autocast the inputs are cast the way autocast casts a linear (to the autocast
+dtype), and the function runs with autocast off, so its saved tensors and gradients are
+in that dtype and the casts' own backward returns float32 gradients to the master
+weights, as with autocast's linear.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from scalefold.model.primitives import Linear
+
+
+class _LinearMatvecBiasGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        # x: [*, in]  weight: [out, in]  bias: [out] or None
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        # dy: [*, out]
+        x, weight = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1])  # [P, out]
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = dy.matmul(weight)  # [*, in]
+        if ctx.needs_input_grad[1]:
+            dw = dy2.t().mm(x.reshape(-1, x.shape[-1]))  # [out, in]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dy2.t().mv(dy2.new_ones(dy2.shape[0]))  # [out]
+        return dx, dw, db
+
+
+class MatvecBiasGradLinear(Linear):
+    """`Linear` (same parameters, same state-dict names) with the matvec bias gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev):
+            dt = torch.get_autocast_dtype(dev)
+            b = None if self.bias is None else self.bias.to(dt)
+            with torch.autocast(dev, enabled=False):
+                return _LinearMatvecBiasGrad.apply(x.to(dt), self.weight.to(dt), b)
+        return _LinearMatvecBiasGrad.apply(x, self.weight, self.bias)
+
+
+def swap_linears(model: torch.nn.Module) -> torch.nn.Module:
+    """Every biased `Linear` of `model` becomes a `MatvecBiasGradLinear`, in place (the
+    same Parameter objects: optimizer state and state dict carry over). Returns `model`."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is Linear and child.bias is not None:
+                new = MatvecBiasGradLinear.__new__(MatvecBiasGradLinear)
+                torch.nn.Module.__init__(new)
+                new.in_features, new.out_features = child.in_features, child.out_features
+                new._init_name = child._init_name
+                new.weight, new.bias = child.weight, child.bias
+                new.train(child.training)
+                setattr(parent, name, new)
+    return model
