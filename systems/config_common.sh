@@ -23,4 +23,4 @@ export NEXP="${NEXP:-10}"
 # what fits an H100's 80 GB). CUDA graphs are added by
 # single-rank configs only: the multi-rank form (--grad-sync flat --cuda-graphs) has not
 # run on several GPUs yet, and DAP's collectives are not captured.
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --recompute-outer-product}"
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --recompute-outer-product}"

@@ -9,7 +9,7 @@
 
 export NEXP="${NEXP:-1}"
 # One training rank: the whole step can be a CUDA graph (about 2.3x the eager bf16 step).
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --cuda-graphs}"
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --cuda-graphs}"
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

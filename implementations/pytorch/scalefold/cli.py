@@ -106,7 +106,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp = p.add_argument_group("speed-ups (docs/PERFORMANCE.md)")
     sp.add_argument("--fast", action="store_true",
                     help="bf16 with every speed-up: Triton attention and LayerNorm, bf16 "
-                         "LayerNorm outputs, fused Adam, CUDA graphs (CUDA only)")
+                         "LayerNorm outputs, fused Adam, matvec bias gradients, CUDA graphs "
+                         "(CUDA only)")
     sp.add_argument("--attention", choices=["eager", "sdpa", "triton"])
     sp.add_argument("--layer-norm", choices=["eager", "triton"])
     sp.add_argument("--layer-norm-output", choices=["fp32", "compute"])

@@ -48,7 +48,7 @@ class SpeedConfig:
     def fast(cls) -> SpeedConfig:
         """Everything measured to help on an H100/H200 (use with precision bf16)."""
         return cls(attention="triton", layer_norm="triton", layer_norm_output="compute",
-                   fused_optimizer=True, cuda_graphs=True)
+                   fused_optimizer=True, cuda_graphs=True, matvec_bias_grad=True)
 
 
 @dataclass(frozen=True)
