@@ -390,7 +390,7 @@ def tuned_config(q: torch.Tensor, kl: int, dv: int) -> FlashConfig:
 
     A per-shape sm90 table was tried and measured no faster in the whole step: its sweep
     timed each call from the host, which at ~0.1-0.3 ms per call measures launch overhead
-    as much as the kernels (docs/PERFORMANCE.md, "Attention launches"). `bench attention`
+    as much as the kernels (docs/PERFORMANCE.md, session 3, item 3). `bench attention`
     now replays each call as a CUDA graph; a table goes here once that sweep shows gains.
     """
     return DEFAULT_CONFIG
