@@ -70,15 +70,23 @@ def _step(model, loss_fn, batch, autocast: bool):
     return loss
 
 
-@pytest.mark.parametrize("recompute_opm", [False, True])
-def test_model_and_loss_make_no_host_copies_or_reads(recompute_opm):
-    from scalefold.kernels import recompute_outer_product_mean
+@pytest.mark.parametrize("swaps", ["none", "recompute_opm", "all"])
+def test_model_and_loss_make_no_host_copies_or_reads(swaps):
+    """The plain model, and with the from-outside swaps a graph may capture."""
+    from scalefold.kernels import (
+        recompute_outer_product_mean,
+        swap_linears,
+        swap_triangle_multiplication,
+    )
 
     cfg = AlphaFoldConfig.tiny()
     torch.manual_seed(0)
     model = AlphaFold(cfg).to("meta").train()
-    if recompute_opm:
+    if swaps in ("recompute_opm", "all"):
         recompute_outer_product_mean(model)
+    if swaps == "all":
+        swap_triangle_multiplication(model)
+        swap_linears(model)
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to("meta")
     batch = {k: v.to("meta") for k, v in
              synthetic_batch(cfg, 16, 8, 16, 2, num_iterations=2, seed=0).items()}

@@ -119,6 +119,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                          "all-reduce after backward (needed with --cuda-graphs on >1 rank)")
     sp.add_argument("--matvec-bias-grad", action="store_true", default=None,
                     help="Linear bias gradients as a matrix-vector product")
+    sp.add_argument("--trimul-channel-first", action="store_true", default=None,
+                    help="triangle multiplication computed channels-first (no layout "
+                         "copies; not yet measured on a GPU)")
     sp.add_argument("--recompute-outer-product", action="store_true", default=None,
                     help="recompute the outer product mean in backward (about 6 GiB less "
                          "at the benchmark's shapes)")

@@ -50,6 +50,7 @@ class Variant:
     cuda_graphs: bool = False  # the whole step captured per recycling count
     recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
     matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
+    trimul_cf: bool = False  # triangle multiplication channels-first
 
     def speed(self) -> SpeedConfig:
         return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
@@ -57,7 +58,8 @@ class Variant:
                            fused_optimizer=self.fused_optimizer, compile_glue=self.compile,
                            cuda_graphs=self.cuda_graphs,
                            recompute_outer_product=self.recompute_opm,
-                           matvec_bias_grad=self.matvec_bias_grad)
+                           matvec_bias_grad=self.matvec_bias_grad,
+                           trimul_channel_first=self.trimul_cf)
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
@@ -82,6 +84,9 @@ VARIANTS: dict[str, Variant] = {
         Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias", **_TRI,
                 fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
                 recompute_opm=True, matvec_bias_grad=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+trimul_cf", **_TRI,
+                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                recompute_opm=True, matvec_bias_grad=True, trimul_cf=True),
         Variant("bf16+tri+fused_opt+bf16_ln+compile+graphs", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", compile=True, cuda_graphs=True),
         # Ablations (not cumulative)

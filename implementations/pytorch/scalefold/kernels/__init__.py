@@ -15,6 +15,8 @@ The model code stays plain; these functions swap or wrap its leaf modules in pla
   recomputed in backward instead of saved (the largest saved tensor per block).
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matrix-vector
   product instead of PyTorch's column-sum reduction.
+- `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first
+  (one stacked projection, no layout copies around its batched matmul).
 
 Apply them before the optimizer is built (LayerNorm swaps keep the Parameter objects, so
 building it after is a habit, not a requirement).
@@ -31,6 +33,10 @@ from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
+from scalefold.kernels.trimul import (
+    ChannelFirstTriangleMultiplication,
+    swap_triangle_multiplication,
+)
 from scalefold.model.attention import AttentionCore
 from scalefold.model.primitives import LayerNorm
 
@@ -92,6 +98,7 @@ def apply_kernels(
 
 __all__ = [
     "HAS_TRITON",
+    "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",
     "MatvecBiasGradLinear",
     "SDPAAttentionCore",
@@ -102,4 +109,5 @@ __all__ = [
     "keep_fp32",
     "recompute_outer_product_mean",
     "swap_linears",
+    "swap_triangle_multiplication",
 ]

@@ -46,13 +46,22 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
         return dx, dw, db
 
 
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype for x's device if autocast is on there (devices without
+    autocast, like `meta`, have none)."""
+    dev = x.device.type
+    if not torch.amp.is_autocast_available(dev) or not torch.is_autocast_enabled(dev):
+        return None
+    return torch.get_autocast_dtype(dev)
+
+
 class MatvecBiasGradLinear(Linear):
     """`Linear` (same parameters, same state-dict names) with the matvec bias gradient."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dev = x.device.type
-        if torch.is_autocast_enabled(dev):
-            dt = torch.get_autocast_dtype(dev)
+        dt = autocast_dtype(x)
+        if dt is not None:
             b = None if self.bias is None else self.bias.to(dt)
             with torch.autocast(dev, enabled=False):
                 return _LinearMatvecBiasGrad.apply(x.to(dt), self.weight.to(dt), b)

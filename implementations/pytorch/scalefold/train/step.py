@@ -121,6 +121,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         keep_fp32,
         recompute_outer_product_mean,
         swap_linears,
+        swap_triangle_multiplication,
     )
 
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
@@ -130,6 +131,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         keep_fp32(model, device_type)
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
+    if speed.trimul_channel_first:
+        swap_triangle_multiplication(model)
     if speed.matvec_bias_grad:
         swap_linears(model)
     if speed.compile_glue:

@@ -1,0 +1,72 @@
+"""Triangle multiplication computed channels-first, applied from outside the model.
+
+The plain module (`scalefold.model.pair.TriangleMultiplication`) projects z to a, b in the
+pair layout [*, N, N, c] and moves the channels first for the batched matmul over k. Those
+views have no unit stride in either matrix dim, so cuBLAS cannot take them: PyTorch copies
+a and b (and their gradients) to contiguous [c, N, N] buffers, 13 copies of 16 MiB per
+Evoformer block at crop 256 in the H200 profile (docs/PERFORMANCE.md, session 3), and the
+gating and masking in between run on strided tensors.
+
+Here the four projections that feed the matmul are one matmul that writes channels-first:
+[*, 4c, N·N] = W_cat · zᵀ + b_cat, with W_cat the four `Linear` weights stacked (the same
+Parameters: the stacking is part of the differentiated graph, so gradients reach each
+`Linear` as before). Gating and masking then run on contiguous channel-first tensors, the
+triangle matmul takes them without copies (a transposed operand is a cuBLAS flag, not a
+copy), and only the product x is transposed back for the output LayerNorm. The output
+gate (`linear_g`) and the output projection stay in the pair layout, as in the plain
+module. Same math; the parity test compares outputs and every gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scalefold.kernels.linear import autocast_dtype
+from scalefold.model.pair import TriangleMultiplication
+
+
+class ChannelFirstTriangleMultiplication(TriangleMultiplication):
+    """`TriangleMultiplication` with the same parameters, computed channels-first."""
+
+    def _projections(self, z: torch.Tensor) -> torch.Tensor:
+        # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
+        lins = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
+        w = torch.cat([lin.weight for lin in lins])  # [4c, c_z]
+        bias = torch.cat([lin.bias for lin in lins])  # [4c]
+        lead = z.shape[:-3]
+        zf = z.reshape(-1, z.shape[-3] * z.shape[-2], z.shape[-1])  # [B, N*N, c_z]
+        dt = autocast_dtype(z)
+        if dt is not None:
+            w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
+        # bias + W·zᵀ in one GEMM (bias in the epilogue, as F.linear): [B, 4c, N*N],
+        # contiguous channels-first
+        out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1), zf.transpose(-1, -2))
+        return out.reshape(*lead, *out.shape[-2:])
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # z: [*, N, N, c_z]  mask: [*, N, N]
+        z = self.layer_norm_in(z)
+        n1, n2 = z.shape[-3], z.shape[-2]
+        c = self.linear_a_p.out_features
+        proj = self._projections(z)  # [*, 4c, N*N]
+        a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N*N]
+        m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N*N]
+        a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
+        b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
+        if self.outgoing:
+            x = torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
+        else:
+            x = torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
+        x = x.movedim(-3, -1)  # [*, N, N, c]
+        x = self.linear_z(self.layer_norm_out(x))
+        return x * torch.sigmoid(self.linear_g(z))
+
+
+def swap_triangle_multiplication(model: nn.Module) -> nn.Module:
+    """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
+    same submodules and Parameters: state dict and optimizer state carry over)."""
+    for m in model.modules():
+        if type(m) is TriangleMultiplication:
+            m.__class__ = ChannelFirstTriangleMultiplication
+    return model
