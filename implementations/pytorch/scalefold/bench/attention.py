@@ -202,6 +202,8 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
     res.default_s["bwd_contig_bias"] = _time(bwd(base), warmup, reps, device) if inputs else 0.0
     biases = saved
     inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
+    res.default_s["bwd_dq_kernel"] = (_time(bwd(replace(base, dq_kernel=True)), warmup, reps,
+                                            device) if inputs else 0.0)
     for kind in KINDS:
         if kind != "fwd" and not inputs:
             continue
@@ -247,7 +249,8 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
         d = r.default_s
         log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms  bwd {d['bwd'] * 1e3:.3f} ms"
             f"  | contiguous biases: fwd {d['fwd_contig_bias'] * 1e3:.3f} ms  "
-            f"bwd {d['bwd_contig_bias'] * 1e3:.3f} ms  ({time.perf_counter() - t0:.0f} s)")
+            f"bwd {d['bwd_contig_bias'] * 1e3:.3f} ms  | dq kernel: bwd "
+            f"{d['bwd_dq_kernel'] * 1e3:.3f} ms  ({time.perf_counter() - t0:.0f} s)")
     return out
 
 

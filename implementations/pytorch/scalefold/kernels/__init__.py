@@ -29,6 +29,7 @@ from typing import Literal
 from torch import nn
 
 from scalefold.kernels._triton import HAS_TRITON
+from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
@@ -73,8 +74,11 @@ def apply_kernels(
     attention: AttentionImpl = "triton",
     layer_norm: LayerNormImpl = "triton",
     layer_norm_output: LayerNormOutput = "fp32",
+    flash_config: FlashConfig | None = None,
 ) -> nn.Module:
-    """Swap every attention core and LayerNorm of `model` in place; returns `model`."""
+    """Swap every attention core and LayerNorm of `model` in place; returns `model`.
+    `flash_config` fixes the Triton attention's launches and variants (default: tuned
+    per call shape)."""
     if attention not in _CORES:
         raise ValueError(f"attention must be one of {sorted(_CORES)}, got {attention!r}")
     if layer_norm not in ("eager", "triton"):
@@ -86,8 +90,11 @@ def apply_kernels(
     norm_cls = _NORMS[(layer_norm, layer_norm_output)]
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, AttentionCore) and type(child) is not core_cls:
-                setattr(parent, name, core_cls())
+            if isinstance(child, AttentionCore) and (
+                    type(child) is not core_cls
+                    or getattr(child, "config", None) is not flash_config):
+                setattr(parent, name, TritonAttentionCore(flash_config)
+                        if core_cls is TritonAttentionCore else core_cls())
             elif isinstance(child, LayerNorm) and (
                 type(child) is not norm_cls
                 or getattr(child, "output", "fp32") != layer_norm_output
@@ -97,6 +104,7 @@ def apply_kernels(
 
 
 __all__ = [
+    "FlashConfig",
     "HAS_TRITON",
     "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",

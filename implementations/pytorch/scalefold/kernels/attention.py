@@ -20,6 +20,8 @@ Kernels:
 - `_attn_bwd_q_bias`: grid (query blocks × key blocks, Z1·H, chunks of Z2), loops over its
   Z2 rows: dQ (fp32 atomics across key blocks; few key blocks, so little contention) and a
   per-chunk partial dBias tile that PyTorch sums over chunks.
+- `_attn_bwd_dq` (`FlashConfig.dq_kernel`): grid (query blocks, Z1·Z2·H), loops over key
+  blocks: dQ in registers, stored once; `_attn_bwd_q_bias` then computes dBias only.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, HAS_DB: tl.constexpr,
-        DB_PER_Z2: tl.constexpr,
+        DB_PER_Z2: tl.constexpr, HAS_DQ: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -240,10 +242,11 @@ if triton is not None:
             p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)
             ds = p * (dp - delta[:, None])  # [BQ, BK] = dLoss/dlogits
-            dq = tl.dot(ds.to(k.dtype), k, input_precision=PREC)  # [BQ, BD]
-            tl.atomic_add(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
-                          + offs_q[:, None] * sdql + offs_d[None, :] * sdqd, dq,
-                          mask=qvalid[:, None] & (offs_d[None, :] < D))
+            if HAS_DQ:
+                dq = tl.dot(ds.to(k.dtype), k, input_precision=PREC)  # [BQ, BD]
+                tl.atomic_add(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
+                              + offs_q[:, None] * sdql + offs_d[None, :] * sdqd, dq,
+                              mask=qvalid[:, None] & (offs_d[None, :] < D))
             if HAS_DB:
                 if DB_PER_Z2:
                     tl.store(db_base + z2l * QL * KL + db_tile, ds,
@@ -253,6 +256,71 @@ if triton is not None:
         if HAS_DB:
             if not DB_PER_Z2:
                 tl.store(db_base + db_tile, db, mask=qvalid[:, None] & kvalid[None, :])
+
+
+    @triton.jit
+    def _attn_bwd_dq(
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DQp,
+        sq1, sq2, sqh, sql, sqd,
+        sk1, sk2, skh, skl, skd,
+        sv1, sv2, svh, svl, svd,
+        so1, so2, soh, sol, sod,
+        sdo1, sdo2, sdoh, sdol, sdod,
+        sdq1, sdq2, sdqh, sdql, sdqd,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        Z2, H, QL, KL, D, DV,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # One query block, all key blocks: dq in registers, written once (no atomics).
+        pid_q = tl.program_id(0)
+        pid_zh = tl.program_id(1)
+        h = pid_zh % H
+        z = pid_zh // H
+        z2 = z % Z2
+        z1 = z // Z2
+        z1l, z2l, hl = z1.to(tl.int64), z2.to(tl.int64), h.to(tl.int64)
+        offs_q = pid_q * BQ + tl.arange(0, BQ)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        qvalid = offs_q < QL
+        q = tl.load(Qp + z1l * sq1 + z2l * sq2 + hl * sqh
+                    + offs_q[:, None] * sql + offs_d[None, :] * sqd,
+                    mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)  # [BQ, BD]
+        dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
+        do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
+                     + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
+        o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
+                    + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
+        lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
+        dq = tl.zeros([BQ, BD], dtype=tl.float32)
+        k_base = Kp + z1l * sk1 + z2l * sk2 + hl * skh
+        v_base = Vp + z1l * sv1 + z2l * sv2 + hl * svh
+        for start in range(0, KL, BK):
+            offs_k = start + tl.arange(0, BK)
+            kvalid = offs_k < KL
+            k = tl.load(k_base + offs_k[:, None] * skl + offs_d[None, :] * skd,
+                        mask=kvalid[:, None] & (offs_d[None, :] < D), other=0.0)  # [BK, BD]
+            v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
+                        mask=kvalid[:, None] & (offs_dv[None, :] < DV), other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BQ, BK]
+            if HAS_B0:
+                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b0_1, b0_2, b0_h, b0_q, b0_k)
+            if HAS_B1:
+                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                               b1_1, b1_2, b1_h, b1_q, b1_k)
+            p = tl.exp(s - lse[:, None])
+            p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
+            dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+            ds = p * (dp - delta[:, None])
+            dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        tl.store(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
+                 + offs_q[:, None] * sdql + offs_d[None, :] * sdqd,
+                 dq.to(DQp.dtype.element_ty), mask=qvalid[:, None] & (offs_d[None, :] < D))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -380,6 +448,11 @@ class FlashConfig:
     fwd: Launch = Launch(64, 64, 4, 2)
     bwd_kv: Launch = Launch(64, 64, 4, 1)
     bwd_q: Launch = Launch(64, 64, 4, 1)
+    # dq from its own kernel (a query block loops over all key blocks, no atomics, dq
+    # written once in q's dtype and layout) instead of fp32 atomics in `_attn_bwd_q_bias`,
+    # which then computes only the bias gradient (and is skipped without one).
+    dq_kernel: bool = False
+    bwd_dq: Launch = Launch(64, 64, 4, 1)
 
 
 DEFAULT_CONFIG = FlashConfig()
@@ -483,9 +556,26 @@ class _FlashAttentionFn(torch.autograd.Function):
         z2_per_prog = 1 if per_z2 else max(1, triton.cdiv(z2, want))
         chunks = triton.cdiv(z2, z2_per_prog)
         # dq in q's layout, so that it flows back into the projection without a copy.
-        dq32 = torch.zeros_like(q, dtype=torch.float32)
-        if layout.strides(dq32) is None:
-            dq32 = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+        sep = cfg.dq_kernel
+        if sep:
+            dq = torch.empty_like(q)
+            if layout.strides(dq) is None:
+                dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            qb, kb, _, _ = cfg.bwd_dq.blocks(ql, kl, d, dv_)
+            _attn_bwd_dq[(triton.cdiv(ql, qb), z1 * z2 * h)](
+                q, k, v, bp0, bp1, o, do, lse, dq,
+                *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
+                *_s5(do, layout), *_s5(dq, layout), *bs0, *bs1,
+                z2, h, ql, kl, d, dv_,
+                HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+                BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
+                num_warps=cfg.bwd_dq.warps, num_stages=cfg.bwd_dq.stages,
+            )
+            dq_buf = lse  # unused pointer
+        else:
+            dq_buf = torch.zeros_like(q, dtype=torch.float32)
+            if layout.strides(dq_buf) is None:
+                dq_buf = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
         if grad_b:
             n_db = 1 if per_z2 else chunks
             rows = z2 if per_z2 else 1
@@ -495,16 +585,18 @@ class _FlashAttentionFn(torch.autograd.Function):
         else:
             db = lse  # unused pointer
             db_chunk_stride = db_zh_stride = 0
-        _attn_bwd_q_bias[(n_qk, z1 * h, chunks)](
-            q, k, v, bp0, bp1, o, do, lse, dq32, db,
-            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
-            *_s5(do, layout), *_s5(dq32, layout), *bs0, *bs1,
-            z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
-            HAS_B0=b0 is not None, HAS_B1=b1 is not None, HAS_DB=bool(grad_b),
-            DB_PER_Z2=per_z2,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
-            num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,
-        )
+        if grad_b or not sep:
+            dq_strides = (0, 0, 0, 0, 0) if sep else _s5(dq_buf, layout)
+            _attn_bwd_q_bias[(n_qk, z1 * h, chunks)](
+                q, k, v, bp0, bp1, o, do, lse, dq_buf, db,
+                *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
+                *_s5(do, layout), *dq_strides, *bs0, *bs1,
+                z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
+                HAS_B0=b0 is not None, HAS_B1=b1 is not None, HAS_DB=bool(grad_b),
+                DB_PER_Z2=per_z2, HAS_DQ=not sep,
+                BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
+                num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,
+            )
         grads = [None, None]
         if grad_b:
             full = db.sum(0).permute(0, 2, 1, 3, 4)  # [Z1, Z2 or 1, H, Q, K]
@@ -512,7 +604,8 @@ class _FlashAttentionFn(torch.autograd.Function):
             for i, (b, n) in enumerate(((b0o, need[5]), (b1o, need[6]))):
                 if n and b is not None:
                     grads[i] = full.sum_to_size(b.shape).to(b.dtype)
-        return None, None, dq32.to(q.dtype), dk, dv, grads[0], grads[1]
+        dq = dq if sep else dq_buf.to(q.dtype)
+        return None, None, dq, dk, dv, grads[0], grads[1]
 
 
 def _eager(q, k, v, biases):

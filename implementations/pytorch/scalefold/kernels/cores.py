@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from scalefold.kernels.attention import flash_attention
+from scalefold.kernels.attention import FlashConfig, flash_attention
 from scalefold.model.attention import AttentionCore
 
 
@@ -45,10 +45,17 @@ class SDPAAttentionCore(AttentionCore):
 
 
 class TritonAttentionCore(AttentionCore):
-    """Flash-attention-style Triton kernels (forward and backward) with additive biases."""
+    """Flash-attention-style Triton kernels (forward and backward) with additive biases.
+
+    `config`: the kernels' launches and variants (`FlashConfig`); None takes the tuned
+    default for each call's shape."""
+
+    def __init__(self, config: FlashConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
 
     def forward(self, q, k, v, biases):
-        return flash_attention(q, k, v, list(biases))
+        return flash_attention(q, k, v, list(biases), getattr(self, "config", None))
 
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -34,6 +34,7 @@ class SpeedConfig:
     recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
     matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
+    attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
     # Data-parallel gradient averaging: "ddp" (DistributedDataParallel's bucketed hooks,
     # overlapped with backward) or "flat" (one all-reduce of a flat gradient buffer after

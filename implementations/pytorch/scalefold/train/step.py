@@ -123,9 +123,11 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_linears,
         swap_triangle_multiplication,
     )
+    from scalefold.kernels.attention import FlashConfig
 
+    flash = FlashConfig(dq_kernel=True) if speed.attention_dq_kernel else None
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
-                  layer_norm_output=speed.layer_norm_output)
+                  layer_norm_output=speed.layer_norm_output, flash_config=flash)
     if precision == "bf16" and fp32_islands:
         # bf16 everywhere but the structure module and heads, as the public entry ran them.
         keep_fp32(model, device_type)
