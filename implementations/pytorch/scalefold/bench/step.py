@@ -417,10 +417,17 @@ def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[in
             ckpt = cfg.activation_checkpointing
             try:
                 _set_matmul_precision(variant.precision)
-                runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
                 if cfg.memory_report and name == cfg.variants[-1]:
-                    # Before any graph is captured: the report runs one eager step.
-                    log(saved_activation_report(runner, _slice(full, 0)))
+                    # On a model of its own, built the same way: the report's eager step
+                    # runs on the default stream, and nothing of it (autograd nodes of
+                    # the parameters, compiled code's state) may reach a later capture.
+                    report_runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
+                    log(saved_activation_report(report_runner, _slice(full, 0)))
+                    del report_runner
+                    gc.collect()
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
                 oom = False
                 try:
                     res.per_n = _sweep(runner, full, cfg, name, log)
