@@ -171,6 +171,27 @@ def test_flash_attention_dq_kernel_matches_eager(kern, device, name):
                      tol=2e-3 if device.type == "cuda" else 1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sigmoid_gate_matches_pytorch(kern, device, dtype):
+    """The fused gate against float64 math on the same (rounded) inputs, gradients too;
+    5000 elements: more than one block, with a ragged end."""
+    from scalefold.kernels.gate import sigmoid_gate
+
+    g_ = torch.Generator().manual_seed(5)
+    x = (torch.randn(2, 50, 50, generator=g_) * 2).to(device, dtype).requires_grad_()
+    g = (torch.randn(2, 50, 50, generator=g_) * 3).to(device, dtype).requires_grad_()
+    y = sigmoid_gate(x, g)
+    assert y.dtype == dtype and y.shape == x.shape
+    dy = torch.randn_like(y)
+    got = [y, *torch.autograd.grad(y, (x, g), dy)]
+    x64, g64 = (t.detach().double().requires_grad_() for t in (x, g))
+    y64 = x64 * torch.sigmoid(g64)
+    ref = [y64, *torch.autograd.grad(y64, (x64, g64), dy.double())]
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    for a, r in zip(got, ref):
+        assert rel(a, r) < tol
+
+
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
 def test_sdpa_core_matches_eager(device, name):
     _check_attention(SDPAAttentionCore(), ATTN_CASES[name], device, torch.float32, tol=2e-3)
@@ -313,7 +334,7 @@ def test_kernels_in_triton_interpreter():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
          "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
-         "or other_launches or dq_kernel"],
+         "or other_launches or dq_kernel or sigmoid_gate"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -75,6 +75,7 @@ def test_model_and_loss_make_no_host_copies_or_reads(swaps):
     """The plain model, and with the from-outside swaps a graph may capture."""
     from scalefold.kernels import (
         recompute_outer_product_mean,
+        swap_gates,
         swap_linears,
         swap_triangle_multiplication,
     )
@@ -87,6 +88,7 @@ def test_model_and_loss_make_no_host_copies_or_reads(swaps):
     if swaps == "all":
         swap_triangle_multiplication(model)
         swap_linears(model)
+        swap_gates(model)
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to("meta")
     batch = {k: v.to("meta") for k, v in
              synthetic_batch(cfg, 16, 8, 16, 2, num_iterations=2, seed=0).items()}

@@ -125,6 +125,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--attention-dq-kernel", action="store_true", default=None,
                     help="Triton attention: dq from its own kernel instead of fp32 atomics "
                          "(not yet measured on a GPU)")
+    sp.add_argument("--fused-gate", action="store_true", default=None,
+                    help="sigmoid gates as one Triton kernel each way (not yet measured on "
+                         "a GPU)")
     sp.add_argument("--recompute-outer-product", action="store_true", default=None,
                     help="recompute the outer product mean in backward (about 6 GiB less "
                          "at the benchmark's shapes)")

@@ -52,6 +52,7 @@ class Variant:
     matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
     trimul_cf: bool = False  # triangle multiplication channels-first
     dq_kernel: bool = False  # Triton attention's dq from its own kernel
+    fused_gate: bool = False  # sigmoid gates as one Triton kernel each way
 
     def speed(self) -> SpeedConfig:
         return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
@@ -61,7 +62,8 @@ class Variant:
                            recompute_outer_product=self.recompute_opm,
                            matvec_bias_grad=self.matvec_bias_grad,
                            trimul_channel_first=self.trimul_cf,
-                           attention_dq_kernel=self.dq_kernel)
+                           attention_dq_kernel=self.dq_kernel,
+                           fused_gate=self.fused_gate)
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
@@ -92,6 +94,13 @@ VARIANTS: dict[str, Variant] = {
         Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+dq_kernel", **_TRI,
                 fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
                 recompute_opm=True, matvec_bias_grad=True, dq_kernel=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+gate", **_TRI,
+                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                recompute_opm=True, matvec_bias_grad=True, fused_gate=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+all_new", **_TRI,
+                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                recompute_opm=True, matvec_bias_grad=True, trimul_cf=True, dq_kernel=True,
+                fused_gate=True),
         Variant("bf16+tri+fused_opt+bf16_ln+compile+graphs", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", compile=True, cuda_graphs=True),
         # Ablations (not cumulative)

@@ -13,6 +13,8 @@ The model code stays plain; these functions swap or wrap its leaf modules in pla
   around matmuls (transitions, outer product mean, triangle multiplication).
 - `recompute_outer_product_mean(model)`: the outer product mean's activations are
   recomputed in backward instead of saved (the largest saved tensor per block).
+- `swap_gates(model)`: every sigmoid gate (x · sigmoid(g)) as one fused Triton kernel
+  each way.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matrix-vector
   product instead of PyTorch's column-sum reduction.
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first
@@ -31,6 +33,7 @@ from torch import nn
 from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
+from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
 from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
@@ -112,10 +115,12 @@ __all__ = [
     "SDPAAttentionCore",
     "TritonAttentionCore",
     "TritonLayerNorm",
+    "TritonSigmoidGate",
     "apply_kernels",
     "compile_glue",
     "keep_fp32",
     "recompute_outer_product_mean",
+    "swap_gates",
     "swap_linears",
     "swap_triangle_multiplication",
 ]

@@ -60,7 +60,7 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
             x = torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
         x = x.movedim(-3, -1)  # [*, N, N, c]
         x = self.linear_z(self.layer_norm_out(x))
-        return x * torch.sigmoid(self.linear_g(z))
+        return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
 
 def swap_triangle_multiplication(model: nn.Module) -> nn.Module:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scalefold.model.primitives import Linear
+from scalefold.model.primitives import Linear, SigmoidGate
 
 
 class AttentionCore(nn.Module):
@@ -53,6 +53,7 @@ class Attention(nn.Module):
         self.linear_v = Linear(c_kv, hc, bias=False, init="glorot")
         self.linear_o = Linear(hc, c_out or c_q, bias=True, init="final")
         self.linear_g = Linear(c_q, hc, bias=True, init="gating") if gating else None
+        self.gate = SigmoidGate() if gating else None
         self.core = AttentionCore()
 
     def _heads(self, x: torch.Tensor, columns: bool) -> torch.Tensor:
@@ -79,7 +80,7 @@ class Attention(nn.Module):
         # back to the projections' layout: [*, Q, H*c] ([*, Q, B, H*c])
         o = (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
         if self.linear_g is not None:
-            o = o * torch.sigmoid(self.linear_g(q_x))
+            o = self.gate(o, self.linear_g(q_x))  # o · sigmoid(g)
         return self.linear_o(o)
 
 

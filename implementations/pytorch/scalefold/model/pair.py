@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from scalefold.model.attention import Attention
-from scalefold.model.primitives import LayerNorm, Linear
+from scalefold.model.primitives import LayerNorm, Linear, SigmoidGate
 
 
 class OuterProductMean(nn.Module):
@@ -46,6 +46,7 @@ class TriangleMultiplication(nn.Module):
         self.linear_z = Linear(c_hidden, c_z, init="final")
         self.layer_norm_in = LayerNorm(c_z)
         self.layer_norm_out = LayerNorm(c_hidden)
+        self.gate = SigmoidGate()
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z]  mask: [*, N, N]
@@ -62,7 +63,7 @@ class TriangleMultiplication(nn.Module):
             x = torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
         x = x.movedim(-3, -1)  # [*, N, N, c]
         x = self.linear_z(self.layer_norm_out(x))
-        return x * torch.sigmoid(self.linear_g(z))
+        return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
 
 class TriangleAttention(nn.Module):

@@ -1,6 +1,6 @@
-"""Linear and LayerNorm: the two leaf layers of the network.
+"""Linear, LayerNorm and the sigmoid gate: the leaf layers of the network.
 
-Both are plain modules so that faster implementations (Triton LayerNorm, fused
+They are plain modules so that faster implementations (Triton LayerNorm and gate, fused
 projections) can replace them from outside the model without touching its code: see
 `scalefold.kernels`. Initialisers follow the AlphaFold2 supplement, section 1.11.4.
 """
@@ -65,3 +65,14 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, (self.c,), self.weight, self.bias, self.eps)
+
+
+class SigmoidGate(nn.Module):
+    """x · sigmoid(g): the gate on attention outputs and triangle-multiplication updates.
+
+    Parameter-free (nothing in the state dict); a module so that a fused kernel can take
+    its place from outside (`scalefold.kernels.swap_gates`).
+    """
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(g)

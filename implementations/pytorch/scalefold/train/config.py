@@ -35,6 +35,7 @@ class SpeedConfig:
     matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
     attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
+    fused_gate: bool = False  # x · sigmoid(g) gates as one Triton kernel each way
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
     # Data-parallel gradient averaging: "ddp" (DistributedDataParallel's bucketed hooks,
     # overlapped with backward) or "flat" (one all-reduce of a flat gradient buffer after

@@ -120,6 +120,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         compile_glue,
         keep_fp32,
         recompute_outer_product_mean,
+        swap_gates,
         swap_linears,
         swap_triangle_multiplication,
     )
@@ -137,6 +138,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_triangle_multiplication(model)
     if speed.matvec_bias_grad:
         swap_linears(model)
+    if speed.fused_gate:
+        swap_gates(model)
     if speed.compile_glue:
         compile_glue(model)
     return model
