@@ -54,13 +54,7 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N*N]
         a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
         b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
-        if self.outgoing:
-            x = torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
-        else:
-            x = torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
-        x = x.movedim(-3, -1)  # [*, N, N, c]
-        x = self.linear_z(self.layer_norm_out(x))
-        return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
+        return self.combine(a, b, z)  # contiguous operands: no copies for the matmul
 
 
 def swap_triangle_multiplication(model: nn.Module) -> nn.Module:

@@ -55,8 +55,11 @@ class TriangleMultiplication(nn.Module):
         a = torch.sigmoid(self.linear_a_g(z)) * mask * self.linear_a_p(z)  # [*, N, N, c]
         b = torch.sigmoid(self.linear_b_g(z)) * mask * self.linear_b_p(z)  # [*, N, N, c]
         # Channels first so the contraction over k is one batched matmul.
-        a = a.movedim(-1, -3)  # [*, c, N, N]
-        b = b.movedim(-1, -3)  # [*, c, N, N]
+        return self.combine(a.movedim(-1, -3), b.movedim(-1, -3), z)
+
+    def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The triangle product of a, b ([*, c, N, N], channels first), normalised,
+        projected and gated by z ([*, N, N, c_z], after layer_norm_in)."""
         if self.outgoing:
             x = torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
         else:
