@@ -193,15 +193,6 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
 
     res.default_s["fwd"] = _time(fwd(base), warmup, reps, device)
     res.default_s["bwd"] = _time(bwd(base), warmup, reps, device) if inputs else 0.0
-    # The same call with biases laid out contiguously ([*, H, Q, K] with K innermost):
-    # the model's biases come from a projection of z and are head-innermost views.
-    saved = biases
-    biases = [b.detach().contiguous().requires_grad_(b.requires_grad) for b in saved]
-    inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
-    res.default_s["fwd_contig_bias"] = _time(fwd(base), warmup, reps, device)
-    res.default_s["bwd_contig_bias"] = _time(bwd(base), warmup, reps, device) if inputs else 0.0
-    biases = saved
-    inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
     res.default_s["bwd_dq_kernel"] = (_time(bwd(replace(base, dq_kernel=True)), warmup, reps,
                                             device) if inputs else 0.0)
     for kind in KINDS:
@@ -248,9 +239,8 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
         out.append(r)
         d = r.default_s
         log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms  bwd {d['bwd'] * 1e3:.3f} ms"
-            f"  | contiguous biases: fwd {d['fwd_contig_bias'] * 1e3:.3f} ms  "
-            f"bwd {d['bwd_contig_bias'] * 1e3:.3f} ms  | dq kernel: bwd "
-            f"{d['bwd_dq_kernel'] * 1e3:.3f} ms  ({time.perf_counter() - t0:.0f} s)")
+            f"  | dq kernel: bwd {d['bwd_dq_kernel'] * 1e3:.3f} ms  "
+            f"({time.perf_counter() - t0:.0f} s)")
     return out
 
 

@@ -80,8 +80,8 @@ def apply_kernels(
     flash_config: FlashConfig | None = None,
 ) -> nn.Module:
     """Swap every attention core and LayerNorm of `model` in place; returns `model`.
-    `flash_config` fixes the Triton attention's launches and variants (default: tuned
-    per call shape)."""
+    `flash_config` fixes the Triton attention's launches and variants (None: the
+    default)."""
     if attention not in _CORES:
         raise ValueError(f"attention must be one of {sorted(_CORES)}, got {attention!r}")
     if layer_norm not in ("eager", "triton"):

@@ -455,18 +455,12 @@ class FlashConfig:
     bwd_dq: Launch = Launch(64, 64, 4, 1)
 
 
+# The launches used unless a caller passes its own. A per-shape sm90 table was tried and
+# measured no faster in the whole step: its sweep timed each call from the host, which at
+# ~0.1-0.3 ms per call measures launch overhead as much as the kernels (PERFORMANCE.md,
+# session 3, item 3). `bench attention` now replays each call as a CUDA graph; a per-shape
+# choice belongs here once that sweep and the step time show a gain.
 DEFAULT_CONFIG = FlashConfig()
-
-
-def tuned_config(q: torch.Tensor, kl: int, dv: int) -> FlashConfig:
-    """The launches for this call's shape (the default everywhere, for now).
-
-    A per-shape sm90 table was tried and measured no faster in the whole step: its sweep
-    timed each call from the host, which at ~0.1-0.3 ms per call measures launch overhead
-    as much as the kernels (docs/PERFORMANCE.md, session 3, item 3). `bench attention`
-    now replays each call as a CUDA graph; a table goes here once that sweep shows gains.
-    """
-    return DEFAULT_CONFIG
 
 
 def _precision(q: torch.Tensor) -> str:
@@ -558,9 +552,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         # dq in q's layout, so that it flows back into the projection without a copy.
         sep = cfg.dq_kernel
         if sep:
-            dq = torch.empty_like(q)
-            if layout.strides(dq) is None:
-                dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            dq = _in_layout_of(q, layout, q.dtype, zero=False)
             qb, kb, _, _ = cfg.bwd_dq.blocks(ql, kl, d, dv_)
             _attn_bwd_dq[(triton.cdiv(ql, qb), z1 * z2 * h)](
                 q, k, v, bp0, bp1, o, do, lse, dq,
@@ -573,9 +565,7 @@ class _FlashAttentionFn(torch.autograd.Function):
             )
             dq_buf = lse  # unused pointer
         else:
-            dq_buf = torch.zeros_like(q, dtype=torch.float32)
-            if layout.strides(dq_buf) is None:
-                dq_buf = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+            dq_buf = _in_layout_of(q, layout, torch.float32, zero=True)
         if grad_b:
             n_db = 1 if per_z2 else chunks
             rows = z2 if per_z2 else 1
@@ -608,6 +598,17 @@ class _FlashAttentionFn(torch.autograd.Function):
         return None, None, dq, dk, dv, grads[0], grads[1]
 
 
+def _in_layout_of(q: torch.Tensor, layout: _Layout, dtype: torch.dtype,
+                  zero: bool) -> torch.Tensor:
+    """A buffer shaped and laid out like q (so dq flows back into q's projection without a
+    copy), or contiguous where q's layout does not fold."""
+    make = torch.zeros_like if zero else torch.empty_like
+    t = make(q, dtype=dtype)
+    if layout.strides(t) is None:
+        t = (torch.zeros if zero else torch.empty)(q.shape, dtype=dtype, device=q.device)
+    return t
+
+
 def _eager(q, k, v, biases):
     logits = torch.matmul(q, k.transpose(-1, -2))
     for b in biases:
@@ -638,7 +639,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]  biases: broadcastable to
     [*, H, Q, K]. Falls back to the PyTorch math for tiny attention (template pointwise:
     Q = 1, K = 4), where a tiled kernel cannot win, and for shapes it does not fold.
-    `config` overrides the tuned launches (benchmarks).
+    `config`: the kernels' launches and variants (default `DEFAULT_CONFIG`).
     """
     if not triton_usable(q) or q.shape[-2] < 16 or k.shape[-2] < 16:
         return _eager(q, k, v, biases)
@@ -670,5 +671,5 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             return _eager(q, k, v, biases)
     b0 = bs[0] if len(bs) > 0 else None
     b1 = bs[1] if len(bs) > 1 else None
-    cfg = config if config is not None else tuned_config(q, kl, v.shape[-1])
+    cfg = config if config is not None else DEFAULT_CONFIG
     return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1)

@@ -47,15 +47,14 @@ class SDPAAttentionCore(AttentionCore):
 class TritonAttentionCore(AttentionCore):
     """Flash-attention-style Triton kernels (forward and backward) with additive biases.
 
-    `config`: the kernels' launches and variants (`FlashConfig`); None takes the tuned
-    default for each call's shape."""
+    `config`: the kernels' launches and variants (`FlashConfig`; None: the default)."""
 
     def __init__(self, config: FlashConfig | None = None) -> None:
         super().__init__()
         self.config = config
 
     def forward(self, q, k, v, biases):
-        return flash_attention(q, k, v, list(biases), getattr(self, "config", None))
+        return flash_attention(q, k, v, list(biases), self.config)
 
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from scalefold.kernels._autocast import autocast_dtype
 from scalefold.kernels._triton import next_pow2, tl, triton, triton_usable
 from scalefold.model.primitives import LayerNorm
 
@@ -129,11 +130,10 @@ LayerNormOutput = Literal["fp32", "compute"]
 
 def _autocast_output_dtype(x: torch.Tensor, output: LayerNormOutput) -> torch.dtype | None:
     """The dtype to return under autocast, or None outside it."""
-    if not torch.is_autocast_enabled(x.device.type):
+    dt = autocast_dtype(x)
+    if dt is None:
         return None
-    if output == "compute":
-        return torch.get_autocast_dtype(x.device.type)
-    return torch.float32  # what autocast's layer_norm returns
+    return dt if output == "compute" else torch.float32  # fp32: autocast's layer_norm
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

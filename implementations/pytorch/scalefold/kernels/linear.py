@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from scalefold.kernels._autocast import autocast_dtype
 from scalefold.model.primitives import Linear
 
 
@@ -44,15 +45,6 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy2.t().mv(dy2.new_ones(dy2.shape[0]))  # [out]
         return dx, dw, db
-
-
-def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The autocast dtype for x's device if autocast is on there (devices without
-    autocast, like `meta`, have none)."""
-    dev = x.device.type
-    if not torch.amp.is_autocast_available(dev) or not torch.is_autocast_enabled(dev):
-        return None
-    return torch.get_autocast_dtype(dev)
 
 
 class MatvecBiasGradLinear(Linear):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scalefold.kernels.linear import autocast_dtype
+from scalefold.kernels._autocast import autocast_dtype
 from scalefold.model.pair import TriangleMultiplication
 
 

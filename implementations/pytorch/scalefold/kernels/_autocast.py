@@ -1,0 +1,14 @@
+"""The autocast dtype in effect for a tensor's device, for kernels that cast by hand."""
+
+from __future__ import annotations
+
+import torch
+
+
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype for x's device if autocast is on there; None otherwise
+    (devices without autocast, like `meta`, included)."""
+    dev = x.device.type
+    if not torch.amp.is_autocast_available(dev) or not torch.is_autocast_enabled(dev):
+        return None
+    return torch.get_autocast_dtype(dev)
