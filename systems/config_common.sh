@@ -17,10 +17,12 @@ export INITIAL_TRAINING_DATALOADER_TYPE="${INITIAL_TRAINING_DATALOADER_TYPE:-Ini
 export LOCAL_BATCH_SIZE="${LOCAL_BATCH_SIZE:-1}"
 # A time-to-train result needs 10 runs (systems/run.sub runs NEXP of them per job).
 export NEXP="${NEXP:-10}"
-# Speed-ups (docs/PERFORMANCE.md, H200 step benchmark): Triton attention and LayerNorm,
-# bf16 LayerNorm outputs (bf16 residual streams), fused Adam, and the outer product mean
-# recomputed in backward (peak 77.1 -> 69.5 GiB at the benchmark's shapes, +2% step time:
-# what fits an H100's 80 GB). CUDA graphs are added by
-# single-rank configs only: the multi-rank form (--grad-sync flat --cuda-graphs) has not
-# run on several GPUs yet, and DAP's collectives are not captured.
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --recompute-outer-product}"
+# Speed-ups (docs/PERFORMANCE.md, H200 step benchmark): Triton attention (dq kernel) and
+# LayerNorm, bf16 LayerNorm outputs (bf16 residual streams), fused Adam, matvec bias
+# gradients, channels-first triangle multiplication, fused gates, and the outer product
+# mean recomputed in backward (what fits an H100's 80 GB: 69.1 GiB with graphs and
+# compile, 76.8 GiB without the recompute). CUDA graphs and --compile-glue (which pays
+# only inside graphs) are added by single-rank configs only: the multi-rank form
+# (--grad-sync flat --cuda-graphs) has not run on several GPUs yet, and DAP's collectives
+# are not captured.
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --attention-dq-kernel --fused-gate --recompute-outer-product}"

@@ -8,8 +8,9 @@
 #   source systems/config_h200_n1.sh && systems/run_torchrun.sh
 
 export NEXP="${NEXP:-1}"
-# One training rank: the whole step can be a CUDA graph (about 2.3x the eager bf16 step).
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --cuda-graphs}"
+# One training rank: the whole step can be a CUDA graph, with torch.compile of the glue
+# inside it (0.625 s a step at the benchmark's shapes, docs/PERFORMANCE.md session 4).
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --attention-dq-kernel --fused-gate --compile-glue --cuda-graphs}"
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

@@ -101,6 +101,18 @@ VARIANTS: dict[str, Variant] = {
                 fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
                 recompute_opm=True, matvec_bias_grad=True, trimul_cf=True, dq_kernel=True,
                 fused_gate=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+all_new+compile",
+                **_TRI, fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                recompute_opm=True, matvec_bias_grad=True, trimul_cf=True, dq_kernel=True,
+                fused_gate=True, compile=True),
+        Variant("bf16+tri+fused_opt+bf16_ln+graphs+mvbias+all_new+compile",
+                **_TRI, fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
+                matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
+                compile=True),
+        # The kernels of the variant above without the graph, for --profile.
+        Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,
+                layer_norm_output="compute", matvec_bias_grad=True, trimul_cf=True,
+                dq_kernel=True, fused_gate=True),
         Variant("bf16+tri+fused_opt+bf16_ln+compile+graphs", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", compile=True, cuda_graphs=True),
         # Ablations (not cumulative)

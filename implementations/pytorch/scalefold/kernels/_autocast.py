@@ -9,6 +9,11 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     """The autocast dtype for x's device if autocast is on there; None otherwise
     (devices without autocast, like `meta`, included)."""
     dev = x.device.type
-    if not torch.amp.is_autocast_available(dev) or not torch.is_autocast_enabled(dev):
+    # CPU and CUDA always have autocast; asking only for other devices keeps
+    # `is_autocast_available` (which Dynamo in torch 2.11 cannot trace: a graph break in
+    # every compiled module with a LayerNorm) out of compiled code.
+    if dev not in ("cpu", "cuda") and not torch.amp.is_autocast_available(dev):
+        return None
+    if not torch.is_autocast_enabled(dev):
         return None
     return torch.get_autocast_dtype(dev)
