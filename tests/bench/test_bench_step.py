@@ -54,3 +54,19 @@ def test_fused_clip_matches_clip_then_adam():
             r.grad = p.grad.clone()  # clip_grad_norm_ scaled r.grad in place
     for p, r in zip(params, ref):
         torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+
+
+def test_fast_variants_are_what_train_fast_runs():
+    """`bench step --variants fast` must time what `scalefold train --fast` runs (the H200
+    config), and `fast+opm_recompute` the H100 configs' form of it."""
+    import dataclasses
+
+    from scalefold.bench.step import VARIANTS
+    from scalefold.train.config import SpeedConfig
+
+    fast = SpeedConfig.fast()
+    assert VARIANTS["fast"].precision == "bf16"
+    assert VARIANTS["fast"].speed() == fast
+    assert VARIANTS["fast+opm_recompute"].speed() == dataclasses.replace(
+        fast, recompute_outer_product=True)
+    assert VARIANTS["fast_eager"].speed() == dataclasses.replace(fast, cuda_graphs=False)

@@ -67,6 +67,9 @@ class Variant:
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
+_FAST = dict(**_TRI, layer_norm_output="compute", fused_optimizer=True, cuda_graphs=True,
+             matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
+             compile=True)
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -109,6 +112,12 @@ VARIANTS: dict[str, Variant] = {
                 **_TRI, fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
                 matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
                 compile=True),
+        # What `scalefold train --fast` runs (the H200 config), the same plus the outer
+        # product mean's recompute (the H100 configs' memory), and the kernels of `fast`
+        # without the graph, for --profile.
+        Variant("fast", **_FAST),
+        Variant("fast+opm_recompute", **_FAST, recompute_opm=True),
+        Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
         # The kernels of the variant above without the graph, for --profile.
         Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", matvec_bias_grad=True, trimul_cf=True,
