@@ -70,3 +70,15 @@ def test_fast_variants_are_what_train_fast_runs():
     assert VARIANTS["fast+opm_recompute"].speed() == dataclasses.replace(
         fast, recompute_outer_product=True)
     assert VARIANTS["fast_eager"].speed() == dataclasses.replace(fast, cuda_graphs=False)
+
+
+def test_ckpt_variants_run_with_checkpointing_and_say_so(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
+               "--variants", "fp32+ckpt,fp32", "--recycles", "0",
+               "--warmup", "0", "--steps", "1", "--no-flops", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["checkpointing"] for r in rows] == [True, False]
+    table = capsys.readouterr().out
+    assert "fp32+ckpt " in table and "fp32+ckpt+ckpt" not in table
