@@ -26,13 +26,21 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("c", [16, 48, 384])
-def test_layer_norm_matches_pytorch(kern, device, c):
+@pytest.mark.parametrize("c,launch", [(16, None), (48, None), (384, None),
+                                      (48, "few_programs"), (16, "wide")])
+def test_layer_norm_matches_pytorch(kern, device, c, launch):
+    """Default launch, and launches `bench layernorm` sweeps: several row blocks per
+    backward program (partial dweight/dbias rows), and many rows per program."""
+    lns = kern.layer_norm
+    launch = {None: lns.DEFAULT_LAUNCH,
+              "few_programs": lns.LayerNormLaunch(block_elems=256, bwd_programs=3,
+                                                  bwd_warps=8),
+              "wide": lns.LayerNormLaunch(block_elems=16384, fwd_warps=8)}[launch]
     g = torch.Generator().manual_seed(c)
     x = (torch.randn(2, 19, c, generator=g) * 3 + 1).to(device).requires_grad_()
     w = torch.randn(c, generator=g).to(device).requires_grad_()
     b = torch.randn(c, generator=g).to(device).requires_grad_()
-    y = kern.layer_norm.layer_norm(x, w, b, 1e-5)
+    y = lns.layer_norm(x, w, b, 1e-5, launch=launch)
     dy = torch.randn_like(y)
     got = [y, *torch.autograd.grad(y, (x, w, b), dy)]
     x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
@@ -341,11 +349,20 @@ def test_kernels_in_triton_interpreter():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
 
 
-def test_compile_glue_matches_eager():
+@pytest.mark.parametrize("swaps", [False, True], ids=["plain", "swapped"])
+def test_compile_glue_matches_eager(swaps):
     """`compile_glue` (Dynamo + AOTAutograd; the aot_eager backend keeps the CPU test fast,
-    inductor's code generation is PyTorch's own to test): loss and gradients unchanged."""
+    inductor's code generation is PyTorch's own to test): loss and gradients unchanged,
+    on the plain model and on the modules `--fast` swaps in that run without Triton
+    (channels-first triangle multiplication, matvec bias gradients) with the outer
+    product mean's recompute, which the H100 configs compile together."""
     from scalefold.data.selection import last_iteration
-    from scalefold.kernels import compile_glue
+    from scalefold.kernels import (
+        compile_glue,
+        recompute_outer_product_mean,
+        swap_linears,
+        swap_triangle_multiplication,
+    )
     from scalefold.losses import AlphaFoldLoss, LossConfig
     from scalefold.model.msa import Transition
     from scalefold.utils.synthetic import synthetic_batch
@@ -357,6 +374,10 @@ def test_compile_glue_matches_eager():
     for compiled in (False, True):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+        if swaps:
+            swap_triangle_multiplication(model)
+            swap_linears(model)
+            recompute_outer_product_mean(model)
         if compiled:
             compile_glue(model, backend="aot_eager")
             assert all(m._compiled_call_impl is not None
@@ -407,3 +428,40 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
         return sum(float(r.split()[-2]) for r in rows if "outer_product_mean" in r.split()[0])
 
     assert opm_share(False) > 0 and opm_share(True) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fast_speedups_compiled_with_inductor_match_uncompiled():
+    """What `--fast` builds (every kernel and swap, bf16), with and without
+    `compile_glue`'s inductor code: loss and gradients agree within bf16 rounding."""
+    import dataclasses
+
+    from scalefold.data.selection import last_iteration
+    from scalefold.losses import AlphaFoldLoss, LossConfig
+    from scalefold.train.config import SpeedConfig
+    from scalefold.train.step import apply_speedups
+    from scalefold.utils.synthetic import synthetic_batch
+
+    torch._dynamo.reset()
+    dev = torch.device("cuda")
+    batch = synthetic_batch(None, n_res=32, n_clust=16, n_extra=24, n_templ=2,
+                            num_iterations=1)
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    loss_fn = AlphaFoldLoss(LossConfig.mlperf())
+    fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False)
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = AlphaFold(AlphaFoldConfig.tiny()).to(dev).eval()
+        apply_speedups(model, dataclasses.replace(fast, compile_glue=compiled), "bf16", "cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(batch)
+        loss, _ = loss_fn(out, last_iteration(batch), True)
+        loss.backward()
+        results.append((loss.detach().float(), [p.grad for p in model.parameters()]))
+    (l0, g0), (l1, g1) = results
+    assert rel(l1, l0) < 2e-2
+    flat0 = torch.cat([g.flatten().float() for g in g0 if g is not None])
+    flat1 = torch.cat([g.flatten().float() for g in g1 if g is not None])
+    assert rel(flat1, flat0) < 5e-2
+    torch._dynamo.reset()

@@ -221,6 +221,14 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _cmd_bench_layernorm(args: argparse.Namespace) -> int:
+    from scalefold.bench.layer_norm import LNBenchConfig, main
+
+    cfg = LNBenchConfig(preset=args.preset, device=args.device, warmup=args.warmup,
+                        reps=args.reps, seed=args.seed, sweep=not args.no_sweep)
+    return main(cfg, json_path=args.json)
+
+
 def _cmd_bench_dap(args: argparse.Namespace) -> int:
     from scalefold.bench.dap import DapBenchConfig, main
     from scalefold.bench.step import PRESET_SHAPES, Shapes
@@ -316,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep no further signatures after this long")
     att.add_argument("--json", default=None)
     att.set_defaults(func=_cmd_bench_attention)
+    ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
+                          "shapes: default vs candidate launches")
+    ln.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    ln.add_argument("--device", default="cuda")
+    ln.add_argument("--warmup", type=int, default=2)
+    ln.add_argument("--reps", type=int, default=20, help="graph replays per timing (CUDA)")
+    ln.add_argument("--seed", type=int, default=0)
+    ln.add_argument("--no-sweep", action="store_true", help="default launch only")
+    ln.add_argument("--json", default=None)
+    ln.set_defaults(func=_cmd_bench_layernorm)
     bench_data = bench.add_parser("data", help="data pipeline speed").add_subparsers(
         dest="bench_data", required=True)
     prep = bench_data.add_parser("prep", help="sample preparation time on one CPU core")

@@ -16,6 +16,7 @@ dtype.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -79,50 +80,70 @@ if triton is not None:
         tl.store(DB_PART + pid * C + cols, db, mask=cmask)
 
 
-def _block_m(c: int) -> int:
-    # About 4K elements a program: enough rows in flight for narrow channel counts.
-    return max(1, min(64, 4096 // next_pow2(c)))
+@dataclass(frozen=True)
+class LayerNormLaunch:
+    """How the kernels are launched; `scalefold bench layernorm` sweeps these."""
+
+    block_elems: int = 4096  # elements a program holds per step (rows = this / C)
+    fwd_warps: int = 4
+    bwd_warps: int = 4
+    # Backward programs to aim for: enough to fill the GPU, few partial dweight/dbias
+    # rows for PyTorch to sum.
+    bwd_programs: int = 1024
+
+    def block_m(self, c: int) -> int:
+        return max(1, min(64, self.block_elems // next_pow2(c)))
+
+    @property
+    def name(self) -> str:
+        return (f"e{self.block_elems}-w{self.fwd_warps}/{self.bwd_warps}"
+                f"-p{self.bwd_programs}")
+
+
+DEFAULT_LAUNCH = LayerNormLaunch()
 
 
 class _LayerNormFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, eps: float, out_dtype: torch.dtype):
+    def forward(ctx, x, weight, bias, eps: float, out_dtype: torch.dtype,
+                launch: LayerNormLaunch = DEFAULT_LAUNCH):
         c = x.shape[-1]
         x2 = x.reshape(-1, c).contiguous()  # [M, C]
         m = x2.shape[0]
         y = torch.empty((m, c), dtype=out_dtype, device=x.device)
         mean = torch.empty(m, dtype=torch.float32, device=x.device)
         rstd = torch.empty(m, dtype=torch.float32, device=x.device)
-        bm, bc = _block_m(c), next_pow2(c)
+        bm, bc = launch.block_m(c), next_pow2(c)
         if m > 0:
             _ln_fwd[(triton.cdiv(m, bm),)](x2, weight, bias, y, mean, rstd, m, c, eps,
-                                           BLOCK_M=bm, BLOCK_C=bc, num_warps=4)
+                                           BLOCK_M=bm, BLOCK_C=bc, num_warps=launch.fwd_warps)
         ctx.save_for_backward(x2, weight, mean, rstd)
-        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
+        ctx.x_shape, ctx.x_dtype, ctx.launch = x.shape, x.dtype, launch
         return y.view(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
         x2, weight, mean, rstd = ctx.saved_tensors
+        launch = ctx.launch
         m, c = x2.shape
         dy2 = dy.reshape(-1, c).contiguous()
         dx = torch.empty((m, c), dtype=ctx.x_dtype, device=x2.device)
-        bm, bc = _block_m(c), next_pow2(c)
+        bm, bc = launch.block_m(c), next_pow2(c)
         n_blocks = triton.cdiv(m, bm)
-        # ~1000 programs: enough to fill the GPU, few partial rows for PyTorch to sum.
-        blocks_per_prog = max(1, triton.cdiv(n_blocks, 1024))
+        blocks_per_prog = max(1, triton.cdiv(n_blocks, launch.bwd_programs))
         progs = max(1, triton.cdiv(n_blocks, blocks_per_prog))
         dw_part = torch.empty((progs, c), dtype=torch.float32, device=x2.device)
         db_part = torch.empty((progs, c), dtype=torch.float32, device=x2.device)
         if m > 0:
             _ln_bwd[(progs,)](x2, weight, dy2, dx, mean, rstd, dw_part, db_part, m, c,
-                              blocks_per_prog, BLOCK_M=bm, BLOCK_C=bc, num_warps=4)
+                              blocks_per_prog, BLOCK_M=bm, BLOCK_C=bc,
+                              num_warps=launch.bwd_warps)
         else:
             dw_part.zero_()
             db_part.zero_()
         dw = dw_part.sum(0).to(weight.dtype)
         db = db_part.sum(0).to(weight.dtype)
-        return dx.view(ctx.x_shape), dw, db, None, None
+        return dx.view(ctx.x_shape), dw, db, None, None, None
 
 
 LayerNormOutput = Literal["fp32", "compute"]
@@ -137,13 +158,14 @@ def _autocast_output_dtype(x: torch.Tensor, output: LayerNormOutput) -> torch.dt
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               eps: float = 1e-5, output: LayerNormOutput = "fp32") -> torch.Tensor:
+               eps: float = 1e-5, output: LayerNormOutput = "fp32",
+               launch: LayerNormLaunch = DEFAULT_LAUNCH) -> torch.Tensor:
     """LayerNorm over the last dim through Triton; the PyTorch op where Triton can't run."""
     out_dtype = _autocast_output_dtype(x, output)
     if not triton_usable(x):
         y = F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
         return y if out_dtype is None else y.to(out_dtype)
-    return _LayerNormFn.apply(x, weight, bias, eps, out_dtype or x.dtype)
+    return _LayerNormFn.apply(x, weight, bias, eps, out_dtype or x.dtype, launch)
 
 
 class TritonLayerNorm(LayerNorm):
