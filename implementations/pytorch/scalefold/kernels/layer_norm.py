@@ -172,9 +172,10 @@ class TritonLayerNorm(LayerNorm):
     """Drop-in `LayerNorm` (same parameters and state-dict names) using Triton kernels."""
 
     output: LayerNormOutput = "fp32"
+    launch: LayerNormLaunch = DEFAULT_LAUNCH
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return layer_norm(x, self.weight, self.bias, self.eps, self.output)
+        return layer_norm(x, self.weight, self.bias, self.eps, self.output, self.launch)
 
 
 class ComputeDtypeLayerNorm(LayerNorm):
