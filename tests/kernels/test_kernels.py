@@ -50,6 +50,73 @@ def test_layer_norm_matches_pytorch(kern, device, c, launch):
         assert rel(a, r) < 1e-5
 
 
+@pytest.mark.parametrize("c,lead,m,progs", [(16, (2,), 37, None), (48, (1, 3), 20, None),
+                                            (128, (1,), 70, None), (16, (5,), 300, 4)])
+def test_layer_norm_matches_pytorch_channels_first(kern, device, c, lead, m, progs,
+                                                   monkeypatch):
+    """`layer_norm_channels_first`: x [*, C, M] normalised over C, returned [*, M, C]
+    (`progs`: few backward programs, each over several blocks, some past the end)."""
+    import scalefold.kernels.layer_norm_cf as lncf
+    from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
+
+    if progs is not None:
+        monkeypatch.setattr(lncf, "BWD_PROGRAMS", progs)
+
+    g = torch.Generator().manual_seed(c + m)
+    x = (torch.randn(*lead, c, m, generator=g) * 3 + 1).to(device).requires_grad_()
+    w = torch.randn(c, generator=g).to(device).requires_grad_()
+    b = torch.randn(c, generator=g).to(device).requires_grad_()
+    y = layer_norm_channels_first(x, w, b, 1e-5)
+    assert y.shape == (*lead, m, c) and y.is_contiguous()
+    dy = torch.randn(y.shape, generator=g).to(device)
+    got = [y, *torch.autograd.grad(y, (x, w, b), dy)]
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    y64 = F.layer_norm(x64.transpose(-1, -2), (c,), w64, b64, 1e-5)
+    ref = [y64, *torch.autograd.grad(y64, (x64, w64, b64), dy.double())]
+    assert got[1].stride() == x.stride()  # dx comes back channels-first
+    for a, r in zip(got, ref):
+        assert rel(a, r) < 1e-5
+
+
+def test_layer_norm_matches_pytorch_channels_first_bf16_output(kern, device):
+    from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 32, 40, generator=g).to(device, torch.bfloat16)
+    w, b = torch.randn(32, generator=g).to(device), torch.randn(32, generator=g).to(device)
+    ref = F.layer_norm(x.float().transpose(-1, -2), (32,), w, b, 1e-5)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        y_c = layer_norm_channels_first(x, w, b, 1e-5, "compute")
+        y_f = layer_norm_channels_first(x, w, b, 1e-5, "fp32")
+    assert y_c.dtype == torch.bfloat16 and y_f.dtype == torch.float32
+    assert rel(y_f, ref) < 1e-5 and rel(y_c, ref) < 1e-2
+
+
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("lead", [(1,), (1, 3)])
+def test_trimul_norm_kernel_matches_row_layer_norm(kern, device, outgoing, lead):
+    """Channels-first triangle multiplication with its output LayerNorm reading the
+    product in place: the same output and gradients as with the row LayerNorm."""
+    from scalefold.kernels.trimul import swap_triangle_multiplication
+    from scalefold.model.pair import TriangleMultiplication
+
+    results = []
+    for norm_kernel in (False, True):
+        g = torch.Generator().manual_seed(11)
+        mod = TriangleMultiplication(16, 24, outgoing)
+        for p in mod.parameters():  # "final"/"gating" inits are constant: randomise all
+            torch.nn.init.normal_(p, std=0.3, generator=g)
+        mod = apply_kernels(mod.to(device), attention="eager", layer_norm="triton")
+        swap_triangle_multiplication(mod, norm_kernel=norm_kernel)
+        z = torch.randn(*lead, 19, 19, 16, generator=g).to(device).requires_grad_()
+        mask = (torch.rand(*lead, 19, 19, generator=g) > 0.2).float().to(device)
+        out = mod(z, mask)
+        dy = torch.randn(out.shape, generator=g).to(device)
+        results.append([out, *torch.autograd.grad(out, [z, *mod.parameters()], dy)])
+    for a, r in zip(results[1], results[0]):
+        assert rel(a, r) < 1e-5
+
+
 # (leading dims, heads, Q, K, c, [(bias shape, requires grad)]) as the model calls it
 ATTN_CASES = {
     "msa_row": ((1, 3), 2, 20, 20, 4, [((1, 3, 1, 1, 20), False), ((1, 1, 2, 20, 20), True)]),
@@ -342,7 +409,7 @@ def test_kernels_in_triton_interpreter():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
          "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
-         "or other_launches or dq_kernel or sigmoid_gate"],
+         "or other_launches or dq_kernel or sigmoid_gate or norm_kernel"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

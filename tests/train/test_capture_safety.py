@@ -74,6 +74,7 @@ def _step(model, loss_fn, batch, autocast: bool):
 def test_model_and_loss_make_no_host_copies_or_reads(swaps):
     """The plain model, and with the from-outside swaps a graph may capture."""
     from scalefold.kernels import (
+        apply_kernels,
         recompute_outer_product_mean,
         swap_gates,
         swap_linears,
@@ -86,7 +87,10 @@ def test_model_and_loss_make_no_host_copies_or_reads(swaps):
     if swaps in ("recompute_opm", "all"):
         recompute_outer_product_mean(model)
     if swaps == "all":
-        swap_triangle_multiplication(model)
+        # The Triton LayerNorm falls back to PyTorch on meta tensors; with it, the
+        # channels-first output LayerNorm's route through trimul runs too.
+        apply_kernels(model, attention="eager", layer_norm="triton", layer_norm_output="compute")
+        swap_triangle_multiplication(model, norm_kernel=True)
         swap_linears(model)
         swap_gates(model)
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to("meta")

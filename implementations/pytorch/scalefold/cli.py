@@ -124,6 +124,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--trimul-channel-first", action="store_true", default=None,
                     help="triangle multiplication computed channels-first (no layout "
                          "copies)")
+    sp.add_argument("--trimul-norm-kernel", action="store_true", default=None,
+                    help="with --trimul-channel-first and --layer-norm triton: the output "
+                         "LayerNorm reads the channels-first product in place (not yet "
+                         "measured on a GPU)")
     sp.add_argument("--attention-dq-kernel", action="store_true", default=None,
                     help="Triton attention: dq from its own kernel instead of fp32 atomics")
     sp.add_argument("--fused-gate", action="store_true", default=None,

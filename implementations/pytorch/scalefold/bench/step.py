@@ -51,6 +51,7 @@ class Variant:
     recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
     matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
     trimul_cf: bool = False  # triangle multiplication channels-first
+    trimul_ln: bool = False  # ...with its output LayerNorm reading channels-first
     dq_kernel: bool = False  # Triton attention's dq from its own kernel
     fused_gate: bool = False  # sigmoid gates as one Triton kernel each way
     # Activation checkpointing from the start: the eager baselines do not fit without it
@@ -65,6 +66,7 @@ class Variant:
                            recompute_outer_product=self.recompute_opm,
                            matvec_bias_grad=self.matvec_bias_grad,
                            trimul_channel_first=self.trimul_cf,
+                           trimul_norm_kernel=self.trimul_ln,
                            attention_dq_kernel=self.dq_kernel,
                            fused_gate=self.fused_gate)
 
@@ -123,6 +125,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast", **_FAST),
         Variant("fast+opm_recompute", **_FAST, recompute_opm=True),
         Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
+        Variant("fast+trimul_ln", **_FAST, trimul_ln=True),
+        Variant("fast+opm_recompute+trimul_ln", **_FAST, recompute_opm=True, trimul_ln=True),
         # The kernels of the variant above without the graph, for --profile.
         Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", matvec_bias_grad=True, trimul_cf=True,

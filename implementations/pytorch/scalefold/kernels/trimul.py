@@ -12,7 +12,8 @@ Here the four projections that feed the matmul are one matmul that writes channe
 Parameters: the stacking is part of the differentiated graph, so gradients reach each
 `Linear` as before). Gating and masking then run on contiguous channel-first tensors, the
 triangle matmul takes them without copies (a transposed operand is a cuBLAS flag, not a
-copy), and only the product x is transposed back for the output LayerNorm. The output
+copy), and only the product x is transposed back for the output LayerNorm (or, with
+`norm_kernel`, read where it is by a LayerNorm kernel that writes channels-last). The output
 gate (`linear_g`) and the output projection stay in the pair layout, as in the plain
 module. Same math; the parity test compares outputs and every gradient.
 """
@@ -23,11 +24,20 @@ import torch
 from torch import nn
 
 from scalefold.kernels._autocast import autocast_dtype
+from scalefold.kernels.layer_norm import TritonLayerNorm
+from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.model.pair import TriangleMultiplication
 
 
 class ChannelFirstTriangleMultiplication(TriangleMultiplication):
-    """`TriangleMultiplication` with the same parameters, computed channels-first."""
+    """`TriangleMultiplication` with the same parameters, computed channels-first.
+
+    `norm_kernel`: the output LayerNorm reads the channels-first product in place
+    (`layer_norm_channels_first`) instead of a transposed copy, when `layer_norm_out` is
+    the Triton LayerNorm (it takes that module's parameters, eps and output dtype).
+    """
+
+    norm_kernel: bool = False
 
     def _projections(self, z: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
@@ -56,11 +66,23 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
         return self.combine(a, b, z)  # contiguous operands: no copies for the matmul
 
+    def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        ln = self.layer_norm_out
+        if not (self.norm_kernel and isinstance(ln, TritonLayerNorm)):
+            return super().combine(a, b, z)
+        x = self.triangle_product(a, b)  # [*, c, N, N], contiguous
+        n1, n2 = x.shape[-2:]
+        x = layer_norm_channels_first(x.flatten(-2), ln.weight, ln.bias, ln.eps, ln.output)
+        x = self.linear_z(x.unflatten(-2, (n1, n2)))  # [*, N, N, c_z]
+        return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
-def swap_triangle_multiplication(model: nn.Module) -> nn.Module:
+
+def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
-    same submodules and Parameters: state dict and optimizer state carry over)."""
+    same submodules and Parameters: state dict and optimizer state carry over).
+    `norm_kernel`: see `ChannelFirstTriangleMultiplication`."""
     for m in model.modules():
-        if type(m) is TriangleMultiplication:
+        if type(m) in (TriangleMultiplication, ChannelFirstTriangleMultiplication):
             m.__class__ = ChannelFirstTriangleMultiplication
+            m.norm_kernel = norm_kernel
     return model

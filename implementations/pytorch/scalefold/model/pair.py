@@ -60,13 +60,15 @@ class TriangleMultiplication(nn.Module):
     def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The triangle product of a, b ([*, c, N, N], channels first), normalised,
         projected and gated by z ([*, N, N, c_z], after layer_norm_in)."""
-        if self.outgoing:
-            x = torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
-        else:
-            x = torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
-        x = x.movedim(-3, -1)  # [*, N, N, c]
+        x = self.triangle_product(a, b).movedim(-3, -1)  # [*, N, N, c]
         x = self.linear_z(self.layer_norm_out(x))
         return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
+
+    def triangle_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # a, b: [*, c, N, N] -> [*, c, N, N]
+        if self.outgoing:
+            return torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
+        return torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
 
 
 class TriangleAttention(nn.Module):

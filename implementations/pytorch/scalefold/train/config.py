@@ -34,6 +34,8 @@ class SpeedConfig:
     recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
     matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
+    # ...and its output LayerNorm reading the channels-first product in place (Triton)
+    trimul_norm_kernel: bool = False
     attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
     fused_gate: bool = False  # x · sigmoid(g) gates as one Triton kernel each way
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
@@ -43,6 +45,10 @@ class SpeedConfig:
     grad_sync: Literal["ddp", "flat"] = "ddp"
 
     def __post_init__(self) -> None:
+        if self.trimul_norm_kernel and not (self.trimul_channel_first
+                                            and self.layer_norm == "triton"):
+            raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
+                             "LayerNorm")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
