@@ -416,8 +416,9 @@ def test_kernels_in_triton_interpreter():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
 
 
-@pytest.mark.parametrize("swaps", [False, True], ids=["plain", "swapped"])
-def test_compile_glue_matches_eager(swaps):
+@pytest.mark.parametrize("swaps,attention", [(False, False), (True, False), (True, True)],
+                         ids=["plain", "swapped", "swapped+attention"])
+def test_compile_glue_matches_eager(swaps, attention):
     """`compile_glue` (Dynamo + AOTAutograd; the aot_eager backend keeps the CPU test fast,
     inductor's code generation is PyTorch's own to test): loss and gradients unchanged,
     on the plain model and on the modules `--fast` swaps in that run without Triton
@@ -430,8 +431,10 @@ def test_compile_glue_matches_eager(swaps):
         swap_linears,
         swap_triangle_multiplication,
     )
+    from scalefold.kernels.glue import ATTENTION_MODULES, GLUE_MODULES
     from scalefold.losses import AlphaFoldLoss, LossConfig
     from scalefold.model.msa import Transition
+    from scalefold.model.pair import TriangleAttention
     from scalefold.utils.synthetic import synthetic_batch
 
     torch._dynamo.reset()
@@ -446,9 +449,12 @@ def test_compile_glue_matches_eager(swaps):
             swap_linears(model)
             recompute_outer_product_mean(model)
         if compiled:
-            compile_glue(model, backend="aot_eager")
+            mods = GLUE_MODULES + (ATTENTION_MODULES if attention else ())
+            compile_glue(model, mods, backend="aot_eager")
             assert all(m._compiled_call_impl is not None
                        for m in model.modules() if isinstance(m, Transition))
+            assert attention == all(m._compiled_call_impl is not None for m in model.modules()
+                                    if isinstance(m, TriangleAttention))
         loss, _ = loss_fn(model(batch), last_iteration(batch), True)
         loss.backward()
         results.append((loss.detach(), [p.grad for p in model.parameters()]))
@@ -498,9 +504,13 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_fast_speedups_compiled_with_inductor_match_uncompiled():
-    """What `--fast` builds (every kernel and swap, bf16), with and without
-    `compile_glue`'s inductor code: loss and gradients agree within bf16 rounding."""
+@pytest.mark.parametrize("extra", [{}, {"compile_attention": True},
+                                   {"trimul_norm_kernel": True}],
+                         ids=["fast", "compile_attention", "trimul_norm_kernel"])
+def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
+    """What `--fast` builds (every kernel and swap, bf16), and with the switches not yet
+    in it, with and without `compile_glue`'s inductor code: loss and gradients agree
+    within bf16 rounding."""
     import dataclasses
 
     from scalefold.data.selection import last_iteration
@@ -515,12 +525,16 @@ def test_fast_speedups_compiled_with_inductor_match_uncompiled():
                             num_iterations=1)
     batch = {k: v.to(dev) for k, v in batch.items()}
     loss_fn = AlphaFoldLoss(LossConfig.mlperf())
-    fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False)
+    fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False,
+                               trimul_norm_kernel=extra.get("trimul_norm_kernel", False))
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).to(dev).eval()
-        apply_speedups(model, dataclasses.replace(fast, compile_glue=compiled), "bf16", "cuda")
+        speed = dataclasses.replace(
+            fast, compile_glue=compiled,
+            compile_attention=compiled and extra.get("compile_attention", False))
+        apply_speedups(model, speed, "bf16", "cuda")
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = model(batch)
         loss, _ = loss_fn(out, last_iteration(batch), True)

@@ -116,6 +116,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--fused-optimizer", action="store_true", default=None)
     sp.add_argument("--cuda-graphs", action="store_true", default=None)
     sp.add_argument("--compile-glue", action="store_true", default=None)
+    sp.add_argument("--compile-attention", action="store_true", default=None,
+                    help="with --compile-glue: compile the attention blocks' glue too (not "
+                         "yet measured on a GPU)")
     sp.add_argument("--grad-sync", choices=["ddp", "flat"],
                     help="data-parallel gradient averaging: DDP hooks, or one flat "
                          "all-reduce after backward (needed with --cuda-graphs on >1 rank)")

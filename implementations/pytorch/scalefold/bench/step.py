@@ -47,6 +47,7 @@ class Variant:
     fp32_islands: bool = True  # bf16 only: structure module + heads in fp32
     fused_optimizer: bool = False  # Adam(fused=True) with the clip folded into its scale
     compile: bool = False  # torch.compile of the elementwise glue blocks
+    compile_attn: bool = False  # ...and of the attention blocks
     cuda_graphs: bool = False  # the whole step captured per recycling count
     recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
     matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
@@ -62,6 +63,7 @@ class Variant:
         return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
                            layer_norm_output=self.layer_norm_output,
                            fused_optimizer=self.fused_optimizer, compile_glue=self.compile,
+                           compile_attention=self.compile_attn,
                            cuda_graphs=self.cuda_graphs,
                            recompute_outer_product=self.recompute_opm,
                            matvec_bias_grad=self.matvec_bias_grad,
@@ -127,6 +129,9 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
         Variant("fast+trimul_ln", **_FAST, trimul_ln=True),
         Variant("fast+opm_recompute+trimul_ln", **_FAST, recompute_opm=True, trimul_ln=True),
+        Variant("fast+compile_attn", **_FAST, compile_attn=True),
+        Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
+                compile_attn=True),
         # The kernels of the variant above without the graph, for --profile.
         Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", matvec_bias_grad=True, trimul_cf=True,

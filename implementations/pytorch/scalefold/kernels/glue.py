@@ -9,12 +9,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from scalefold.model.msa import Transition
-from scalefold.model.pair import OuterProductMean, TriangleMultiplication
+from scalefold.model.msa import (
+    MSAColumnAttention,
+    MSAColumnGlobalAttention,
+    MSARowAttentionWithPairBias,
+    Transition,
+)
+from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 
 # The blocks whose eager cost is mostly elementwise kernels around a few matmuls
 # (LayerNorm, sigmoid gates, masking, ReLU, the outer-product normalisation).
 GLUE_MODULES: tuple[type[nn.Module], ...] = (Transition, OuterProductMean, TriangleMultiplication)
+# The attention blocks: their glue (LayerNorm, bias projections and masks, the q scaling,
+# the output gate) around the attention core, which stays what it is (Triton or not).
+ATTENTION_MODULES: tuple[type[nn.Module], ...] = (
+    MSARowAttentionWithPairBias, MSAColumnAttention, MSAColumnGlobalAttention,
+    TriangleAttention)
 
 
 def _to_fp32(x: Any) -> Any:

@@ -31,6 +31,7 @@ class SpeedConfig:
     layer_norm_output: Literal["fp32", "compute"] = "fp32"
     fused_optimizer: bool = False  # Adam(fused=True), clip folded in, no host sync
     compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
+    compile_attention: bool = False  # ...and of the attention blocks' glue (with compile_glue)
     recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
     matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
@@ -49,6 +50,8 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
+        if self.compile_attention and not self.compile_glue:
+            raise ValueError("compile_attention extends compile_glue: set both")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")

@@ -141,7 +141,10 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.fused_gate:
         swap_gates(model)
     if speed.compile_glue:
-        compile_glue(model)
+        from scalefold.kernels.glue import ATTENTION_MODULES, GLUE_MODULES
+
+        compile_glue(model, GLUE_MODULES + (ATTENTION_MODULES if speed.compile_attention
+                                            else ()))
     return model
 
 
