@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from scalefold.bench._forward import recorded_forward
 from scalefold.kernels.attention import DEFAULT_CONFIG, FlashConfig, Launch, flash_attention
 from scalefold.kernels.cores import TritonAttentionCore
 
@@ -100,26 +101,15 @@ class _RecordingCore(TritonAttentionCore):
 
 def record_signatures(preset: str, device: torch.device, seed: int = 0) -> dict[Signature, int]:
     """Attention call signatures of one training forward (n=0) and their counts."""
-    from scalefold.bench.step import PRESET_SHAPES, StepRunner, Variant, _slice
-    from scalefold.model import AlphaFoldConfig
-    from scalefold.utils.synthetic import synthetic_batch
-
-    shapes = PRESET_SHAPES[preset]
-    variant = Variant("record", precision="bf16", attention="triton", layer_norm="triton",
-                      layer_norm_output="compute")
-    # Checkpointing keeps the recording forward small; the call signatures are the same.
-    model_cfg = getattr(AlphaFoldConfig, preset)()
-    runner = StepRunner(model_cfg, variant, device, seed, activation_checkpointing=True)
     seen: dict[Signature, int] = {}
-    for parent in list(runner.model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, TritonAttentionCore):
-                setattr(parent, name, _RecordingCore(seen))
-    batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
-                            shapes.n_templ, num_iterations=1, seed=seed, device=device)
-    with runner.autocast():
-        runner.model(_slice(batch, 0))
-    del runner
+
+    def instrument(model: torch.nn.Module) -> None:
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, TritonAttentionCore):
+                    setattr(parent, name, _RecordingCore(seen))
+
+    recorded_forward(preset, device, seed, instrument)
     return seen
 
 

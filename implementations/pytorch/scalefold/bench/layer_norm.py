@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from scalefold.bench._forward import recorded_forward
 from scalefold.bench.attention import _time
 from scalefold.kernels.layer_norm import (
     DEFAULT_LAUNCH,
@@ -54,15 +55,6 @@ class LNShape:
 
 def record_shapes(preset: str, device: torch.device, seed: int = 0) -> dict[LNShape, int]:
     """LayerNorm shapes of one training forward (n=0) and their counts."""
-    from scalefold.bench.step import PRESET_SHAPES, StepRunner, Variant, _slice
-    from scalefold.model import AlphaFoldConfig
-    from scalefold.utils.synthetic import synthetic_batch
-
-    shapes = PRESET_SHAPES[preset]
-    variant = Variant("record", precision="bf16", attention="triton", layer_norm="triton",
-                      layer_norm_output="compute")
-    model_cfg = getattr(AlphaFoldConfig, preset)()
-    runner = StepRunner(model_cfg, variant, device, seed, activation_checkpointing=True)
     seen: dict[LNShape, int] = {}
 
     def hook(module, args, out):
@@ -71,15 +63,12 @@ def record_shapes(preset: str, device: torch.device, seed: int = 0) -> dict[LNSh
                       str(x.dtype).replace("torch.", ""), str(out.dtype).replace("torch.", ""))
         seen[key] = seen.get(key, 0) + 1
 
-    handles = [m.register_forward_hook(hook) for m in runner.model.modules()
-               if isinstance(m, TritonLayerNorm)]
-    batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
-                            shapes.n_templ, num_iterations=1, seed=seed, device=device)
-    with torch.no_grad(), runner.autocast():
-        runner.model(_slice(batch, 0))
-    for h in handles:
-        h.remove()
-    del runner
+    def instrument(model: torch.nn.Module) -> None:
+        for m in model.modules():
+            if isinstance(m, TritonLayerNorm):
+                m.register_forward_hook(hook)
+
+    recorded_forward(preset, device, seed, instrument)
     return seen
 
 
@@ -124,10 +113,17 @@ def time_shape(shape: LNShape, calls: int, device: torch.device, warmup: int, re
     res = ShapeResult(shape, calls)
     fwd_set = {DEFAULT_LAUNCH, *FWD_CANDIDATES} if sweep else {DEFAULT_LAUNCH}
     bwd_set = {DEFAULT_LAUNCH, *BWD_CANDIDATES} if sweep else {DEFAULT_LAUNCH}
-    for launch in sorted(fwd_set, key=lambda lc: lc.name):
-        res.fwd_s[launch.name] = _time(fwd(launch), warmup, reps, device)
-    for launch in sorted(bwd_set, key=lambda lc: lc.name):
-        res.bwd_s[launch.name] = _time(bwd(launch), warmup, reps, device)
+    for kind, launches, make, times in (("fwd", fwd_set, fwd, res.fwd_s),
+                                        ("bwd", bwd_set, bwd, res.bwd_s)):
+        for launch in sorted(launches, key=lambda lc: lc.name):
+            try:
+                times[launch.name] = _time(make(launch), warmup, reps, device)
+            except Exception as e:  # noqa: BLE001 - a launch that does not fit (registers)
+                if launch == DEFAULT_LAUNCH:
+                    raise
+                times[launch.name] = float("inf")
+                print(f"    {shape.label} {kind} {launch.name}: {type(e).__name__}: "
+                      f"{str(e)[:80]}")
     return res
 
 
