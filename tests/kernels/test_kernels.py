@@ -117,6 +117,72 @@ def test_trimul_norm_kernel_matches_row_layer_norm(kern, device, outgoing, lead)
         assert rel(a, r) < 1e-5
 
 
+def _opm_run(projected: bool, device, lead, s, n, c_z, dtype=None, wrap=None):
+    from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
+    from scalefold.model.pair import OuterProductMean
+
+    g = torch.Generator().manual_seed(5)
+    mod = OuterProductMean(24, c_z, 16, 1e-3)
+    for p in mod.parameters():  # the "final" init is zero: randomise all
+        torch.nn.init.normal_(p, std=0.3, generator=g)
+    mod = mod.to(device)
+    if projected:
+        swap_outer_product_mean(mod)
+        assert type(mod) is ProjectedOuterProductMean
+    if wrap is not None:
+        wrap(mod)
+    m = torch.randn(*lead, s, n, 24, generator=g).to(device).requires_grad_()
+    mask = (torch.rand(*lead, s, n, generator=g) > 0.2).float().to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):
+        out = mod(m, mask)
+    dy = torch.randn(out.shape, generator=g).to(device)
+    return [out, *torch.autograd.grad(out, [m, *mod.parameters()], dy)]
+
+
+@pytest.mark.parametrize("lead,s,n,c_z", [((1,), 5, 19, 20), ((2,), 3, 70, 16)])
+def test_opm_projection_kernel_matches_plain(kern, device, lead, s, n, c_z, monkeypatch):
+    """The outer product mean projecting the product in its matmul's layout: the plain
+    module's output and every gradient (fp32: IEEE dots), with j tiles past N, a c_z
+    that is not a power of two, a leading batch, and dW chunks over several rows."""
+    import scalefold.kernels.opm as opm
+
+    monkeypatch.setattr(opm, "DW_PROGRAMS", 16 * 3)  # 3 chunks of rows for c = 16
+    if device.type == "cuda":
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    ref = _opm_run(False, device, lead, s, n, c_z)
+    got = _opm_run(True, device, lead, s, n, c_z)
+    for a, r in zip(got, ref, strict=True):
+        assert rel(a, r) < 1e-5
+
+
+def test_opm_projection_kernel_under_recompute(kern, device, monkeypatch):
+    """The swap composes with `recompute_outer_product_mean` (applied after it), and
+    refuses to come second."""
+    from scalefold.kernels import recompute_outer_product_mean
+    from scalefold.kernels.opm import swap_outer_product_mean
+    from scalefold.model.pair import OuterProductMean
+
+    if device.type == "cuda":
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    ref = _opm_run(False, device, (1,), 4, 33, 32)
+    got = _opm_run(True, device, (1,), 4, 33, 32, wrap=recompute_outer_product_mean)
+    for a, r in zip(got, ref, strict=True):
+        assert rel(a, r) < 1e-5
+    late = recompute_outer_product_mean(OuterProductMean(8, 8, 16, 1e-3))
+    with pytest.raises(ValueError, match="before"):
+        swap_outer_product_mean(late)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 tl.dot "
+                    "gives wrong results in the Triton interpreter)")
+def test_opm_projection_kernel_bf16(device):
+    ref = _opm_run(False, device, (1,), 4, 33, 32, torch.bfloat16)
+    got = _opm_run(True, device, (1,), 4, 33, 32, torch.bfloat16)
+    assert got[0].dtype == ref[0].dtype == torch.bfloat16
+    for a, r in zip(got, ref, strict=True):
+        assert rel(a, r) < 2e-2
+
+
 # (leading dims, heads, Q, K, c, [(bias shape, requires grad)]) as the model calls it
 ATTN_CASES = {
     "msa_row": ((1, 3), 2, 20, 20, 4, [((1, 3, 1, 1, 20), False), ((1, 1, 2, 20, 20), True)]),
@@ -409,7 +475,8 @@ def test_kernels_in_triton_interpreter():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
          "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
-         "or other_launches or dq_kernel or sigmoid_gate or norm_kernel"],
+         "or other_launches or dq_kernel or sigmoid_gate or trimul_norm_kernel_matches "
+         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -505,8 +572,10 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("extra", [{}, {"compile_attention": True},
-                                   {"trimul_norm_kernel": True}],
-                         ids=["fast", "compile_attention", "trimul_norm_kernel"])
+                                   {"trimul_norm_kernel": True},
+                                   {"opm_projection_kernel": True}],
+                         ids=["fast", "compile_attention", "trimul_norm_kernel",
+                              "opm_projection_kernel"])
 def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What `--fast` builds (every kernel and swap, bf16), and with the switches not yet
     in it, with and without `compile_glue`'s inductor code: loss and gradients agree
@@ -526,7 +595,9 @@ def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
     batch = {k: v.to(dev) for k, v in batch.items()}
     loss_fn = AlphaFoldLoss(LossConfig.mlperf())
     fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False,
-                               trimul_norm_kernel=extra.get("trimul_norm_kernel", False))
+                               trimul_norm_kernel=extra.get("trimul_norm_kernel", False),
+                               opm_projection_kernel=extra.get("opm_projection_kernel", False),
+                               recompute_outer_product=True)
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

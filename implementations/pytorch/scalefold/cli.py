@@ -135,6 +135,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                     help="Triton attention: dq from its own kernel instead of fp32 atomics")
     sp.add_argument("--fused-gate", action="store_true", default=None,
                     help="sigmoid gates as one Triton kernel each way")
+    sp.add_argument("--opm-projection-kernel", action="store_true", default=None,
+                    help="the outer product mean's projection reads the product in its "
+                         "matmul's layout (Triton; not yet measured on a GPU)")
     sp.add_argument("--recompute-outer-product", action="store_true", default=None,
                     help="recompute the outer product mean in backward (about 6 GiB less "
                          "at the benchmark's shapes)")

@@ -50,6 +50,7 @@ class Variant:
     compile_attn: bool = False  # ...and of the attention blocks
     cuda_graphs: bool = False  # the whole step captured per recycling count
     recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
+    opm_kernel: bool = False  # its projection without layout copies (Triton)
     matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
     trimul_cf: bool = False  # triangle multiplication channels-first
     trimul_ln: bool = False  # ...with its output LayerNorm reading channels-first
@@ -66,6 +67,7 @@ class Variant:
                            compile_attention=self.compile_attn,
                            cuda_graphs=self.cuda_graphs,
                            recompute_outer_product=self.recompute_opm,
+                           opm_projection_kernel=self.opm_kernel,
                            matvec_bias_grad=self.matvec_bias_grad,
                            trimul_channel_first=self.trimul_cf,
                            trimul_norm_kernel=self.trimul_ln,
@@ -129,6 +131,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
         Variant("fast+trimul_ln", **_FAST, trimul_ln=True),
         Variant("fast+opm_recompute+trimul_ln", **_FAST, recompute_opm=True, trimul_ln=True),
+        Variant("fast+opm_kernel", **_FAST, opm_kernel=True),
+        Variant("fast+opm_recompute+opm_kernel", **_FAST, recompute_opm=True, opm_kernel=True),
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
         Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
                 compile_attn=True),

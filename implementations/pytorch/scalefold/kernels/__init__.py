@@ -37,6 +37,7 @@ from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
 from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
+from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
 from scalefold.kernels.trimul import (
     ChannelFirstTriangleMultiplication,
     swap_triangle_multiplication,
@@ -112,6 +113,7 @@ __all__ = [
     "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",
     "MatvecBiasGradLinear",
+    "ProjectedOuterProductMean",
     "SDPAAttentionCore",
     "TritonAttentionCore",
     "TritonLayerNorm",
@@ -122,5 +124,6 @@ __all__ = [
     "recompute_outer_product_mean",
     "swap_gates",
     "swap_linears",
+    "swap_outer_product_mean",
     "swap_triangle_multiplication",
 ]

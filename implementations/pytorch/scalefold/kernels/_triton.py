@@ -38,3 +38,11 @@ def triton_usable(x: torch.Tensor) -> bool:
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def dot_precision(x: torch.Tensor) -> str:
+    """`tl.dot`'s input precision for x's dtype: IEEE fp32 where PyTorch's own fp32
+    matmuls would not use TF32 (so the kernels match them), else "tf32" (bf16 ignores it)."""
+    if x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scalefold.kernels._triton import next_pow2, tl, triton, triton_usable
+from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, triton_usable
 
 if triton is not None:
 
@@ -463,12 +463,6 @@ class FlashConfig:
 DEFAULT_CONFIG = FlashConfig()
 
 
-def _precision(q: torch.Tensor) -> str:
-    if q.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"
-
-
 class _FlashAttentionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o):
@@ -497,7 +491,7 @@ class _FlashAttentionFn(torch.autograd.Function):
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
             z2, h, ql, kl, d, dv,
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=_precision(q),
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
             num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
         )
         ctx.layout, ctx.cfg = layout, cfg
@@ -520,7 +514,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         zero5 = (0, 0, 0, 0, 0)
         bs0 = _s5(b0, layout) if b0 is not None else zero5
         bs1 = _s5(b1, layout) if b1 is not None else zero5
-        prec = _precision(q)
+        prec = dot_precision(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
         if layout.strides(dk) is None or layout.strides(dv) is None:

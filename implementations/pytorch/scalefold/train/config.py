@@ -33,6 +33,7 @@ class SpeedConfig:
     compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
     compile_attention: bool = False  # ...and of the attention blocks' glue (with compile_glue)
     recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
+    opm_projection_kernel: bool = False  # its projection reads the product in place (Triton)
     matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
     # ...and its output LayerNorm reading the channels-first product in place (Triton)

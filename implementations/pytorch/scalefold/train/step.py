@@ -122,6 +122,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         recompute_outer_product_mean,
         swap_gates,
         swap_linears,
+        swap_outer_product_mean,
         swap_triangle_multiplication,
     )
     from scalefold.kernels.attention import FlashConfig
@@ -132,6 +133,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if precision == "bf16" and fp32_islands:
         # bf16 everywhere but the structure module and heads, as the public entry ran them.
         keep_fp32(model, device_type)
+    if speed.opm_projection_kernel:  # before the recompute, which wraps the forward
+        swap_outer_product_mean(model)
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
     if speed.trimul_channel_first:
