@@ -9,13 +9,14 @@ recompute, three per block, 20 ms of the eager H200 profile (docs/PERFORMANCE.md
 session 4).
 
 Here the projection reads the product where the matmul put it. Three Triton kernels:
-- forward: out[i, j, :] = Σ_c X[i, c, j, :] · W[:, c, :]ᵀ + bias. A program owns a
-  [BLOCK_J, c_z] output tile of one i and steps over c; each step is one `tl.dot` of a
-  contiguous [BLOCK_J, e] slab of X with the c-th [c_z, e] slice of W.
+- forward: out[i, j, :] = Σ_(c,e) X[i, c, j, e] W[:, c·E + e] + bias. A program owns a
+  [BLOCK_J, c_z] output tile of one i and steps over the c·e inputs in K tiles of 128
+  (four c slabs of e = 32 contiguous values per row), one `tl.dot` each.
 - dX[i, c, j, :] = dout[i, j, :] · W[:, c, :], written in X's own layout, so the
   matmul's backward takes it without a copy.
-- dW[:, c, :] = Σ_{i,j} dout[i, j, :]ᵀ X[i, c, j, :], reduced over i in chunks into a
-  [chunks, c_z, c·e] float32 buffer that PyTorch sums (no atomics, deterministic).
+- dW[:, (c, e)] = Σ_(i,j) dout[i, j, :]ᵀ X[i, c, j, e], a program per (K tile, chunk of
+  rows i), into a [chunks, c_z, c·e] float32 buffer that PyTorch sums (no atomics,
+  deterministic).
 The bias gradient is PyTorch's sum over dout. Accumulation in float32; outputs in the
 input's dtype, as `F.linear` under autocast.
 """
@@ -32,58 +33,64 @@ from scalefold.model.pair import OuterProductMean
 if triton is not None:
 
     @triton.jit
-    def _opm_proj_fwd(X, W, B, OUT, N, C: tl.constexpr, E: tl.constexpr, Z,
-                      BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr, PREC: tl.constexpr):
-        # X: [R, N, C, N, E]  W: [Z, C*E]  OUT: [R, N, N, Z]; program: (i + r*N, j-block)
-        ri = tl.program_id(0).to(tl.int64)  # r * N + i
+    def _x_offsets(js, qs, N, E: tl.constexpr):
+        # X[ri] is [C, N, E]; column q of the projection's input is (c, e) = (q // E, q % E)
+        return (qs[None, :] // E) * N * E + js[:, None] * E + qs[None, :] % E
+
+    @triton.jit
+    def _opm_proj_fwd(X, W, B, OUT, N, Z, CE: tl.constexpr, E: tl.constexpr,
+                      BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr, BLOCK_K: tl.constexpr,
+                      PREC: tl.constexpr):
+        # X: [R*N, C, N, E]  W: [Z, C*E]  OUT: [R*N, N, Z]; program (row ri, j-block)
+        ri = tl.program_id(0).to(tl.int64)
         js = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
-        es = tl.arange(0, E)
         zs = tl.arange(0, BLOCK_Z)
         jmask = js < N
         zmask = zs < Z
-        x_base = X + ri * C * N * E
+        x_base = X + ri * CE * N
         acc = tl.zeros([BLOCK_J, BLOCK_Z], dtype=tl.float32)
-        for c in range(C):
-            x = tl.load(x_base + c * N * E + js[:, None] * E + es[None, :],
-                        mask=jmask[:, None], other=0.0)  # [BJ, E]
-            wt = tl.load(W + zs[None, :] * (C * E) + c * E + es[:, None],
-                         mask=zmask[None, :], other=0.0)  # [E, BZ]
-            acc += tl.dot(x, wt, input_precision=PREC)
+        for q0 in range(0, CE, BLOCK_K):
+            qs = q0 + tl.arange(0, BLOCK_K)
+            x = tl.load(x_base + _x_offsets(js, qs, N, E), mask=jmask[:, None],
+                        other=0.0)  # [BJ, BK]
+            wt = tl.load(W + zs[None, :] * CE + qs[:, None], mask=zmask[None, :],
+                         other=0.0)  # [BK, BZ]
+            acc += tl.dot(x, wt.to(x.dtype), input_precision=PREC)
         bias = tl.load(B + zs, mask=zmask, other=0.0).to(tl.float32)
         acc += bias[None, :]
         tl.store(OUT + ri * N * Z + js[:, None] * Z + zs[None, :],
                  acc.to(OUT.dtype.element_ty), mask=jmask[:, None] & zmask[None, :])
 
     @triton.jit
-    def _opm_proj_dx(DOUT, W, DX, N, C: tl.constexpr, E: tl.constexpr, Z,
-                     BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr, PREC: tl.constexpr):
+    def _opm_proj_dx(DOUT, W, DX, N, Z, CE: tl.constexpr, E: tl.constexpr,
+                     BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr, BLOCK_K: tl.constexpr,
+                     PREC: tl.constexpr):
         ri = tl.program_id(0).to(tl.int64)
         js = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
-        es = tl.arange(0, E)
         zs = tl.arange(0, BLOCK_Z)
         jmask = js < N
         zmask = zs < Z
         dout = tl.load(DOUT + ri * N * Z + js[:, None] * Z + zs[None, :],
                        mask=jmask[:, None] & zmask[None, :], other=0.0)  # [BJ, BZ]
-        dx_base = DX + ri * C * N * E
-        for c in range(C):
-            w = tl.load(W + zs[:, None] * (C * E) + c * E + es[None, :],
-                        mask=zmask[:, None], other=0.0)  # [BZ, E]
-            dx = tl.dot(dout, w.to(dout.dtype), input_precision=PREC)  # [BJ, E]
-            tl.store(dx_base + c * N * E + js[:, None] * E + es[None, :],
-                     dx.to(DX.dtype.element_ty), mask=jmask[:, None])
+        dx_base = DX + ri * CE * N
+        for q0 in range(0, CE, BLOCK_K):
+            qs = q0 + tl.arange(0, BLOCK_K)
+            w = tl.load(W + zs[:, None] * CE + qs[None, :], mask=zmask[:, None],
+                        other=0.0)  # [BZ, BK]
+            dx = tl.dot(dout, w.to(dout.dtype), input_precision=PREC)  # [BJ, BK]
+            tl.store(dx_base + _x_offsets(js, qs, N, E), dx.to(DX.dtype.element_ty),
+                     mask=jmask[:, None])
 
     @triton.jit
-    def _opm_proj_dw(DOUT, X, DW_PART, RN, N, rows_per_prog, C: tl.constexpr,
-                     E: tl.constexpr, Z, BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr,
-                     PREC: tl.constexpr):
-        # program (c, chunk): dW[:, c, :] over the chunk's rows ri = r*N + i
-        c = tl.program_id(0)
+    def _opm_proj_dw(DOUT, X, DW_PART, RN, N, Z, rows_per_prog, CE: tl.constexpr,
+                     E: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr,
+                     BLOCK_K: tl.constexpr, PREC: tl.constexpr):
+        # program (q-block, chunk of rows): dW[:, q-block] summed over the chunk's rows
+        qs = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
         chunk = tl.program_id(1)
-        es = tl.arange(0, E)
         zs = tl.arange(0, BLOCK_Z)
         zmask = zs < Z
-        acc = tl.zeros([BLOCK_Z, E], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_Z, BLOCK_K], dtype=tl.float32)
         for k in range(rows_per_prog):
             ri = (chunk * rows_per_prog + k).to(tl.int64)
             j_end = tl.where(ri < RN, N, 0)  # rows past the last: no-ops
@@ -92,16 +99,21 @@ if triton is not None:
                 jmask = js < j_end
                 dout = tl.load(DOUT + ri * N * Z + js[:, None] * Z + zs[None, :],
                                mask=jmask[:, None] & zmask[None, :], other=0.0)  # [BJ, BZ]
-                x = tl.load(X + ri * C * N * E + c * N * E + js[:, None] * E + es[None, :],
-                            mask=jmask[:, None], other=0.0)  # [BJ, E]
+                x = tl.load(X + ri * CE * N + _x_offsets(js, qs, N, E), mask=jmask[:, None],
+                            other=0.0)  # [BJ, BK]
                 acc += tl.dot(tl.trans(dout), x.to(dout.dtype), input_precision=PREC)
-        tl.store(DW_PART + chunk * Z * C * E + zs[:, None] * (C * E) + c * E + es[None, :],
-                 acc, mask=zmask[:, None])
+        tl.store(DW_PART + chunk * Z * CE + zs[:, None] * CE + qs[None, :], acc,
+                 mask=zmask[:, None])
 
 
 _BLOCK_J = 64
-# dW chunks: enough (c, chunk) programs to fill the GPU, few partial rows to sum.
+# dW programs to aim for ((q-block, chunk of rows) pairs): enough to fill the GPU, few
+# partial [c_z, c*e] buffers for PyTorch to sum.
 DW_PROGRAMS = 512
+
+
+def _block_k(ce: int) -> int:
+    return min(128, ce)
 
 
 class _OPMProjectionFn(torch.autograd.Function):
@@ -111,10 +123,10 @@ class _OPMProjectionFn(torch.autograd.Function):
         r, n, c, _, e = x.shape
         z = weight.shape[0]
         out = torch.empty((r, n, n, z), dtype=x.dtype, device=x.device)
-        bz = next_pow2(max(z, 16))
         _opm_proj_fwd[(r * n, triton.cdiv(n, _BLOCK_J))](
-            x, weight, bias, out, n, c, e, z, BLOCK_J=_BLOCK_J, BLOCK_Z=bz,
-            PREC=dot_precision(x), num_warps=4)
+            x, weight, bias, out, n, z, c * e, e, BLOCK_J=_BLOCK_J,
+            BLOCK_Z=next_pow2(max(z, 16)), BLOCK_K=_block_k(c * e), PREC=dot_precision(x),
+            num_warps=4)
         ctx.save_for_backward(x, weight)
         ctx.bias_dtype = bias.dtype
         return out
@@ -123,29 +135,30 @@ class _OPMProjectionFn(torch.autograd.Function):
     def backward(ctx, dout):
         x, weight = ctx.saved_tensors
         r, n, c, _, e = x.shape
-        z = weight.shape[0]
+        z, ce = weight.shape[0], c * e
         dout = dout.contiguous()
-        bz = next_pow2(max(z, 16))
+        bz, bk, prec = next_pow2(max(z, 16)), _block_k(ce), dot_precision(x)
         dx = torch.empty_like(x)
         _opm_proj_dx[(r * n, triton.cdiv(n, _BLOCK_J))](
-            dout, weight, dx, n, c, e, z, BLOCK_J=_BLOCK_J, BLOCK_Z=bz,
-            PREC=dot_precision(x), num_warps=4)
-        rows = r * n
-        chunks = max(1, min(rows, DW_PROGRAMS // c))
+            dout, weight, dx, n, z, ce, e, BLOCK_J=_BLOCK_J, BLOCK_Z=bz, BLOCK_K=bk,
+            PREC=prec, num_warps=4)
+        rows, qblocks = r * n, ce // bk
+        chunks = max(1, min(rows, DW_PROGRAMS // qblocks))
         rows_per_prog = triton.cdiv(rows, chunks)
         chunks = triton.cdiv(rows, rows_per_prog)
-        dw_part = torch.empty((chunks, z, c * e), dtype=torch.float32, device=x.device)
-        _opm_proj_dw[(c, chunks)](dout, x, dw_part, rows, n, rows_per_prog, c, e, z,
-                                  BLOCK_J=_BLOCK_J, BLOCK_Z=bz, PREC=dot_precision(x),
-                                  num_warps=4)
+        dw_part = torch.empty((chunks, z, ce), dtype=torch.float32, device=x.device)
+        _opm_proj_dw[(qblocks, chunks)](
+            dout, x, dw_part, rows, n, z, rows_per_prog, ce, e, BLOCK_J=_BLOCK_J,
+            BLOCK_Z=bz, BLOCK_K=bk, PREC=prec, num_warps=8)
         dw = dw_part.sum(0).to(weight.dtype)
         db = dout.sum(dim=(0, 1, 2), dtype=torch.float32).to(ctx.bias_dtype)
         return dx, dw, db
 
 
 def _kernel_applies(x: torch.Tensor, c: int, e: int) -> bool:
-    # tl.dot needs inner dims of at least 16; E is a tile width, a power of two.
-    return triton_usable(x) and c >= 1 and e >= 16 and e == next_pow2(e)
+    # K tiles of min(128, c·e) columns: c·e a power of two of at least 16 (tl.dot).
+    ce = c * e
+    return triton_usable(x) and ce >= 16 and ce == next_pow2(ce)
 
 
 class ProjectedOuterProductMean(OuterProductMean):
