@@ -222,6 +222,16 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _add_kernel_bench_args(p: argparse.ArgumentParser, reps: int) -> None:
+    p.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--reps", type=int, default=reps, help="graph replays per timing (CUDA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-sweep", action="store_true", help="default launches only")
+    p.add_argument("--json", default=None)
+
+
 def _cmd_bench_attention(args: argparse.Namespace) -> int:
     from scalefold.bench.attention import AttnBenchConfig, main
 
@@ -323,26 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     step.set_defaults(func=_cmd_bench_step)
     att = bench.add_parser("attention", help="flash-attention kernels at the model's call "
                            "sites: default vs candidate launches")
-    att.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
-    att.add_argument("--device", default="cuda")
-    att.add_argument("--warmup", type=int, default=2)
-    att.add_argument("--reps", type=int, default=10,
-                     help="graph replays per timing (CUDA)")
-    att.add_argument("--seed", type=int, default=0)
-    att.add_argument("--no-sweep", action="store_true", help="default launches only")
+    _add_kernel_bench_args(att, reps=10)
     att.add_argument("--max-seconds", type=float, default=600.0,
                      help="sweep no further signatures after this long")
-    att.add_argument("--json", default=None)
     att.set_defaults(func=_cmd_bench_attention)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
                           "shapes: default vs candidate launches")
-    ln.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
-    ln.add_argument("--device", default="cuda")
-    ln.add_argument("--warmup", type=int, default=2)
-    ln.add_argument("--reps", type=int, default=20, help="graph replays per timing (CUDA)")
-    ln.add_argument("--seed", type=int, default=0)
-    ln.add_argument("--no-sweep", action="store_true", help="default launch only")
-    ln.add_argument("--json", default=None)
+    _add_kernel_bench_args(ln, reps=20)
     ln.set_defaults(func=_cmd_bench_layernorm)
     bench_data = bench.add_parser("data", help="data pipeline speed").add_subparsers(
         dest="bench_data", required=True)

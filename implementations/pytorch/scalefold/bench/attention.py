@@ -13,14 +13,12 @@ summary weights by the call counts, which is what a training step would gain.
 
 from __future__ import annotations
 
-import json
-import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from scalefold.bench._forward import recorded_forward
+from scalefold.bench._kernel_bench import print_and_dump, recorded_forward, time_call
 from scalefold.kernels.attention import DEFAULT_CONFIG, FlashConfig, Launch, flash_attention
 from scalefold.kernels.cores import TritonAttentionCore
 
@@ -113,44 +111,6 @@ def record_signatures(preset: str, device: torch.device, seed: int = 0) -> dict[
     return seen
 
 
-def _time(fn, warmup: int, reps: int, device: torch.device) -> float:
-    """Seconds of one fn() on the device.
-
-    On CUDA the call is captured once as a CUDA graph and the graph is replayed `reps`
-    times between two events (median of 3 such runs): the host's launch overhead, which
-    at 0.1-0.3 ms per call is as large as the kernels, stays out of the number. Where
-    capture fails, back-to-back calls are timed instead. On CPU: median wall time.
-    """
-    for _ in range(warmup):
-        fn()
-    if device.type != "cuda":
-        out = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-        return statistics.median(out)
-    torch.cuda.synchronize(device)
-    run = fn
-    try:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-        run = graph.replay
-    except Exception:  # noqa: BLE001 - not capturable: time the eager calls
-        torch.cuda.synchronize(device)
-    out = []
-    for _ in range(3):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(reps):
-            run()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b) / 1e3 / reps)
-    return statistics.median(out)
-
-
 @dataclass
 class SignatureResult:
     label: str
@@ -181,9 +141,9 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
         do = torch.randn_like(o)
         return lambda: torch.autograd.grad(o, inputs, do, retain_graph=True)
 
-    res.default_s["fwd"] = _time(fwd(base), warmup, reps, device)
-    res.default_s["bwd"] = _time(bwd(base), warmup, reps, device) if inputs else 0.0
-    res.default_s["bwd_dq_kernel"] = (_time(bwd(replace(base, dq_kernel=True)), warmup, reps,
+    res.default_s["fwd"] = time_call(fwd(base), warmup, reps, device)
+    res.default_s["bwd"] = time_call(bwd(base), warmup, reps, device) if inputs else 0.0
+    res.default_s["bwd_dq_kernel"] = (time_call(bwd(replace(base, dq_kernel=True)), warmup, reps,
                                             device) if inputs else 0.0)
     for kind in KINDS:
         if kind != "fwd" and not inputs:
@@ -192,7 +152,7 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
         for launch in candidates.get(kind, ()):
             cfg = replace(base, **{kind: launch})
             try:
-                times[launch.name] = _time(fwd(cfg) if kind == "fwd" else bwd(cfg),
+                times[launch.name] = time_call(fwd(cfg) if kind == "fwd" else bwd(cfg),
                                            warmup, reps, device)
             except Exception as e:  # a launch that does not fit (shared memory, registers)
                 times[launch.name] = float("inf")
@@ -270,9 +230,5 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
 
 def main(cfg: AttnBenchConfig, json_path: str | None = None) -> int:
     results = run(cfg)
-    print(format_table(results, cfg.bandwidth_gbs))
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"config": asdict(cfg), "torch": torch.__version__,
-                       "results": [asdict(r) for r in results]}, f, indent=1)
+    print_and_dump(format_table(results, cfg.bandwidth_gbs), cfg, results, json_path)
     return 0

@@ -4,21 +4,19 @@ One forward of the model (bf16, Triton kernels, the preset's benchmark shapes) r
 every LayerNorm call: rows, channels, input and output dtypes. Each distinct shape is
 timed on its own, forward and backward, with the default launch and with candidate
 launches (`LayerNormLaunch`: rows per program, warps, backward program count); times
-are CUDA-graph replays (`scalefold.bench.attention._time`), so launch overhead stays out.
+are CUDA-graph replays (`scalefold.bench._kernel_bench.time_call`), so launch overhead stays out.
 The summary weights by the call counts: what a training step would gain (the step
 itself decides: `bench step`).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
-from scalefold.bench._forward import recorded_forward
-from scalefold.bench.attention import _time
+from scalefold.bench._kernel_bench import print_and_dump, recorded_forward, time_call
 from scalefold.kernels.layer_norm import (
     DEFAULT_LAUNCH,
     LayerNormLaunch,
@@ -117,7 +115,7 @@ def time_shape(shape: LNShape, calls: int, device: torch.device, warmup: int, re
                                         ("bwd", bwd_set, bwd, res.bwd_s)):
         for launch in sorted(launches, key=lambda lc: lc.name):
             try:
-                times[launch.name] = _time(make(launch), warmup, reps, device)
+                times[launch.name] = time_call(make(launch), warmup, reps, device)
             except Exception as e:  # noqa: BLE001 - a launch that does not fit (registers)
                 if launch == DEFAULT_LAUNCH:
                     raise
@@ -192,10 +190,5 @@ def format_table(results: list[ShapeResult], bandwidth_gbs: float) -> str:
 
 def main(cfg: LNBenchConfig, json_path: str | None = None) -> int:
     results = run(cfg)
-    print(format_table(results, cfg.bandwidth_gbs))
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"config": asdict(cfg), "torch": torch.__version__,
-                       "results": [asdict(r) for r in results]}, f, indent=1)
+    print_and_dump(format_table(results, cfg.bandwidth_gbs), cfg, results, json_path)
     return 0
-

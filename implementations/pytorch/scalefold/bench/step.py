@@ -136,7 +136,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
         Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
                 compile_attn=True),
-        # The kernels of the variant above without the graph, for --profile.
+        # Session 4's `all_new` kernels eager, without graphs or compile: the profile of
+        # docs/PERFORMANCE.md "Where the remaining time goes" (session 4).
         Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", matvec_bias_grad=True, trimul_cf=True,
                 dq_kernel=True, fused_gate=True),
