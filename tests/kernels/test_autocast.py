@@ -18,7 +18,7 @@ def test_autocast_dtype_follows_the_context():
 
 def test_cpu_and_cuda_skip_the_availability_query(monkeypatch):
     """torch 2.11's Dynamo cannot trace `torch.amp.is_autocast_available`: asking it for
-    CPU or CUDA tensors broke every compiled glue module in two (measured: 0.659 → 0.631 s
+    CPU or CUDA tensors put a graph break in the compiled glue modules (measured: 0.659 → 0.631 s
     a step on the H200 once it was gone)."""
     def refuse(device_type):
         raise AssertionError(f"is_autocast_available({device_type!r}) called")
