@@ -19,10 +19,11 @@ export LOCAL_BATCH_SIZE="${LOCAL_BATCH_SIZE:-1}"
 export NEXP="${NEXP:-10}"
 # Speed-ups (docs/PERFORMANCE.md, H200 step benchmark): Triton attention (dq kernel) and
 # LayerNorm, bf16 LayerNorm outputs (bf16 residual streams), fused Adam, matvec bias
-# gradients, channels-first triangle multiplication, fused gates, and the outer product
-# mean recomputed in backward (what fits an H100's 80 GB: 69.1 GiB with graphs and
-# compile, 76.8 GiB without the recompute). CUDA graphs and --compile-glue (which pays
+# gradients, channels-first triangle multiplication with its in-place output LayerNorm,
+# fused gates, the outer product mean's projection kernel, and the outer product mean
+# recomputed in backward (what fits an H100's 80 GB: 70.3 GiB with graphs and compile,
+# 76.8 GiB without the recompute, session 4). CUDA graphs and --compile-glue (which pays
 # only inside graphs) are added by single-rank configs only: the multi-rank form
 # (--grad-sync flat --cuda-graphs) has not run on several GPUs yet, and DAP's collectives
 # are not captured.
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --attention-dq-kernel --fused-gate --recompute-outer-product}"
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --fused-gate --opm-projection-kernel --recompute-outer-product}"

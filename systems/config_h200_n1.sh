@@ -9,8 +9,9 @@
 
 export NEXP="${NEXP:-1}"
 # One training rank: the whole step can be a CUDA graph, with torch.compile of the glue
-# inside it (0.625 s a step at the benchmark's shapes, docs/PERFORMANCE.md session 4).
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --attention-dq-kernel --fused-gate --compile-glue --cuda-graphs}"
+# inside it (0.603 s a step at the benchmark's shapes with the outer product mean's
+# recompute, docs/PERFORMANCE.md session 5; this config leaves the recompute out).
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --fused-gate --opm-projection-kernel --compile-glue --cuda-graphs}"
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

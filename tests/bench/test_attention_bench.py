@@ -40,3 +40,32 @@ def test_rebuilt_inputs_keep_strides_and_results_tabulate():
     assert isinstance(res, SignatureResult) and res.default_s["fwd"] > 0
     assert res.default_s["bwd"] > 0  # it has a gradient-needing bias
     assert sig.label() in format_table([res], 4800.0)
+
+
+def test_every_recorded_signature_times_on_the_cpu(tmp_path):
+    """The whole CPU run: the calls recorded under bf16 autocast are replayed without it,
+    so the small ones take the PyTorch fallback with bf16 inputs and fp32 masks."""
+    import json
+
+    from scalefold.bench.attention import AttnBenchConfig, main
+
+    out = tmp_path / "attn.json"
+    cfg = AttnBenchConfig(preset="tiny", device="cpu", warmup=0, reps=1, sweep=False)
+    assert main(cfg, str(out)) == 0
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == len(record_signatures("tiny", torch.device("cpu")))
+    assert all(r["default_s"]["fwd"] > 0 for r in results)
+
+
+def test_fallback_with_bf16_inputs_and_an_fp32_mask_matches_autocast():
+    from scalefold.kernels.attention import flash_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 8, generator=g).bfloat16() for _ in range(3))
+    mask = torch.zeros(1, 1, 1, 4)
+    mask[..., 0] = -1e9
+    got = flash_attention(q, k, v, [mask])  # Q = 4 < 16: the PyTorch fallback
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = flash_attention(q, k, v, [mask])
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want)

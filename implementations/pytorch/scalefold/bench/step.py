@@ -76,9 +76,11 @@ class Variant:
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
-_FAST = dict(**_TRI, layer_norm_output="compute", fused_optimizer=True, cuda_graphs=True,
-             matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
-             compile=True)
+# Session 4's `fast`, the base the session-5 switches were measured against
+_FAST_S4 = dict(**_TRI, layer_norm_output="compute", fused_optimizer=True, cuda_graphs=True,
+                matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
+                compile=True)
+_FAST = dict(**_FAST_S4, trimul_ln=True, opm_kernel=True)
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -129,13 +131,19 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast", **_FAST),
         Variant("fast+opm_recompute", **_FAST, recompute_opm=True),
         Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
-        Variant("fast+trimul_ln", **_FAST, trimul_ln=True),
-        Variant("fast+opm_recompute+trimul_ln", **_FAST, recompute_opm=True, trimul_ln=True),
-        Variant("fast+opm_kernel", **_FAST, opm_kernel=True),
-        Variant("fast+opm_recompute+opm_kernel", **_FAST, recompute_opm=True, opm_kernel=True),
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
         Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
                 compile_attn=True),
+        # Session 5's measurements of the switches beside session 4's `fast`
+        Variant("fast_s4+opm_recompute", **_FAST_S4, recompute_opm=True),
+        Variant("fast_s4+opm_recompute+trimul_ln", **_FAST_S4, recompute_opm=True,
+                trimul_ln=True),
+        Variant("fast_s4+opm_recompute+opm_kernel", **_FAST_S4, recompute_opm=True,
+                opm_kernel=True),
+        Variant("fast_s4+opm_recompute+compile_attn", **_FAST_S4, recompute_opm=True,
+                compile_attn=True),
+        Variant("fast_s4+opm_recompute+new3", **_FAST_S4, recompute_opm=True,
+                trimul_ln=True, opm_kernel=True, compile_attn=True),
         # Session 4's `all_new` kernels eager, without graphs or compile: the profile of
         # docs/PERFORMANCE.md "Where the remaining time goes" (session 4).
         Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,

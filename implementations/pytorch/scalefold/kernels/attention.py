@@ -607,7 +607,9 @@ def _eager(q, k, v, biases):
     logits = torch.matmul(q, k.transpose(-1, -2))
     for b in biases:
         logits = logits + b
-    return torch.matmul(torch.softmax(logits, dim=-1), v)
+    # An fp32 bias (a mask) promotes the logits; the weights go back to v's dtype, as the
+    # kernels and autocast do, so the fallback also runs outside autocast with bf16 inputs.
+    return torch.matmul(torch.softmax(logits, dim=-1).to(v.dtype), v)
 
 
 def _rows_contiguous(b: torch.Tensor, budget: int) -> torch.Tensor:

@@ -60,10 +60,12 @@ class SpeedConfig:
     @classmethod
     def fast(cls) -> SpeedConfig:
         """Everything measured to help on an H100/H200 (use with precision bf16). `compile_glue`
-        only helps inside CUDA graphs (eager it measured slower in session 1)."""
+        only helps inside CUDA graphs (eager it measured slower in session 1);
+        `compile_attention` measured +6 ms a step on top of it (session 5), so it stays out."""
         return cls(attention="triton", layer_norm="triton", layer_norm_output="compute",
                    fused_optimizer=True, cuda_graphs=True, matvec_bias_grad=True,
-                   trimul_channel_first=True, attention_dq_kernel=True, fused_gate=True,
+                   trimul_channel_first=True, trimul_norm_kernel=True,
+                   attention_dq_kernel=True, fused_gate=True, opm_projection_kernel=True,
                    compile_glue=True)
 
 
