@@ -82,3 +82,18 @@ def test_ckpt_variants_run_with_checkpointing_and_say_so(tmp_path, capsys):
     assert [r["checkpointing"] for r in rows] == [True, False]
     table = capsys.readouterr().out
     assert "fp32+ckpt " in table and "fp32+ckpt+ckpt" not in table
+
+
+def test_flat_params_variant_runs_beside_its_base(tmp_path, capsys):
+    """`flat_params` in the bench: one flat parameter for Adam, the same model, and the
+    memory report's eager step keeps the flat gradients attached."""
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
+               "--variants", "bf16+tri+fused_opt,bf16+tri+fused_opt+flat", "--recycles", "0",
+               "--warmup", "1", "--steps", "1", "--no-flops", "--memory-report",
+               "--json", str(out)])
+    assert rc == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["error"] for r in results] == [None, None]
+    assert results[1]["variant"]["flat_params"] and not results[0]["variant"]["flat_params"]
+    assert "saved for backward:" in capsys.readouterr().out

@@ -19,19 +19,24 @@ from scalefold.utils.synthetic import synthetic_batch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _build(bf16: bool = False):
+def _build(bf16: bool = False, flat: bool = False):
+    from scalefold.train.flat_params import FlatParameters
+    from scalefold.train.step import FlatGradSync
+
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = AlphaFold(AlphaFoldConfig.tiny()).to(device).train()
-    params = list(model.parameters())
+    fp = FlatParameters(list(model.parameters())) if flat else None
+    params = [fp.param] if fp else list(model.parameters())
     opt = make_adam(params, 1e-3, device, fused=True, capturable=True)
-    ema = WeightEMA(model, decay=0.9)
+    ema = WeightEMA(model, decay=0.9, flat=fp)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
 
     step = TrainStep(model, params, opt, AlphaFoldLoss(LossConfig.mlperf()).to(device), ema,
-                     model, max_grad_norm=0.1, fused=True, autocast=autocast)
+                     model, max_grad_norm=0.1, fused=True, autocast=autocast,
+                     grad_sync=FlatGradSync(flat=fp.grad, between_graphs=False) if fp else None)
     return model, step
 
 
@@ -126,3 +131,30 @@ def test_split_graphs_with_flat_grad_sync_match_eager():
         torch.testing.assert_close(g.loss, a.loss, rtol=1e-5, atol=1e-6)
     for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_graphed_steps_with_flat_params_match_eager_steps():
+    """`--flat-params` inside one graph: Adam, the norm and the EMA over one buffer each;
+    capture leaves the state as it was, and the steps follow the per-parameter eager ones
+    to rounding (the norm's summation order differs)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    batches = _batches()
+    uc = torch.ones(1, device="cuda")
+    eager_model, eager = _build()
+    graph_model, step = _build(flat=True)
+    graphed = GraphedTrainStep(step)
+    graphed.capture([(b, uc) for b in batches])
+    assert all(len(graphed._graphs[s][0]) == 1 for s in graphed.signatures)  # not split
+    for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for i, b in enumerate(batches):
+        torch.manual_seed(10 + i)
+        a = eager(b, uc)
+        torch.manual_seed(10 + i)
+        g = graphed(b, uc)
+        torch.testing.assert_close(g.loss, a.loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g.grad_norm, a.grad_norm, rtol=1e-4, atol=1e-6)
+    for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    for s, t in zip(step.ema.shadow, eager.ema.shadow, strict=True):
+        torch.testing.assert_close(s, t, rtol=1e-4, atol=1e-5)

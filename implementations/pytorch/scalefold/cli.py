@@ -105,11 +105,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation-checkpointing", action="store_true", default=None)
     sp = p.add_argument_group("speed-ups (docs/PERFORMANCE.md)")
     sp.add_argument("--fast", action="store_true",
-                    help="bf16 with every speed-up: Triton attention and LayerNorm, bf16 "
-                         "LayerNorm outputs, fused Adam, matvec bias gradients, channels-first "
-                         "triangle multiplication, the dq kernel, fused gates, torch.compile of "
-                         "the glue, CUDA graphs "
-                         "(CUDA only)")
+                    help="bf16 with every speed-up measured to help: Triton attention and "
+                         "LayerNorm, bf16 LayerNorm outputs, fused Adam, matvec bias gradients, "
+                         "channels-first triangle multiplication with its in-place LayerNorm, "
+                         "the outer product mean's projection kernel, the dq kernel, fused "
+                         "gates, torch.compile of the glue, CUDA graphs (CUDA only)")
     sp.add_argument("--attention", choices=["eager", "sdpa", "triton"])
     sp.add_argument("--layer-norm", choices=["eager", "triton"])
     sp.add_argument("--layer-norm-output", choices=["fp32", "compute"])
@@ -137,6 +137,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--opm-projection-kernel", action="store_true", default=None,
                     help="the outer product mean's projection reads the product in its "
                          "matmul's layout (Triton)")
+    sp.add_argument("--flat-params", action="store_true", default=None,
+                    help="parameters and gradients as views of two flat buffers, so Adam, "
+                         "the gradient norm and the SWA update each run over one tensor "
+                         "(one rank, or several with --grad-sync flat; not with DAP)")
     sp.add_argument("--recompute-outer-product", action="store_true", default=None,
                     help="recompute the outer product mean in backward (about 6 GiB less "
                          "at the benchmark's shapes)")

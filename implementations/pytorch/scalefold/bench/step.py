@@ -26,8 +26,9 @@ import torch
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import SpeedConfig
+from scalefold.train.flat_params import FlatParameters
 from scalefold.train.graphs import GraphedTrainStep
-from scalefold.train.step import TrainStep, apply_speedups, make_adam
+from scalefold.train.step import FlatGradSync, TrainStep, apply_speedups, make_adam
 from scalefold.train.swa import WeightEMA
 from scalefold.utils.synthetic import synthetic_batch
 
@@ -56,6 +57,7 @@ class Variant:
     trimul_ln: bool = False  # ...with its output LayerNorm reading channels-first
     dq_kernel: bool = False  # Triton attention's dq from its own kernel
     fused_gate: bool = False  # sigmoid gates as one Triton kernel each way
+    flat_params: bool = False  # parameters and gradients in two flat buffers
     # Activation checkpointing from the start: the eager baselines do not fit without it
     # at the benchmark's shapes, and one process can then time them beside the fast rows.
     checkpointing: bool = False
@@ -72,7 +74,7 @@ class Variant:
                            trimul_channel_first=self.trimul_cf,
                            trimul_norm_kernel=self.trimul_ln,
                            attention_dq_kernel=self.dq_kernel,
-                           fused_gate=self.fused_gate)
+                           fused_gate=self.fused_gate, flat_params=self.flat_params)
 
 
 _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
@@ -132,6 +134,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast+opm_recompute", **_FAST, recompute_opm=True),
         Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
+        Variant("fast+flat", **_FAST, flat_params=True),
+        Variant("fast+opm_recompute+flat", **_FAST, recompute_opm=True, flat_params=True),
         Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
                 compile_attn=True),
         # Session 5's measurements of the switches beside session 4's `fast`
@@ -155,6 +159,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("tf32+fused_opt+graphs", precision="tf32", fused_optimizer=True,
                 cuda_graphs=True),
         Variant("bf16+tri+fused_opt+graphs", **_TRI, fused_optimizer=True, cuda_graphs=True),
+        Variant("bf16+tri+fused_opt+flat", **_TRI, fused_optimizer=True, flat_params=True),
         Variant("bf16_no_fp32_islands", precision="bf16", fp32_islands=False),
         Variant("bf16+compile", precision="bf16", compile=True),
     )
@@ -242,15 +247,19 @@ class StepRunner:
         model.set_activation_checkpointing(activation_checkpointing)
         apply_speedups(model, speed, variant.precision, device.type, variant.fp32_islands)
         self.model = model
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.flat = FlatParameters(list(model.parameters())) if speed.flat_params else None
+        self.params = ([self.flat.param] if self.flat else
+                       [p for p in model.parameters() if p.requires_grad])
         self.optimizer = make_adam(self.params, 1e-3, device, fused=speed.fused_optimizer,
                                    capturable=speed.cuda_graphs)
         self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)  # has table buffers
-        self.ema = WeightEMA(model, decay=SWA_DECAY)
+        self.ema = WeightEMA(model, decay=SWA_DECAY, flat=self.flat)
         self.use_clamped = torch.ones(1, device=device)
+        grad_sync = (FlatGradSync(flat=self.flat.grad, between_graphs=False) if self.flat
+                     else None)
         self.train_step = TrainStep(model, self.params, self.optimizer, self.loss_fn,
                                     self.ema, model, GRAD_CLIP, fused=speed.fused_optimizer,
-                                    autocast=self.autocast)
+                                    autocast=self.autocast, grad_sync=grad_sync)
         self.graphed = GraphedTrainStep(self.train_step) if speed.cuda_graphs else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -389,14 +398,14 @@ def saved_activation_report(runner: StepRunner, batch: dict[str, torch.Tensor],
             totals[key] = totals.get(key, 0) + t.untyped_storage().nbytes()
         return t
 
-    runner.optimizer.zero_grad(set_to_none=True)
+    runner.train_step.reset_grads()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss, _ = runner.train_step.forward_backward(batch, runner.use_clamped)
     finally:
         for h in handles:
             h.remove()
-        runner.optimizer.zero_grad(set_to_none=True)
+        runner.train_step.reset_grads()
     del loss
     total = sum(totals.values())
     by_dtype: dict[str, int] = {}

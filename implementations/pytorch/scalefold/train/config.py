@@ -40,6 +40,9 @@ class SpeedConfig:
     trimul_norm_kernel: bool = False
     attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
     fused_gate: bool = False  # x · sigmoid(g) gates as one Triton kernel each way
+    # Parameters and gradients as views of two flat buffers: Adam, the gradient norm and
+    # the SWA update each run over one tensor (scalefold.train.flat_params)
+    flat_params: bool = False
     cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
     # Data-parallel gradient averaging: "ddp" (DistributedDataParallel's bucketed hooks,
     # overlapped with backward) or "flat" (one all-reduce of a flat gradient buffer after

@@ -50,11 +50,13 @@ def preserved_training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
     that graphs write).
     """
     params = list(model.parameters())
+    # The optimizer's own parameters: the model's, or one flat parameter over them.
+    opt_params = [p for g in optimizer.param_groups for p in g["params"]]
     saved_params = [p.detach().clone() for p in params]
     saved_opt = {
         id(p): {k: (v.clone() if isinstance(v, torch.Tensor) else v)
                 for k, v in optimizer.state[p].items()}
-        for p in params if p in optimizer.state
+        for p in opt_params if p in optimizer.state
     }
     saved_lrs = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]
                  for g in optimizer.param_groups]
@@ -66,7 +68,7 @@ def preserved_training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
         with torch.no_grad():
             for p, s in zip(params, saved_params, strict=True):
                 p.copy_(s)
-            for p in params:
+            for p in opt_params:
                 state = optimizer.state.get(p)
                 if not state:
                     continue
@@ -142,9 +144,9 @@ class GraphedTrainStep:
         if not todo:
             return
         current = torch.cuda.current_stream(self.device)
-        split = step.grad_sync is not None
+        split = step.grad_sync is not None and step.grad_sync.between_graphs
         with preserved_training_state(step.ema_model, step.optimizer, step.ema,
-                                      keep_grads=split):
+                                      keep_grads=step.grad_sync is not None):
             # Warm-up on a side stream (lazy initialisation, Triton compilation and
             # cuBLAS workspaces happen outside the capture), as PyTorch requires.
             side = torch.cuda.Stream(self.device)

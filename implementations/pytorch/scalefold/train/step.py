@@ -163,10 +163,16 @@ class FlatGradSync:
     and Adam skips them, as it does under DDP.
     """
 
-    def __init__(self, group=None, world_size: int = 1) -> None:
+    def __init__(self, group=None, world_size: int = 1, flat: torch.Tensor | None = None,
+                 between_graphs: bool = True) -> None:
+        """`flat`: a gradient buffer the parameters' gradients already view (flat
+        parameters, `scalefold.train.flat_params`). `between_graphs`: a graphed step
+        runs this sync between two graphs; False where there is nothing to communicate
+        (one rank) and the buffer only serves flat parameters, so one graph suffices."""
         self.group = group
         self.world_size = world_size
-        self.flat: torch.Tensor | None = None
+        self.flat = flat
+        self.between_graphs = between_graphs
 
     @property
     def ready(self) -> bool:

@@ -52,6 +52,7 @@ from scalefold.train.async_eval import EvalServer, WeightSender
 from scalefold.train.checkpointing import load_latest_checkpoint, save_training_checkpoint
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
+from scalefold.train.flat_params import FlatParameters
 from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
 from scalefold.train.step import (
@@ -135,9 +136,13 @@ class Trainer:
         speed = cfg.speed
         if speed.cuda_graphs:
             _check_graphs_supported(cfg, device, self.topo)
+        self.flat: FlatParameters | None = None
+        if speed.flat_params:
+            _check_flat_params_supported(cfg, self.topo)
+            self.flat = FlatParameters(list(self.model.parameters()))
         self.optimizer = make_adam(
-            list(self.model.parameters()), cfg.base_lr, device,
-            fused=speed.fused_optimizer, capturable=speed.cuda_graphs,
+            [self.flat.param] if self.flat else list(self.model.parameters()), cfg.base_lr,
+            device, fused=speed.fused_optimizer, capturable=speed.cuda_graphs,
         )
         # Captured graphs hold these lr tensors: loads of optimizer state must keep them.
         self._lr_tensors = [g["lr"] for g in self.optimizer.param_groups
@@ -148,7 +153,7 @@ class Trainer:
                        warmup_iters=cfg.warmup_lr_iters)
         )
         self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)
-        self.swa = WeightEMA(self.model, decay=cfg.swa_decay)
+        self.swa = WeightEMA(self.model, decay=cfg.swa_decay, flat=self.flat)
         if cfg.initialize_parameters_from is not None:
             extra = load_reference_checkpoint(self.model, cfg.initialize_parameters_from)
             # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
@@ -174,7 +179,11 @@ class Trainer:
                 speed.grad_sync == "flat"):
             if self.topo.dap_group is not None:
                 raise ValueError("grad_sync='flat' does not support DAP yet: use 'ddp'")
-            grad_sync = FlatGradSync(self.topo.train_group, self.topo.num_train_ranks)
+            grad_sync = FlatGradSync(self.topo.train_group, self.topo.num_train_ranks,
+                                     flat=self.flat.grad if self.flat else None)
+        elif self.flat is not None:
+            # One rank: nothing to all-reduce; the sync only zeroes the flat gradients.
+            grad_sync = FlatGradSync(flat=self.flat.grad, between_graphs=False)
         elif self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank:
             # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
             # DDP must be told some parameters may not take part in a step.
@@ -185,7 +194,8 @@ class Trainer:
         self.iteration = 0
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
         self.step_fn = TrainStep(
-            self.ddp, list(self.model.parameters()), self.optimizer, self.loss_fn, self.swa,
+            self.ddp, [self.flat.param] if self.flat else list(self.model.parameters()),
+            self.optimizer, self.loss_fn, self.swa,
             self.model, cfg.gradient_clip_norm, fused=speed.fused_optimizer,
             autocast=lambda: set_precision(cfg.precision), grad_sync=grad_sync,
         )
@@ -193,6 +203,9 @@ class Trainer:
         self._resumed_data: dict | None = None  # this rank's data position at the resume
 
     def _load_optimizer_state(self, state: dict) -> None:
+        """`state` in the per-parameter form (checkpoints, the reference's)."""
+        if self.flat is not None:
+            state = self.flat.from_per_param_state(state)
         self.optimizer.load_state_dict(state)
         if self._lr_tensors:
             for g, t in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
@@ -409,7 +422,10 @@ class Trainer:
     def state_dict(self, data: dict[int, dict] | None = None) -> dict:
         state = {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            # Per parameter, with or without flat parameters: checkpoints stay
+            # interchangeable between the two.
+            "optimizer": (self.flat.to_per_param_state(self.optimizer.state_dict())
+                          if self.flat else self.optimizer.state_dict()),
             "swa": self.swa.state_dict(),
             "config": repr(self.cfg),
         }
@@ -526,6 +542,16 @@ def _check_graphs_supported(cfg: TrainConfig, device: torch.device, topo: Topolo
     if topo.num_train_ranks > 1 and cfg.speed.grad_sync != "flat":
         raise ValueError("cuda_graphs with several training ranks needs grad_sync='flat' "
                          "(--grad-sync flat): DDP's hooks are not captured")
+
+
+def _check_flat_params_supported(cfg: TrainConfig, topo: Topology) -> None:
+    if topo.dap_group is not None:
+        raise ValueError("flat_params does not support DAP (its gradient reduction hooks "
+                         "the parameters one by one)")
+    if topo.num_train_ranks > 1 and cfg.speed.grad_sync != "flat":
+        raise ValueError("flat_params with several training ranks needs grad_sync='flat' "
+                         "(--grad-sync flat): DDP's buckets would copy the gradients out of "
+                         "the flat buffer")
 
 
 @contextlib.contextmanager
