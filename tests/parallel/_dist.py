@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from scalefold.train.distributed import shutdown_process_group
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -25,7 +27,7 @@ def _entry(rank: int, fn: Callable, world_size: int, port: int, args: tuple) -> 
     try:
         fn(rank, world_size, *args)
     finally:
-        dist.destroy_process_group()
+        shutdown_process_group()
 
 
 def spawn(fn: Callable, world_size: int, *args) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from scalefold.train.distributed import DistEnv, init_process_group
+from scalefold.train.distributed import DistEnv, init_process_group, shutdown_process_group
 from scalefold.train.topology import make_topology
 from scalefold.train.trainer import Trainer
 
@@ -40,7 +40,7 @@ def _main(rank: int, world: int, async_ranks: int, port: int, mini, out: str, ta
         if rank == topo.eval_leader:
             (Path(out) / f"{tag}.json").write_text(json.dumps(result.evaluations))
     finally:
-        torch.distributed.destroy_process_group()
+        shutdown_process_group()
 
 
 def test_async_evaluation_matches_synchronous(mini_dataset, tmp_path):

@@ -8,7 +8,12 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from scalefold.train.distributed import DistEnv, discover, init_process_group
+from scalefold.train.distributed import (
+    DistEnv,
+    discover,
+    init_process_group,
+    shutdown_process_group,
+)
 from scalefold.train.topology import make_topology
 from scalefold.train.trainer import Trainer
 
@@ -46,7 +51,7 @@ def _main(rank: int, port: int, mini, out: str) -> None:
             (Path(out) / "dap.json").write_text(json.dumps(losses))
             torch.save(t.model.state_dict(), Path(out) / "dap.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        shutdown_process_group()
 
 
 def test_dap2_training_follows_single_process(mini_dataset, tmp_path):

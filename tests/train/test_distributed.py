@@ -13,7 +13,7 @@ from torch import nn
 
 from scalefold.model.dropout import SharedDropout
 from scalefold.train.config import SpeedConfig
-from scalefold.train.distributed import DistEnv, init_process_group
+from scalefold.train.distributed import DistEnv, init_process_group, shutdown_process_group
 from scalefold.train.trainer import Trainer
 
 from .test_trainer import _config
@@ -51,7 +51,7 @@ def _rank_main(rank: int, world: int, port: int, mini, out: str, speed) -> None:
         else:
             torch.save({"state": t.model.state_dict()}, Path(out) / f"rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        shutdown_process_group()
 
 
 @pytest.mark.parametrize("speed", [

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from scalefold.train.distributed import DistEnv, init_process_group
+from scalefold.train.distributed import DistEnv, init_process_group, shutdown_process_group
 
 
 @dataclass
@@ -61,7 +60,7 @@ def _rank_main(rank: int, measure: Callable[..., dict], args: tuple, world: int,
         result = measure(rank, world, device, *args)
     finally:
         if world > 1:
-            dist.destroy_process_group()
+            shutdown_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -103,6 +104,23 @@ def mpi_master_addr() -> str:
     from mpi4py import MPI  # optional dependency: only MPI launches need it
 
     return MPI.COMM_WORLD.bcast(socket.gethostname() if MPI.COMM_WORLD.rank == 0 else None)
+
+
+def shutdown_process_group(settle_s: float = 0.25) -> None:
+    """Leave torch.distributed at the end of a run (every rank, also on error paths).
+
+    Gloo's worker threads free each finished collective themselves, its tensors with it,
+    and freeing a tensor that Python has seen takes the GIL. A process group's destructor
+    (here, or later when DDP's reducer frees the subgroup it holds) joins those threads
+    while holding the GIL: if a worker is still freeing the last collective, the process
+    hangs (pytorch/pytorch#56297; seen in CI after an `all_gather_object` just before
+    exit). Sleeping first releases the GIL so the workers can finish. No barrier: a rank
+    that failed must not leave the others waiting here.
+    """
+    if not dist.is_initialized():
+        return
+    time.sleep(settle_s)
+    dist.destroy_process_group()
 
 
 def init_process_group(denv: DistEnv, device: torch.device) -> None:

@@ -17,7 +17,12 @@ from scalefold.losses import LossConfig
 from scalefold.mlperf import DatasetFacts, MLPerfLogger, RunFacts, SubmissionInfo
 from scalefold.mlperf.facts import sha256_of_file
 from scalefold.train.config import TrainConfig
-from scalefold.train.distributed import DistEnv, discover, init_process_group
+from scalefold.train.distributed import (
+    DistEnv,
+    discover,
+    init_process_group,
+    shutdown_process_group,
+)
 from scalefold.train.topology import make_topology
 from scalefold.train.trainer import RunResult, Trainer
 
@@ -132,8 +137,8 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
         return RunOutcome(result, denv.rank, denv.world_size)
     finally:
         log.close()
-        if denv.is_distributed and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if denv.is_distributed:
+            shutdown_process_group()
 
 
 class _LogEvents:
