@@ -95,13 +95,13 @@ class FlatParameters:
         flat_state = state["state"].get(0)
         per: dict[int, dict] = {}
         if flat_state:
+            # Each flat tensor split once (views per call would make this quadratic).
+            split = {k: self.views(v) for k, v in flat_state.items()
+                     if isinstance(v, torch.Tensor) and v.shape == self.param.shape}
             for i in range(n):
-                entry = {}
-                for k, v in flat_state.items():
-                    is_flat = isinstance(v, torch.Tensor) and v.shape == self.param.shape
-                    entry[k] = (self.views(v)[i].clone() if is_flat else
-                                v.clone() if isinstance(v, torch.Tensor) else v)
-                per[i] = entry
+                per[i] = {k: (split[k][i].clone() if k in split else
+                              v.clone() if isinstance(v, torch.Tensor) else v)
+                          for k, v in flat_state.items()}
         return {"state": per, "param_groups": [{**groups[0], "params": list(range(n))}]}
 
     def from_per_param_state(self, state: dict) -> dict:
@@ -116,6 +116,7 @@ class FlatParameters:
                              f"parameters need one group over the model's {n}")
         entries = state["state"]
         flat_state: dict = {}
+        split: dict[str, list[torch.Tensor]] = {}  # each flat tensor's per-parameter views
         steps = {}
         for i, entry in entries.items():
             i = int(i)
@@ -133,7 +134,8 @@ class FlatParameters:
                 if k not in flat_state:
                     flat_state[k] = torch.zeros(self.param.shape, dtype=v.dtype,
                                                 device=self.param.device)
-                self.views(flat_state[k])[i].copy_(v)
+                    split[k] = self.views(flat_state[k])
+                split[k][i].copy_(v)
         if len(set(steps.values())) > 1:
             odd = sorted(steps, key=lambda i: steps[i])[:5]
             raise ValueError(f"flat parameters need one Adam step count; parameters {odd} "
