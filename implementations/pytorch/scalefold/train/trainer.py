@@ -140,9 +140,11 @@ class Trainer:
         if speed.flat_params:
             _check_flat_params_supported(cfg, self.topo)
             self.flat = FlatParameters(list(self.model.parameters()))
+        # What the optimizer updates: the model's parameters, or the one flat parameter.
+        train_params = [self.flat.param] if self.flat else list(self.model.parameters())
         self.optimizer = make_adam(
-            [self.flat.param] if self.flat else list(self.model.parameters()), cfg.base_lr,
-            device, fused=speed.fused_optimizer, capturable=speed.cuda_graphs,
+            train_params, cfg.base_lr, device, fused=speed.fused_optimizer,
+            capturable=speed.cuda_graphs,
         )
         # Captured graphs hold these lr tensors: loads of optimizer state must keep them.
         self._lr_tensors = [g["lr"] for g in self.optimizer.param_groups
@@ -194,8 +196,7 @@ class Trainer:
         self.iteration = 0
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
         self.step_fn = TrainStep(
-            self.ddp, [self.flat.param] if self.flat else list(self.model.parameters()),
-            self.optimizer, self.loss_fn, self.swa,
+            self.ddp, train_params, self.optimizer, self.loss_fn, self.swa,
             self.model, cfg.gradient_clip_norm, fused=speed.fused_optimizer,
             autocast=lambda: set_precision(cfg.precision), grad_sync=grad_sync,
         )
