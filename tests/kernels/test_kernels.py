@@ -27,17 +27,24 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("c,launch", [(16, None), (48, None), (384, None),
-                                      (48, "few_programs"), (16, "wide")])
+                                      (48, "few_programs"), (16, "wide"),
+                                      (48, "many_partials")])
 def test_layer_norm_matches_pytorch(kern, device, c, launch):
     """Default launch, and launches `bench layernorm` sweeps: several row blocks per
-    backward program (partial dweight/dbias rows), and many rows per program."""
+    backward program (partial dweight/dbias rows), many rows per program, and more
+    partial rows than the summing kernel's block (several steps of its loop, the last
+    one masked)."""
     lns = kern.layer_norm
+    rows = 300 if launch == "many_partials" else 19  # 600 rows: 600 partials of one row
     launch = {None: lns.DEFAULT_LAUNCH,
-              "few_programs": lns.LayerNormLaunch(block_elems=256, bwd_programs=3,
-                                                  bwd_warps=8),
-              "wide": lns.LayerNormLaunch(block_elems=16384, fwd_warps=8)}[launch]
+              "few_programs": lns.LayerNormLaunch(block_elems=256, bwd_block_elems=256,
+                                                  bwd_programs=3, bwd_warps=8),
+              "wide": lns.LayerNormLaunch(block_elems=16384, bwd_block_elems=16384,
+                                          fwd_warps=8),
+              "many_partials": lns.LayerNormLaunch(bwd_block_elems=64,
+                                                   bwd_programs=4096)}[launch]
     g = torch.Generator().manual_seed(c)
-    x = (torch.randn(2, 19, c, generator=g) * 3 + 1).to(device).requires_grad_()
+    x = (torch.randn(2, rows, c, generator=g) * 3 + 1).to(device).requires_grad_()
     w = torch.randn(c, generator=g).to(device).requires_grad_()
     b = torch.randn(c, generator=g).to(device).requires_grad_()
     y = lns.layer_norm(x, w, b, 1e-5, launch=launch)
@@ -312,6 +319,17 @@ def test_flash_attention_dq_kernel_matches_eager(kern, device, name):
                      tol=2e-3 if device.type == "cuda" else 1e-5)
 
 
+@pytest.mark.parametrize("name", sorted(ATTN_CASES))
+def test_flash_attention_stored_ds_matches_eager(kern, device, name):
+    """dS stored by the dk/dv kernel, dq and the bias gradients read from it: biases
+    broadcast over the looped rows (MSA row, triangle), over none (two gradient biases of
+    their own shapes), and no bias gradient at all (MSA column: the kernels as before)."""
+    cfg = kern.attention.FlashConfig(dq_kernel=True, store_ds=True)
+    _check_attention(lambda q, k, v, bs: kern.attention.flash_attention(q, k, v, bs, cfg),
+                     ATTN_CASES[name], device, torch.float32,
+                     tol=2e-3 if device.type == "cuda" else 1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_sigmoid_gate_matches_pytorch(kern, device, dtype):
     """The fused gate against float64 math on the same (rounded) inputs, gradients too;
@@ -347,9 +365,15 @@ def test_sdpa_core_matches_eager(device, name):
     ((1, 256), 4, 256, 256, 32, [((1, 256, 1, 1, 256), False), ((1, 1, 4, 256, 256), True)]),
     ((1, 256), 8, 128, 128, 32, [((1, 256, 1, 1, 128), False)]),
 ])
-def test_flash_attention_bf16_benchmark_shapes(kern, case):
-    _check_attention(kern.attention.flash_attention, case, torch.device("cuda"),
-                     torch.bfloat16, tol=2e-2)
+@pytest.mark.parametrize("backward", ["default", "dq_kernel", "store_ds"])
+def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
+    """bf16 at the benchmark's shapes; `store_ds` keeps dS in bf16 (the bias gradient is
+    its fp32 sum over the rows)."""
+    a = kern.attention
+    cfg = {"default": a.DEFAULT_CONFIG, "dq_kernel": a.FlashConfig(dq_kernel=True),
+           "store_ds": a.FlashConfig(dq_kernel=True, store_ds=True)}[backward]
+    _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg), case,
+                     torch.device("cuda"), torch.bfloat16, tol=2e-2)
 
 
 @cuda

@@ -132,6 +132,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                          "LayerNorm reads the channels-first product in place")
     sp.add_argument("--attention-dq-kernel", action="store_true", default=None,
                     help="Triton attention: dq from its own kernel instead of fp32 atomics")
+    sp.add_argument("--attention-store-ds", action="store_true", default=None,
+                    help="Triton attention: where a bias needs a gradient, the backward "
+                         "stores dS and reads it for dq and the bias gradient")
     sp.add_argument("--fused-gate", action="store_true", default=None,
                     help="sigmoid gates as one Triton kernel each way")
     sp.add_argument("--opm-projection-kernel", action="store_true", default=None,
@@ -240,7 +243,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 
     cfg = AttnBenchConfig(preset=args.preset, device=args.device, warmup=args.warmup,
                           reps=args.reps, seed=args.seed, sweep=not args.no_sweep,
-                          max_seconds=args.max_seconds)
+                          max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics)
     return main(cfg, json_path=args.json)
 
 
@@ -339,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kernel_bench_args(att, reps=10)
     att.add_argument("--max-seconds", type=float, default=600.0,
                      help="sweep no further signatures after this long")
+    att.add_argument("--dq-atomics", action="store_true",
+                     help="sweep around dq by fp32 atomics instead of the dq kernel `--fast` uses")
     att.set_defaults(func=_cmd_bench_attention)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
                           "shapes: default vs candidate launches")

@@ -22,7 +22,7 @@ from scalefold.bench._kernel_bench import print_and_dump, recorded_forward, time
 from scalefold.kernels.attention import DEFAULT_CONFIG, FlashConfig, Launch, flash_attention
 from scalefold.kernels.cores import TritonAttentionCore
 
-KINDS = ("fwd", "bwd_kv", "bwd_q")
+KINDS = ("fwd", "bwd_kv", "bwd_q", "bwd_dq")
 
 CANDIDATES: dict[str, tuple[Launch, ...]] = {
     "fwd": tuple(Launch(bq, bk, w, s) for bq, bk in ((64, 64), (128, 64), (128, 128), (64, 32))
@@ -31,6 +31,8 @@ CANDIDATES: dict[str, tuple[Launch, ...]] = {
                     for w in (4, 8) for s in (1, 2)),
     "bwd_q": tuple(Launch(bq, bk, w, s) for bq, bk in ((64, 64), (128, 64), (64, 128), (32, 64))
                    for w in (4, 8) for s in (1, 2)),
+    "bwd_dq": tuple(Launch(bq, bk, w, s) for bq, bk in ((64, 64), (128, 64), (64, 128), (32, 64))
+                    for w in (4, 8) for s in (1, 2)),
 }
 
 
@@ -138,15 +140,20 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
 
     def bwd(cfg: FlashConfig):
         o = flash_attention(q, k, v, biases, cfg)
-        do = torch.randn_like(o)
+        # The bench's own generator: the default one refuses offsets once a graph replay
+        # has registered it ("Offset increment outside graph capture").
+        do = torch.randn(o.shape, generator=gen, device=o.device).to(o.dtype)
         return lambda: torch.autograd.grad(o, inputs, do, retain_graph=True)
 
     res.default_s["fwd"] = time_call(fwd(base), warmup, reps, device)
     res.default_s["bwd"] = time_call(bwd(base), warmup, reps, device) if inputs else 0.0
-    res.default_s["bwd_dq_kernel"] = (time_call(bwd(replace(base, dq_kernel=True)), warmup, reps,
-                                            device) if inputs else 0.0)
+    # The other dq form, for comparison
+    res.default_s["bwd_other_dq"] = (time_call(bwd(replace(base, dq_kernel=not base.dq_kernel)),
+                                               warmup, reps, device) if inputs else 0.0)
+    res.default_s["bwd_store_ds"] = (time_call(bwd(replace(base, store_ds=True)), warmup, reps,
+                                               device) if inputs else 0.0)
     for kind in KINDS:
-        if kind != "fwd" and not inputs:
+        if kind != "fwd" and not inputs or kind == "bwd_dq" and not base.dq_kernel:
             continue
         times: dict[str, float] = {}
         for launch in candidates.get(kind, ()):
@@ -171,6 +178,9 @@ class AttnBenchConfig:
     seed: int = 0
     sweep: bool = True
     max_seconds: float = 600.0  # stop sweeping further signatures after this long
+    # Sweep around the launches `--fast` runs: dq from its own kernel, so `bwd_q` is the
+    # bias-gradient kernel alone and `bwd_dq` is swept too.
+    dq_kernel: bool = True
     bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)
 
 
@@ -185,18 +195,20 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
     out = []
     for sig, calls in order:
         sweep = cfg.sweep and time.perf_counter() - t0 < cfg.max_seconds
-        r = time_signature(sig, device, cfg.warmup, cfg.reps, CANDIDATES if sweep else {}, calls)
+        r = time_signature(sig, device, cfg.warmup, cfg.reps, CANDIDATES if sweep else {}, calls,
+                           base=replace(DEFAULT_CONFIG, dq_kernel=cfg.dq_kernel))
         out.append(r)
         d = r.default_s
         log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms  bwd {d['bwd'] * 1e3:.3f} ms"
-            f"  | dq kernel: bwd {d['bwd_dq_kernel'] * 1e3:.3f} ms  "
+            f"  | dq {'atomics' if cfg.dq_kernel else 'kernel'}: bwd "
+            f"{d['bwd_other_dq'] * 1e3:.3f} ms, store dS: bwd {d['bwd_store_ds'] * 1e3:.3f} ms  "
             f"({time.perf_counter() - t0:.0f} s)")
     return out
 
 
 def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
     lines = [f"{'signature':58s}{'calls':>6s}{'bound':>9s}{'fwd':>9s}{'bwd':>9s}  "
-             f"{'best fwd':>19s}{'best bwd_kv':>20s}{'best bwd_q':>20s}   (ms; bwd_* are the "
+             f"{'best fwd':>19s}{'best bwd_kv':>20s}{'best bwd_q':>20s}{'best bwd_dq':>20s}   (ms; bwd_* are the "
              "whole backward with that kernel's launch)"]
     tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0}
     for r in results:
@@ -218,8 +230,8 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
         tot["fwd"] += r.calls * r.default_s["fwd"]
         tot["bwd"] += r.calls * r.default_s["bwd"]
         tot["fwd_best"] += r.calls * (r.default_s["fwd"] - max(0.0, gains.get("fwd", 0.0)))
-        tot["bwd_best"] += r.calls * (r.default_s["bwd"] - max(0.0, gains.get("bwd_kv", 0.0))
-                                      - max(0.0, gains.get("bwd_q", 0.0)))
+        tot["bwd_best"] += r.calls * (r.default_s["bwd"] - sum(
+            max(0.0, gains.get(k, 0.0)) for k in ("bwd_kv", "bwd_q", "bwd_dq")))
     lines.append(
         f"per forward (calls x time): bound {tot['bound'] * 1e3:.1f} ms; default fwd "
         f"{tot['fwd'] * 1e3:.1f} ms, bwd {tot['bwd'] * 1e3:.1f} ms; best launches fwd "

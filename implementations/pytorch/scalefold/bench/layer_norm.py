@@ -26,8 +26,9 @@ from scalefold.kernels.layer_norm import (
 
 FWD_CANDIDATES = tuple(LayerNormLaunch(block_elems=e, fwd_warps=w)
                        for e in (2048, 4096, 8192, 16384) for w in (4, 8))
-BWD_CANDIDATES = tuple(LayerNormLaunch(block_elems=e, bwd_warps=w, bwd_programs=p)
-                       for e in (2048, 4096, 8192) for w in (4, 8) for p in (512, 1024, 4096))
+BWD_CANDIDATES = tuple(LayerNormLaunch(bwd_block_elems=e, bwd_warps=w, bwd_programs=p)
+                       for e in (4096, 8192, 16384) for w in (4, 8)
+                       for p in (1024, 4096, 16384))
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Variant:
     trimul_cf: bool = False  # triangle multiplication channels-first
     trimul_ln: bool = False  # ...with its output LayerNorm reading channels-first
     dq_kernel: bool = False  # Triton attention's dq from its own kernel
+    store_ds: bool = False  # Triton attention's backward stores dS (bias-gradient calls)
     fused_gate: bool = False  # sigmoid gates as one Triton kernel each way
     flat_params: bool = False  # parameters and gradients in two flat buffers
     # Activation checkpointing from the start: the eager baselines do not fit without it
@@ -74,6 +75,7 @@ class Variant:
                            trimul_channel_first=self.trimul_cf,
                            trimul_norm_kernel=self.trimul_ln,
                            attention_dq_kernel=self.dq_kernel,
+                           attention_store_ds=self.store_ds,
                            fused_gate=self.fused_gate, flat_params=self.flat_params)
 
 
@@ -136,6 +138,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
         Variant("fast+flat", **_FAST, flat_params=True),
         Variant("fast+opm_recompute+flat", **_FAST, recompute_opm=True, flat_params=True),
+        Variant("fast+store_ds", **_FAST, store_ds=True),
+        Variant("fast+opm_recompute+store_ds", **_FAST, recompute_opm=True, store_ds=True),
         Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
                 compile_attn=True),
         # Session 5's measurements of the switches beside session 4's `fast`

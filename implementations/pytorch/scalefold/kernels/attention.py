@@ -105,7 +105,7 @@ if triton is not None:
 
     @triton.jit
     def _attn_bwd_kv(
-        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DKp, DVp,
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DKp, DVp, DSp,
         sq1, sq2, sqh, sql, sqd,
         sk1, sk2, skh, skl, skd,
         sv1, sv2, svh, svl, svd,
@@ -116,7 +116,7 @@ if triton is not None:
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV,
-        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, STORE_DS: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -165,6 +165,12 @@ if triton is not None:
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)  # [BQ, BK]
             ds = p * (dp - delta[:, None])
+            if STORE_DS:
+                # dS [Z1, Z2, H, Q, K] in q's dtype, for dq and the bias gradient
+                tl.store(DSp + pid_zh.to(tl.int64) * QL * KL
+                         + offs_q[:, None] * KL + offs_k[None, :],
+                         ds.to(DSp.dtype.element_ty),
+                         mask=qvalid[:, None] & (offs_k[None, :] < KL))
             dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
         tl.store(DKp + z1l * sdk1 + z2l * sdk2 + hl * sdkh
                  + offs_k[:, None] * sdkl + offs_d[None, :] * sdkd,
@@ -453,6 +459,11 @@ class FlashConfig:
     # which then computes only the bias gradient (and is skipped without one).
     dq_kernel: bool = False
     bwd_dq: Launch = Launch(64, 64, 4, 1)
+    # Where a bias needs a gradient: `_attn_bwd_kv` also writes dS ([*, H, Q, K] in q's
+    # dtype), and dq = dS k (a batched matmul) and the bias gradient (dS summed over the
+    # rows the bias is broadcast over, in fp32) read it, instead of two more kernels that
+    # each recompute the probabilities. Trades ~3 passes over dS for two recomputes.
+    store_ds: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table was tried and
@@ -522,21 +533,29 @@ class _FlashAttentionFn(torch.autograd.Function):
                 v.shape, dtype=v.dtype, device=v.device)
         bp0 = b0 if b0 is not None else q
         bp1 = b1 if b1 is not None else q
-        bq, bk, bd, bdv = cfg.bwd_kv.blocks(ql, kl, d, dv_)
-        _attn_bwd_kv[(triton.cdiv(kl, bk), z1 * z2 * h)](
-            q, k, v, bp0, bp1, o, do, lse, dk, dv,
-            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
-            *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
-            z2, h, ql, kl, d, dv_,
-            HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
-            num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
-        )
-
         need = ctx.needs_input_grad  # (layout, cfg, q, k, v, b0, b1)
         grad_b = [b for b, n in ((b0, need[5]), (b1, need[6])) if n and b is not None]
         # The bias gradient is dS summed over Z2 when every such bias is broadcast there.
         per_z2 = any(layout.strides(b)[1] != 0 for b in grad_b) if grad_b else False
+        store_ds = cfg.store_ds and bool(grad_b)
+        # ds: [Z1·Z2·H, Q, K]
+        ds = (torch.empty((z1 * z2 * h, ql, kl), dtype=q.dtype, device=q.device) if store_ds
+              else lse)  # else an unused pointer
+        bq, bk, bd, bdv = cfg.bwd_kv.blocks(ql, kl, d, dv_)
+        _attn_bwd_kv[(triton.cdiv(kl, bk), z1 * z2 * h)](
+            q, k, v, bp0, bp1, o, do, lse, dk, dv, ds,
+            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
+            *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
+            z2, h, ql, kl, d, dv_,
+            HAS_B0=b0 is not None, HAS_B1=b1 is not None, STORE_DS=store_ds,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
+            num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
+        )
+        if store_ds:
+            dq, g0, g1 = _from_stored_ds(ds, q, k, layout, per_z2,
+                                         ((b0o, need[5]), (b1o, need[6])))
+            return None, None, dq, dk, dv, g0, g1
+
         bq, bk, bd, bdv = cfg.bwd_q.blocks(ql, kl, d, dv_)
         n_qk = triton.cdiv(ql, bq) * triton.cdiv(kl, bk)
         # Split Z2 into chunks so that the grid has several programs per multiprocessor.
@@ -590,6 +609,31 @@ class _FlashAttentionFn(torch.autograd.Function):
                     grads[i] = full.sum_to_size(b.shape).to(b.dtype)
         dq = dq if sep else dq_buf.to(q.dtype)
         return None, None, dq, dk, dv, grads[0], grads[1]
+
+
+def _as5(t: torch.Tensor, layout: _Layout) -> torch.Tensor:
+    """t [*lead, H, L, c] as a [Z1, Z2, H, L, c] view (the kernels' indexing)."""
+    z1s, z2s, sh, sl, sc = _s5(t, layout)
+    return t.as_strided((layout.z1, layout.z2, *t.shape[-3:]), (z1s, z2s, sh, sl, sc))
+
+
+def _from_stored_ds(ds: torch.Tensor, q: torch.Tensor, k: torch.Tensor, layout: _Layout,
+                    per_z2: bool, biases) -> tuple:
+    """dq and the two bias gradients from dS as `_attn_bwd_kv` stored it: [Z1·Z2·H, Q, K].
+
+    `biases`: ((bias as given or None, needs a gradient), ...) for the two bias operands.
+    """
+    h, ql, kl = q.shape[-3], q.shape[-2], k.shape[-2]
+    ds5 = ds.view(layout.z1, layout.z2, h, ql, kl)  # [Z1, Z2, H, Q, K]
+    # dq = dS k in q's layout, so that it flows back into q's projection without a copy
+    dq = _in_layout_of(q, layout, q.dtype, zero=False)
+    _as5(dq, layout).copy_(torch.matmul(ds5, _as5(k, layout)))
+    # The bias gradient: dS summed (in fp32) over Z2 where the biases broadcast over it.
+    full = (ds5.float() if per_z2 else ds5.sum(1, keepdim=True, dtype=torch.float32))
+    full = layout.unfold(full, per_z2)  # [*lead (1 where summed), H, Q, K]
+    grads = [full.sum_to_size(b.shape).to(b.dtype) if n and b is not None else None
+             for b, n in biases]
+    return dq, grads[0], grads[1]
 
 
 def _in_layout_of(q: torch.Tensor, layout: _Layout, dtype: torch.dtype,

@@ -39,6 +39,9 @@ class SpeedConfig:
     # ...and its output LayerNorm reading the channels-first product in place (Triton)
     trimul_norm_kernel: bool = False
     attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
+    # Triton attention with a bias gradient: the backward stores dS once and reads it for dq
+    # and the bias gradient, instead of recomputing the probabilities twice more
+    attention_store_ds: bool = False
     fused_gate: bool = False  # x · sigmoid(g) gates as one Triton kernel each way
     # Parameters and gradients as views of two flat buffers: Adam, the gradient norm and
     # the SWA update each run over one tensor (scalefold.train.flat_params)

@@ -127,7 +127,9 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     )
     from scalefold.kernels.attention import FlashConfig
 
-    flash = FlashConfig(dq_kernel=True) if speed.attention_dq_kernel else None
+    flash = (FlashConfig(dq_kernel=speed.attention_dq_kernel,
+                         store_ds=speed.attention_store_ds)
+             if speed.attention_dq_kernel or speed.attention_store_ds else None)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output, flash_config=flash)
     if precision == "bf16" and fp32_islands:
