@@ -26,4 +26,4 @@ export NEXP="${NEXP:-10}"
 # only inside graphs) are added by single-rank configs only: the multi-rank form
 # (--grad-sync flat --cuda-graphs) has not run on several GPUs yet, and DAP's collectives
 # are not captured.
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --fused-gate --opm-projection-kernel --recompute-outer-product}"
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --attention-store-ds --fused-gate --opm-projection-kernel --recompute-outer-product}"

@@ -11,7 +11,7 @@ export NEXP="${NEXP:-1}"
 # One training rank: the whole step can be a CUDA graph, with torch.compile of the glue
 # inside it (0.603 s a step at the benchmark's shapes with the outer product mean's
 # recompute, docs/PERFORMANCE.md session 5; this config leaves the recompute out).
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --fused-gate --opm-projection-kernel --compile-glue --cuda-graphs}"
+export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --attention-store-ds --fused-gate --opm-projection-kernel --compile-glue --cuda-graphs}"
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

@@ -349,6 +349,7 @@ def test_config_speedups_are_valid_train_flags(path: Path) -> None:
         assert speed.attention == "triton" and speed.fused_optimizer
         # compile_glue pays inside CUDA graphs only (eager it measured slower: PERFORMANCE)
         assert speed.cuda_graphs or not speed.compile_glue, path.name
-        # every GPU config runs the kernels measured to help (PERFORMANCE, sessions 4-5)
+        # every GPU config runs the kernels measured to help (PERFORMANCE, sessions 4-6)
         assert speed.trimul_channel_first and speed.attention_dq_kernel and speed.fused_gate
         assert speed.trimul_norm_kernel and speed.opm_projection_kernel, path.name
+        assert speed.attention_store_ds, path.name

@@ -71,7 +71,8 @@ class SpeedConfig:
         return cls(attention="triton", layer_norm="triton", layer_norm_output="compute",
                    fused_optimizer=True, cuda_graphs=True, matvec_bias_grad=True,
                    trimul_channel_first=True, trimul_norm_kernel=True,
-                   attention_dq_kernel=True, fused_gate=True, opm_projection_kernel=True,
+                   attention_dq_kernel=True, attention_store_ds=True, fused_gate=True,
+                   opm_projection_kernel=True,
                    compile_glue=True)
 
 
