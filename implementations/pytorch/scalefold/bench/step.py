@@ -84,7 +84,9 @@ _TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
 _FAST_S4 = dict(**_TRI, layer_norm_output="compute", fused_optimizer=True, cuda_graphs=True,
                 matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
                 compile=True)
-_FAST = dict(**_FAST_S4, trimul_ln=True, opm_kernel=True)
+# Session 5's `fast`, the base of session 6's measurements
+_FAST_S5 = dict(**_FAST_S4, trimul_ln=True, opm_kernel=True)
+_FAST = dict(**_FAST_S5, store_ds=True)
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -138,8 +140,11 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
         Variant("fast+flat", **_FAST, flat_params=True),
         Variant("fast+opm_recompute+flat", **_FAST, recompute_opm=True, flat_params=True),
-        Variant("fast+store_ds", **_FAST, store_ds=True),
-        Variant("fast+opm_recompute+store_ds", **_FAST, recompute_opm=True, store_ds=True),
+        # Session 6's rows: session 5's `fast` without and with the stored dS
+        Variant("fast_s5", **_FAST_S5),
+        Variant("fast_s5+opm_recompute", **_FAST_S5, recompute_opm=True),
+        Variant("fast_s5+opm_recompute+flat", **_FAST_S5, recompute_opm=True,
+                flat_params=True),
         Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
                 compile_attn=True),
         # Session 5's measurements of the switches beside session 4's `fast`
