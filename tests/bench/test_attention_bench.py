@@ -69,3 +69,24 @@ def test_fallback_with_bf16_inputs_and_an_fp32_mask_matches_autocast():
         want = flash_attention(q, k, v, [mask])
     assert got.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(got, want)
+
+
+def test_sweeps_only_the_backward_kernels_that_run():
+    """With the stored dS a bias-gradient call runs only the dk/dv kernel, so only that
+    one (and the forward) is swept; without it the bias kernel and the dq kernel run too."""
+    from scalefold.bench.attention import backward_kernels
+    from scalefold.kernels.attention import FlashConfig, Launch
+
+    fast = FlashConfig(dq_kernel=True, store_ds=True)
+    assert backward_kernels(fast, bias_grad=True) == ("bwd_kv",)
+    assert backward_kernels(fast, bias_grad=False) == ("bwd_kv", "bwd_dq")
+    assert set(backward_kernels(FlashConfig(dq_kernel=True), True)) == {"bwd_kv", "bwd_dq",
+                                                                        "bwd_q"}
+    assert set(backward_kernels(FlashConfig(), True)) == {"bwd_kv", "bwd_q"}
+    seen = record_signatures("tiny", torch.device("cpu"))
+    sig = next(s for s in seen if any(b.requires_grad for b in s.biases))
+    one = (Launch(16, 16, 4, 1),)
+    res = time_signature(sig, torch.device("cpu"), warmup=0, reps=1,
+                         candidates={k: one for k in ("fwd", "bwd_kv", "bwd_q", "bwd_dq")},
+                         base=fast)
+    assert set(res.sweep_s) == {"fwd", "bwd_kv"}

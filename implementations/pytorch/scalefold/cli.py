@@ -243,7 +243,8 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 
     cfg = AttnBenchConfig(preset=args.preset, device=args.device, warmup=args.warmup,
                           reps=args.reps, seed=args.seed, sweep=not args.no_sweep,
-                          max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics)
+                          max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics,
+                          store_ds=not args.no_store_ds)
     return main(cfg, json_path=args.json)
 
 
@@ -344,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep no further signatures after this long")
     att.add_argument("--dq-atomics", action="store_true",
                      help="sweep around dq by fp32 atomics instead of the dq kernel `--fast` uses")
+    att.add_argument("--no-store-ds", action="store_true",
+                     help="sweep around the backward without the stored dS `--fast` uses")
     att.set_defaults(func=_cmd_bench_attention)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
                           "shapes: default vs candidate launches")

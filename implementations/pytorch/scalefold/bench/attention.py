@@ -126,6 +126,15 @@ class SignatureResult:
         return name, s
 
 
+def backward_kernels(cfg: FlashConfig, bias_grad: bool) -> tuple[str, ...]:
+    """The backward kernels `cfg` runs for a call (with or without a bias gradient)."""
+    if cfg.store_ds and bias_grad:
+        return ("bwd_kv",)  # dq and the bias gradient come from the stored dS
+    if cfg.dq_kernel:
+        return ("bwd_kv", "bwd_dq", "bwd_q") if bias_grad else ("bwd_kv", "bwd_dq")
+    return ("bwd_kv", "bwd_q")
+
+
 def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
                    candidates: dict[str, tuple[Launch, ...]], calls: int = 1,
                    base: FlashConfig = DEFAULT_CONFIG) -> SignatureResult:
@@ -147,13 +156,13 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
 
     res.default_s["fwd"] = time_call(fwd(base), warmup, reps, device)
     res.default_s["bwd"] = time_call(bwd(base), warmup, reps, device) if inputs else 0.0
-    # The other dq form, for comparison
-    res.default_s["bwd_other_dq"] = (time_call(bwd(replace(base, dq_kernel=not base.dq_kernel)),
-                                               warmup, reps, device) if inputs else 0.0)
-    res.default_s["bwd_store_ds"] = (time_call(bwd(replace(base, store_ds=True)), warmup, reps,
-                                               device) if inputs else 0.0)
+    # The other backward forms, for comparison
+    for key, other in (("bwd_other_dq", replace(base, dq_kernel=not base.dq_kernel)),
+                       ("bwd_other_ds", replace(base, store_ds=not base.store_ds))):
+        res.default_s[key] = time_call(bwd(other), warmup, reps, device) if inputs else 0.0
+    running = backward_kernels(base, any(b.requires_grad for b in biases)) if inputs else ()
     for kind in KINDS:
-        if kind != "fwd" and not inputs or kind == "bwd_dq" and not base.dq_kernel:
+        if kind != "fwd" and kind not in running:
             continue
         times: dict[str, float] = {}
         for launch in candidates.get(kind, ()):
@@ -178,9 +187,11 @@ class AttnBenchConfig:
     seed: int = 0
     sweep: bool = True
     max_seconds: float = 600.0  # stop sweeping further signatures after this long
-    # Sweep around the launches `--fast` runs: dq from its own kernel, so `bwd_q` is the
-    # bias-gradient kernel alone and `bwd_dq` is swept too.
+    # Sweep around the backward `--fast` runs: dS stored where a bias needs a gradient
+    # (only the dk/dv kernel runs there), the dq kernel elsewhere. Each signature sweeps
+    # the kernels its backward runs (`backward_kernels`).
     dq_kernel: bool = True
+    store_ds: bool = True
     bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)
 
 
@@ -196,12 +207,14 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
     for sig, calls in order:
         sweep = cfg.sweep and time.perf_counter() - t0 < cfg.max_seconds
         r = time_signature(sig, device, cfg.warmup, cfg.reps, CANDIDATES if sweep else {}, calls,
-                           base=replace(DEFAULT_CONFIG, dq_kernel=cfg.dq_kernel))
+                           base=replace(DEFAULT_CONFIG, dq_kernel=cfg.dq_kernel,
+                                        store_ds=cfg.store_ds))
         out.append(r)
         d = r.default_s
         log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms  bwd {d['bwd'] * 1e3:.3f} ms"
             f"  | dq {'atomics' if cfg.dq_kernel else 'kernel'}: bwd "
-            f"{d['bwd_other_dq'] * 1e3:.3f} ms, store dS: bwd {d['bwd_store_ds'] * 1e3:.3f} ms  "
+            f"{d['bwd_other_dq'] * 1e3:.3f} ms, {'no ' if cfg.store_ds else ''}stored dS: bwd "
+            f"{d['bwd_other_ds'] * 1e3:.3f} ms  "
             f"({time.perf_counter() - t0:.0f} s)")
     return out
 
