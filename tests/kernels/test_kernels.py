@@ -365,13 +365,13 @@ def test_sdpa_core_matches_eager(device, name):
     ((1, 256), 4, 256, 256, 32, [((1, 256, 1, 1, 256), False), ((1, 1, 4, 256, 256), True)]),
     ((1, 256), 8, 128, 128, 32, [((1, 256, 1, 1, 128), False)]),
 ])
-@pytest.mark.parametrize("backward", ["default", "dq_kernel", "store_ds"])
+@pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept"])
 def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
-    """bf16 at the benchmark's shapes; `store_ds` keeps dS in bf16 (the bias gradient is
-    its fp32 sum over the rows)."""
+    """bf16 at the benchmark's shapes, each backward form (the ids avoid the interpreter
+    run's -k words); with the stored dS, dS is bf16 and the bias gradient its fp32 sum."""
     a = kern.attention
-    cfg = {"default": a.DEFAULT_CONFIG, "dq_kernel": a.FlashConfig(dq_kernel=True),
-           "store_ds": a.FlashConfig(dq_kernel=True, store_ds=True)}[backward]
+    cfg = {"atomic_dq": a.DEFAULT_CONFIG, "separate_dq": a.FlashConfig(dq_kernel=True),
+           "ds_kept": a.FlashConfig(dq_kernel=True, store_ds=True)}[backward]
     _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg), case,
                      torch.device("cuda"), torch.bfloat16, tol=2e-2)
 
@@ -499,7 +499,8 @@ def test_kernels_in_triton_interpreter():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
          "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
-         "or other_launches or dq_kernel or sigmoid_gate or trimul_norm_kernel_matches "
+         "or other_launches or dq_kernel or stored_ds or sigmoid_gate "
+         "or trimul_norm_kernel_matches "
          "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute"],
         env=env, capture_output=True, text=True, timeout=300,
     )
