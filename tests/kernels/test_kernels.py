@@ -537,7 +537,7 @@ def test_compile_glue_matches_eager(swaps, attention):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).eval()
         if swaps:
-            swap_triangle_multiplication(model)
+            swap_triangle_multiplication(model, matvec_bias_grad=True)
             swap_linears(model)
             recompute_outer_product_mean(model)
         if compiled:
@@ -596,8 +596,9 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"compile_attention": True}],
-                         ids=["fast+opm_recompute", "fast", "compile_attention"])
+@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"compile_attention": True},
+                                   {"trimul_matvec_bias_grad": True}],
+                         ids=["fast+opm_recompute", "fast", "compile_attention", "trimul_mv"])
 def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What `--fast` builds (every kernel and swap, bf16), with and without the outer
     product mean's recompute and with the switch not in it, with and without
@@ -617,7 +618,9 @@ def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
     batch = {k: v.to(dev) for k, v in batch.items()}
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(dev)  # its residue tables are buffers
     fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False,
-                               recompute_outer_product=extra.get("recompute", True))
+                               recompute_outer_product=extra.get("recompute", True),
+                               trimul_matvec_bias_grad=extra.get("trimul_matvec_bias_grad",
+                                                                 False))
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

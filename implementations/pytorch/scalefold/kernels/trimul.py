@@ -29,15 +29,49 @@ from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.model.pair import TriangleMultiplication
 
 
+class _ProjectMatvecBiasGrad(torch.autograd.Function):
+    """bias + W·zᵀ as `torch.baddbmm`, with the bias gradient as a matrix-vector product.
+
+    Autograd's bias gradient of the baddbmm is a sum of dout over N·N, which inductor
+    fuses into the gating backward that produces dout: one reduction kernel per
+    [4c, N·N] gradient with a program per channel row, 214 µs per call at crop 256 on
+    the H200 (96 calls, 20.6 ms of a 415 ms step; docs/PERFORMANCE.md, session 6). Here
+    the gating backward stays pointwise and the sum is dout·1 on cuBLAS, as in
+    `scalefold.kernels.linear`. dz and dW are autograd's own matmuls.
+    """
+
+    @staticmethod
+    def forward(ctx, zf, w, bias):
+        # zf: [B, P, c_z]  w: [4c, c_z]  bias: [4c]  ->  [B, 4c, P]
+        ctx.save_for_backward(zf, w)
+        return torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1), zf.transpose(-1, -2))
+
+    @staticmethod
+    def backward(ctx, dout):
+        # dout: [B, 4c, P]
+        zf, w = ctx.saved_tensors
+        dz = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dz = torch.matmul(dout.transpose(-1, -2), w)  # [B, P, c_z]
+        if ctx.needs_input_grad[1]:
+            dw = torch.matmul(dout, zf).sum(0)  # [4c, c_z]
+        if ctx.needs_input_grad[2]:
+            db = torch.matmul(dout, dout.new_ones(dout.shape[-1])).sum(0)  # [4c]
+        return dz, dw, db
+
+
 class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     """`TriangleMultiplication` with the same parameters, computed channels-first.
 
     `norm_kernel`: the output LayerNorm reads the channels-first product in place
     (`layer_norm_channels_first`) instead of a transposed copy, when `layer_norm_out` is
     the Triton LayerNorm (it takes that module's parameters, eps and output dtype).
+    `matvec_bias_grad`: the stacked projection's bias gradient as a matrix-vector product
+    (`_ProjectMatvecBiasGrad`).
     """
 
     norm_kernel: bool = False
+    matvec_bias_grad: bool = False
 
     def _projections(self, z: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
@@ -51,7 +85,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
             w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
         # bias + W·zᵀ in one GEMM (bias in the epilogue, as F.linear): [B, 4c, N*N],
         # contiguous channels-first
-        out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1), zf.transpose(-1, -2))
+        if self.matvec_bias_grad:
+            out = _ProjectMatvecBiasGrad.apply(zf, w, bias)
+        else:
+            out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
+                                zf.transpose(-1, -2))
         return out.reshape(*lead, *out.shape[-2:])
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,12 +115,14 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
 
-def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False) -> nn.Module:
+def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
+                                 matvec_bias_grad: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
-    `norm_kernel`: see `ChannelFirstTriangleMultiplication`."""
+    `norm_kernel`, `matvec_bias_grad`: see `ChannelFirstTriangleMultiplication`."""
     for m in model.modules():
         if type(m) in (TriangleMultiplication, ChannelFirstTriangleMultiplication):
             m.__class__ = ChannelFirstTriangleMultiplication
             m.norm_kernel = norm_kernel
+            m.matvec_bias_grad = matvec_bias_grad
     return model

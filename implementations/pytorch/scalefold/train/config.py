@@ -38,6 +38,8 @@ class SpeedConfig:
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
     # ...and its output LayerNorm reading the channels-first product in place (Triton)
     trimul_norm_kernel: bool = False
+    # ...and its stacked projection's bias gradient as a matrix-vector product
+    trimul_matvec_bias_grad: bool = False
     attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
     # Triton attention with a bias gradient: the backward stores dS once and reads it for dq
     # and the bias gradient, instead of recomputing the probabilities twice more
@@ -57,6 +59,8 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
+        if self.trimul_matvec_bias_grad and not self.trimul_channel_first:
+            raise ValueError("trimul_matvec_bias_grad needs trimul_channel_first")
         if self.compile_attention and not self.compile_glue:
             raise ValueError("compile_attention extends compile_glue: set both")
         if self.cuda_graphs and not self.fused_optimizer:

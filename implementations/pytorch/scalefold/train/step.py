@@ -140,7 +140,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
     if speed.trimul_channel_first:
-        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel)
+        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
+                                     matvec_bias_grad=speed.trimul_matvec_bias_grad)
     if speed.matvec_bias_grad:
         swap_linears(model)
     if speed.fused_gate:
