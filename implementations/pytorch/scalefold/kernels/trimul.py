@@ -29,35 +29,31 @@ from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.model.pair import TriangleMultiplication
 
 
-class _ProjectMatvecBiasGrad(torch.autograd.Function):
-    """bias + W·zᵀ as `torch.baddbmm`, with the bias gradient as a matrix-vector product.
+class _AddRowBias(torch.autograd.Function):
+    """x + bias[:, None], with the bias gradient as a matrix-vector product.
 
-    Autograd's bias gradient of the baddbmm is a sum of dout over N·N, which inductor
-    fuses into the gating backward that produces dout: one reduction kernel per
-    [4c, N·N] gradient with a program per channel row, 214 µs per call at crop 256 on
-    the H200 (96 calls, 20.6 ms of a 415 ms step; docs/PERFORMANCE.md, session 6). Here
-    the gating backward stays pointwise and the sum is dout·1 on cuBLAS, as in
-    `scalefold.kernels.linear`. dz and dW are autograd's own matmuls.
+    With `matvec_bias_grad` the stacked projection is a plain GEMM and its bias is added
+    here, in the gating's pointwise code (which `compile_glue` fuses), instead of by
+    `torch.baddbmm`. In the H200 profile (docs/PERFORMANCE.md, session 6) baddbmm first
+    copied the broadcast bias into its [4c, N·N] output (55 µs at crop 256) and then read
+    it back in the GEMM (52 µs), 104 calls per forward. Autograd's gradient of that bias
+    is a sum over N·N that inductor fuses into the gating backward as one reduction
+    kernel with a program per channel row (214 µs, 96 calls). Here the gating backward
+    stays pointwise and the sum is g·1 on cuBLAS, as in `scalefold.kernels.linear`.
     """
 
     @staticmethod
-    def forward(ctx, zf, w, bias):
-        # zf: [B, P, c_z]  w: [4c, c_z]  bias: [4c]  ->  [B, 4c, P]
-        ctx.save_for_backward(zf, w)
-        return torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1), zf.transpose(-1, -2))
+    def forward(ctx, x, bias):
+        # x: [B, R, P]  bias: [R]
+        return x + bias[:, None]
 
     @staticmethod
-    def backward(ctx, dout):
-        # dout: [B, 4c, P]
-        zf, w = ctx.saved_tensors
-        dz = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dz = torch.matmul(dout.transpose(-1, -2), w)  # [B, P, c_z]
+    def backward(ctx, g):
+        # g: [B, R, P]
+        gb = None
         if ctx.needs_input_grad[1]:
-            dw = torch.matmul(dout, zf).sum(0)  # [4c, c_z]
-        if ctx.needs_input_grad[2]:
-            db = torch.matmul(dout, dout.new_ones(dout.shape[-1])).sum(0)  # [4c]
-        return dz, dw, db
+            gb = torch.matmul(g, g.new_ones(g.shape[-1])).sum(0)  # [R]
+        return g, gb
 
 
 class ChannelFirstTriangleMultiplication(TriangleMultiplication):
@@ -66,8 +62,8 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     `norm_kernel`: the output LayerNorm reads the channels-first product in place
     (`layer_norm_channels_first`) instead of a transposed copy, when `layer_norm_out` is
     the Triton LayerNorm (it takes that module's parameters, eps and output dtype).
-    `matvec_bias_grad`: the stacked projection's bias gradient as a matrix-vector product
-    (`_ProjectMatvecBiasGrad`).
+    `matvec_bias_grad`: the stacked projection as a plain GEMM, its bias added with the
+    gating and its gradient a matrix-vector product (`_AddRowBias`).
     """
 
     norm_kernel: bool = False
@@ -83,10 +79,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         dt = autocast_dtype(z)
         if dt is not None:
             w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
-        # bias + W·zᵀ in one GEMM (bias in the epilogue, as F.linear): [B, 4c, N*N],
-        # contiguous channels-first
+        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first. baddbmm copies the
+        # broadcast bias into its output before the GEMM; `matvec_bias_grad` adds it
+        # with the gating instead.
         if self.matvec_bias_grad:
-            out = _ProjectMatvecBiasGrad.apply(zf, w, bias)
+            out = _AddRowBias.apply(torch.matmul(w, zf.transpose(-1, -2)), bias)
         else:
             out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
                                 zf.transpose(-1, -2))
