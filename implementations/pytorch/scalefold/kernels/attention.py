@@ -22,6 +22,11 @@ Kernels:
   per-chunk partial dBias tile that PyTorch sums over chunks.
 - `_attn_bwd_dq` (`FlashConfig.dq_kernel`): grid (query blocks, Z1·Z2·H), loops over key
   blocks: dQ in registers, stored once; `_attn_bwd_q_bias` then computes dBias only.
+- `FlashConfig.store_ds`: where a bias needs a gradient, `_attn_bwd_kv` also stores dS
+  ([Z1·Z2·H, Q, K], q's dtype) and neither of the two kernels above runs: dQ is one
+  batched matmul and dBias an fp32 sum of the stored dS. This materialises dS after all,
+  once, in the backward only; at the benchmark's shapes three passes over it cost less
+  than the two recomputes they replace (docs/PERFORMANCE.md, session 6).
 """
 
 from __future__ import annotations
