@@ -156,11 +156,16 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
 
     res.default_s["fwd"] = time_call(fwd(base), warmup, reps, device)
     res.default_s["bwd"] = time_call(bwd(base), warmup, reps, device) if inputs else 0.0
-    # The other backward forms, for comparison
+    # The other backward forms, for comparison (timed only where they run other kernels:
+    # the stored dS replaces the dq form where a bias needs a gradient, and is unused
+    # where none does)
+    bias_grad = any(b.requires_grad for b in biases)
+    running = backward_kernels(base, bias_grad) if inputs else ()
     for key, other in (("bwd_other_dq", replace(base, dq_kernel=not base.dq_kernel)),
                        ("bwd_other_ds", replace(base, store_ds=not base.store_ds))):
-        res.default_s[key] = time_call(bwd(other), warmup, reps, device) if inputs else 0.0
-    running = backward_kernels(base, any(b.requires_grad for b in biases)) if inputs else ()
+        same = backward_kernels(other, bias_grad) == running
+        res.default_s[key] = (0.0 if not inputs else res.default_s["bwd"] if same
+                              else time_call(bwd(other), warmup, reps, device))
     for kind in KINDS:
         if kind != "fwd" and kind not in running:
             continue

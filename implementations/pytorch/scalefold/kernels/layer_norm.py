@@ -1,9 +1,10 @@
-"""LayerNorm over the last dimension as two Triton kernels (forward, backward).
+"""LayerNorm over the last dimension as Triton kernels (forward; backward and its sum).
 
 The model's widths are 16..384 channels (c_t, c_e, c_z, c_m, c_s), so one program holds a
 block of whole rows in registers: the forward reads x once and writes y once; the
 backward reads x and dy once, writes dx, and reduces dweight/dbias per program into a
-small [programs, C] buffer that PyTorch sums (no atomics, deterministic).
+small [2, programs, C] buffer that `_ln_bwd_wb` sums in a fixed order (no atomics,
+deterministic).
 
 Output dtype under autocast (`output`): "fp32" returns float32, as `F.layer_norm` does
 there, so the residual streams keep the eager bf16 path's precision; "compute" returns
