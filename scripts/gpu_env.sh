@@ -14,4 +14,6 @@ for deb in "$WHEEL_DIR"/kalign*.deb; do dpkg -x "$deb" /tmp/kalign; done
 export PATH=/tmp/kalign/usr/bin:$PATH
 export PYTHONPATH=$PWD/implementations/pytorch:/tmp/site:$PWD
 export SCALEFOLD_MINI_DIR=${SCALEFOLD_MINI_DIR:-$PWD/.cache/mini}
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+# NVLink multicast stays off on the lent machines (device KINDS.md): a program using it can
+# take the host's shared GPUs out of service.
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1

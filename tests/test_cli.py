@@ -30,6 +30,19 @@ def test_single_speed_flags():
         _cfg("--cuda-graphs")
 
 
+def test_every_speed_setting_has_a_flag():
+    """A SpeedConfig field without a `scalefold train` flag could never be switched on."""
+    from dataclasses import fields
+
+    args = build_parser().parse_args(["train"])
+    missing = [f.name for f in fields(SpeedConfig) if not hasattr(args, f.name)]
+    assert not missing, missing
+    cfg = _cfg("--trimul-channel-first", "--trimul-projection-bias", "gate")
+    assert cfg.speed.trimul_projection_bias == "gate"
+    with pytest.raises(ValueError, match="trimul_channel_first"):
+        _cfg("--trimul-projection-bias", "gate_matvec")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU branch of the default")
 def test_embedded_default_on_a_cpu_is_plain_fp32(tmp_path, monkeypatch):
     import scalefold.cli as cli

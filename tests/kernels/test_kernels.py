@@ -537,7 +537,9 @@ def test_compile_glue_matches_eager(swaps, attention):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).eval()
         if swaps:
-            swap_triangle_multiplication(model, matvec_bias_grad=True)
+            # Both ways of adding the trimul projection's bias in the gating's code.
+            swap_triangle_multiplication(
+                model, projection_bias="gate" if attention else "gate_matvec")
             swap_linears(model)
             recompute_outer_product_mean(model)
         if compiled:
@@ -597,8 +599,9 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"compile_attention": True},
-                                   {"trimul_matvec_bias_grad": True}],
-                         ids=["fast+opm_recompute", "fast", "compile_attention", "trimul_mv"])
+                                   {"trimul_bias": "gate"}, {"trimul_bias": "gate_matvec"}],
+                         ids=["fast+opm_recompute", "fast", "compile_attention", "trimul_gate",
+                              "trimul_mv"])
 def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What `--fast` builds (every kernel and swap, bf16), with and without the outer
     product mean's recompute and with the switch not in it, with and without
@@ -619,8 +622,7 @@ def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(dev)  # its residue tables are buffers
     fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False,
                                recompute_outer_product=extra.get("recompute", True),
-                               trimul_matvec_bias_grad=extra.get("trimul_matvec_bias_grad",
-                                                                 False))
+                               trimul_projection_bias=extra.get("trimul_bias", "baddbmm"))
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

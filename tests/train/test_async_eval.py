@@ -1,5 +1,6 @@
 """Asynchronous evaluation: 2 training ranks + 1 evaluation rank report the same
-accuracies as synchronous evaluation of the same weights, and the log is one run."""
+accuracies as synchronous evaluation of the same weights, and the log is one run; only the
+weights travel on the default group (NCCL on GPUs), every small message on gloo."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from scalefold.train.distributed import DistEnv, init_process_group, shutdown_process_group
@@ -17,8 +19,27 @@ from .test_distributed import _free_port, _no_dropout
 from .test_trainer import _config
 
 
+def _record_point_to_point(log: list) -> None:
+    """Wrap this process's point-to-point calls to note which group and tensor each used."""
+    for name in ("send", "recv", "isend", "irecv"):
+        original = getattr(dist, name)
+
+        def wrapped(tensor, *args, _name=name, _original=original, **kwargs):
+            group = kwargs.get("group")
+            default = group is None or group is dist.group.WORLD
+            log.append({"op": _name, "default_group": default,
+                        "backend": str(dist.get_backend(group)),
+                        "dtype": str(tensor.dtype), "numel": tensor.numel(),
+                        "device": tensor.device.type})
+            return _original(tensor, *args, **kwargs)
+
+        setattr(dist, name, wrapped)
+
+
 def _main(rank: int, world: int, async_ranks: int, port: int, mini, out: str, tag: str):
     torch.set_num_threads(1)
+    messages: list = []
+    _record_point_to_point(messages)
     denv = DistEnv(rank=rank, world_size=world, local_rank=rank, local_world_size=world,
                    launcher="torchrun", master_addr="127.0.0.1", master_port=port)
     init_process_group(denv, torch.device("cpu"))
@@ -39,6 +60,9 @@ def _main(rank: int, world: int, async_ranks: int, port: int, mini, out: str, ta
         result = t.serve_evaluations() if topo.is_eval_rank else t.run()
         if rank == topo.eval_leader:
             (Path(out) / f"{tag}.json").write_text(json.dumps(result.evaluations))
+        n_weights = sum(p.numel() for p in t.model.parameters())
+        (Path(out) / f"{tag}_p2p_{rank}.json").write_text(
+            json.dumps({"weights": n_weights, "messages": messages}))
     finally:
         shutdown_process_group()
 
@@ -55,3 +79,17 @@ def test_async_evaluation_matches_synchronous(mini_dataset, tmp_path):
     for (_, a), (_, b) in zip(sync, asyn, strict=True):
         assert abs(a - b) < 1e-5
     assert sync[0][1] != sync[1][1]  # the weights changed between the evaluations
+
+    # Under NCCL, a receive posted early holds the pair's stream: the trainer's standing
+    # receive of the stop signal must not share a group with the weights it sends.
+    weights_seen = 0
+    for rank in range(3):
+        record = json.loads((tmp_path / f"async_p2p_{rank}.json").read_text())
+        for m in record["messages"]:
+            if m["default_group"]:
+                assert (m["dtype"], m["numel"]) == ("torch.float32", record["weights"]), m
+                assert m["op"] in ("isend", "recv"), m
+                weights_seen += 1
+            else:
+                assert (m["backend"], m["device"]) == ("gloo", "cpu"), m
+    assert weights_seen == 4  # two evaluation points, each a send and a receive

@@ -130,9 +130,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     sp.add_argument("--trimul-norm-kernel", action="store_true", default=None,
                     help="with --trimul-channel-first and --layer-norm triton: the output "
                          "LayerNorm reads the channels-first product in place")
-    sp.add_argument("--trimul-matvec-bias-grad", action="store_true", default=None,
-                    help="with --trimul-channel-first: its stacked projection's bias "
-                         "gradient as a matrix-vector product")
+    sp.add_argument("--trimul-projection-bias", choices=("baddbmm", "gate", "gate_matvec"),
+                    default=None,
+                    help="with --trimul-channel-first: its stacked projection's bias added "
+                         "by baddbmm, with the gating, or with the gating and a matvec "
+                         "gradient")
     sp.add_argument("--attention-dq-kernel", action="store_true", default=None,
                     help="Triton attention: dq from its own kernel instead of fp32 atomics")
     sp.add_argument("--attention-store-ds", action="store_true", default=None,

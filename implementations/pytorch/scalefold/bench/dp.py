@@ -100,9 +100,9 @@ def _measure(rank: int, world: int, device: torch.device, cfg: DpBenchConfig,
             find_unused_parameters=True)
     elif world > 1:
         runner.train_step.grad_sync = FlatGradSync(None, world)
+    # The peak is not reset after warm-up: graph variants allocate their activations once,
+    # at capture, and replays never touch the allocator.
     time_steps(runner, batch, cfg.warmup, 0)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     if world > 1:
         dist.barrier()  # start the timed steps together
     times = time_steps(runner, batch, 0, cfg.steps)

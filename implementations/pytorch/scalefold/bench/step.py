@@ -57,7 +57,7 @@ class Variant:
     trimul_ln: bool = False  # ...with its output LayerNorm reading channels-first
     dq_kernel: bool = False  # Triton attention's dq from its own kernel
     store_ds: bool = False  # Triton attention's backward stores dS (bias-gradient calls)
-    trimul_mv: bool = False  # the trimul projection's bias gradient as a matvec
+    trimul_bias: str = "baddbmm"  # how the trimul projection's bias is applied
     fused_gate: bool = False  # sigmoid gates as one Triton kernel each way
     flat_params: bool = False  # parameters and gradients in two flat buffers
     # Activation checkpointing from the start: the eager baselines do not fit without it
@@ -77,7 +77,7 @@ class Variant:
                            trimul_norm_kernel=self.trimul_ln,
                            attention_dq_kernel=self.dq_kernel,
                            attention_store_ds=self.store_ds,
-                           trimul_matvec_bias_grad=self.trimul_mv,
+                           trimul_projection_bias=self.trimul_bias,
                            fused_gate=self.fused_gate, flat_params=self.flat_params)
 
 
@@ -142,8 +142,12 @@ VARIANTS: dict[str, Variant] = {
         Variant("fast+compile_attn", **_FAST, compile_attn=True),
         Variant("fast+flat", **_FAST, flat_params=True),
         Variant("fast+opm_recompute+flat", **_FAST, recompute_opm=True, flat_params=True),
-        Variant("fast+trimul_mv", **_FAST, trimul_mv=True),
-        Variant("fast+opm_recompute+trimul_mv", **_FAST, recompute_opm=True, trimul_mv=True),
+        Variant("fast+trimul_gate", **_FAST, trimul_bias="gate"),
+        Variant("fast+opm_recompute+trimul_gate", **_FAST, recompute_opm=True,
+                trimul_bias="gate"),
+        Variant("fast+trimul_mv", **_FAST, trimul_bias="gate_matvec"),
+        Variant("fast+opm_recompute+trimul_mv", **_FAST, recompute_opm=True,
+                trimul_bias="gate_matvec"),
         # Session 6's rows: session 5's `fast` without and with the stored dS
         Variant("fast_s5", **_FAST_S5),
         Variant("fast_s5+opm_recompute", **_FAST_S5, recompute_opm=True),

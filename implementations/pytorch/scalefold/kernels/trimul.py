@@ -28,18 +28,24 @@ from scalefold.kernels.layer_norm import TritonLayerNorm
 from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.model.pair import TriangleMultiplication
 
+# How the stacked projection's bias is applied (`projection_bias`):
+#   "baddbmm": by `torch.baddbmm`, which first copies the broadcast bias into its
+#       [4c, N·N] output and reads it back in the GEMM (H200 profile, session 6: 55 µs +
+#       52 µs at crop 256, 104 calls a forward);
+#   "gate": a plain GEMM, the bias added in the gating's pointwise code (which
+#       `compile_glue` fuses); autograd's bias gradient, a sum over N·N that inductor
+#       fuses into the gating backward;
+#   "gate_matvec": as "gate", with the bias gradient as g·1 on cuBLAS (`_AddRowBias`).
+#       Measured slower (session 7: −8.7 ms a forward, +37 ms a backward).
+PROJECTION_BIAS = ("baddbmm", "gate", "gate_matvec")
+
 
 class _AddRowBias(torch.autograd.Function):
-    """x + bias[:, None], with the bias gradient as a matrix-vector product.
+    """x + bias[:, None], with the bias gradient as a matrix-vector product ("gate_matvec").
 
-    With `matvec_bias_grad` the stacked projection is a plain GEMM and its bias is added
-    here, in the gating's pointwise code (which `compile_glue` fuses), instead of by
-    `torch.baddbmm`. In the H200 profile (docs/PERFORMANCE.md, session 6) baddbmm first
-    copied the broadcast bias into its [4c, N·N] output (55 µs at crop 256) and then read
-    it back in the GEMM (52 µs), 104 calls per forward. Autograd's gradient of that bias
-    is a sum over N·N that inductor fuses into the gating backward as one reduction
-    kernel with a program per channel row (214 µs, 96 calls). Here the gating backward
-    stays pointwise and the sum is g·1 on cuBLAS, as in `scalefold.kernels.linear`.
+    Meant to keep the gating backward pointwise, with the sum over N·N on cuBLAS as in
+    `scalefold.kernels.linear`. On the H200 it lost: the matvec over [4c, N·N] rows cost
+    more than inductor's fused reduction (docs/PERFORMANCE.md, session 7).
     """
 
     @staticmethod
@@ -62,12 +68,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     `norm_kernel`: the output LayerNorm reads the channels-first product in place
     (`layer_norm_channels_first`) instead of a transposed copy, when `layer_norm_out` is
     the Triton LayerNorm (it takes that module's parameters, eps and output dtype).
-    `matvec_bias_grad`: the stacked projection as a plain GEMM, its bias added with the
-    gating and its gradient a matrix-vector product (`_AddRowBias`).
+    `projection_bias`: how the stacked projection's bias is applied (`PROJECTION_BIAS`).
     """
 
     norm_kernel: bool = False
-    matvec_bias_grad: bool = False
+    projection_bias: str = "baddbmm"
 
     def _projections(self, z: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
@@ -79,10 +84,10 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         dt = autocast_dtype(z)
         if dt is not None:
             w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
-        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first. baddbmm copies the
-        # broadcast bias into its output before the GEMM; `matvec_bias_grad` adds it
-        # with the gating instead.
-        if self.matvec_bias_grad:
+        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first
+        if self.projection_bias == "gate":
+            out = torch.matmul(w, zf.transpose(-1, -2)) + bias[:, None]
+        elif self.projection_bias == "gate_matvec":
             out = _AddRowBias.apply(torch.matmul(w, zf.transpose(-1, -2)), bias)
         else:
             out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
@@ -113,13 +118,15 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
 
 
 def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
-                                 matvec_bias_grad: bool = False) -> nn.Module:
+                                 projection_bias: str = "baddbmm") -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
-    `norm_kernel`, `matvec_bias_grad`: see `ChannelFirstTriangleMultiplication`."""
+    `norm_kernel`, `projection_bias`: see `ChannelFirstTriangleMultiplication`."""
+    if projection_bias not in PROJECTION_BIAS:
+        raise ValueError(f"projection_bias {projection_bias!r}: one of {PROJECTION_BIAS}")
     for m in model.modules():
         if type(m) in (TriangleMultiplication, ChannelFirstTriangleMultiplication):
             m.__class__ = ChannelFirstTriangleMultiplication
             m.norm_kernel = norm_kernel
-            m.matvec_bias_grad = matvec_bias_grad
+            m.projection_bias = projection_bias
     return model

@@ -11,6 +11,11 @@ leader; collectives inside each group):
       all of them stop at the same iteration.
 Sends are non-blocking: training only waits if the previous weights are still in flight
 when the next evaluation point comes.
+
+Only the weights use the default group (NCCL on GPUs); headers, the stop signal and the
+vote are host tensors on the topology's gloo control groups. Under NCCL the trainer's
+early receive of the stop signal would hold the pair's stream until the target, and the
+weights queued behind it would never be sent.
 """
 
 from __future__ import annotations
@@ -26,15 +31,15 @@ from scalefold.train.topology import Topology
 class WeightSender:
     """Lives on every training rank; only rank 0 talks to the evaluation leader."""
 
-    def __init__(self, topo: Topology, device: torch.device) -> None:
+    def __init__(self, topo: Topology) -> None:
         self.topo = topo
-        self.device = device
         self.pending: list = []
         self.buffers: list[torch.Tensor] = []
-        self.stop_buf = torch.full((1,), -2, dtype=torch.long, device=device)
+        self.stop_buf = torch.full((1,), -2, dtype=torch.long)
         self.stop_req = None
         if topo.rank == 0:
-            self.stop_req = dist.irecv(self.stop_buf, src=topo.eval_leader)
+            self.stop_req = dist.irecv(self.stop_buf, src=topo.eval_leader,
+                                       group=topo.control_group)
 
     def _wait_pending(self) -> None:
         for req in self.pending:
@@ -45,28 +50,31 @@ class WeightSender:
         if self.topo.rank != 0:
             return
         self._wait_pending()
-        header = torch.tensor([iteration, 0], dtype=torch.long, device=self.device)
-        flat = torch.cat([s.detach().reshape(-1) for s in shadow])
+        header = torch.tensor([iteration, 0], dtype=torch.long)
+        flat = torch.cat([s.detach().reshape(-1) for s in shadow])  # [num_values] fp32
         self.buffers = [header, flat]
-        self.pending = [dist.isend(header, dst=self.topo.eval_leader),
+        self.pending = [dist.isend(header, dst=self.topo.eval_leader,
+                                   group=self.topo.control_group),
                         dist.isend(flat, dst=self.topo.eval_leader)]
 
     def should_stop(self) -> bool:
-        """Collective over the training ranks: has the evaluation leader said stop?"""
+        """Collective over the training ranks: has the evaluation leader said stop?
+
+        Host tensors only, so asking every step costs no device synchronisation."""
         seen = 0
         if self.stop_req is not None and self.stop_req.is_completed():
             seen = int(self.stop_buf.item() >= 0)
-        flag = torch.tensor([seen], dtype=torch.long, device=self.device)
+        flag = torch.tensor([seen], dtype=torch.long)
         if self.topo.num_train_ranks > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.topo.train_group)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.topo.train_control_group)
         return bool(flag.item())
 
     def finish(self, iteration: int) -> None:
         if self.topo.rank != 0:
             return
         self._wait_pending()
-        header = torch.tensor([iteration, 1], dtype=torch.long, device=self.device)
-        dist.send(header, dst=self.topo.eval_leader)
+        header = torch.tensor([iteration, 1], dtype=torch.long)
+        dist.send(header, dst=self.topo.eval_leader, group=self.topo.control_group)
         if self.stop_req is not None:
             self.stop_req.wait()
 
@@ -82,20 +90,25 @@ class EvalServer:
     reached_target: bool = False
 
     def receive(self) -> tuple[int, bool, torch.Tensor | None]:
-        header = torch.zeros(2, dtype=torch.long, device=self.device)
+        header = torch.zeros(2, dtype=torch.long)
         leader = self.topo.rank == self.topo.eval_leader
         if leader:
-            dist.recv(header, src=0)
-        dist.broadcast(header, src=self.topo.eval_leader, group=self.topo.eval_group)
+            dist.recv(header, src=0, group=self.topo.control_group)
+        if self.topo.num_eval_ranks > 1:
+            shared = header.to(self.device)
+            dist.broadcast(shared, src=self.topo.eval_leader, group=self.topo.eval_group)
+            header = shared.cpu()
         iteration, final = int(header[0]), bool(header[1])
         if final:
             return iteration, True, None
         flat = torch.empty(self.num_values, dtype=torch.float32, device=self.device)
         if leader:
             dist.recv(flat, src=0)
-        dist.broadcast(flat, src=self.topo.eval_leader, group=self.topo.eval_group)
+        if self.topo.num_eval_ranks > 1:
+            dist.broadcast(flat, src=self.topo.eval_leader, group=self.topo.eval_group)
         return iteration, False, flat
 
     def signal(self, value: int) -> None:
         if self.topo.rank == self.topo.eval_leader:
-            dist.send(torch.tensor([value], dtype=torch.long, device=self.device), dst=0)
+            dist.send(torch.tensor([value], dtype=torch.long), dst=0,
+                      group=self.topo.control_group)

@@ -38,8 +38,9 @@ class SpeedConfig:
     trimul_channel_first: bool = False  # triangle multiplication without layout copies
     # ...and its output LayerNorm reading the channels-first product in place (Triton)
     trimul_norm_kernel: bool = False
-    # ...and its stacked projection's bias gradient as a matrix-vector product
-    trimul_matvec_bias_grad: bool = False
+    # ...and how its stacked projection's bias is applied (scalefold.kernels.trimul):
+    # "baddbmm", "gate" (added with the gating), "gate_matvec" (its gradient a matvec)
+    trimul_projection_bias: Literal["baddbmm", "gate", "gate_matvec"] = "baddbmm"
     attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
     # Triton attention with a bias gradient: the backward stores dS once and reads it for dq
     # and the bias gradient, instead of recomputing the probabilities twice more
@@ -59,8 +60,8 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
-        if self.trimul_matvec_bias_grad and not self.trimul_channel_first:
-            raise ValueError("trimul_matvec_bias_grad needs trimul_channel_first")
+        if self.trimul_projection_bias != "baddbmm" and not self.trimul_channel_first:
+            raise ValueError("trimul_projection_bias needs trimul_channel_first")
         if self.compile_attention and not self.compile_glue:
             raise ValueError("compile_attention extends compile_glue: set both")
         if self.cuda_graphs and not self.fused_optimizer:

@@ -141,7 +141,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         recompute_outer_product_mean(model)
     if speed.trimul_channel_first:
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
-                                     matvec_bias_grad=speed.trimul_matvec_bias_grad)
+                                     projection_bias=speed.trimul_projection_bias)
     if speed.matvec_bias_grad:
         swap_linears(model)
     if speed.fused_gate:
