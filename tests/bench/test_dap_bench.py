@@ -11,11 +11,13 @@ from scalefold.bench.step import Shapes
 from scalefold.cli import main
 
 
-def test_bench_dap_cli_tiny_cpu(tmp_path, capsys):
+@pytest.mark.parametrize("reduction", ["flat", "sum"])
+def test_bench_dap_cli_tiny_cpu(tmp_path, capsys, reduction):
     out = tmp_path / "dap.json"
     # One thread per rank: the CI machine has two cores, and each spawn re-imports torch.
     rc = main(["bench", "dap", "--preset", "tiny", "--device", "cpu", "--dap-sizes", "1,2",
-               "--warmup", "0", "--steps", "2", "--threads", "1", "--json", str(out)])
+               "--warmup", "0", "--steps", "2", "--threads", "1", "--json", str(out),
+               "--grad-reduction", reduction])
     assert rc == 0
     table = capsys.readouterr().out.splitlines()
     head = next(i for i, line in enumerate(table) if line.split()[:3] == ["P", "N/P", "median"])
@@ -31,8 +33,14 @@ def test_bench_dap_cli_tiny_cpu(tmp_path, capsys):
     assert one["comm_mb"] == 0
     assert set(two["comm_calls"]) == {"all_gather", "reduce_scatter", "all_to_all", "all_reduce"}
     assert two["comm_mb"] > 0
-    # The first step comes before any update: DAP-2 computes the one-process loss.
+    # The first step comes before any update: DAP-2 computes the one-process loss. After
+    # three updates the loss still agrees: the partial gradients were combined exactly.
     assert two["first_loss"] == pytest.approx(one["first_loss"], rel=1e-5)
+    assert two["last_loss"] == pytest.approx(one["last_loss"], rel=1e-4)
+    assert two["last_loss"] != pytest.approx(two["first_loss"], rel=1e-4)  # it trained
+    # "flat": the gradients take one all-reduce per step; "sum": one per sharded parameter.
+    n_reduce = two["comm_calls"]["all_reduce"]
+    assert n_reduce == 1 if reduction == "flat" else n_reduce > 100
 
 
 def test_n_res_not_divisible_names_n():

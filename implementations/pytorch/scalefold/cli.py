@@ -275,7 +275,7 @@ def _cmd_bench_dap(args: argparse.Namespace) -> int:
         dap_sizes=tuple(int(p) for p in args.dap_sizes.split(",")),
         variant=args.variant, recycles=args.recycles, warmup=args.warmup, steps=args.steps,
         seed=args.seed, activation_checkpointing=args.checkpointing, threads=args.threads,
-        shapes=shapes,
+        shapes=shapes, grad_reduction=args.grad_reduction,
     )
     return main(cfg, json_path=args.json)
 
@@ -401,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     dap.add_argument("--steps", type=int, default=5)
     dap.add_argument("--seed", type=int, default=0)
     dap.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    dap.add_argument("--grad-reduction", choices=["flat", "sum"], default="flat",
+                     help="flat: scaled partial gradients, one flat all-reduce after backward "
+                          "(as training does); sum: an all-reduce per parameter in backward")
     dap.add_argument("--threads", type=int, default=None,
                      help="CPU threads per rank (default: cores // P)")
     dap.add_argument("--json", default=None, help="write all timings here")

@@ -2,15 +2,23 @@
 
 For every DAP size P, P processes on this host (`torch.multiprocessing` spawn; gloo on
 CPU, NCCL on CUDA with one GPU per process) build the same model (same seed) and the same
-synthetic sample, shard it with `parallelize_dap(..., grad_reduction="sum")` and run the
-step of `bench step` (`StepRunner`: forward with a fixed number of recycling iterations,
-the MLPerf loss, backward, clipping, Adam, EMA). P = 1 is the plain model in one process,
-without a process group: the baseline DAP has to beat.
+synthetic sample, shard it with `parallelize_dap` and run the step of `bench step`
+(`StepRunner`: forward with a fixed number of recycling iterations, the MLPerf loss,
+backward, clipping, Adam, EMA). P = 1 is the plain model in one process, without a
+process group: the baseline DAP has to beat.
+
+The sharded parameters' partial gradients become the one-process gradient in one of two
+ways (`--grad-reduction`):
+  "flat" (default): `grad_reduction="scale"` and one all-reduce (mean) of a flat gradient
+      buffer after backward, the way training combines "scale" with data parallelism;
+  "sum": `grad_reduction="sum"`, an all-reduce per parameter from its gradient hook
+      (thousands of small calls a step at the benchmark's shapes).
 
 Reported per P: the median step time (the slowest rank's time per step: a step is done
 when every rank is), the speed-up over P = 1 and its efficiency, peak memory per rank
 (CUDA), the bytes each rank receives per step in the DAP collectives, and the loss of the
-first step, which must agree across P (DAP computes the one-process step).
+first step, which must agree across P (DAP computes the one-process step), and the loss
+after the timed steps, which agrees when the updates were the same.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import math
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -36,6 +45,7 @@ from scalefold.bench.step import (
     time_steps,
 )
 from scalefold.model import AlphaFoldConfig
+from scalefold.train.step import FlatGradSync
 from scalefold.utils.synthetic import synthetic_batch
 
 
@@ -52,6 +62,7 @@ class DapBenchConfig:
     activation_checkpointing: bool = False
     threads: int | None = None  # CPU threads per rank; default: cores // P
     shapes: Shapes | None = None  # default by preset
+    grad_reduction: Literal["flat", "sum"] = "flat"  # see the module docstring
 
 
 @dataclass
@@ -62,6 +73,7 @@ class DapResult:
     comm_bytes: dict[str, float] = field(default_factory=dict)  # received per rank, by kind
     comm_calls: dict[str, int] = field(default_factory=dict)
     first_loss: float = float("nan")
+    last_loss: float = float("nan")  # after every timed update
     threads: int = 0
     wall_s: float = 0.0
     error: str | None = None
@@ -167,8 +179,13 @@ def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dic
                             shapes.n_templ, num_iterations=cfg.recycles + 1, seed=cfg.seed,
                             device=device)
     runner = StepRunner(model_cfg, variant, device, cfg.seed, cfg.activation_checkpointing)
-    if size > 1:
+    if size > 1 and cfg.grad_reduction == "sum":
         parallelize_dap(runner.model, group, grad_reduction="sum")
+    elif size > 1:
+        # Mean over the group of P·(partial gradient) = the sum of the partials; the
+        # unsharded parameters' gradients are the same on every rank.
+        parallelize_dap(runner.model, group, grad_reduction="scale")
+        runner.train_step.grad_sync = FlatGradSync(group, size)
 
     # The first step is the one counted (its collectives are the same in every step) and
     # the first warm-up step; its loss is before any update, so it is comparable across P.
@@ -183,7 +200,9 @@ def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dic
     times = time_steps(runner, batch, 0, cfg.steps)
     _sync(device)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    last_loss = float(runner.step(batch))  # after every update above
     return {"times_s": times, "peak_mem_gib": mem, "first_loss": first_loss,
+            "last_loss": last_loss,
             "comm_bytes": dict(counter.bytes), "comm_calls": dict(counter.calls)}
 
 
@@ -200,6 +219,7 @@ def run_size(cfg: DapBenchConfig, size: int) -> DapResult:
     res.comm_bytes = ranks[0]["comm_bytes"]
     res.comm_calls = ranks[0]["comm_calls"]
     res.first_loss = ranks[0]["first_loss"]
+    res.last_loss = ranks[0]["last_loss"]
     return res
 
 
@@ -221,7 +241,7 @@ def format_table(results: list[DapResult], n_res: int, cuda: bool) -> str:
     head = (f"{'P':>3s}{'N/P':>5s}{'median s':>10s}{'min s':>9s}{'speed-up':>10s}"
             f"{'eff %':>7s}")
     head += f"{'peak GiB/rank':>15s}" if cuda else f"{'threads/rank':>14s}"
-    head += f"{'comm MB/rank':>14s}{'collectives':>13s}{'first loss':>14s}"
+    head += f"{'comm MB/rank':>14s}{'collectives':>13s}{'first loss':>14s}{'last loss':>14s}"
     lines = [head]
     base = next((r.median_s for r in results if r.dap_size == 1 and not r.error), None)
     for r in results:
@@ -232,7 +252,8 @@ def format_table(results: list[DapResult], n_res: int, cuda: bool) -> str:
         row = (f"{r.dap_size:3d}{n_res // r.dap_size:5d}{r.median_s:10.4f}"
                f"{min(r.times_s):9.4f}{speedup:10.2f}{100 * speedup / r.dap_size:7.0f}")
         row += f"{max(r.peak_mem_gib):15.2f}" if cuda else f"{r.threads:14d}"
-        row += f"{r.comm_mb:14.1f}{sum(r.comm_calls.values()):13d}{r.first_loss:14.6f}"
+        row += (f"{r.comm_mb:14.1f}{sum(r.comm_calls.values()):13d}{r.first_loss:14.6f}"
+                f"{r.last_loss:14.6f}")
         lines.append(row)
     return "\n".join(lines)
 
