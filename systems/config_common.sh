@@ -24,6 +24,7 @@ export NEXP="${NEXP:-10}"
 # recomputed in backward (what fits an H100's 80 GB: 70.3 GiB with graphs and compile,
 # 76.8 GiB without the recompute, session 4). CUDA graphs and --compile-glue (which pays
 # only inside graphs) are added by single-rank configs only: the multi-rank form
-# (--grad-sync flat --cuda-graphs) has not run on several GPUs yet, and DAP's collectives
-# are not captured.
+# (--grad-sync flat --cuda-graphs) has run in `bench dp` on two H200s (98% weak scaling,
+# PERFORMANCE "First multi-GPU runs") but not yet in a training run, and DAP's
+# collectives are not captured.
 export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --attention-store-ds --fused-gate --opm-projection-kernel --recompute-outer-product}"

@@ -1,10 +1,13 @@
-"""Training with DAP 2 (one sample split over two gloo ranks) follows one-process training."""
+"""Training with DAP 2 (one sample split over two gloo ranks) follows one-process training,
+with the gradients combined by DDP or by one flat all-reduce."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -23,10 +26,11 @@ from .test_trainer import _config
 STEPS = 3
 
 
-def _cfg(mini, out: Path, dap: int):
+def _cfg(mini, out: Path, dap: int, grad_sync: str = "ddp"):
     # 24 residues and 6 + 2 MSA rows: divisible by the DAP size, as the benchmark's are.
-    return _config(mini, out, num_train_iters=STEPS, val_every_iters=STEPS, resume=False,
-                   dap_size=dap, crop_size=24)
+    cfg = _config(mini, out, num_train_iters=STEPS, val_every_iters=STEPS, resume=False,
+                  dap_size=dap, crop_size=24)
+    return dataclasses.replace(cfg, speed=dataclasses.replace(cfg.speed, grad_sync=grad_sync))
 
 
 def _losses(trainer: Trainer) -> list[float]:
@@ -36,14 +40,15 @@ def _losses(trainer: Trainer) -> list[float]:
     return losses
 
 
-def _main(rank: int, port: int, mini, out: str) -> None:
+def _main(rank: int, port: int, mini, out: str, grad_sync: str) -> None:
     torch.set_num_threads(1)
     denv = DistEnv(rank=rank, world_size=2, local_rank=rank, local_world_size=2,
                    launcher="torchrun", master_addr="127.0.0.1", master_port=port)
     init_process_group(denv, torch.device("cpu"))
     try:
         topo = make_topology(denv, 0, dap_size=2)
-        t = Trainer(_cfg(mini, Path(out) / "dap", 2), denv, torch.device("cpu"), topology=topo)
+        t = Trainer(_cfg(mini, Path(out) / "dap", 2, grad_sync), denv, torch.device("cpu"),
+                    topology=topo)
         assert t.global_batch_size == 1  # two ranks, one sample
         t.build_data()
         losses = _losses(t)
@@ -54,8 +59,10 @@ def _main(rank: int, port: int, mini, out: str) -> None:
         shutdown_process_group()
 
 
-def test_dap2_training_follows_single_process(mini_dataset, tmp_path):
-    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("grad_sync", ["ddp", "flat"])
+def test_dap2_training_follows_single_process(mini_dataset, tmp_path, grad_sync):
+    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), grad_sync), nprocs=2,
+             join=True)
     single = Trainer(_cfg(mini_dataset, tmp_path / "one", 1), discover({}), torch.device("cpu"))
     single.build_data()
     ref = _losses(single)

@@ -173,14 +173,13 @@ class Trainer:
         if self.topo.dap_group is not None:
             from scalefold.parallel import parallelize_dap
 
-            # "scale": DDP below averages over all training ranks, DAP peers included.
+            # "scale": DDP (or the flat all-reduce) below averages over all training ranks,
+            # DAP peers included, which makes the scaled partial gradients exact.
             parallelize_dap(self.model, self.topo.dap_group, grad_reduction="scale")
         self.ddp: nn.Module = self.model
         grad_sync = None
         if self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank and (
                 speed.grad_sync == "flat"):
-            if self.topo.dap_group is not None:
-                raise ValueError("grad_sync='flat' does not support DAP yet: use 'ddp'")
             grad_sync = FlatGradSync(self.topo.train_group, self.topo.num_train_ranks,
                                      flat=self.flat.grad if self.flat else None)
         elif self.flat is not None:
