@@ -3,7 +3,6 @@ with the gradients combined by DDP or by one flat all-reduce."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from scalefold.train.config import SpeedConfig
 from scalefold.train.distributed import (
     DistEnv,
     discover,
@@ -26,11 +26,10 @@ from .test_trainer import _config
 STEPS = 3
 
 
-def _cfg(mini, out: Path, dap: int, grad_sync: str = "ddp"):
+def _cfg(mini, out: Path, dap: int, speed: SpeedConfig | None = None):
     # 24 residues and 6 + 2 MSA rows: divisible by the DAP size, as the benchmark's are.
-    cfg = _config(mini, out, num_train_iters=STEPS, val_every_iters=STEPS, resume=False,
-                  dap_size=dap, crop_size=24)
-    return dataclasses.replace(cfg, speed=dataclasses.replace(cfg.speed, grad_sync=grad_sync))
+    return _config(mini, out, num_train_iters=STEPS, val_every_iters=STEPS, resume=False,
+                   dap_size=dap, crop_size=24, speed=speed or SpeedConfig())
 
 
 def _losses(trainer: Trainer) -> list[float]:
@@ -47,8 +46,8 @@ def _main(rank: int, port: int, mini, out: str, grad_sync: str) -> None:
     init_process_group(denv, torch.device("cpu"))
     try:
         topo = make_topology(denv, 0, dap_size=2)
-        t = Trainer(_cfg(mini, Path(out) / "dap", 2, grad_sync), denv, torch.device("cpu"),
-                    topology=topo)
+        t = Trainer(_cfg(mini, Path(out) / "dap", 2, SpeedConfig(grad_sync=grad_sync)), denv,
+                    torch.device("cpu"), topology=topo)
         assert t.global_batch_size == 1  # two ranks, one sample
         t.build_data()
         losses = _losses(t)

@@ -189,12 +189,13 @@ def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dic
 
     # The first step is the one counted (its collectives are the same in every step) and
     # the first warm-up step; its loss is before any update, so it is comparable across P.
+    # It runs eagerly for graph variants too: a replay calls no Python to count.
     counter = CommCounter(size)
     with counter.counting():
-        first_loss = float(runner.step(batch))
+        first_loss = float(runner.train_step(batch, runner.use_clamped).loss)
+    # Captures graph variants (leaving the training state as it was), then warms up. The
+    # peak is not reset afterwards: a graph allocates its activations at capture.
     time_steps(runner, batch, max(0, cfg.warmup - 1), 0)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     if size > 1:
         dist.barrier()  # start the timed steps together: the ranks wait on each other
     times = time_steps(runner, batch, 0, cfg.steps)

@@ -104,6 +104,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("bf16+tri+fused_opt+compile", **_TRI, fused_optimizer=True, compile=True),
         Variant("bf16+tri+fused_opt+bf16_ln", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute"),
+        # fp32 in graphs: exact comparisons of graphed steps (DAP against one process)
+        Variant("fp32+fused_opt+graphs", fused_optimizer=True, cuda_graphs=True),
         Variant("bf16+tri+fused_opt+bf16_ln+graphs", **_TRI, fused_optimizer=True,
                 layer_norm_output="compute", cuda_graphs=True),
         Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute", **_TRI,

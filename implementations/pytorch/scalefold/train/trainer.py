@@ -536,9 +536,8 @@ class Trainer:
 def _check_graphs_supported(cfg: TrainConfig, device: torch.device, topo: Topology) -> None:
     if device.type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device; this process runs on {device}")
-    if topo.dap_group is not None:
-        raise ValueError("cuda_graphs does not support DAP yet (its collectives run "
-                         "inside forward and backward)")
+    # Under DAP the forward and backward graph holds the DAP collectives (NCCL ones can be
+    # captured; the warm-up creates their communicators first). Not yet run on GPUs.
     if topo.num_train_ranks > 1 and cfg.speed.grad_sync != "flat":
         raise ValueError("cuda_graphs with several training ranks needs grad_sync='flat' "
                          "(--grad-sync flat): DDP's hooks are not captured")
