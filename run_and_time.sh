@@ -13,6 +13,7 @@
 #   SEED, LOCAL_BATCH_SIZE, DAP_SIZE, BASE_LR, WARMUP_LR_INIT, WARMUP_LR_ITERS, PRECISION,
 #   INITIAL_TRAINING_DATALOADER_TYPE, NUM_ASYNC_VAL_RANKS, DGXSYSTEM, DGXNNODES, DGXNGPU,
 #   NUM_TRAIN_ITERS, NUM_WORKERS, MLPERF_ORG, MLPERF_STATUS, MLPERF_PLATFORM, EXP_ID
+#   PYTHON    the interpreter (default python3; an activated .venv provides it)
 #   SPEEDUPS  speed-up flags of `scalefold train` (docs/PERFORMANCE.md), e.g.
 #             "--attention triton --layer-norm triton --layer-norm-output compute
 #             --fused-optimizer --cuda-graphs"; unset for the embedded default: --fast on
@@ -67,7 +68,8 @@ start=$(date +%s)
 start_fmt=$(date +%Y-%m-%d\ %r)
 echo "STARTING TIMING RUN AT ${start_fmt}"
 set +e
-python -m scalefold.cli "${args[@]}"
+# python3: images without a plain `python` (the lent H200s) run it too; .venv has both.
+"${PYTHON:-python3}" -m scalefold.cli "${args[@]}"
 status=$?
 set -e
 end=$(date +%s)

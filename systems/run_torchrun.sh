@@ -70,8 +70,9 @@ for (( i = 1; i <= NEXP; i++ )); do
     run_env=("${data_env[@]}" LOGDIR="${LOGDIR}" SEED="${seed}" EXP_ID="${i}"
              DATESTAMP="${DATESTAMP}" CLEAR_CACHES="${cleared}" MASTER_PORT="${MASTER_PORT}")
     if (( DGXNGPU > 1 )); then
-        launch=(torchrun --standalone --nnodes=1 --nproc-per-node="${DGXNGPU}"
-                --no-python bash ./run_and_time.sh)
+        # torchrun through the interpreter: its console script is not on every PATH.
+        launch=("${PYTHON}" -m torch.distributed.run --standalone --nnodes=1
+                --nproc-per-node="${DGXNGPU}" --no-python bash ./run_and_time.sh)
     else
         launch=(bash ./run_and_time.sh)
     fi
