@@ -61,8 +61,10 @@ def _main(rank: int, world: int, async_ranks: int, port: int, mini, out: str, ta
         if rank == topo.eval_leader:
             (Path(out) / f"{tag}.json").write_text(json.dumps(result.evaluations))
         n_weights = sum(p.numel() for p in t.model.parameters())
+        control = (dist.get_world_size(topo.control_group)
+                   if rank in (0, topo.eval_leader) and topo.is_async else 0)
         (Path(out) / f"{tag}_p2p_{rank}.json").write_text(
-            json.dumps({"weights": n_weights, "messages": messages}))
+            json.dumps({"weights": n_weights, "messages": messages, "control": control}))
     finally:
         shutdown_process_group()
 
@@ -85,6 +87,8 @@ def test_async_evaluation_matches_synchronous(mini_dataset, tmp_path):
     weights_seen = 0
     for rank in range(3):
         record = json.loads((tmp_path / f"async_p2p_{rank}.json").read_text())
+        # Only the two ranks that talk share the gloo group (at scale, not thousands).
+        assert record["control"] == (2 if rank in (0, 2) else 0)
         for m in record["messages"]:
             if m["default_group"]:
                 assert (m["dtype"], m["numel"]) == ("torch.float32", record["weights"]), m

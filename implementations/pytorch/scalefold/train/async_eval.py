@@ -12,10 +12,12 @@ leader; collectives inside each group):
 Sends are non-blocking: training only waits if the previous weights are still in flight
 when the next evaluation point comes.
 
-Only the weights use the default group (NCCL on GPUs); headers, the stop signal and the
-vote are host tensors on the topology's gloo control groups. Under NCCL the trainer's
-early receive of the stop signal would hold the pair's stream until the target, and the
-weights queued behind it would never be sent.
+Point to point, only the weights use the default group (NCCL on GPUs); the headers and
+the stop signal are host tensors on the topology's two-rank gloo control group. Under NCCL
+the trainer's early receive of the stop signal would hold the pair's stream until the
+target, and the weights queued behind it would never be sent. The vote stays a device
+all-reduce over the training group: gloo over thousands of training ranks would cost
+more every step, and the step already reads its losses on the host.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from scalefold.train.topology import Topology
 class WeightSender:
     """Lives on every training rank; only rank 0 talks to the evaluation leader."""
 
-    def __init__(self, topo: Topology) -> None:
+    def __init__(self, topo: Topology, device: torch.device) -> None:
         self.topo = topo
+        self.device = device
         self.pending: list = []
         self.buffers: list[torch.Tensor] = []
         self.stop_buf = torch.full((1,), -2, dtype=torch.long)
@@ -58,15 +61,13 @@ class WeightSender:
                         dist.isend(flat, dst=self.topo.eval_leader)]
 
     def should_stop(self) -> bool:
-        """Collective over the training ranks: has the evaluation leader said stop?
-
-        Host tensors only, so asking every step costs no device synchronisation."""
+        """Collective over the training ranks: has the evaluation leader said stop?"""
         seen = 0
         if self.stop_req is not None and self.stop_req.is_completed():
             seen = int(self.stop_buf.item() >= 0)
-        flag = torch.tensor([seen], dtype=torch.long)
+        flag = torch.tensor([seen], dtype=torch.long, device=self.device)
         if self.topo.num_train_ranks > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.topo.train_control_group)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.topo.train_group)
         return bool(flag.item())
 
     def finish(self, iteration: int) -> None:

@@ -25,12 +25,12 @@ class Topology:
     train_group: Any = None  # None: the default group (or no distribution at all)
     eval_group: Any = None
     dap_group: Any = None  # ranks that share one sample (dynamic axial parallelism)
-    # Asynchronous evaluation's small messages (headers, the stop signal, the per-step stop
-    # vote) travel as host tensors over gloo. Under NCCL, a receive posted early (rank 0
-    # waits for the stop signal all run) holds the pair's stream, and the weights sent
-    # behind it would never leave: the run deadlocks at its first evaluation.
-    control_group: Any = None  # gloo, all ranks
-    train_control_group: Any = None  # gloo, the training ranks
+    # Asynchronous evaluation's small messages between rank 0 and the evaluation leader
+    # (headers, the stop signal) travel as host tensors over gloo. Under NCCL, a receive
+    # posted early (rank 0 waits for the stop signal all run) holds the pair's stream, and
+    # the weights sent behind it would never leave: the run deadlocks at its first
+    # evaluation. Two ranks only: a gloo group connects every pair of its members.
+    control_group: Any = None
 
     @property
     def dp_rank(self) -> int:
@@ -87,12 +87,11 @@ def make_topology(denv: DistEnv, num_async_eval_ranks: int, dap_size: int = 1) -
     n_train = denv.world_size - e
     if dap_size < 1 or n_train % dap_size:
         raise ValueError(f"DAP size {dap_size} must divide the {n_train} training ranks")
-    train = evals = dap = control = train_control = None
+    train = evals = dap = control = None
     if e > 0:
         train = dist.new_group(list(range(n_train)))
         evals = dist.new_group(list(range(n_train, denv.world_size)))
-        control = dist.new_group(list(range(denv.world_size)), backend="gloo")
-        train_control = dist.new_group(list(range(n_train)), backend="gloo")
+        control = dist.new_group([0, n_train], backend="gloo")  # rank 0, the eval leader
     if dap_size > 1:
         for first in range(0, n_train, dap_size):
             ranks = list(range(first, first + dap_size))
@@ -101,4 +100,4 @@ def make_topology(denv: DistEnv, num_async_eval_ranks: int, dap_size: int = 1) -
                 dap = group
     return Topology(rank=denv.rank, world_size=denv.world_size, num_eval_ranks=e,
                     dap_size=dap_size, train_group=train, eval_group=evals, dap_group=dap,
-                    control_group=control, train_control_group=train_control)
+                    control_group=control)

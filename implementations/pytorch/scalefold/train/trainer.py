@@ -478,7 +478,7 @@ class Trainer:
         t0 = time.perf_counter()
         cycle_open = False
         cycle_t0, cycle_samples = time.perf_counter(), 0
-        sender = WeightSender(self.topo) if self.topo.is_async else None
+        sender = WeightSender(self.topo, self.device) if self.topo.is_async else None
         for batch in self.loader:
             if self.iteration >= c.num_train_iters:
                 break
