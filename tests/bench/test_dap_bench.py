@@ -43,6 +43,13 @@ def test_bench_dap_cli_tiny_cpu(tmp_path, capsys, reduction):
     assert n_reduce == 1 if reduction == "flat" else n_reduce > 100
 
 
+def test_graph_variant_on_the_cpu_is_refused_before_spawning():
+    cfg = DapBenchConfig(preset="tiny", device="cpu", dap_sizes=(1, 2),
+                         variant="fp32+fused_opt+graphs")
+    with pytest.raises(ValueError, match="CUDA graphs"):
+        check_config(cfg)
+
+
 def test_n_res_not_divisible_names_n():
     cfg = DapBenchConfig(preset="tiny", device="cpu", dap_sizes=(1, 2, 4),
                          shapes=Shapes(n_res=18, n_clust=8, n_extra=16, n_templ=2))

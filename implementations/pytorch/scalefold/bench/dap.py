@@ -105,6 +105,9 @@ def check_config(cfg: DapBenchConfig) -> None:
     if VARIANTS[cfg.variant].compile:
         # compile_glue traces the plain blocks' forward; the DAP subclasses replace it.
         raise ValueError("compiled variants are not supported under DAP")
+    if VARIANTS[cfg.variant].cuda_graphs and not cfg.device.startswith("cuda"):
+        raise ValueError(f"variant {cfg.variant!r} captures CUDA graphs: it needs "
+                         f"--device cuda, not {cfg.device!r}")
     if cfg.device.startswith("cuda"):
         have = torch.cuda.device_count()
         if max(cfg.dap_sizes) > have:
