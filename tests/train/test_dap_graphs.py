@@ -21,7 +21,7 @@ from scalefold.train.distributed import (
 from scalefold.train.topology import make_topology
 from scalefold.train.trainer import Trainer
 
-from .test_dap_training import STEPS, _cfg, _losses
+from .test_dap_training import _assert_losses_follow, _cfg, _losses
 from .test_distributed import _free_port
 
 pytestmark = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
@@ -53,12 +53,7 @@ def test_dap2_in_cuda_graphs_follows_single_process(mini_dataset, tmp_path):
     single = Trainer(_cfg(mini_dataset, tmp_path / "one", 1, speed=GRAPHED), discover({}),
                      torch.device("cuda", 0))
     single.prepare()
-    single.build_data()
-    ref = _losses(single)
-    got = json.loads((tmp_path / "dap.json").read_text())
-    assert len(got) == len(ref) == STEPS
-    for a, b in zip(got, ref, strict=True):
-        assert abs(a - b) <= 1e-4 * abs(b), (got, ref)
+    _assert_losses_follow(tmp_path / "dap.json", single)
 
 
 def test_bench_dap_graph_variant_on_two_gpus(tmp_path):

@@ -39,6 +39,16 @@ def _losses(trainer: Trainer) -> list[float]:
     return losses
 
 
+def _assert_losses_follow(got_file: Path, single: Trainer) -> None:
+    """The DAP run's per-step losses (rank 0 wrote them) match one process's run."""
+    single.build_data()
+    ref = _losses(single)
+    got = json.loads(got_file.read_text())
+    assert len(got) == len(ref) == STEPS
+    for a, b in zip(got, ref, strict=True):
+        assert abs(a - b) <= 1e-4 * abs(b), (got, ref)
+
+
 def _main(rank: int, port: int, mini, out: str, grad_sync: str) -> None:
     torch.set_num_threads(1)
     denv = DistEnv(rank=rank, world_size=2, local_rank=rank, local_world_size=2,
@@ -63,12 +73,7 @@ def test_dap2_training_follows_single_process(mini_dataset, tmp_path, grad_sync)
     mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), grad_sync), nprocs=2,
              join=True)
     single = Trainer(_cfg(mini_dataset, tmp_path / "one", 1), discover({}), torch.device("cpu"))
-    single.build_data()
-    ref = _losses(single)
-    got = json.loads((tmp_path / "dap.json").read_text())
-    assert len(got) == len(ref) == STEPS
-    for a, b in zip(got, ref, strict=True):
-        assert abs(a - b) <= 1e-4 * abs(b), (got, ref)
+    _assert_losses_follow(tmp_path / "dap.json", single)
     # Parameters after three Adam steps: close overall (Adam may turn float noise in
     # exactly-zero gradients into lr-sized moves of a few entries, hence the norm test).
     dap = torch.load(tmp_path / "dap.pt")
