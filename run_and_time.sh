@@ -14,10 +14,11 @@
 #   INITIAL_TRAINING_DATALOADER_TYPE, NUM_ASYNC_VAL_RANKS, DGXSYSTEM, DGXNNODES, DGXNGPU,
 #   NUM_TRAIN_ITERS, NUM_WORKERS, MLPERF_ORG, MLPERF_STATUS, MLPERF_PLATFORM, EXP_ID
 #   PYTHON    the interpreter (default python3; an activated .venv provides it)
-#   SPEEDUPS  speed-up flags of `scalefold train` (docs/PERFORMANCE.md), e.g.
-#             "--attention triton --layer-norm triton --layer-norm-output compute
-#             --fused-optimizer --cuda-graphs"; unset for the embedded default: --fast on
-#             a CUDA machine, plain PyTorch on a CPU
+#   SPEED     speed preset of `scalefold train --speed` (eager, h200, h100;
+#             docs/PERFORMANCE.md); unset for the embedded default: h200 on a CUDA
+#             machine, eager on a CPU
+#   SPEEDUPS  `scalefold train` flags overriding the preset's fields, e.g.
+#             "--no-cuda-graphs --no-compile-glue"
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -59,6 +60,7 @@ fi
     args+=(--initial-training-dataloader-type "${INITIAL_TRAINING_DATALOADER_TYPE}")
 [[ -n "${NUM_TRAIN_ITERS:-}" ]] && args+=(--num-train-iters "${NUM_TRAIN_ITERS}")
 [[ -n "${NUM_WORKERS:-}" ]] && args+=(--num-workers "${NUM_WORKERS}")
+[[ -n "${SPEED:-}" ]] && args+=(--speed "${SPEED}")
 if [[ -n "${SPEEDUPS:-}" ]]; then
     read -r -a speedups <<< "${SPEEDUPS}"
     args+=("${speedups[@]}")

@@ -17,14 +17,11 @@ export INITIAL_TRAINING_DATALOADER_TYPE="${INITIAL_TRAINING_DATALOADER_TYPE:-Ini
 export LOCAL_BATCH_SIZE="${LOCAL_BATCH_SIZE:-1}"
 # A time-to-train result needs 10 runs (systems/run.sub runs NEXP of them per job).
 export NEXP="${NEXP:-10}"
-# Speed-ups (docs/PERFORMANCE.md, H200 step benchmark): Triton attention (dq kernel) and
-# LayerNorm, bf16 LayerNorm outputs (bf16 residual streams), fused Adam, matvec bias
-# gradients, channels-first triangle multiplication with its in-place output LayerNorm,
-# fused gates, the outer product mean's projection kernel, and the outer product mean
-# recomputed in backward (what fits an H100's 80 GB: 70.3 GiB with graphs and compile,
-# 76.8 GiB without the recompute, session 4). CUDA graphs and --compile-glue (which pays
-# only inside graphs) are added by single-rank configs only: the multi-rank form
-# (--grad-sync flat --cuda-graphs) has run in `bench dp` on two H200s (98% weak scaling,
-# PERFORMANCE "First multi-GPU runs") but not yet in a training run, and DAP's
-# collectives are not captured.
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --attention-store-ds --fused-gate --opm-projection-kernel --recompute-outer-product}"
+# Speed-ups: a preset of `SpeedConfig` (`scalefold train --speed`, docs/PERFORMANCE.md).
+# h100: bf16 with every speed-up measured to help and the outer product mean recomputed in
+# backward, what fits an 80 GB H100. SPEEDUPS holds `scalefold train` flags that override
+# the preset's fields: multi-rank configs run the step without CUDA graphs (and without
+# torch.compile, which pays only inside them) until the multi-rank graphed step has been
+# measured in training.
+export SPEED="${SPEED:-h100}"
+export SPEEDUPS="${SPEEDUPS---no-cuda-graphs --no-compile-glue}"

@@ -8,7 +8,8 @@
 # One run per call and fp32 (bf16 matmuls are emulated, hence slow, on most CPUs).
 export NEXP="${NEXP:-1}"
 export PRECISION="${PRECISION:-fp32}"
-export SPEEDUPS="${SPEEDUPS-}"  # the Triton kernels and CUDA graphs need a GPU
+export SPEED="${SPEED:-eager}"  # the Triton kernels and CUDA graphs need a GPU
+export SPEEDUPS="${SPEEDUPS-}"
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

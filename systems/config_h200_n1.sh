@@ -8,10 +8,10 @@
 #   source systems/config_h200_n1.sh && systems/run_torchrun.sh
 
 export NEXP="${NEXP:-1}"
-# One training rank: the whole step can be a CUDA graph, with torch.compile of the glue
-# inside it (0.603 s a step at the benchmark's shapes with the outer product mean's
-# recompute, docs/PERFORMANCE.md session 5; this config leaves the recompute out).
-export SPEEDUPS="${SPEEDUPS---attention triton --layer-norm triton --layer-norm-output compute --fused-optimizer --matvec-bias-grad --trimul-channel-first --trimul-norm-kernel --attention-dq-kernel --attention-store-ds --fused-gate --opm-projection-kernel --compile-glue --cuda-graphs}"
+# One training rank and 141 GB: the h200 preset as it is (the whole step as CUDA graphs,
+# torch.compile of the glue inside them, no recompute).
+export SPEED="${SPEED:-h200}"
+export SPEEDUPS="${SPEEDUPS-}"
 # shellcheck source-path=SCRIPTDIR source=config_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config_common.sh"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,13 +16,21 @@ def _cfg(*argv: str, data_dir: str | None = "."):
     return train_config_from_args(build_parser().parse_args(["train", *extra, *argv]))
 
 
-def test_fast_sets_bf16_and_every_speedup():
-    cfg = _cfg("--fast")
-    assert cfg.precision == "bf16" and cfg.speed == SpeedConfig.fast()
-    # explicit flags still win
-    cfg = _cfg("--fast", "--precision", "tf32", "--layer-norm-output", "fp32")
+def test_speed_presets_set_their_precision_and_flags_override():
+    cfg = _cfg("--speed", "h200")
+    assert cfg.precision == "bf16" and cfg.speed == SpeedConfig.preset("h200")
+    cfg = _cfg("--speed", "h100")
+    assert cfg.speed == dataclasses.replace(SpeedConfig.preset("h200"),
+                                            recompute_outer_product=True)
+    # explicit flags still win, both ways for booleans
+    cfg = _cfg("--speed", "h200", "--precision", "tf32", "--layer-norm-output", "fp32",
+               "--no-cuda-graphs", "--no-compile-glue")
     assert cfg.precision == "tf32" and cfg.speed.layer_norm_output == "fp32"
-    assert cfg.speed.cuda_graphs
+    assert not cfg.speed.cuda_graphs and not cfg.speed.compile_glue
+    assert cfg.speed.fused_optimizer
+    assert _cfg().speed == SpeedConfig() and _cfg().precision == "tf32"
+    with pytest.raises(SystemExit):
+        _cfg("--speed", "fast")
 
 
 def test_single_speed_flags():
@@ -30,17 +40,38 @@ def test_single_speed_flags():
         _cfg("--cuda-graphs")
 
 
-def test_every_speed_setting_has_a_flag():
-    """A SpeedConfig field without a `scalefold train` flag could never be switched on."""
-    from dataclasses import fields
+def test_every_speed_setting_has_a_flag_made_from_its_field():
+    """The flags come from SpeedConfig's fields: each has one, with the field's help and
+    its type's choices; a field without a flag could never be switched on."""
+    import typing
 
-    args = build_parser().parse_args(["train"])
-    missing = [f.name for f in fields(SpeedConfig) if not hasattr(args, f.name)]
-    assert not missing, missing
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.values()
+                 if a.prog.endswith(" train"))
+    by_dest = {a.dest: a for a in train._actions}
+    hints = typing.get_type_hints(SpeedConfig)
+    for f in dataclasses.fields(SpeedConfig):
+        action = by_dest[f.name]
+        assert action.help == f.metadata["help"] and action.help
+        if hints[f.name] is bool:
+            assert f"--no-{f.name.replace('_', '-')}" in action.option_strings
+        else:
+            assert tuple(action.choices) == typing.get_args(hints[f.name])
     cfg = _cfg("--trimul-channel-first", "--trimul-projection-bias", "gate")
     assert cfg.speed.trimul_projection_bias == "gate"
     with pytest.raises(ValueError, match="trimul_channel_first"):
-        _cfg("--trimul-projection-bias", "gate_matvec")
+        _cfg("--trimul-projection-bias", "gate")
+
+
+def test_presets_are_valid_and_named_once():
+    from scalefold.train.config import PRESETS
+
+    assert set(PRESETS) == {"eager", "h200", "h100"}
+    assert PRESETS["eager"].speed == SpeedConfig()
+    for name, preset in PRESETS.items():
+        assert SpeedConfig.preset(name) is preset.speed
+    with pytest.raises(ValueError, match="unknown speed preset"):
+        SpeedConfig.preset("fast")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU branch of the default")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from scalefold.cli import main
@@ -13,13 +14,15 @@ from scalefold.train.step import fused_clip_into_adam
 def test_bench_step_cli_tiny_cpu(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
-               "--variants", "fp32,bf16+tri+fused_opt", "--recycles", "0,1",
+               "--variants", "eager@fp32,eager@bf16+attention=triton+fused_optimizer", "--recycles", "0,1",
                "--warmup", "0", "--steps", "1", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "fp32" in text and "bf16+tri+fused_opt" in text and "model FLOPs/step" in text
+    assert "eager@fp32" in text and "eager@bf16+attention=triton" in text
+    assert "model FLOPs/step" in text
     data = json.loads(out.read_text())
-    assert [r["variant"]["name"] for r in data["results"]] == ["fp32", "bf16+tri+fused_opt"]
+    assert [r["name"] for r in data["results"]] == [
+        "eager@fp32", "eager@bf16+attention=triton+fused_optimizer"]
     assert all(r["error"] is None and len(r["per_n"]) == 2 for r in data["results"])
     flops = {int(k): v for k, v in data["flops"].items()}
     assert 0 < flops[0] < flops[1] and flops[1] * 3 == flops[0] * 4
@@ -27,7 +30,7 @@ def test_bench_step_cli_tiny_cpu(tmp_path, capsys):
 
 def test_memory_report_tiny_cpu(capsys):
     rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
-               "--variants", "bf16+tri+fused_opt+bf16_ln", "--recycles", "0",
+               "--variants", "h100+cuda_graphs=0+compile_glue=0", "--recycles", "0",
                "--warmup", "0", "--steps", "1", "--no-flops", "--memory-report"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -56,44 +59,37 @@ def test_fused_clip_matches_clip_then_adam():
         torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
 
 
-def test_fast_variants_are_what_train_fast_runs():
-    """`bench step --variants fast` must time what `scalefold train --fast` runs (the H200
-    config), and `fast+opm_recompute` the H100 configs' form of it."""
+def test_variants_are_presets_with_overrides():
+    """A variant is a preset plus SpeedConfig overrides: `h200` times what `scalefold train
+    --speed h200` runs, and nothing else names a speed-up."""
     import dataclasses
 
-    from scalefold.bench.step import VARIANTS
+    from scalefold.bench.step import parse_variant
     from scalefold.train.config import SpeedConfig
 
-    fast = SpeedConfig.fast()
-    assert VARIANTS["fast"].precision == "bf16"
-    assert VARIANTS["fast"].speed() == fast
-    assert VARIANTS["fast+opm_recompute"].speed() == dataclasses.replace(
-        fast, recompute_outer_product=True)
-    assert VARIANTS["fast_eager"].speed() == dataclasses.replace(fast, cuda_graphs=False)
+    h200 = parse_variant("h200")
+    assert h200.precision == "bf16" and h200.speed == SpeedConfig.preset("h200")
+    assert parse_variant("h100").speed == dataclasses.replace(
+        SpeedConfig.preset("h200"), recompute_outer_product=True)
+    v = parse_variant("h200@tf32+cuda_graphs=0+trimul_projection_bias=gate+ckpt")
+    assert v.precision == "tf32" and v.checkpointing
+    assert v.speed == dataclasses.replace(SpeedConfig.preset("h200"), cuda_graphs=False,
+                                          trimul_projection_bias="gate")
+    assert parse_variant("eager").precision == "fp32"
+    for bad, match in [("fast", "unknown preset"), ("h200+flat_params", "not a SpeedConfig"),
+                       ("eager@fp16", "precision"), ("h200+cuda_graphs=maybe", "boolean"),
+                       ("h200+attention", "needs a value")]:
+        with pytest.raises(ValueError, match=match):
+            parse_variant(bad)
 
 
 def test_ckpt_variants_run_with_checkpointing_and_say_so(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
-               "--variants", "fp32+ckpt,fp32", "--recycles", "0",
+               "--variants", "eager+ckpt,eager", "--recycles", "0",
                "--warmup", "0", "--steps", "1", "--no-flops", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["results"]
     assert [r["checkpointing"] for r in rows] == [True, False]
     table = capsys.readouterr().out
-    assert "fp32+ckpt " in table and "fp32+ckpt+ckpt" not in table
-
-
-def test_flat_params_variant_runs_beside_its_base(tmp_path, capsys):
-    """`flat_params` in the bench: one flat parameter for Adam, the same model, and the
-    memory report's eager step keeps the flat gradients attached."""
-    out = tmp_path / "bench.json"
-    rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
-               "--variants", "bf16+tri+fused_opt,bf16+tri+fused_opt+flat", "--recycles", "0",
-               "--warmup", "1", "--steps", "1", "--no-flops", "--memory-report",
-               "--json", str(out)])
-    assert rc == 0
-    results = json.loads(out.read_text())["results"]
-    assert [r["error"] for r in results] == [None, None]
-    assert results[1]["variant"]["flat_params"] and not results[0]["variant"]["flat_params"]
-    assert "saved for backward:" in capsys.readouterr().out
+    assert "eager+ckpt " in table and "eager+ckpt+ckpt" not in table

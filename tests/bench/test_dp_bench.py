@@ -14,7 +14,7 @@ def test_bench_dp_cli_tiny_cpu(tmp_path, capsys):
     """Both gradient-averaging modes at W = 1, 2; one thread per rank (two CPU cores)."""
     out = tmp_path / "dp.json"
     rc = main(["bench", "dp", "--preset", "tiny", "--device", "cpu", "--world-sizes", "1,2",
-               "--modes", "ddp,flat", "--variant", "fp32", "--warmup", "1", "--steps", "2",
+               "--modes", "ddp,flat", "--variant", "eager@fp32", "--warmup", "1", "--steps", "2",
                "--threads", "1", "--json", str(out)])
     assert rc == 0
     assert "samples/s" in capsys.readouterr().out
@@ -27,6 +27,6 @@ def test_bench_dp_cli_tiny_cpu(tmp_path, capsys):
 def test_bench_dp_config_errors():
     with pytest.raises(ValueError, match="--modes flat"):
         check_config(DpBenchConfig(device="cpu", world_sizes=(1,),
-                                   variant="bf16+tri+fused_opt+bf16_ln+graphs"))
+                                   variant="h100+compile_glue=0"))
     with pytest.raises(ValueError, match="unknown modes"):
         check_config(DpBenchConfig(device="cpu", world_sizes=(1,), modes=("fsdp",)))

@@ -508,12 +508,12 @@ def test_kernels_in_triton_interpreter():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
 
 
-@pytest.mark.parametrize("swaps,attention", [(False, False), (True, False), (True, True)],
-                         ids=["plain", "swapped", "swapped+attention"])
-def test_compile_glue_matches_eager(swaps, attention):
+@pytest.mark.parametrize("swaps,bias", [(False, None), (True, "baddbmm"), (True, "gate")],
+                         ids=["plain", "swapped", "swapped+gate_bias"])
+def test_compile_glue_matches_eager(swaps, bias):
     """`compile_glue` (Dynamo + AOTAutograd; the aot_eager backend keeps the CPU test fast,
     inductor's code generation is PyTorch's own to test): loss and gradients unchanged,
-    on the plain model and on the modules `--fast` swaps in that run without Triton
+    on the plain model and on the modules the h100 preset swaps in that run without Triton
     (channels-first triangle multiplication, matvec bias gradients) with the outer
     product mean's recompute, which the H100 configs compile together."""
     from scalefold.data.selection import last_iteration
@@ -523,10 +523,9 @@ def test_compile_glue_matches_eager(swaps, attention):
         swap_linears,
         swap_triangle_multiplication,
     )
-    from scalefold.kernels.glue import ATTENTION_MODULES, GLUE_MODULES
+    from scalefold.kernels.glue import GLUE_MODULES
     from scalefold.losses import AlphaFoldLoss, LossConfig
     from scalefold.model.msa import Transition
-    from scalefold.model.pair import TriangleAttention
     from scalefold.utils.synthetic import synthetic_batch
 
     torch._dynamo.reset()
@@ -537,18 +536,14 @@ def test_compile_glue_matches_eager(swaps, attention):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).eval()
         if swaps:
-            # Both ways of adding the trimul projection's bias in the gating's code.
-            swap_triangle_multiplication(
-                model, projection_bias="gate" if attention else "gate_matvec")
+            # Both ways of adding the trimul projection's bias.
+            swap_triangle_multiplication(model, projection_bias=bias)
             swap_linears(model)
             recompute_outer_product_mean(model)
         if compiled:
-            mods = GLUE_MODULES + (ATTENTION_MODULES if attention else ())
-            compile_glue(model, mods, backend="aot_eager")
+            compile_glue(model, GLUE_MODULES, backend="aot_eager")
             assert all(m._compiled_call_impl is not None
                        for m in model.modules() if isinstance(m, Transition))
-            assert attention == all(m._compiled_call_impl is not None for m in model.modules()
-                                    if isinstance(m, TriangleAttention))
         loss, _ = loss_fn(model(batch), last_iteration(batch), True)
         loss.backward()
         results.append((loss.detach(), [p.grad for p in model.parameters()]))
@@ -564,7 +559,7 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
     """Recomputing the outer product mean: bit-identical loss and gradients in training
     mode (dropout on, same seed: the module itself draws no random numbers), and its
     activations are no longer saved for backward."""
-    from scalefold.bench.step import StepRunner, Variant, saved_activation_report
+    from scalefold.bench.step import StepRunner, parse_variant, saved_activation_report, step_config
     from scalefold.data.selection import last_iteration
     from scalefold.kernels import recompute_outer_product_mean
     from scalefold.losses import AlphaFoldLoss, LossConfig
@@ -589,8 +584,8 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
         assert (a is None) == (b is None) and (a is None or torch.equal(a, b))
 
     def opm_share(recompute: bool) -> float:
-        runner = StepRunner(AlphaFoldConfig.tiny(), Variant("x", recompute_opm=recompute),
-                            torch.device("cpu"), 0)
+        spec = "eager+recompute_outer_product" if recompute else "eager"
+        runner = StepRunner(step_config("tiny", parse_variant(spec), 0), torch.device("cpu"))
         rows = saved_activation_report(runner, batch, rows=200).splitlines()[2:]
         return sum(float(r.split()[-2]) for r in rows if "outer_product_mean" in r.split()[0])
 
@@ -598,20 +593,18 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"compile_attention": True},
-                                   {"trimul_bias": "gate"}, {"trimul_bias": "gate_matvec"}],
-                         ids=["fast+opm_recompute", "fast", "compile_attention", "trimul_gate",
-                              "trimul_mv"])
-def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
-    """What `--fast` builds (every kernel and swap, bf16), with and without the outer
-    product mean's recompute and with the switch not in it, with and without
-    `compile_glue`'s inductor code: loss and gradients agree within bf16 rounding."""
+@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"trimul_bias": "gate"}],
+                         ids=["h100", "h200", "trimul_gate"])
+def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
+    """What the h100 and h200 presets build (every kernel and swap, bf16), and with the
+    switch not in them, with and without `compile_glue`'s inductor code: loss and
+    gradients agree within bf16 rounding."""
     import dataclasses
 
     from scalefold.data.selection import last_iteration
+    from scalefold.kernels import apply_speedups
     from scalefold.losses import AlphaFoldLoss, LossConfig
     from scalefold.train.config import SpeedConfig
-    from scalefold.train.step import apply_speedups
     from scalefold.utils.synthetic import synthetic_batch
 
     torch._dynamo.reset()
@@ -620,17 +613,14 @@ def test_fast_speedups_compiled_with_inductor_match_uncompiled(extra):
                             num_iterations=1)
     batch = {k: v.to(dev) for k, v in batch.items()}
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(dev)  # its residue tables are buffers
-    fast = dataclasses.replace(SpeedConfig.fast(), cuda_graphs=False,
+    fast = dataclasses.replace(SpeedConfig.preset("h200"), cuda_graphs=False,
                                recompute_outer_product=extra.get("recompute", True),
                                trimul_projection_bias=extra.get("trimul_bias", "baddbmm"))
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).to(dev).eval()
-        speed = dataclasses.replace(
-            fast, compile_glue=compiled,
-            compile_attention=compiled and extra.get("compile_attention", False))
-        apply_speedups(model, speed, "bf16", "cuda")
+        apply_speedups(model, dataclasses.replace(fast, compile_glue=compiled), "bf16")
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = model(batch)
         loss, _ = loss_fn(out, last_iteration(batch), True)

@@ -59,7 +59,7 @@ def test_dap2_in_cuda_graphs_follows_single_process(mini_dataset, tmp_path):
 def test_bench_dap_graph_variant_on_two_gpus(tmp_path):
     out = tmp_path / "dap.json"
     rc = main(["bench", "dap", "--preset", "tiny", "--device", "cuda", "--dap-sizes", "1,2",
-               "--variant", "fp32+fused_opt+graphs", "--warmup", "1", "--steps", "3",
+               "--variant", "eager@fp32+fused_optimizer+cuda_graphs", "--warmup", "1", "--steps", "3",
                "--json", str(out)])
     assert rc == 0
     one, two = json.loads(out.read_text())["results"]

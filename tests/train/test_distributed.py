@@ -57,9 +57,7 @@ def _rank_main(rank: int, world: int, port: int, mini, out: str, speed) -> None:
 @pytest.mark.parametrize("speed", [
     SpeedConfig(),  # DDP hooks, clip then Adam
     SpeedConfig(grad_sync="flat", fused_optimizer=True),  # the CUDA-graph layout, eager
-    # ...with the parameters in one buffer too: the all-reduce runs on their gradients'
-    SpeedConfig(grad_sync="flat", fused_optimizer=True, flat_params=True),
-], ids=["ddp", "flat+fused", "flat+fused+flat_params"])
+], ids=["ddp", "flat+fused"])
 def test_two_ranks_equal_one_rank_with_twice_the_batch(mini_dataset, tmp_path, speed):
     port = _free_port()
     os.environ.pop("RANK", None)

@@ -19,24 +19,19 @@ from scalefold.utils.synthetic import synthetic_batch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _build(bf16: bool = False, flat: bool = False):
-    from scalefold.train.flat_params import FlatParameters
-    from scalefold.train.step import FlatGradSync
-
+def _build(bf16: bool = False):
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = AlphaFold(AlphaFoldConfig.tiny()).to(device).train()
-    fp = FlatParameters(list(model.parameters())) if flat else None
-    params = [fp.param] if fp else list(model.parameters())
+    params = list(model.parameters())
     opt = make_adam(params, 1e-3, device, fused=True, capturable=True)
-    ema = WeightEMA(model, decay=0.9, flat=fp)
+    ema = WeightEMA(model, decay=0.9)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
 
     step = TrainStep(model, params, opt, AlphaFoldLoss(LossConfig.mlperf()).to(device), ema,
-                     model, max_grad_norm=0.1, fused=True, autocast=autocast,
-                     grad_sync=FlatGradSync(flat=fp.grad, between_graphs=False) if fp else None)
+                     model, max_grad_norm=0.1, fused=True, autocast=autocast)
     return model, step
 
 
@@ -46,16 +41,13 @@ def _batches():
             for n in (1, 0, 2, 1)]
 
 
-@pytest.mark.parametrize("flat", [False, True], ids=["per_param", "flat_params"])
-def test_graphed_steps_match_eager_steps(flat):
-    """With `--flat-params` too (Adam, the norm and the EMA over one buffer each, in one
-    graph): the steps follow the per-parameter eager ones to rounding, as the norm's
-    summation order differs."""
+def test_graphed_steps_match_eager_steps():
+    """The graphed steps follow the eager ones to rounding."""
     torch.backends.cuda.matmul.allow_tf32 = False
     batches = _batches()
     uc = torch.ones(1, device="cuda")
     eager_model, eager = _build()
-    graph_model, step = _build(flat=flat)
+    graph_model, step = _build()
     graphed = GraphedTrainStep(step)
     graphed.capture([(b, uc) for b in batches])
     assert len(graphed.signatures) == 3  # recycling counts 1, 0, 2
@@ -64,7 +56,7 @@ def test_graphed_steps_match_eager_steps(flat):
     for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert step.ema.num_updates == 0
-    norm_rtol, weight_atol = (1e-4, 1e-5) if flat else (1e-5, 1e-6)
+    norm_rtol, weight_atol = 1e-5, 1e-6
     for i, b in enumerate(batches):
         torch.manual_seed(10 + i)  # dropout is on: the same masks in both
         a = eager(b, uc)

@@ -166,7 +166,7 @@ def test_compute_dtype_layer_norm_keeps_streams_in_bf16(batches):
 
 
 def test_speed_config_fast_is_consistent():
-    fast = SpeedConfig.fast()
+    fast = SpeedConfig.preset("h200")
     assert fast.cuda_graphs and fast.fused_optimizer
     assert dataclasses.replace(fast, cuda_graphs=False).fused_optimizer
 

@@ -161,7 +161,7 @@ def test_fused_optimizer_trains_like_the_plain_one(mini_dataset, tmp_path):
 def test_cuda_graphs_are_refused_on_the_cpu(mini_dataset, tmp_path):
     from scalefold.train.config import SpeedConfig
 
-    cfg = _config(mini_dataset, tmp_path / "g", speed=SpeedConfig.fast(), precision="bf16")
+    cfg = _config(mini_dataset, tmp_path / "g", speed=SpeedConfig.preset("h200"), precision="bf16")
     with pytest.raises(ValueError, match="CUDA device"):
         Trainer(cfg, discover({}), torch.device("cpu"))
 
@@ -170,7 +170,7 @@ def test_cuda_graphs_are_refused_on_the_cpu(mini_dataset, tmp_path):
 def test_graphed_trainer_leaves_init_state_and_trains(mini_dataset, tmp_path):
     from scalefold.train.config import SpeedConfig
 
-    cfg = _config(mini_dataset, tmp_path / "cg", speed=SpeedConfig.fast(), precision="bf16",
+    cfg = _config(mini_dataset, tmp_path / "cg", speed=SpeedConfig.preset("h200"), precision="bf16",
                   num_train_iters=4)
     t = Trainer(cfg, discover({}), torch.device("cuda"))
     fresh = {n: p.detach().clone() for n, p in t.model.named_parameters()}
@@ -222,53 +222,3 @@ def test_resume_after_a_skipped_sample_continues_exactly(mini_dataset, tmp_path)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-
-
-def test_flat_params_resume_exactly_and_write_per_parameter_checkpoints(mini_dataset, tmp_path):
-    """Flat parameters (`--flat-params`): an interrupted run resumes exactly, and its
-    checkpoints keep the per-parameter optimizer form, so a run without flat parameters
-    resumes them too (to rounding: the gradient norm is summed in another order)."""
-    import shutil
-
-    from scalefold.train.config import SpeedConfig
-
-    flat = SpeedConfig(fused_optimizer=True, flat_params=True)
-    straight = _trainer(_config(mini_dataset, tmp_path / "a", speed=flat))
-    straight.run()
-    cfg_b = _config(mini_dataset, tmp_path / "b", speed=flat)
-    first = _trainer(cfg_b)
-    first.run(stop_after=4)
-    n_params = len(list(first.model.parameters()))
-    assert first.state_dict()["optimizer"]["param_groups"][0]["params"] == list(range(n_params))
-    del first
-    shutil.copytree(tmp_path / "b", tmp_path / "c")
-    resumed = _trainer(cfg_b)
-    assert resumed.iteration == 4
-    resumed.run()
-    resumed.flat.check_attached()
-    a = straight.model.state_dict()
-    for name, t in resumed.model.state_dict().items():
-        assert torch.equal(a[name], t), name
-    for sa, sb in zip(straight.swa.shadow, resumed.swa.shadow, strict=True):
-        assert torch.equal(sa, sb)
-    plain = _trainer(_config(mini_dataset, tmp_path / "c",
-                             speed=SpeedConfig(fused_optimizer=True)))
-    assert plain.iteration == 4 and plain.flat is None
-    plain.run()
-    for name, t in plain.model.state_dict().items():
-        torch.testing.assert_close(t, a[name], rtol=1e-4, atol=1e-5, msg=name)
-
-
-def test_flat_params_refuse_ddp_and_dap(tmp_path, mini_dataset):
-    from scalefold.train.config import SpeedConfig
-    from scalefold.train.topology import Topology
-    from scalefold.train.trainer import _check_flat_params_supported
-
-    cfg = _config(mini_dataset, tmp_path, speed=SpeedConfig(flat_params=True))
-    with pytest.raises(ValueError, match="grad_sync='flat'"):
-        _check_flat_params_supported(cfg, Topology(rank=0, world_size=2, num_eval_ranks=0))
-    with pytest.raises(ValueError, match="DAP"):
-        _check_flat_params_supported(cfg, Topology(rank=0, world_size=2, num_eval_ranks=0,
-                                                   dap_size=2, dap_group=object()))
-    flat_sync = dataclasses.replace(cfg, speed=SpeedConfig(flat_params=True, grad_sync="flat"))
-    _check_flat_params_supported(flat_sync, Topology(rank=0, world_size=2, num_eval_ranks=0))

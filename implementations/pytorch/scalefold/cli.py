@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 import json
 import sys
+import typing
 from dataclasses import fields
 from pathlib import Path
 
-from scalefold.train.config import MLPerfLogConfig, SpeedConfig, TrainConfig
+from scalefold.train.config import PRESETS, MLPerfLogConfig, SpeedConfig, TrainConfig
 
 DEFAULT_MINI_DIR = Path(".cache/mini")
+DEFAULT_OUTPUT_DIR = Path("runs/default")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -69,10 +71,38 @@ def default_platform(embedded: bool) -> str:
     return f"1x{name} {EMBEDDED_PLATFORM_NOTE}" if embedded else f"1x{name}"
 
 
+def _chain_ids(text: str) -> tuple[str, ...]:
+    return tuple(c for c in text.split(",") if c)
+
+
+def _add_speed_args(p: argparse.ArgumentParser) -> None:
+    """`--speed PRESET` and one flag per `SpeedConfig` field, made from the field's type
+    and help text: the speed-ups are defined once, in `SpeedConfig`."""
+    sp = p.add_argument_group("speed-ups (scalefold.train.config.SpeedConfig; "
+                              "docs/PERFORMANCE.md)")
+    sp.add_argument("--speed", dest="speed_preset", choices=sorted(PRESETS), default=None,
+                    help="a measured preset; the flags below override its fields. " + "; ".join(
+                        f"{name}: {pre.help}" + (f" ({pre.precision})" if pre.precision else "")
+                        for name, pre in PRESETS.items())
+                    + ". Default: h200 for the embedded default on a CUDA machine, else eager")
+    hints = typing.get_type_hints(SpeedConfig)
+    for f in fields(SpeedConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if kind is bool:
+            sp.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                            help=f.metadata["help"])
+        else:
+            sp.add_argument(flag, choices=typing.get_args(kind), default=None,
+                            help=f.metadata["help"])
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="official-layout data root (default: the embedded mini dataset)")
-    p.add_argument("--output-dir", "--training-dirpath", type=Path, default=Path("runs/default"))
+    p.add_argument("--output-dir", "--training-dirpath", type=Path, default=DEFAULT_OUTPUT_DIR)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where to train (default auto: a GPU where there is one)")
     p.add_argument("--preset", choices=["mlperf", "small", "tiny"])
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--seed", type=int)
@@ -89,6 +119,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-avg-lddt-ca", type=float)
     p.add_argument("--dap-size", type=int,
                    help="ranks that share one sample (dynamic axial parallelism)")
+    p.add_argument("--train-chain-ids", type=_chain_ids,
+                   help="comma-separated chains to train on (default: the release-date "
+                        "selection, or the mini dataset's split)")
+    p.add_argument("--val-chain-ids", type=_chain_ids,
+                   help="comma-separated chains to evaluate on (default: the CAMEO "
+                        "selection, or the mini dataset's split)")
     p.add_argument("--num-async-eval-ranks", "--num-async-val-ranks", type=int,
                    help="the last N ranks evaluate while the others train")
     p.add_argument("--initialize-parameters-from", type=Path)
@@ -103,55 +139,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every-iters", type=int)
     p.add_argument("--keep-last-checkpoints", type=int)
     p.add_argument("--activation-checkpointing", action="store_true", default=None)
-    sp = p.add_argument_group("speed-ups (docs/PERFORMANCE.md)")
-    sp.add_argument("--fast", action="store_true",
-                    help="bf16 with every speed-up measured to help: Triton attention and "
-                         "LayerNorm, bf16 LayerNorm outputs, fused Adam, matvec bias gradients, "
-                         "channels-first triangle multiplication with its in-place LayerNorm, "
-                         "the outer product mean's projection kernel, the dq kernel, fused "
-                         "gates, torch.compile of the glue, CUDA graphs (CUDA only)")
-    sp.add_argument("--attention", choices=["eager", "sdpa", "triton"])
-    sp.add_argument("--layer-norm", choices=["eager", "triton"])
-    sp.add_argument("--layer-norm-output", choices=["fp32", "compute"])
-    sp.add_argument("--fused-optimizer", action="store_true", default=None)
-    sp.add_argument("--cuda-graphs", action="store_true", default=None)
-    sp.add_argument("--compile-glue", action="store_true", default=None)
-    sp.add_argument("--compile-attention", action="store_true", default=None,
-                    help="with --compile-glue: compile the attention blocks' glue too (measured "
-                         "6 ms a step slower on the H200; not in --fast)")
-    sp.add_argument("--grad-sync", choices=["ddp", "flat"],
-                    help="data-parallel gradient averaging: DDP hooks, or one flat "
-                         "all-reduce after backward (needed with --cuda-graphs on >1 rank)")
-    sp.add_argument("--matvec-bias-grad", action="store_true", default=None,
-                    help="Linear bias gradients as a matrix-vector product")
-    sp.add_argument("--trimul-channel-first", action="store_true", default=None,
-                    help="triangle multiplication computed channels-first (no layout "
-                         "copies)")
-    sp.add_argument("--trimul-norm-kernel", action="store_true", default=None,
-                    help="with --trimul-channel-first and --layer-norm triton: the output "
-                         "LayerNorm reads the channels-first product in place")
-    sp.add_argument("--trimul-projection-bias", choices=("baddbmm", "gate", "gate_matvec"),
-                    default=None,
-                    help="with --trimul-channel-first: its stacked projection's bias added "
-                         "by baddbmm, with the gating, or with the gating and a matvec "
-                         "gradient")
-    sp.add_argument("--attention-dq-kernel", action="store_true", default=None,
-                    help="Triton attention: dq from its own kernel instead of fp32 atomics")
-    sp.add_argument("--attention-store-ds", action="store_true", default=None,
-                    help="Triton attention: where a bias needs a gradient, the backward "
-                         "stores dS and reads it for dq and the bias gradient")
-    sp.add_argument("--fused-gate", action="store_true", default=None,
-                    help="sigmoid gates as one Triton kernel each way")
-    sp.add_argument("--opm-projection-kernel", action="store_true", default=None,
-                    help="the outer product mean's projection reads the product in its "
-                         "matmul's layout (Triton)")
-    sp.add_argument("--flat-params", action="store_true", default=None,
-                    help="parameters and gradients as views of two flat buffers, so Adam, "
-                         "the gradient norm and the SWA update each run over one tensor "
-                         "(one rank, or several with --grad-sync flat; not with DAP)")
-    sp.add_argument("--recompute-outer-product", action="store_true", default=None,
-                    help="recompute the outer product mean in backward (about 6 GiB less "
-                         "at the benchmark's shapes)")
+    _add_speed_args(p)
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
     p.add_argument("--mlperf-log", type=Path, help="write the MLPerf log here")
     p.add_argument("--mlperf-stdout", action="store_true",
@@ -183,18 +171,18 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         if v is not None:
             values[name] = v
     flags = {f.name: getattr(args, f.name, None) for f in fields(SpeedConfig)}
-    fast = getattr(args, "fast", False)
-    if args.data_dir is None and not fast and args.precision is None and all(
+    preset = args.speed_preset
+    if preset is None and args.data_dir is None and args.precision is None and all(
             v is None for v in flags.values()):
-        # The embedded default on a CUDA machine runs the fast path (bf16, kernels, CUDA
-        # graphs): it reaches the target in about as many steps as fp32 (PERFORMANCE.md).
+        # The embedded default on a CUDA machine runs the H200 recipe (bf16, kernels,
+        # CUDA graphs): it reaches the target in about as many steps as fp32.
         import torch
 
-        fast = torch.cuda.is_available()
-    speed = SpeedConfig.fast() if fast else SpeedConfig()
-    if fast and args.precision is None:
-        values["precision"] = "bf16"
-    speed = dataclasses.replace(speed, **{k: v for k, v in flags.items() if v is not None})
+        preset = "h200" if torch.cuda.is_available() else "eager"
+    preset = PRESETS[preset or "eager"]
+    if args.precision is None and preset.precision is not None:
+        values["precision"] = preset.precision
+    speed = dataclasses.replace(preset.speed, **{k: v for k, v in flags.items() if v is not None})
     mlperf = MLPerfLogConfig(
         path=args.mlperf_log,
         division=args.division or ("open" if args.data_dir is None else "closed"),
@@ -217,6 +205,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"done: iterations={r.iterations} reached_target={r.reached_target} "
               f"train_seconds={r.train_seconds:.1f} last evaluations [{evals}]", flush=True)
     return 0 if outcome.result.reached_target else 3
+
+
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from scalefold.bench.train import run
+
+    if args.data_dir is None:  # the mini dataset, at the benchmark's shapes by default
+        args.data_dir = ensure_mini_dataset(DEFAULT_MINI_DIR)
+    if args.num_train_iters is None:
+        args.num_train_iters = 120
+    if args.output_dir == DEFAULT_OUTPUT_DIR:  # a fresh directory: nothing to resume
+        Path("runs").mkdir(exist_ok=True)
+        args.output_dir = Path(tempfile.mkdtemp(prefix="bench_train_", dir="runs"))
+    cfg = train_config_from_args(args)
+    label = args.speed_preset or "eager"
+    overrides = [f"{f.name}={getattr(args, f.name)}" for f in fields(SpeedConfig)
+                 if getattr(args, f.name, None) is not None]
+    label = "+".join([f"{label}@{cfg.precision}", *overrides])
+    return run(cfg, warmup=args.warmup, compare_step=args.compare_step, json_path=args.json,
+               label=label)
 
 
 def _cmd_bench_step(args: argparse.Namespace) -> int:
@@ -275,7 +284,7 @@ def _cmd_bench_dap(args: argparse.Namespace) -> int:
         dap_sizes=tuple(int(p) for p in args.dap_sizes.split(",")),
         variant=args.variant, recycles=args.recycles, warmup=args.warmup, steps=args.steps,
         seed=args.seed, activation_checkpointing=args.checkpointing, threads=args.threads,
-        shapes=shapes, grad_reduction=args.grad_reduction,
+        shapes=shapes,
     )
     return main(cfg, json_path=args.json)
 
@@ -328,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     step = bench.add_parser("step", help="time complete training steps of named variants")
     step.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
     step.add_argument("--device", default="cuda")
-    step.add_argument("--variants", default="", help="comma-separated (default: the ladder)")
+    step.add_argument("--variants", default="",
+                      help="comma-separated PRESET[@PRECISION][+FIELD[=VALUE]]..., e.g. "
+                           "eager@tf32+ckpt,h100,h200+trimul_projection_bias=gate (default: "
+                           "eager@tf32+ckpt,h100,h200)")
     step.add_argument("--recycles", default="0,1,2,3")
     step.add_argument("--warmup", type=int, default=2)
     step.add_argument("--steps", type=int, default=5)
@@ -394,16 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     dap.add_argument("--n-clust", type=int, default=None)
     dap.add_argument("--n-extra", type=int, default=None)
     dap.add_argument("--n-templ", type=int, default=None)
-    dap.add_argument("--variant", default="fp32", help="a `bench step` variant (not compiled)")
+    dap.add_argument("--variant", default="eager@fp32",
+                     help="a `bench step` variant (not compiled)")
     dap.add_argument("--recycles", type=int, default=0,
                      help="gradient-free recycling iterations per step")
     dap.add_argument("--warmup", type=int, default=2)
     dap.add_argument("--steps", type=int, default=5)
     dap.add_argument("--seed", type=int, default=0)
     dap.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
-    dap.add_argument("--grad-reduction", choices=["flat", "sum"], default="flat",
-                     help="flat: scaled partial gradients, one flat all-reduce after backward "
-                          "(as training does); sum: an all-reduce per parameter in backward")
     dap.add_argument("--threads", type=int, default=None,
                      help="CPU threads per rank (default: cores // P)")
     dap.add_argument("--json", default=None, help="write all timings here")
@@ -415,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--world-sizes", default="1,2,4,8")
     dp.add_argument("--modes", default="ddp,flat",
                     help="gradient averaging: ddp (DDP hooks) and/or flat (one all-reduce)")
-    dp.add_argument("--variant", default="bf16+tri+fused_opt+bf16_ln",
-                    help="a `bench step` variant (+graphs variants need --modes flat)")
+    dp.add_argument("--variant", default="h100+cuda_graphs=0+compile_glue=0",
+                    help="a `bench step` variant (graph variants need --modes flat)")
     dp.add_argument("--recycles", type=int, default=0)
     dp.add_argument("--warmup", type=int, default=2)
     dp.add_argument("--steps", type=int, default=5)
@@ -424,6 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--threads", type=int, default=None, help="CPU threads per rank")
     dp.add_argument("--json", default=None, help="write all timings here")
     dp.set_defaults(func=_cmd_bench_dp)
+
+    btrain = bench.add_parser(
+        "train", help="the real trainer timed: steady-state step by recycling count, "
+        "evaluations, data-loader wait (default: mini dataset at the benchmark's shapes)")
+    _add_train_args(btrain)
+    btrain.add_argument("--warmup", type=int, default=5,
+                        help="first steps left out of the steady state")
+    btrain.add_argument("--compare-step", action="store_true",
+                        help="then time the same step with `bench step` in this process")
+    btrain.add_argument("--json", default=None, help="write the measurements here")
+    btrain.set_defaults(func=_cmd_bench_train)
 
     train = sub.add_parser("train", help="train (the embedded default when --data-dir is absent)")
     _add_train_args(train)

@@ -21,19 +21,20 @@ def recorded_forward(preset: str, device: torch.device, seed: int,
 
     Activation checkpointing keeps that forward small; the calls are the same.
     """
-    from scalefold.bench.step import PRESET_SHAPES, StepRunner, Variant, _slice
+    from scalefold.bench.step import PRESET_SHAPES, StepRunner, _slice, parse_variant, step_config
     from scalefold.model import AlphaFoldConfig
     from scalefold.utils.synthetic import synthetic_batch
 
     shapes = PRESET_SHAPES[preset]
-    variant = Variant("record", precision="bf16", attention="triton", layer_norm="triton",
-                      layer_norm_output="compute")
+    variant = parse_variant("eager@bf16+attention=triton+layer_norm=triton"
+                            "+layer_norm_output=compute")
     model_cfg = getattr(AlphaFoldConfig, preset)()
-    runner = StepRunner(model_cfg, variant, device, seed, activation_checkpointing=True)
+    runner = StepRunner(step_config(preset, variant, seed, activation_checkpointing=True),
+                        device)
     instrument(runner.model)
     batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
                             shapes.n_templ, num_iterations=1, seed=seed, device=device)
-    with runner.autocast():
+    with runner.built.autocast():
         runner.model(_slice(batch, 0))
 
 
@@ -56,9 +57,9 @@ def time_call(fn, warmup: int, reps: int, device: torch.device) -> float:
         return statistics.median(out)
     torch.cuda.synchronize(device)
     run = fn
-    # Two attempts. In session 6's H200 sweep the first backward measured 0.768 ms and
-    # the same launch 0.398 ms a minute later, as if timed eagerly; a failed first capture
-    # of the process (not confirmed) would do that.
+    # Two attempts. In an H200 sweep (docs/perf-log/2026-11-29_s6.md) the first backward
+    # measured 0.768 ms and the same launch 0.398 ms a minute later, as if timed eagerly;
+    # a failed first capture of the process (not confirmed) would do that.
     for _ in range(2):
         try:
             graph = torch.cuda.CUDAGraph()

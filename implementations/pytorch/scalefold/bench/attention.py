@@ -192,9 +192,9 @@ class AttnBenchConfig:
     seed: int = 0
     sweep: bool = True
     max_seconds: float = 600.0  # stop sweeping further signatures after this long
-    # Sweep around the backward `--fast` runs: dS stored where a bias needs a gradient
-    # (only the dk/dv kernel runs there), the dq kernel elsewhere. Each signature sweeps
-    # the kernels its backward runs (`backward_kernels`).
+    # Sweep around the backward the h200 and h100 presets run: dS stored where a bias
+    # needs a gradient (only the dk/dv kernel runs there), the dq kernel elsewhere. Each
+    # signature sweeps the kernels its backward runs (`backward_kernels`).
     dq_kernel: bool = True
     store_ds: bool = True
     bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)

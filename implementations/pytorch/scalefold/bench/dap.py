@@ -2,17 +2,11 @@
 
 For every DAP size P, P processes on this host (`torch.multiprocessing` spawn; gloo on
 CPU, NCCL on CUDA with one GPU per process) build the same model (same seed) and the same
-synthetic sample, shard it with `parallelize_dap` and run the step of `bench step`
-(`StepRunner`: forward with a fixed number of recycling iterations, the MLPerf loss,
-backward, clipping, Adam, EMA). P = 1 is the plain model in one process, without a
-process group: the baseline DAP has to beat.
-
-The sharded parameters' partial gradients become the one-process gradient in one of two
-ways (`--grad-reduction`):
-  "flat" (default): `grad_reduction="scale"` and one all-reduce (mean) of a flat gradient
-      buffer after backward, the way training combines "scale" with data parallelism;
-  "sum": `grad_reduction="sum"`, an all-reduce per parameter from its gradient hook
-      (thousands of small calls a step at the benchmark's shapes).
+synthetic sample and run the trainer's step (`build_step` with a DAP topology: forward
+with a fixed number of recycling iterations, the MLPerf loss, backward, clipping, Adam,
+EMA). P = 1 is the plain model in one process: the baseline DAP has to beat. As in
+training, the sharded parameters' partial gradients are scaled by P and one all-reduce
+(mean) of a flat gradient buffer after backward makes them the one-process gradient.
 
 Reported per P: the median step time (the slowest rank's time per step: a step is done
 when every rank is), the speed-up over P = 1 and its efficiency, peak memory per rank
@@ -24,12 +18,12 @@ after the timed steps, which agrees when the updates were the same.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -37,15 +31,15 @@ import torch.distributed as dist
 from scalefold.bench.spawn import cpu_count, spawn_ranks
 from scalefold.bench.step import (
     PRESET_SHAPES,
-    VARIANTS,
     Shapes,
     StepRunner,
-    _set_matmul_precision,
     _sync,
+    parse_variant,
+    step_config,
     time_steps,
 )
 from scalefold.model import AlphaFoldConfig
-from scalefold.train.step import FlatGradSync
+from scalefold.train.topology import Topology
 from scalefold.utils.synthetic import synthetic_batch
 
 
@@ -54,7 +48,7 @@ class DapBenchConfig:
     preset: str = "mlperf"
     device: str = "cuda"
     dap_sizes: tuple[int, ...] = (1, 2, 4, 8)
-    variant: str = "fp32"  # a `bench step` variant; its kernels apply inside the shards
+    variant: str = "eager@fp32"  # a `bench step` variant; its kernels apply inside the shards
     recycles: int = 0  # gradient-free recycling iterations before the last one
     warmup: int = 2
     steps: int = 5
@@ -62,7 +56,6 @@ class DapBenchConfig:
     activation_checkpointing: bool = False
     threads: int | None = None  # CPU threads per rank; default: cores // P
     shapes: Shapes | None = None  # default by preset
-    grad_reduction: Literal["flat", "sum"] = "flat"  # see the module docstring
 
 
 @dataclass
@@ -100,12 +93,11 @@ def check_config(cfg: DapBenchConfig) -> None:
             f"the number of residues N={n} must be divisible by every DAP size; "
             f"it is not by {bad} (choose --n-res as a multiple of {math.lcm(*cfg.dap_sizes)})"
         )
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {cfg.variant!r}; known: {sorted(VARIANTS)}")
-    if VARIANTS[cfg.variant].compile:
+    variant = parse_variant(cfg.variant)
+    if variant.speed.compile_glue:
         # compile_glue traces the plain blocks' forward; the DAP subclasses replace it.
         raise ValueError("compiled variants are not supported under DAP")
-    if VARIANTS[cfg.variant].cuda_graphs and not cfg.device.startswith("cuda"):
+    if variant.speed.cuda_graphs and not cfg.device.startswith("cuda"):
         raise ValueError(f"variant {cfg.variant!r} captures CUDA graphs: it needs "
                          f"--device cuda, not {cfg.device!r}")
     if cfg.device.startswith("cuda"):
@@ -166,29 +158,25 @@ def _measure_rank(rank: int, size: int, device: torch.device, cfg: DapBenchConfi
         from scalefold.parallel import new_dap_groups
 
         group, _ = new_dap_groups(size)  # the trainer's grouping; here one group of all
-    return _measure(cfg, size, group, device)
+    return _measure(cfg, size, rank, group, device)
 
 
-def _measure(cfg: DapBenchConfig, size: int, group, device: torch.device) -> dict:
-    from scalefold.parallel import parallelize_dap
-
-    variant = VARIANTS[cfg.variant]
-    _set_matmul_precision(variant.precision)
+def _measure(cfg: DapBenchConfig, size: int, rank: int, group, device: torch.device) -> dict:
+    variant = parse_variant(cfg.variant)
+    variant = dataclasses.replace(variant, speed=dataclasses.replace(variant.speed,
+                                                                     grad_sync="flat"))
     model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
     shapes = resolve_shapes(cfg)
-    # Every rank draws the same sample and (StepRunner seeds before building) the same
-    # weights and dropout masks: the DAP group's contract (docs/DAP.md, requirements 1-2).
+    # Every rank draws the same sample and the same weights and dropout masks: the DAP
+    # group's contract (docs/DAP.md, requirements 1-2).
     batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
                             shapes.n_templ, num_iterations=cfg.recycles + 1, seed=cfg.seed,
                             device=device)
-    runner = StepRunner(model_cfg, variant, device, cfg.seed, cfg.activation_checkpointing)
-    if size > 1 and cfg.grad_reduction == "sum":
-        parallelize_dap(runner.model, group, grad_reduction="sum")
-    elif size > 1:
-        # Mean over the group of P·(partial gradient) = the sum of the partials; the
-        # unsharded parameters' gradients are the same on every rank.
-        parallelize_dap(runner.model, group, grad_reduction="scale")
-        runner.train_step.grad_sync = FlatGradSync(group, size)
+    topo = Topology(rank=rank, world_size=size, num_eval_ranks=0, dap_size=size,
+                    dap_group=group)
+    torch.manual_seed(cfg.seed)  # dropout: the same stream on every rank
+    runner = StepRunner(step_config(cfg.preset, variant, cfg.seed,
+                                    cfg.activation_checkpointing), device, topo)
 
     # The first step is the one counted (its collectives are the same in every step) and
     # the first warm-up step; its loss is before any update, so it is comparable across P.

@@ -1,4 +1,6 @@
-"""`scalefold bench data`: the data pipeline's two speed figures (issue 4, sections 4 and 6).
+"""`scalefold bench data`: the data pipeline's two speed figures.
+
+Measurements: docs/perf-log/2026-11-29_data-pipeline.md.
 
 ``prep``: time to prepare one training sample (``ChainDataset[(index, seed)]``: read the
 structure and alignments, parse, merge MSAs, templates with Kalign, ground truth, the MSA

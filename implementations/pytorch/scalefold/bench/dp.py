@@ -1,8 +1,9 @@
-"""`scalefold bench dp`: training-step time by data-parallel world size (issue 8, run 1).
+"""`scalefold bench dp`: training-step time by data-parallel world size (weak scaling).
 
 For every world size W, W processes on this host (spawned; gloo on CPU, NCCL on CUDA with
-one GPU per process) each run the `bench step` step of one `--variant` on a sample of
-their own (seed + rank), with the gradients averaged across ranks by one of:
+one GPU per process) each run the trainer's step (`build_step`) of one `bench step`
+`--variant` on a sample of their own (seed + rank), with the gradients averaged across
+ranks by one of (`SpeedConfig.grad_sync`):
 
 - `ddp`: `DistributedDataParallel` (bucketed all-reduces overlapped with backward);
 - `flat`: one all-reduce of a flat gradient buffer after backward (`FlatGradSync`);
@@ -15,6 +16,7 @@ efficiency, samples/s (W / step time), and peak memory per rank (CUDA).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -26,15 +28,15 @@ import torch.distributed as dist
 from scalefold.bench.spawn import cpu_count, spawn_ranks
 from scalefold.bench.step import (
     PRESET_SHAPES,
-    VARIANTS,
     Shapes,
     StepRunner,
-    _set_matmul_precision,
     _sync,
+    parse_variant,
+    step_config,
     time_steps,
 )
 from scalefold.model import AlphaFoldConfig
-from scalefold.train.step import FlatGradSync
+from scalefold.train.topology import Topology
 from scalefold.utils.synthetic import synthetic_batch
 
 MODES = ("ddp", "flat")
@@ -46,7 +48,7 @@ class DpBenchConfig:
     device: str = "cuda"
     world_sizes: tuple[int, ...] = (1, 2, 4, 8)
     modes: tuple[str, ...] = MODES
-    variant: str = "bf16+tri+fused_opt+bf16_ln"  # a `bench step` variant
+    variant: str = "h100+cuda_graphs=0+compile_glue=0"  # a `bench step` variant
     recycles: int = 0  # gradient-free recycling iterations before the last one
     warmup: int = 2
     steps: int = 5
@@ -70,12 +72,11 @@ class DpResult:
 
 
 def check_config(cfg: DpBenchConfig) -> None:
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {cfg.variant!r}; known: {sorted(VARIANTS)}")
+    variant = parse_variant(cfg.variant)
     unknown = [m for m in cfg.modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown modes {unknown}; known: {list(MODES)}")
-    if VARIANTS[cfg.variant].cuda_graphs and "ddp" in cfg.modes:
+    if variant.speed.cuda_graphs and "ddp" in cfg.modes:
         raise ValueError("graph variants need --modes flat (DDP's hooks are not captured)")
     if cfg.device.startswith("cuda"):
         have = torch.cuda.device_count()
@@ -86,20 +87,17 @@ def check_config(cfg: DpBenchConfig) -> None:
 
 def _measure(rank: int, world: int, device: torch.device, cfg: DpBenchConfig,
              mode: str) -> dict:
-    variant = VARIANTS[cfg.variant]
-    _set_matmul_precision(variant.precision)
+    variant = parse_variant(cfg.variant)
+    variant = dataclasses.replace(variant, speed=dataclasses.replace(variant.speed,
+                                                                     grad_sync=mode))
     model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
     shapes = cfg.shapes or PRESET_SHAPES[cfg.preset]
     batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
                             shapes.n_templ, num_iterations=cfg.recycles + 1,
                             seed=cfg.seed + rank, device=device)
-    runner = StepRunner(model_cfg, variant, device, cfg.seed)  # same weights on every rank
-    if world > 1 and mode == "ddp":
-        runner.train_step.model = torch.nn.parallel.DistributedDataParallel(
-            runner.model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True)
-    elif world > 1:
-        runner.train_step.grad_sync = FlatGradSync(None, world)
+    # The trainer's step for `world` training ranks; the same weights on every rank.
+    runner = StepRunner(step_config(cfg.preset, variant, cfg.seed), device,
+                        Topology(rank=rank, world_size=world, num_eval_ranks=0))
     # The peak is not reset after warm-up: graph variants allocate their activations once,
     # at capture, and replays never touch the allocator.
     time_steps(runner, batch, cfg.warmup, 0)

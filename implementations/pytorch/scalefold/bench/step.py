@@ -2,9 +2,15 @@
 
 A step is what the trainer does per batch: forward with n recycling iterations (the
 gradient flows through the last only), the MLPerf loss, backward, gradient clipping to a
-global norm of 0.1, Adam, and the SWA (EMA) update. Each variant builds the same model
-(same seed), applies its speed-ups from outside (`scalefold.kernels`), warms up and then
-times `steps` steps for every n in `recycles` with CUDA events (perf_counter on CPU).
+global norm of 0.1, Adam, and the SWA (EMA) update. Every variant's step is built by the
+trainer's own builder (`scalefold.train.build.build_step`) from a `TrainConfig`, so a
+variant times exactly what `scalefold train` with the same settings runs; it warms up and
+then times `steps` steps for every n in `recycles` with CUDA events (perf_counter on CPU).
+
+A variant is a speed preset with overrides (`parse_variant`):
+`PRESET[@PRECISION][+FIELD[=VALUE]]...`, e.g. `h200`, `eager@tf32+ckpt`,
+`h200+trimul_projection_bias=gate`, `h100+cuda_graphs=0+compile_glue=0`; FIELD is a
+`SpeedConfig` field, and `ckpt` turns on activation checkpointing.
 
 Reported per variant: the median step time per n, their uniform average (the benchmark
 draws n uniformly from 0..3), the ratio to the first variant, samples/s (batch 1), peak
@@ -14,179 +20,70 @@ model FLOPs, which do not depend on how a variant computes them).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import gc
 import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
-from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
-from scalefold.train.config import SpeedConfig
-from scalefold.train.flat_params import FlatParameters
-from scalefold.train.graphs import GraphedTrainStep
-from scalefold.train.step import FlatGradSync, TrainStep, apply_speedups, make_adam
-from scalefold.train.swa import WeightEMA
+from scalefold.train.build import BuiltStep, build_step
+from scalefold.train.config import PRESETS, SpeedConfig, TrainConfig
+from scalefold.train.topology import Topology
 from scalefold.utils.synthetic import synthetic_batch
 
-GRAD_CLIP = 0.1  # MLPerf reference's gradient_clip_norm
-SWA_DECAY = 0.9
+_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running the step. Fields are cumulative switches."""
+    """One way of running the step: a precision, the speed-ups, activation checkpointing."""
 
     name: str
-    precision: str = "fp32"  # fp32 | tf32 | bf16 (autocast, fp32 master weights)
-    attention: str = "eager"  # eager | sdpa | triton
-    layer_norm: str = "eager"  # eager | triton
-    layer_norm_output: str = "fp32"  # fp32 | compute (bf16 under autocast)
-    fp32_islands: bool = True  # bf16 only: structure module + heads in fp32
-    fused_optimizer: bool = False  # Adam(fused=True) with the clip folded into its scale
-    compile: bool = False  # torch.compile of the elementwise glue blocks
-    compile_attn: bool = False  # ...and of the attention blocks
-    cuda_graphs: bool = False  # the whole step captured per recycling count
-    recompute_opm: bool = False  # OuterProductMean recomputed in backward (memory)
-    opm_kernel: bool = False  # its projection without layout copies (Triton)
-    matvec_bias_grad: bool = False  # Linear bias gradients as a matvec
-    trimul_cf: bool = False  # triangle multiplication channels-first
-    trimul_ln: bool = False  # ...with its output LayerNorm reading channels-first
-    dq_kernel: bool = False  # Triton attention's dq from its own kernel
-    store_ds: bool = False  # Triton attention's backward stores dS (bias-gradient calls)
-    trimul_bias: str = "baddbmm"  # how the trimul projection's bias is applied
-    fused_gate: bool = False  # sigmoid gates as one Triton kernel each way
-    flat_params: bool = False  # parameters and gradients in two flat buffers
-    # Activation checkpointing from the start: the eager baselines do not fit without it
-    # at the benchmark's shapes, and one process can then time them beside the fast rows.
+    precision: str
+    speed: SpeedConfig
     checkpointing: bool = False
 
-    def speed(self) -> SpeedConfig:
-        return SpeedConfig(attention=self.attention, layer_norm=self.layer_norm,
-                           layer_norm_output=self.layer_norm_output,
-                           fused_optimizer=self.fused_optimizer, compile_glue=self.compile,
-                           compile_attention=self.compile_attn,
-                           cuda_graphs=self.cuda_graphs,
-                           recompute_outer_product=self.recompute_opm,
-                           opm_projection_kernel=self.opm_kernel,
-                           matvec_bias_grad=self.matvec_bias_grad,
-                           trimul_channel_first=self.trimul_cf,
-                           trimul_norm_kernel=self.trimul_ln,
-                           attention_dq_kernel=self.dq_kernel,
-                           attention_store_ds=self.store_ds,
-                           trimul_projection_bias=self.trimul_bias,
-                           fused_gate=self.fused_gate, flat_params=self.flat_params)
+
+def parse_variant(spec: str) -> Variant:
+    """`PRESET[@PRECISION][+FIELD[=VALUE]]...` (see the module docstring)."""
+    head, *overrides = spec.split("+")
+    preset, _, precision = head.partition("@")
+    if preset not in PRESETS:
+        raise ValueError(f"variant {spec!r}: unknown preset {preset!r}; known: "
+                         f"{sorted(PRESETS)}")
+    precision = precision or PRESETS[preset].precision or "fp32"
+    if precision not in ("fp32", "tf32", "bf16"):
+        raise ValueError(f"variant {spec!r}: precision must be fp32, tf32 or bf16")
+    kinds = {f.name: f for f in dataclasses.fields(SpeedConfig)}
+    changes: dict = {}
+    ckpt = False
+    for item in overrides:
+        name, eq, value = item.partition("=")
+        if name == "ckpt" and not eq:
+            ckpt = True
+            continue
+        if name not in kinds:
+            raise ValueError(f"variant {spec!r}: {name!r} is not a SpeedConfig field "
+                             f"(or ckpt); fields: {sorted(kinds)}")
+        default = getattr(SpeedConfig(), name)
+        if isinstance(default, bool):
+            if eq and value.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"variant {spec!r}: {name}={value!r} is not a boolean")
+            changes[name] = not eq or value.lower() in _TRUE
+        elif not eq:
+            raise ValueError(f"variant {spec!r}: {name} needs a value ({name}=...)")
+        else:
+            changes[name] = value
+    speed = dataclasses.replace(PRESETS[preset].speed, **changes)
+    return Variant(spec, precision, speed, ckpt)
 
 
-_TRI = dict(precision="bf16", attention="triton", layer_norm="triton")
-# Session 4's `fast`, the base the session-5 switches were measured against
-_FAST_S4 = dict(**_TRI, layer_norm_output="compute", fused_optimizer=True, cuda_graphs=True,
-                matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
-                compile=True)
-# Session 5's `fast`, the base of session 6's measurements
-_FAST_S5 = dict(**_FAST_S4, trimul_ln=True, opm_kernel=True)
-_FAST = dict(**_FAST_S5, store_ds=True)
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("fp32"),
-        Variant("tf32", precision="tf32"),
-        Variant("fp32+ckpt", checkpointing=True),
-        Variant("tf32+ckpt", precision="tf32", checkpointing=True),
-        Variant("bf16", precision="bf16"),
-        Variant("bf16+sdpa", precision="bf16", attention="sdpa"),
-        Variant("bf16+tri_attn", precision="bf16", attention="triton"),
-        Variant("bf16+tri_attn+tri_ln", **_TRI),
-        Variant("bf16+tri+fused_opt", **_TRI, fused_optimizer=True),
-        Variant("bf16+tri+fused_opt+compile", **_TRI, fused_optimizer=True, compile=True),
-        Variant("bf16+tri+fused_opt+bf16_ln", **_TRI, fused_optimizer=True,
-                layer_norm_output="compute"),
-        # fp32 in graphs: exact comparisons of graphed steps (DAP against one process)
-        Variant("fp32+fused_opt+graphs", fused_optimizer=True, cuda_graphs=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs", **_TRI, fused_optimizer=True,
-                layer_norm_output="compute", cuda_graphs=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute", **_TRI,
-                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias", **_TRI,
-                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True, matvec_bias_grad=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+trimul_cf", **_TRI,
-                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True, matvec_bias_grad=True, trimul_cf=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+dq_kernel", **_TRI,
-                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True, matvec_bias_grad=True, dq_kernel=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+gate", **_TRI,
-                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True, matvec_bias_grad=True, fused_gate=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+all_new", **_TRI,
-                fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True, matvec_bias_grad=True, trimul_cf=True, dq_kernel=True,
-                fused_gate=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+opm_recompute+mvbias+all_new+compile",
-                **_TRI, fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                recompute_opm=True, matvec_bias_grad=True, trimul_cf=True, dq_kernel=True,
-                fused_gate=True, compile=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+graphs+mvbias+all_new+compile",
-                **_TRI, fused_optimizer=True, layer_norm_output="compute", cuda_graphs=True,
-                matvec_bias_grad=True, trimul_cf=True, dq_kernel=True, fused_gate=True,
-                compile=True),
-        # What `scalefold train --fast` runs (the H200 config), the same plus the outer
-        # product mean's recompute (the H100 configs' memory), and the kernels of `fast`
-        # without the graph, for --profile.
-        Variant("fast", **_FAST),
-        Variant("fast+opm_recompute", **_FAST, recompute_opm=True),
-        Variant("fast_eager", **{**_FAST, "cuda_graphs": False}),
-        Variant("fast+compile_attn", **_FAST, compile_attn=True),
-        Variant("fast+flat", **_FAST, flat_params=True),
-        Variant("fast+opm_recompute+flat", **_FAST, recompute_opm=True, flat_params=True),
-        Variant("fast+trimul_gate", **_FAST, trimul_bias="gate"),
-        Variant("fast+opm_recompute+trimul_gate", **_FAST, recompute_opm=True,
-                trimul_bias="gate"),
-        Variant("fast+trimul_mv", **_FAST, trimul_bias="gate_matvec"),
-        Variant("fast+opm_recompute+trimul_mv", **_FAST, recompute_opm=True,
-                trimul_bias="gate_matvec"),
-        # Session 6's rows: session 5's `fast` without and with the stored dS
-        Variant("fast_s5", **_FAST_S5),
-        Variant("fast_s5+opm_recompute", **_FAST_S5, recompute_opm=True),
-        Variant("fast_s5+opm_recompute+flat", **_FAST_S5, recompute_opm=True,
-                flat_params=True),
-        Variant("fast+opm_recompute+compile_attn", **_FAST, recompute_opm=True,
-                compile_attn=True),
-        # Session 5's measurements of the switches beside session 4's `fast`
-        Variant("fast_s4+opm_recompute", **_FAST_S4, recompute_opm=True),
-        Variant("fast_s4+opm_recompute+trimul_ln", **_FAST_S4, recompute_opm=True,
-                trimul_ln=True),
-        Variant("fast_s4+opm_recompute+opm_kernel", **_FAST_S4, recompute_opm=True,
-                opm_kernel=True),
-        Variant("fast_s4+opm_recompute+compile_attn", **_FAST_S4, recompute_opm=True,
-                compile_attn=True),
-        Variant("fast_s4+opm_recompute+new3", **_FAST_S4, recompute_opm=True,
-                trimul_ln=True, opm_kernel=True, compile_attn=True),
-        # Session 4's `all_new` kernels eager, without graphs or compile: the profile of
-        # docs/PERFORMANCE.md "Where the remaining time goes" (session 4).
-        Variant("bf16+tri+fused_opt+bf16_ln+mvbias+all_new", **_TRI, fused_optimizer=True,
-                layer_norm_output="compute", matvec_bias_grad=True, trimul_cf=True,
-                dq_kernel=True, fused_gate=True),
-        Variant("bf16+tri+fused_opt+bf16_ln+compile+graphs", **_TRI, fused_optimizer=True,
-                layer_norm_output="compute", compile=True, cuda_graphs=True),
-        # Ablations (not cumulative)
-        Variant("tf32+fused_opt+graphs", precision="tf32", fused_optimizer=True,
-                cuda_graphs=True),
-        Variant("bf16+tri+fused_opt+graphs", **_TRI, fused_optimizer=True, cuda_graphs=True),
-        Variant("bf16+tri+fused_opt+flat", **_TRI, fused_optimizer=True, flat_params=True),
-        Variant("bf16_no_fp32_islands", precision="bf16", fp32_islands=False),
-        Variant("bf16+compile", precision="bf16", compile=True),
-    )
-}
-DEFAULT_VARIANTS = (
-    "fp32", "tf32", "bf16", "bf16+sdpa", "bf16+tri_attn", "bf16+tri_attn+tri_ln",
-    "bf16+tri+fused_opt",
-)
+DEFAULT_VARIANTS = ("eager@tf32+ckpt", "h100", "h200")
 
 
 @dataclass(frozen=True)
@@ -250,41 +147,30 @@ class VariantResult:
         return max((r.peak_mem_gb for r in self.per_n), default=0.0)
 
 
+def step_config(preset: str, variant: Variant, seed: int,
+                activation_checkpointing: bool = False) -> TrainConfig:
+    """The `TrainConfig` of a variant: the benchmark's defaults for everything else (lr,
+    clip, SWA decay); no data is read."""
+    return TrainConfig(
+        data_dir=Path("."), output_dir=Path("."), preset=preset, precision=variant.precision,
+        speed=variant.speed, seed=seed,
+        activation_checkpointing=activation_checkpointing or variant.checkpointing,
+    )
+
+
 class StepRunner:
-    """Model, loss, optimizer and EMA of one variant; `step()` runs one training step."""
+    """One variant's step as the trainer builds it; `step()` runs one training step."""
 
-    def __init__(self, model_cfg: AlphaFoldConfig, variant: Variant, device: torch.device,
-                 seed: int, activation_checkpointing: bool = False) -> None:
-        self.variant = variant
+    def __init__(self, cfg: TrainConfig, device: torch.device,
+                 topology: Topology | None = None) -> None:
         self.device = device
-        speed = variant.speed()
-        if speed.cuda_graphs and device.type != "cuda":
-            raise ValueError("CUDA graphs need a CUDA device")
-        torch.manual_seed(seed)
-        model = AlphaFold(model_cfg).to(device)
-        model.train()
-        model.set_activation_checkpointing(activation_checkpointing)
-        apply_speedups(model, speed, variant.precision, device.type, variant.fp32_islands)
-        self.model = model
-        self.flat = FlatParameters(list(model.parameters())) if speed.flat_params else None
-        self.params = ([self.flat.param] if self.flat else
-                       [p for p in model.parameters() if p.requires_grad])
-        self.optimizer = make_adam(self.params, 1e-3, device, fused=speed.fused_optimizer,
-                                   capturable=speed.cuda_graphs)
-        self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)  # has table buffers
-        self.ema = WeightEMA(model, decay=SWA_DECAY, flat=self.flat)
-        self.use_clamped = torch.ones(1, device=device)
-        grad_sync = (FlatGradSync(flat=self.flat.grad, between_graphs=False) if self.flat
-                     else None)
-        self.train_step = TrainStep(model, self.params, self.optimizer, self.loss_fn,
-                                    self.ema, model, GRAD_CLIP, fused=speed.fused_optimizer,
-                                    autocast=self.autocast, grad_sync=grad_sync)
-        self.graphed = GraphedTrainStep(self.train_step) if speed.cuda_graphs else None
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.variant.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        torch.manual_seed(cfg.seed)  # dropout's stream; the weights have their own seed
+        topo = topology or Topology(rank=0, world_size=1, num_eval_ranks=0)
+        self.built: BuiltStep = build_step(cfg, device, topo, eval_copy=False)
+        self.model = self.built.model
+        self.train_step = self.built.step
+        self.graphed = self.built.graphed
+        self.use_clamped = torch.ones(cfg.local_batch_size, device=device)
 
     def prepare(self, *batches: dict[str, torch.Tensor]) -> None:
         """Capture these batch shapes' graphs (graph variants; warm-up included). Give
@@ -301,13 +187,6 @@ class StepRunner:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _set_matmul_precision(precision: str) -> None:
-    # tf32 for the tf32 variant and for the fp32 islands of bf16 variants.
-    allow = precision in ("tf32", "bf16")
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
 
 
 def time_steps(runner: StepRunner, batch, warmup: int, steps: int) -> list[float]:
@@ -474,14 +353,15 @@ def _sweep(runner: StepRunner, full, cfg: BenchConfig, name: str, log) -> list[R
     return out
 
 
-def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[int, int]]:
-    """Run every variant; returns results and the FLOPs per step for each n."""
+def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None,
+              ) -> tuple[list[VariantResult], dict[int, int]]:
+    """Run every variant (`cfg.variants`, or `variants` given as objects); returns results
+    and the FLOPs per step for each n."""
     device = torch.device(cfg.device)
     model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
     shapes = cfg.shapes or PRESET_SHAPES[cfg.preset]
-    unknown = [v for v in cfg.variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    if variants is None:
+        variants = [parse_variant(v) for v in cfg.variants]  # every spec checked first
     full = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
                            shapes.n_templ, num_iterations=max(cfg.recycles) + 1, seed=cfg.seed,
                            device=device)
@@ -493,8 +373,8 @@ def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[in
     results: list[VariantResult] = []
     saved_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
-        for name in cfg.variants:
-            variant = VARIANTS[name]
+        for variant in variants:
+            name = variant.name
             res = VariantResult(variant)
             results.append(res)
             t0 = time.perf_counter()
@@ -502,18 +382,18 @@ def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[in
             ckpt = cfg.activation_checkpointing or variant.checkpointing
             res.checkpointing = ckpt
             try:
-                _set_matmul_precision(variant.precision)
                 if cfg.memory_report and name == cfg.variants[-1]:
                     # On a model of its own, built the same way: the report's eager step
                     # runs on the default stream, and nothing of it (autograd nodes of
                     # the parameters, compiled code's state) may reach a later capture.
-                    report_runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
+                    report_runner = StepRunner(step_config(cfg.preset, variant, cfg.seed, ckpt),
+                                               device)
                     log(saved_activation_report(report_runner, _slice(full, 0)))
                     del report_runner
                     gc.collect()
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
-                runner = StepRunner(model_cfg, variant, device, cfg.seed, ckpt)
+                runner = StepRunner(step_config(cfg.preset, variant, cfg.seed, ckpt), device)
                 oom = False
                 try:
                     res.per_n = _sweep(runner, full, cfg, name, log)
@@ -529,7 +409,8 @@ def run_bench(cfg: BenchConfig, log=print) -> tuple[list[VariantResult], dict[in
                     gc.collect()
                     torch.cuda.empty_cache()
                     res.checkpointing = True
-                    runner = StepRunner(model_cfg, variant, device, cfg.seed, True)
+                    runner = StepRunner(step_config(cfg.preset, variant, cfg.seed, True),
+                                        device)
                     res.per_n = _sweep(runner, full, cfg, name, log)
             except Exception as e:  # noqa: BLE001 - one failing variant must not stop the rest
                 res.error = f"{type(e).__name__}: {e}"[:300]
@@ -590,7 +471,7 @@ def results_json(cfg: BenchConfig, results: list[VariantResult], flops: dict[int
     out = {
         "config": asdict(cfg), "env": env, "flops": flops,
         "results": [
-            {"variant": asdict(r.variant), "error": r.error, "setup_s": r.setup_s,
+            {"variant": asdict(r.variant), "name": r.variant.name, "error": r.error, "setup_s": r.setup_s,
              "checkpointing": r.checkpointing,
              "per_n": [asdict(x) | {"median_s": x.median_s} for x in r.per_n]}
             for r in results

@@ -1,32 +1,32 @@
 """Speed-ups applied to a built `AlphaFold` from outside, like torchtitan's `parallelize_*`.
 
-The model code stays plain; these functions swap or wrap its leaf modules in place:
+The model code stays plain. Every speed-up is applied the same way: `swap` switches the
+class of the matching modules to a subclass (or mixin) defined here, keeping their
+Parameters and state-dict names (`scalefold.kernels.swap`). `apply_speedups` applies a
+`SpeedConfig` in the one order that works; the functions it calls are public for tests
+and for use on their own:
 
 - `apply_kernels(model, attention=..., layer_norm=..., layer_norm_output=...)`: every
   `AttentionCore` becomes the PyTorch-eager, SDPA or Triton flash implementation; every
-  `LayerNorm` the eager or Triton one (same Parameter objects, same state-dict names),
-  returning float32 under autocast (`"fp32"`, PyTorch's behaviour) or the autocast dtype
-  (`"compute"`: bf16 residual streams).
+  `LayerNorm` the eager or Triton one, returning float32 under autocast (`"fp32"`,
+  PyTorch's behaviour) or the autocast dtype (`"compute"`: bf16 residual streams).
 - `keep_fp32(model)`: the structure module and auxiliary heads run in float32 under a bf16
-  autocast region (what the public ScaleFold entry keeps in fp32).
-- `compile_glue(model)`: `torch.compile` on the blocks whose cost is elementwise glue
-  around matmuls (transitions, outer product mean, triangle multiplication).
-- `recompute_outer_product_mean(model)`: the outer product mean's activations are
-  recomputed in backward instead of saved (the largest saved tensor per block).
-- `swap_gates(model)`: every sigmoid gate (x · sigmoid(g)) as one fused Triton kernel
-  each way.
-- `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matrix-vector
-  product instead of PyTorch's column-sum reduction.
-- `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first
-  (one stacked projection, no layout copies around its batched matmul).
+  autocast region.
+- `swap_outer_product_mean(model)`: the outer product mean's projection without layout
+  copies; `recompute_outer_product_mean(model)`: its activations recomputed in backward.
+- `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
+- `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
+- `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
+- `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
+  around matmuls (transitions, outer product mean, triangle multiplication); last.
 
-Apply them before the optimizer is built (LayerNorm swaps keep the Parameter objects, so
-building it after is a habit, not a requirement).
+A new speed-up is its module subclass here, one `SpeedConfig` field (which makes its
+`scalefold train` flag and bench override), one line in `apply_speedups`, and its tests.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from torch import nn
 
@@ -38,12 +38,16 @@ from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_prod
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
+from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul import (
     ChannelFirstTriangleMultiplication,
     swap_triangle_multiplication,
 )
 from scalefold.model.attention import AttentionCore
 from scalefold.model.primitives import LayerNorm
+
+if TYPE_CHECKING:
+    from scalefold.train.config import SpeedConfig
 
 AttentionImpl = Literal["eager", "sdpa", "triton"]
 LayerNormImpl = Literal["eager", "triton"]
@@ -61,18 +65,6 @@ _NORMS: dict[tuple[str, str], type[LayerNorm]] = {
 }
 
 
-def _swap_layer_norm(old: LayerNorm, cls: type[LayerNorm], output: str) -> LayerNorm:
-    new = cls.__new__(cls)
-    nn.Module.__init__(new)
-    new.c, new.eps = old.c, old.eps
-    if cls is TritonLayerNorm:
-        new.output = output
-    # The same Parameter objects: optimizer state and state-dict names carry over.
-    new.weight, new.bias = old.weight, old.bias
-    new.train(old.training)
-    return new
-
-
 def apply_kernels(
     model: nn.Module,
     attention: AttentionImpl = "triton",
@@ -80,9 +72,9 @@ def apply_kernels(
     layer_norm_output: LayerNormOutput = "fp32",
     flash_config: FlashConfig | None = None,
 ) -> nn.Module:
-    """Swap every attention core and LayerNorm of `model` in place; returns `model`.
-    `flash_config` fixes the Triton attention's launches and variants (None: the
-    default)."""
+    """Swap every attention core and LayerNorm of `model` in place (any implementation
+    of them for another); returns `model`. `flash_config` fixes the Triton attention's
+    launches and variants (None: the default)."""
     if attention not in _CORES:
         raise ValueError(f"attention must be one of {sorted(_CORES)}, got {attention!r}")
     if layer_norm not in ("eager", "triton"):
@@ -91,19 +83,40 @@ def apply_kernels(
         raise ValueError(f"layer_norm_output must be 'fp32' or 'compute', "
                          f"got {layer_norm_output!r}")
     core_cls = _CORES[attention]
+    core_attrs = {"config": flash_config} if core_cls is TritonAttentionCore else {}
+    swap(model, AttentionCore, core_cls, alternatives=tuple(_CORES.values()), **core_attrs)
     norm_cls = _NORMS[(layer_norm, layer_norm_output)]
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, AttentionCore) and (
-                    type(child) is not core_cls
-                    or getattr(child, "config", None) is not flash_config):
-                setattr(parent, name, TritonAttentionCore(flash_config)
-                        if core_cls is TritonAttentionCore else core_cls())
-            elif isinstance(child, LayerNorm) and (
-                type(child) is not norm_cls
-                or getattr(child, "output", "fp32") != layer_norm_output
-            ):
-                setattr(parent, name, _swap_layer_norm(child, norm_cls, layer_norm_output))
+    norm_attrs = {"output": layer_norm_output} if norm_cls is TritonLayerNorm else {}
+    swap(model, LayerNorm, norm_cls, alternatives=tuple(set(_NORMS.values())), **norm_attrs)
+    return model
+
+
+def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str) -> nn.Module:
+    """Every model-side speed-up of `speed`, in place, in the order they compose.
+
+    The optimizer-side ones (`fused_optimizer`, `cuda_graphs`, `grad_sync`) belong to the
+    step (`scalefold.train.build.build_step`).
+    """
+    flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds)
+    apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
+                  layer_norm_output=speed.layer_norm_output,
+                  flash_config=flash if flash != FlashConfig() else None)
+    if precision == "bf16":
+        keep_fp32(model)
+    # The projection kernel replaces the class the recompute mixin then wraps.
+    if speed.opm_projection_kernel:
+        swap_outer_product_mean(model)
+    if speed.recompute_outer_product:
+        recompute_outer_product_mean(model)
+    if speed.trimul_channel_first:
+        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
+                                     projection_bias=speed.trimul_projection_bias)
+    if speed.matvec_bias_grad:
+        swap_linears(model)
+    if speed.fused_gate:
+        swap_gates(model)
+    if speed.compile_glue:  # last: it traces the forwards the swaps above installed
+        compile_glue(model)
     return model
 
 
@@ -119,11 +132,13 @@ __all__ = [
     "TritonLayerNorm",
     "TritonSigmoidGate",
     "apply_kernels",
+    "apply_speedups",
     "compile_glue",
     "keep_fp32",
     "recompute_outer_product_mean",
     "swap_gates",
     "swap_linears",
     "swap_outer_product_mean",
+    "swap",
     "swap_triangle_multiplication",
 ]

@@ -26,7 +26,8 @@ Kernels:
   ([Z1·Z2·H, Q, K], q's dtype) and neither of the two kernels above runs: dQ is one
   batched matmul and dBias an fp32 sum of the stored dS. This materialises dS after all,
   once, in the backward only; at the benchmark's shapes three passes over it cost less
-  than the two recomputes they replace (docs/PERFORMANCE.md, session 6).
+  than the two recomputes they replace: −21.4 ms a step on the H200 (docs/PERFORMANCE.md,
+  `attention_store_ds`).
 """
 
 from __future__ import annotations
@@ -471,11 +472,12 @@ class FlashConfig:
     store_ds: bool = False
 
 
-# The launches used unless a caller passes its own. A per-shape sm90 table was tried and
-# measured no faster in the whole step: its sweep timed each call from the host, which at
-# ~0.1-0.3 ms per call measures launch overhead as much as the kernels (PERFORMANCE.md,
-# session 3, item 3). `bench attention` now replays each call as a CUDA graph; a per-shape
-# choice belongs here once that sweep and the step time show a gain.
+# The launches used unless a caller passes its own. A per-shape sm90 table chosen by
+# host-timed calls measured no faster in the whole step (0.862 s against 0.860 s with
+# these defaults; docs/perf-log/2026-11-29_s3.md, item 3): at ~0.1-0.3 ms per call, host
+# timing measures launch overhead as much as the kernels. `bench attention` replays each
+# call as a CUDA graph; a per-shape choice belongs here once that sweep and the step time
+# show a gain.
 DEFAULT_CONFIG = FlashConfig()
 
 

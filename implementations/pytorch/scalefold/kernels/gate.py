@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from scalefold.kernels._triton import tl, triton, triton_usable
+from scalefold.kernels.swap import swap
 from scalefold.model.primitives import SigmoidGate
 
 if triton is not None:
@@ -77,7 +78,5 @@ class TritonSigmoidGate(SigmoidGate):
 
 def swap_gates(model: torch.nn.Module) -> torch.nn.Module:
     """Every `SigmoidGate` of `model` becomes a `TritonSigmoidGate`, in place."""
-    for m in model.modules():
-        if type(m) is SigmoidGate:
-            m.__class__ = TritonSigmoidGate
+    swap(model, SigmoidGate, TritonSigmoidGate)
     return model

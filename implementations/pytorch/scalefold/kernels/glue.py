@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from scalefold.model.msa import (
-    MSAColumnAttention,
-    MSAColumnGlobalAttention,
-    MSARowAttentionWithPairBias,
-    Transition,
-)
-from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
+from scalefold.kernels.swap import swap
+from scalefold.model.msa import Transition
+from scalefold.model.pair import OuterProductMean, TriangleMultiplication
 
 # The blocks whose eager cost is mostly elementwise kernels around a few matmuls
 # (LayerNorm, sigmoid gates, masking, ReLU, the outer-product normalisation).
 GLUE_MODULES: tuple[type[nn.Module], ...] = (Transition, OuterProductMean, TriangleMultiplication)
-# The attention blocks: their glue (LayerNorm, bias projections and masks, the q scaling,
-# the output gate) around the attention core, which stays what it is (Triton or not).
-ATTENTION_MODULES: tuple[type[nn.Module], ...] = (
-    MSARowAttentionWithPairBias, MSAColumnAttention, MSAColumnGlobalAttention,
-    TriangleAttention)
+
 
 
 def _to_fp32(x: Any) -> Any:
@@ -35,33 +25,47 @@ def _to_fp32(x: Any) -> Any:
     return x
 
 
-def _fp32_forward(forward: Callable[..., Any], device_type: str) -> Callable[..., Any]:
-    @functools.wraps(forward)
-    def run(*args: Any, **kwargs: Any) -> Any:
+class Fp32Island:
+    """Mixin (`scalefold.kernels.swap`): the module runs in float32 inside a bf16 autocast
+    region, its floating-point inputs cast up on entry."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        device_type = next(self.parameters()).device.type
         if not torch.is_autocast_enabled(device_type):
-            return forward(*args, **kwargs)
+            return super().forward(*args, **kwargs)
         with torch.autocast(device_type=device_type, enabled=False):
-            return forward(*[_to_fp32(a) for a in args],
-                           **{k: _to_fp32(v) for k, v in kwargs.items()})
-
-    run.__scalefold_fp32__ = True  # type: ignore[attr-defined]
-    return run
+            return super().forward(*[_to_fp32(a) for a in args],
+                                   **{k: _to_fp32(v) for k, v in kwargs.items()})
 
 
-def keep_fp32(model: nn.Module, device_type: str = "cuda",
+class RecomputedInBackward:
+    """Mixin (`scalefold.kernels.swap`): the module's activations are recomputed in
+    backward instead of saved. For modules that draw no random numbers: the
+    recomputation keeps no RNG state (`preserve_rng_state=False`), which keeps it
+    CUDA-graph capturable."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        from torch.utils.checkpoint import checkpoint
+
+        if not torch.is_grad_enabled():
+            return super().forward(*args, **kwargs)
+        return checkpoint(super().forward, *args, use_reentrant=False,
+                          preserve_rng_state=False, **kwargs)
+
+
+def keep_fp32(model: nn.Module, device_type: str | None = None,
               names: tuple[str, ...] = ("structure_module", "auxiliary_heads")) -> nn.Module:
     """Run the named submodules in float32 even inside a bf16 autocast region.
 
-    Their inputs are cast up on entry. The structure module's frames, the FAPE/violation
-    geometry and the heads' logits are where bf16 rounding would reach the loss directly,
-    and they cost little time. Wraps the instances' `forward` (not the class), so the
-    state dict is unchanged. Returns `model`.
+    The structure module's frames, the FAPE/violation geometry and the heads' logits are
+    where bf16 rounding would reach the loss directly, and they cost little time (the
+    public ScaleFold entry keeps them in fp32 too). `device_type` is read from the
+    parameters; the argument is accepted for older callers. Returns `model`.
     """
     for name in names:
         mod = getattr(model, name, None)
-        if mod is None or getattr(mod.forward, "__scalefold_fp32__", False):
-            continue
-        mod.forward = _fp32_forward(mod.forward, device_type)
+        if mod is not None:
+            swap(mod, type(mod), Fp32Island)
     return model
 
 
@@ -71,26 +75,9 @@ def recompute_outer_product_mean(model: nn.Module) -> nn.Module:
     Its input to `linear_out`, the outer product [*, N, N, c*c] (c = 32: 1024 channels),
     is the largest tensor a block saves: 128 MiB per block in bf16 at crop 256, ~6.4 GiB
     over the 48 Evoformer blocks. Recomputing it costs one einsum and one matmul per block.
-    The module draws no random numbers, so the recomputation needs no RNG state
-    (`preserve_rng_state=False`), which keeps it CUDA-graph capturable. Wraps the
-    instances' `forward`; the state dict is unchanged. Returns `model`.
+    Returns `model`.
     """
-    from torch.utils.checkpoint import checkpoint
-
-    for m in model.modules():
-        if not isinstance(m, OuterProductMean) or getattr(m.forward, "__scalefold_recompute__",
-                                                          False):
-            continue
-        forward = m.forward
-
-        def run(*args: Any, _forward: Callable[..., Any] = forward, **kwargs: Any) -> Any:
-            if not torch.is_grad_enabled():
-                return _forward(*args, **kwargs)
-            return checkpoint(_forward, *args, use_reentrant=False, preserve_rng_state=False,
-                              **kwargs)
-
-        run.__scalefold_recompute__ = True  # type: ignore[attr-defined]
-        m.forward = run
+    swap(model, OuterProductMean, RecomputedInBackward)
     return model
 
 

@@ -120,10 +120,11 @@ class LayerNormLaunch:
                 f"{self.bwd_warps}-p{self.bwd_programs}")
 
 
-# `scalefold bench layernorm` on the H200 (docs/PERFORMANCE.md, session 6): with the
+# `scalefold bench layernorm` on the H200 (docs/perf-log/2026-11-29_s6.md): with the
 # partials summed by `_ln_bwd_wb`, the backward with 8192-element blocks and up to 1024
-# programs took 24.7 ms per forward's calls, against 33.7 ms before (4096-element blocks,
-# two PyTorch sums); the forward's best differed from 4096 elements by 0.1 ms.
+# programs takes 24.7 ms per forward's calls, against 33.7 ms with 4096-element blocks
+# and the partials summed by two PyTorch reductions; the forward's best launch differed
+# from 4096 elements by 0.1 ms.
 DEFAULT_LAUNCH = LayerNormLaunch()
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from scalefold.kernels._autocast import autocast_dtype
+from scalefold.kernels.swap import swap
 from scalefold.model.primitives import Linear
 
 
@@ -63,14 +64,5 @@ class MatvecBiasGradLinear(Linear):
 def swap_linears(model: torch.nn.Module) -> torch.nn.Module:
     """Every biased `Linear` of `model` becomes a `MatvecBiasGradLinear`, in place (the
     same Parameter objects: optimizer state and state dict carry over). Returns `model`."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is Linear and child.bias is not None:
-                new = MatvecBiasGradLinear.__new__(MatvecBiasGradLinear)
-                torch.nn.Module.__init__(new)
-                new.in_features, new.out_features = child.in_features, child.out_features
-                new._init_name = child._init_name
-                new.weight, new.bias = child.weight, child.bias
-                new.train(child.training)
-                setattr(parent, name, new)
+    swap(model, Linear, MatvecBiasGradLinear, where=lambda m: m.bias is not None)
     return model

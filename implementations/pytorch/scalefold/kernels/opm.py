@@ -5,8 +5,9 @@ o[i, j, c, e] = Σ_s a[s, i, c] b[s, j, e] and projects it with `linear_out`, wh
 [N, N, c·e] rows. The product comes out of its matmul as [i, c, j, e] (rows (i, c) of
 a, columns (j, e) of b), so the [i, j, c, e] the projection needs is a copy of the whole
 tensor, 128 MiB per block at crop 256, and its gradient is another copy back: with the
-recompute, three per block, 20 ms of the eager H200 profile (docs/PERFORMANCE.md,
-session 4).
+recompute, three per block, 20 ms of an eager H200 profile of one n = 0 step. Replacing
+them with this kernel measured −11 ms a step (docs/PERFORMANCE.md; the profile is in
+docs/perf-log/2026-11-29_s4.md).
 
 Here the projection reads the product where the matmul put it. Three Triton kernels:
 - forward: out[i, j, :] = Σ_(c,e) X[i, c, j, e] W[:, c·E + e] + bias. A program owns a
@@ -28,6 +29,7 @@ from torch import nn
 
 from scalefold.kernels._autocast import autocast_dtype
 from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, triton_usable
+from scalefold.kernels.swap import swap
 from scalefold.model.pair import OuterProductMean
 
 if triton is not None:
@@ -196,10 +198,10 @@ def swap_outer_product_mean(model: nn.Module) -> nn.Module:
     """Every `OuterProductMean` of `model` projects without layout copies, in place (the
     same submodules and Parameters). Apply before `recompute_outer_product_mean`, which
     wraps the instances' forward as it finds it."""
-    for mod in model.modules():
-        if type(mod) is OuterProductMean:
-            if getattr(mod.forward, "__scalefold_recompute__", False):
-                raise ValueError("swap_outer_product_mean must come before "
-                                 "recompute_outer_product_mean")
-            mod.__class__ = ProjectedOuterProductMean
+    from scalefold.kernels.glue import RecomputedInBackward
+
+    if any(isinstance(m, RecomputedInBackward) for m in model.modules()):
+        raise ValueError("swap_outer_product_mean must come before "
+                         "recompute_outer_product_mean")
+    swap(model, OuterProductMean, ProjectedOuterProductMean)
     return model

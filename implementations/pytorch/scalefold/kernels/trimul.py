@@ -4,7 +4,7 @@ The plain module (`scalefold.model.pair.TriangleMultiplication`) projects z to a
 pair layout [*, N, N, c] and moves the channels first for the batched matmul over k. Those
 views have no unit stride in either matrix dim, so cuBLAS cannot take them: PyTorch copies
 a and b (and their gradients) to contiguous [c, N, N] buffers, 13 copies of 16 MiB per
-Evoformer block at crop 256 in the H200 profile (docs/PERFORMANCE.md, session 3), and the
+Evoformer block at crop 256 in the H200 profile, and the
 gating and masking in between run on strided tensors.
 
 Here the four projections that feed the matmul are one matmul that writes channels-first:
@@ -26,40 +26,17 @@ from torch import nn
 from scalefold.kernels._autocast import autocast_dtype
 from scalefold.kernels.layer_norm import TritonLayerNorm
 from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
+from scalefold.kernels.swap import swap
 from scalefold.model.pair import TriangleMultiplication
 
 # How the stacked projection's bias is applied (`projection_bias`):
 #   "baddbmm": by `torch.baddbmm`, which first copies the broadcast bias into its
-#       [4c, N·N] output and reads it back in the GEMM (H200 profile, session 6: 55 µs +
-#       52 µs at crop 256, 104 calls a forward);
+#       [4c, N·N] output and reads it back in the GEMM (55 µs + 52 µs at crop 256 on the
+#       H200, 104 calls a forward);
 #   "gate": a plain GEMM, the bias added in the gating's pointwise code (which
 #       `compile_glue` fuses); autograd's bias gradient, a sum over N·N that inductor
-#       fuses into the gating backward;
-#   "gate_matvec": as "gate", with the bias gradient as g·1 on cuBLAS (`_AddRowBias`).
-#       Measured slower (session 7: −8.7 ms a forward, +37 ms a backward).
-PROJECTION_BIAS = ("baddbmm", "gate", "gate_matvec")
-
-
-class _AddRowBias(torch.autograd.Function):
-    """x + bias[:, None], with the bias gradient as a matrix-vector product ("gate_matvec").
-
-    Meant to keep the gating backward pointwise, with the sum over N·N on cuBLAS as in
-    `scalefold.kernels.linear`. On the H200 it lost: the matvec over [4c, N·N] rows cost
-    more than inductor's fused reduction (docs/PERFORMANCE.md, session 7).
-    """
-
-    @staticmethod
-    def forward(ctx, x, bias):
-        # x: [B, R, P]  bias: [R]
-        return x + bias[:, None]
-
-    @staticmethod
-    def backward(ctx, g):
-        # g: [B, R, P]
-        gb = None
-        if ctx.needs_input_grad[1]:
-            gb = torch.matmul(g, g.new_ones(g.shape[-1])).sum(0)  # [R]
-        return g, gb
+#       fuses into the gating backward.
+PROJECTION_BIAS = ("baddbmm", "gate")
 
 
 class ChannelFirstTriangleMultiplication(TriangleMultiplication):
@@ -87,8 +64,6 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first
         if self.projection_bias == "gate":
             out = torch.matmul(w, zf.transpose(-1, -2)) + bias[:, None]
-        elif self.projection_bias == "gate_matvec":
-            out = _AddRowBias.apply(torch.matmul(w, zf.transpose(-1, -2)), bias)
         else:
             out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
                                 zf.transpose(-1, -2))
@@ -124,9 +99,6 @@ def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
     `norm_kernel`, `projection_bias`: see `ChannelFirstTriangleMultiplication`."""
     if projection_bias not in PROJECTION_BIAS:
         raise ValueError(f"projection_bias {projection_bias!r}: one of {PROJECTION_BIAS}")
-    for m in model.modules():
-        if type(m) in (TriangleMultiplication, ChannelFirstTriangleMultiplication):
-            m.__class__ = ChannelFirstTriangleMultiplication
-            m.norm_kernel = norm_kernel
-            m.projection_bias = projection_bias
+    swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
+         norm_kernel=norm_kernel, projection_bias=projection_bias)
     return model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,41 +19,61 @@ class MLPerfLogConfig:
     status: Literal["onprem", "cloud", "preview", "research"] = "research"
 
 
+def _opt(default, help: str):  # noqa: A002 - the argparse word
+    """A SpeedConfig field with its `scalefold train` help text (the flag is made from it)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class SpeedConfig:
-    """Speed-ups applied from outside the model (`scalefold.train.step.apply_speedups`);
-    measured in docs/PERFORMANCE.md. The defaults are plain PyTorch."""
+    """How the training step is computed: speed-ups applied from outside the model.
 
-    attention: Literal["eager", "sdpa", "triton"] = "eager"
-    layer_norm: Literal["eager", "triton"] = "eager"
-    # "compute": LayerNorm returns bf16 under bf16 autocast, so the residual streams stay
-    # bf16; "fp32": PyTorch autocast's float32 LayerNorm output.
-    layer_norm_output: Literal["fp32", "compute"] = "fp32"
-    fused_optimizer: bool = False  # Adam(fused=True), clip folded in, no host sync
-    compile_glue: bool = False  # torch.compile of transitions, OPM, triangle mult.
-    compile_attention: bool = False  # ...and of the attention blocks' glue (with compile_glue)
-    recompute_outer_product: bool = False  # recompute OuterProductMean in backward (memory)
-    opm_projection_kernel: bool = False  # its projection reads the product in place (Triton)
-    matvec_bias_grad: bool = False  # Linear bias gradients as dyᵀ·1 (scalefold.kernels.linear)
-    trimul_channel_first: bool = False  # triangle multiplication without layout copies
-    # ...and its output LayerNorm reading the channels-first product in place (Triton)
-    trimul_norm_kernel: bool = False
-    # ...and how its stacked projection's bias is applied (scalefold.kernels.trimul):
-    # "baddbmm", "gate" (added with the gating), "gate_matvec" (its gradient a matvec)
-    trimul_projection_bias: Literal["baddbmm", "gate", "gate_matvec"] = "baddbmm"
-    attention_dq_kernel: bool = False  # Triton attention: dq from its own kernel, no atomics
-    # Triton attention with a bias gradient: the backward stores dS once and reads it for dq
-    # and the bias gradient, instead of recomputing the probabilities twice more
-    attention_store_ds: bool = False
-    fused_gate: bool = False  # x · sigmoid(g) gates as one Triton kernel each way
-    # Parameters and gradients as views of two flat buffers: Adam, the gradient norm and
-    # the SWA update each run over one tensor (scalefold.train.flat_params)
-    flat_params: bool = False
-    cuda_graphs: bool = False  # whole step captured per recycling count (CUDA only)
-    # Data-parallel gradient averaging: "ddp" (DistributedDataParallel's bucketed hooks,
-    # overlapped with backward) or "flat" (one all-reduce of a flat gradient buffer after
-    # backward; what CUDA graphs use with several ranks).
-    grad_sync: Literal["ddp", "flat"] = "ddp"
+    The single definition of the speed-ups: `scalefold train` makes one flag per field
+    (`--attention`, `--cuda-graphs/--no-cuda-graphs`, ...), `bench step` variants are a
+    preset plus field overrides, and `systems/config_*.sh` name a preset. The defaults
+    are plain PyTorch; `PRESETS` holds the measured recipes (docs/PERFORMANCE.md).
+    """
+
+    attention: Literal["eager", "sdpa", "triton"] = _opt(
+        "eager", "attention implementation (triton: flash-attention kernels with biases)")
+    attention_dq_kernel: bool = _opt(
+        False, "Triton attention: dq from its own kernel instead of fp32 atomics")
+    attention_store_ds: bool = _opt(
+        False, "Triton attention: where a bias needs a gradient, the backward stores dS "
+               "once and reads it for dq and the bias gradient")
+    layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
+    layer_norm_output: Literal["fp32", "compute"] = _opt(
+        "fp32", "LayerNorm output dtype under autocast: compute = bf16, so the residual "
+                "streams stay bf16 (fp32: PyTorch autocast's)")
+    fused_optimizer: bool = _opt(
+        False, "fused Adam with the gradient clip folded in and no host synchronisation")
+    cuda_graphs: bool = _opt(
+        False, "the whole step captured as CUDA graphs, one per recycling count, at "
+               "initialisation (CUDA only; needs fused_optimizer)")
+    compile_glue: bool = _opt(
+        False, "torch.compile of transitions, outer product mean and triangle "
+               "multiplication (pays inside CUDA graphs)")
+    matvec_bias_grad: bool = _opt(False, "Linear bias gradients as a matrix-vector product")
+    trimul_channel_first: bool = _opt(
+        False, "triangle multiplication computed channels-first (no layout copies)")
+    trimul_norm_kernel: bool = _opt(
+        False, "with trimul_channel_first and the Triton LayerNorm: its output LayerNorm "
+               "reads the channels-first product in place")
+    trimul_projection_bias: Literal["baddbmm", "gate"] = _opt(
+        "baddbmm", "with trimul_channel_first: its stacked projection's bias added by "
+                   "baddbmm, or in the gating (scalefold.kernels.trimul)")
+    opm_projection_kernel: bool = _opt(
+        False, "the outer product mean's projection reads the product in its matmul's "
+               "layout (Triton)")
+    recompute_outer_product: bool = _opt(
+        False, "recompute the outer product mean in backward: -6.5 GiB at the benchmark's "
+               "shapes for about 1 percent more time (what an 80 GB GPU needs)")
+    fused_gate: bool = _opt(False, "sigmoid gates as one Triton kernel each way")
+    island_tf32: bool = _opt(
+        False, "under bf16: TF32 matmuls in the float32 islands (structure module, heads)")
+    grad_sync: Literal["ddp", "flat"] = _opt(
+        "ddp", "data-parallel gradient averaging: DDP's bucketed hooks, or one flat "
+               "all-reduce after backward (what CUDA graphs need on several ranks)")
 
     def __post_init__(self) -> None:
         if self.trimul_norm_kernel and not (self.trimul_channel_first
@@ -62,29 +82,46 @@ class SpeedConfig:
                              "LayerNorm")
         if self.trimul_projection_bias != "baddbmm" and not self.trimul_channel_first:
             raise ValueError("trimul_projection_bias needs trimul_channel_first")
-        if self.compile_attention and not self.compile_glue:
-            raise ValueError("compile_attention extends compile_glue: set both")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
+        if (self.attention_dq_kernel or self.attention_store_ds) and self.attention != "triton":
+            raise ValueError("attention_dq_kernel and attention_store_ds need "
+                             "attention='triton'")
 
     @classmethod
-    def fast(cls) -> SpeedConfig:
-        """Everything measured to help on an H100/H200 (use with precision bf16). `compile_glue`
-        only helps inside CUDA graphs (eager it measured slower in session 1);
-        `compile_attention` measured +6 ms a step on top of it (session 5), so it stays out."""
-        return cls(attention="triton", layer_norm="triton", layer_norm_output="compute",
-                   fused_optimizer=True, cuda_graphs=True, matvec_bias_grad=True,
-                   trimul_channel_first=True, trimul_norm_kernel=True,
-                   attention_dq_kernel=True, attention_store_ds=True, fused_gate=True,
-                   opm_projection_kernel=True,
-                   compile_glue=True)
+    def preset(cls, name: str) -> SpeedConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown speed preset {name!r}; known: {sorted(PRESETS)}")
+        return PRESETS[name].speed
+
+
+@dataclass(frozen=True)
+class SpeedPreset:
+    speed: SpeedConfig
+    precision: Precision | None  # what the preset is measured with (None: any)
+    help: str
+
+
+_H200 = SpeedConfig(
+    attention="triton", attention_dq_kernel=True, attention_store_ds=True,
+    layer_norm="triton", layer_norm_output="compute", fused_optimizer=True,
+    cuda_graphs=True, compile_glue=True, matvec_bias_grad=True, trimul_channel_first=True,
+    trimul_norm_kernel=True, opm_projection_kernel=True, fused_gate=True,
+)
+PRESETS: dict[str, SpeedPreset] = {
+    "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
+    "h200": SpeedPreset(_H200, "bf16", "bf16 with every speed-up measured to help"),
+    "h100": SpeedPreset(replace(_H200, recompute_outer_product=True), "bf16",
+                        "h200 with the outer product mean recomputed (fits 80 GB)"),
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     data_dir: Path
     output_dir: Path
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA where there is one
     # model
     preset: Literal["mlperf", "small", "tiny"] = "mlperf"
     precision: Precision = "tf32"

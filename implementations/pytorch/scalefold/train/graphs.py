@@ -144,7 +144,7 @@ class GraphedTrainStep:
         if not todo:
             return
         current = torch.cuda.current_stream(self.device)
-        split = step.grad_sync is not None and step.grad_sync.between_graphs
+        split = step.grad_sync is not None
         with preserved_training_state(step.ema_model, step.optimizer, step.ema,
                                       keep_grads=step.grad_sync is not None):
             # Warm-up on a side stream (lazy initialisation, Triton compilation and

@@ -8,6 +8,7 @@ indexed inside the timed region, as the reference does.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,10 @@ class RunOutcome:
     world_size: int
 
 
-def select_device(denv: DistEnv) -> torch.device:
-    if torch.cuda.is_available():
+def select_device(denv: DistEnv, kind: str = "auto") -> torch.device:
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible to this process")
+    if kind != "cpu" and torch.cuda.is_available():
         device = torch.device("cuda", denv.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
         return device
@@ -83,9 +86,11 @@ def run_facts(cfg: TrainConfig, trainer: Trainer, checkpoint_sha256: str | None)
     )
 
 
-def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome:
+def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False,
+                 observe: Callable[[str, dict], None] | None = None) -> RunOutcome:
+    """`observe`: sees every trainer event after the log does (`scalefold bench train`)."""
     denv = discover()
-    device = select_device(denv)
+    device = select_device(denv, cfg.device)
     init_process_group(denv, device)
     topo = make_topology(denv, cfg.num_async_eval_ranks, cfg.dap_size)
     writes = cfg.mlperf.path is not None or mlperf_stdout
@@ -106,7 +111,7 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
             sha256_of_file(cfg.initialize_parameters_from)
             if cfg.initialize_parameters_from is not None else None
         )
-        trainer = Trainer(cfg, denv, device, on_event=_LogEvents(log), topology=topo)
+        trainer = Trainer(cfg, denv, device, on_event=_LogEvents(log, observe), topology=topo)
         log.log_run_facts(run_facts(cfg, trainer, checkpoint_sha))
         trainer.maybe_resume()
         trainer.prepare()  # CUDA-graph capture: initialisation, not time to train
@@ -120,7 +125,7 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
                 log = MLPerfLogger(cfg.mlperf.path, enabled=denv.rank == topo.eval_leader
                                    and writes, stdout=mlperf_stdout, instance=0, append=True)
                 log.join_run()
-                trainer.on_event = _LogEvents(log)
+                trainer.on_event = _LogEvents(log, observe)
         trainer.build_data()
         if not topo.is_eval_rank:
             log.log_dataset(DatasetFacts(
@@ -144,10 +149,17 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False) -> RunOutcome
 class _LogEvents:
     """Turns the trainer's events into MLPerf log lines."""
 
-    def __init__(self, log: MLPerfLogger) -> None:
+    def __init__(self, log: MLPerfLogger,
+                 observe: Callable[[str, dict], None] | None = None) -> None:
         self.log = log
+        self.observe = observe
 
     def __call__(self, name: str, data: dict) -> None:
+        self._log(name, data)
+        if self.observe is not None:
+            self.observe(name, data)
+
+    def _log(self, name: str, data: dict) -> None:
         log = self.log
         if name == "cycle_start":
             log.epoch_start(data["epoch_num"])

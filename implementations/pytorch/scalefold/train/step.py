@@ -29,7 +29,6 @@ import torch.distributed as dist
 from torch import nn
 
 from scalefold.data.selection import last_iteration
-from scalefold.train.config import SpeedConfig
 from scalefold.train.swa import WeightEMA
 
 Batch = dict[str, torch.Tensor]
@@ -47,10 +46,33 @@ class StepOutputs:
         return {"total": self.loss, **self.terms}
 
     def to_host(self) -> dict[str, float]:
-        """Every value in one device-to-host copy (not one per term)."""
-        named = {**self.breakdown(), "grad_norm": self.grad_norm}
-        host = torch.stack([v.detach().float().reshape(()) for v in named.values()]).cpu()
-        return dict(zip(named, host.tolist(), strict=True))
+        """Every value in one device-to-host copy (not one per term); waits for it."""
+        return self.copy_to_host().values()
+
+    def copy_to_host(self) -> HostCopy:
+        """Start the copy of every value to the host without waiting for the device."""
+        return HostCopy({**self.breakdown(), "grad_norm": self.grad_norm})
+
+
+class HostCopy:
+    """Named scalars on their way to pinned host memory, behind the work that makes them."""
+
+    def __init__(self, named: dict[str, torch.Tensor]) -> None:
+        self.names = list(named)
+        stacked = torch.stack([v.detach().float().reshape(()) for v in named.values()])
+        self.done: torch.cuda.Event | None = None
+        if stacked.is_cuda:
+            self.buffer = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
+            self.buffer.copy_(stacked, non_blocking=True)
+            self.done = torch.cuda.Event()
+            self.done.record()
+        else:
+            self.buffer = stacked
+
+    def values(self) -> dict[str, float]:
+        if self.done is not None:
+            self.done.synchronize()
+        return dict(zip(self.names, self.buffer.tolist(), strict=True))
 
 
 def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
@@ -108,52 +130,6 @@ def make_adam(params, lr: float, device: torch.device, fused: bool,
     return torch.optim.Adam(params, lr=lr, **kwargs)
 
 
-def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
-                   device_type: str, fp32_islands: bool = True) -> nn.Module:
-    """Swap kernels, set fp32 islands and compile glue on a built model, in place.
-
-    The optimizer-side switches (`fused_optimizer`, `cuda_graphs`) are applied where the
-    optimizer and the step are built (`make_adam`, `GraphedTrainStep`).
-    """
-    from scalefold.kernels import (
-        apply_kernels,
-        compile_glue,
-        keep_fp32,
-        recompute_outer_product_mean,
-        swap_gates,
-        swap_linears,
-        swap_outer_product_mean,
-        swap_triangle_multiplication,
-    )
-    from scalefold.kernels.attention import FlashConfig
-
-    flash = (FlashConfig(dq_kernel=speed.attention_dq_kernel,
-                         store_ds=speed.attention_store_ds)
-             if speed.attention_dq_kernel or speed.attention_store_ds else None)
-    apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
-                  layer_norm_output=speed.layer_norm_output, flash_config=flash)
-    if precision == "bf16" and fp32_islands:
-        # bf16 everywhere but the structure module and heads, as the public entry ran them.
-        keep_fp32(model, device_type)
-    if speed.opm_projection_kernel:  # before the recompute, which wraps the forward
-        swap_outer_product_mean(model)
-    if speed.recompute_outer_product:
-        recompute_outer_product_mean(model)
-    if speed.trimul_channel_first:
-        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
-                                     projection_bias=speed.trimul_projection_bias)
-    if speed.matvec_bias_grad:
-        swap_linears(model)
-    if speed.fused_gate:
-        swap_gates(model)
-    if speed.compile_glue:
-        from scalefold.kernels.glue import ATTENTION_MODULES, GLUE_MODULES
-
-        compile_glue(model, GLUE_MODULES + (ATTENTION_MODULES if speed.compile_attention
-                                            else ()))
-    return model
-
-
 class FlatGradSync:
     """Gradient averaging over a process group as one all-reduce of a flat buffer.
 
@@ -166,16 +142,10 @@ class FlatGradSync:
     and Adam skips them, as it does under DDP.
     """
 
-    def __init__(self, group=None, world_size: int = 1, flat: torch.Tensor | None = None,
-                 between_graphs: bool = True) -> None:
-        """`flat`: a gradient buffer the parameters' gradients already view (flat
-        parameters, `scalefold.train.flat_params`). `between_graphs`: a graphed step
-        runs this sync between two graphs; False where there is nothing to communicate
-        (one rank) and the buffer only serves flat parameters, so one graph suffices."""
+    def __init__(self, group=None, world_size: int = 1) -> None:
         self.group = group
         self.world_size = world_size
-        self.flat = flat
-        self.between_graphs = between_graphs
+        self.flat: torch.Tensor | None = None  # made at the first call
 
     @property
     def ready(self) -> bool:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scalefold.train.flat_params import FlatParameters
-
 
 class WeightEMA:
     """fp32 shadow copies of a model's parameters, updated after every optimizer step.
@@ -16,33 +14,15 @@ class WeightEMA:
     the reference uses, does); later ones compute avg ← avg + (1 − decay)(w − avg).
     """
 
-    def __init__(self, model: nn.Module, decay: float, flat: FlatParameters | None = None,
-                 ) -> None:
-        """`flat`: the model's parameters live in one fp32 buffer; the shadow is then laid
-        out the same way and each update is one pass over one tensor."""
+    def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.names = [n for n, _ in model.named_parameters()]
-        self.flat = flat
-        self._flat_shadow: torch.Tensor | None = None
-        if flat is not None:
-            params = list(model.parameters())
-            if len(params) != len(flat.params) or any(
-                    p is not q for p, q in zip(params, flat.params, strict=True)):
-                raise ValueError("flat EMA: the flat parameters are not this model's, in "
-                                 "its order")
-            if flat.param.dtype != torch.float32:
-                raise ValueError(f"flat EMA needs fp32 parameters, got {flat.param.dtype}")
-            self._flat_shadow = flat.param.detach().clone()
-            self.shadow = flat.views(self._flat_shadow)
-        else:
-            self.shadow = [p.detach().float().clone() for p in model.parameters()]
+        self.shadow = [p.detach().float().clone() for p in model.parameters()]
         self.num_updates = 0
 
     def _sources(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        if self._flat_shadow is not None:
-            return [self._flat_shadow], [self.flat.param.detach()]
         return self.shadow, [p.detach().float() for p in model.parameters()]
 
     @torch.no_grad()

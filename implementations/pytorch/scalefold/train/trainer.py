@@ -12,9 +12,6 @@ uninterrupted one would have been.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
 import math
 import sys
 import time
@@ -24,9 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data import (
     CachedValidationLoader,
     DataLayout,
@@ -44,50 +39,22 @@ from scalefold.data import (
     validation_seeds,
 )
 from scalefold.data.selection import last_iteration, seed_from_string
-from scalefold.losses import AlphaFoldLoss, LossConfig, check_finite_losses
+from scalefold.losses import check_finite_losses
 from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
 from scalefold.metrics import lddt_ca
-from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.async_eval import EvalServer, WeightSender
+from scalefold.train.build import build_step
 from scalefold.train.checkpointing import load_latest_checkpoint, save_training_checkpoint
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
-from scalefold.train.flat_params import FlatParameters
-from scalefold.train.graphs import GraphedTrainStep
-from scalefold.train.schedule import LRSchedule
-from scalefold.train.step import (
-    FlatGradSync,
-    StepOutputs,
-    TrainStep,
-    apply_speedups,
-    make_adam,
-    set_lr,
-)
-from scalefold.train.swa import WeightEMA
+from scalefold.train.step import HostCopy, StepOutputs, set_lr
 from scalefold.train.topology import Topology, make_topology
 
 EventHook = Callable[[str, dict], None]
 
 
-def _model_config(cfg: TrainConfig) -> AlphaFoldConfig:
-    model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
-    if cfg.activation_checkpointing:
-        model_cfg = dataclasses.replace(model_cfg, activation_checkpointing=True)
-    return model_cfg
-
-
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def set_precision(precision: str) -> contextlib.AbstractContextManager:
-    """Matmul precision for fp32/tf32; bf16 autocast (fp32 master weights) for bf16."""
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    if precision == "bf16":
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -96,7 +63,22 @@ class StepResult:
     loss: float
     terms: dict[str, float]
     num_recycling: int
-    seconds: float
+    seconds: float  # from this step's launch to its results on the host
+    data_wait_s: float = 0.0  # time the loop waited for this step's batch
+    done_at: float = 0.0  # perf_counter when its results reached the host
+
+
+@dataclass
+class _Launched:
+    """A step whose device work may still run; its results are read by `_finish`."""
+
+    iteration: int
+    num_recycling: int
+    started: float
+    data_wait_s: float
+    outputs: StepOutputs | None  # None: the host already holds `host`
+    host: dict[str, float] | None = None
+    pending: HostCopy | None = None
 
 
 @dataclass
@@ -125,92 +107,20 @@ class Trainer:
         self.topo = topology or make_topology(denv, 0)
         self.is_leader = denv.rank == 0
         self.layout = DataLayout(Path(cfg.data_dir))
-
-        self.model_config = _model_config(cfg)
-        # Parameters initialised from a seed of their own, so the initial weights do not
-        # depend on how many random numbers anything else drew first.
-        with _forked_rng(seed_from_string(f"alphafold_init_{cfg.seed}")):
-            self.model = AlphaFold(self.model_config).to(device)
-        self.model.train()
+        built = build_step(cfg, device, self.topo)
+        self.built = built
+        self.model_config = built.model_config
+        self.model = built.model
+        self.eval_model = built.eval_model
+        self.optimizer = built.optimizer
+        self.schedule = built.schedule
+        self.swa = built.swa
+        self.step_fn = built.step
+        self.graphed = built.graphed  # captured by `prepare`
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
-        speed = cfg.speed
-        if speed.cuda_graphs:
-            _check_graphs_supported(cfg, device, self.topo)
-        self.flat: FlatParameters | None = None
-        if speed.flat_params:
-            _check_flat_params_supported(cfg, self.topo)
-            self.flat = FlatParameters(list(self.model.parameters()))
-        # What the optimizer updates: the model's parameters, or the one flat parameter.
-        train_params = [self.flat.param] if self.flat else list(self.model.parameters())
-        self.optimizer = make_adam(
-            train_params, cfg.base_lr, device, fused=speed.fused_optimizer,
-            capturable=speed.cuda_graphs,
-        )
-        # Captured graphs hold these lr tensors: loads of optimizer state must keep them.
-        self._lr_tensors = [g["lr"] for g in self.optimizer.param_groups
-                            if isinstance(g["lr"], torch.Tensor)]
-        self.schedule = (
-            LRSchedule.alphafold_pretraining() if cfg.lr_schedule == "alphafold" else
-            LRSchedule(base_lr=cfg.base_lr, warmup_lr_init=cfg.warmup_lr_init,
-                       warmup_iters=cfg.warmup_lr_iters)
-        )
-        self.loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)
-        self.swa = WeightEMA(self.model, decay=cfg.swa_decay, flat=self.flat)
-        if cfg.initialize_parameters_from is not None:
-            extra = load_reference_checkpoint(self.model, cfg.initialize_parameters_from)
-            # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
-            if "optimizer_state_dict" in extra:
-                self._load_optimizer_state(extra["optimizer_state_dict"])
-        # A second copy of the network holds the SWA weights for evaluation. It stays
-        # unsharded even under DAP: each rank scores whole chains of its own, of any length.
-        self.eval_model = copy.deepcopy(self.model).eval()
-        # Kernels and precision islands on each copy on its own (keep_fp32 wraps instance
-        # methods, which a deepcopy would share). Evaluation runs once per interval at
-        # varying lengths: no compilation there.
-        apply_speedups(self.model, speed, cfg.precision, device.type)
-        apply_speedups(self.eval_model, dataclasses.replace(speed, compile_glue=False),
-                       cfg.precision, device.type)
-        if self.topo.dap_group is not None:
-            from scalefold.parallel import parallelize_dap
-
-            # "scale": DDP (or the flat all-reduce) below averages over all training ranks,
-            # DAP peers included, which makes the scaled partial gradients exact.
-            parallelize_dap(self.model, self.topo.dap_group, grad_reduction="scale")
-        self.ddp: nn.Module = self.model
-        grad_sync = None
-        if self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank and (
-                speed.grad_sync == "flat"):
-            grad_sync = FlatGradSync(self.topo.train_group, self.topo.num_train_ranks,
-                                     flat=self.flat.grad if self.flat else None)
-        elif self.flat is not None:
-            # One rank: nothing to all-reduce; the sync only zeroes the flat gradients.
-            grad_sync = FlatGradSync(flat=self.flat.grad, between_graphs=False)
-        elif self.topo.num_train_ranks > 1 and not self.topo.is_eval_rank:
-            # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
-            # DDP must be told some parameters may not take part in a step.
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True, process_group=self.topo.train_group,
-            )
         self.iteration = 0
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
-        self.step_fn = TrainStep(
-            self.ddp, train_params, self.optimizer, self.loss_fn, self.swa,
-            self.model, cfg.gradient_clip_norm, fused=speed.fused_optimizer,
-            autocast=lambda: set_precision(cfg.precision), grad_sync=grad_sync,
-        )
-        self.graphed: GraphedTrainStep | None = None
         self._resumed_data: dict | None = None  # this rank's data position at the resume
-
-    def _load_optimizer_state(self, state: dict) -> None:
-        """`state` in the per-parameter form (checkpoints, the reference's)."""
-        if self.flat is not None:
-            state = self.flat.from_per_param_state(state)
-        self.optimizer.load_state_dict(state)
-        if self._lr_tensors:
-            for g, t in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
-                t.fill_(float(g["lr"]))
-                g["lr"] = t
 
     def example_batches(self) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         """Synthetic inputs of every shape training will see (one per recycling count),
@@ -232,10 +142,9 @@ class Trainer:
         """Initialisation work before `run_start`: capture the CUDA graphs of every
         recycling count (warm-up included); the training state is left untouched.
         Returns the seconds it took."""
-        if not self.cfg.speed.cuda_graphs or self.topo.is_eval_rank:
+        if self.graphed is None:
             return 0.0
         t0 = time.perf_counter()
-        self.graphed = GraphedTrainStep(self.step_fn)
         self.graphed.capture(self.example_batches())
         return time.perf_counter() - t0
 
@@ -302,6 +211,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batch, use_clamped: torch.Tensor) -> StepResult:
+        """One step, its results read back before returning."""
+        return self._finish(self._launch(batch, use_clamped, data_wait_s=0.0))
+
+    def _launch(self, batch, use_clamped: torch.Tensor, data_wait_s: float) -> _Launched:
+        """Start one step. On the fused path nothing waits for the device: the results
+        are copied to pinned host memory behind the step and read by `_finish`, after the
+        next step has been launched, so the host's work between steps (the next batch,
+        its copy to the device) overlaps this step's device work. A non-finite loss
+        skipped its own update on the device; `_finish` raises for it."""
         start = time.perf_counter()
         self.iteration += 1
         it = self.iteration
@@ -309,14 +227,7 @@ class Trainer:
         torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
         feats = _to(batch.features, self.device)
         use_clamped = use_clamped.to(self.device)
-        host: dict[str, float] = {}
-
-        def check(out: StepOutputs) -> None:
-            # One device-to-host copy for the total and every term (not one per term).
-            host.update(out.to_host())
-            if not all(math.isfinite(v) for v in host.values()):
-                check_finite_losses(out.breakdown())  # raises, naming the non-finite terms
-
+        launched = _Launched(it, batch.num_recycling, start, data_wait_s, None)
         if self.graphed is not None:
             if not self.graphed.has(feats, use_clamped):
                 # Shapes not foreseen by `example_batches`: captured here, inside the
@@ -324,15 +235,30 @@ class Trainer:
                 print(f"[scalefold] step {it}: capturing a CUDA graph for new input shapes",
                       file=sys.stderr, flush=True)
                 self.graphed.capture([(feats, use_clamped)])
-            check(self.graphed(feats, use_clamped))  # the update skipped itself if not finite
+            launched.outputs = self.graphed(feats, use_clamped)
         elif self.step_fn.fused:
-            check(self.step_fn(feats, use_clamped))
+            launched.outputs = self.step_fn(feats, use_clamped)
         else:
+            # The reference's order: the loss is checked on the host before the update.
+            def check(out: StepOutputs) -> None:
+                launched.host = _checked(out.to_host(), it)
+
             self.step_fn(feats, use_clamped, before_update=check)
-        values = {k: v for k, v in host.items() if k != "grad_norm"}
+        if launched.outputs is not None:
+            # A graph's outputs are overwritten by its next replay: copy them now.
+            launched.pending = launched.outputs.copy_to_host()
+            launched.outputs = None
+        return launched
+
+    def _finish(self, launched: _Launched) -> StepResult:
+        if launched.host is None:
+            launched.host = _checked(launched.pending.values(), launched.iteration)
+        values = {k: v for k, v in launched.host.items() if k != "grad_norm"}
+        now = time.perf_counter()
         return StepResult(
-            iteration=it, loss=values.pop("total"), num_recycling=batch.num_recycling,
-            terms=values, seconds=time.perf_counter() - start,
+            iteration=launched.iteration, loss=values.pop("total"),
+            num_recycling=launched.num_recycling, terms=values,
+            seconds=now - launched.started, data_wait_s=launched.data_wait_s, done_at=now,
         )
 
     # ----------------------------------------------------------------- evaluation
@@ -342,7 +268,7 @@ class Trainer:
         scores = []
         for index, batch in self.val_loader:
             feats = _to(batch, self.device)
-            with set_precision(self.cfg.precision):
+            with self.built.autocast():
                 out = self.eval_model(feats)
             last = last_iteration(feats)
             score = lddt_ca(
@@ -422,10 +348,7 @@ class Trainer:
     def state_dict(self, data: dict[int, dict] | None = None) -> dict:
         state = {
             "model": self.model.state_dict(),
-            # Per parameter, with or without flat parameters: checkpoints stay
-            # interchangeable between the two.
-            "optimizer": (self.flat.to_per_param_state(self.optimizer.state_dict())
-                          if self.flat else self.optimizer.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
             "swa": self.swa.state_dict(),
             "config": repr(self.cfg),
         }
@@ -451,7 +374,7 @@ class Trainer:
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
-        self._load_optimizer_state(state["optimizer"])
+        self.built.load_optimizer_state(state["optimizer"])
         self.swa.load_state_dict(state["swa"])
         self.iteration = int(state["iteration"])
         data = state.get("data") or {}
@@ -479,8 +402,22 @@ class Trainer:
         cycle_open = False
         cycle_t0, cycle_samples = time.perf_counter(), 0
         sender = WeightSender(self.topo, self.device) if self.topo.is_async else None
-        for batch in self.loader:
-            if self.iteration >= c.num_train_iters:
+        launched: _Launched | None = None  # the last step, results not yet read
+
+        def finish_launched() -> None:
+            nonlocal launched
+            if launched is not None:
+                step = self._finish(launched)
+                launched = None
+                progress.update(step)
+                self.on_event("step", {"step": step})
+
+        batches = iter(self.loader)
+        while True:
+            waited = time.perf_counter()
+            batch = next(batches, None)
+            waited = time.perf_counter() - waited
+            if batch is None or self.iteration >= c.num_train_iters:
                 break
             if not cycle_open:
                 cycle_end = min(
@@ -493,12 +430,16 @@ class Trainer:
             use_clamped = torch.tensor(
                 [use_clamped_fape_for_sample(s, c.use_clamped_fape_probability) for s in seeds]
             )
-            step = self.train_step(batch, use_clamped)
+            current = self._launch(batch, use_clamped, waited)
+            finish_launched()  # the previous step's, read once this one is queued
+            launched = current
             steps_done += 1
             cycle_samples += self.global_batch_size
-            progress.update(step)
-            self.on_event("step", {"step": step})
             at_eval = self.iteration % c.val_every_iters == 0
+            stopping = stop_after is not None and steps_done >= stop_after
+            if (at_eval or stopping or sender is not None or self.iteration >= c.num_train_iters
+                    or self.iteration % c.checkpoint_every_iters == 0):
+                finish_launched()  # everything below reads or times finished work
             if at_eval or self.iteration >= c.num_train_iters:
                 samples = self.iteration * self.global_batch_size
                 elapsed = time.perf_counter() - cycle_t0
@@ -523,8 +464,9 @@ class Trainer:
                 result.reached_target = True
             if self.iteration % c.checkpoint_every_iters == 0 or result.reached_target:
                 self.save_checkpoint()
-            if result.reached_target or (stop_after is not None and steps_done >= stop_after):
+            if result.reached_target or stopping:
                 break
+        finish_launched()
         if sender is not None:
             sender.finish(self.iteration)
         progress.close()
@@ -533,31 +475,13 @@ class Trainer:
         return result
 
 
-def _check_graphs_supported(cfg: TrainConfig, device: torch.device, topo: Topology) -> None:
-    if device.type != "cuda":
-        raise ValueError(f"cuda_graphs needs a CUDA device; this process runs on {device}")
-    # Under DAP the forward and backward graph holds the DAP collectives (NCCL ones can be
-    # captured; the warm-up creates their communicators first). Not yet run on GPUs.
-    if topo.num_train_ranks > 1 and cfg.speed.grad_sync != "flat":
-        raise ValueError("cuda_graphs with several training ranks needs grad_sync='flat' "
-                         "(--grad-sync flat): DDP's hooks are not captured")
-
-
-def _check_flat_params_supported(cfg: TrainConfig, topo: Topology) -> None:
-    if topo.dap_group is not None:
-        raise ValueError("flat_params does not support DAP (its gradient reduction hooks "
-                         "the parameters one by one)")
-    if topo.num_train_ranks > 1 and cfg.speed.grad_sync != "flat":
-        raise ValueError("flat_params with several training ranks needs grad_sync='flat' "
-                         "(--grad-sync flat): DDP's buckets would copy the gradients out of "
-                         "the flat buffer")
-
-
-@contextlib.contextmanager
-def _forked_rng(seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+def _checked(host: dict[str, float], iteration: int) -> dict[str, float]:
+    """`host` if the loss and its terms are finite; else `NonFiniteLossError` naming them
+    (a non-finite gradient norm alone only skipped the update)."""
+    if not all(math.isfinite(v) for k, v in host.items() if k != "grad_norm"):
+        print(f"[scalefold] step {iteration}: non-finite loss", file=sys.stderr, flush=True)
+        check_finite_losses({k: torch.tensor(v) for k, v in host.items() if k != "grad_norm"})
+    return host
 
 
 class _Progress:

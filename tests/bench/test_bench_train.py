@@ -1,0 +1,59 @@
+"""`scalefold bench train` on the CPU: the real trainer at the tiny preset, timed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scalefold.bench.train import _Recorder, summarise
+from scalefold.cli import ensure_mini_dataset, main
+from scalefold.train.trainer import StepResult
+
+
+def test_bench_train_tiny_cpu(tmp_path, capsys):
+    data = ensure_mini_dataset(tmp_path / "mini")
+    out = tmp_path / "train.json"
+    rc = main(["bench", "train", "--data-dir", str(data), "--preset", "tiny",
+               "--device", "cpu", "--crop-size", "24", "--max-msa-clusters", "6",
+               "--max-extra-msa", "8", "--max-templates", "2", "--num-recycling-iters", "1",
+               "--num-train-iters", "10", "--val-every-iters", "5",
+               "--checkpoint-every-iters", "5", "--val-chain-ids", "3pwp_C",
+               "--num-workers", "1", "--warmup", "1", "--output-dir", str(tmp_path / "run"),
+               "--compare-step", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "steady state, s per step:" in text and "data-loader wait per step" in text
+    assert "evaluation at step 5" in text and "evaluation at step 10" in text
+    assert "bench step" in text and "the trainer's step is" in text
+    res = json.loads(out.read_text())
+    assert res["train"]["steps"] == 10
+    assert set(res["train"]["medians"]) <= {"0", "1"} and res["train"]["avg_s"] > 0
+    assert [e["iteration"] for e in res["train"]["evals"]] == [5, 10]
+    assert res["bench_step_avg_s"] > 0
+
+
+def _step(it: int, n: int, done_at: float, wait: float = 0.0) -> StepResult:
+    return StepResult(iteration=it, loss=1.0, terms={}, num_recycling=n, seconds=0.1,
+                      data_wait_s=wait, done_at=done_at)
+
+
+def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
+    rec = _Recorder()
+    rec.t0 = 0.0
+    # steps 1..6 one second apart, an evaluation after step 3 taking 5 s
+    times = {1: 10.0, 2: 11.0, 3: 12.0, 4: 18.5, 5: 19.5, 6: 20.5}
+    for it in range(1, 7):
+        rec.steps.append(_step(it, it % 2, times[it], wait=0.01 * it))
+        if it == 3:
+            rec.breaks += [(3, "cycle_stop", 12.0), (3, "eval_start", 12.1),
+                           (3, "eval_stop", 17.1)]
+    res = summarise(rec, warmup=1, checkpoint_every=100)
+    assert res.startup_s == 10.0
+    # interval 3->4 spans the evaluation; 1->2 is warm-up
+    assert res.per_n == {1: [1.0, 1.0], 0: [1.0]}  # steps 3, 5 (n=1) and 6 (n=0)
+    assert res.avg_s == 1.0
+    (ev,) = res.evals
+    assert ev["iteration"] == 3
+    assert ev["seconds"] == pytest.approx(5.0) and ev["stall_s"] == pytest.approx(0.5)
+    assert res.data_wait_s == [0.02, 0.03, 0.04, 0.05, 0.06]

@@ -1,0 +1,122 @@
+"""One step builder and one precision policy (`scalefold.train.build`)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from scalefold.train import build
+from scalefold.train.build import build_step, check_supported, precision_context
+from scalefold.train.config import SpeedConfig, TrainConfig
+from scalefold.train.topology import Topology
+
+PACKAGE = Path(build.__file__).resolve().parents[1]
+ONE_RANK = Topology(rank=0, world_size=1, num_eval_ranks=0)
+
+
+def _sources():
+    return {p.relative_to(PACKAGE).as_posix(): p.read_text() for p in PACKAGE.rglob("*.py")}
+
+
+def _callers(name: str) -> set[str]:
+    """Package modules that call `name` (as `name(...)` or `x.name(...)`)."""
+    found = set()
+    for mod, text in _sources().items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call):
+                f = node.func
+                called = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+                if called == name:
+                    found.add(mod)
+    return found
+
+
+@pytest.mark.parametrize("name", [
+    "TrainStep", "GraphedTrainStep", "make_adam", "apply_speedups", "parallelize_dap",
+    "DistributedDataParallel", "FlatGradSync", "WeightEMA", "AlphaFoldLoss", "LRSchedule",
+])
+def test_only_the_builder_constructs_step_parts(name):
+    """`grep` finds one step builder: nothing else in the package builds these."""
+    assert _callers(name) <= {"train/build.py"}, _callers(name)
+    assert "train/build.py" in _callers(name)
+
+
+def test_one_tf32_policy():
+    setters = [name for name, text in _sources().items()
+               if re.search(r"allow_tf32\s*=(?!=)", text)]
+    # bench/step.py only puts back the flags it found after a run of variants.
+    assert set(setters) <= {"train/build.py", "bench/step.py"}, setters
+    assert "saved_tf32" in _sources()["bench/step.py"]
+
+
+@pytest.mark.parametrize("precision,island,expect", [
+    ("fp32", False, False), ("tf32", False, True), ("bf16", False, False), ("bf16", True, True),
+])
+def test_precision_context(precision, island, expect):
+    speed = SpeedConfig(island_tf32=island)
+    ctx = precision_context(precision, speed, "cpu")
+    assert torch.backends.cuda.matmul.allow_tf32 is expect
+    assert torch.backends.cudnn.allow_tf32 is expect
+    with ctx:
+        assert torch.is_autocast_enabled("cpu") is (precision == "bf16")
+
+
+def test_trainer_and_bench_build_the_same_step(monkeypatch, mini_dataset, tmp_path):
+    """`scalefold train` and `bench step` get their step from `build_step`, with the same
+    settings for the same preset (the bench's config differs only in where data would be)."""
+    from scalefold.bench import step as bench_step
+    from scalefold.train import trainer as trainer_mod
+    from scalefold.train.distributed import discover
+
+    calls: list[tuple[str, TrainConfig]] = []
+
+    def spy(who):
+        def wrapped(cfg, device, topo, **kw):
+            calls.append((who, cfg))
+            return build_step(cfg, device, topo, **kw)
+        return wrapped
+
+    monkeypatch.setattr(trainer_mod, "build_step", spy("trainer"))
+    monkeypatch.setattr(bench_step, "build_step", spy("bench"))
+    speed = SpeedConfig(fused_optimizer=True, matvec_bias_grad=True, fused_gate=True)
+    cfg = TrainConfig(data_dir=mini_dataset[0], output_dir=tmp_path, preset="tiny",
+                      precision="bf16", speed=speed, seed=5)
+    trainer_mod.Trainer(cfg, discover({}), torch.device("cpu"))
+    variant = bench_step.parse_variant("eager@bf16+fused_optimizer+matvec_bias_grad+fused_gate")
+    runner = bench_step.StepRunner(bench_step.step_config("tiny", variant, 5),
+                                   torch.device("cpu"))
+    assert [who for who, _ in calls] == ["trainer", "bench"]
+    (_, a), (_, b) = calls
+    import dataclasses
+
+    differ = [f.name for f in dataclasses.fields(TrainConfig)
+              if getattr(a, f.name) != getattr(b, f.name)]
+    assert set(differ) <= {"data_dir", "output_dir"}, differ
+    assert runner.train_step.max_grad_norm == 0.1 and runner.built.swa.decay == 0.9
+
+
+def test_unsupported_combinations_are_refused_before_building(tmp_path):
+    def cfg(**speed):
+        return TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny",
+                           speed=SpeedConfig(**speed))
+
+    with pytest.raises(ValueError, match="CUDA device"):
+        check_supported(cfg(fused_optimizer=True, cuda_graphs=True), torch.device("cpu"),
+                        ONE_RANK)
+    two = Topology(rank=0, world_size=2, num_eval_ranks=0)
+    with pytest.raises(ValueError, match="grad_sync='flat'"):
+        check_supported(cfg(fused_optimizer=True, cuda_graphs=True), torch.device("cuda"), two)
+    check_supported(cfg(fused_optimizer=True, cuda_graphs=True, grad_sync="flat"),
+                    torch.device("cuda"), two)
+    dap = Topology(rank=0, world_size=2, num_eval_ranks=0, dap_size=2, dap_group=object())
+    with pytest.raises(ValueError, match="DAP"):
+        check_supported(cfg(compile_glue=True), torch.device("cpu"), dap)
+
+
+def test_bench_step_has_no_step_of_its_own():
+    text = _sources()["bench/step.py"]
+    assert "build_step(" in text and "make_adam" not in text and "AlphaFold(" in text
