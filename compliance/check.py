@@ -10,7 +10,8 @@ RESULTS_ROOT is either a results tree, ``RESULTS_ROOT/<SYSTEM>/strong/openfold/r
 1. the compliance checker on every result log;
 2. the system-description checker on every system JSON;
 3. consistency of each log with its system JSON (division, submitter, node and
-   accelerator counts) and distinct seeds per system;
+   accelerator counts), one fresh run per log (not resumed from a checkpoint, not two
+   runs in one file) and distinct seeds per system;
 4. the package checker on an assembled package ``ORG/systems/*.json``,
    ``ORG/results/<SYSTEM>/<scaling>/openfold/result_<i>.txt`` and
    ``ORG/benchmarks/openfold/implementations/pytorch/`` (this repository's sources);
@@ -58,6 +59,8 @@ IMPL_SOURCES = (
 IMPL_SUFFIXES = {".py", ".sh", ".sub", ".toml", ".md", ".json", ".txt", ".cfg", ".yaml", ""}
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIPPED"
+# What scalefold logs when a run continued from a checkpoint (scalefold.train.run).
+RESUMED_KEY = "scalefold_resumed_from_iteration"
 
 
 @dataclass
@@ -88,6 +91,20 @@ class Run:
     status: str | None = None
     samples_to_converge: int | None = None
     compliant: bool = False
+    counts: Counter = field(default_factory=Counter)  # lines per key
+
+    def integrity_problems(self) -> list[str]:
+        """Why this log is not one fresh run: resumed from a checkpoint (the time to train
+        would leave out the steps before it), or two runs in one log."""
+        problems = []
+        if self.counts[RESUMED_KEY]:
+            problems.append(f"{self.path.name}: resumed from a checkpoint at iteration "
+                            f"{self.values.get(RESUMED_KEY)}: not a fresh run")
+        for key in ("init_start", "run_start", "run_stop"):
+            if self.counts[key] > 1:
+                problems.append(f"{self.path.name}: {self.counts[key]} {key} lines: more than "
+                                f"one run in one log")
+        return problems
 
     @property
     def minutes(self) -> float | None:
@@ -111,6 +128,7 @@ def read_run(path: Path, system: str, scaling: str) -> Run:
                 continue  # the compliance checker reports unparsable lines
             key, meta = obj.get("key"), obj.get("metadata") or {}
             run.values.setdefault(key, obj.get("value"))
+            run.counts[key] += 1
             if key == "run_start" and run.run_start_ms is None:
                 run.run_start_ms = float(obj["time_ms"])
             elif key == "eval_accuracy":
@@ -258,7 +276,7 @@ def check_systems(systems: Path, groups, ruleset: str, work: Path) -> tuple[Step
 
 
 def check_consistency(groups, descs: dict) -> Step:
-    step = Step("3. logs against their system JSON; distinct seeds")
+    step = Step("3. logs against their system JSON; one fresh run per log; distinct seeds")
     for (system, scaling), runs in groups.items():
         desc = descs.get(system)
         if desc is None:
@@ -266,6 +284,7 @@ def check_consistency(groups, descs: dict) -> Step:
             continue
         problems = []
         for run in runs:
+            problems += run.integrity_problems()
             v = run.values
             pairs = (
                 ("submission_division", desc.get("division")),

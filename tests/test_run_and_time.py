@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_run_and_time_embedded_default(tmp_path):
     env = dict(os.environ, SCALEFOLD_NO_SETUP="1", SEED="20261129", LOGDIR=str(tmp_path),
+               RUNDIR=str(tmp_path / "runs"),
                EXP_ID="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.pop("DATADIR", None)
     proc = subprocess.run(["bash", "run_and_time.sh"], cwd=ROOT, env=env, capture_output=True,

@@ -140,16 +140,40 @@ def test_bad_inputs_raise_with_chain_and_file(train_ds, mini_layout, tmp_path):
     i = _index(train_ds, "5pti_A")
     db = train_ds.alignments
     saved = dict(db.index["5pti_A"])
+    # The a3m of another protein stored in the same shard (5pti_A has 58 residues).
+    other = next(c for c, e in db.index.items() if e["db"] == saved["db"] and c[:4] != "5pti")
+    wrong = [f for f in db.index[other]["files"] if f[0] == "uniref90_hits.a3m"]
     try:
-        db.index["5pti_A"] = {"db": saved["db"], "files": [["uniref90_hits.a3m", 0, 0]]}
-        with pytest.raises(DataError, match="empty MSA uniref90_hits.a3m") as err:
+        db.index["5pti_A"] = {"db": saved["db"], "files": wrong}
+        with pytest.raises(DataError, match="uniref90_hits.a3m has .* aligned columns") as err:
             train_ds[(i, 0)]
         assert err.value.chain == "5pti_A" and err.value.path.endswith(".db")
         del db.index["5pti_A"]
         with pytest.raises(DataError, match="no alignment entry") as err:
             train_ds[(i, 0)]
         assert err.value.path.endswith("super.index")
+        db.index["5pti_A"] = {"db": saved["db"], "files": [["uniref90_hits.a3m", 0, "x"]]}
+        with pytest.raises(DataError, match="malformed super.index entry") as err:
+            train_ds[(i, 0)]
+        assert err.value.chain == "5pti_A" and err.value.path.endswith("super.index")
     finally:
         db.index["5pti_A"] = saved
     assert isinstance(AlignmentDB(mini_layout.alignments_dir), AlignmentDB)
     assert shutil.which("kalign")
+
+
+def test_empty_msa_files_are_passed_over_as_the_reference_does(train_ds):
+    """An empty file is passed over; no MSA at all gives the query as the only row."""
+    i = _index(train_ds, "5pti_A")
+    db = train_ds.alignments
+    saved = dict(db.index["5pti_A"])
+    seq = train_ds.records[i]["sequence"]
+    try:
+        db.index["5pti_A"] = {"db": saved["db"], "files": [["uniref90_hits.a3m", 0, 0]]}
+        raw = train_ds.raw_chain(i, 0)
+        assert raw.msa.shape == (1, len(seq)) and not raw.deletion_matrix.any()
+        from scalefold.data.msa import encode_rows
+
+        np.testing.assert_array_equal(raw.msa, encode_rows([seq]))
+    finally:
+        db.index["5pti_A"] = saved

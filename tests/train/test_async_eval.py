@@ -46,7 +46,7 @@ def _main(rank: int, world: int, async_ranks: int, port: int, mini, out: str, ta
     try:
         topo = make_topology(denv, async_ranks)
         cfg = _config(mini, Path(out) / tag, num_train_iters=4, val_every_iters=2,
-                      resume=False, num_async_eval_ranks=async_ranks,
+                      resume=None, num_async_eval_ranks=async_ranks,
                       val_chain_ids=("5pti_A", "1bd2_C", "3kpr_C"))
         t = Trainer(cfg, denv, torch.device("cpu"), topology=topo)
         _no_dropout(t.model)

@@ -28,7 +28,7 @@ STEPS = 3
 
 def _cfg(mini, out: Path, dap: int, speed: SpeedConfig | None = None):
     # 24 residues and 6 + 2 MSA rows: divisible by the DAP size, as the benchmark's are.
-    return _config(mini, out, num_train_iters=STEPS, val_every_iters=STEPS, resume=False,
+    return _config(mini, out, num_train_iters=STEPS, val_every_iters=STEPS, resume=None,
                    dap_size=dap, crop_size=24, speed=speed or SpeedConfig())
 
 

@@ -40,7 +40,7 @@ def _rank_main(rank: int, world: int, port: int, mini, out: str, speed) -> None:
     init_process_group(denv, torch.device("cpu"))
     try:
         cfg = _config(mini, Path(out) / "ddp", num_train_iters=3, val_every_iters=3,
-                      resume=False, speed=speed)
+                      resume=None, speed=speed)
         t = Trainer(cfg, denv, torch.device("cpu"))
         _no_dropout(t.model)
         t.build_data()
@@ -72,7 +72,7 @@ def test_two_ranks_equal_one_rank_with_twice_the_batch(mini_dataset, tmp_path, s
     from scalefold.train.distributed import discover
 
     cfg = _config(mini_dataset, tmp_path / "single", num_train_iters=3, val_every_iters=3,
-                  resume=False, local_batch_size=2)
+                  resume=None, local_batch_size=2)
     single = Trainer(cfg, discover({}), torch.device("cpu"))
     _no_dropout(single.model)
     single.build_data()

@@ -43,9 +43,10 @@ def test_resume_continues_exactly(mini_dataset, tmp_path):
     cfg_b = _config(mini_dataset, tmp_path / "b")
     first = _trainer(cfg_b)
     first.run(stop_after=4)
+    first.close()  # the background write is on disk
     assert first.iteration == 4
     del first
-    resumed = _trainer(cfg_b)
+    resumed = _trainer(dataclasses.replace(cfg_b, resume="latest"))
     assert resumed.iteration == 4
     resumed.run()
     assert resumed.iteration == 6
@@ -54,6 +55,11 @@ def test_resume_continues_exactly(mini_dataset, tmp_path):
         assert torch.equal(a[name], b[name]), name
     for sa, sb in zip(straight.swa.shadow, resumed.swa.shadow, strict=True):
         assert torch.equal(sa, sb)
+    # Without --resume the same directory is refused: no run continues another by accident.
+    from scalefold.train.rundir import RunDirectoryError
+
+    with pytest.raises(RunDirectoryError, match="pass --resume"):
+        _trainer(cfg_b)
     # The parameters did move: the comparison is not between two untouched models.
     fresh = Trainer(cfg_b, discover({}), torch.device("cpu")).model.state_dict()
     assert any(not torch.equal(fresh[n], a[n]) for n in a)
@@ -62,7 +68,7 @@ def test_resume_continues_exactly(mini_dataset, tmp_path):
 def test_events_and_evaluation_cycle(mini_dataset, tmp_path):
     events = []
     cfg = _config(mini_dataset, tmp_path / "c", num_train_iters=4, val_every_iters=2,
-                  resume=False)
+                  resume=None)
     t = _trainer(cfg, events=lambda name, data: events.append((name, data)))
     result = t.run()
     names = [n for n, _ in events if n != "step"]
@@ -75,13 +81,13 @@ def test_events_and_evaluation_cycle(mini_dataset, tmp_path):
 
 def test_target_stops_the_run(mini_dataset, tmp_path):
     cfg = _config(mini_dataset, tmp_path / "d", num_train_iters=10, val_every_iters=2,
-                  target_avg_lddt_ca=0.0, resume=False)
+                  target_avg_lddt_ca=0.0, resume=None)
     result = _trainer(cfg).run()
     assert result.reached_target and result.iterations == 2
 
 
 def test_nan_loss_is_reported_by_name(mini_dataset, tmp_path):
-    cfg = _config(mini_dataset, tmp_path / "e", resume=False)
+    cfg = _config(mini_dataset, tmp_path / "e", resume=None)
     t = _trainer(cfg)
     with torch.no_grad():
         t.model.auxiliary_heads.distogram.linear.bias.fill_(float("nan"))
@@ -100,7 +106,7 @@ def test_config_rejects_nonsense(tmp_path):
 
 def test_bf16_steps_keep_structure_module_in_fp32(mini_dataset, tmp_path):
     cfg = _config(mini_dataset, tmp_path / "f", precision="bf16", num_train_iters=2,
-                  val_every_iters=2, resume=False)
+                  val_every_iters=2, resume=None)
     t = _trainer(cfg)
     seen = {}
 
@@ -124,7 +130,7 @@ def test_bad_sample_is_skipped_and_the_step_count_kept(mini_dataset, tmp_path, c
     from scalefold.data import DataError
 
     cfg = _config(mini_dataset, tmp_path / "h", num_train_iters=3, val_every_iters=3,
-                  resume=False)
+                  resume=None)
     t = _trainer(cfg)
     good = t.train_dataset
     bad_index = t.sampler.pairs[1][0]
@@ -214,9 +220,10 @@ def test_resume_after_a_skipped_sample_continues_exactly(mini_dataset, tmp_path)
     cfg_b = _config(mini_dataset, tmp_path / "b")
     first = with_bad_position(_trainer(cfg_b), 1)
     first.run(stop_after=4)
+    first.close()  # the background write is on disk
     assert first.data_state() == {"next": 5, "extra": []}  # 4 trained (batch 1) + 1 skipped
     del first
-    resumed = _trainer(cfg_b)
+    resumed = _trainer(dataclasses.replace(cfg_b, resume="latest"))
     assert resumed.iteration == 4 and resumed._data_base == 5
     resumed.run()
     a, b = straight.model.state_dict(), resumed.model.state_dict()

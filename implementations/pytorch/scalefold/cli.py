@@ -71,6 +71,15 @@ def default_platform(embedded: bool) -> str:
     return f"1x{name} {EMBEDDED_PLATFORM_NOTE}" if embedded else f"1x{name}"
 
 
+def _seed(text: str) -> int | str:
+    if text == "random":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer or 'random': {text!r}") from None
+
+
 def _chain_ids(text: str) -> tuple[str, ...]:
     return tuple(c for c in text.split(",") if c)
 
@@ -105,7 +114,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="where to train (default auto: a GPU where there is one)")
     p.add_argument("--preset", choices=["mlperf", "small", "tiny"])
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"])
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed,
+                   help="an integer, or 'random': rank 0 draws one and every rank uses it "
+                        "(the log records it)")
     p.add_argument("--num-train-iters", type=int)
     p.add_argument("--val-every-iters", type=int)
     p.add_argument("--local-batch-size", "--device-batch-size", type=int)
@@ -136,11 +147,22 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-extra-msa", type=int)
     p.add_argument("--max-templates", type=int)
     p.add_argument("--num-recycling-iters", type=int)
-    p.add_argument("--checkpoint-every-iters", type=int)
+    p.add_argument("--checkpoint-every-iters", type=int,
+                   help="write a resumable checkpoint every N steps, in the background "
+                        "(default 0: none, as a timed benchmark run should)")
+    p.add_argument("--checkpoint-dir", type=Path,
+                   help="where checkpoints go (default OUTPUT_DIR/checkpoints); keep it "
+                        "out of the results folder")
+    p.add_argument("--checkpoint-on-stop", action="store_true", default=None,
+                   help="write a checkpoint when SIGTERM/SIGUSR1 stops the run")
     p.add_argument("--keep-last-checkpoints", type=int)
     p.add_argument("--activation-checkpointing", action="store_true", default=None)
     _add_speed_args(p)
-    p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                   help="continue an earlier run: from the newest checkpoint of the "
+                        "checkpoint directory, or from CHECKPOINT (a file or directory). "
+                        "Without it a run starts fresh and refuses a directory holding "
+                        "checkpoints; a resumed run's log says so and is no result")
     p.add_argument("--mlperf-log", type=Path, help="write the MLPerf log here")
     p.add_argument("--mlperf-stdout", action="store_true",
                    help="also print the :::MLLOG lines on stdout (what run_and_time.sh captures)")
@@ -170,6 +192,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
+    if values.get("seed") == "random":
+        values["seed"] = None
     flags = {f.name: getattr(args, f.name, None) for f in fields(SpeedConfig)}
     preset = args.speed_preset
     if preset is None and args.data_dir is None and args.precision is None and all(

@@ -4,6 +4,7 @@ See docs/DATA.md. build_mini (scalefold.data.mini) and the preprocess commands (
 are imported from their modules.
 """
 
+from .check import DatasetCheckError, DatasetReport, check_dataset
 from .dataset import ChainDataset, training_dataset, validation_dataset, validation_seeds
 from .features import FEATURE_NAMES, FeatureConfig, RawChain, process_chain
 from .layout import (
@@ -39,6 +40,8 @@ __all__ = [
     "ChainDataset",
     "DataError",
     "DataLayout",
+    "DatasetCheckError",
+    "DatasetReport",
     "FeatureConfig",
     "KalignNotFoundError",
     "MmcifDictStore",
@@ -53,6 +56,7 @@ __all__ = [
     "TrainingSampler",
     "TrainingSetConfig",
     "ValidationSetConfig",
+    "check_dataset",
     "filter_training_chains",
     "load_chains_csv",
     "load_obsolete",

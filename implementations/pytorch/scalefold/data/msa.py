@@ -16,6 +16,7 @@ import torch
 
 from scalefold.geometry import residue_constants as rc
 
+from .layout import DataError
 from .parsers import Msa
 
 GAP_ID = 21
@@ -54,7 +55,8 @@ def merge_msas(
     """Concatenate MSAs, dropping repeated aligned rows (first occurrence wins).
 
     Returns msa [S, N] int64 and deletion matrix [S, N] float32; row 0 is the query. A chain
-    with no MSA rows at all gets the query alone, as the reference does.
+    with no MSA rows at all gets the query alone (one row, no deletions), as the reference
+    does. An MSA of another width than the query raises DataError.
     """
     rows: list[str] = []
     dels: list[np.ndarray] = []
@@ -62,8 +64,9 @@ def merge_msas(
         if len(msa) == 0:
             continue
         if len(msa.sequences[0]) != len(query):
-            raise ValueError(
-                f"chain {chain}: MSA {i} has {len(msa.sequences[0])} columns, the query has {len(query)}"
+            raise DataError(
+                f"MSA {i} has {len(msa.sequences[0])} columns, the query has {len(query)}",
+                chain=chain,
             )
         rows.extend(msa.sequences)
         dels.append(msa.deletion_matrix)

@@ -98,6 +98,8 @@ def query_to_hit_mapping(query: str, hit: TemplateHit) -> dict[int, int]:
         raise TemplateSkip("the hit's query segment is not part of the query sequence")
     iq = np.asarray(hit.indices_query)
     ih = np.asarray(hit.indices_hit)
+    if iq.shape != ih.shape or not (iq > -1).any() or not (ih > -1).any():
+        raise TemplateSkip("the hit aligns no residue pair")
     iq = np.where(iq > -1, iq - iq[iq > -1].min(), -1)
     ih = np.where(ih > -1, ih - ih[ih > -1].min(), -1)
     hit_len = len(hit.hit_sequence.replace("-", ""))
@@ -216,6 +218,8 @@ class TemplateFeaturizer:
             record = self.store.get(pdb_id)
         except DataError as exc:
             raise TemplateSkip(str(exc)) from exc
+        if "release_date" not in record or "sequences" not in record:
+            raise TemplateSkip(f"mmcif dict of {pdb_id} lacks release_date or sequences")
         if record["release_date"] > max_date:
             raise TemplateSkip("released after the template cut-off")
         sequences = record["sequences"]

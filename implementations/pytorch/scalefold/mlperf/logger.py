@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import sys
 import threading
 import time
@@ -46,6 +47,30 @@ _THIS_FILE = __file__
 _POINT = "point"
 _START = "start"
 _END = "end"
+
+
+class MLPerfLogWriteError(OSError):
+    """The MLPerf log could not be written: a run whose log is incomplete is no result,
+    so the first failure stops it, naming the file and the cause."""
+
+
+class _StrictFileHandler(logging.FileHandler):
+    """A FileHandler that raises on a failed write (logging's default prints a
+    "--- Logging error ---" block and carries on) and flushes every record to disk."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self.stream is not None:
+            try:
+                os.fsync(self.stream.fileno())
+            except OSError:
+                self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        exc = sys.exc_info()[1]
+        cause = getattr(exc, "strerror", None) or exc
+        raise MLPerfLogWriteError(f"cannot write the MLPerf log {self.baseFilename}: {cause}"
+                                  ) from exc
 
 
 class MLPerfLogger:
@@ -92,10 +117,15 @@ class MLPerfLogger:
         if self.enabled:
             fmt = logging.Formatter("%(message)s")
             if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                handler: logging.Handler = logging.FileHandler(
-                    self.path, mode="a" if append else "w", encoding="utf-8"
-                )
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    handler: logging.Handler = _StrictFileHandler(
+                        self.path, mode="a" if append else "w", encoding="utf-8"
+                    )
+                except OSError as exc:
+                    raise MLPerfLogWriteError(
+                        f"cannot open the MLPerf log {self.path}: {exc.strerror or exc}"
+                    ) from exc
                 handler.setFormatter(fmt)
                 self._handlers.append(handler)
             if stdout:
@@ -110,9 +140,15 @@ class MLPerfLogger:
 
     def close(self) -> None:
         for handler in self._handlers:
-            handler.flush()
+            try:
+                handler.flush()
+            except OSError:
+                pass  # a failed write already stopped the run with its error
             self._pylogger.removeHandler(handler)
-            handler.close()  # closes the file; a StreamHandler leaves sys.stdout open
+            try:
+                handler.close()  # closes the file; a StreamHandler leaves sys.stdout open
+            except OSError:
+                pass
         self._handlers.clear()
 
     def __enter__(self) -> MLPerfLogger:

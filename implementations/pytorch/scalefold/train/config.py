@@ -129,7 +129,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     initialize_parameters_from: Path | None = None
     # schedule
-    seed: int = 1234567890
+    seed: int | None = 1234567890  # None: rank 0 draws one and every rank uses it
     num_train_iters: int = 2000
     local_batch_size: int = 1
     base_lr: float = 1e-3
@@ -156,15 +156,26 @@ class TrainConfig:
     num_recycling_iters: int = 3
     loader: LoaderType = "InitialTrainingDataloaderPT"
     num_workers: int = 2
-    # checkpoints
-    checkpoint_every_iters: int = 40
+    # checkpoints: off by default (a benchmark run times nothing else); when on, they are
+    # copied to host memory at the step boundary and written by a background thread
+    checkpoint_every_iters: int = 0  # 0: none
     keep_last_checkpoints: int = 2
-    resume: bool = True
+    checkpoint_dir: Path | None = None  # None: output_dir/checkpoints
+    checkpoint_on_stop: bool = False  # also write one when a signal stops the run
+    # None: a fresh run (an output directory holding checkpoints is refused); "latest":
+    # continue from the newest checkpoint of checkpoint_dir; else a checkpoint file
+    resume: str | None = None
     # logging
     mlperf: MLPerfLogConfig = field(default_factory=MLPerfLogConfig)
     progress: bool | None = None  # None: a progress bar only on an interactive terminal
 
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoint_dir or Path(self.output_dir) / "checkpoints")
+
     def __post_init__(self) -> None:
+        if self.checkpoint_every_iters < 0:
+            raise ValueError("checkpoint_every_iters must be >= 0 (0: no checkpoints)")
         if self.val_every_iters <= 0 or self.num_train_iters <= 0:
             raise ValueError("val_every_iters and num_train_iters must be positive")
         if self.local_batch_size < 1:

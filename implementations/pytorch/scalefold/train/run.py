@@ -7,12 +7,15 @@ indexed inside the timed region, as the reference does.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from scalefold.data import DataLayout
 from scalefold.data.selection import TrainingSetConfig, ValidationSetConfig
 from scalefold.losses import LossConfig
 from scalefold.mlperf import DatasetFacts, MLPerfLogger, RunFacts, SubmissionInfo
@@ -24,6 +27,8 @@ from scalefold.train.distributed import (
     init_process_group,
     shutdown_process_group,
 )
+from scalefold.train.rundir import RunLock, agree_on_seed
+from scalefold.train.stop import StopSignal
 from scalefold.train.topology import make_topology
 from scalefold.train.trainer import RunResult, Trainer
 
@@ -86,20 +91,39 @@ def run_facts(cfg: TrainConfig, trainer: Trainer, checkpoint_sha256: str | None)
     )
 
 
+RESUMED_KEY = "scalefold_resumed_from_iteration"  # compliance/check.py rejects such logs
+
+
 def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False,
                  observe: Callable[[str, dict], None] | None = None) -> RunOutcome:
-    """`observe`: sees every trainer event after the log does (`scalefold bench train`)."""
+    """`observe`: sees every trainer event after the log does (`scalefold bench train`).
+
+    Stops cleanly on SIGTERM/SIGUSR1: every rank stops after the same step, the log gets
+    `run_stop` with status "aborted", and a checkpoint is written if
+    `cfg.checkpoint_on_stop` asks for one.
+    """
     denv = discover()
     device = select_device(denv, cfg.device)
     init_process_group(denv, device)
-    topo = make_topology(denv, cfg.num_async_eval_ranks, cfg.dap_size)
-    writes = cfg.mlperf.path is not None or mlperf_stdout
-    # The training leader opens the log; with asynchronous evaluation the evaluation
-    # leader appends its eval_* lines and run_stop to the same log.
-    log = MLPerfLogger(cfg.mlperf.path, enabled=denv.rank == 0 and writes,
-                       stdout=mlperf_stdout, instance=0)
+    stop = StopSignal().install()
+    lock: RunLock | None = None
+    log: MLPerfLogger | None = None
+    trainer: Trainer | None = None
     try:
+        topo = make_topology(denv, cfg.num_async_eval_ranks, cfg.dap_size)
+        cfg = dataclasses.replace(cfg, seed=agree_on_seed(cfg.seed, denv))
+        if denv.rank == 0:
+            lock = RunLock(Path(cfg.output_dir)).acquire()
+            (Path(cfg.output_dir) / "seed").write_text(f"{cfg.seed}\n")
+        writes = cfg.mlperf.path is not None or mlperf_stdout
+        # The training leader opens the log; with asynchronous evaluation the evaluation
+        # leader appends its eval_* lines and run_stop to the same log.
+        log = MLPerfLogger(cfg.mlperf.path, enabled=denv.rank == 0 and writes,
+                           stdout=mlperf_stdout, instance=0)
         log.init_start()
+        # The data is checked inside the initialisation window, before anything is built:
+        # a fault that would stop the run stops it here, naming the file.
+        check_data(cfg)
         log.cache_clear(os.environ.get("CLEAR_CACHES", "0") == "1")
         gpus_per_node = denv.local_world_size if device.type == "cuda" else 0
         log.log_submission(SubmissionInfo(
@@ -112,8 +136,15 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False,
             if cfg.initialize_parameters_from is not None else None
         )
         trainer = Trainer(cfg, denv, device, on_event=_LogEvents(log, observe), topology=topo)
+        trainer.stop_requested = lambda: stop.requested
         log.log_run_facts(run_facts(cfg, trainer, checkpoint_sha))
-        trainer.maybe_resume()
+        report = trainer.check_data()
+        if denv.rank == 0:
+            print(f"[scalefold] {report.summary()}", flush=True)
+        resumed = trainer.maybe_resume()
+        if resumed is not None:
+            # Not a fresh run: its time to train is not a result, and the log says so.
+            log.event(RESUMED_KEY, resumed)
         trainer.prepare()  # CUDA-graph capture: initialisation, not time to train
         log.init_stop()
         log.run_start()
@@ -137,13 +168,26 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False,
                 log.run_stop("aborted")
         else:
             result = trainer.run()
-            if not topo.is_async:
+            if trainer.stopped_by_signal and not result.reached_target:
+                log.run_stop("aborted")
+            elif not topo.is_async:
                 log.run_stop("success" if result.reached_target else "aborted")
+            trainer.close()  # a checkpoint still being written reaches the disk
         return RunOutcome(result, denv.rank, denv.world_size)
     finally:
-        log.close()
+        stop.uninstall()
+        if log is not None:
+            log.close()
+        if lock is not None:
+            lock.release()
         if denv.is_distributed:
             shutdown_process_group()
+
+
+def check_data(cfg: TrainConfig) -> None:
+    """What a run checks before it builds anything: the data layout (the whole dataset
+    check, `Trainer.check_data`, follows once the model is built)."""
+    DataLayout(Path(cfg.data_dir)).check()
 
 
 class _LogEvents:

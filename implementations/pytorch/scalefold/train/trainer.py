@@ -25,6 +25,7 @@ import torch.distributed as dist
 from scalefold.data import (
     CachedValidationLoader,
     DataLayout,
+    DatasetReport,
     FeatureConfig,
     InOrderLoader,
     LoaderConfig,
@@ -34,6 +35,7 @@ from scalefold.data import (
     SamplerConfig,
     TemplateConfig,
     TrainingSampler,
+    check_dataset,
     training_dataset,
     validation_dataset,
     validation_seeds,
@@ -44,10 +46,16 @@ from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
 from scalefold.metrics import lddt_ca
 from scalefold.train.async_eval import EvalServer, WeightSender
 from scalefold.train.build import build_step
-from scalefold.train.checkpointing import load_latest_checkpoint, save_training_checkpoint
+from scalefold.train.checkpointing import (
+    AsyncCheckpointWriter,
+    list_checkpoints,
+    load_latest_checkpoint,
+)
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
+from scalefold.train.rundir import RunDirectoryError
 from scalefold.train.step import HostCopy, StepOutputs, set_lr
+from scalefold.train.stop import StopVote
 from scalefold.train.topology import Topology, make_topology
 
 EventHook = Callable[[str, dict], None]
@@ -121,6 +129,10 @@ class Trainer:
         self.iteration = 0
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
         self._resumed_data: dict | None = None  # this rank's data position at the resume
+        self._writer: AsyncCheckpointWriter | None = None
+        # Set by a signal handler (`scalefold.train.stop.StopSignal`): stop after a step.
+        self.stop_requested: Callable[[], bool] = lambda: False
+        self.stopped_by_signal = False
 
     def example_batches(self) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         """Synthetic inputs of every shape training will see (one per recycling count),
@@ -156,6 +168,25 @@ class Trainer:
             max_templates=c.max_templates,
             msa=MsaConfig(max_msa_clusters=c.max_msa_clusters, max_extra_msa=c.max_extra_msa),
         )
+
+    def check_data(self) -> DatasetReport:
+        """Check the dataset before `run_start` (`scalefold.data.check_dataset`): the
+        layout, chains.csv, super.index, and every validation chain of this rank's share
+        prepared once and kept for the evaluations. A fault that would stop the run raises
+        here, naming the file and the chain."""
+        c = self.cfg
+        evaluates = self.topo.is_eval_rank or not self.topo.is_async
+        self._data_report = check_dataset(
+            self.layout, train_chain_ids=c.train_chain_ids, val_chain_ids=c.val_chain_ids,
+            train_features=self._feature_config("train"),
+            val_features=self._feature_config("eval"),
+            train_templates=TemplateConfig(max_templates=c.max_templates),
+            val_templates=TemplateConfig(max_templates=c.max_templates, shuffle_top_k=None),
+            val_rank=self.topo.eval_rank if evaluates else 0,
+            val_world_size=self.topo.eval_world if evaluates else 1,
+            prepare_validation=evaluates,
+        )
+        return self._data_report
 
     def build_data(self) -> None:
         c = self.cfg
@@ -204,10 +235,15 @@ class Trainer:
                          num_batches=max(0, c.num_train_iters - self.iteration),
                          exclude=exclude),
         )
-        self.val_loader = CachedValidationLoader(
-            self.val_dataset, validation_seeds(self.val_dataset),
-            rank=self.topo.eval_rank, world_size=self.topo.eval_world,
-        )
+        report = getattr(self, "_data_report", None)
+        if report is not None:  # the validation samples the check prepared
+            self.val_dataset = report.validation_dataset
+            self.val_loader = report.validation_loader(self.topo.eval_rank, self.topo.eval_world)
+        else:
+            self.val_loader = CachedValidationLoader(
+                self.val_dataset, validation_seeds(self.val_dataset),
+                rank=self.topo.eval_rank, world_size=self.topo.eval_world,
+            )
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batch, use_clamped: torch.Tensor) -> StepResult:
@@ -356,23 +392,44 @@ class Trainer:
             state["data"] = data
         return state
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self) -> None:
         """Called by every training rank (the data positions are gathered); the leader
-        writes."""
+        hands the state to the background writer."""
         data = self._all_data_states() if hasattr(self, "loader") else None
         if not self.is_leader:
-            return None
-        return save_training_checkpoint(
-            Path(self.cfg.output_dir) / "checkpoints", self.iteration, self.state_dict(data),
-            keep_last=self.cfg.keep_last_checkpoints,
-        )
+            return
+        if self._writer is None:
+            self._writer = AsyncCheckpointWriter(self.cfg.checkpoints,
+                                                 self.cfg.keep_last_checkpoints)
+        self._writer.save(self.iteration, self.state_dict(data))
 
-    def maybe_resume(self) -> bool:
+    def close(self) -> None:
+        """Wait for a checkpoint still being written (its error is raised here)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def maybe_resume(self) -> int | None:
+        """Load the checkpoint `cfg.resume` names; returns its iteration, or None for a
+        fresh run. A fresh run refuses a checkpoint directory that already holds
+        checkpoints: continuing an earlier run must be asked for (`--resume`)."""
+        where = self.cfg.checkpoints
         if not self.cfg.resume:
-            return False
-        state = load_latest_checkpoint(Path(self.cfg.output_dir) / "checkpoints", self.device)
+            found = list_checkpoints(where)
+            if found:
+                raise RunDirectoryError(
+                    f"{where} already holds checkpoints of an earlier run (newest: "
+                    f"{found[-1][1].name}); pass --resume to continue that run, or give this "
+                    f"run a directory of its own (--output-dir)")
+            return None
+        target = where if self.cfg.resume == "latest" else Path(self.cfg.resume)
+        if target.is_dir():
+            state = load_latest_checkpoint(target, self.device)
+        elif target.is_file():
+            state = torch.load(target, map_location=self.device, weights_only=False)
+        else:
+            state = None
         if state is None:
-            return False
+            raise RunDirectoryError(f"--resume: no readable checkpoint in {target}")
         self.model.load_state_dict(state["model"])
         self.built.load_optimizer_state(state["optimizer"])
         self.swa.load_state_dict(state["swa"])
@@ -383,7 +440,7 @@ class Trainer:
             raise ValueError(
                 f"checkpoint has sample positions for data-parallel ranks {sorted(data)}, "
                 f"not for rank {self.topo.dp_rank}: resume with the same number of ranks")
-        return True
+        return self.iteration
 
     # ------------------------------------------------------------------------ run
     def run(self, stop_after: int | None = None) -> RunResult:
@@ -395,8 +452,7 @@ class Trainer:
         """
         c = self.cfg
         result = RunResult(iterations=self.iteration)
-        progress = _Progress(enabled=self.is_leader and (
-            c.progress if c.progress is not None else sys.stderr.isatty()))
+        progress = _Progress(progress_mode(self.is_leader, c.progress, sys.stderr.isatty()))
         steps_done = 0
         t0 = time.perf_counter()
         cycle_open = False
@@ -412,10 +468,18 @@ class Trainer:
                 progress.update(step)
                 self.on_event("step", {"step": step})
 
+        vote = StopVote(self.topo.train_group, self.topo.num_train_ranks, self.device)
+        ckpt_every = c.checkpoint_every_iters
         batches = iter(self.loader)
         while True:
             waited = time.perf_counter()
-            batch = next(batches, None)
+            try:
+                batch = next(batches, None)
+            except Exception:
+                if self.stop_requested():  # a signal may have ended the loader's workers
+                    self.stopped_by_signal = True
+                    break
+                raise
             waited = time.perf_counter() - waited
             if batch is None or self.iteration >= c.num_train_iters:
                 break
@@ -433,12 +497,17 @@ class Trainer:
             current = self._launch(batch, use_clamped, waited)
             finish_launched()  # the previous step's, read once this one is queued
             launched = current
+            # Every rank stops after the same step: the vote posted behind the previous
+            # step, read now that it has finished; this step's vote is posted next.
+            signalled = vote.result()
+            vote.post(self.stop_requested())
             steps_done += 1
             cycle_samples += self.global_batch_size
             at_eval = self.iteration % c.val_every_iters == 0
-            stopping = stop_after is not None and steps_done >= stop_after
+            stopping = (stop_after is not None and steps_done >= stop_after) or signalled
+            checkpoint_due = ckpt_every > 0 and self.iteration % ckpt_every == 0
             if (at_eval or stopping or sender is not None or self.iteration >= c.num_train_iters
-                    or self.iteration % c.checkpoint_every_iters == 0):
+                    or checkpoint_due):
                 finish_launched()  # everything below reads or times finished work
             if at_eval or self.iteration >= c.num_train_iters:
                 samples = self.iteration * self.global_batch_size
@@ -462,7 +531,11 @@ class Trainer:
                     result.reached_target = True
             if sender is not None and sender.should_stop():
                 result.reached_target = True
-            if self.iteration % c.checkpoint_every_iters == 0 or result.reached_target:
+            if signalled:
+                self.stopped_by_signal = True
+                progress.note(f"stopped by a signal after step {self.iteration}")
+            if checkpoint_due or (ckpt_every > 0 and result.reached_target) or (
+                    signalled and c.checkpoint_on_stop):
                 self.save_checkpoint()
             if result.reached_target or stopping:
                 break
@@ -484,12 +557,21 @@ def _checked(host: dict[str, float], iteration: int) -> dict[str, float]:
     return host
 
 
-class _Progress:
-    """A tqdm bar on interactive terminals; one plain line per 10 steps otherwise."""
+def progress_mode(is_leader: bool, progress: bool | None, tty: bool) -> str:
+    """Only the global rank 0 prints; `--no-progress` (False) silences it too."""
+    if not is_leader or progress is False:
+        return "off"
+    return "bar" if progress or tty else "lines"
 
-    def __init__(self, enabled: bool) -> None:
+
+class _Progress:
+    """What the global rank 0 prints: a tqdm bar (mode "bar"), one plain line per 10
+    steps ("lines"), or nothing ("off": every other rank, and `--no-progress`)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
         self.bar = None
-        if enabled:
+        if mode == "bar":
             from tqdm import tqdm
 
             self.bar = tqdm(unit="step", dynamic_ncols=True)
@@ -500,14 +582,14 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(msg)
-        elif step.iteration % 10 == 0:
+        elif self.mode == "lines" and step.iteration % 10 == 0:
             print(f"step {step.iteration} " + " ".join(f"{k}={v}" for k, v in msg.items()),
                   flush=True)
 
     def note(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text)
-        else:
+        elif self.mode == "lines":
             print(text, flush=True)
 
     def close(self) -> None:
