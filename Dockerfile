@@ -36,6 +36,16 @@ RUN python -m pip list --format=freeze \
         | grep -iE '^(torch|numpy|triton|pandas)==' > /etc/scalefold-constraints.txt \
     && cat /etc/scalefold-constraints.txt
 
+# mpi4py for launches by mpirun (systems/run_mpirun.sh): without MASTER_ADDR, the ranks
+# learn rank 0's host from it (scalefold.train.distributed.resolve_master). Built from
+# source against the image's Open MPI (HPC-X; /usr/local/mpi links to it), so that it uses
+# the same MPI library as the mpirun that starts the ranks, not one a wheel brings.
+RUN export PATH="${PATH}:/usr/local/mpi/bin:/opt/hpcx/ompi/bin" \
+    && command -v mpicc && command -v mpirun \
+    && MPICC="$(command -v mpicc)" python -m pip install -c /etc/scalefold-constraints.txt \
+        --no-binary=mpi4py "mpi4py>=3.1" \
+    && python -c "import mpi4py; print('mpi4py', mpi4py.__version__, mpi4py.get_config())"
+
 WORKDIR /workspace/scalefold
 
 # Dependencies first (a layer that survives source edits), then the package itself.

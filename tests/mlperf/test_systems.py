@@ -20,7 +20,7 @@ SYSTEMS = REPO / "systems"
 JSONS = sorted(SYSTEMS.glob("*.json"))
 CONFIGS = sorted(SYSTEMS.glob("config_*.sh"))
 SYSTEM_CONFIGS = [p for p in CONFIGS if p.name != "config_common.sh"]
-SCRIPTS = [*CONFIGS, SYSTEMS / "run.sub", SYSTEMS / "run_torchrun.sh"]
+SCRIPTS = [*CONFIGS, SYSTEMS / "run.sub", SYSTEMS / "run_torchrun.sh", SYSTEMS / "run_mpirun.sh"]
 CONFIG_VARS = (
     "DGXNNODES",
     "DGXNGPU",
@@ -150,10 +150,17 @@ def test_scripts_parse_and_pass_shellcheck(path: Path) -> None:
 STUB = """#!/bin/bash
 # stands in for the real run_and_time.sh: records its environment, prints a run's log
 set -euo pipefail
-echo "rank=${RANK:-} world=${WORLD_SIZE:-} DATADIR=${DATADIR:-} LOGDIR=${LOGDIR} \
-CHECKPOINT=${CHECKPOINT:-} SEED=${SEED} EXP_ID=${EXP_ID} CLEAR_CACHES=${CLEAR_CACHES}" >> "$STUB_RECORD"
+rank=${RANK:-${OMPI_COMM_WORLD_RANK:-}}
+echo "rank=${rank} world=${WORLD_SIZE:-${OMPI_COMM_WORLD_SIZE:-}} DATADIR=${DATADIR:-} \
+LOGDIR=${LOGDIR} CHECKPOINT=${CHECKPOINT:-} SEED=${SEED} EXP_ID=${EXP_ID} \
+CLEAR_CACHES=${CLEAR_CACHES}" >> "$STUB_RECORD"
+if [[ -n "${STUB_DISCOVER:-}" ]]; then  # what the trainer would make of this environment
+    "$STUB_PYTHON" -c 'from scalefold.train.distributed import discover as d; e = d(); \
+print(f"discover: {e.launcher} {e.rank} {e.world_size} {e.local_rank} {e.master_addr}")' \
+        >> "$STUB_RECORD"
+fi
 echo "unrelated output"
-if [[ "${RANK:-0}" == 0 ]]; then
+if [[ "${rank:-0}" == 0 ]]; then
     "$STUB_PYTHON" -m tests.mlperf.logbuild
 fi
 """
@@ -175,18 +182,54 @@ exec "$@"
 """
 
 
+FAKE_MPIRUN = """#!/bin/bash
+# mpirun stand-in: records its arguments and starts -np copies of the command with Open
+# MPI's rank variables, each in the environment a rank on another node gets: only what -x
+# passed, plus the variables of the Slurm allocation mpirun runs in
+set -euo pipefail
+echo "$*" >> "$MPIRUN_RECORD"
+np=1
+passed=()
+while [[ $# -gt 0 && "$1" == -* ]]; do
+    case "$1" in
+        -np | -n) np=$2; shift ;;
+        -x) [[ "$2" == *=* ]] || { echo "fake mpirun: give -x NAME=VALUE" >&2; exit 97; }
+            passed+=("$2"); shift ;;
+        --bind-to | --host | --hostfile | --map-by) shift ;;
+        --mca) shift 2 ;;
+        --allow-run-as-root | --oversubscribe) ;;
+        *) echo "fake mpirun: unknown option $1" >&2; exit 97 ;;
+    esac
+    shift
+done
+inherited=()
+while read -r name; do inherited+=("${name}=${!name}"); done < <(compgen -e | grep '^SLURM_' || true)
+pids=()
+for (( r = 0; r < np; r++ )); do
+    env -i "${inherited[@]}" "${passed[@]}" OMPI_COMM_WORLD_RANK="$r" OMPI_COMM_WORLD_SIZE="$np" \
+        OMPI_COMM_WORLD_LOCAL_RANK="$r" OMPI_COMM_WORLD_LOCAL_SIZE="$np" "$@" &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit "$status"
+"""
+
+
 @pytest.fixture()
 def fake_checkout(tmp_path: Path) -> dict:
     """A checkout with the real launch scripts and a stub run_and_time.sh."""
     root = tmp_path / "checkout"
     (root / "systems").mkdir(parents=True)
-    for name in ("run.sub", "run_torchrun.sh"):
+    for name in ("run.sub", "run_torchrun.sh", "run_mpirun.sh"):
         shutil.copy2(SYSTEMS / name, root / "systems" / name)
     (root / "run_and_time.sh").write_text(STUB)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(FAKE_SRUN)
     (bin_dir / "srun").chmod(0o755)
+    (bin_dir / "mpirun").write_text(FAKE_MPIRUN)
+    (bin_dir / "mpirun").chmod(0o755)
     env = {
         **{k: v for k, v in os.environ.items() if k not in CONFIG_VARS and k != "SEED"},
         "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -195,6 +238,7 @@ def fake_checkout(tmp_path: Path) -> dict:
         "PYTHON": sys.executable,
         "STUB_RECORD": str(tmp_path / "stub.txt"),
         "SRUN_RECORD": str(tmp_path / "srun.txt"),
+        "MPIRUN_RECORD": str(tmp_path / "mpirun.txt"),
         "CLEAR_CACHES": "0",  # never drop the page cache of the machine running the tests
     }
     return {"root": root, "env": env, "tmp": tmp_path}
@@ -301,6 +345,86 @@ def test_run_torchrun_single_process_and_torchrun(fake_checkout: dict) -> None:
     assert [r.split(" DATADIR")[0] for r in record] == ["rank=0 world=2", "rank=1 world=2"]
     (result,) = _results(root / "results" / "two" / "strong" / "openfold")
     assert next(ln.value for ln in parse_log(result) if ln.key == "seed") == 100
+
+
+def test_run_mpirun_ranks_get_their_environment_and_mpi_ranks(fake_checkout: dict) -> None:
+    """Two ranks through (a stand-in for) mpirun inside a Slurm allocation: each rank sees
+    only what -x passes, and the trainer's rank discovery takes the MPI ranks, not the
+    inherited SLURM_PROCID."""
+    root, tmp = fake_checkout["root"], fake_checkout["tmp"]
+    data = tmp / "data"
+    data.mkdir()
+    config = tmp / "config_two.sh"
+    config.write_text("export DGXSYSTEM=two DGXNGPU=2 NEXP=2 SEED=100 SPEEDUPS='--a --b'\n"
+                      "export NCCL_DEBUG=INFO\n")
+    env = {
+        **fake_checkout["env"],
+        "DATADIR": str(data),
+        "MPIRUN_EXPORT": "STUB_RECORD STUB_PYTHON STUB_DISCOVER",
+        "STUB_DISCOVER": "1",
+        # the batch step of an sbatch job: what every process started in it inherits
+        "SLURM_JOB_ID": "77", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0",
+        "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "node001",
+    }
+    proc = subprocess.run(
+        ["bash", str(root / "systems" / "run_mpirun.sh"), str(config)],
+        capture_output=True, text=True, env=env, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    logdir = root / "results" / "two" / "strong" / "openfold"
+    results = _results(logdir)
+    assert len(results) == 2 and all(run_compliance_checker(r).ok for r in results)
+    seeds = [next(ln.value for ln in parse_log(r) if ln.key == "seed") for r in results]
+    assert seeds == [100, 101]
+    assert len(list((logdir / "raw").glob("mpirun_*.log"))) == 2
+    record = (tmp / "stub.txt").read_text().splitlines()
+    ranks = sorted(r for r in record if r.startswith("rank="))
+    assert [r.split(" DATADIR")[0] for r in ranks] == ["rank=0 world=2"] * 2 + \
+        ["rank=1 world=2"] * 2
+    for r in ranks:
+        assert f"DATADIR={data} LOGDIR={logdir} " in r
+        assert f"CHECKPOINT={data}/mlperf_hpc_openfold_resumable_checkpoint.pt" in r
+    assert sum("SEED=100 EXP_ID=1" in r for r in ranks) == 2
+    assert sum("SEED=101 EXP_ID=2" in r for r in ranks) == 2
+    # SLURM_PROCID=0 on every rank, yet each finds its own MPI rank (and, on one node,
+    # the rendezvous on this host that the script passes)
+    found = sorted(r for r in record if r.startswith("discover:"))
+    assert found == ["discover: mpi 0 2 0 127.0.0.1"] * 2 + ["discover: mpi 1 2 1 127.0.0.1"] * 2
+    calls = (tmp / "mpirun.txt").read_text().splitlines()
+    assert len(calls) == 2
+    for needed in ("-np 2 --bind-to none", "-x DGXSYSTEM=two", "-x SPEEDUPS=--a --b",
+                   "-x NCCL_DEBUG=INFO", "-x MASTER_ADDR=127.0.0.1", "-x MASTER_PORT=29500",
+                   f"-x PYTHONPATH={REPO}", f"bash {root}/run_and_time.sh"):
+        assert needed in calls[0], needed
+
+
+def test_run_mpirun_hosts_and_refusals(fake_checkout: dict) -> None:
+    root, tmp = fake_checkout["root"], fake_checkout["tmp"]
+    script = str(root / "systems" / "run_mpirun.sh")
+    base = {**fake_checkout["env"], "CHECK_COMPLIANCE": "0", "NEXP": "1",
+            "MPIRUN_EXPORT": "STUB_RECORD STUB_PYTHON"}
+    base = {k: v for k, v in base.items() if not k.startswith("SLURM_")}
+    # Several nodes need to know where: refused before anything runs.
+    two_nodes = {**base, "DGXSYSTEM": "big", "DGXNNODES": "2", "DGXNGPU": "2"}
+    proc = subprocess.run(["bash", script], capture_output=True, text=True, env=two_nodes,
+                          check=False)
+    assert proc.returncode == 2 and "MPI_HOSTS" in proc.stderr
+    assert not (tmp / "mpirun.txt").exists()
+    # A host file, or a --host list. On several nodes no MASTER_ADDR is made up: the ranks
+    # learn rank 0's host over MPI (mpi4py), or the caller gives MASTER_ADDR.
+    hostfile = tmp / "hosts"
+    hostfile.write_text("node1 slots=2\nnode2 slots=2\n")
+    for hosts, expected in ((str(hostfile), f"--hostfile {hostfile}"),
+                            ("node1:2,node2:2", "--host node1:2,node2:2")):
+        proc = subprocess.run(["bash", script], capture_output=True, text=True,
+                              env={**two_nodes, "MPI_HOSTS": hosts}, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        call = (tmp / "mpirun.txt").read_text().splitlines()[-1]
+        assert call.startswith("-np 4 --bind-to none") and expected in call
+        assert "MASTER_ADDR" not in call
+    proc = subprocess.run(["bash", script], capture_output=True, text=True,
+                          env={**base, "MPIRUN": "no-such-mpirun"}, check=False)
+    assert proc.returncode == 2 and "no-such-mpirun not found" in proc.stderr
 
 
 # --- Dockerfile ----------------------------------------------------------------------------

@@ -5,8 +5,10 @@ weights travel on the default group (NCCL on GPUs), every small message on gloo.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -97,3 +99,107 @@ def test_async_evaluation_matches_synchronous(mini_dataset, tmp_path):
             else:
                 assert (m["backend"], m["device"]) == ("gloo", "cpu"), m
     assert weights_seen == 4  # two evaluation points, each a send and a receive
+
+
+
+# --- the whole run (train/run.py) with an evaluation rank, as torchrun starts it ---------
+
+_RUN_ITERS = 8  # evaluations after steps 2, 4, 6 and 8 unless the target stops the run
+
+
+def _run_main(rank: int, world: int, port: int, mini, out: str) -> None:
+    """One rank of `scalefold train`: the launcher's variables, then `run_training`."""
+    from scalefold.train.config import MLPerfLogConfig
+    from scalefold.train.run import run_training
+
+    torch.set_num_threads(1)
+    os.environ.update({
+        "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+        "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+        "TORCHELASTIC_RUN_ID": "test", "GROUP_RANK": "0",  # what torchrun adds
+    })
+    events: list = []
+
+    def observe(name: str, data: dict) -> None:  # the plain values of every event
+        events.append([name, {k: v for k, v in data.items()
+                              if isinstance(v, (bool, int, float, str))}])
+
+    cfg = _config(mini, Path(out) / "run", device="cpu", num_train_iters=_RUN_ITERS,
+                  val_every_iters=2, checkpoint_every_iters=0, resume=None,
+                  num_async_eval_ranks=1, target_avg_lddt_ca=0.0,
+                  mlperf=MLPerfLogConfig(path=Path(out) / "mlperf.log"))
+    outcome = run_training(cfg, observe=observe)
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps({
+        "rank": outcome.rank, "world": outcome.world_size,
+        "reached_target": outcome.result.reached_target,
+        "iterations": outcome.result.iterations,
+        "evaluations": outcome.result.evaluations, "events": events,
+    }))
+
+
+@pytest.fixture(scope="module")
+def async_run(mini_dataset, tmp_path_factory) -> dict:
+    """`run_training` on 2 ranks over gloo: rank 0 trains, rank 1 evaluates, and a target
+    of 0 is reached by the first evaluation (~15 s on 2 cores)."""
+    out = tmp_path_factory.mktemp("async_run")
+    mp.spawn(_run_main, args=(2, _free_port(), mini_dataset, str(out)), nprocs=2, join=True)
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return {"trainer": ranks[0], "evaluator": ranks[1], "log": out / "mlperf.log"}
+
+
+def _named(record: dict, name: str) -> list:
+    return [data for event, data in record["events"] if event == name]
+
+
+def test_run_training_with_an_evaluation_rank_reaches_the_target(async_run):
+    trainer, evaluator = async_run["trainer"], async_run["evaluator"]
+    assert (trainer["rank"], evaluator["rank"], trainer["world"]) == (0, 1, 2)
+    # The first evaluation (of the weights after step 2) reaches the target.
+    assert evaluator["reached_target"] and evaluator["evaluations"][0][0] == 2
+    assert _named(evaluator, "target_reached") == [{"iteration": 2}]
+    # Only the evaluation rank evaluates; only the trainer trains.
+    assert not _named(trainer, "eval_accuracy") and not _named(trainer, "target_reached")
+    assert _named(trainer, "step") and not _named(evaluator, "step")
+
+
+# Both writers hold the log open: the training leader with mode "w" (its own file offset),
+# the evaluation leader with mode "a". Every line the training leader writes after an
+# evaluation lands at its stale offset, over the evaluation leader's lines.
+_LOG_OVERWRITTEN = (
+    "the training leader's MLPerfLogger opens the log with mode 'w', not O_APPEND: its "
+    "later lines overwrite the evaluation leader's appended eval_*/run_stop lines (seen: "
+    "2 of 4 eval_accuracy lines and no run_stop left); truncate once, then write in "
+    "append mode")
+
+
+@pytest.mark.xfail(strict=True, reason=_LOG_OVERWRITTEN)
+def test_run_training_with_an_evaluation_rank_logs_one_successful_run(async_run):
+    from scalefold.mlperf import parse_log
+
+    evaluator = async_run["evaluator"]
+    log = parse_log(async_run["log"])
+    keys = [ln.key for ln in log]
+    # The training leader's lines are there (it opened the log) ...
+    assert keys.count("init_start") == 1 and keys.count("run_start") == 1
+    assert "epoch_start" in keys
+    # ... one run_stop, the evaluation leader's success ...
+    stops = [ln for ln in log if ln.key == "run_stop"]
+    assert len(stops) == 1 and stops[0].metadata["status"] == "success"
+    assert keys.index("run_start") < keys.index("run_stop")
+    # ... and every eval_accuracy line the evaluation leader reported, in its order.
+    logged = [(ln.value, ln.metadata["epoch_num"]) for ln in log if ln.key == "eval_accuracy"]
+    reported = [(d["value"], d["epoch_num"]) for d in _named(evaluator, "eval_accuracy")]
+    assert logged and logged == reported
+    # run_stop is the first evaluation's success, logged right after it.
+    first = keys.index("eval_accuracy")
+    assert keys[first:first + 3] == ["eval_accuracy", "eval_stop", "run_stop"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "WeightSender.should_stop polls the stop signal's irecv with Work.is_completed(), which "
+    "a gloo receive never reports before wait() (torch 2.13: the value has arrived, the "
+    "flag stays False), and the control group is gloo on GPUs too: the trainers never see "
+    "the target and train until num_train_iters"))
+def test_run_training_trainer_stops_at_the_target(async_run):
+    trainer = async_run["trainer"]
+    assert trainer["reached_target"] and trainer["iterations"] < _RUN_ITERS

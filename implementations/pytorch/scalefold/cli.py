@@ -10,6 +10,7 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
+from scalefold.data.commands import add_data_commands
 from scalefold.train.config import PRESETS, MLPerfLogConfig, SpeedConfig, TrainConfig
 
 DEFAULT_MINI_DIR = Path(".cache/mini")
@@ -479,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     mini = data_sub.add_parser("build-mini", help="build the embedded mini dataset")
     mini.add_argument("out", type=Path)
     mini.set_defaults(func=_cmd_build_mini)
+    add_data_commands(data_sub)
     return parser
 
 

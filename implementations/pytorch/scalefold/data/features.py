@@ -104,8 +104,13 @@ def _template_features(raw: RawChain) -> dict[str, np.ndarray]:
     t_aa = torch.from_numpy(raw.template_aatype)
     # Gap (21) has no atoms; the geometry tables stop at 20 (unknown), like the reference's clamp.
     t_aa_clamped = t_aa.clamp(max=rc.restype_num)
-    pos = torch.from_numpy(raw.template_all_atom_positions.astype(np.float64))
-    mask = torch.from_numpy(raw.template_all_atom_mask.astype(np.float64))
+    # float32, as the reference computes them: the model reads the sin/cos of masked
+    # torsions too (the template angle feature is not multiplied by the mask), and there
+    # they depend on the precision (degenerate geometry; up to ~1 apart between float32
+    # and float64 on the mini dataset), so float64 would give other inputs than the
+    # reference's. Unmasked entries agree with float64 to ~4e-6 (tests/data/test_features.py).
+    pos = torch.from_numpy(raw.template_all_atom_positions.astype(np.float32))
+    mask = torch.from_numpy(raw.template_all_atom_mask.astype(np.float32))
     tors = all_atom.atom37_to_torsion_angles(t_aa_clamped, pos, mask)
     pb, pb_mask = all_atom.pseudo_beta(t_aa_clamped, pos, mask)
     return {
@@ -208,16 +213,25 @@ def process_chain(raw: RawChain, config: FeatureConfig, seed: int) -> dict[str, 
 class _MsaShared:
     """Per-sample arrays every recycling iteration reads: the rows' cluster keys over the
     whole chain, and the crop window of the MSA and deletions, contiguous. Made once, so
-    an iteration gathers only the rows it needs (deep MSAs: 16k rows x 4 iterations)."""
+    an iteration gathers only the rows it needs (deep MSAs: 16k rows x 4 iterations).
+
+    The crop window's residues are kept as uint8 (ids 0..22; 8x less to gather per
+    iteration than int64) and, for the cluster histograms, as int32 keys
+    ``column * 23 + residue`` (computed once instead of once per iteration)."""
 
     keys: np.ndarray  # [S, N] int32
-    msa_c: np.ndarray  # [S, crop]
-    del_c: np.ndarray  # [S, crop]
+    msa_c: np.ndarray  # [S, crop] uint8
+    del_c: np.ndarray  # [S, crop] float32
+    hist_keys: np.ndarray  # [S, crop] int32
 
     @staticmethod
     def of(msa: np.ndarray, deletions: np.ndarray, cols: slice) -> _MsaShared:
-        return _MsaShared(msa_ops.cluster_keys(msa), np.ascontiguousarray(msa[:, cols]),
-                          np.ascontiguousarray(deletions[:, cols]))
+        msa_c = np.ascontiguousarray(msa[:, cols]).astype(np.uint8)
+        crop = msa_c.shape[1]
+        hist_keys = (np.arange(crop, dtype=np.int32)[None, :] * msa_ops.NUM_MSA_CLASSES
+                     + msa_c)
+        return _MsaShared(msa_ops.cluster_keys(msa), msa_c,
+                          np.ascontiguousarray(deletions[:, cols]), hist_keys)
 
 
 def _msa_iteration(
@@ -242,12 +256,12 @@ def _msa_iteration(
         corrupted, bert_mask = centres, np.zeros(centres.shape, np.float32)
     # Assignment looks at the whole chain; the summaries only at the crop window.
     assignment = msa_ops.assign_with_keys(shared.keys[rest], corrupted, cfg.cluster_chunk_rows)
-    c_profile, c_del_mean = msa_ops.summarize_clusters(
-        corrupted[:, cols], centre_del[:, cols], shared.msa_c[rest], shared.del_c[rest],
+    c_profile, c_del_mean = msa_ops.summarize_with_keys(
+        corrupted[:, cols], centre_del[:, cols], shared.hist_keys[rest], shared.del_c[rest],
         assignment,
     )
     pick = rest[rng.permutation(rest.shape[0])[: cfg.max_extra_msa]]
-    extra_c, extra_del_c = shared.msa_c[pick], shared.del_c[pick]
+    extra_c, extra_del_c = shared.msa_c[pick].astype(np.int64), shared.del_c[pick]
     cdel = centre_del[:, cols]
     msa_feat = np.concatenate(
         [

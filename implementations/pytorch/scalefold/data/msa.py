@@ -211,6 +211,31 @@ def summarize_clusters(
     return hist / counts[:, :, None], del_sum / counts
 
 
+def summarize_with_keys(
+    centres: np.ndarray,
+    centre_deletions: np.ndarray,
+    extra_hist_keys: np.ndarray,
+    extra_deletions: np.ndarray,
+    assignment: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`summarize_clusters` with the extra rows given by their histogram keys
+    ``column * 23 + residue`` ([E, N] int32, made once per sample): the same counts and
+    sums, in the same order, so the same bits."""
+    c, n = centres.shape
+    e = assignment.shape[0]
+    members = np.bincount(assignment, minlength=c).astype(np.float32)  # [C]
+    counts = (1e-6 + 1.0 + members)[:, None]  # [C, 1]
+    row_base = assignment.astype(np.int64) * (n * NUM_MSA_CLASSES)  # [E]
+    hist = np.bincount((row_base[:, None] + extra_hist_keys).ravel(),
+                       minlength=c * n * NUM_MSA_CLASSES)
+    hist = hist.reshape(c, n, NUM_MSA_CLASSES).astype(np.float32)
+    hist[np.arange(c)[:, None], np.arange(n)[None, :], centres] += 1.0
+    cell = (assignment.astype(np.int64)[:, None] * n + np.arange(n)[None, :]).reshape(e * n)
+    del_sum = np.bincount(cell, weights=extra_deletions.reshape(e * n), minlength=c * n)
+    del_sum = del_sum.reshape(c, n).astype(np.float32) + centre_deletions
+    return hist / counts[:, :, None], del_sum / counts
+
+
 def deletion_value(deletions: np.ndarray) -> np.ndarray:
     """Deletion counts squashed to [0, 1): atan(d / 3) * 2 / pi."""
     return (np.arctan(deletions / 3.0) * (2.0 / np.pi)).astype(np.float32)

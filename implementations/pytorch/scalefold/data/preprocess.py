@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 import pickle
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -211,28 +210,45 @@ class PreprocessReport:
     succeeded: int = 0
     skipped_done: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # file -> error
+    outputs: dict[str, int] = field(default_factory=dict)  # what was written, e.g. chains
 
     def summary(self) -> str:
         lines = [
             f"files: {self.total}, succeeded: {self.succeeded}, failed: {len(self.errors)}, "
             f"already done (resumed): {self.skipped_done}"
         ]
+        if self.outputs:
+            lines.append("written: " + ", ".join(f"{k} {v}" for k, v in self.outputs.items()))
         lines += [f"  FAILED {name}: {err}" for name, err in sorted(self.errors.items())]
         return "\n".join(lines)
 
+    def write_errors_csv(self, path: os.PathLike | str) -> Path:
+        """Every skipped input with its reason, as CSV (columns: file, reason), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df = pd.DataFrame(sorted(self.errors.items()), columns=["file", "reason"])
+        _atomic_write_bytes(path, df.to_csv(index=False).encode())
+        return path
 
-def _run_parallel(func: Callable, jobs: list, workers: int, desc: str) -> Iterable:
+
+def _run_parallel(
+    func: Callable, jobs: list, workers: int, desc: str, progress: bool = True
+) -> Iterable:
     if workers <= 1 or len(jobs) <= 1:
-        for job in tqdm(jobs, desc=desc):
+        for job in tqdm(jobs, desc=desc, disable=not progress):
             yield func(job)
         return
     ctx = multiprocessing.get_context("spawn")  # no inherited torch/thread state
-    with ctx.Pool(workers) as pool:
-        yield from tqdm(pool.imap_unordered(func, jobs), total=len(jobs), desc=desc)
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+        yield from tqdm(
+            pool.imap_unordered(func, jobs), total=len(jobs), desc=desc, disable=not progress
+        )
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write to a temporary file beside ``path``, then rename it over ``path``: an
+    interrupted run leaves the old file or none, never a partial one."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -265,11 +281,14 @@ def _raw_mmcif_files(raw_dir: Path) -> list[Path]:
 def preprocess_mmcif(
     raw_dir: os.PathLike | str,
     out_dir: os.PathLike | str,
-    obsolete_file: os.PathLike | str,
+    obsolete_file: os.PathLike | str | None,
     clusters_file: os.PathLike | str | None = None,
     workers: int = 1,
+    progress: bool = True,
 ) -> PreprocessReport:
-    """raw mmCIFs -> out_dir/{dicts/, chains.csv, obsolete.dat} (pdb_mmcif/processed)."""
+    """raw mmCIFs -> out_dir/{dicts/, chains.csv, obsolete.dat} (pdb_mmcif/processed).
+
+    ``obsolete_file`` None writes an obsolete.dat without entries (no id is replaced)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     dicts_dir = out_dir / "dicts"
     dicts_dir.mkdir(parents=True, exist_ok=True)
@@ -289,20 +308,37 @@ def preprocess_mmcif(
                 report.errors.update(done["errors"])
                 continue
         jobs.append((shard, shard_files, str(dicts_dir)))
-    for _, errors, _count in _run_parallel(_mmcif_shard_job, jobs, workers, "mmCIF shards"):
+    for _, errors, _count in _run_parallel(
+        _mmcif_shard_job, jobs, workers, "mmCIF shards", progress
+    ):
         report.errors.update(errors)
     report.succeeded = report.total - len(report.errors)
     clusters = load_cluster_file(clusters_file)
     rows = []
-    for shard_path in sorted(
-        p for p in dicts_dir.iterdir() if p.is_file() and not p.name.endswith(".tmp")
-    ):
-        with open(shard_path, "rb") as f:
+    shards = sorted(by_shard)  # this run's shards only: not leftovers of another input
+    for shard in shards:
+        with open(dicts_dir / shard, "rb") as f:
             for record in pickle.load(f).values():
                 rows.extend(mmcif_dict_chains(record, clusters))
-    write_chains_csv(pd.DataFrame(rows, columns=list(CHAINS_CSV_COLUMNS)), out_dir / "chains.csv")
-    shutil.copyfile(obsolete_file, out_dir / "obsolete.dat")
+    tmp = out_dir / f"chains.csv.{os.getpid()}.tmp"
+    write_chains_csv(pd.DataFrame(rows, columns=list(CHAINS_CSV_COLUMNS)), tmp)
+    os.replace(tmp, out_dir / "chains.csv")
+    if obsolete_file is None:
+        obsolete = _EMPTY_OBSOLETE
+    else:
+        obsolete = Path(obsolete_file).read_bytes()
+    _atomic_write_bytes(out_dir / "obsolete.dat", obsolete)
+    report.outputs = {
+        "dicts shards": len(shards),
+        "entries": len({r["pdb_id"] for r in rows}),
+        "chains": len(rows),
+        "chains without cluster": sum(r["pdb_cluster_id"] == -1 for r in rows),
+    }
     return report
+
+
+# The header line of the wwPDB file, without any OBSLTE entry.
+_EMPTY_OBSOLETE = b" LIST OF OBSOLETE COORDINATE ENTRIES AND SUCCESSORS\n"
 
 
 # --------------------------------------------------------------------------- alignments
@@ -322,7 +358,7 @@ def _alignment_shard_job(
     index: dict[str, dict] = {}
     errors: dict[str, str] = {}
     offset = 0
-    tmp = Path(out_dir) / f"{name}.tmp"
+    tmp = Path(out_dir) / f"{name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as out:
         for chain_dir, members in entries:
             files = sorted(p for p in Path(chain_dir).rglob("*") if p.is_file())
@@ -343,9 +379,12 @@ def _alignment_shard_job(
             for member in members:
                 index[member] = entry
     os.replace(tmp, Path(out_dir) / name)
+    # The marker is written after the shard: its presence marks the shard finished.
     _atomic_write_bytes(
         Path(out_dir) / f"{name}.index.json",
-        json.dumps({"index": index, "errors": errors}).encode(),
+        json.dumps(
+            {"dirs": [d for d, _ in entries], "index": index, "errors": errors}
+        ).encode(),
     )
     return shard_id, index, errors
 
@@ -356,6 +395,7 @@ def preprocess_alignments(
     num_shards: int = 10,
     duplicates_file: os.PathLike | str | None = None,
     workers: int = 1,
+    progress: bool = True,
 ) -> PreprocessReport:
     """Per-chain folders ``src_dir/<pdb_chain_id>/**`` (.a3m, .sto, .hhr) -> shards
     ``0.db..N-1.db`` + ``super.index``. ``duplicates_file`` (OpenProteinSet's
@@ -380,16 +420,27 @@ def preprocess_alignments(
     jobs = []
     for shard_id in range(num_shards):
         done = out_dir / f"{shard_id}.db.index.json"
+        expected = [d for d, _ in shards.get(shard_id, [])]
         if (out_dir / f"{shard_id}.db").exists() and done.exists():
             saved = json.loads(done.read_text())
+            if saved.get("dirs") != expected:  # another input tree: redo the shard
+                jobs.append((shard_id, shards.get(shard_id, []), str(out_dir)))
+                continue
             super_index.update(saved["index"])
             report.errors.update(saved["errors"])
             report.skipped_done += len(shards.get(shard_id, []))
             continue
         jobs.append((shard_id, shards.get(shard_id, []), str(out_dir)))
-    for _, index, errors in _run_parallel(_alignment_shard_job, jobs, workers, "alignment shards"):
+    for _, index, errors in _run_parallel(
+        _alignment_shard_job, jobs, workers, "alignment shards", progress
+    ):
         super_index.update(index)
         report.errors.update(errors)
     report.succeeded = report.total - sum(1 for k in report.errors if Path(k).parent == src_dir)
     _atomic_write_bytes(out_dir / "super.index", json.dumps(super_index).encode())
+    report.outputs = {
+        "shards": num_shards,
+        "index entries": len(super_index),
+        "bytes": sum((out_dir / f"{i}.db").stat().st_size for i in range(num_shards)),
+    }
     return report
