@@ -162,17 +162,8 @@ def test_run_training_with_an_evaluation_rank_reaches_the_target(async_run):
     assert _named(trainer, "step") and not _named(evaluator, "step")
 
 
-# Both writers hold the log open: the training leader with mode "w" (its own file offset),
-# the evaluation leader with mode "a". Every line the training leader writes after an
-# evaluation lands at its stale offset, over the evaluation leader's lines.
-_LOG_OVERWRITTEN = (
-    "the training leader's MLPerfLogger opens the log with mode 'w', not O_APPEND: its "
-    "later lines overwrite the evaluation leader's appended eval_*/run_stop lines (seen: "
-    "2 of 4 eval_accuracy lines and no run_stop left); truncate once, then write in "
-    "append mode")
-
-
-@pytest.mark.xfail(strict=True, reason=_LOG_OVERWRITTEN)
+# Both leaders write the one log: the training leader's lines must never overwrite the
+# evaluation leader's (the log is opened in append mode by both).
 def test_run_training_with_an_evaluation_rank_logs_one_successful_run(async_run):
     from scalefold.mlperf import parse_log
 
@@ -195,11 +186,8 @@ def test_run_training_with_an_evaluation_rank_logs_one_successful_run(async_run)
     assert keys[first:first + 3] == ["eval_accuracy", "eval_stop", "run_stop"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "WeightSender.should_stop polls the stop signal's irecv with Work.is_completed(), which "
-    "a gloo receive never reports before wait() (torch 2.13: the value has arrived, the "
-    "flag stays False), and the control group is gloo on GPUs too: the trainers never see "
-    "the target and train until num_train_iters"))
 def test_run_training_trainer_stops_at_the_target(async_run):
+    """The trainers see the evaluation leader's stop (through the store, polled by rank 0
+    every step) and stop long before num_train_iters."""
     trainer = async_run["trainer"]
     assert trainer["reached_target"] and trainer["iterations"] < _RUN_ITERS

@@ -119,8 +119,13 @@ class MLPerfLogger:
             if self.path is not None:
                 try:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
+                    if not append:
+                        self.path.write_bytes(b"")  # a new log: emptied once
+                    # Always O_APPEND: with asynchronous evaluation a second process (the
+                    # evaluation leader) appends to the same file, and a writer at its own
+                    # offset would overwrite those lines.
                     handler: logging.Handler = _StrictFileHandler(
-                        self.path, mode="a" if append else "w", encoding="utf-8"
+                        self.path, mode="a", encoding="utf-8"
                     )
                 except OSError as exc:
                     raise MLPerfLogWriteError(

@@ -29,6 +29,17 @@ import torch.distributed as dist
 
 from scalefold.train.topology import Topology
 
+STOP_KEY = "scalefold/async_eval/stop"
+
+
+def _default_store():
+    """The default process group's key-value store (None where torch hides it)."""
+    get = getattr(dist.distributed_c10d, "_get_default_store", None)
+    try:
+        return get() if get is not None else None
+    except RuntimeError:
+        return None
+
 
 class WeightSender:
     """Lives on every training rank; only rank 0 talks to the evaluation leader."""
@@ -61,10 +72,17 @@ class WeightSender:
                         dist.isend(flat, dst=self.topo.eval_leader)]
 
     def should_stop(self) -> bool:
-        """Collective over the training ranks: has the evaluation leader said stop?"""
+        """Collective over the training ranks: has the evaluation leader said stop?
+
+        Rank 0 polls the key the leader sets in the process group's store: a gloo receive
+        never reports `is_completed()` before `wait()`, even once its value has arrived."""
         seen = 0
-        if self.stop_req is not None and self.stop_req.is_completed():
-            seen = int(self.stop_buf.item() >= 0)
+        if self.topo.rank == 0:
+            store = _default_store()
+            if store is not None:
+                seen = int(store.check([STOP_KEY]) and int(store.get(STOP_KEY)) >= 0)
+            elif self.stop_req is not None and self.stop_req.is_completed():
+                seen = int(self.stop_buf.item() >= 0)
         flag = torch.tensor([seen], dtype=torch.long, device=self.device)
         if self.topo.num_train_ranks > 1:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.topo.train_group)
@@ -111,5 +129,8 @@ class EvalServer:
 
     def signal(self, value: int) -> None:
         if self.topo.rank == self.topo.eval_leader:
+            store = _default_store()
+            if store is not None:
+                store.set(STOP_KEY, str(value))  # what rank 0 polls every step
             dist.send(torch.tensor([value], dtype=torch.long), dst=0,
                       group=self.topo.control_group)
