@@ -48,6 +48,7 @@ def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
         if it == 3:
             rec.breaks += [(3, "cycle_stop", 12.0), (3, "eval_start", 12.1),
                            (3, "eval_stop", 17.1)]
+    assert summarise(rec, warmup=1, checkpoint_every=0).per_n  # 0: no checkpoints
     res = summarise(rec, warmup=1, checkpoint_every=100)
     assert res.startup_s == 10.0
     # interval 3->4 spans the evaluation; 1->2 is warm-up

@@ -76,7 +76,8 @@ def summarise(rec: _Recorder, warmup: int, checkpoint_every: int) -> TrainBenchR
         return res
     res.startup_s = rec.steps[0].done_at - rec.t0
     after_break = {it for it, name, _ in rec.breaks if name == "cycle_stop"}
-    after_break |= {s.iteration for s in rec.steps if s.iteration % checkpoint_every == 0}
+    if checkpoint_every > 0:
+        after_break |= {s.iteration for s in rec.steps if s.iteration % checkpoint_every == 0}
     intervals: dict[int, float] = {}
     for prev, cur in zip(rec.steps, rec.steps[1:], strict=False):
         dt = cur.done_at - prev.done_at
