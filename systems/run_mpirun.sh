@@ -32,26 +32,9 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [[ $# -gt 1 ]]; then
-    echo "usage: $0 [systems/config_<SYSTEM>.sh]" >&2
-    exit 2
-fi
-if [[ $# -eq 1 ]]; then
-    # shellcheck source=/dev/null
-    source "$1"
-fi
-
-: "${DGXSYSTEM:=local}"
-: "${DGXNNODES:=1}"
-: "${DGXNGPU:=1}"
-: "${NEXP:=1}"
-: "${LOGDIR:=${repo_root}/results/${DGXSYSTEM}/strong/openfold}"
-: "${RAWLOGDIR:=${LOGDIR}/raw}"
-: "${CHECK_COMPLIANCE:=1}"
-: "${MLPERF_RULESET:=3.0.0}"
-: "${PYTHON:=python3}"
-: "${MASTER_PORT:=29500}"
-: "${DATESTAMP:=$(date +'%y%m%d%H%M%S%N')}"
+# shellcheck source=launch_common.sh
+source "${repo_root}/systems/launch_common.sh"
+launch_setup run_mpirun.sh "$@"
 : "${MPIRUN:=mpirun}"
 : "${MPI_HOSTS:=}"
 
@@ -117,53 +100,13 @@ if [[ -n "${DATADIR:-}" ]]; then
                -x "CHECKPOINT=${CHECKPOINT:-${DATADIR}/mlperf_hpc_openfold_resumable_checkpoint.pt}")
 fi
 
-if [[ -n "${SEED:-}" ]]; then
-    seed_base="${SEED}"
-else
-    seed_base=$(( $(od -An -N4 -tu4 /dev/urandom | tr -d ' ') % 1000000000 ))
-fi
-
 echo "run_mpirun.sh: ${DGXSYSTEM}: ${DGXNNODES} nodes x ${DGXNGPU} ranks, NEXP=${NEXP}, LOGDIR=${LOGDIR}"
-failed_runs=0
-noncompliant_runs=0
+
+launch_one() {  # I SEED CLEARED
+    "${MPIRUN}" "${mpi_args[@]}" "${env_args[@]}" -x "LOGDIR=${LOGDIR}" -x "SEED=$2" \
+        -x "EXP_ID=$1" -x "DATESTAMP=${DATESTAMP}" -x "CLEAR_CACHES=$3" \
+        -x "MASTER_PORT=${MASTER_PORT}" bash "${repo_root}/run_and_time.sh"
+}
+
 cd "${repo_root}"
-for (( i = 1; i <= NEXP; i++ )); do
-    seed=$(( seed_base + i - 1 ))
-    raw_log="${RAWLOGDIR}/mpirun_${DATESTAMP}_${i}.log"
-    result="${LOGDIR}/result_${DATESTAMP}_${i}.txt"
-    # Dropping the page cache needs root; without it the run logs cache_clear=false.
-    # (On this host only: with several hosts, clear theirs beforehand and set
-    # CLEAR_CACHES=0 to log false, or run under systems/run.sub, which clears every node.)
-    cleared=0
-    if [[ "${CLEAR_CACHES:-1}" == 1 ]] && sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
-        cleared=1
-    fi
-    run_env=(-x "LOGDIR=${LOGDIR}" -x "SEED=${seed}" -x "EXP_ID=${i}"
-             -x "DATESTAMP=${DATESTAMP}" -x "CLEAR_CACHES=${cleared}"
-             -x "MASTER_PORT=${MASTER_PORT}")
-    echo "run_mpirun.sh: run ${i}/${NEXP}, seed ${seed}, log ${raw_log}"
-    if "${MPIRUN}" "${mpi_args[@]}" "${env_args[@]}" "${run_env[@]}" \
-            bash "${repo_root}/run_and_time.sh" 2>&1 | tee "${raw_log}"; then
-        :
-    else
-        echo "run_mpirun.sh: run ${i} exited with an error" >&2
-        failed_runs=$(( failed_runs + 1 ))
-    fi
-    grep -a ':::MLLOG ' "${raw_log}" | sed 's/^.*:::MLLOG /:::MLLOG /' > "${result}" || true
-
-    if [[ "${CHECK_COMPLIANCE}" == 1 ]]; then
-        report="${RAWLOGDIR}/compliance_${DATESTAMP}_${i}.out"
-        if "${PYTHON}" -m mlperf_logging.compliance_checker --usage hpc \
-                --ruleset "${MLPERF_RULESET}" --log_output /dev/null "${result}" > "${report}" 2>&1; then
-            echo "run_mpirun.sh: run ${i}: compliance checker passed (${report})"
-        else
-            echo "run_mpirun.sh: run ${i}: compliance checker FAILED (${report})" >&2
-            noncompliant_runs=$(( noncompliant_runs + 1 ))
-        fi
-    fi
-done
-
-echo "run_mpirun.sh: ${NEXP} runs, ${failed_runs} failed, ${noncompliant_runs} not compliant"
-if (( failed_runs > 0 || noncompliant_runs > 0 )); then
-    exit 1
-fi
+launch_runs mpirun

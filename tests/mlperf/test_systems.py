@@ -20,7 +20,8 @@ SYSTEMS = REPO / "systems"
 JSONS = sorted(SYSTEMS.glob("*.json"))
 CONFIGS = sorted(SYSTEMS.glob("config_*.sh"))
 SYSTEM_CONFIGS = [p for p in CONFIGS if p.name != "config_common.sh"]
-SCRIPTS = [*CONFIGS, SYSTEMS / "run.sub", SYSTEMS / "run_torchrun.sh", SYSTEMS / "run_mpirun.sh"]
+SCRIPTS = [*CONFIGS, SYSTEMS / "run.sub", SYSTEMS / "run_torchrun.sh", SYSTEMS / "run_mpirun.sh",
+           SYSTEMS / "launch_common.sh"]
 CONFIG_VARS = (
     "DGXNNODES",
     "DGXNGPU",
@@ -221,7 +222,7 @@ def fake_checkout(tmp_path: Path) -> dict:
     """A checkout with the real launch scripts and a stub run_and_time.sh."""
     root = tmp_path / "checkout"
     (root / "systems").mkdir(parents=True)
-    for name in ("run.sub", "run_torchrun.sh", "run_mpirun.sh"):
+    for name in ("run.sub", "run_torchrun.sh", "run_mpirun.sh", "launch_common.sh"):
         shutil.copy2(SYSTEMS / name, root / "systems" / name)
     (root / "run_and_time.sh").write_text(STUB)
     bin_dir = tmp_path / "bin"
