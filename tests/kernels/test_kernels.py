@@ -438,7 +438,7 @@ def test_keep_fp32_runs_structure_module_in_float32():
 
     torch.manual_seed(0)
     model = AlphaFold(AlphaFoldConfig.tiny()).eval()
-    keep_fp32(model, "cpu")
+    keep_fp32(model)
     batch = synthetic_batch(None, n_res=8, n_clust=4, n_extra=4, n_templ=1)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch)

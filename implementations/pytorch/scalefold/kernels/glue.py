@@ -53,14 +53,13 @@ class RecomputedInBackward:
                           preserve_rng_state=False, **kwargs)
 
 
-def keep_fp32(model: nn.Module, device_type: str | None = None,
+def keep_fp32(model: nn.Module,
               names: tuple[str, ...] = ("structure_module", "auxiliary_heads")) -> nn.Module:
     """Run the named submodules in float32 even inside a bf16 autocast region.
 
     The structure module's frames, the FAPE/violation geometry and the heads' logits are
     where bf16 rounding would reach the loss directly, and they cost little time (the
-    public ScaleFold entry keeps them in fp32 too). `device_type` is read from the
-    parameters; the argument is accepted for older callers. Returns `model`.
+    public ScaleFold entry keeps them in fp32 too). Returns `model`.
     """
     for name in names:
         mod = getattr(model, name, None)

@@ -67,18 +67,15 @@ def model_config(cfg: TrainConfig) -> AlphaFoldConfig:
 
 @dataclass
 class BuiltStep:
-    """What `build_step` made; the trainer and the benches hold one each."""
+    """What `build_step` made; the trainer and the benches hold one each. The forward's
+    module (the model or its DDP wrapper), the parameters and the loss are `step`'s."""
 
-    cfg: TrainConfig
     model_config: AlphaFoldConfig
     model: nn.Module  # the plain model with its speed-ups (and DAP), what the SWA tracks
-    forward_model: nn.Module  # what runs the forward: `model`, or its DDP wrapper
     eval_model: nn.Module | None  # unsharded, uncompiled copy for the SWA weights
-    params: list[nn.Parameter]  # what Adam updates
     optimizer: torch.optim.Adam
     lr_tensors: list[torch.Tensor]  # captured graphs read these: keep them on state loads
     schedule: LRSchedule
-    loss_fn: AlphaFoldLoss
     swa: WeightEMA
     step: TrainStep
     graphed: GraphedTrainStep | None  # None: eager; captured by its owner
@@ -169,9 +166,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
                      grad_sync=grad_sync)
     graphed = (GraphedTrainStep(step) if speed.cuda_graphs and not topo.is_eval_rank
                else None)
-    built = BuiltStep(cfg=cfg, model_config=mcfg, model=model, forward_model=forward_model,
-                      eval_model=eval_model, params=params, optimizer=optimizer,
-                      lr_tensors=lr_tensors, schedule=schedule, loss_fn=loss_fn, swa=swa,
+    built = BuiltStep(model_config=mcfg, model=model, eval_model=eval_model,
+                      optimizer=optimizer, lr_tensors=lr_tensors, schedule=schedule, swa=swa,
                       step=step, graphed=graphed, autocast=autocast)
     # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
     if init_state is not None and "optimizer_state_dict" in init_state:
