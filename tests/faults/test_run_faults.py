@@ -22,16 +22,10 @@ from scalefold.train.config import MLPerfLogConfig, TrainConfig
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    from scalefold.data.mini import build_mini
-
-    prebuilt = os.environ.get("SCALEFOLD_MINI_DIR")
-    if prebuilt:
-        return Path(prebuilt)
-    root = tmp_path_factory.mktemp("mini")
-    build_mini(root)
-    return root
+@pytest.fixture()
+def mini(mini_root: Path) -> Path:
+    """The session's mini dataset (tests/faults/conftest.py); these tests only read it."""
+    return mini_root
 
 
 def _config(mini: Path, out: Path, **kw) -> TrainConfig:
