@@ -57,10 +57,10 @@ def test_every_speed_setting_has_a_flag_made_from_its_field():
             assert f"--no-{f.name.replace('_', '-')}" in action.option_strings
         else:
             assert tuple(action.choices) == typing.get_args(hints[f.name])
-    cfg = _cfg("--trimul-channel-first", "--trimul-projection-bias", "gate")
-    assert cfg.speed.trimul_projection_bias == "gate"
+    cfg = _cfg("--trimul-channel-first", "--trimul-norm-kernel", "--layer-norm", "triton")
+    assert cfg.speed.trimul_norm_kernel
     with pytest.raises(ValueError, match="trimul_channel_first"):
-        _cfg("--trimul-projection-bias", "gate")
+        _cfg("--trimul-norm-kernel")
 
 
 def test_presets_are_valid_and_named_once():

@@ -71,10 +71,10 @@ def test_variants_are_presets_with_overrides():
     assert h200.precision == "bf16" and h200.speed == SpeedConfig.preset("h200")
     assert parse_variant("h100").speed == dataclasses.replace(
         SpeedConfig.preset("h200"), recompute_outer_product=True)
-    v = parse_variant("h200@tf32+cuda_graphs=0+trimul_projection_bias=gate+ckpt")
+    v = parse_variant("h200@tf32+cuda_graphs=0+fused_gate=0+ckpt")
     assert v.precision == "tf32" and v.checkpointing
     assert v.speed == dataclasses.replace(SpeedConfig.preset("h200"), cuda_graphs=False,
-                                          trimul_projection_bias="gate")
+                                          fused_gate=False)
     assert parse_variant("eager").precision == "fp32"
     for bad, match in [("fast", "unknown preset"), ("h200+flat_params", "not a SpeedConfig"),
                        ("eager@fp16", "precision"), ("h200+cuda_graphs=maybe", "boolean"),

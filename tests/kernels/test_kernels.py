@@ -508,9 +508,8 @@ def test_kernels_in_triton_interpreter():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
 
 
-@pytest.mark.parametrize("swaps,bias", [(False, None), (True, "baddbmm"), (True, "gate")],
-                         ids=["plain", "swapped", "swapped+gate_bias"])
-def test_compile_glue_matches_eager(swaps, bias):
+@pytest.mark.parametrize("swaps", [False, True], ids=["plain", "swapped"])
+def test_compile_glue_matches_eager(swaps):
     """`compile_glue` (Dynamo + AOTAutograd; the aot_eager backend keeps the CPU test fast,
     inductor's code generation is PyTorch's own to test): loss and gradients unchanged,
     on the plain model and on the modules the h100 preset swaps in that run without Triton
@@ -536,8 +535,7 @@ def test_compile_glue_matches_eager(swaps, bias):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).eval()
         if swaps:
-            # Both ways of adding the trimul projection's bias.
-            swap_triangle_multiplication(model, projection_bias=bias)
+            swap_triangle_multiplication(model)
             swap_linears(model)
             recompute_outer_product_mean(model)
         if compiled:
@@ -593,8 +591,7 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"trimul_bias": "gate"}],
-                         ids=["h100", "h200", "trimul_gate"])
+@pytest.mark.parametrize("extra", [{}, {"recompute": False}], ids=["h100", "h200"])
 def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What the h100 and h200 presets build (every kernel and swap, bf16), and with the
     switch not in them, with and without `compile_glue`'s inductor code: loss and
@@ -614,8 +611,7 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     batch = {k: v.to(dev) for k, v in batch.items()}
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(dev)  # its residue tables are buffers
     fast = dataclasses.replace(SpeedConfig.preset("h200"), cuda_graphs=False,
-                               recompute_outer_product=extra.get("recompute", True),
-                               trimul_projection_bias=extra.get("trimul_bias", "baddbmm"))
+                               recompute_outer_product=extra.get("recompute", True))
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -11,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from scalefold.data.commands import add_data_commands
+from scalefold.plan.commands import add_plan_parser
 from scalefold.train.config import PRESETS, MLPerfLogConfig, SpeedConfig, TrainConfig
 
 DEFAULT_MINI_DIR = Path(".cache/mini")
@@ -253,6 +254,33 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
                label=label)
 
 
+def _cmd_bench_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from scalefold.bench.eval import EvalBenchConfig, check_lddt, main
+
+    flags = {f.name: getattr(args, f.name) for f in fields(SpeedConfig)
+             if getattr(args, f.name, None) is not None}
+    name = args.speed_preset or ("h200" if args.device.startswith("cuda")
+                                 and torch.cuda.is_available() else "eager")
+    preset = PRESETS[name]
+    cfg = EvalBenchConfig(
+        preset=args.preset, device=args.device,
+        precision=args.precision or preset.precision or "fp32",
+        speed=dataclasses.replace(preset.speed, **flags),
+        lengths=tuple(int(n) for n in args.lengths.split(",")) if args.lengths else None,
+        num_chains=args.num_chains, passes=args.passes, step_time_s=args.step_time,
+        cadence_steps=args.cadence, seed=args.seed,
+        **{k: getattr(args, k) for k in ("max_msa_clusters", "max_extra_msa", "max_templates",
+                                         "num_recycling_iters") if getattr(args, k) is not None},
+    )
+    if args.check_lddt:
+        data_dir = args.data_dir or ensure_mini_dataset(DEFAULT_MINI_DIR)
+        return check_lddt(cfg, data_dir, args.checkpoint, args.tolerance, args.json,
+                          chains=_chain_ids(args.val_chain_ids) or None)
+    return main(cfg, json_path=args.json)
+
+
 def _cmd_bench_step(args: argparse.Namespace) -> int:
     from scalefold.bench.step import DEFAULT_VARIANTS, BenchConfig, main
 
@@ -364,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--device", default="cuda")
     step.add_argument("--variants", default="",
                       help="comma-separated PRESET[@PRECISION][+FIELD[=VALUE]]..., e.g. "
-                           "eager@tf32+ckpt,h100,h200+trimul_projection_bias=gate (default: "
+                           "eager@tf32+ckpt,h100,h200+recompute_outer_product (default: "
                            "eager@tf32+ckpt,h100,h200)")
     step.add_argument("--recycles", default="0,1,2,3")
     step.add_argument("--warmup", type=int, default=2)
@@ -471,6 +499,44 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--json", default=None, help="write the measurements here")
     btrain.set_defaults(func=_cmd_bench_train)
 
+    bev = bench.add_parser(
+        "eval", help="one full evaluation pass timed through the trainer's Evaluator "
+        "(default: 180 chains at the assumed CAMEO lengths); --check-lddt: fp32 vs the "
+        "fast path on the mini dataset's validation chains")
+    bev.add_argument("--preset", choices=["mlperf", "small", "tiny"], default="mlperf")
+    bev.add_argument("--device", default="cuda")
+    bev.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                     help="default: the speed preset's (fp32 for eager)")
+    _add_speed_args(bev)
+    bev.add_argument("--lengths", default="",
+                     help="comma-separated chain lengths (default: the assumed CAMEO lengths)")
+    bev.add_argument("--num-chains", type=int, default=180,
+                     help="chains of the assumed distribution (without --lengths)")
+    bev.add_argument("--passes", type=int, default=2, help="the first includes first-time work")
+    bev.add_argument("--step-time", type=float, default=0.45,
+                     help="training step seconds, for the evaluation GPUs a cadence needs")
+    bev.add_argument("--cadence", type=int, default=40, help="steps between evaluations")
+    bev.add_argument("--seed", type=int, default=0)
+    bev.add_argument("--max-msa-clusters", type=int)
+    bev.add_argument("--max-extra-msa", type=int)
+    bev.add_argument("--max-templates", type=int)
+    bev.add_argument("--num-recycling-iters", type=int)
+    bev.add_argument("--check-lddt", action="store_true",
+                     help="compare the fast path's mean lDDT-Ca with fp32's on the mini "
+                          "dataset's validation chains")
+    bev.add_argument("--data-dir", type=Path, default=None,
+                     help="--check-lddt: a mini dataset (default: the embedded one)")
+    bev.add_argument("--checkpoint", type=Path, default=None,
+                     help="--check-lddt: a trainer checkpoint whose SWA weights to use "
+                          "(default: random weights, zero-initialised matrices re-drawn)")
+    bev.add_argument("--val-chain-ids", default="",
+                     help="--check-lddt: comma-separated chains (default: the mini "
+                          "dataset's validation split)")
+    bev.add_argument("--tolerance", type=float, default=1e-3,
+                     help="--check-lddt: the largest |difference| that passes")
+    bev.add_argument("--json", default=None, help="write the measurements here")
+    bev.set_defaults(func=_cmd_bench_eval)
+
     train = sub.add_parser("train", help="train (the embedded default when --data-dir is absent)")
     _add_train_args(train)
     train.set_defaults(func=_cmd_train)
@@ -481,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("out", type=Path)
     mini.set_defaults(func=_cmd_build_mini)
     add_data_commands(data_sub)
+    add_plan_parser(sub)
     return parser
 
 

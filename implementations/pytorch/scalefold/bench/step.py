@@ -9,7 +9,7 @@ then times `steps` steps for every n in `recycles` with CUDA events (perf_counte
 
 A variant is a speed preset with overrides (`parse_variant`):
 `PRESET[@PRECISION][+FIELD[=VALUE]]...`, e.g. `h200`, `eager@tf32+ckpt`,
-`h200+trimul_projection_bias=gate`, `h100+cuda_graphs=0+compile_glue=0`; FIELD is a
+`h200+recompute_outer_product`, `h100+cuda_graphs=0+compile_glue=0`; FIELD is a
 `SpeedConfig` field, and `ckpt` turns on activation checkpointing.
 
 Reported per variant: the median step time per n, their uniform average (the benchmark

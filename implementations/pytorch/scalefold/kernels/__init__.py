@@ -109,8 +109,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str) -> nn.M
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
     if speed.trimul_channel_first:
-        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
-                                     projection_bias=speed.trimul_projection_bias)
+        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel)
     if speed.matvec_bias_grad:
         swap_linears(model)
     if speed.fused_gate:

@@ -29,15 +29,6 @@ from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.kernels.swap import swap
 from scalefold.model.pair import TriangleMultiplication
 
-# How the stacked projection's bias is applied (`projection_bias`):
-#   "baddbmm": by `torch.baddbmm`, which first copies the broadcast bias into its
-#       [4c, N·N] output and reads it back in the GEMM (55 µs + 52 µs at crop 256 on the
-#       H200, 104 calls a forward);
-#   "gate": a plain GEMM, the bias added in the gating's pointwise code (which
-#       `compile_glue` fuses); autograd's bias gradient, a sum over N·N that inductor
-#       fuses into the gating backward.
-PROJECTION_BIAS = ("baddbmm", "gate")
-
 
 class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     """`TriangleMultiplication` with the same parameters, computed channels-first.
@@ -45,11 +36,9 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     `norm_kernel`: the output LayerNorm reads the channels-first product in place
     (`layer_norm_channels_first`) instead of a transposed copy, when `layer_norm_out` is
     the Triton LayerNorm (it takes that module's parameters, eps and output dtype).
-    `projection_bias`: how the stacked projection's bias is applied (`PROJECTION_BIAS`).
     """
 
     norm_kernel: bool = False
-    projection_bias: str = "baddbmm"
 
     def _projections(self, z: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
@@ -61,12 +50,10 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         dt = autocast_dtype(z)
         if dt is not None:
             w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
-        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first
-        if self.projection_bias == "gate":
-            out = torch.matmul(w, zf.transpose(-1, -2)) + bias[:, None]
-        else:
-            out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
-                                zf.transpose(-1, -2))
+        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first. Adding the bias in the
+        # gating instead measured slower (docs/PERFORMANCE.md, "Retired speed-ups").
+        out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
+                            zf.transpose(-1, -2))
         return out.reshape(*lead, *out.shape[-2:])
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,13 +79,10 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
 
-def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
-                                 projection_bias: str = "baddbmm") -> nn.Module:
+def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
-    `norm_kernel`, `projection_bias`: see `ChannelFirstTriangleMultiplication`."""
-    if projection_bias not in PROJECTION_BIAS:
-        raise ValueError(f"projection_bias {projection_bias!r}: one of {PROJECTION_BIAS}")
+    `norm_kernel`: see `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
-         norm_kernel=norm_kernel, projection_bias=projection_bias)
+         norm_kernel=norm_kernel)
     return model

@@ -59,9 +59,6 @@ class SpeedConfig:
     trimul_norm_kernel: bool = _opt(
         False, "with trimul_channel_first and the Triton LayerNorm: its output LayerNorm "
                "reads the channels-first product in place")
-    trimul_projection_bias: Literal["baddbmm", "gate"] = _opt(
-        "baddbmm", "with trimul_channel_first: its stacked projection's bias added by "
-                   "baddbmm, or in the gating (scalefold.kernels.trimul)")
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
@@ -74,14 +71,21 @@ class SpeedConfig:
     grad_sync: Literal["ddp", "flat"] = _opt(
         "ddp", "data-parallel gradient averaging: DDP's bucketed hooks, or one flat "
                "all-reduce after backward (what CUDA graphs need on several ranks)")
+    eval_length_buckets: Literal["off", "32", "64", "128"] = _opt(
+        "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
+               "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")
+    eval_cuda_graphs: bool = _opt(
+        False, "evaluation: the forward captured as one CUDA graph per padded length, at "
+               "its first use (CUDA only; with eval_length_buckets, one per bucket)")
+    eval_warm_up: bool = _opt(
+        False, "evaluation: each validation shape's first-time work (Triton autotuning, "
+               "graph capture) done during initialisation, before run_start")
 
     def __post_init__(self) -> None:
         if self.trimul_norm_kernel and not (self.trimul_channel_first
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
-        if self.trimul_projection_bias != "baddbmm" and not self.trimul_channel_first:
-            raise ValueError("trimul_projection_bias needs trimul_channel_first")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
