@@ -46,7 +46,8 @@ def _rank_main(rank: int, world: int, port: int, mini, out: str, speed) -> None:
         t.build_data()
         result = t.run()
         if rank == 0:
-            torch.save({"state": t.model.state_dict(), "evals": result.evaluations},
+            torch.save({"state": t.model.state_dict(), "evals": result.evaluations,
+                        "process_group": torch.distributed.is_initialized()},
                        Path(out) / f"rank{rank}.pt")
         else:
             torch.save({"state": t.model.state_dict()}, Path(out) / f"rank{rank}.pt")
@@ -85,6 +86,41 @@ def test_two_ranks_equal_one_rank_with_twice_the_batch(mini_dataset, tmp_path, s
     assert moved > 0
     # Evaluation is sharded over ranks and gathered: same score as one process.
     assert abs(r0["evals"][0][1] - result.evaluations[0][1]) < 1e-4
+
+
+def test_torchrun_one_rank_runs_the_multi_rank_path(mini_dataset, tmp_path, monkeypatch):
+    """`torchrun --nproc-per-node 1` gets a process group of one, and the flat gradient
+    sync all-reduces over it: the path several ranks take, with the same result as the
+    same one process started without a launcher, bit for bit."""
+    from scalefold.train import step as step_mod
+    from scalefold.train.distributed import discover
+
+    speed = SpeedConfig(grad_sync="flat", fused_optimizer=True)
+    os.environ.pop("RANK", None)
+    mp.spawn(_rank_main, args=(1, _free_port(), mini_dataset, str(tmp_path), speed), nprocs=1,
+             join=True)
+    launched = torch.load(tmp_path / "rank0.pt")
+    assert launched["process_group"]
+
+    calls = []
+    monkeypatch.setattr(step_mod.FlatGradSync, "_attach",
+                        lambda self, params, f=step_mod.FlatGradSync._attach:
+                        (calls.append(1), f(self, params))[1])
+    cfg = _config(mini_dataset, tmp_path / "single", num_train_iters=3, val_every_iters=3,
+                  resume=None, speed=speed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the rank ran: the same reduction order, the same bits
+    try:
+        single = Trainer(cfg, discover({}), torch.device("cpu"))
+        _no_dropout(single.model)
+        single.build_data()
+        result = single.run()
+    finally:
+        torch.set_num_threads(threads)
+    assert calls, "grad_sync='flat' on one rank must take the flat path too"
+    for name, value in single.model.state_dict().items():
+        assert torch.equal(launched["state"][name], value), name
+    assert launched["evals"] == result.evaluations
 
 
 # --- rank discovery: the launcher that started the process wins -------------------------

@@ -135,15 +135,17 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         parallelize_dap(model, topo.dap_group, grad_reduction="scale")
     forward_model: nn.Module = model
     grad_sync = None
-    if topo.num_train_ranks > 1 and not topo.is_eval_rank:
-        if speed.grad_sync == "flat":
-            grad_sync = FlatGradSync(topo.train_group, topo.num_train_ranks)
-        else:
-            # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
-            # DDP must be told some parameters may not take part in a step.
-            forward_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True, process_group=topo.train_group)
+    if speed.grad_sync == "flat" and not topo.is_eval_rank:
+        # Also on one rank, so that one GPU runs (and times) the multi-rank step: backward
+        # and update as two graphs around the all-reduce, which a process group of one
+        # still performs (torchrun W = 1).
+        grad_sync = FlatGradSync(topo.train_group, topo.num_train_ranks)
+    elif topo.num_train_ranks > 1 and not topo.is_eval_rank:
+        # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
+        # DDP must be told some parameters may not take part in a step.
+        forward_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True, process_group=topo.train_group)
     # 4. Optimizer, schedule, loss, SWA.
     params = list(model.parameters())
     optimizer = make_adam(params, cfg.base_lr, device, fused=speed.fused_optimizer,

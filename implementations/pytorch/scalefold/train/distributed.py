@@ -227,8 +227,13 @@ def shutdown_process_group(settle_s: float = 0.25) -> None:
 
 def init_process_group(denv: DistEnv, device: torch.device) -> None:
     """NCCL on GPUs, gloo on CPUs; rendezvous at `denv`'s master address and port (for
-    an MPI launch without MASTER_ADDR, rank 0's host learnt over MPI: `resolve_master`)."""
-    if not denv.is_distributed or dist.is_initialized():
+    an MPI launch without MASTER_ADDR, rank 0's host learnt over MPI: `resolve_master`).
+
+    A torchrun launch gets its process group at any world size, one rank included, so
+    that `torchrun --nproc-per-node 1` runs the multi-rank code path (its collectives and
+    the flat gradient sync between CUDA graphs) on a single GPU.
+    """
+    if dist.is_initialized() or not (denv.is_distributed or denv.launcher == "torchrun"):
         return
     denv = resolve_master(denv)
     backend = "nccl" if device.type == "cuda" else "gloo"

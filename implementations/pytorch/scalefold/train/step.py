@@ -173,8 +173,9 @@ class FlatGradSync:
     def __call__(self, params: list[nn.Parameter]) -> None:
         if self.flat is None:
             self._attach(params)
-        if self.world_size > 1:
+        if dist.is_initialized():  # one rank too (torchrun W = 1): the same collective
             dist.all_reduce(self.flat, group=self.group)
+        if self.world_size > 1:
             self.flat.div_(self.world_size)
 
 
