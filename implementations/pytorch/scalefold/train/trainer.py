@@ -40,10 +40,9 @@ from scalefold.data import (
     validation_dataset,
     validation_seeds,
 )
-from scalefold.data.selection import last_iteration, seed_from_string
+from scalefold.data.selection import seed_from_string
 from scalefold.losses import check_finite_losses
 from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
-from scalefold.metrics import lddt_ca
 from scalefold.train.async_eval import EvalServer, WeightSender
 from scalefold.train.build import build_step
 from scalefold.train.checkpointing import (
@@ -53,6 +52,7 @@ from scalefold.train.checkpointing import (
 )
 from scalefold.train.config import TrainConfig
 from scalefold.train.distributed import DistEnv
+from scalefold.train.evaluate import Evaluator
 from scalefold.train.rundir import RunDirectoryError
 from scalefold.train.step import HostCopy, StepOutputs, set_lr
 from scalefold.train.stop import StopVote
@@ -120,6 +120,9 @@ class Trainer:
         self.model_config = built.model_config
         self.model = built.model
         self.eval_model = built.eval_model
+        # Synchronous and asynchronous evaluation both score through it.
+        self.evaluator = (Evaluator.from_built(built, cfg.speed, device)
+                          if self.eval_model is not None else None)
         self.optimizer = built.optimizer
         self.schedule = built.schedule
         self.swa = built.swa
@@ -152,12 +155,13 @@ class Trainer:
 
     def prepare(self) -> float:
         """Initialisation work before `run_start`: capture the CUDA graphs of every
-        recycling count (warm-up included); the training state is left untouched.
-        Returns the seconds it took."""
-        if self.graphed is None:
-            return 0.0
+        recycling count (warm-up included), and with `eval_warm_up` the evaluation's
+        first-time work; the training state is left untouched. Returns the seconds it
+        took."""
         t0 = time.perf_counter()
-        self.graphed.capture(self.example_batches())
+        if self.graphed is not None:
+            self.graphed.capture(self.example_batches())
+        self.warm_up_evaluation()
         return time.perf_counter() - t0
 
     # ----------------------------------------------------------------------- data
@@ -298,21 +302,18 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------- evaluation
-    @torch.no_grad()
+    def warm_up_evaluation(self) -> int:
+        """With `SpeedConfig.eval_warm_up`: run the evaluation forward once per padded
+        shape of this rank's validation chains (prepared by `check_data`), so the first
+        evaluation does no compilation, autotuning or capture. Returns the shapes."""
+        report = getattr(self, "_data_report", None)
+        if not self.cfg.speed.eval_warm_up or self.evaluator is None or report is None:
+            return 0
+        return self.evaluator.warm_up(report.validation_samples.values())
+
     def _score_shard(self) -> list[tuple[int, float]]:
         """lDDT-Cα of `eval_model` on this rank's share of the validation chains."""
-        scores = []
-        for index, batch in self.val_loader:
-            feats = _to(batch, self.device)
-            with self.built.autocast():
-                out = self.eval_model(feats)
-            last = last_iteration(feats)
-            score = lddt_ca(
-                out["final_atom_positions"].float(), last["all_atom_positions"],
-                last["all_atom_mask"],
-            )
-            scores.append((index, float(score.mean())))
-        return scores
+        return self.evaluator.score_chains(self.val_loader)
 
     def _mean_over_chains(self, scores: list[tuple[int, float]], group) -> float:
         if self.topo.eval_world > 1:
@@ -338,11 +339,7 @@ class Trainer:
             if final:
                 result.iterations = iteration
                 break
-            with torch.no_grad():
-                torch.nn.utils.vector_to_parameters(
-                    flat.to(next(self.eval_model.parameters()).dtype),
-                    self.eval_model.parameters(),
-                )
+            self.evaluator.load_flat(flat)
             samples = iteration * self.global_batch_size
             self.on_event("eval_start", {"epoch_num": samples})
             score = self._mean_over_chains(self._score_shard(), group=self.topo.eval_group)

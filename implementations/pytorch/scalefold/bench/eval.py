@@ -1,0 +1,389 @@
+"""`scalefold bench eval`: one full evaluation pass, timed, as the trainer evaluates.
+
+The benchmark evaluates the SWA weights on all 180 CAMEO validation chains (full length,
+at most 700 residues, 4 recycling iterations, no crop) every 40 training steps. This bench
+builds the evaluation model exactly as the trainer does (`build_step`, then
+`Evaluator.from_built`: the same precision, speed-ups and evaluation levers) and scores
+synthetic chains at the validation set's lengths through the trainer's own `Evaluator`.
+
+Lengths. The repository lists the CAMEO targets by id only (data/cameo_targets.json); their
+lengths are not public here. The default is an assumption, `assumed_cameo_lengths`: 180
+lengths at the quantiles of a log-normal distribution with median 230 residues and
+sigma 0.55, clipped to [30, 700] (the benchmark's length cap): min 50, median 230,
+max 700, mean 264, 4 chains at 700. They are put in a seeded order (the validation set is
+ordered by submission date, not length). `--lengths` replaces them.
+
+Chains. One synthetic chain (`scalefold.utils.synthetic`) at the longest length, with the
+evaluation's MSA sizes (124 cluster rows, 1024 extra rows, 4 templates, zero-padded as the
+eval loader pads) and 4 recycling slices; every chain is a contiguous copy of a prefix of
+it, held in host memory as the trainer's validation cache holds its chains (about 190 kB
+per residue: ~9 GB at the default lengths). Each chain's features go to the device as
+the trainer's do, inside the timed region.
+
+Passes. The first pass includes first-time work (Triton compilation and autotuning,
+CUDA graph capture) unless `eval_warm_up` did it first, as the trainer does before
+run_start (`warm_up_seconds`); later passes are the steady state. Per-chain times are device time
+between CUDA events (perf_counter on a CPU); a pass's time is its wall time to the last
+score on the host.
+
+Cadence. Asynchronous evaluation ranks keep up when one evaluation fits in the time of
+`cadence` training steps (`cadence * step_time`). The chains are split over k ranks as the
+trainer splits them (chain i to rank i mod k); with per-chain times scaled to the pass's
+wall time, `evaluation_gpus_for_cadence` is the smallest k whose busiest rank finishes in
+time (null if one chain alone is longer). Synchronous evaluation instead adds
+`eval_seconds` to every `cadence` steps: `sync_overhead_fraction`.
+
+JSON (`--json PATH`; read by `scalefold plan`):
+    {
+      "device": str,                  # e.g. "NVIDIA H200" or "cpu"
+      "torch": str,                   # torch.__version__
+      "preset": str,                  # model preset
+      "precision": str,               # fp32 | tf32 | bf16
+      "speed": {field: value, ...},   # the SpeedConfig, eval levers included
+      "lengths_source": str,          # "assumed" or "given"
+      "chains": [{"length": int, "seconds": float}, ...],  # steady pass, run order
+      "eval_seconds": float,          # steady-state pass (the fastest after the first)
+      "eval_seconds_first": float,    # the first pass, first-time work included
+      "warm_up_seconds": float,       # eval_warm_up's initialisation work (0.0: off)
+      "peak_memory_gib": float,       # max allocated over all passes (0.0 on a CPU)
+      "peak_reserved_gib": float,     # max reserved (graph pools included)
+      "memory_before_gib": float,     # allocated before the first pass (model state)
+      "step_time_s": float,           # the training step time assumed for the cadence
+      "cadence_steps": int,           # evaluate every this many steps
+      "evaluation_gpus_for_cadence": int | null,
+      "sync_overhead_fraction": float # eval_seconds / (cadence_steps * step_time_s)
+    }
+
+`--check-lddt`: the mini dataset's validation chains evaluated through two trainers
+(`Trainer.evaluate`, the run's own path), once in fp32 with no speed-ups and once with
+the given precision and speed-ups, from the same weights; prints both mean lDDT-Cα values
+and their difference, and fails (exit 1) above `--tolerance`. A freshly initialised
+AlphaFold has its output projections at zero (every atom at the origin, one lDDT for any
+precision), so without `--checkpoint` every all-zero weight matrix is re-drawn at random
+(seeded) first: a weak check, random structures score near 0.1 whatever the precision.
+With `--checkpoint` (a trainer checkpoint: its SWA weights; or the MLPerf initial
+checkpoint) it runs on trained weights, the check that means something.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+
+import torch
+
+from scalefold.train.config import SpeedConfig, TrainConfig
+from scalefold.train.evaluate import RESIDUE_AXIS, TRUTH_FEATURES, Evaluator
+
+CAMEO_NUM_CHAINS = 180
+MAX_LENGTH = 700  # the benchmark's validation length cap
+# The assumed length distribution (module docstring).
+ASSUMED_MEDIAN, ASSUMED_SIGMA, ASSUMED_MIN = 230, 0.55, 30
+
+
+def assumed_cameo_lengths(num_chains: int = CAMEO_NUM_CHAINS, seed: int = 0) -> list[int]:
+    """`num_chains` lengths at the log-normal quantiles of the module docstring, clipped
+    to [ASSUMED_MIN, MAX_LENGTH], in a seeded order."""
+    if num_chains < 1:
+        raise ValueError(f"num_chains must be positive, got {num_chains}")
+    normal = NormalDist()
+    lengths = [
+        min(MAX_LENGTH, max(ASSUMED_MIN, round(
+            ASSUMED_MEDIAN * math.exp(ASSUMED_SIGMA * normal.inv_cdf((i + 0.5) / num_chains))
+        )))
+        for i in range(num_chains)
+    ]
+    order = torch.randperm(num_chains, generator=torch.Generator().manual_seed(seed))
+    return [lengths[i] for i in order.tolist()]
+
+
+@dataclass(frozen=True)
+class EvalBenchConfig:
+    preset: str = "mlperf"
+    device: str = "cuda"
+    precision: str = "bf16"
+    speed: SpeedConfig = dataclasses.field(default_factory=SpeedConfig)
+    lengths: tuple[int, ...] | None = None  # None: assumed_cameo_lengths(num_chains)
+    num_chains: int = CAMEO_NUM_CHAINS
+    passes: int = 2  # the first includes first-time work
+    step_time_s: float = 0.45
+    cadence_steps: int = 40
+    seed: int = 0
+    # the evaluation's feature sizes (the benchmark's by default)
+    max_msa_clusters: int = 124
+    max_extra_msa: int = 1024
+    max_templates: int = 4
+    num_recycling_iters: int = 3
+
+    def __post_init__(self) -> None:
+        if self.passes < 1:
+            raise ValueError(f"passes must be >= 1, got {self.passes}")
+        if self.step_time_s <= 0 or self.cadence_steps <= 0:
+            raise ValueError("step_time_s and cadence_steps must be positive")
+        if self.lengths is not None and (not self.lengths or min(self.lengths) < 1):
+            raise ValueError(f"lengths must be positive residue counts, got {self.lengths}")
+
+    def train_config(self) -> TrainConfig:
+        """The run whose evaluation this times (no data is read)."""
+        return TrainConfig(
+            data_dir=Path("."), output_dir=Path("."), preset=self.preset,
+            precision=self.precision, speed=self.speed, seed=self.seed,
+            max_msa_clusters=self.max_msa_clusters, max_extra_msa=self.max_extra_msa,
+            max_templates=self.max_templates, num_recycling_iters=self.num_recycling_iters,
+        )
+
+    def chain_lengths(self) -> list[int]:
+        if self.lengths is not None:
+            return list(self.lengths)
+        return assumed_cameo_lengths(self.num_chains, self.seed)
+
+
+def synthetic_eval_chains(cfg: EvalBenchConfig, lengths: list[int]) -> list[dict]:
+    """One host-memory feature batch [1, ..., R] per length: contiguous prefixes of one
+    synthetic chain at the longest length, with only what the evaluation reads."""
+    from scalefold.utils.synthetic import synthetic_batch
+
+    full = synthetic_batch(None, max(lengths), cfg.max_msa_clusters, cfg.max_extra_msa,
+                           cfg.max_templates, num_iterations=cfg.num_recycling_iters + 1,
+                           seed=cfg.seed)
+    axes = dict(RESIDUE_AXIS) | {k: 1 for k in TRUTH_FEATURES}
+    chains = []
+    for n in lengths:
+        chain = {}
+        for name, axis in axes.items():
+            value = full[name]
+            chain[name] = value if axis is None else value.narrow(axis, 0, n).contiguous()
+        chains.append(chain)
+    return chains
+
+
+def evaluation_gpus(per_chain_s: list[float], window_s: float) -> int | None:
+    """The fewest ranks, each scoring chains i::k, whose busiest finishes in `window_s`;
+    None if a single chain takes longer."""
+    if not per_chain_s:
+        return 1
+    if max(per_chain_s) > window_s:
+        return None
+    for k in range(1, len(per_chain_s) + 1):
+        if max(sum(per_chain_s[r::k]) for r in range(k)) <= window_s:
+            return k
+    return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_pass(evaluator: Evaluator, chains: list[dict]) -> tuple[float, list[float], list[float]]:
+    """One evaluation pass: (wall seconds, per-chain seconds, per-chain lDDT-Cα)."""
+    device = evaluator.device
+    _sync(device)
+    t0 = time.perf_counter()
+    scores, marks = [], []
+    for feats in chains:
+        if device.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True),
+                          torch.cuda.Event(enable_timing=True))
+            start.record()
+            scores.append(evaluator.score(feats).mean())
+            end.record()
+            marks.append((start, end))
+        else:
+            c0 = time.perf_counter()
+            scores.append(evaluator.score(feats).mean())
+            marks.append(time.perf_counter() - c0)
+    values = torch.stack(scores).cpu().tolist()  # the pass ends when the host has them
+    wall = time.perf_counter() - t0
+    if device.type == "cuda":
+        per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
+    else:
+        per_chain = list(marks)
+    return wall, per_chain, values
+
+
+def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
+    from scalefold.train.build import build_step
+    from scalefold.train.topology import Topology
+
+    device = torch.device(cfg.device)
+    lengths = cfg.chain_lengths()
+    log(f"bench eval: {len(lengths)} chains, lengths min {min(lengths)} median "
+        f"{statistics.median(lengths):g} max {max(lengths)} "
+        f"({'given' if cfg.lengths is not None else 'assumed'}), preset {cfg.preset}, "
+        f"{cfg.precision}, device {device}")
+    chains = synthetic_eval_chains(cfg, lengths)
+    tcfg = cfg.train_config()
+    built = build_step(tcfg, device, Topology(rank=0, world_size=1, num_eval_ranks=0))
+    evaluator = Evaluator.from_built(built, tcfg.speed, device)
+    built.swa.copy_to(built.eval_model)  # what `Trainer.evaluate` does first
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) / 2**30 if cuda else 0.0
+    warm_up_s = 0.0
+    if tcfg.speed.eval_warm_up:  # what the trainer does before run_start
+        t0 = time.perf_counter()
+        shapes = evaluator.warm_up(chains)
+        warm_up_s = time.perf_counter() - t0
+        log(f"  warm-up: {warm_up_s:.2f} s ({shapes} shapes)")
+    passes = []
+    for p in range(cfg.passes):
+        wall, per_chain, _ = time_pass(evaluator, chains)
+        passes.append((wall, per_chain))
+        log(f"  pass {p + 1}: {wall:.2f} s ({len(chains)} chains"
+            + (f", {evaluator.num_graphs} graphs)" if evaluator.options.cuda_graphs else ")"))
+    first = passes[0][0]
+    steady_wall, steady_chains = min(passes[1:] or passes, key=lambda x: x[0])
+    # Per-chain device times leave out host gaps between chains; scaled to the pass's
+    # wall time, the ranks' split below counts those too.
+    scale = steady_wall / max(sum(steady_chains), 1e-12)
+    window = cfg.cadence_steps * cfg.step_time_s
+    result = {
+        "device": torch.cuda.get_device_name(device) if cuda else device.type,
+        "torch": torch.__version__,
+        "preset": cfg.preset,
+        "precision": cfg.precision,
+        "speed": dataclasses.asdict(cfg.speed),
+        "lengths_source": "given" if cfg.lengths is not None else "assumed",
+        "chains": [{"length": n, "seconds": s} for n, s in zip(lengths, steady_chains,
+                                                                 strict=True)],
+        "eval_seconds": steady_wall,
+        "eval_seconds_first": first,
+        "warm_up_seconds": warm_up_s,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
+        "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0.0,
+        "memory_before_gib": before,
+        "step_time_s": cfg.step_time_s,
+        "cadence_steps": cfg.cadence_steps,
+        "evaluation_gpus_for_cadence": evaluation_gpus([s * scale for s in steady_chains],
+                                                       window),
+        "sync_overhead_fraction": steady_wall / window,
+    }
+    return result
+
+
+def format_report(res: dict) -> str:
+    chains = res["chains"]
+    lines = [f"evaluation of {len(chains)} chains: {res['eval_seconds']:.2f} s steady, "
+             f"{res['eval_seconds_first']:.2f} s first pass; peak memory "
+             f"{res['peak_memory_gib']:.1f} GiB allocated, {res['peak_reserved_gib']:.1f} GiB "
+             f"reserved ({res['memory_before_gib']:.1f} GiB before)"]
+    # Per-chain seconds by length band (100-residue bands).
+    bands: dict[int, list[float]] = {}
+    for c in chains:
+        bands.setdefault((c["length"] - 1) // 100, []).append(c["seconds"])
+    lines.append(f"{'length':>10s}{'chains':>8s}{'median s':>10s}{'max s':>8s}{'sum s':>8s}")
+    for b in sorted(bands):
+        v = bands[b]
+        lines.append(f"{f'{100 * b + 1}-{100 * b + 100}':>10s}{len(v):8d}"
+                     f"{statistics.median(v):10.3f}{max(v):8.3f}{sum(v):8.2f}")
+    k = res["evaluation_gpus_for_cadence"]
+    window = res["cadence_steps"] * res["step_time_s"]
+    lines.append(f"a {res['cadence_steps']}-step cadence at {res['step_time_s']} s/step leaves "
+                 f"{window:.1f} s: " + (f"{k} evaluation GPU(s) keep up" if k else
+                                        "no number of evaluation GPUs keeps up (one chain is "
+                                        "longer)")
+                 + f"; synchronous evaluation adds {100 * res['sync_overhead_fraction']:.0f}% "
+                   f"to the training time")
+    return "\n".join(lines)
+
+
+def main(cfg: EvalBenchConfig, json_path: str | None = None) -> int:
+    res = run_bench(cfg)
+    print(format_report(res), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+# ------------------------------------------------------------------ lDDT check
+@torch.no_grad()
+def redraw_zero_weights(tensors: list[torch.Tensor], seed: int) -> int:
+    """Re-draw every all-zero weight matrix (AlphaFold's zero-initialised output and gate
+    projections) from N(0, 1/fan_in), in place; returns how many."""
+    gen = torch.Generator().manual_seed(seed)
+    count = 0
+    for t in tensors:
+        if t.dim() >= 2 and not torch.any(t):
+            draw = torch.randn(t.shape, generator=gen) / math.sqrt(t.shape[-1])
+            t.copy_(draw.to(t.device, t.dtype))
+            count += 1
+    return count
+
+
+def check_lddt(cfg: EvalBenchConfig, data_dir: Path, checkpoint: Path | None,
+               tolerance: float, json_path: str | None = None,
+               chains: tuple[str, ...] | None = None, log=print) -> int:
+    """The mini dataset's validation chains (or `chains`) through the trainer's
+    evaluation, fp32 vs `cfg`'s precision and speed-ups, from the same weights (module
+    docstring)."""
+    from scalefold.metrics import mean_over_chains
+    from scalefold.train.distributed import discover
+    from scalefold.train.trainer import Trainer
+
+    split = json.loads((Path(data_dir) / "mini_split.json").read_text())
+    val = chains or tuple(split["validation"])
+    device = torch.device(cfg.device)
+    base = dataclasses.replace(cfg.train_config(), data_dir=Path(data_dir),
+                               val_chain_ids=val, train_chain_ids=tuple(split["train"]))
+    swa_state = None
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if "swa" in state:  # a trainer checkpoint: evaluation reads its SWA weights
+            swa_state = state["swa"]
+        elif "alphafold_state_dict" in state:  # the MLPerf initial checkpoint
+            base = dataclasses.replace(base, initialize_parameters_from=Path(checkpoint))
+        else:
+            raise ValueError(f"{checkpoint}: neither a trainer checkpoint ('swa') nor the "
+                             f"MLPerf initial checkpoint ('alphafold_state_dict')")
+        del state
+    runs = {"fp32": dataclasses.replace(base, precision="fp32", speed=SpeedConfig()),
+            "fast": base}
+    reference = None
+    results: dict[str, dict] = {}
+    for name, tcfg in runs.items():
+        trainer = Trainer(tcfg, discover({}), device)
+        if reference is None:
+            if swa_state is not None:
+                trainer.swa.load_state_dict(swa_state)
+                log(f"weights: the SWA weights of {checkpoint}")
+            elif checkpoint is not None:
+                log(f"weights: the initial checkpoint {checkpoint}")
+            else:
+                n = redraw_zero_weights(trainer.swa.shadow, cfg.seed)
+                log(f"weights: random (seed {cfg.seed}), {n} all-zero matrices re-drawn")
+            reference = trainer.swa.state_dict()
+        else:
+            trainer.swa.load_state_dict(reference)
+        trainer.build_data()
+        # `Trainer.evaluate` on one rank, its per-chain scores kept.
+        trainer.swa.copy_to(trainer.eval_model)
+        per_chain = dict(trainer.evaluator.score_chains(trainer.val_loader))
+        mean = mean_over_chains(per_chain.values())
+        results[name] = {"precision": tcfg.precision, "speed": dataclasses.asdict(tcfg.speed),
+                         "mean_lddt_ca": mean,
+                         "per_chain": {trainer.val_dataset.chain_id(i): s
+                                       for i, s in sorted(per_chain.items())}}
+        log(f"{name:5s} ({tcfg.precision}): mean lDDT-Ca {mean:.6f}; " + ", ".join(
+            f"{c} {s:.6f}" for c, s in results[name]["per_chain"].items()))
+        del trainer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    diff = results["fast"]["mean_lddt_ca"] - results["fp32"]["mean_lddt_ca"]
+    ok = abs(diff) <= tolerance
+    log(f"difference (fast - fp32): {diff:+.2e}; |difference| <= {tolerance:g}: "
+        f"{'yes' if ok else 'NO'}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(
+            {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
+             else device.type, "torch": torch.__version__, "chains": list(val),
+             "runs": results, "difference": diff, "tolerance": tolerance, "ok": ok},
+            indent=1))
+    return 0 if ok else 1

@@ -1,0 +1,197 @@
+"""`plan`: predicted time to train of a run shape on a cluster, from measured profiles.
+
+Time to train of one run = the time line (scalefold.plan.timeline) of its steps to
+target (scalefold.plan.rcp), with the step time of scalefold.plan.stepmodel and the
+evaluation time of scalefold.plan.evaluation. A result is 10 runs: their olympic mean
+(fastest and slowest dropped) is the score; when the 10 runs converged in fewer samples
+on average than the reference's mean, the RCP checker scales the score up by the ratio
+(mlperf_logging.rcp_checker, `_find_norm_factor`), so that is applied too. The spread
+of a result is estimated by drawing 10 runs from the reference runs' convergence
+(`trials` times, seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scalefold.plan.config import Cluster, RunShape
+from scalefold.plan.evaluation import (
+    assumed_validation_lengths,
+    evaluation_seconds,
+    seconds_per_unit,
+)
+from scalefold.plan.profile import Profile
+from scalefold.plan.rcp import (
+    StepsToTarget,
+    interpolated_checker_stats,
+    load_reference_points,
+    steps_to_target,
+)
+from scalefold.plan.stepmodel import StepBreakdown, choose_step, gpu_ratio
+from scalefold.plan.timeline import RunFigures, RunTime, run_time
+
+RUNS_PER_RESULT = 10
+TARGET_TO_BEAT_MIN = 7.51  # NVIDIA's MLPerf HPC v3.0 OpenFold result (olympic mean)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    gpu_ratio: float | None = None  # step time on the cluster's GPU over the profile's
+    dap_overlap: float = 0.0
+    validation_lengths: tuple[int, ...] | None = None
+    eval_speedup: float = 1.0  # evaluation this many times faster than profiled
+    accumulate: bool = False  # a local batch > 1 as sequential micro-batches
+    trials: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ResultStats:
+    """Time to train of single runs and of 10-run results, for one time line."""
+
+    runs: tuple[RunTime, ...]  # one per reference run's convergence
+    run_mean_s: float
+    run_std_s: float
+    olympic_mean_s: float  # expected score of a 10-run result
+    olympic_p05_s: float
+    olympic_p95_s: float
+    normalised_share: float  # share of drawn results the RCP checker would scale up
+
+
+def result_stats(target: StepsToTarget, fig: RunFigures,
+                 options: PlanOptions = PlanOptions()) -> ResultStats:
+    """Runs at each reference convergence, and the score of drawn 10-run results."""
+    by_steps = {n: run_time(n, fig) for n in set(target.steps)}
+    runs = tuple(by_steps[n] for n in target.steps)
+    totals = np.array([r.total_s for r in runs])
+    olympic, share = _olympic(target, totals, options)
+    return ResultStats(runs, float(totals.mean()), float(totals.std()),
+                       float(olympic.mean()), float(np.percentile(olympic, 5)),
+                       float(np.percentile(olympic, 95)), share)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    cluster: Cluster
+    shape: RunShape
+    step: StepBreakdown
+    figures: RunFigures
+    eval_steady_s: float
+    target: StepsToTarget
+    runs: tuple[RunTime, ...]  # one per reference run's convergence
+    run_mean_s: float
+    run_std_s: float
+    olympic_mean_s: float  # expected score of a 10-run result
+    olympic_p05_s: float
+    olympic_p95_s: float
+    normalised_share: float  # share of drawn results the RCP checker would scale up
+    assumptions: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def mean_parts(self) -> dict[str, float]:
+        keys = self.runs[0].parts().keys()
+        return {k: float(np.mean([r.parts()[k] for r in self.runs])) for k in keys}
+
+    def step_parts(self) -> dict[str, float]:
+        s = self.step
+        return {"compute": s.compute_s, "DAP communication": s.dap_comm_s,
+                "gradient all-reduce": s.allreduce_s, "data-loader stall": s.loader_stall_s}
+
+
+def eval_times(cluster: Cluster, shape: RunShape, step: StepBreakdown, profile: Profile,
+               ratio: float, options: PlanOptions) -> tuple[float, float]:
+    """(first, steady) seconds of one evaluation: on the asynchronous ranks, or
+    synchronously on every training rank."""
+    if profile.eval is None:
+        raise ValueError(f"profile {profile.path or profile.device} has no 'eval' section")
+    unit = seconds_per_unit(profile.eval) * ratio / options.eval_speedup
+    ranks = shape.eval_ranks or (cluster.gpus - step.idle_gpus)
+    lengths = options.validation_lengths or assumed_validation_lengths()
+    steady = evaluation_seconds(lengths, ranks, unit)
+    return steady + profile.eval.first_extra_s * ratio / options.eval_speedup, steady
+
+
+def predict(cluster: Cluster, shape: RunShape, profile: Profile,
+            options: PlanOptions = PlanOptions(),
+            target: StepsToTarget | None = None) -> Prediction:
+    ratio = gpu_ratio(profile.gpu, cluster.gpu, options.gpu_ratio)
+    if options.eval_speedup <= 0:
+        raise ValueError(f"eval_speedup must be > 0, got {options.eval_speedup}")
+    step = choose_step(cluster, shape, profile, ratio, options.dap_overlap,
+                       options.accumulate)
+    first, steady = eval_times(cluster, shape, step, profile, ratio, options)
+    asynchronous = shape.eval_ranks > 0
+    fig = RunFigures(
+        step_s=step.step_s, startup_s=profile.timed_startup_s, warmup_s=profile.warmup_s,
+        eval_s=(first + (0 if asynchronous else profile.boundary_s),
+                steady + (0 if asynchronous else profile.boundary_s)),
+        asynchronous=asynchronous, async_queue=1,
+        handoff_s=profile.boundary_s if asynchronous else 0.0)
+    target = target or steps_to_target(shape.global_batch,
+                                       samples_to_target=shape.samples_to_target)
+    stats = result_stats(target, fig, options)
+    warnings = _warnings(cluster, shape, step, fig, steady)
+    assumptions = _assumptions(profile, cluster, ratio, options, step)
+    return Prediction(
+        cluster=cluster, shape=shape, step=step, figures=fig, eval_steady_s=steady,
+        target=target, runs=stats.runs, run_mean_s=stats.run_mean_s,
+        run_std_s=stats.run_std_s, olympic_mean_s=stats.olympic_mean_s,
+        olympic_p05_s=stats.olympic_p05_s, olympic_p95_s=stats.olympic_p95_s,
+        normalised_share=stats.normalised_share, assumptions=assumptions,
+        warnings=warnings)
+
+
+def _olympic(target: StepsToTarget, totals: np.ndarray, options: PlanOptions) -> tuple[np.ndarray, float]:
+    """Scores of `trials` drawn 10-run results, with the RCP checker's scaling."""
+    samples = np.array(target.samples)
+    if len(samples) == 1:
+        return np.array([totals[0]]), 0.0
+    rng = np.random.default_rng(options.seed)
+    pick = rng.integers(0, len(samples), size=(options.trials, RUNS_PER_RESULT))
+    order = np.argsort(totals[pick], axis=1)
+    t_sorted = np.take_along_axis(totals[pick], order, axis=1)[:, 1:-1]
+    s_sorted = np.sort(samples[pick], axis=1)[:, 1:-1]
+    score = t_sorted.mean(axis=1)
+    rcp_mean, _ = interpolated_checker_stats(target.global_batch, load_reference_points())
+    factor = np.maximum(1.0, rcp_mean / s_sorted.mean(axis=1))
+    return score * factor, float(np.mean(factor > 1.0))
+
+
+def _warnings(cluster: Cluster, shape: RunShape, step: StepBreakdown, fig: RunFigures,
+              steady_eval: float) -> tuple[str, ...]:
+    out = []
+    if not step.fits:
+        out.append(f"memory: {step.memory_gib:.1f} GiB per GPU exceeds the "
+                   f"{step.memory_limit_gib:.1f} GiB usable on {cluster.name} "
+                   f"(preset {step.preset}, DAP {shape.dap_size}, local batch "
+                   f"{step.local_batch})")
+    if step.idle_gpus:
+        out.append(f"{step.idle_gpus} of {cluster.gpus} GPUs idle: the global batch "
+                   f"{shape.global_batch} at DAP {shape.dap_size} uses "
+                   f"{step.groups * shape.dap_size} training GPUs")
+    if fig.asynchronous and steady_eval > fig.cadence * fig.step_s:
+        out.append(f"asynchronous evaluation falls behind: {steady_eval:.1f} s per "
+                   f"evaluation on {shape.eval_ranks} ranks against "
+                   f"{fig.cadence * fig.step_s:.1f} s of training per {fig.cadence} steps")
+    return tuple(out)
+
+
+def _assumptions(profile: Profile, cluster: Cluster, ratio: float, options: PlanOptions,
+                 step: StepBreakdown) -> tuple[str, ...]:
+    out = [f"{name}: {profile.sources.get(name, '')}" for name in profile.assumed]
+    if ratio != 1.0:
+        out.append(f"step and evaluation times scaled by {ratio:.3f} from the profile's "
+                   f"{profile.gpu} to {cluster.gpu} GPUs (scalefold.plan.stepmodel)")
+    if options.validation_lengths is None:
+        out.append("validation chain lengths assumed (180 chains, log-normal, median 230 "
+                   "residues); pass --validation-lengths")
+    if options.eval_speedup != 1.0:
+        out.append(f"evaluation taken {options.eval_speedup:g}x faster than profiled")
+    if options.accumulate and step.local_batch > 1:
+        out.append(f"local batch {step.local_batch} run as sequential micro-batches "
+                   f"(gradient accumulation, which the trainer does not implement yet)")
+    if "cost model" in step.dap_source:
+        out.append(f"DAP step from {step.dap_source}")
+    return tuple(out)

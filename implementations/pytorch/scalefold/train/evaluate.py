@@ -1,0 +1,298 @@
+"""The evaluation of one chain: the SWA weights' forward at full length, and its lDDT-Cα.
+
+`Evaluator` owns the evaluation model's inference path; the trainer (synchronous
+evaluation and the asynchronous evaluation ranks) and `scalefold bench eval` all score
+through it, so what the bench times is what a run evaluates.
+
+The inference path:
+- no autograd at all (`torch.inference_mode`): nothing is saved for a backward;
+- the training run's precision context (bf16 autocast with float32 islands, or tf32/fp32);
+- only the model's input features and the two ground-truth tensors the metric reads go to
+  the device (the loader's batches also carry the loss's ground truth);
+- optionally, each chain padded to a length bucket (`EvalOptions.bucket`): the padded
+  residues are masked out everywhere (sequence, MSA, extra-MSA and template masks are
+  zero there), so they change neither the real residues' predictions nor the score, and
+  chains of nearby lengths share one shape;
+- optionally, the forward captured as one CUDA graph per padded shape (`cuda_graphs`),
+  captured the first time that shape is met and replayed afterwards. The graphs share one
+  memory pool and keep only their output positions alive, so the memory they hold is
+  about one forward's at the longest length, not one per shape.
+
+`warm_up` does each shape's first-time work (Triton compilation and autotuning, graph
+capture) ahead of the first evaluation: during initialisation, outside the timed run.
+
+Scores stay on the device until the whole shard is scored: the host queues the next
+chain while the device still runs the previous one.
+
+The weights are updated in place (`load_weights`, `load_flat`): a captured graph reads
+the parameters' memory, so it must never be replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scalefold.metrics import lddt_ca
+
+if TYPE_CHECKING:
+    from scalefold.train.build import BuiltStep
+    from scalefold.train.config import SpeedConfig
+
+Batch = dict[str, torch.Tensor]
+
+# The residue axis N of each model input, in the batch layout [B, ..., R]: 1 for
+# per-residue features ([B, N, ..., R]), 2 for per-row ones ([B, S|E|T, N, ..., R]),
+# None for those without one.
+RESIDUE_AXIS: dict[str, int | None] = {
+    "aatype": 1, "target_feat": 1, "residue_index": 1, "seq_mask": 1,
+    "atom14_atom_exists": 1, "residx_atom14_to_atom37": 1, "residx_atom37_to_atom14": 1,
+    "atom37_atom_exists": 1,
+    "msa_feat": 2, "msa_mask": 2, "extra_msa": 2, "extra_has_deletion": 2,
+    "extra_deletion_value": 2, "extra_msa_mask": 2,
+    "template_aatype": 2, "template_all_atom_positions": 2, "template_all_atom_mask": 2,
+    "template_pseudo_beta": 2, "template_pseudo_beta_mask": 2,
+    "template_torsion_angles_sin_cos": 2, "template_alt_torsion_angles_sin_cos": 2,
+    "template_torsion_angles_mask": 2,
+    "template_mask": None,
+}  # fmt: skip
+# The ground truth the metric reads (last recycling slice): [B, N, 37, 3] and [B, N, 37].
+TRUTH_FEATURES = ("all_atom_positions", "all_atom_mask")
+
+BUCKET_CHOICES = ("off", "32", "64", "128")
+
+
+def bucket_length(length: int, bucket: int) -> int:
+    """`length` rounded up to a multiple of `bucket` (0: unchanged)."""
+    if length < 1:
+        raise ValueError(f"chain length must be positive, got {length}")
+    if bucket < 0:
+        raise ValueError(f"bucket must be >= 0 (0: exact lengths), got {bucket}")
+    return length if bucket == 0 else bucket * math.ceil(length / bucket)
+
+
+def chain_length(feats: Batch) -> int:
+    """N of a batch (its `aatype`: [B, N, R])."""
+    if "aatype" not in feats:
+        raise KeyError("features have no 'aatype' to take the chain length from")
+    return int(feats["aatype"].shape[1])
+
+
+def model_inputs(feats: Batch) -> Batch:
+    """The model's input features of `feats` (names of `RESIDUE_AXIS`)."""
+    missing = [k for k in RESIDUE_AXIS if k not in feats]
+    if missing:
+        raise KeyError(f"evaluation features lack model inputs {missing}")
+    return {k: feats[k] for k in RESIDUE_AXIS}
+
+
+def pad_inputs(feats: Batch, length: int) -> Batch:
+    """Model inputs zero-padded along their residue axis to `length` residues.
+
+    Zeros are the masked value of every mask (sequence, MSA, extra MSA, template
+    positions and torsions), so padded residues take part in nothing that reaches a real
+    residue. `feats` must hold only model inputs (`model_inputs`).
+    """
+    n = chain_length(feats)
+    if length < n:
+        raise ValueError(f"cannot pad a chain of {n} residues to {length}")
+    if length == n:
+        return feats
+    out = {}
+    for name, value in feats.items():
+        if name not in RESIDUE_AXIS:
+            raise KeyError(f"no residue axis known for feature {name!r}")
+        axis = RESIDUE_AXIS[name]
+        if axis is None:
+            out[name] = value
+            continue
+        if value.shape[axis] != n:
+            raise ValueError(f"feature {name!r} {tuple(value.shape)} has {value.shape[axis]} "
+                             f"residues on axis {axis}, the chain {n}")
+        # F.pad lists (before, after) pairs from the last axis backwards.
+        pad = [0, 0] * (value.dim() - 1 - axis) + [0, length - n]
+        out[name] = F.pad(value, pad)
+    return out
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How the evaluation forward runs (SpeedConfig's eval_* fields)."""
+
+    bucket: int = 0  # pad lengths up to a multiple of this; 0: exact lengths
+    cuda_graphs: bool = False  # one CUDA graph per padded shape
+
+    def __post_init__(self) -> None:
+        if self.bucket < 0:
+            raise ValueError(f"EvalOptions.bucket must be >= 0, got {self.bucket}")
+
+    @classmethod
+    def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
+        """From a `SpeedConfig` (its `eval_length_buckets` and `eval_cuda_graphs`)."""
+        buckets = speed.eval_length_buckets
+        if buckets not in BUCKET_CHOICES:
+            raise ValueError(f"eval_length_buckets must be one of {BUCKET_CHOICES}, "
+                             f"got {buckets!r}")
+        return cls(bucket=0 if buckets == "off" else int(buckets),
+                   cuda_graphs=speed.eval_cuda_graphs)
+
+
+def _signature(feats: Batch) -> tuple:
+    return tuple((k, tuple(v.shape), v.dtype) for k, v in feats.items())
+
+
+@dataclass
+class _Captured:
+    graph: torch.cuda.CUDAGraph
+    inputs: Batch  # the graph reads these buffers: copy each chain's inputs in
+    positions: torch.Tensor  # [B, L, 37, 3] float32, overwritten by every replay
+
+
+class Evaluator:
+    """Scores chains with `model` (the evaluation copy holding the SWA weights).
+
+    `autocast` returns the run's precision context (`BuiltStep.autocast`).
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device,
+                 options: EvalOptions | None = None,
+                 autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+                 ) -> None:
+        self.model = model
+        self.device = torch.device(device)
+        self.options = options or EvalOptions()
+        if self.options.cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"eval_cuda_graphs needs a CUDA device; evaluation runs on "
+                             f"{self.device}")
+        self.autocast = autocast or contextlib.nullcontext
+        self._graphs: dict[tuple, _Captured] = {}
+        self._pool = torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None
+
+    @classmethod
+    def from_built(cls, built: BuiltStep, speed: SpeedConfig,
+                   device: torch.device) -> Evaluator:
+        """The evaluator of a `BuiltStep`'s evaluation copy, with the levers of `speed`
+        and the run's precision: what the trainer evaluates with."""
+        if built.eval_model is None:
+            raise ValueError("the step was built without an evaluation copy "
+                             "(build_step(..., eval_copy=False))")
+        return cls(built.eval_model, device, EvalOptions.from_speed(speed), built.autocast)
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self._graphs)
+
+    # ------------------------------------------------------------------ weights
+    @torch.no_grad()
+    def load_weights(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Copy `tensors` (the SWA shadow, in `parameters()` order) into the model, in
+        place."""
+        for p, s in zip(self.model.parameters(), tensors, strict=True):
+            p.copy_(s.to(p.dtype))
+
+    @torch.no_grad()
+    def load_flat(self, flat: torch.Tensor) -> None:
+        """Copy one flat vector of all parameters (`parameters()` order) in place: unlike
+        `vector_to_parameters`, the parameters keep their memory."""
+        params = list(self.model.parameters())
+        total = sum(p.numel() for p in params)
+        if flat.numel() != total:
+            raise ValueError(f"flat weights hold {flat.numel()} values, the model {total}")
+        chunks = flat.split([p.numel() for p in params])
+        self.load_weights(c.view_as(p) for c, p in zip(chunks, params, strict=True))
+
+    # ---------------------------------------------------------------- inference
+    def _forward(self, inputs: Batch) -> torch.Tensor:
+        with self.autocast():
+            out = self.model(inputs)
+        return out["final_atom_positions"].float()  # [B, L, 37, 3]
+
+    def _replay(self, inputs: Batch) -> torch.Tensor:
+        sig = _signature(inputs)
+        entry = self._graphs.get(sig)
+        if entry is None:
+            entry = self._capture(inputs)
+            self._graphs[sig] = entry
+        for k, v in inputs.items():
+            entry.inputs[k].copy_(v)
+        entry.graph.replay()
+        return entry.positions
+
+    def _capture(self, inputs: Batch) -> _Captured:
+        static = {k: v.clone() for k, v in inputs.items()}
+        current = torch.cuda.current_stream(self.device)
+        # Warm-up on a side stream (Triton compilation and autotuning, cuBLAS workspaces
+        # happen outside the capture), as PyTorch requires.
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            self._forward(static)
+        current.wait_stream(side)
+        torch.cuda.synchronize(self.device)
+        # Give the warm-up's cached blocks back to the device: the graph's pool is about
+        # to hold as much again.
+        torch.cuda.empty_cache()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            positions = self._forward(static)
+        return _Captured(graph, static, positions)
+
+    def predict(self, feats: Batch) -> torch.Tensor:
+        """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
+        one length, at their own length whatever the bucket."""
+        n = chain_length(feats)
+        inputs = {k: v.to(self.device, non_blocking=True)
+                  for k, v in model_inputs(feats).items()}
+        inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
+        with torch.inference_mode():
+            if self.options.cuda_graphs:
+                positions = self._replay(inputs)
+            else:
+                positions = self._forward(inputs)
+            # A view of the captured output would be overwritten by the next replay.
+            return positions[:, :n].clone() if self.options.cuda_graphs else positions[:, :n]
+
+    def warm_up(self, batches: Iterable[Batch]) -> int:
+        """One forward per padded shape of `batches` (capturing its graph where graphs
+        are on), so that an evaluation meets no first-time work; the weights are
+        untouched. Returns the number of shapes."""
+        seen = set()
+        for feats in batches:
+            n = chain_length(feats)
+            shape = (tuple(feats["aatype"].shape[:1]), bucket_length(n, self.options.bucket))
+            if shape not in seen:
+                seen.add(shape)
+                self.predict(feats)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()  # the warm-ups' eager activations
+        return len(seen)
+
+    def score(self, feats: Batch) -> torch.Tensor:
+        """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
+        device, without waiting for it."""
+        positions = self.predict(feats)
+        truth = {k: feats[k][..., -1].to(self.device, non_blocking=True)
+                 for k in TRUTH_FEATURES}
+        with torch.inference_mode():
+            return lddt_ca(positions, truth["all_atom_positions"].float(),
+                           truth["all_atom_mask"].float())
+
+    def score_chains(self, batches: Iterable[tuple[int, Batch]]) -> list[tuple[int, float]]:
+        """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each,
+        read back once at the end."""
+        indices, scores = [], []
+        for index, feats in batches:
+            indices.append(index)
+            scores.append(self.score(feats).mean())
+        if not scores:
+            return []
+        values = torch.stack(scores).cpu().tolist()
+        return list(zip(indices, values, strict=True))

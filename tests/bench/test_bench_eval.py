@@ -1,0 +1,107 @@
+"""`scalefold bench eval` on the CPU: the trainer's evaluation path, timed, at the tiny
+preset; its length assumption, the cadence arithmetic and the lDDT check."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from scalefold.bench.eval import (
+    EvalBenchConfig,
+    assumed_cameo_lengths,
+    evaluation_gpus,
+    synthetic_eval_chains,
+)
+from scalefold.cli import ensure_mini_dataset, main
+from scalefold.train.evaluate import RESIDUE_AXIS, TRUTH_FEATURES
+
+SMALL_FEATURES = ["--max-msa-clusters", "4", "--max-extra-msa", "8", "--max-templates", "2"]
+
+
+def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12,20,12",
+               *SMALL_FEATURES, "--num-recycling-iters", "1", "--eval-length-buckets", "32",
+               "--eval-warm-up", "--step-time", "0.45", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "evaluation of 3 chains" in text and "evaluation GPU(s) keep up" in text
+    res = json.loads(out.read_text())
+    assert {"device", "torch", "preset", "precision", "speed", "chains", "eval_seconds",
+            "eval_seconds_first", "peak_memory_gib", "evaluation_gpus_for_cadence"} <= set(res)
+    assert res["device"] == "cpu" and res["preset"] == "tiny" and res["precision"] == "fp32"
+    assert res["speed"]["eval_length_buckets"] == "32"
+    assert [c["length"] for c in res["chains"]] == [12, 20, 12]
+    assert all(c["seconds"] > 0 for c in res["chains"])
+    assert res["eval_seconds"] >= sum(c["seconds"] for c in res["chains"])
+    assert res["eval_seconds_first"] > 0 and res["peak_memory_gib"] == 0.0
+    assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes)" in text
+    # 40 steps of 0.45 s leave 18 s: one rank evaluates three tiny chains in time.
+    assert res["evaluation_gpus_for_cadence"] == 1
+    assert res["sync_overhead_fraction"] == pytest.approx(res["eval_seconds"] / 18.0)
+
+
+def test_assumed_lengths_are_the_documented_distribution():
+    lengths = assumed_cameo_lengths()
+    assert len(lengths) == 180
+    assert (min(lengths), statistics.median(lengths), max(lengths)) == (50, 230, 700)
+    assert sum(n == 700 for n in lengths) == 4
+    assert assumed_cameo_lengths() == lengths  # seeded
+    assert lengths != sorted(lengths) and sorted(assumed_cameo_lengths(seed=1)) == sorted(lengths)
+    with pytest.raises(ValueError, match="num_chains"):
+        assumed_cameo_lengths(0)
+
+
+def test_synthetic_chains_are_prefixes_of_one_chain_with_the_eval_sizes():
+    cfg = EvalBenchConfig(preset="tiny", device="cpu", max_msa_clusters=4, max_extra_msa=8,
+                          max_templates=2, num_recycling_iters=1)
+    short, long = synthetic_eval_chains(cfg, [5, 9])
+    assert set(short) == set(RESIDUE_AXIS) | set(TRUTH_FEATURES)
+    assert short["msa_feat"].shape == (1, 4, 5, 49, 2)
+    assert long["extra_msa"].shape == (1, 8, 9, 2)
+    assert long["all_atom_positions"].shape == (1, 9, 37, 3, 2)
+    assert (long["aatype"][:, :5] == short["aatype"]).all()
+    assert short["msa_feat"].is_contiguous()
+
+
+def test_evaluation_gpus_for_a_cadence():
+    # Ranks take chains i::k, as the trainer's validation loader deals them.
+    assert evaluation_gpus([3.0, 3.0, 3.0, 3.0], window_s=12.0) == 1
+    assert evaluation_gpus([3.0, 3.0, 3.0, 3.0], window_s=6.0) == 2
+    # Dealt round-robin, the long chain 0 shares rank 0 with chain k until k = 4.
+    assert evaluation_gpus([5.0, 1.0, 1.0, 1.0], window_s=5.5) == 4
+    assert evaluation_gpus([5.0, 1.0, 1.0, 1.0], window_s=6.0) == 2
+    assert evaluation_gpus([3.0, 7.0], window_s=6.0) is None  # one chain is longer
+    assert evaluation_gpus([], window_s=1.0) == 1
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="passes"):
+        EvalBenchConfig(passes=0)
+    with pytest.raises(ValueError, match="lengths"):
+        EvalBenchConfig(lengths=(10, 0))
+
+
+def test_check_lddt_compares_fp32_with_the_fast_path(tmp_path, capsys):
+    data = ensure_mini_dataset(tmp_path / "mini")
+    out = tmp_path / "check.json"
+    # On a CPU the "fast" path differs from fp32 only by its length buckets: the
+    # difference must be within float noise. 3pwp_B: the shortest validation chain.
+    rc = main(["bench", "eval", "--check-lddt", "--data-dir", str(data), "--preset", "tiny",
+               "--device", "cpu", "--speed", "eager", "--precision", "fp32",
+               "--eval-length-buckets", "128", *SMALL_FEATURES, "--num-recycling-iters", "0",
+               "--val-chain-ids", "3pwp_B", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "all-zero matrices re-drawn" in text
+    assert "fp32  (fp32): mean lDDT-Ca" in text and "difference (fast - fp32)" in text
+    res = json.loads(out.read_text())
+    assert res["ok"] and abs(res["difference"]) <= 1e-3 and res["chains"] == ["3pwp_B"]
+    fp32, fast = res["runs"]["fp32"], res["runs"]["fast"]
+    assert fp32["speed"]["eval_length_buckets"] == "off"
+    assert fast["speed"]["eval_length_buckets"] == "128"
+    assert list(fp32["per_chain"]) == ["3pwp_B"]
+    # Real structures (re-drawn weights), not every atom at the origin.
+    assert 0.02 < fp32["mean_lddt_ca"] < 1.0

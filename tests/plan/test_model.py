@@ -1,0 +1,156 @@
+"""The step, evaluation and loader models, and predictions on the shipped profile."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from scalefold.plan import RunShape, load_cluster, load_profile, predict
+from scalefold.plan.evaluation import (
+    assumed_validation_lengths,
+    evaluation_seconds,
+    relative_cost,
+    seconds_per_unit,
+)
+from scalefold.plan.loader import loader_stall_s
+from scalefold.plan.model import PlanOptions
+from scalefold.plan.pretrain import predict_pretraining, pretrain_steps
+from scalefold.plan.profile import load_profile as load
+from scalefold.plan.profile import merge_bench, profile_from_dict, shipped_profiles
+from scalefold.plan.stepmodel import dap_bytes_per_step, dap_collectives_per_step
+
+OPTS = PlanOptions(trials=200)
+
+
+def test_dap_cost_model_reproduces_docs_dap_table():
+    # docs/DAP.md, "Per step": 8.88 / 9.63 / 9.07 GB, 2255 collectives.
+    for p, gb in ((2, 8.88), (4, 9.63), (8, 9.07)):
+        assert dap_bytes_per_step(p) / 1e9 == pytest.approx(gb, abs=0.01)
+    assert dap_collectives_per_step() == 2255
+
+
+def test_shipped_profile_names_sources_and_assumptions():
+    assert shipped_profiles()
+    prof = load()
+    assert prof.gpu == "h200" and set(prof.steps) >= {"h100", "h200"}
+    assert prof.steps["h200"].avg_s == pytest.approx(0.5734, abs=1e-4)
+    assert all(prof.sources[k] for k in ("step.h200", "trainer", "dp", "dap", "eval", "data"))
+    assert "startup" in prof.assumed
+    assert prof.dp_overhead_s == pytest.approx(0.0100, abs=1e-4)
+    assert 0 < prof.dap_replicated_memory_share < 0.2
+
+
+def test_profile_errors_name_the_field():
+    raw = json.loads(open(load().path).read())
+    del raw["step"]["h200"]["per_n_s"]
+    with pytest.raises(ValueError, match="per_n_s"):
+        profile_from_dict(raw)
+    with pytest.raises(ValueError, match="schema"):
+        profile_from_dict({"schema": "other"})
+
+
+def test_bench_outputs_replace_profile_sections(tmp_path):
+    raw = json.loads(open(load().path).read())
+    dp = {"config": {"variant": "h200", "recycles": 0},
+          "results": [{"world_size": 1, "median_s": 0.5}, {"world_size": 2, "median_s": 0.53}]}
+    (tmp_path / "dp.json").write_text(json.dumps(dp))
+    out = profile_from_dict(merge_bench(raw, "dp", tmp_path / "dp.json"))
+    assert out.dp_overhead_s == pytest.approx(0.03)
+    ev = {"schema": "scalefold-plan-eval/1", "ranks": 1, "seconds_per_evaluation": [4.0],
+          "chains": [{"chain": "a", "length": 256, "seconds": 2.0},
+                     {"chain": "b", "length": 512, "seconds": 2.0 * relative_cost(512)}]}
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    out = profile_from_dict(merge_bench(raw, "eval", tmp_path / "eval.json"))
+    assert seconds_per_unit(out.eval) == pytest.approx(2.0)
+    # `bench eval --json`'s own layout is read too.
+    bench_eval = {"device": "NVIDIA H200", "eval_seconds": 3.0, "eval_seconds_first": 9.0,
+                  "chains": [{"length": 256, "seconds": 3.0}], "peak_memory_gib": 20.0}
+    (tmp_path / "be.json").write_text(json.dumps(bench_eval))
+    out = profile_from_dict(merge_bench(raw, "eval", tmp_path / "be.json"))
+    assert out.eval.first_extra_s == pytest.approx(6.0)
+    assert seconds_per_unit(out.eval) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="unknown bench kind"):
+        merge_bench(raw, "nope", tmp_path / "eval.json")
+
+
+def test_evaluation_makespan_and_lengths():
+    lengths = assumed_validation_lengths()
+    assert len(lengths) == 180 and 30 <= min(lengths) and max(lengths) <= 700
+    one = evaluation_seconds(lengths, 1, 1.0)
+    assert one == pytest.approx(sum(relative_cost(n) for n in lengths))
+    # More ranks help until the longest chain alone sets the time.
+    assert evaluation_seconds(lengths, 32, 1.0) < one / 20
+    assert evaluation_seconds(lengths, 1000, 1.0) == pytest.approx(relative_cost(max(lengths)))
+
+
+def test_loader_stalls_pt_tail_over_many_ranks_pq_only_throughput():
+    kw = dict(step_s=0.25, median_s=0.3, p95_s=1.2, workers=2, local_batch=1)
+    pt_one = loader_stall_s(streams=1, in_order=True, **kw)
+    pt_many = loader_stall_s(streams=256, in_order=True, **kw)
+    pq_many = loader_stall_s(streams=256, in_order=False, **kw)
+    assert pt_many > pt_one > 0
+    assert pq_many < pt_many
+    slow = loader_stall_s(step_s=0.1, median_s=1.0, p95_s=1.0, workers=2, local_batch=1,
+                          streams=1, in_order=False)
+    assert slow == pytest.approx(0.4)
+
+
+def test_prediction_on_nvidias_shape_breaks_down_and_adds_up():
+    c = load_cluster("dgxh100", nodes=260)
+    p = predict(c, RunShape(256, dap_size=8, eval_ranks=32), load_profile(), OPTS)
+    assert p.step.groups == 256 and p.step.local_batch == 1 and p.step.idle_gpus == 0
+    assert p.step.step_s == pytest.approx(sum(p.step_parts().values()))
+    assert p.step.dap_comm_s > 0 and p.step.allreduce_s > 0
+    assert p.step.fits
+    run = p.runs[0]
+    assert run.total_s == pytest.approx(sum(run.parts().values()))
+    assert p.olympic_p05_s <= p.olympic_mean_s <= p.olympic_p95_s
+    assert any("ratio" not in a and "startup" in a for a in p.assumptions)
+
+
+def test_memory_warning_and_preset_choice():
+    prof = load_profile()
+    one = load_cluster("dgxh100", nodes=16)  # 128 GPUs: batch 128 at local batch 1
+    p = predict(one, RunShape(128, dap_size=1, eval_ranks=0), prof, OPTS)
+    assert p.step.preset == "h100" and p.step.fits  # h200's 77 GiB does not fit 80 GB
+    node = load_cluster("dgxh100", nodes=1)
+    p = predict(node, RunShape(128, dap_size=1, eval_ranks=0), prof, OPTS)
+    assert p.step.local_batch == 16 and not p.step.fits
+    assert any("memory" in w for w in p.warnings)
+    p = predict(node, RunShape(128, dap_size=1, eval_ranks=0), prof,
+                replace(OPTS, accumulate=True))
+    assert p.step.fits
+
+
+def test_faster_evaluation_and_more_gpus_do_not_slow_a_run():
+    prof = load_profile()
+    c = load_cluster("dgxh200", nodes=260)
+    shape = RunShape(256, dap_size=8, eval_ranks=32)
+    base = predict(c, shape, prof, OPTS)
+    fast = predict(c, shape, prof, replace(OPTS, eval_speedup=4))
+    assert fast.olympic_mean_s < base.olympic_mean_s
+    small = predict(load_cluster("dgxh200", nodes=32), RunShape(256, dap_size=8,
+                    eval_ranks=32), prof, OPTS)
+    # 224 training GPUs: 28 DAP groups, of which 16 divide the batch: 16 samples each.
+    assert (small.step.groups, small.step.local_batch, small.step.idle_gpus) == (16, 16, 96)
+    assert small.step.step_s > base.step.step_s
+
+
+def test_gpu_kind_without_a_ratio_is_refused():
+    prof = replace(load_profile(), gpu="a100")
+    with pytest.raises(ValueError, match="no ratio"):
+        predict(load_cluster("dgxh100", nodes=260), RunShape(256, 8, 32), prof, OPTS)
+
+
+def test_pretraining_scenario_steps_and_hours():
+    assert pretrain_steps() == 78_125
+    prof = load_profile()
+    big = predict_pretraining(load_cluster("dgxh100", nodes=260), RunShape(128, dap_size=8),
+                              prof, OPTS)
+    node = predict_pretraining(load_cluster("dgxh100", nodes=1), RunShape(128, dap_size=1),
+                               prof, replace(OPTS, accumulate=True))
+    assert big.steps == node.steps == 78_125
+    assert big.hours == pytest.approx(78_125 * big.step.step_s / 3600, abs=0.01)
+    assert node.hours > 10 * big.hours

@@ -1,0 +1,199 @@
+"""The evaluation path (`scalefold.train.evaluate`): padding to length buckets, in-place
+weight loads, and the trainer scoring through it."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+import pytest
+import torch
+
+from scalefold.bench.eval import redraw_zero_weights
+from scalefold.data.features import INPUT_FEATURES
+from scalefold.data.selection import last_iteration
+from scalefold.metrics import lddt_ca
+from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.train.config import SpeedConfig, TrainConfig
+from scalefold.train.evaluate import (
+    RESIDUE_AXIS,
+    EvalOptions,
+    Evaluator,
+    bucket_length,
+    model_inputs,
+    pad_inputs,
+)
+from scalefold.utils.synthetic import synthetic_batch
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> AlphaFold:
+    """The tiny network with its zero-initialised projections re-drawn: a fresh model
+    puts every atom at the origin, which no padding could disturb."""
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    assert redraw_zero_weights(list(model.parameters()), seed=1) > 0
+    return model
+
+
+def _chain(n: int, seed: int = 3) -> dict[str, torch.Tensor]:
+    return synthetic_batch(None, n, 8, 16, 2, num_iterations=2, seed=seed)
+
+
+def test_every_model_input_has_a_known_residue_axis():
+    assert set(RESIDUE_AXIS) == set(INPUT_FEATURES)
+    feats = _chain(13)
+    for name, axis in RESIDUE_AXIS.items():
+        if axis is not None:
+            assert feats[name].shape[axis] == 13, name
+
+
+def test_bucket_length():
+    assert [bucket_length(n, 32) for n in (1, 32, 33, 700)] == [32, 32, 64, 704]
+    assert bucket_length(77, 0) == 77
+    with pytest.raises(ValueError, match="positive"):
+        bucket_length(0, 32)
+    with pytest.raises(ValueError, match="bucket"):
+        bucket_length(5, -1)
+
+
+def test_padding_appends_masked_zeros_and_keeps_the_chain():
+    feats = model_inputs(_chain(10))
+    padded = pad_inputs(feats, 16)
+    for name, axis in RESIDUE_AXIS.items():
+        value, out = feats[name], padded[name]
+        if axis is None:
+            assert out is value
+            continue
+        assert out.shape[axis] == 16 and out.shape[:axis] == value.shape[:axis]
+        assert torch.equal(out.narrow(axis, 0, 10), value)
+        assert not torch.any(out.narrow(axis, 10, 6)), name
+    assert pad_inputs(feats, 10) is feats
+    with pytest.raises(ValueError, match="cannot pad a chain of 10"):
+        pad_inputs(feats, 9)
+    with pytest.raises(KeyError, match="true_msa"):
+        pad_inputs(feats | {"true_msa": torch.zeros(1, 8, 10, 2)}, 16)
+
+
+def test_a_chain_padded_to_its_bucket_scores_as_unpadded(tiny_model):
+    chain = _chain(21)
+    exact = Evaluator(tiny_model, torch.device("cpu"))
+    bucketed = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
+    p_exact, p_bucket = exact.predict(chain), bucketed.predict(chain)
+    assert p_exact.shape == p_bucket.shape == (1, 21, 37, 3)
+    assert p_exact.abs().max() > 1.0  # a real structure, not every atom at the origin
+    torch.testing.assert_close(p_bucket, p_exact, atol=1e-3, rtol=0)
+    s_exact, s_bucket = exact.score(chain), bucketed.score(chain)
+    assert 0.0 < float(s_exact) < 1.0
+    assert float(s_bucket) == pytest.approx(float(s_exact), abs=1e-6)
+
+    # The control: padded residues left unmasked would change the real ones.
+    inputs = pad_inputs(model_inputs(chain), 32)
+    inputs["seq_mask"] = torch.ones_like(inputs["seq_mask"])
+    with torch.inference_mode():
+        leaked = tiny_model(inputs)["final_atom_positions"][:, :21]
+    assert (leaked - p_exact).abs().max() > 1e-2
+
+
+def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch):
+    ev = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
+    lengths = []
+    predict = Evaluator.predict
+    monkeypatch.setattr(Evaluator, "predict",
+                        lambda self, feats: lengths.append(feats["aatype"].shape[1])
+                        or predict(self, feats))
+    chains = [_chain(n, seed=n) for n in (10, 20, 40)]
+    assert ev.warm_up(chains) == 2  # buckets 32 and 64
+    assert lengths == [10, 40]
+
+
+def test_weights_load_in_place(tiny_model):
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    ev = Evaluator(model, torch.device("cpu"))
+    ptrs = [p.data_ptr() for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in tiny_model.parameters()])
+    ev.load_flat(flat)
+    assert [p.data_ptr() for p in model.parameters()] == ptrs  # graphs read these
+    for a, b in zip(model.parameters(), tiny_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="flat weights hold"):
+        ev.load_flat(flat[:-1])
+
+
+def test_options_from_the_speed_config():
+    assert EvalOptions.from_speed(SpeedConfig()) == EvalOptions(bucket=0, cuda_graphs=False)
+    speed = SpeedConfig(eval_length_buckets="64", eval_cuda_graphs=True)
+    assert EvalOptions.from_speed(speed) == EvalOptions(bucket=64, cuda_graphs=True)
+    with pytest.raises(ValueError, match="CUDA device"):
+        Evaluator(AlphaFold(AlphaFoldConfig.tiny()), torch.device("cpu"),
+                  EvalOptions(cuda_graphs=True))
+
+
+def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, monkeypatch):
+    from scalefold.train.distributed import discover
+    from scalefold.train.trainer import Trainer
+
+    root, train_ids, val_ids = mini_dataset
+    assert "3pwp_B" in val_ids  # the shortest validation chain (100 residues): fast
+    cfg = TrainConfig(data_dir=root, output_dir=tmp_path, preset="tiny", precision="fp32",
+                      crop_size=24, max_msa_clusters=6, max_extra_msa=8, max_templates=2,
+                      num_recycling_iters=1, num_workers=0, train_chain_ids=train_ids,
+                      val_chain_ids=("3pwp_B",))
+    trainer = Trainer(cfg, discover({}), torch.device("cpu"))
+    assert trainer.evaluator.model is trainer.eval_model
+    assert trainer.evaluator.options == EvalOptions()
+    assert trainer.warm_up_evaluation() == 0  # eval_warm_up off
+    bucketed = Trainer(dataclasses.replace(cfg, speed=SpeedConfig(
+        eval_length_buckets="32", eval_warm_up=True)), discover({}), torch.device("cpu"))
+    assert bucketed.evaluator.options == EvalOptions(bucket=32)
+    bucketed.check_data()  # prepares the validation chain the warm-up runs
+    assert bucketed.warm_up_evaluation() == 1
+    del bucketed
+    redraw_zero_weights(trainer.swa.shadow, seed=2)
+    trainer.build_data()
+    calls = []
+    score_chains = Evaluator.score_chains
+
+    def spy(self, batches):
+        calls.append(batches)
+        return score_chains(self, batches)
+
+    monkeypatch.setattr(Evaluator, "score_chains", spy)
+    mean = trainer.evaluate()
+    assert calls == [trainer.val_loader]
+    # What the evaluation computes, written out: the SWA weights' forward at each chain's
+    # own length and its lDDT-Cα, averaged over chains.
+    expected = []
+    with torch.no_grad():
+        for _, batch in trainer.val_loader:
+            out = trainer.eval_model(batch)
+            last = last_iteration(batch)
+            expected.append(float(lddt_ca(out["final_atom_positions"],
+                                          last["all_atom_positions"],
+                                          last["all_atom_mask"]).mean()))
+    assert len(expected) == 1 and 0.0 < expected[0] < 1.0
+    assert mean == pytest.approx(statistics.fmean(expected), abs=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_graphed_evaluation_follows_eager_and_the_weights(tiny_model):
+    """One graph per bucket, replayed for every chain of that bucket, reading the weights
+    loaded in place after its capture."""
+    import copy
+
+    device = torch.device("cuda")
+    model = copy.deepcopy(tiny_model).to(device)
+    eager = Evaluator(model, device, EvalOptions(bucket=32))
+    graphed = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=True))
+    chains = [_chain(n, seed=n) for n in (21, 30)]
+    for chain in chains:
+        torch.testing.assert_close(graphed.predict(chain), eager.predict(chain),
+                                   atol=1e-3, rtol=0)
+    assert graphed.num_graphs == 1
+    # New weights, loaded in place: the captured graph computes with them.
+    shifted = [p.detach() * 0.9 for p in model.parameters()]
+    graphed.load_weights(shifted)
+    torch.testing.assert_close(graphed.predict(chains[0]), eager.predict(chains[0]),
+                               atol=1e-3, rtol=0)
+    scores = graphed.score_chains(enumerate(chains))
+    assert [i for i, _ in scores] == [0, 1] and all(0.0 < s < 1.0 for _, s in scores)
