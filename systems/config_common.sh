@@ -20,8 +20,19 @@ export NEXP="${NEXP:-10}"
 # Speed-ups: a preset of `SpeedConfig` (`scalefold train --speed`, docs/PERFORMANCE.md).
 # h100: bf16 with every speed-up measured to help and the outer product mean recomputed in
 # backward, what fits an 80 GB H100. SPEEDUPS holds `scalefold train` flags that override
-# the preset's fields: multi-rank configs run the step without CUDA graphs (and without
-# torch.compile, which pays only inside them) until the multi-rank graphed step has been
-# measured in training.
+# the preset's fields; each multi-rank config sets it after its DAP_SIZE with
+# `multi_rank_speedups`.
 export SPEED="${SPEED:-h100}"
-export SPEEDUPS="${SPEEDUPS---no-cuda-graphs --no-compile-glue}"
+
+# Data parallelism alone keeps the preset's CUDA graphs, the gradients averaged by one
+# flat all-reduce between the backward graph and the update graph (the trainer's
+# multi-rank path, run through torchrun on one H200 and over gloo on CPUs). DAP runs the
+# step without graphs (and without torch.compile, which pays only inside them) until DAP
+# in graphs is measured on several GPUs.
+multi_rank_speedups() {
+    if (( ${DAP_SIZE:-1} > 1 )); then
+        echo "--no-cuda-graphs --no-compile-glue"
+    else
+        echo "--grad-sync flat"
+    fi
+}

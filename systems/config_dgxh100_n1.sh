@@ -19,4 +19,5 @@ export DGXNNODES=1
 export DGXNGPU=8
 export DAP_SIZE="${DAP_SIZE:-1}"
 export NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
+export SPEEDUPS="${SPEEDUPS-$(multi_rank_speedups)}"
 export WALLTIME="${WALLTIME:-08:00:00}"

@@ -17,4 +17,5 @@ export DGXNNODES=256
 export DGXNGPU=8
 export DAP_SIZE="${DAP_SIZE:-8}"
 export NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
+export SPEEDUPS="${SPEEDUPS-$(multi_rank_speedups)}"
 export WALLTIME="${WALLTIME:-03:30:00}"

@@ -19,4 +19,5 @@ export DGXNNODES=260
 export DGXNGPU=8
 export DAP_SIZE="${DAP_SIZE:-8}"
 export NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-32}"
+export SPEEDUPS="${SPEEDUPS-$(multi_rank_speedups)}"
 export WALLTIME="${WALLTIME:-03:00:00}"

@@ -18,4 +18,5 @@ export DGXNNODES=64
 export DGXNGPU=8
 export DAP_SIZE="${DAP_SIZE:-2}"
 export NUM_ASYNC_VAL_RANKS="${NUM_ASYNC_VAL_RANKS:-0}"
+export SPEEDUPS="${SPEEDUPS-$(multi_rank_speedups)}"
 export WALLTIME="${WALLTIME:-05:00:00}"

@@ -53,12 +53,9 @@ def test_one_tf32_policy():
     assert "saved_tf32" in _sources()["bench/step.py"]
 
 
-@pytest.mark.parametrize("precision,island,expect", [
-    ("fp32", False, False), ("tf32", False, True), ("bf16", False, False), ("bf16", True, True),
-])
-def test_precision_context(precision, island, expect):
-    speed = SpeedConfig(island_tf32=island)
-    ctx = precision_context(precision, speed, "cpu")
+@pytest.mark.parametrize("precision,expect", [("fp32", False), ("tf32", True), ("bf16", False)])
+def test_precision_context(precision, expect):
+    ctx = precision_context(precision, "cpu")
     assert torch.backends.cuda.matmul.allow_tf32 is expect
     assert torch.backends.cudnn.allow_tf32 is expect
     with ctx:

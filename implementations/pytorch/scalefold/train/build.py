@@ -15,8 +15,8 @@ its parallelism, the optimizer, the SWA copy and the step; `Trainer`, `bench ste
 5. the step (`TrainStep`), and its CUDA graphs, uncaptured (`GraphedTrainStep`).
 
 `precision_context` is the one precision policy: fp32 (no TF32), tf32, or bf16 autocast
-with float32 master weights, whose float32 islands use TF32 only if
-`SpeedConfig.island_tf32` says so.
+with float32 master weights, whose float32 islands (structure module, heads) run without
+TF32 (with TF32 there, training needed 10% more steps: docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from scalefold.data.selection import seed_from_string
 from scalefold.kernels import apply_speedups
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
-from scalefold.train.config import SpeedConfig, TrainConfig
+from scalefold.train.config import TrainConfig
 from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
 from scalefold.train.step import FlatGradSync, TrainStep, make_adam
@@ -43,14 +43,13 @@ from scalefold.train.swa import WeightEMA
 from scalefold.train.topology import Topology
 
 
-def precision_context(precision: str, speed: SpeedConfig,
-                      device_type: str) -> contextlib.AbstractContextManager:
+def precision_context(precision: str, device_type: str) -> contextlib.AbstractContextManager:
     """Set the matmul precision and return the forward's autocast context (or a null one).
 
     fp32: no TF32 anywhere; tf32: TF32 matmuls and convolutions; bf16: bf16 autocast, and
-    TF32 in the float32 islands only with `speed.island_tf32`.
+    no TF32 in the float32 islands.
     """
-    tf32 = precision == "tf32" or (precision == "bf16" and speed.island_tf32)
+    tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     if precision == "bf16":
@@ -160,7 +159,7 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     swa = WeightEMA(model, decay=cfg.swa_decay)
 
     def autocast() -> contextlib.AbstractContextManager:
-        return precision_context(cfg.precision, speed, device.type)
+        return precision_context(cfg.precision, device.type)
 
     # 5. The step.
     step = TrainStep(forward_model, params, optimizer, loss_fn, swa, model,
