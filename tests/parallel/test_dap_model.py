@@ -101,20 +101,25 @@ def _module_scales(grads: dict[str, torch.Tensor]) -> dict[str, float]:
     return {n: sq[n.rsplit(".", 1)[0]] ** 0.5 for n in grads}
 
 
-# name -> (world sizes that run it, DAP size (None = the world), grad reduction, DDP)
+# name -> (world sizes that run it, DAP size (None = the world), grad reduction, DDP,
+#          overlapped MSA all-to-all)
 CASES = {
-    "tiny_eval": ((2, 4), None, "sum", False),
-    "tiny_train_checkpointing": ((2,), None, "sum", False),
-    "mlperf_reduced_eval": ((2, 4), None, "none", False),
-    "tiny_dap2_ddp2_scale": ((4,), 2, "scale", True),
+    "tiny_eval": ((2, 4), None, "sum", False, False),
+    "tiny_train_checkpointing": ((2,), None, "sum", False, False),
+    "mlperf_reduced_eval": ((2, 4), None, "none", False, False),
+    "tiny_dap2_ddp2_scale": ((4,), 2, "scale", True, False),
+    "tiny_train_overlap": ((2, 4), None, "sum", False, True),
+    "tiny_train_checkpointing_overlap": ((2,), None, "sum", False, True),
 }
 
 
 def _build_reference(name: str) -> dict:
     if name == "tiny_eval":
         return _reference(_tiny(), seeds=(0,), train=False, checkpointing=False)
-    if name == "tiny_train_checkpointing":
+    if name in ("tiny_train_checkpointing", "tiny_train_checkpointing_overlap"):
         return _reference(_tiny(), seeds=(0,), train=True, checkpointing=True)
+    if name == "tiny_train_overlap":
+        return _reference(_tiny(), seeds=(0,), train=True, checkpointing=False)
     if name == "mlperf_reduced_eval":
         return _reference(_mlperf_reduced(), seeds=(0,), train=False, checkpointing=False)
     if name == "tiny_dap2_ddp2_scale":
@@ -123,7 +128,7 @@ def _build_reference(name: str) -> dict:
 
 
 def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
-    _, dap_size, reduction, use_ddp = CASES[name]
+    _, dap_size, reduction, use_ddp, overlap = CASES[name]
     dap_size = dap_size or world
     model = AlphaFold(ref["cfg"])
     model.load_state_dict(ref["state_dict"])
@@ -134,7 +139,7 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
         group = None
     else:
         group, _ = new_dap_groups(dap_size)
-    parallelize_dap(model, group, grad_reduction=reduction)
+    parallelize_dap(model, group, grad_reduction=reduction, overlap=overlap)
     errors: dict[str, float] = {"state_dict_keys": float(list(model.state_dict()) != keys)}
 
     sample = rank // dap_size
@@ -248,3 +253,16 @@ def test_mlperf_width_matches_one_process(results):
 @_worlds("tiny_dap2_ddp2_scale")
 def test_dap_inside_ddp_with_gradient_scaling(results):
     _check(results, "tiny_dap2_ddp2_scale")
+
+
+@_worlds("tiny_train_overlap")
+def test_overlapped_msa_all_to_all_matches_one_process(results):
+    """The MSA's all-to-all started after the outer product mean and completed at the
+    block's end (and its adjoint likewise in backward): outputs and gradients as one
+    process computes them."""
+    _check(results, "tiny_train_overlap")
+
+
+@_worlds("tiny_train_checkpointing_overlap")
+def test_overlapped_all_to_all_under_activation_checkpointing(results):
+    _check(results, "tiny_train_checkpointing_overlap")

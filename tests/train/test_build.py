@@ -112,6 +112,10 @@ def test_unsupported_combinations_are_refused_before_building(tmp_path):
     dap = Topology(rank=0, world_size=2, num_eval_ranks=0, dap_size=2, dap_group=object())
     with pytest.raises(ValueError, match="DAP"):
         check_supported(cfg(compile_glue=True), torch.device("cpu"), dap)
+    with pytest.raises(ValueError, match="dap_overlap"):
+        check_supported(cfg(fused_optimizer=True, cuda_graphs=True, grad_sync="flat",
+                            dap_overlap=True), torch.device("cuda"), dap)
+    check_supported(cfg(dap_overlap=True), torch.device("cpu"), dap)
 
 
 def test_bench_step_has_no_step_of_its_own():

@@ -150,6 +150,89 @@ class _AllToAll(torch.autograd.Function):
         return _all_to_all(grad, gather_dim, scatter_dim, ctx.group), None, None, None
 
 
+class _InFlight:
+    """The work handles and send buffers of one started all-to-all and of its adjoint
+    (the buffers must outlive the collective)."""
+
+    work = grad_work = sent = grad_sent = None
+
+
+def _split_leading(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    # [..., P*L, ...] -> [P, ..., L, ...] contiguous: the layout all_to_all_single sends.
+    return x.unflatten(dim, (size, x.shape[dim] // size)).movedim(dim, 0).contiguous()
+
+
+class _AllToAllStart(torch.autograd.Function):
+    """Launch the all-to-all; the output buffer is valid only after `_AllToAllWait`.
+    Backward: wait for the adjoint all-to-all that `_AllToAllWait.backward` launched."""
+
+    @staticmethod
+    def forward(ctx, x, scatter_dim, group, state):
+        ctx.dim, ctx.state = scatter_dim, state
+        inp = _split_leading(x, scatter_dim, group_size(group))
+        out = torch.empty_like(inp)
+        state.sent = inp
+        state.work = dist.all_to_all_single(out, inp, group=group, async_op=True)
+        return out  # [P, ...]: piece q came from rank q
+
+    @staticmethod
+    def backward(ctx, grad_buffer):
+        state = ctx.state
+        state.grad_work.wait()
+        state.grad_work = state.grad_sent = None
+        return grad_buffer.movedim(0, ctx.dim).flatten(ctx.dim, ctx.dim + 1), None, None, None
+
+
+class _AllToAllWait(torch.autograd.Function):
+    """Complete the all-to-all; backward launches the adjoint one without waiting."""
+
+    @staticmethod
+    def forward(ctx, buffer, gather_dim, group, state):
+        ctx.dim, ctx.group, ctx.state = gather_dim, group, state
+        state.work.wait()
+        state.work = state.sent = None
+        return buffer.movedim(0, gather_dim).flatten(gather_dim, gather_dim + 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        state = ctx.state
+        inp = _split_leading(grad, ctx.dim, group_size(ctx.group))
+        out = torch.empty_like(inp)
+        state.grad_sent = inp
+        state.grad_work = dist.all_to_all_single(out, inp, group=ctx.group, async_op=True)
+        return out, None, None, None
+
+
+class PendingAllToAll:
+    """An all-to-all in flight (`all_to_all_start`): the work between the start and
+    `wait()` overlaps the collective. Backward mirrors it: the adjoint all-to-all starts
+    when the gradient of `wait()`'s result arrives and completes where the forward
+    started, overlapping the backward of the work in between."""
+
+    def __init__(self, x: torch.Tensor, scatter_dim: int, gather_dim: int,
+                 group: ProcessGroup) -> None:
+        nd = x.dim()
+        self._gather_dim, self._group = gather_dim % nd, group
+        self._state = _InFlight()
+        self._buffer = _AllToAllStart.apply(x, scatter_dim % nd, group, self._state)
+
+    def wait(self) -> torch.Tensor:
+        buffer, self._buffer = self._buffer, None
+        if buffer is None:
+            raise RuntimeError("wait() called twice on one all-to-all")
+        return _AllToAllWait.apply(buffer, self._gather_dim, self._group, self._state)
+
+
+class _Done:
+    """A finished result with the interface of `PendingAllToAll` (a group of one)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self._x = x
+
+    def wait(self) -> torch.Tensor:
+        return self._x
+
+
 def _trivial(group: ProcessGroup) -> bool:
     return group_size(group) == 1
 
@@ -192,3 +275,11 @@ def row_to_col(x: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
 def col_to_row(x: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
     """[*, R, C/P, c] (columns sharded) -> [*, R/P, C, c] (rows sharded)."""
     return all_to_all(x, scatter_dim=-3, gather_dim=-2, group=group)
+
+
+def col_to_row_start(x: torch.Tensor, group: ProcessGroup) -> PendingAllToAll | _Done:
+    """`col_to_row` started now and completed by the returned object's `wait()`."""
+    if _trivial(group):
+        return _Done(x)
+    _check_divisible(x, -3, group_size(group), "all_to_all")
+    return PendingAllToAll(x, scatter_dim=-3, gather_dim=-2, group=group)

@@ -30,7 +30,7 @@ from scalefold.model.evoformer import (
     run_blocks,
 )
 from scalefold.model.template import TemplatePairBlock, TemplatePairStack
-from scalefold.parallel.comm import col_to_row, gather, row_to_col, scatter
+from scalefold.parallel.comm import col_to_row, col_to_row_start, gather, row_to_col, scatter
 from scalefold.parallel.layers import (
     DAPContext,
     outer_product_mean,
@@ -67,6 +67,8 @@ def _msa_block_forward(
     m = m + block.msa_att_col(m, msa_col)
     m = m + core.msa_transition(m)
     z = z + outer_product_mean(core.outer_product_mean, m, msa_col, msa_mask, ctx)
+    # m is final here: with `overlap` its re-sharding runs behind the pair updates.
+    m_rows = col_to_row_start(m, g) if ctx.overlap else None
 
     upd = triangle_multiplication(core.tri_mul_out, z, pair_row, ctx)
     z = z + shared_dropout(core.pair_dropout_row, upd, -3, ctx)
@@ -80,7 +82,12 @@ def _msa_block_forward(
     upd = triangle_attention(core.tri_att_end, z, pair_col, ctx)
     z = z + shared_dropout(core.pair_dropout_col, upd, -2, ctx)
     z = z + core.pair_transition(z)
-    return col_to_row(m, g), col_to_row(z, g)
+    if m_rows is None:
+        return col_to_row(m, g), col_to_row(z, g)
+    # The wait comes last so that in backward it runs first (autograd takes the latest
+    # node first): the MSA gradient's all-to-all then overlaps the pair stack's backward.
+    z = col_to_row(z, g)
+    return m_rows.wait(), z
 
 
 class DAPEvoformerBlock(EvoformerBlock):
@@ -256,6 +263,7 @@ def parallelize_dap(
     group: dist.ProcessGroup | None,
     *,
     grad_reduction: GradReduction = "sum",
+    overlap: bool = False,
 ) -> nn.Module:
     """Shard every Evoformer, extra-MSA and template pair stack in `model` over `group`.
 
@@ -272,10 +280,14 @@ def parallelize_dap(
       whole DAP group follows, e.g. DDP over all ranks (mean over ranks = mean over
       samples, with no extra collective).
     * "none": left partial; call `sync_dap_gradients` yourself.
+
+    `overlap`: each MSA block starts the column->row all-to-all of the MSA right after
+    its outer product mean and completes it at the block's end, so it travels while the
+    pair updates compute (and, in backward, while their backward runs); same results.
     """
     if grad_reduction not in ("sum", "scale", "none"):
         raise ValueError(f"unknown grad_reduction {grad_reduction!r}")
-    ctx = DAPContext(group)
+    ctx = DAPContext(group, overlap=overlap)
     if ctx.size == 1:
         return model
     stacks = [mod for mod in model.modules() if type(mod) in _STACKS]

@@ -31,6 +31,9 @@ class DAPContext:
     """The DAP group of one sample, held by every parallelized module."""
 
     group: dist.ProcessGroup | None
+    # The MSA's column->row all-to-all of a block started after the outer product mean
+    # and completed at the block's end, behind the pair updates (`parallelize_dap`).
+    overlap: bool = False
 
     def __post_init__(self) -> None:
         self.size = dist.get_world_size(self.group)

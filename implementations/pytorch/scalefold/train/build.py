@@ -97,6 +97,9 @@ def check_supported(cfg: TrainConfig, device: torch.device, topo: Topology) -> N
     if speed.cuda_graphs and multi and speed.grad_sync != "flat":
         raise ValueError("cuda_graphs with several training ranks needs grad_sync='flat' "
                          "(--grad-sync flat): DDP's hooks are not captured")
+    if speed.dap_overlap and speed.cuda_graphs and topo.dap_size > 1:
+        raise ValueError("dap_overlap runs its all-to-alls asynchronously, which is not "
+                         "tested inside CUDA graph capture yet: use it with --no-cuda-graphs")
     if speed.compile_glue and topo.dap_size > 1:
         raise ValueError("compile_glue is not supported under DAP (it traces the plain "
                          "blocks' forward, which the DAP blocks replace)")
@@ -131,7 +134,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
 
         # "scale": the average over all training ranks below (DAP peers included) makes
         # the scaled partial gradients exact.
-        parallelize_dap(model, topo.dap_group, grad_reduction="scale")
+        parallelize_dap(model, topo.dap_group, grad_reduction="scale",
+                        overlap=speed.dap_overlap)
     forward_model: nn.Module = model
     grad_sync = None
     if speed.grad_sync == "flat" and not topo.is_eval_rank:
