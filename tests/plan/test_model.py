@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from scalefold.plan import RunShape, load_cluster, load_profile, predict
 from scalefold.plan.evaluation import (
     assumed_validation_lengths,
+    chain_seconds,
     evaluation_seconds,
     relative_cost,
     seconds_per_unit,
@@ -19,7 +22,13 @@ from scalefold.plan.model import PlanOptions
 from scalefold.plan.pretrain import predict_pretraining, pretrain_steps
 from scalefold.plan.profile import load_profile as load
 from scalefold.plan.profile import merge_bench, profile_from_dict, shipped_profiles
-from scalefold.plan.stepmodel import dap_bytes_per_step, dap_collectives_per_step
+from scalefold.plan.stepmodel import (
+    dap_bytes_per_step,
+    dap_collectives_per_step,
+    step_breakdown,
+)
+
+EVIDENCE = Path(__file__).resolve().parents[2] / "docs" / "evidence" / "2026-12-03_h200"
 
 OPTS = PlanOptions(trials=200)
 
@@ -78,11 +87,66 @@ def test_bench_outputs_replace_profile_sections(tmp_path):
 def test_evaluation_makespan_and_lengths():
     lengths = assumed_validation_lengths()
     assert len(lengths) == 180 and 30 <= min(lengths) and max(lengths) <= 700
-    one = evaluation_seconds(lengths, 1, 1.0)
+    one = evaluation_seconds(lengths, 1, relative_cost)
     assert one == pytest.approx(sum(relative_cost(n) for n in lengths))
     # More ranks help until the longest chain alone sets the time.
-    assert evaluation_seconds(lengths, 32, 1.0) < one / 20
-    assert evaluation_seconds(lengths, 1000, 1.0) == pytest.approx(relative_cost(max(lengths)))
+    assert evaluation_seconds(lengths, 32, relative_cost) < one / 10
+    assert evaluation_seconds(lengths, 1000, relative_cost) == pytest.approx(
+        relative_cost(max(lengths)))
+    # Chain i goes to rank i mod k, as the trainer shards: order matters.
+    assert evaluation_seconds([700, 100, 700, 100], 2, float) == 1400
+    assert evaluation_seconds([700, 700, 100, 100], 2, float) == 800
+
+
+def test_plan_assumes_the_lengths_bench_eval_assumes():
+    from scalefold.bench.eval import assumed_cameo_lengths
+    assert sorted(assumed_cameo_lengths()) == list(assumed_validation_lengths())
+
+
+def test_measured_per_chain_curve_interpolates_and_extrapolates():
+    ev = profile_from_dict({**json.loads(open(load().path).read()), "eval": {
+        "seconds_per_evaluation": [5.0], "chains": [
+            {"length": 100, "seconds": 1.0}, {"length": 300, "seconds": 2.0},
+            {"length": 300, "seconds": 4.0}, {"length": 300, "seconds": 3.0}]}}).eval
+    at = chain_seconds(ev)
+    assert at(50) == 1.0 and at(200) == pytest.approx(2.0) and at(300) == 3.0
+    assert at(600) == pytest.approx(3.0 * relative_cost(600) / relative_cost(300))
+
+
+def test_shipped_evaluation_is_the_measured_180_chain_pass():
+    prof = load()
+    bench = json.loads((EVIDENCE / "call6_bench_eval_180.json").read_text())
+    ev = prof.eval_for("h200")
+    assert ev.validation_set and ev.lengths_assumed and len(ev.lengths) == 180
+    assert ev.steady_s == pytest.approx(bench["eval_seconds"], abs=0.01)
+    assert ev.first_extra_s == pytest.approx(
+        bench["eval_seconds_first"] - bench["eval_seconds"], abs=0.02)
+    assert prof.validation_lengths() == tuple(c["length"] for c in bench["chains"])
+    at = chain_seconds(ev)
+    longest = [c["seconds"] for c in bench["chains"] if c["length"] == 700]
+    assert at(700) == pytest.approx(statistics.median(longest), abs=1e-3)
+    # One rank sums the chains: the steady pass.
+    assert evaluation_seconds(prof.validation_lengths(), 1, at) == pytest.approx(
+        bench["eval_seconds"], rel=1e-3)
+    # The h100 preset evaluates without buckets and graphs: its own, slower curve.
+    plain = prof.eval_for("h100")
+    assert plain is not ev and plain.preset == "h100" and not plain.validation_set
+    assert chain_seconds(plain)(700) > 2 * at(700)
+
+
+def test_multi_rank_trainer_ratio_only_with_several_training_ranks():
+    prof = load_profile()
+    assert prof.multi_rank_ratio > prof.trainer_ratio
+    node = load_cluster("dgxh200", nodes=1)
+    one = step_breakdown(node, RunShape(128, dap_size=1, eval_ranks=7), prof, "h200", 1.0)
+    many = step_breakdown(node, RunShape(128, dap_size=1, eval_ranks=0), prof, "h200", 1.0)
+    assert one.training_ranks == 1 and many.training_ranks == 8
+    assert many.one_gpu_s / one.one_gpu_s == pytest.approx(
+        prof.multi_rank_ratio / prof.trainer_ratio)
+    bench = json.loads((EVIDENCE / "call5_bench_train_torchrun_flat.json").read_text())
+    step = json.loads((EVIDENCE / "call2_bench_train.json").read_text())
+    assert prof.multi_rank_ratio == pytest.approx(
+        bench["train"]["avg_s"] / step["bench_step_avg_s"], rel=1e-4)
 
 
 def test_loader_stalls_pt_tail_over_many_ranks_pq_only_throughput():

@@ -12,6 +12,7 @@ of a result is estimated by drawing 10 runs from the reference runs' convergence
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,8 +20,8 @@ import numpy as np
 from scalefold.plan.config import Cluster, RunShape
 from scalefold.plan.evaluation import (
     assumed_validation_lengths,
+    chain_seconds,
     evaluation_seconds,
-    seconds_per_unit,
 )
 from scalefold.plan.profile import Profile
 from scalefold.plan.rcp import (
@@ -103,14 +104,27 @@ class Prediction:
 def eval_times(cluster: Cluster, shape: RunShape, step: StepBreakdown, profile: Profile,
                ratio: float, options: PlanOptions) -> tuple[float, float]:
     """(first, steady) seconds of one evaluation: on the asynchronous ranks, or
-    synchronously on every training rank."""
-    if profile.eval is None:
+    synchronously on every training rank. The evaluation runs with the chosen preset's
+    evaluation levers, so its measurement is the one of that preset where there is one."""
+    ev = profile.eval_for(step.preset)
+    if ev is None:
         raise ValueError(f"profile {profile.path or profile.device} has no 'eval' section")
-    unit = seconds_per_unit(profile.eval) * ratio / options.eval_speedup
+    scale = ratio / options.eval_speedup
+    per_chain = chain_seconds(ev)
     ranks = shape.eval_ranks or (cluster.gpus - step.idle_gpus)
-    lengths = options.validation_lengths or assumed_validation_lengths()
-    steady = evaluation_seconds(lengths, ranks, unit)
-    return steady + profile.eval.first_extra_s * ratio / options.eval_speedup, steady
+    lengths = validation_lengths(profile, options)
+    steady = evaluation_seconds(lengths, ranks, lambda n: per_chain(n) * scale)
+    # The first evaluation's extra (compilation, autotuning, graph capture) as measured
+    # on one GPU over its chains; each rank of many does it for its own shapes only, so
+    # this errs long.
+    return steady + ev.first_extra_s * scale, steady
+
+
+def validation_lengths(profile: Profile, options: PlanOptions) -> tuple[int, ...]:
+    """--validation-lengths, else the profile's evaluated validation set, else the
+    assumed distribution."""
+    return (options.validation_lengths or profile.validation_lengths()
+            or assumed_validation_lengths())
 
 
 def predict(cluster: Cluster, shape: RunShape, profile: Profile,
@@ -185,13 +199,32 @@ def _assumptions(profile: Profile, cluster: Cluster, ratio: float, options: Plan
         out.append(f"step and evaluation times scaled by {ratio:.3f} from the profile's "
                    f"{profile.gpu} to {cluster.gpu} GPUs (scalefold.plan.stepmodel)")
     if options.validation_lengths is None:
-        out.append("validation chain lengths assumed (180 chains, log-normal, median 230 "
-                   "residues); pass --validation-lengths")
+        prof_set = profile.validation_lengths()
+        if prof_set is None:
+            out.append("validation chain lengths assumed (180 chains, log-normal, median "
+                       "230 residues, at most 700); pass --validation-lengths")
+        elif profile.eval is not None and profile.eval.lengths_assumed:
+            out.append(f"validation chain lengths assumed: the profile's evaluation of "
+                       f"{len(prof_set)} synthetic chains (median "
+                       f"{statistics.median(prof_set):.0f}, at most {max(prof_set)} "
+                       f"residues, bench eval's assumed CAMEO lengths, in its seeded "
+                       f"order); pass --validation-lengths")
+    ev = profile.eval_for(step.preset)
+    if ev is not None and ev.preset and ev.preset != step.preset:
+        out.append(f"evaluation of preset {step.preset} taken from the profile's "
+                   f"measurement of preset {ev.preset}")
+    if ev is not None and ev is not profile.eval and not ev.validation_set:
+        out.append(f"evaluation of preset {step.preset}: per-chain times interpolated "
+                   f"from {len(ev.lengths)} measured lengths ({ev.source})")
     if options.eval_speedup != 1.0:
         out.append(f"evaluation taken {options.eval_speedup:g}x faster than profiled")
     if options.accumulate and step.local_batch > 1:
         out.append(f"local batch {step.local_batch} run as sequential micro-batches "
                    f"(gradient accumulation, which the trainer does not implement yet)")
     if "cost model" in step.dap_source:
-        out.append(f"DAP step from {step.dap_source}")
+        out.append(f"DAP step from {step.dap_source}, at the preset's CUDA-graphed speed "
+                   f"per GPU: the trainer runs DAP eagerly today, which is slower")
+    if step.training_ranks > 1 and profile.multi_rank_ratio is None:
+        out.append("multi-rank trainer path not measured: the one-process trainer's step "
+                   "ratio is used")
     return tuple(out)

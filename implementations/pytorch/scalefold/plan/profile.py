@@ -3,10 +3,12 @@
 Schema `scalefold-plan-profile/1` (docs/PLAN.md has the full description): `device`,
 `gpu` (the kind: "h100", "h200"), `date`, and the sections `step` (per speed preset:
 `per_n_s` for n = 0..3 recycling iterations, `peak_mem_gib`), `trainer`
-(`step_over_bench_step`, `boundary_s`), `startup` (`timed_s`, `warmup_s`), `dp`
-(`world_sizes`, `step_s`), `dap` (`sizes`, `step_s`, `peak_mem_gib`, `variant`), `eval`
-(schema `scalefold-plan-eval/1`), `data` (`prep_median_s`, `prep_p95_s`). Every section
-names its `source` and `date`; `"measured": false` marks an assumption.
+(`step_over_bench_step`, `multi_rank_step_over_bench_step`, `boundary_s`), `startup`
+(`timed_s`, `warmup_s`), `dp` (`world_sizes`, `step_s`), `dap` (`sizes`, `step_s`,
+`peak_mem_gib`, `variant`), `eval` (schema `scalefold-plan-eval/1`), `eval_presets`
+(preset name -> an `eval` entry, for presets whose evaluation levers differ from the
+`eval` entry's), `data` (`prep_median_s`, `prep_p95_s`). Every section names its `source`
+and `date`; `"measured": false` marks an assumption.
 
 The benches' own `--json` outputs convert into sections (`section_from_bench`), so a
 profile can be refreshed from new measurements without editing it by hand.
@@ -23,6 +25,7 @@ from pathlib import Path
 PROFILE_SCHEMA = "scalefold-plan-profile/1"
 EVAL_SCHEMA = "scalefold-plan-eval/1"
 BENCH_KINDS = ("step", "train", "dp", "dap", "eval", "data")
+VALIDATION_CHAINS = 180  # the benchmark's CAMEO validation set
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,14 @@ class EvalProfile:
     peak_mem_gib: float | None = None
     source: str = ""
     date: str = ""
+    preset: str = ""  # the speed preset (evaluation levers) measured; "" = any
+    # The chains stand for the whole validation set (in its order), not a sample of lengths.
+    validation_set: bool = False
+    lengths_assumed: bool = False  # their lengths are an assumption (synthetic chains)
+
+    @property
+    def per_chain_measured(self) -> bool:
+        return bool(self.chain_seconds) and all(s is not None for s in self.chain_seconds)
 
     @property
     def steady_s(self) -> float:
@@ -67,6 +78,9 @@ class Profile:
     date: str
     steps: dict[str, StepProfile]
     trainer_ratio: float = 1.0
+    # The trainer's multi-rank path (torchrun, flat gradient sync, CUDA graphs) over
+    # `bench step`; None: not measured, the single-process ratio is used for every shape.
+    multi_rank_ratio: float | None = None
     boundary_s: float = 0.0
     timed_startup_s: float = 0.0
     warmup_s: float = 0.0
@@ -77,6 +91,7 @@ class Profile:
     dap_peak_mem_gib: tuple[float, ...] = ()
     dap_variant: str = ""
     eval: EvalProfile | None = None
+    eval_presets: dict[str, EvalProfile] = field(default_factory=dict)
     prep_median_s: float | None = None
     prep_p95_s: float | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
@@ -88,6 +103,17 @@ class Profile:
             raise ValueError(f"profile {self.path or self.device}: no step for preset "
                              f"{preset!r} (has {', '.join(sorted(self.steps))})")
         return self.steps[preset]
+
+    def eval_for(self, preset: str) -> EvalProfile | None:
+        """The evaluation measured with `preset`'s evaluation levers, else the main one."""
+        return self.eval_presets.get(preset, self.eval)
+
+    def validation_lengths(self) -> tuple[int, ...] | None:
+        """The validation set's chain lengths in its order, where the profile's main
+        evaluation ran the whole set (assumed or real lengths)."""
+        if self.eval is not None and self.eval.validation_set:
+            return self.eval.lengths
+        return None
 
     @property
     def dp_overhead_s(self) -> float:
@@ -142,7 +168,9 @@ def _eval_from_dict(d: dict, where: str) -> EvalProfile:
         seconds_per_evaluation=secs, lengths=lengths, ranks=int(d.get("ranks", 1)),
         chain_seconds=tuple(c.get("seconds") for c in chains),
         peak_mem_gib=d.get("peak_mem_gib"), source=d.get("source", ""),
-        date=d.get("date", ""))
+        date=d.get("date", ""), preset=d.get("preset", ""),
+        validation_set=bool(d.get("validation_set", False)),
+        lengths_assumed=d.get("lengths_source") == "assumed")
 
 
 def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
@@ -172,6 +200,9 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
     if "trainer" in raw:
         t = raw["trainer"]
         kw["trainer_ratio"] = float(t.get("step_over_bench_step", 1.0))
+        if t.get("multi_rank_step_over_bench_step") is not None:
+            kw["multi_rank_ratio"] = float(t["multi_rank_step_over_bench_step"])
+            sources["trainer.multi_rank"] = t.get("multi_rank_source", sources["trainer"])
         kw["boundary_s"] = float(t.get("boundary_s", 0.0))
     if "startup" in raw:
         kw["timed_startup_s"] = float(raw["startup"].get("timed_s", 0.0))
@@ -188,6 +219,12 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
         kw["dap_variant"] = d.get("variant", "")
     if "eval" in raw:
         kw["eval"] = _eval_from_dict(raw["eval"], f"{where} eval")
+    if "eval_presets" in raw:
+        kw["eval_presets"] = {
+            name: _eval_from_dict(e, f"{where} eval_presets.{name}")
+            for name, e in raw["eval_presets"].items()}
+        for name, e in raw["eval_presets"].items():
+            sources[f"eval_presets.{name}"] = f"{e.get('source', '')} ({e.get('date', '')})"
     if "data" in raw:
         kw["prep_median_s"] = float(_req(raw["data"], "prep_median_s", f"{where} data"))
         kw["prep_p95_s"] = float(raw["data"].get("prep_p95_s", kw["prep_median_s"]))
@@ -231,8 +268,12 @@ def section_from_bench(kind: str, bench: dict, where: str) -> tuple[str, dict]:
     if kind == "train":
         train = _req(bench, "train", where)
         sec: dict = {"source": f"{where} (bench train)"}
+        # A run with the flat gradient sync is the multi-rank trainer's path (torchrun,
+        # also at world size 1); its ratio prices data-parallel shapes, not one GPU.
+        key = ("multi_rank_step_over_bench_step" if "grad_sync='flat'" in
+               str(bench.get("config", "")) else "step_over_bench_step")
         if bench.get("bench_step_avg_s") and train.get("avg_s"):
-            sec["step_over_bench_step"] = train["avg_s"] / bench["bench_step_avg_s"]
+            sec[key] = train["avg_s"] / bench["bench_step_avg_s"]
         stalls = [e["stall_s"] for e in train.get("evals", [])
                   if isinstance(e.get("stall_s"), float) and e["stall_s"] == e["stall_s"]]
         if stalls:
@@ -253,13 +294,20 @@ def section_from_bench(kind: str, bench: dict, where: str) -> tuple[str, dict]:
         return kind, sec
     if kind == "eval":
         if "schema" not in bench and "eval_seconds" in bench:
-            # `bench eval --json` as it writes today: one rank, steady per-chain times.
+            # `bench eval --json` as it writes today: one rank, steady per-chain times in
+            # run order. Its default chains (lengths_source "assumed") and a set of the
+            # CAMEO set's size stand for the whole validation set; a few given lengths
+            # (`--lengths`) only sample the length curve.
+            chains = bench.get("chains", [])
             bench = {"schema": EVAL_SCHEMA, "device": bench.get("device", ""), "ranks": 1,
                      "seconds_per_evaluation": [bench.get("eval_seconds_first",
                                                           bench["eval_seconds"]),
                                                 bench["eval_seconds"]],
-                     "chains": bench.get("chains", []),
+                     "chains": chains,
                      "peak_mem_gib": bench.get("peak_memory_gib"),
+                     "lengths_source": bench.get("lengths_source", "given"),
+                     "validation_set": (bench.get("lengths_source") == "assumed"
+                                        or len(chains) == VALIDATION_CHAINS),
                      "source": f"{where} (bench eval)"}
         _eval_from_dict(bench, where)  # validates
         return "eval", bench

@@ -28,7 +28,7 @@ def format_prediction(p: Prediction) -> str:
         f"{sum(p.target.steps) / len(p.target.steps):.0f}",
         f"  step: {st.step_s:.4f} s = " + " + ".join(
             f"{k} {v:.4f}" for k, v in p.step_parts().items())
-        + f" (one GPU: {st.one_gpu_s:.4f} s; DAP: {st.dap_source})",
+        + f" (one GPU: {st.one_gpu_s:.4f} s, {st.trainer_path}; DAP: {st.dap_source})",
         f"  evaluation: {p.eval_steady_s:.1f} s each ({p.figures.eval_s[0]:.1f} s the first); "
         f"{p.figures.cadence} steps of training take {p.figures.cadence * st.step_s:.1f} s",
         f"  memory per GPU: {st.memory_gib:.1f} GiB of {st.memory_limit_gib:.1f} GiB usable",

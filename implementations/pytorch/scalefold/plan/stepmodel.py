@@ -5,7 +5,10 @@ rank runs one after another), P the DAP size, W the training ranks:
 
 - T_c(P) = t1 * ((1 - f) + f / P): t1 the profiled one-GPU step (uniform average over
   n = 0..3, times the trainer's measured ratio to `bench step`, times the GPU kind's
-  ratio), f = 0.8 its share in the three DAP-split stacks (docs/DAP.md). A measured
+  ratio). With more than one training rank the ratio is the multi-rank trainer's
+  (torchrun, flat gradient sync, CUDA graphs, measured at world size 1: the flat
+  buffer's copies and the process group's work around the graphs), where measured; the
+  all-reduce's own cost over W ranks is A(W) below, f = 0.8 its share in the three DAP-split stacks (docs/DAP.md). A measured
   DAP step of the same preset replaces the formula.
 - C_dap(P): docs/DAP.md's communication per step, 2.5 forward passes and one backward
   of the collectives the code runs: bytes F(P) = a*2248.1 + b*5637.1 MB forward,
@@ -79,6 +82,8 @@ class StepBreakdown:
     local_batch: int
     idle_gpus: int
     one_gpu_s: float  # t1
+    training_ranks: int  # W
+    trainer_path: str  # which trainer ratio t1 carries
     compute_s: float  # L * T_c(P)
     dap_comm_s: float  # L * C_dap(P), exposed part
     allreduce_s: float
@@ -124,8 +129,13 @@ def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: 
         raise ValueError(f"dap_overlap must be in [0, 1], got {dap_overlap}")
     groups, local, idle = shape.layout(cluster)
     prof = profile.step(preset)
-    t1 = prof.avg_s * profile.trainer_ratio * ratio
     p = shape.dap_size
+    w = groups * p
+    if w > 1 and profile.multi_rank_ratio is not None:
+        trainer_ratio, path = profile.multi_rank_ratio, "multi-rank trainer (flat sync)"
+    else:
+        trainer_ratio, path = profile.trainer_ratio, "one-process trainer"
+    t1 = prof.avg_s * trainer_ratio * ratio
     if preset == profile.dap_variant and p in profile.dap_sizes and 1 in profile.dap_sizes:
         measured = profile.dap_step_s[profile.dap_sizes.index(p)]
         base = profile.dap_step_s[profile.dap_sizes.index(1)]
@@ -136,7 +146,7 @@ def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: 
         comm = dap_comm_s(cluster, p, dap_overlap)
         dap_source = ("none (DAP 1)" if p == 1 else
                       "docs/DAP.md cost model (no bench dap measurement of this preset)")
-    ar = allreduce_s(cluster, groups * p, profile.dp_overhead_s)
+    ar = allreduce_s(cluster, w, profile.dp_overhead_s)
     step_wo_loader = local * (compute + comm) + ar
     stall = 0.0
     if profile.prep_median_s is not None:
@@ -153,6 +163,7 @@ def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: 
     memory = one * (share + (1 - share) / p)
     return StepBreakdown(
         preset=preset, groups=groups, local_batch=local, idle_gpus=idle, one_gpu_s=t1,
+        training_ranks=w, trainer_path=path,
         compute_s=local * compute, dap_comm_s=local * comm, allreduce_s=ar,
         loader_stall_s=stall, memory_gib=memory,
         memory_limit_gib=cluster.gpu_memory_gib - cluster.memory_reserve_gib,
