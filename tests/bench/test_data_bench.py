@@ -45,6 +45,18 @@ def test_bench_data_prep_tiny(mini_dir, tmp_path, capsys):
             assert case["stages"]["other"][i] > -1e-6 and case["stages"]["msa"][i] > 0
 
 
+def test_bench_data_prep_lengthened_deep_case(mini_dir, tmp_path, capsys):
+    """--deep-residues: the deep case's chain repeated to that length, MSA to match."""
+    out = tmp_path / "prep.json"
+    rc = main(["bench", "data", "prep", "--data-dir", str(mini_dir), "--chains", "1bd2_A",
+               "--seeds", "1", "--deep-rows", "300", "--deep-chains", "1",
+               "--deep-residues", "500", "--no-breakdown", "--json", str(out)])
+    assert rc == 0
+    assert "| deep 300 | 1 | 500-500 |" in capsys.readouterr().out
+    cases = {c["name"]: c for c in json.loads(out.read_text())["cases"]}
+    assert cases["mini"]["residues"] < 500 and cases["deep 300"]["msa_rows"] > 300
+
+
 def test_stage_clock_restores_the_pipeline(mini_dir):
     from scalefold.bench.data import _StageClock
     from scalefold.data import features

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scalefold.data import msa as ops
 from scalefold.data.parsers import parse_a3m
@@ -43,17 +44,89 @@ def test_assign_clusters_brute_force():
     np.testing.assert_array_equal(got, agree.argmax(1))
 
 
-def test_keys_made_once_per_sample_give_the_same_assignment():
-    """Keys of the whole MSA, gathered per iteration (what the feature pipeline does),
-    assign rows exactly like keys made from the gathered rows."""
+def _agreement_argmax(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Direct definition: identical residues 0..20 counted, ties to the lowest centre."""
+    agree = ((rows[:, None, :] == centres[None, :, :]) & (centres[None] <= 20)).sum(-1)
+    return agree.argmax(1)
+
+
+def _dense_summaries(centres, cdel, extra, edel, assign):
+    """The summaries by their definition, with the pipeline's float operations: integer
+    counts and float64 deletion sums, then float32."""
+    c, n = centres.shape
+    members = np.bincount(assign, minlength=c)
+    hist = np.stack([np.eye(23, dtype=np.int64)[extra[assign == k]].sum(0) for k in range(c)])
+    hist = hist.astype(np.float32)
+    hist[np.arange(c)[:, None], np.arange(n)[None, :], centres] += 1.0
+    counts = (1e-6 + 1.0 + members.astype(np.float32))[:, None]
+    dsum = np.stack([edel[assign == k].astype(np.float64).sum(0) for k in range(c)])
+    return hist / counts[:, :, None], (dsum.astype(np.float32) + cdel) / counts
+
+
+def test_sparse_assignment_and_profile_are_exact_for_any_background():
+    """The background only decides which cells are visited: every choice, and every
+    chunking, gives the direct count's nearest centre (ties included: few classes) and
+    the dense profile's bits."""
     rng = np.random.default_rng(1)
-    msa = rng.integers(0, 23, size=(60, 25))
-    centres = rng.integers(0, 23, size=(6, 25))
-    rest = rng.permutation(60)[:40]
-    keys = ops.cluster_keys(msa)
-    assert keys.dtype == np.int32
-    np.testing.assert_array_equal(ops.assign_with_keys(keys[rest], centres, 16),
-                                  ops.assign_clusters(msa[rest], centres, 7))
+    msa = rng.integers(17, 23, size=(60, 25))  # 6 classes: many ties
+    centres = rng.integers(17, 23, size=(6, 25))
+    dels = np.zeros(msa.shape, np.float32)
+    expect = _agreement_argmax(msa, centres)
+    backgrounds = {
+        "most frequent": ops.msa_profile(msa, 23).argmax(-1),
+        "gap": np.full(25, ops.GAP_ID),
+        "absent class": np.zeros(25, dtype=np.int64),
+        "random": rng.integers(0, 23, 25),
+    }
+    for name, bg in backgrounds.items():
+        sparse = ops.SparseMsa.of(msa, dels, bg)
+        np.testing.assert_array_equal(sparse.profile(23), ops.msa_profile(msa, 23), err_msg=name)
+        for chunk in (7, 60, 4096):
+            got = ops.assign_sparse(sparse, centres, chunk)
+            np.testing.assert_array_equal(got, expect, err_msg=f"{name}, chunk {chunk}")
+
+
+def test_sparse_window_equals_sparse_form_of_the_window():
+    rng = np.random.default_rng(2)
+    msa = rng.integers(0, 22, size=(40, 30))
+    dels = (rng.random(msa.shape) < 0.2) * rng.integers(1, 5, msa.shape).astype(np.float32)
+    bg = ops.msa_profile(msa).argmax(-1)
+    full = ops.SparseMsa.of(msa, dels, bg)
+    np.testing.assert_array_equal(full.profile(), ops.msa_profile(msa))
+    got = full.window(slice(7, 19))
+    want = ops.SparseMsa.of(msa[:, 7:19], dels[:, 7:19], bg[7:19])
+    for name in ("background", "offsets", "keys", "del_rows", "del_cols", "del_counts"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        assert getattr(got, name).dtype == getattr(want, name).dtype, name
+    assert full.window(slice(0, 30)) is full
+    with pytest.raises(ValueError, match="step"):
+        full.window(slice(0, 30, 2))
+    with pytest.raises(ValueError, match="do not match"):
+        ops.SparseMsa.of(msa, dels[:, :5], bg)
+
+
+def test_sparse_summaries_are_bit_identical_to_the_definition():
+    """Extra rows a permuted subset of the MSA (as in an iteration: the rest after the
+    centres), summaries over a column window, several backgrounds."""
+    rng = np.random.default_rng(3)
+    s, n, c = 80, 24, 5
+    msa = rng.integers(0, 22, size=(s, n))
+    msa[:, 3] = ops.GAP_ID  # a column of gaps: the background is the gap
+    dels = (rng.random((s, n)) < 0.3) * rng.integers(1, 40, (s, n)).astype(np.float32)
+    order = rng.permutation(s)
+    sel, rest = order[:c], order[c:]
+    centres, cdel = msa[sel].copy(), dels[sel]
+    centres[rng.random(centres.shape) < 0.2] = ops.MASK_ID
+    assign = _agreement_argmax(msa[rest], centres)
+    cols = slice(2, 20)
+    want = _dense_summaries(centres[:, cols], cdel[:, cols], msa[rest][:, cols],
+                            dels[rest][:, cols], assign)
+    for bg in (ops.msa_profile(msa).argmax(-1), rng.integers(0, 22, n)):
+        window = ops.SparseMsa.of(msa, dels, bg).window(cols)
+        got = ops.summarize_sparse(centres[:, cols], cdel[:, cols], window, rest, assign)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype == np.float32
+            np.testing.assert_array_equal(g, w)
 
 
 def test_summarize_clusters_brute_force():

@@ -73,6 +73,28 @@ def test_a3m_matches_alphafold():
     assert ours.deletion_matrix[1].tolist() == [0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
 
 
+def test_a3m_deletions_match_alphafold_on_random_files():
+    """Inserts before the first column, between columns, after the last (not counted),
+    runs of them, rows wrapped over several lines."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cols = int(rng.integers(1, 12))
+        lines = []
+        for r in range(int(rng.integers(1, 8))):
+            row = ""
+            for _ in range(cols):
+                row += "".join(rng.choice(list("acdwy"), int(rng.integers(0, 4)) * (rng.random() < 0.3)))
+                row += str(rng.choice(list("ACDEFGHIKLMNPQRSTVWYX-")))
+            row += "".join(rng.choice(list("kq"), int(rng.integers(0, 3))))
+            cut = int(rng.integers(0, len(row) + 1))
+            lines.append(f">row{r}\n{row[:cut]}\n{row[cut:]}\n")
+        text = "".join(lines)
+        ours, ref = parsers.parse_a3m(text), af.parse_a3m(text)
+        assert ours.sequences == list(ref.sequences), text
+        np.testing.assert_array_equal(ours.deletion_matrix, np.asarray(ref.deletion_matrix),
+                                      err_msg=text)
+
+
 def test_a3m_rejects_ragged_rows():
     with pytest.raises(ValueError, match="row 1"):
         parsers.parse_a3m(">q\nACD\n>h\nAC\n")

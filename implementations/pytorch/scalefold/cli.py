@@ -362,7 +362,8 @@ def _cmd_bench_data_prep(args: argparse.Namespace) -> int:
         data_dir=data_dir, seeds=args.seeds, threads=args.threads,
         chains=tuple(args.chains.split(",")) if args.chains else None,
         deep_rows=tuple(int(n) for n in args.deep_rows.split(",") if n),
-        deep_chains=args.deep_chains, breakdown=not args.no_breakdown,
+        deep_chains=args.deep_chains, deep_residues=args.deep_residues,
+        breakdown=not args.no_breakdown,
     )
     return main_prep(cfg, json_path=args.json)
 
@@ -433,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--deep-rows", default="2048,8192,16384",
                       help="synthetic deep-MSA cases, uniref90 rows (empty: none)")
     prep.add_argument("--deep-chains", type=int, default=2)
+    prep.add_argument("--deep-residues", type=int, default=0,
+                      help="repeat the deep cases' chains (sequence, atoms) up to this length")
     prep.add_argument("--no-breakdown", action="store_true", help="skip the per-stage timers")
     prep.add_argument("--json", default=None, help="write all timings here")
     prep.set_defaults(func=_cmd_bench_data_prep)

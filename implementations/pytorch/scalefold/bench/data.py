@@ -9,7 +9,9 @@ over the chains of a dataset (the embedded mini dataset by default), several see
 The mini dataset's synthetic MSAs are shallow (about 170 merged rows) while real
 OpenProteinSet MSAs hold thousands, so synthetic deep-MSA cases are added: the longest
 chains with a uniref90 a3m of N synthetic rows, generated in-process by the mini dataset's
-own generator and fed through the same reading/parsing path.
+own generator and fed through the same reading/parsing path. Its chains are at most
+about 280 residues long; ``deep_residues`` lengthens the deep cases' chains (sequence
+and atoms repeated, the MSA generated for the longer sequence) to time longer chains.
 
 ``loaders``: PT (in-order) vs PQ (priority-queue) on ``SkewedDelayDataset`` with a skewed
 per-sample time (log-normal body plus a tail of 20-50x slower samples, as long chains with
@@ -36,7 +38,7 @@ STAGE_HELP = {
     "read": "mmCIF dict shard + alignment shard bytes (zlib, unpickle)",
     "parse": "a3m/hhr parsing, MSA merge and de-duplication",
     "templates": "hhr prefilter, Kalign realignment, template atoms, torsions, pseudo-beta",
-    "msa": "profile, cluster sampling, BERT masking, assignment, summaries (x R)",
+    "msa": "profile, sparse form, cluster sampling, BERT masking, assignment, summaries (x R)",
     "ground_truth": "atom14/frames/chi/pseudo-beta ground truth (float64, full chain)",
     "other": "crop, pad, stack over R, tensor conversion",
 }
@@ -52,6 +54,7 @@ class PrepConfig:
     chains: tuple[str, ...] | None = None  # None: the dataset's training + validation split
     deep_rows: tuple[int, ...] = (2048, 8192, 16384)  # synthetic uniref90 rows of the deep cases
     deep_chains: int = 2  # the longest chains get the deep cases
+    deep_residues: int = 0  # > 0: the deep cases' chains repeated up to this many residues
     threads: int = 1
     crop_size: int = 256
     num_recycling_iters: int = 3  # R = 4
@@ -70,10 +73,12 @@ class PrepCase:
 
 
 class _DeepAlignments:
-    """Alignment DB whose uniref90 a3m of one chain is a synthetic deep MSA."""
+    """Alignment DB whose uniref90 a3m of one chain is a synthetic deep MSA; with
+    ``only_msa`` its other MSA files are left out (they fit the chain's original length,
+    not a lengthened one)."""
 
-    def __init__(self, base, chain: str, a3m: str) -> None:
-        self._base, self._chain, self._a3m = base, chain, a3m
+    def __init__(self, base, chain: str, a3m: str, only_msa: bool = False) -> None:
+        self._base, self._chain, self._a3m, self._only = base, chain, a3m, only_msa
 
     def __getattr__(self, name):
         return getattr(self._base, name)
@@ -81,8 +86,44 @@ class _DeepAlignments:
     def read(self, chain_id: str) -> dict[str, str]:
         files = self._base.read(chain_id)
         if chain_id == self._chain:
+            if self._only:
+                files = {k: v for k, v in files.items() if not k.endswith((".a3m", ".sto"))}
             files = {**files, "uniref90_hits.a3m": self._a3m}
         return files
+
+
+class _LongChainStore:
+    """Structure store whose atoms of one chain are repeated up to ``length`` residues,
+    each copy shifted 100 A along x (copies apart; geometry within a copy unchanged)."""
+
+    def __init__(self, base, pdb_id: str, author_chain_id: str, length: int) -> None:
+        self._base, self._key, self._length = base, (pdb_id, author_chain_id), length
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+    def chain_atoms(self, pdb_id: str, author_chain_id: str):
+        record, positions, mask = self._base.chain_atoms(pdb_id, author_chain_id)
+        if (pdb_id, author_chain_id) != self._key:
+            return record, positions, mask
+        copies = -(-self._length // positions.shape[0])
+        shift = np.zeros(3, dtype=positions.dtype)
+        shift[0] = 100.0
+        positions = np.concatenate([positions + k * shift for k in range(copies)])
+        mask = np.concatenate([mask] * copies)
+        return record, positions[: self._length], mask[: self._length]
+
+
+def _lengthen(ds, index: int, length: int) -> str:
+    """Make chain ``index`` of ``ds`` ``length`` residues long (its sequence and atoms
+    repeated); returns the new sequence. Its template hits stay those of the original
+    sequence, which is the new one's first part."""
+    rec = ds.records[index]
+    sequence = rec["sequence"]
+    sequence = (sequence * -(-length // len(sequence)))[:length]
+    ds.records[index] = {**rec, "sequence": sequence}
+    ds.store = _LongChainStore(ds.store, rec["pdb_id"], rec["author_chain_id"], length)
+    return sequence
 
 
 class _StageClock:
@@ -108,7 +149,7 @@ class _StageClock:
             (features_mod, "_template_features", "templates"),
             (features_mod, "_structure_features", "ground_truth"),
             (features_mod, "_msa_iteration", "msa"),
-            (msa_mod, "msa_profile", "msa"),
+            (features_mod, "_msa_per_sample", "msa"),
             (msa_mod, "block_delete", "msa"),
         ]
         self._saved: list[tuple[object, str, object, bool]] = []
@@ -220,10 +261,13 @@ def run_prep(cfg: PrepConfig) -> tuple[list[PrepCase], list[float]]:
         for rows_n in cfg.deep_rows:
             for i in picked:
                 chain = ds.chain_id(i)
-                a3m = synthetic_a3m(ds.records[i]["sequence"], rows_n, rows_n + i,
-                                    f"{chain} deep benchmark case")
                 deep = chain_dataset(layout, rows, all_chains, features)
-                deep.alignments = _DeepAlignments(deep.alignments, chain, a3m)
+                sequence = ds.records[i]["sequence"]
+                if cfg.deep_residues > 0:
+                    sequence = _lengthen(deep, i, cfg.deep_residues)
+                a3m = synthetic_a3m(sequence, rows_n, rows_n + i, f"{chain} deep benchmark case")
+                deep.alignments = _DeepAlignments(deep.alignments, chain, a3m,
+                                                  only_msa=cfg.deep_residues > 0)
                 deep_clock = _StageClock(deep) if cfg.breakdown else None
                 raw = deep.raw_chain(i, 0)
                 case = PrepCase(f"deep {rows_n}", chain, len(raw.sequence), raw.msa.shape[0])

@@ -141,7 +141,6 @@ def process_chain(raw: RawChain, config: FeatureConfig, seed: int) -> dict[str, 
         raise ValueError(f"chain {raw.chain_id}: MSA width {msa.shape[1]} != sequence length {n}")
     if train and mcfg.block_delete_msa:
         msa, deletions = msa_ops.block_delete(msa, deletions, _rng(seed, _BLOCK_STREAM), mcfg)
-    profile = msa_ops.msa_profile(msa)  # [N, 22]
 
     fixed = _structure_features(raw, aatype)
     fixed.update(_template_features(raw))
@@ -188,11 +187,11 @@ def process_chain(raw: RawChain, config: FeatureConfig, seed: int) -> dict[str, 
     out["seq_length"] = np.int64(crop)
     out["is_distillation"] = np.float32(0.0)
 
-    shared = _MsaShared.of(msa, deletions, cols)
+    sparse, window, profile = _msa_per_sample(msa, deletions, cols)
     per_iter = [
         _msa_iteration(
             msa, deletions, profile, cols, crop, n_out, mcfg, _rng(seed, _RECYCLE_STREAM, r),
-            shared,
+            sparse, window,
         )
         for r in range(config.num_recycling_iters + 1)
     ]
@@ -209,29 +208,20 @@ def process_chain(raw: RawChain, config: FeatureConfig, seed: int) -> dict[str, 
     return result
 
 
-@dataclass(frozen=True)
-class _MsaShared:
-    """Per-sample arrays every recycling iteration reads: the rows' cluster keys over the
-    whole chain, and the crop window of the MSA and deletions, contiguous. Made once, so
-    an iteration gathers only the rows it needs (deep MSAs: 16k rows x 4 iterations).
+def _msa_per_sample(
+    msa: np.ndarray, deletions: np.ndarray, cols: slice
+) -> tuple[msa_ops.SparseMsa, msa_ops.SparseMsa, np.ndarray]:
+    """What every recycling iteration reads, made once per sample: the MSA's sparse form
+    over the whole chain and over the crop window (each iteration's extra rows are a
+    subset of its rows), and its profile [N, 22] over all rows.
 
-    The crop window's residues are kept as uint8 (ids 0..22; 8x less to gather per
-    iteration than int64) and, for the cluster histograms, as int32 keys
-    ``column * 23 + residue`` (computed once instead of once per iteration)."""
-
-    keys: np.ndarray  # [S, N] int32
-    msa_c: np.ndarray  # [S, crop] uint8
-    del_c: np.ndarray  # [S, crop] float32
-    hist_keys: np.ndarray  # [S, crop] int32
-
-    @staticmethod
-    def of(msa: np.ndarray, deletions: np.ndarray, cols: slice) -> _MsaShared:
-        msa_c = np.ascontiguousarray(msa[:, cols]).astype(np.uint8)
-        crop = msa_c.shape[1]
-        hist_keys = (np.arange(crop, dtype=np.int32)[None, :] * msa_ops.NUM_MSA_CLASSES
-                     + msa_c)
-        return _MsaShared(msa_ops.cluster_keys(msa), msa_c,
-                          np.ascontiguousarray(deletions[:, cols]), hist_keys)
+    The background (each column's most frequent class) decides only which cells are
+    stored, never a result, so about 1024 evenly spaced rows suffice to find it.
+    """
+    sample = msa[:: max(1, msa.shape[0] // 1024)]
+    background = msa_ops.msa_profile(sample).argmax(axis=-1)  # [N]
+    sparse = msa_ops.SparseMsa.of(msa, deletions, background)
+    return sparse, sparse.window(cols), sparse.profile()
 
 
 def _msa_iteration(
@@ -243,9 +233,11 @@ def _msa_iteration(
     n_out: int,
     cfg: MsaConfig,
     rng: np.random.Generator,
-    shared: _MsaShared,
+    sparse: msa_ops.SparseMsa,
+    window: msa_ops.SparseMsa,
 ) -> dict[str, np.ndarray]:
-    """The ensembled MSA features of one recycling iteration."""
+    """The ensembled MSA features of one recycling iteration; ``sparse`` is the MSA's
+    sparse form over the whole chain, ``window`` over the crop window."""
     s = msa.shape[0]
     order = np.concatenate([[0], 1 + rng.permutation(s - 1)])  # query stays the first centre
     sel, rest = order[: cfg.max_msa_clusters], order[cfg.max_msa_clusters :]
@@ -255,13 +247,12 @@ def _msa_iteration(
     else:
         corrupted, bert_mask = centres, np.zeros(centres.shape, np.float32)
     # Assignment looks at the whole chain; the summaries only at the crop window.
-    assignment = msa_ops.assign_with_keys(shared.keys[rest], corrupted, cfg.cluster_chunk_rows)
-    c_profile, c_del_mean = msa_ops.summarize_with_keys(
-        corrupted[:, cols], centre_del[:, cols], shared.hist_keys[rest], shared.del_c[rest],
-        assignment,
+    assignment = msa_ops.assign_sparse(sparse, corrupted, cfg.cluster_chunk_rows)[rest]
+    c_profile, c_del_mean = msa_ops.summarize_sparse(
+        corrupted[:, cols], centre_del[:, cols], window, rest, assignment
     )
     pick = rest[rng.permutation(rest.shape[0])[: cfg.max_extra_msa]]
-    extra_c, extra_del_c = shared.msa_c[pick].astype(np.int64), shared.del_c[pick]
+    extra_c, extra_del_c = msa[pick][:, cols], deletions[pick][:, cols]
     cdel = centre_del[:, cols]
     msa_feat = np.concatenate(
         [

@@ -1,8 +1,8 @@
 """MSA features: encoding, de-duplication, block deletion, cluster sampling, BERT-style
 masking, nearest-centre assignment and cluster summaries.
 
-All transforms are array operations over whole matrices (no loops over rows or
-residues). Indices follow ``scalefold.geometry.residue_constants``: 0..19 amino acids,
+All transforms are array operations over whole matrices (no loops over residues; the
+de-duplication hashes each row once). Indices follow ``scalefold.geometry.residue_constants``: 0..19 amino acids,
 20 unknown (X), 21 gap, 22 the masked-MSA token.
 """
 
@@ -24,12 +24,13 @@ MASK_ID = 22
 NUM_MSA_CLASSES = 23
 
 
-def _char_lut() -> np.ndarray:
-    """byte -> our residue id (via the HHblits alphabet); unknown letters map to X."""
+def _char_table() -> bytes:
+    """256-byte translation table: byte -> our residue id (via the HHblits alphabet);
+    unknown letters map to X."""
     lut = np.full(256, rc.HHBLITS_AA_TO_ID["X"], dtype=np.int64)
     for aa, hh in rc.HHBLITS_AA_TO_ID.items():
         lut[ord(aa)] = hh
-    return np.asarray(rc.MAP_HHBLITS_AATYPE_TO_OUR_AATYPE, dtype=np.int64)[lut]
+    return np.asarray(rc.MAP_HHBLITS_AATYPE_TO_OUR_AATYPE, dtype=np.uint8)[lut].tobytes()
 
 
 def encode_rows(sequences: Sequence[str]) -> np.ndarray:
@@ -37,8 +38,8 @@ def encode_rows(sequences: Sequence[str]) -> np.ndarray:
     if not sequences:
         return np.zeros((0, 0), dtype=np.int64)
     width = len(sequences[0])
-    flat = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
-    return _char_lut()[flat].reshape(len(sequences), width)
+    ids = "".join(sequences).encode("ascii").translate(_char_table())
+    return np.frombuffer(ids, dtype=np.uint8).astype(np.int64).reshape(len(sequences), width)
 
 
 def sequence_to_aatype(sequence: str) -> np.ndarray:
@@ -73,12 +74,14 @@ def merge_msas(
     if not rows:
         return encode_rows([query]), np.zeros((1, len(query)), dtype=np.float32)
     deletions = np.concatenate(dels, axis=0)
-    # Fixed-width byte strings let numpy find each distinct row's first index without a
-    # Python loop over rows.
-    _, first = np.unique(np.array(rows, dtype=f"S{len(query)}"), return_index=True)
-    first.sort()
-    msa = encode_rows([rows[i] for i in first])
-    return msa, deletions[first].astype(np.float32)
+    first_of: dict[str, int] = {}
+    for i, row in enumerate(rows):  # hashing rows: far cheaper than sorting them
+        first_of.setdefault(row, i)
+    first = np.fromiter(first_of.values(), dtype=np.int64, count=len(first_of))  # ascending
+    msa = encode_rows(list(first_of))
+    if len(first) < len(rows):
+        deletions = deletions[first]
+    return msa, deletions.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class MsaConfig:
     block_delete_msa: bool = False
     msa_fraction_per_block: float = 0.3
     num_blocks: int = 5
-    # Agreement matmul chunk (rows of the extra MSA); bounds memory to chunk x N x 21 floats.
+    # Rows per nearest-centre assignment step; bounds memory to chunk x C floats.
     cluster_chunk_rows: int = 4096
 
 
@@ -147,36 +150,120 @@ def mask_msa(msa: np.ndarray, profile: np.ndarray, rng: np.random.Generator, con
     return out, chosen.astype(np.float32)
 
 
-def cluster_keys(rows: np.ndarray) -> np.ndarray:
-    """[R, N] int32 lookup keys of MSA rows for `assign_with_keys`: residue i of class a
-    (0..20) is row 21 i + a of the centre-match table; gaps and mask tokens the zero row.
+@dataclass(frozen=True)
+class SparseMsa:
+    """An MSA [S, W] as the cells that differ from their column's background class, plus
+    its nonzero deletion counts.
 
-    Computed once per sample for the whole MSA: every recycling iteration's extra rows
-    are a subset of its rows.
+    Nearest-centre assignment and the cluster summaries visit every cell of every extra
+    row in every recycling iteration. A cell holding its column's background class adds
+    the same to every row that holds it, so both follow from the other cells and the row
+    counts; with the most frequent class as background, most cells of a deep MSA need no
+    visit. Made once per sample (`of`), cut to the crop window once (`window`).
     """
-    n = rows.shape[1]
-    keys = (np.arange(n, dtype=np.int32)[None, :] * 21 + rows).astype(np.int32)
-    keys[rows > 20] = n * 21
-    return keys
+
+    background: np.ndarray  # [W] int64: the background class of each column
+    offsets: np.ndarray  # [S + 1] int64: row r's cells are entries offsets[r]:offsets[r + 1]
+    keys: np.ndarray  # [K] int32: column * 23 + class of each off-background cell, row-major
+    del_rows: np.ndarray  # [D] int64: row of each nonzero deletion count
+    del_cols: np.ndarray  # [D] int64
+    del_counts: np.ndarray  # [D] float64
+
+    @property
+    def num_rows(self) -> int:
+        return self.offsets.shape[0] - 1
+
+    @property
+    def width(self) -> int:
+        return self.background.shape[0]
+
+    @staticmethod
+    def of(msa: np.ndarray, deletions: np.ndarray, background: np.ndarray) -> SparseMsa:
+        """msa [S, W] classes 0..22, deletions [S, W], background [W] (any classes; the
+        most frequent ones make the sparse form smallest)."""
+        s, w = msa.shape
+        if deletions.shape != msa.shape or background.shape != (w,):
+            raise ValueError(
+                f"SparseMsa: msa {msa.shape}, deletions {deletions.shape} and background "
+                f"{background.shape} do not match"
+            )
+        background = np.asarray(background, dtype=np.int64)
+        # Byte-wide classes (0..22): a quarter of the memory traffic of int64.
+        classes = msa.astype(np.uint8)  # [S, W]
+        off = classes != background.astype(np.uint8)[None, :]  # [S, W]
+        flat = np.flatnonzero(off)  # [K] row-major
+        counts = off.sum(axis=1, dtype=np.int64)  # [S]
+        offsets = np.zeros(s + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        all_keys = np.arange(w, dtype=np.int32)[None, :] * NUM_MSA_CLASSES + classes  # [S, W]
+        keys = all_keys.reshape(-1)[flat]
+        # (A bool mask first: numpy finds the nonzeros of a bool array far faster.)
+        dflat = np.flatnonzero(deletions != 0)  # [D]
+        del_rows, del_cols = np.divmod(dflat, w)
+        del_counts = deletions.reshape(-1)[dflat].astype(np.float64)
+        return SparseMsa(background, offsets, keys, del_rows, del_cols, del_counts)
+
+    def profile(self, num_classes: int = 22) -> np.ndarray:
+        """`msa_profile` [W, num_classes] of the MSA from its sparse form: the same counts,
+        so the same bits; each column's background count is its rows less the others."""
+        s, w = self.num_rows, self.width
+        counts = np.bincount(self.keys, minlength=w * NUM_MSA_CLASSES)
+        counts = counts.reshape(w, NUM_MSA_CLASSES)
+        counts[np.arange(w), self.background] = s - counts.sum(axis=1)
+        return (counts[:, :num_classes] / max(s, 1)).astype(np.float32)
+
+    def window(self, cols: slice) -> SparseMsa:
+        """The columns ``cols`` (a step-1 slice) of this MSA, numbered from 0."""
+        start, stop, step = cols.indices(self.width)
+        if step != 1:
+            raise ValueError(f"SparseMsa.window: column step {step}, only 1 is supported")
+        if (start, stop) == (0, self.width):
+            return self
+        key_lo, key_hi = start * NUM_MSA_CLASSES, stop * NUM_MSA_CLASSES
+        inside = (self.keys >= key_lo) & (self.keys < key_hi)  # [K]
+        kept_before = np.zeros(inside.shape[0] + 1, dtype=np.int64)  # [K + 1]
+        np.cumsum(inside, out=kept_before[1:])
+        d_inside = (self.del_cols >= start) & (self.del_cols < stop)  # [D]
+        return SparseMsa(
+            self.background[start:stop], kept_before[self.offsets],
+            self.keys[inside] - np.int32(key_lo), self.del_rows[d_inside],
+            self.del_cols[d_inside] - start, self.del_counts[d_inside],
+        )
 
 
-def assign_with_keys(keys: np.ndarray, centres: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """`assign_clusters` for rows given by their `cluster_keys`."""
-    e = keys.shape[0]
+def assign_sparse(msa: SparseMsa, centres: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """`assign_clusters` for every row of ``msa`` [S]: the nearest centre of each.
+
+    A row's agreement with the centres is that of an all-background row plus, for each
+    of its off-background cells, the change that cell makes: an embedding-bag sum of
+    rows of a (23 W) x C table over the off-background cells only. All terms are small
+    integers, exact in float32 in any order, so the result is that of the dense count.
+    """
+    s = msa.num_rows
     c, n = centres.shape
-    if e == 0:
-        return np.zeros(0, dtype=np.int64)
-    none = n * 21  # row of zeros for gaps / mask tokens
-    table = np.zeros((none + 1, c), dtype=np.float32)  # [(residue, class), centre]
-    res_idx = np.arange(n)[None, :].repeat(c, 0)
-    ok = centres <= 20
-    table[(res_idx * 21 + centres)[ok], np.nonzero(ok)[0]] = 1.0
-    table_t = torch.from_numpy(table)
-    out = np.empty(e, dtype=np.int64)
-    for lo in range(0, e, chunk_rows):  # bounded memory for the [chunk, C] agreement
-        bag = torch.from_numpy(keys[lo : lo + chunk_rows])
-        agreement = torch.nn.functional.embedding_bag(bag, table_t, mode="sum")  # [chunk, C]
-        out[lo : lo + chunk_rows] = agreement.argmax(dim=1).numpy()
+    if n != msa.width:
+        raise ValueError(f"assign_sparse: centres have {n} columns, the MSA {msa.width}")
+    out = np.empty(s, dtype=np.int64)
+    if s == 0:
+        return out
+    match = np.zeros((n, NUM_MSA_CLASSES, c), dtype=np.float32)  # [W, 23, C]
+    centre_idx, col_idx = np.nonzero(centres <= 20)  # gaps and mask tokens match nothing
+    match[col_idx, centres[centre_idx, col_idx], centre_idx] = 1.0
+    on_background = match[np.arange(n), msa.background]  # [W, C] (a copy)
+    base = torch.from_numpy(on_background.sum(axis=0))  # [C] agreement of an all-background row
+    match -= on_background[:, None, :]  # now: the change a cell of each class makes
+    table = torch.from_numpy(match.reshape(n * NUM_MSA_CLASSES, c))
+    keys = torch.from_numpy(msa.keys)
+    for lo in range(0, s, chunk_rows):  # bounded memory for the [chunk, C] agreement
+        hi = min(s, lo + chunk_rows)
+        first, last = int(msa.offsets[lo]), int(msa.offsets[hi])
+        # int32 indices and offsets: the embedding bag's faster path
+        offsets = torch.from_numpy((msa.offsets[lo : hi + 1] - first).astype(np.int32))
+        change = torch.nn.functional.embedding_bag(
+            keys[first:last], table, offsets, mode="sum", include_last_offset=True
+        )  # [chunk, C]
+        # numpy's argmax: first maximum, like torch's, and a few times faster here
+        out[lo:hi] = change.add_(base).numpy().argmax(axis=1)
     return out
 
 
@@ -184,11 +271,47 @@ def assign_clusters(extra: np.ndarray, centres: np.ndarray, chunk_rows: int) -> 
     """Index of the centre [C, N] agreeing with each extra row [E, N] at the most positions.
 
     Agreement counts identical residues 0..20 (gaps and mask tokens do not count); ties
-    go to the lowest centre index. Instead of a one-hot matmul (E x 21N x C multiply-adds)
-    each extra row sums N rows of a (21N + 1) x C table of centre matches: an
-    embedding-bag gather, E x N x C additions, exact in float32.
+    go to the lowest centre index.
     """
-    return assign_with_keys(cluster_keys(extra), centres, chunk_rows)
+    sparse = SparseMsa.of(extra, np.zeros(extra.shape, np.float32), _most_frequent(extra))
+    return assign_sparse(sparse, centres, chunk_rows)
+
+
+def summarize_sparse(
+    centres: np.ndarray,
+    centre_deletions: np.ndarray,
+    msa: SparseMsa,
+    extra_rows: np.ndarray,
+    assignment: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`summarize_clusters` of the rows ``extra_rows`` [E] of ``msa``, assigned to the
+    centres [C, W] by ``assignment`` [E].
+
+    Histogram counts come from the off-background cells; each column's background class
+    gets the cluster's remaining members. Counts are integers, and so are the deletion
+    counts, whose float64 sums are therefore exact in any order: the same bits as the
+    dense summaries.
+    """
+    c, n = centres.shape
+    if n != msa.width:
+        raise ValueError(f"summarize_sparse: centres have {n} columns, the MSA {msa.width}")
+    cluster = np.full(msa.num_rows, c, dtype=np.int64)  # [S]; bin c collects non-extra rows
+    cluster[extra_rows] = assignment
+    members = np.bincount(assignment, minlength=c)  # [C]
+    cells = n * NUM_MSA_CLASSES
+    # [K] (cluster, column, class) bin of each cell: its row's cluster spread over its cells
+    bins = np.repeat(cluster * cells, np.diff(msa.offsets)) + msa.keys
+    hist = np.bincount(bins, minlength=(c + 1) * cells)
+    hist = hist[: c * cells].reshape(c, n, NUM_MSA_CLASSES)
+    # (einsum: numpy's sum over a last axis of 23 is several times slower)
+    hist[:, np.arange(n), msa.background] = members[:, None] - np.einsum("cwk->cw", hist)
+    hist = hist.astype(np.float32)
+    hist[np.arange(c)[:, None], np.arange(n)[None, :], centres] += 1.0
+    counts = (1e-6 + 1.0 + members.astype(np.float32))[:, None]  # [C, 1]
+    del_sum = np.bincount(cluster[msa.del_rows] * n + msa.del_cols, weights=msa.del_counts,
+                          minlength=(c + 1) * n)
+    del_sum = del_sum[: c * n].reshape(c, n).astype(np.float32) + centre_deletions
+    return hist / counts[:, :, None], del_sum / counts
 
 
 def summarize_clusters(
@@ -198,42 +321,18 @@ def summarize_clusters(
     extra_deletions: np.ndarray,
     assignment: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster profile [C, N, 23] and mean deletion count [C, N], centre included."""
-    c, n = centres.shape
-    members = np.bincount(assignment, minlength=c).astype(np.float32)  # [C]
-    counts = (1e-6 + 1.0 + members)[:, None]  # [C, 1]; all positions unpadded here
-    cell = (assignment[:, None] * n + np.arange(n)[None, :]).ravel()  # [E*N] (cluster, residue)
-    hist = np.bincount(cell * NUM_MSA_CLASSES + extra.ravel(), minlength=c * n * NUM_MSA_CLASSES)
-    hist = hist.reshape(c, n, NUM_MSA_CLASSES).astype(np.float32)
-    hist[np.arange(c)[:, None], np.arange(n)[None, :], centres] += 1.0
-    del_sum = np.bincount(cell, weights=extra_deletions.ravel(), minlength=c * n).reshape(c, n)
-    del_sum = del_sum.astype(np.float32) + centre_deletions
-    return hist / counts[:, :, None], del_sum / counts
+    """Cluster profile [C, N, 23] and mean deletion count [C, N], centre included, of the
+    extra rows [E, N] assigned to the centres [C, N]."""
+    sparse = SparseMsa.of(extra, extra_deletions, _most_frequent(extra))
+    return summarize_sparse(centres, centre_deletions, sparse,
+                            np.arange(extra.shape[0]), assignment)
 
 
-def summarize_with_keys(
-    centres: np.ndarray,
-    centre_deletions: np.ndarray,
-    extra_hist_keys: np.ndarray,
-    extra_deletions: np.ndarray,
-    assignment: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`summarize_clusters` with the extra rows given by their histogram keys
-    ``column * 23 + residue`` ([E, N] int32, made once per sample): the same counts and
-    sums, in the same order, so the same bits."""
-    c, n = centres.shape
-    e = assignment.shape[0]
-    members = np.bincount(assignment, minlength=c).astype(np.float32)  # [C]
-    counts = (1e-6 + 1.0 + members)[:, None]  # [C, 1]
-    row_base = assignment.astype(np.int64) * (n * NUM_MSA_CLASSES)  # [E]
-    hist = np.bincount((row_base[:, None] + extra_hist_keys).ravel(),
-                       minlength=c * n * NUM_MSA_CLASSES)
-    hist = hist.reshape(c, n, NUM_MSA_CLASSES).astype(np.float32)
-    hist[np.arange(c)[:, None], np.arange(n)[None, :], centres] += 1.0
-    cell = (assignment.astype(np.int64)[:, None] * n + np.arange(n)[None, :]).reshape(e * n)
-    del_sum = np.bincount(cell, weights=extra_deletions.reshape(e * n), minlength=c * n)
-    del_sum = del_sum.reshape(c, n).astype(np.float32) + centre_deletions
-    return hist / counts[:, :, None], del_sum / counts
+def _most_frequent(msa: np.ndarray) -> np.ndarray:
+    """[W] most frequent class of each column of msa [S, W] (0 for an empty MSA)."""
+    if msa.shape[0] == 0:
+        return np.zeros(msa.shape[1], dtype=np.int64)
+    return msa_profile(msa, NUM_MSA_CLASSES).argmax(axis=-1)
 
 
 def deletion_value(deletions: np.ndarray) -> np.ndarray:

@@ -56,12 +56,11 @@ def _a3m_deletions(rows: list[str]) -> tuple[list[str], np.ndarray]:
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
     flat = np.frombuffer("".join(rows).encode("ascii"), dtype=np.uint8)  # [total chars]
     is_insert = (flat >= ord("a")) & (flat <= ord("z"))
-    kept = np.flatnonzero(~is_insert)  # positions of aligned columns
+    inserts = np.flatnonzero(is_insert)  # [I] positions of insert characters
     row_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    # Aligned columns per row: total chars minus inserts, via the prefix sum at row ends.
-    insert_csum = np.concatenate([[0], np.cumsum(is_insert)]).astype(np.int64)  # [total+1]
     row_ends = row_starts + lengths
-    kept_per_row = lengths - (insert_csum[row_ends] - insert_csum[row_starts])
+    inserts_per_row = np.searchsorted(inserts, row_ends) - np.searchsorted(inserts, row_starts)
+    kept_per_row = lengths - inserts_per_row
     num_cols = int(kept_per_row[0])
     bad = np.flatnonzero(kept_per_row != num_cols)
     if bad.size:
@@ -71,13 +70,17 @@ def _a3m_deletions(rows: list[str]) -> tuple[list[str], np.ndarray]:
         )
     if num_cols == 0:
         return [""] * len(rows), np.zeros((len(rows), 0), dtype=np.int32)
-    # Inserts seen before each kept character, and before each row's first character.
-    at_kept = insert_csum[kept].reshape(len(rows), num_cols)  # [rows, cols]
-    previous = np.concatenate([insert_csum[row_starts][:, None], at_kept[:, :-1]], axis=1)
-    deletions = (at_kept - previous).astype(np.int32)
-    aligned = flat[kept].tobytes().decode("ascii")
+    # Inserts are few: count each towards the kept character after it, the number of kept
+    # characters before it in the file; those after their row's last column are not counted.
+    following = inserts - np.arange(inserts.size)  # [I] row-major index of the next column
+    row = np.searchsorted(row_ends, inserts, side="right")  # [I]
+    following = following[following < (row + 1) * num_cols]
+    deletions = np.zeros(len(rows) * num_cols, dtype=np.int32)
+    run_starts = np.flatnonzero(np.diff(following, prepend=-1))  # following is ascending
+    deletions[following[run_starts]] = np.diff(np.append(run_starts, following.size))
+    aligned = flat[~is_insert].tobytes().decode("ascii")
     sequences = [aligned[i * num_cols : (i + 1) * num_cols] for i in range(len(rows))]
-    return sequences, deletions
+    return sequences, deletions.reshape(len(rows), num_cols)
 
 
 def parse_a3m(text: str) -> Msa:
