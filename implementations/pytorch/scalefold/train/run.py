@@ -180,8 +180,7 @@ def run_training(cfg: TrainConfig, *, mlperf_stdout: bool = False,
             log.close()
         if lock is not None:
             lock.release()
-        if denv.is_distributed:
-            shutdown_process_group()
+        shutdown_process_group()  # also a torchrun launch of one rank
 
 
 def check_data(cfg: TrainConfig) -> None:
