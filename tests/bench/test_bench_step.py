@@ -94,3 +94,29 @@ def test_ckpt_variants_run_with_checkpointing_and_say_so(tmp_path, capsys):
     assert [r["checkpointing"] for r in rows] == [True, False]
     table = capsys.readouterr().out
     assert "eager+ckpt " in table and "eager+ckpt+ckpt" not in table
+
+
+def test_profile_breakdown_groups_kernels_by_family():
+    from scalefold.bench.step import family_breakdown, format_breakdown, kernel_family
+
+    cases = {
+        "_attn_fwd_0d1d2d3": "attention forward (Triton)",
+        "_attn_bwd_dq": "attention backward (Triton)",
+        "_ln_cf_fwd": "LayerNorm (Triton)",
+        "triton_red_fused_native_layer_norm_0": "compiled glue (inductor)",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n": "matmul (cuBLAS/CUTLASS)",
+        "void at::native::vectorized_layer_norm_kernel<float>": "LayerNorm and softmax (PyTorch)",
+        "void at::native::elementwise_kernel<128, 4, direct_copy_kernel_cuda>": "copies and layout",
+        "void at::native::vectorized_elementwise_kernel<4, MulFunctor>": "other elementwise",
+        "ncclDevKernel_AllReduce_Sum_f32_RING_LL": "communication (NCCL)",
+        "something_new": "other",
+    }
+    for name, family in cases.items():
+        assert kernel_family(name) == family, name
+    rows = family_breakdown([("_attn_fwd", 20.0, 10), ("gemm_a", 60.0, 100),
+                             ("gemm_b", 40.0, 200), ("foo", 5.0, 1)])
+    assert rows[0] == ("matmul (cuBLAS/CUTLASS)", 100.0, 300)
+    assert [r[0] for r in rows] == ["matmul (cuBLAS/CUTLASS)", "attention forward (Triton)",
+                                    "other"]
+    text = format_breakdown(rows)
+    assert "80.0%" in text and "125.00" in text

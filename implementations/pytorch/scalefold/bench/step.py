@@ -233,6 +233,70 @@ def count_iteration_flops(model_cfg: AlphaFoldConfig, batch, device: torch.devic
     return int(counter.get_total_flops())
 
 
+# Device kernels by family, for the profile's breakdown: the first pattern found in the
+# lower-cased kernel name decides. Triton kernels of this package by their function names
+# (scalefold/kernels), inductor's generated ones by their "triton_" prefix, cuBLAS and
+# CUTLASS GEMMs by their naming.
+KERNEL_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("attention forward (Triton)", ("_attn_fwd",)),
+    ("attention backward (Triton)", ("_attn_bwd", "_bias_tile")),
+    ("LayerNorm (Triton)", ("_ln_",)),
+    ("sigmoid gates (Triton)", ("_gate_",)),
+    ("outer product projection (Triton)", ("_opm_proj",)),
+    ("compiled glue (inductor)", ("triton_",)),
+    ("matmul (cuBLAS/CUTLASS)", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "cublas",
+                                 "splitk")),
+    ("optimizer (fused Adam)", ("adam", "multi_tensor")),
+    ("communication (NCCL)", ("nccl",)),
+    ("LayerNorm and softmax (PyTorch)", ("layer_norm", "softmax")),
+    ("copies and layout", ("memcpy", "memset", "copy", "catarray", "transpose", "permute")),
+    ("reductions", ("reduce_kernel", "reduce", "norm_kernel")),
+    ("other elementwise", ("elementwise", "vectorized", "unrolled")),
+)
+
+
+def kernel_family(name: str) -> str:
+    """The `KERNEL_FAMILIES` family of one device kernel name ("other" if none)."""
+    low = name.lower()
+    for family, patterns in KERNEL_FAMILIES:
+        if any(p in low for p in patterns):
+            return family
+    return "other"
+
+
+def family_breakdown(kernels: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
+    """(family, device ms, launches) from (kernel name, device ms, launches), largest
+    first."""
+    totals: dict[str, list[float]] = {}
+    for name, ms, count in kernels:
+        t = totals.setdefault(kernel_family(name), [0.0, 0])
+        t[0] += ms
+        t[1] += count
+    return sorted(((f, ms, int(n)) for f, (ms, n) in totals.items()), key=lambda r: -r[1])
+
+
+def format_breakdown(rows: list[tuple[str, float, int]]) -> str:
+    total = sum(ms for _, ms, _ in rows) or 1.0
+    lines = [f"{'kernel family':36s} {'ms':>9s} {'share':>7s} {'launches':>9s}"]
+    lines += [f"{f:36s} {ms:9.2f} {100 * ms / total:6.1f}% {n:9d}" for f, ms, n in rows]
+    lines.append(f"{'total device time':36s} {total:9.2f}")
+    return "\n".join(lines)
+
+
+def _device_kernels(prof) -> list[tuple[str, float, int]]:
+    from torch.autograd import DeviceType
+
+    out = []
+    for evt in prof.key_averages():
+        if evt.device_type != DeviceType.CUDA:
+            continue
+        us = getattr(evt, "self_device_time_total", None)
+        if us is None:
+            us = evt.self_cuda_time_total
+        out.append((evt.key, us / 1e3, evt.count))
+    return out
+
+
 def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     """Operator table (self device time) of one training step."""
     from torch.profiler import ProfilerActivity, profile
@@ -252,7 +316,12 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     # the kernels above.
     ops = prof.key_averages(group_by_input_shape=True).table(
         sort_by=key, row_limit=2 * rows, max_name_column_width=40, max_shapes_column_width=90)
-    return kernels + "\n" + ops
+    text = kernels + "\n" + ops
+    if runner.device.type == "cuda":
+        # Inside CUDA graphs the profiler may see only the graph launches: profile a
+        # variant with cuda_graphs=0 for the breakdown.
+        text += "\n" + format_breakdown(family_breakdown(_device_kernels(prof)))
+    return text
 
 
 def saved_activation_report(runner: StepRunner, batch: dict[str, torch.Tensor],
