@@ -13,6 +13,15 @@ so the alignments are made as the mini dataset makes them (scalefold.data.mini):
 files hold real Kalign 3.3.5 alignments of the real sequences against the chains of the
 other entries; the a3m files are seeded synthetic homologues (labelled SYNTHETIC). As in
 OpenProteinSet, identical chains share one folder, listed in duplicate_pdb_chains.txt.
+
+`build_real_tree` makes a second tiny tree of real data only: PDB 2Q2K (chains A and B,
+identical) with the real AlphaFold-pipeline alignments of its chain, from the OpenFold
+repository's test data (tests/data/real/README.md: source, commit, license). Its chain
+folder is in OpenFold's flat layout, which preprocess-alignments also reads (every file
+of the folder, stored by name; .sto read where no .a3m of the same name is present):
+
+    <root>/open_protein_set/original/pdb/2q2k_A/{uniref90_hits.sto, mgnify_hits.sto,
+                                                  bfd_uniclust_hits.a3m}
 """
 
 from __future__ import annotations
@@ -36,31 +45,24 @@ def _source(entry: str) -> Path:
     return d / f"{entry}.cif.gz" if (d / f"{entry}.cif.gz").exists() else d / f"{entry}.cif"
 
 
-def build_download_tree(root: Path, msa_rows: int = 24) -> Path:
-    from scalefold.data.mini import MiniConfig, _seed, synthetic_a3m, synthetic_hhr
+def _add_mmcif(mm: Path, entry: str, src: Path) -> dict:
+    """Copies ``src`` to raw/<id[1:3]>/<id>.cif.gz; its parsed record, with its polymer
+    entity ids under "polymers"."""
     from scalefold.data.preprocess import _column, _read_cif, parse_mmcif
-    from scalefold.data.templates import Kalign
 
-    root = Path(root)
-    mm = root / "pdb_mmcif" / "original"
-    ops = root / "open_protein_set" / "original"
-    records = []
-    for entry in ENTRIES:
-        src = _source(entry)
-        dst = mm / "raw" / entry.lower()[1:3] / f"{entry.lower()}.cif.gz"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        data = src.read_bytes()
-        dst.write_bytes(data if src.name.endswith(".gz") else gzip.compress(data))
-        record = parse_mmcif(src)
-        record["polymers"] = set(_column(_read_cif(src), "entity_poly", "entity_id"))
-        records.append(record)
-    good = _source("3KPR").read_bytes()
-    (mm / "raw" / "kp").mkdir(parents=True, exist_ok=True)
-    (mm / "raw" / "kp" / "3kpr.cif.gz").write_bytes(good[: len(good) // 3])  # broken download
-    (mm / "obsolete.dat").write_text(OBSOLETE)
+    dst = mm / "raw" / entry.lower()[1:3] / f"{entry.lower()}.cif.gz"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    data = src.read_bytes()
+    dst.write_bytes(data if src.name.endswith(".gz") else gzip.compress(data))
+    record = parse_mmcif(src)
+    record["polymers"] = set(_column(_read_cif(src), "entity_poly", "entity_id"))
+    return record
 
-    # RCSB clusters-by-entity: one line per cluster of 'PDBID_ENTITY' members; entities
-    # with identical sequences share a line (a stand-in for RCSB's 40% clustering).
+
+def _write_clusters(mm: Path, records: list[dict]) -> list[tuple[str, str]]:
+    """RCSB clusters-by-entity: one line per cluster of 'PDBID_ENTITY' members; entities
+    with identical sequences share a line (a stand-in for RCSB's 40% clustering).
+    Returns every (pdb_chain_id, sequence)."""
     clusters: dict[str, list[str]] = {}
     chains: list[tuple[str, str]] = []
     for r in records:
@@ -75,6 +77,25 @@ def build_download_tree(root: Path, msa_rows: int = 24) -> Path:
         chains += [(f"{r['pdb_id']}_{a}", s) for a, s in r["sequences"].items()]
     (mm / "clusters-by-entity-40.txt").write_text(
         "\n".join(" ".join(m) for m in clusters.values()) + "\n")
+    return chains
+
+
+def build_download_tree(root: Path, msa_rows: int = 24) -> Path:
+    from scalefold.data.mini import MiniConfig, _seed, synthetic_a3m, synthetic_hhr
+    from scalefold.data.templates import Kalign
+
+    root = Path(root)
+    mm = root / "pdb_mmcif" / "original"
+    ops = root / "open_protein_set" / "original"
+    records = []
+    for entry in ENTRIES:
+        records.append(_add_mmcif(mm, entry, _source(entry)))
+    good = _source("3KPR").read_bytes()
+    (mm / "raw" / "kp").mkdir(parents=True, exist_ok=True)
+    (mm / "raw" / "kp" / "3kpr.cif.gz").write_bytes(good[: len(good) // 3])  # broken download
+    (mm / "obsolete.dat").write_text(OBSOLETE)
+
+    chains = _write_clusters(mm, records)
 
     kalign, cfg = Kalign(), MiniConfig()
     groups: dict[str, list[str]] = {}
@@ -94,4 +115,34 @@ def build_download_tree(root: Path, msa_rows: int = 24) -> Path:
     (ops / "duplicate_pdb_chains.txt").write_text(
         "\n".join(" ".join(m) for m in groups.values()) + "\n")
     (ops / "LICENSE").write_text("test tree: see tests/data/download_tree.py\n")
+    return root
+
+
+# ----------------------------------------------------------------------------- real tree
+
+REAL_DIR = Path(__file__).parent / "real"
+REAL_ENTRY = "2Q2K"
+REAL_FOLDER = "2q2k_A"  # the one alignment folder, serving both identical chains
+REAL_TRAIN = ("2q2k_A",)
+REAL_VALIDATION = ("2q2k_B",)
+REAL_ALIGNMENTS = ("uniref90_hits.sto", "mgnify_hits.sto", "bfd_uniclust_hits.a3m")
+
+
+def build_real_tree(root: Path) -> Path:
+    """The download layout holding PDB 2Q2K and the real alignments of its chain
+    (tests/data/real/): mmCIF, clusters, obsolete.dat, one chain folder, duplicates."""
+    root = Path(root)
+    mm = root / "pdb_mmcif" / "original"
+    ops = root / "open_protein_set" / "original"
+    record = _add_mmcif(mm, REAL_ENTRY, REAL_DIR / f"{REAL_ENTRY.lower()}.cif.gz")
+    chains = _write_clusters(mm, [record])
+    (mm / "obsolete.dat").write_text(OBSOLETE)
+    folder = ops / "pdb" / REAL_FOLDER
+    folder.mkdir(parents=True)
+    for name in REAL_ALIGNMENTS:
+        (folder / name).write_bytes(
+            gzip.decompress((REAL_DIR / f"{REAL_FOLDER}.{name}.gz").read_bytes()))
+    (ops / "duplicate_pdb_chains.txt").write_text(" ".join(c for c, _ in chains) + "\n")
+    (ops / "LICENSE").write_text(
+        "test tree: real data from the OpenFold repository, see tests/data/real/README.md\n")
     return root
