@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scalefold.bench.train import _Recorder, summarise
+from scalefold.bench.train import _Recorder, format_report, summarise
 from scalefold.cli import ensure_mini_dataset, main
 from scalefold.train.trainer import StepResult
 
@@ -58,3 +58,22 @@ def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
     assert ev["iteration"] == 3
     assert ev["seconds"] == pytest.approx(5.0) and ev["stall_s"] == pytest.approx(0.5)
     assert res.data_wait_s == [0.02, 0.03, 0.04, 0.05, 0.06]
+
+
+def test_device_times_are_summarised_by_recycling_count():
+    """The steps' CUDA-event times (None on a CPU) give their own per-n medians, not
+    moved between neighbouring steps as the host intervals are."""
+    rec = _Recorder()
+    rec.t0 = 0.0
+    for it in range(1, 8):
+        step = _step(it, it % 2, float(it))
+        step.device_s = 0.4 if it % 2 == 0 else 0.5
+        rec.steps.append(step)
+    res = summarise(rec, warmup=2, checkpoint_every=0)
+    assert res.device_per_n == {1: [0.5, 0.5], 0: [0.4, 0.4]}  # steps 4..7
+    assert res.device_avg_s == pytest.approx(0.45)
+    assert "device time per step (CUDA events): n=0 0.4000, n=1 0.5000" in format_report(
+        res, "x")
+    cpu = _Recorder()
+    cpu.steps = [_step(it, 0, float(it)) for it in range(1, 5)]
+    assert summarise(cpu, warmup=1, checkpoint_every=0).device_avg_s is None

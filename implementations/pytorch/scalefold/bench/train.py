@@ -37,6 +37,7 @@ from scalefold.train.config import TrainConfig
 @dataclass
 class TrainBenchResult:
     per_n: dict[int, list[float]] = field(default_factory=dict)  # steady-state intervals
+    device_per_n: dict[int, list[float]] = field(default_factory=dict)  # CUDA-event times
     data_wait_s: list[float] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)  # iteration, seconds, stall_s
     startup_s: float = 0.0  # start to the first step's results
@@ -51,6 +52,15 @@ class TrainBenchResult:
     def avg_s(self) -> float:
         """Uniform average over the recycling counts seen (the benchmark's draw)."""
         return statistics.fmean(self.medians.values())
+
+    @property
+    def device_medians(self) -> dict[int, float]:
+        return {n: statistics.median(v) for n, v in sorted(self.device_per_n.items()) if v}
+
+    @property
+    def device_avg_s(self) -> float | None:
+        """Uniform average of the steps' own device times (None without CUDA events)."""
+        return statistics.fmean(self.device_medians.values()) if self.device_per_n else None
 
 
 class _Recorder:
@@ -86,6 +96,9 @@ def summarise(rec: _Recorder, warmup: int, checkpoint_every: int) -> TrainBenchR
         intervals[cur.iteration] = dt
         if cur.iteration > rec.steps[0].iteration + warmup:
             res.per_n.setdefault(cur.num_recycling, []).append(dt)
+    for s in rec.steps:
+        if s.device_s is not None and s.iteration > rec.steps[0].iteration + warmup:
+            res.device_per_n.setdefault(s.num_recycling, []).append(s.device_s)
     res.data_wait_s = [s.data_wait_s for s in rec.steps[warmup:]]
     starts = {it: t for it, name, t in rec.breaks if name == "eval_start"}
     stops = {it: t for it, name, t in rec.breaks if name == "eval_stop"}
@@ -107,6 +120,10 @@ def format_report(res: TrainBenchResult, label: str) -> str:
         lines.append("steady state, s per step: " + ", ".join(
             f"n={n} {m:.4f} ({len(res.per_n[n])} steps)" for n, m in res.medians.items())
             + f"; uniform average {res.avg_s:.4f}")
+    if res.device_per_n:
+        lines.append("device time per step (CUDA events): " + ", ".join(
+            f"n={n} {m:.4f}" for n, m in res.device_medians.items())
+            + f"; uniform average {res.device_avg_s:.4f}")
     if res.data_wait_s:
         lines.append(f"data-loader wait per step: median {statistics.median(res.data_wait_s):.4f}"
                      f" s, max {max(res.data_wait_s):.4f} s")
@@ -127,7 +144,8 @@ def run(cfg: TrainConfig, warmup: int, compare_step: bool, json_path: str | None
     res = summarise(rec, warmup, cfg.checkpoint_every_iters)
     print(format_report(res, label), flush=True)
     out: dict = {"config": repr(cfg), "train": asdict(res) | {
-        "medians": res.medians, "avg_s": res.avg_s if res.per_n else None}}
+        "medians": res.medians, "avg_s": res.avg_s if res.per_n else None,
+        "device_medians": res.device_medians, "device_avg_s": res.device_avg_s}}
     if compare_step and res.per_n:
         step_avg = _bench_step_avg(cfg, tuple(sorted(res.per_n)), label)
         diff = 100 * (res.avg_s / step_avg - 1)

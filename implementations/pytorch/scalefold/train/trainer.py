@@ -74,6 +74,10 @@ class StepResult:
     seconds: float  # from this step's launch to its results on the host
     data_wait_s: float = 0.0  # time the loop waited for this step's batch
     done_at: float = 0.0  # perf_counter when its results reached the host
+    # The step's own device time (CUDA events around its work; None on a CPU): unlike
+    # the host-side intervals it is not moved between neighbouring steps by the
+    # one-step lag, so it compares with `bench step` per recycling count.
+    device_s: float | None = None
 
 
 @dataclass
@@ -87,6 +91,7 @@ class _Launched:
     outputs: StepOutputs | None  # None: the host already holds `host`
     host: dict[str, float] | None = None
     pending: HostCopy | None = None
+    events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None  # begin, end
 
 
 @dataclass
@@ -268,6 +273,10 @@ class Trainer:
         feats = _to(batch.features, self.device)
         use_clamped = use_clamped.to(self.device)
         launched = _Launched(it, batch.num_recycling, start, data_wait_s, None)
+        timed = self.device.type == "cuda"
+        if timed:
+            begin = torch.cuda.Event(enable_timing=True)
+            begin.record()
         if self.graphed is not None:
             if not self.graphed.has(feats, use_clamped):
                 # Shapes not foreseen by `example_batches`: captured here, inside the
@@ -284,6 +293,10 @@ class Trainer:
                 launched.host = _checked(out.to_host(), it)
 
             self.step_fn(feats, use_clamped, before_update=check)
+        if timed:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            launched.events = (begin, end)
         if launched.outputs is not None:
             # A graph's outputs are overwritten by its next replay: copy them now.
             launched.pending = launched.outputs.copy_to_host()
@@ -295,10 +308,16 @@ class Trainer:
             launched.host = _checked(launched.pending.values(), launched.iteration)
         values = {k: v for k, v in launched.host.items() if k != "grad_norm"}
         now = time.perf_counter()
+        device_s = None
+        if launched.events is not None:
+            begin, end = launched.events
+            end.synchronize()  # already done: the results copied behind it have arrived
+            device_s = begin.elapsed_time(end) / 1e3
         return StepResult(
             iteration=launched.iteration, loss=values.pop("total"),
             num_recycling=launched.num_recycling, terms=values,
             seconds=now - launched.started, data_wait_s=launched.data_wait_s, done_at=now,
+            device_s=device_s,
         )
 
     # ----------------------------------------------------------------- evaluation
