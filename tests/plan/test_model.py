@@ -168,9 +168,9 @@ def test_prediction_on_nvidias_shape_breaks_down_and_adds_up():
     assert p.step.step_s == pytest.approx(sum(p.step_parts().values()))
     assert p.step.dap_comm_s > 0 and p.step.allreduce_s > 0
     assert p.step.fits
-    run = p.runs[0]
+    run = p.stats.runs[0]
     assert run.total_s == pytest.approx(sum(run.parts().values()))
-    assert p.olympic_p05_s <= p.olympic_mean_s <= p.olympic_p95_s
+    assert p.stats.olympic_p05_s <= p.stats.olympic_mean_s <= p.stats.olympic_p95_s
     assert any("ratio" not in a and "startup" in a for a in p.assumptions)
 
 
@@ -194,7 +194,7 @@ def test_faster_evaluation_and_more_gpus_do_not_slow_a_run():
     shape = RunShape(256, dap_size=8, eval_ranks=32)
     base = predict(c, shape, prof, OPTS)
     fast = predict(c, shape, prof, replace(OPTS, eval_speedup=4))
-    assert fast.olympic_mean_s < base.olympic_mean_s
+    assert fast.stats.olympic_mean_s < base.stats.olympic_mean_s
     small = predict(load_cluster("dgxh200", nodes=32), RunShape(256, dap_size=8,
                     eval_ranks=32), prof, OPTS)
     # 224 training GPUs: 28 DAP groups, of which 16 divide the batch: 16 samples each.

@@ -3,7 +3,7 @@
     from scalefold.plan import load_cluster, load_profile, predict, RunShape
     p = predict(load_cluster("dgxh100", nodes=260), RunShape(256, dap_size=8,
                 eval_ranks=32), load_profile())
-    p.olympic_mean_s, p.step_parts(), p.mean_parts(), p.warnings
+    p.stats.olympic_mean_s, p.step_parts(), p.mean_parts(), p.warnings
 
 Model, schema and assumptions: docs/PLAN.md.
 """

@@ -159,7 +159,7 @@ def _sweep(args: argparse.Namespace, profile, options: PlanOptions) -> None:
                 n, p = found
                 print(f"  {c.name}, DAP {dap}: fewest to beat {TARGET_TO_BEAT_MIN} min: {n} "
                       f"nodes = {n * c.gpus_per_node} GPUs (batch {p.shape.global_batch}, "
-                      f"{p.shape.eval_ranks} evaluation ranks, {p.olympic_mean_s / 60:.2f} min)")
+                      f"{p.shape.eval_ranks} evaluation ranks, {p.stats.olympic_mean_s / 60:.2f} min)")
     # What it takes at NVIDIA's shape: 260 nodes, DAP 8, global batch 256, 32 evaluators.
     nv_shape = RunShape(global_batch=256, dap_size=8, eval_ranks=32)
     for c in clusters:

@@ -81,19 +81,14 @@ class Prediction:
     figures: RunFigures
     eval_steady_s: float
     target: StepsToTarget
-    runs: tuple[RunTime, ...]  # one per reference run's convergence
-    run_mean_s: float
-    run_std_s: float
-    olympic_mean_s: float  # expected score of a 10-run result
-    olympic_p05_s: float
-    olympic_p95_s: float
-    normalised_share: float  # share of drawn results the RCP checker would scale up
+    stats: ResultStats  # single runs and 10-run results of this time line
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
     def mean_parts(self) -> dict[str, float]:
-        keys = self.runs[0].parts().keys()
-        return {k: float(np.mean([r.parts()[k] for r in self.runs])) for k in keys}
+        runs = self.stats.runs
+        keys = runs[0].parts().keys()
+        return {k: float(np.mean([r.parts()[k] for r in runs])) for k in keys}
 
     def step_parts(self) -> dict[str, float]:
         s = self.step
@@ -150,11 +145,7 @@ def predict(cluster: Cluster, shape: RunShape, profile: Profile,
     assumptions = _assumptions(profile, cluster, ratio, options, step)
     return Prediction(
         cluster=cluster, shape=shape, step=step, figures=fig, eval_steady_s=steady,
-        target=target, runs=stats.runs, run_mean_s=stats.run_mean_s,
-        run_std_s=stats.run_std_s, olympic_mean_s=stats.olympic_mean_s,
-        olympic_p05_s=stats.olympic_p05_s, olympic_p95_s=stats.olympic_p95_s,
-        normalised_share=stats.normalised_share, assumptions=assumptions,
-        warnings=warnings)
+        target=target, stats=stats, assumptions=assumptions, warnings=warnings)
 
 
 def _olympic(target: StepsToTarget, totals: np.ndarray, options: PlanOptions) -> tuple[np.ndarray, float]:

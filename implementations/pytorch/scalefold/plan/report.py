@@ -32,13 +32,13 @@ def format_prediction(p: Prediction) -> str:
         f"  evaluation: {p.eval_steady_s:.1f} s each ({p.figures.eval_s[0]:.1f} s the first); "
         f"{p.figures.cadence} steps of training take {p.figures.cadence * st.step_s:.1f} s",
         f"  memory per GPU: {st.memory_gib:.1f} GiB of {st.memory_limit_gib:.1f} GiB usable",
-        f"  one run: mean {p.run_mean_s / 60:.2f} min, spread (std) {p.run_std_s / 60:.2f} min, "
-        f"{min(r.total_s for r in p.runs) / 60:.2f}..{max(r.total_s for r in p.runs) / 60:.2f}"
+        f"  one run: mean {p.stats.run_mean_s / 60:.2f} min, spread (std) {p.stats.run_std_s / 60:.2f} min, "
+        f"{min(r.total_s for r in p.stats.runs) / 60:.2f}..{max(r.total_s for r in p.stats.runs) / 60:.2f}"
         f" min over the reference runs' convergence",
-        f"  result (olympic mean of 10 runs): {p.olympic_mean_s / 60:.2f} min expected, "
-        f"90% of results in {p.olympic_p05_s / 60:.2f}..{p.olympic_p95_s / 60:.2f} min "
-        f"(RCP scaling applied to {100 * p.normalised_share:.0f}% of drawn results); "
-        f"{'beats' if p.olympic_mean_s / 60 < TARGET_TO_BEAT_MIN else 'does not beat'} "
+        f"  result (olympic mean of 10 runs): {p.stats.olympic_mean_s / 60:.2f} min expected, "
+        f"90% of results in {p.stats.olympic_p05_s / 60:.2f}..{p.stats.olympic_p95_s / 60:.2f} min "
+        f"(RCP scaling applied to {100 * p.stats.normalised_share:.0f}% of drawn results); "
+        f"{'beats' if p.stats.olympic_mean_s / 60 < TARGET_TO_BEAT_MIN else 'does not beat'} "
         f"{TARGET_TO_BEAT_MIN} min",
         "  where a mean run's time goes (s): " + ", ".join(
             f"{k} {v:.1f}" for k, v in p.mean_parts().items()),
@@ -61,9 +61,9 @@ def prediction_json(p: Prediction) -> dict:
         "step_s": p.step.step_s, "step_parts_s": p.step_parts(),
         "eval_s": p.eval_steady_s, "memory_gib": p.step.memory_gib,
         "memory_limit_gib": p.step.memory_limit_gib,
-        "run_mean_min": p.run_mean_s / 60, "run_std_min": p.run_std_s / 60,
-        "olympic_mean_min": p.olympic_mean_s / 60,
-        "olympic_p05_min": p.olympic_p05_s / 60, "olympic_p95_min": p.olympic_p95_s / 60,
+        "run_mean_min": p.stats.run_mean_s / 60, "run_std_min": p.stats.run_std_s / 60,
+        "olympic_mean_min": p.stats.olympic_mean_s / 60,
+        "olympic_p05_min": p.stats.olympic_p05_s / 60, "olympic_p95_min": p.stats.olympic_p95_s / 60,
         "mean_run_parts_s": p.mean_parts(), "warnings": list(p.warnings),
         "assumptions": list(p.assumptions),
     }

@@ -27,7 +27,7 @@ class SweepPoint:
 
     @property
     def minutes(self) -> float:
-        return self.prediction.olympic_mean_s / 60 if self.prediction else float("inf")
+        return self.prediction.stats.olympic_mean_s / 60 if self.prediction else float("inf")
 
 
 def best_shape(cluster: Cluster, dap: int, profile: Profile, options: PlanOptions,
@@ -46,7 +46,7 @@ def best_shape(cluster: Cluster, dap: int, profile: Profile, options: PlanOption
                 continue
             if not p.step.fits:
                 continue
-            if best is None or p.olympic_mean_s < best.olympic_mean_s:
+            if best is None or p.stats.olympic_mean_s < best.stats.olympic_mean_s:
                 best = p
     return best
 
@@ -73,7 +73,7 @@ def fewest_nodes_to_beat(cluster: Cluster, dap: int, profile: Profile, options: 
     a doubling search, then every node count in the last bracket."""
     def under(n: int) -> Prediction | None:
         p = best_shape(cluster.with_nodes(n), dap, profile, options, batches, eval_ranks)
-        return p if p is not None and p.olympic_mean_s / 60 < minutes else None
+        return p if p is not None and p.stats.olympic_mean_s / 60 < minutes else None
 
     lo, n = 0, 1
     while n <= max_nodes and under(n) is None:
@@ -96,7 +96,7 @@ def eval_speedup_to_beat(cluster: Cluster, shape: RunShape, profile: Profile,
     is predicted under `minutes`; None if even `limit` is not enough."""
     def score(x: float) -> float:
         return predict(cluster, shape, profile, replace(options, eval_speedup=x)
-                       ).olympic_mean_s / 60
+                       ).stats.olympic_mean_s / 60
 
     if score(1.0) < minutes:
         return 1.0
@@ -122,8 +122,8 @@ def write_table(points: list[SweepPoint], path: Path) -> None:
                 continue
             w.writerow([pt.cluster, pt.nodes, pt.gpus, pt.dap_size, p.shape.global_batch,
                         p.shape.eval_ranks, p.step.preset, f"{p.step.step_s:.4f}",
-                        f"{p.eval_steady_s:.2f}", f"{p.olympic_mean_s / 60:.3f}",
-                        f"{p.olympic_p05_s / 60:.3f}", f"{p.olympic_p95_s / 60:.3f}",
+                        f"{p.eval_steady_s:.2f}", f"{p.stats.olympic_mean_s / 60:.3f}",
+                        f"{p.stats.olympic_p05_s / 60:.3f}", f"{p.stats.olympic_p95_s / 60:.3f}",
                         f"{p.step.memory_gib:.1f}"])
 
 
