@@ -437,7 +437,10 @@ def preprocess_alignments(
         super_index.update(index)
         report.errors.update(errors)
     report.succeeded = report.total - sum(1 for k in report.errors if Path(k).parent == src_dir)
-    _atomic_write_bytes(out_dir / "super.index", json.dumps(super_index).encode())
+    # Sorted keys: shards finish (and resumed ones load) in any order, the file must not
+    # depend on it.
+    _atomic_write_bytes(out_dir / "super.index",
+                        json.dumps(super_index, sort_keys=True).encode())
     report.outputs = {
         "shards": num_shards,
         "index entries": len(super_index),
