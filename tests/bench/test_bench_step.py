@@ -120,3 +120,25 @@ def test_profile_breakdown_groups_kernels_by_family():
                                     "other"]
     text = format_breakdown(rows)
     assert "80.0%" in text and "125.00" in text
+
+
+def test_profile_difference_is_per_family():
+    from scalefold.bench.step import breakdown_difference
+
+    less = [("_attn_fwd", 20.0, 10), ("_attn_bwd_dq", 30.0, 10), ("gemm_a", 50.0, 100)]
+    more = [("_attn_fwd", 35.0, 20), ("_attn_bwd_dq", 30.0, 10), ("gemm_a", 80.0, 150),
+            ("triton_poi_fused_0", 4.0, 8)]
+    rows = breakdown_difference(more, less)
+    assert rows[0] == ("matmul (cuBLAS/CUTLASS)", 30.0, 50)
+    assert rows[1] == ("attention forward (Triton)", 15.0, 10)
+    assert ("compiled glue (inductor)", 4.0, 8) in rows
+    assert ("attention backward (Triton)", 0.0, 0) in rows
+
+
+def test_profile_leaves_out_annotation_spans():
+    from scalefold.bench.step import is_annotation
+
+    assert is_annotation("## Call CompiledFxGraph fyh2xycbytbax ##")
+    assert is_annotation("Optimizer.step#Adam.step")
+    assert not is_annotation("_attn_fwd")
+    assert not is_annotation("void at::native::vectorized_elementwise_kernel<4, MulFunctor>")

@@ -283,12 +283,29 @@ def format_breakdown(rows: list[tuple[str, float, int]]) -> str:
     return "\n".join(lines)
 
 
+def is_annotation(name: str, evt=None) -> bool:
+    """Spans the profiler draws on the GPU's timeline around kernels (inductor's
+    "## Call CompiledFxGraph ..", "Optimizer.step#Adam.step"): counting them would count
+    their kernels twice."""
+    if evt is not None and getattr(evt, "is_user_annotation", False):
+        return True
+    return name.startswith(("## ", "Optimizer.", "ProfilerStep")) or "#" in name
+
+
+def top_kernels(kernels: list[tuple[str, float, int]], rows: int = 15) -> str:
+    """The largest kernels by device time, with their family."""
+    lines = [f"{'kernel':70s} {'family':28s} {'ms':>8s} {'launches':>8s}"]
+    for name, ms, n in sorted(kernels, key=lambda r: -r[1])[:rows]:
+        lines.append(f"{name[:70]:70s} {kernel_family(name)[:28]:28s} {ms:8.2f} {n:8d}")
+    return "\n".join(lines)
+
+
 def _device_kernels(prof) -> list[tuple[str, float, int]]:
     from torch.autograd import DeviceType
 
     out = []
     for evt in prof.key_averages():
-        if evt.device_type != DeviceType.CUDA:
+        if evt.device_type != DeviceType.CUDA or is_annotation(evt.key, evt):
             continue
         us = getattr(evt, "self_device_time_total", None)
         if us is None:
@@ -297,8 +314,7 @@ def _device_kernels(prof) -> list[tuple[str, float, int]]:
     return out
 
 
-def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
-    """Operator table (self device time) of one training step."""
+def _profiled(runner: StepRunner, batch):
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU]
@@ -310,6 +326,34 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     with profile(activities=acts, record_shapes=True) as prof:
         runner.step(batch)
         _sync(runner.device)
+    return prof
+
+
+def breakdown_difference(more: list[tuple[str, float, int]], less: list[tuple[str, float, int]],
+                         ) -> list[tuple[str, float, int]]:
+    """Per family, `more` minus `less` (e.g. the step with one recycle minus the step
+    without: what one gradient-free recycling forward costs), largest first."""
+    base = {f: (ms, n) for f, ms, n in family_breakdown(less)}
+    rows = []
+    for f, ms, n in family_breakdown(more):
+        b_ms, b_n = base.pop(f, (0.0, 0))
+        rows.append((f, ms - b_ms, n - b_n))
+    rows += [(f, -ms, -n) for f, (ms, n) in base.items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def profile_recycle(runner: StepRunner, batch0, batch1) -> str:
+    """Kernel families of one gradient-free recycling forward: the n=1 step's profile
+    minus the n=0 step's."""
+    k0 = _device_kernels(_profiled(runner, batch0))
+    k1 = _device_kernels(_profiled(runner, batch1))
+    return ("one gradient-free recycling forward (n=1 step minus n=0 step):\n"
+            + format_breakdown(breakdown_difference(k1, k0)))
+
+
+def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
+    """Operator table (self device time) of one training step."""
+    prof = _profiled(runner, batch)
     key = "self_cuda_time_total" if runner.device.type == "cuda" else "self_cpu_time_total"
     kernels = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
     # The same step by operator and input shapes: which op (and which tensor) launches
@@ -320,7 +364,9 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
     if runner.device.type == "cuda":
         # Inside CUDA graphs the profiler may see only the graph launches: profile a
         # variant with cuda_graphs=0 for the breakdown.
-        text += "\n" + format_breakdown(family_breakdown(_device_kernels(prof)))
+        kernels = _device_kernels(prof)
+        text += ("\n" + format_breakdown(family_breakdown(kernels))
+                 + "\n" + top_kernels(kernels))
     return text
 
 
@@ -487,6 +533,8 @@ def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None
             res.setup_s = time.perf_counter() - t0
             if cfg.profile and name == cfg.variants[-1] and runner is not None and not res.error:
                 log(profile_step(runner, _slice(full, 0)))
+                if device.type == "cuda" and 1 in cfg.recycles:
+                    log(profile_recycle(runner, _slice(full, 0), _slice(full, 1)))
 
             del runner
             gc.collect()
@@ -550,12 +598,27 @@ def results_json(cfg: BenchConfig, results: list[VariantResult], flops: dict[int
 
 
 def main(cfg: BenchConfig, json_path: str | None = None) -> int:
+    from scalefold.train.distributed import discover, init_process_group, shutdown_process_group
+
     device = torch.device(cfg.device)
     peak = cfg.peak_tflops or default_peak_tflops(device)
+    # Under `torchrun --nproc-per-node 1` the process joins a group of one, as the trainer
+    # does: a `grad_sync=flat` variant then runs its all-reduce between the graphs, so the
+    # multi-rank step and the single-rank one are timed side by side in one process.
+    denv = discover()
+    if denv.world_size > 1:
+        raise SystemExit("bench step times one rank: launch it with one process "
+                         "(several ranks: scalefold bench dp / bench dap)")
+    init_process_group(denv, device)
+    group = (f" process_group={torch.distributed.get_backend()}x1"
+             if torch.distributed.is_initialized() else "")
     print(f"bench step: preset={cfg.preset} device={device} torch={torch.__version__} "
           f"variants={','.join(cfg.variants)} recycles={cfg.recycles} "
-          f"warmup={cfg.warmup} steps={cfg.steps}")
-    results, flops = run_bench(cfg)
+          f"warmup={cfg.warmup} steps={cfg.steps}{group}")
+    try:
+        results, flops = run_bench(cfg)
+    finally:
+        shutdown_process_group()
     print(format_table(results, flops, cfg.recycles, peak))
     if json_path:
         with open(json_path, "w") as f:

@@ -17,6 +17,7 @@ and for use on their own:
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
+- `swap_residual_dropout(model)`: each residual update r + dropout(x) as one `addcmul`.
 - `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
   around matmuls (transitions, outer product mean, triangle multiplication); last.
 
@@ -33,6 +34,7 @@ from torch import nn
 from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
+from scalefold.kernels.dropout import FusedResidualDropout, swap_residual_dropout
 from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
 from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
@@ -114,6 +116,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str) -> nn.M
         swap_linears(model)
     if speed.fused_gate:
         swap_gates(model)
+    if speed.fused_residual_dropout:
+        swap_residual_dropout(model)
     if speed.compile_glue:  # last: it traces the forwards the swaps above installed
         compile_glue(model)
     return model
@@ -124,6 +128,7 @@ __all__ = [
     "HAS_TRITON",
     "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",
+    "FusedResidualDropout",
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
     "SDPAAttentionCore",
@@ -138,6 +143,7 @@ __all__ = [
     "swap_gates",
     "swap_linears",
     "swap_outer_product_mean",
+    "swap_residual_dropout",
     "swap",
     "swap_triangle_multiplication",
 ]

@@ -26,6 +26,11 @@ class SharedDropout(nn.Module):
         keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
         return x * keep / (1.0 - self.p)
 
+    def residual(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """r + dropout(x): the Evoformer's residual update of the MSA or pair stream, one
+        call so that a fused implementation can replace it (`scalefold.kernels`)."""
+        return r + self(x)
+
 
 def dropout_rowwise(p: float) -> SharedDropout:
     return SharedDropout(p, shared_dim=-3)

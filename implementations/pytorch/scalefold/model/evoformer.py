@@ -55,10 +55,10 @@ class EvoformerBlockCore(nn.Module):
         # m: [*, S, N, c_m]  z: [*, N, N, c_z]  msa_mask: [*, S, N]  pair_mask: [*, N, N]
         m = m + self.msa_transition(m)
         z = z + self.outer_product_mean(m, msa_mask)
-        z = z + self.pair_dropout_row(self.tri_mul_out(z, pair_mask))
-        z = z + self.pair_dropout_row(self.tri_mul_in(z, pair_mask))
-        z = z + self.pair_dropout_row(self.tri_att_start(z, pair_mask))
-        z = z + self.pair_dropout_col(self.tri_att_end(z, pair_mask))
+        z = self.pair_dropout_row.residual(z, self.tri_mul_out(z, pair_mask))
+        z = self.pair_dropout_row.residual(z, self.tri_mul_in(z, pair_mask))
+        z = self.pair_dropout_row.residual(z, self.tri_att_start(z, pair_mask))
+        z = self.pair_dropout_col.residual(z, self.tri_att_end(z, pair_mask))
         z = z + self.pair_transition(z)
         return m, z
 
@@ -91,7 +91,7 @@ class EvoformerBlock(nn.Module):
         self.core = _core(cfg, cfg.c_m)
 
     def forward(self, m, z, msa_mask, pair_mask):
-        m = m + self.msa_dropout_row(self.msa_att_row(m, z, msa_mask))
+        m = self.msa_dropout_row.residual(m, self.msa_att_row(m, z, msa_mask))
         m = m + self.msa_att_col(m, msa_mask)
         return self.core(m, z, msa_mask, pair_mask)
 
@@ -109,7 +109,7 @@ class ExtraMSABlock(nn.Module):
         self.core = _core(cfg, cfg.c_e)
 
     def forward(self, m, z, msa_mask, pair_mask):
-        m = m + self.msa_dropout_row(self.msa_att_row(m, z, msa_mask))
+        m = self.msa_dropout_row.residual(m, self.msa_att_row(m, z, msa_mask))
         m = m + self.msa_att_col(m, msa_mask)
         return self.core(m, z, msa_mask, pair_mask)
 

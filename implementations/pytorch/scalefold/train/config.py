@@ -66,6 +66,9 @@ class SpeedConfig:
         False, "recompute the outer product mean in backward: -6.5 GiB at the benchmark's "
                "shapes for about 1 percent more time (what an 80 GB GPU needs)")
     fused_gate: bool = _opt(False, "sigmoid gates as one Triton kernel each way")
+    fused_residual_dropout: bool = _opt(
+        False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
+               "one addcmul (same masks, one rounding)")
     dap_overlap: bool = _opt(
         False, "under DAP: each block's MSA all-to-all runs behind its pair updates (and "
                "its adjoint behind their backward) instead of after them")
