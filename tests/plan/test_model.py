@@ -143,10 +143,16 @@ def test_multi_rank_trainer_ratio_only_with_several_training_ranks():
     assert one.training_ranks == 1 and many.training_ranks == 8
     assert many.one_gpu_s / one.one_gpu_s == pytest.approx(
         prof.multi_rank_ratio / prof.trainer_ratio)
-    bench = json.loads((EVIDENCE / "call5_bench_train_torchrun_flat.json").read_text())
-    step = json.loads((EVIDENCE / "call2_bench_train.json").read_text())
+    # Composed of two one-process ratios: call2's trainer over its bench step, times
+    # call9's split-graph flat-sync step over the one-graph step (torchrun, W = 1).
+    call2 = json.loads((EVIDENCE / "call2_bench_train.json").read_text())
+    avg = {line.split()[0]: float(line.split()[5]) for line in
+           (EVIDENCE / "call9_step_flat_torchrun.txt").read_text().splitlines()
+           if line.startswith("h200")}
+    assert prof.trainer_ratio == pytest.approx(
+        call2["train"]["avg_s"] / call2["bench_step_avg_s"], rel=1e-4)
     assert prof.multi_rank_ratio == pytest.approx(
-        bench["train"]["avg_s"] / step["bench_step_avg_s"], rel=1e-4)
+        prof.trainer_ratio * avg["h200+grad_sync=flat"] / avg["h200"], rel=1e-4)
 
 
 def test_loader_stalls_pt_tail_over_many_ranks_pq_only_throughput():

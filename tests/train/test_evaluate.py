@@ -11,7 +11,7 @@ import torch
 
 from scalefold.bench.eval import redraw_zero_weights
 from scalefold.data.features import INPUT_FEATURES
-from scalefold.data.selection import last_iteration
+from scalefold.data.selection import ValidationSetConfig, last_iteration
 from scalefold.metrics import lddt_ca
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import SpeedConfig, TrainConfig
@@ -19,9 +19,12 @@ from scalefold.train.evaluate import (
     RESIDUE_AXIS,
     EvalOptions,
     Evaluator,
+    _signature,
     bucket_length,
     model_inputs,
     pad_inputs,
+    synthetic_chains,
+    warm_up_lengths,
 )
 from scalefold.utils.synthetic import synthetic_batch
 
@@ -146,8 +149,20 @@ def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, mon
     bucketed = Trainer(dataclasses.replace(cfg, speed=SpeedConfig(
         eval_length_buckets="32", eval_warm_up=True)), discover({}), torch.device("cpu"))
     assert bucketed.evaluator.options == EvalOptions(bucket=32)
-    bucketed.check_data()  # prepares the validation chain the warm-up runs
-    assert bucketed.warm_up_evaluation() == 1
+    # The warm-up runs every bucket up to the validation set's maximum length on
+    # synthetic chains: no validation data prepared or read (check_data not called).
+    import scalefold.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "ValidationSetConfig",
+                        lambda: dataclasses.replace(ValidationSetConfig(),
+                                                    max_sequence_length=40))
+    seen = []
+    warm_up = Evaluator.warm_up
+    monkeypatch.setattr(Evaluator, "warm_up", lambda self, chains: seen.extend(
+        c["aatype"].shape[1] for c in chains) or warm_up(self, chains))
+    assert bucketed.warm_up_evaluation() == 2
+    assert seen == [32, 64]
+    monkeypatch.setattr(Evaluator, "warm_up", warm_up)
     del bucketed
     redraw_zero_weights(trainer.swa.shadow, seed=2)
     trainer.build_data()
@@ -197,3 +212,33 @@ def test_graphed_evaluation_follows_eager_and_the_weights(tiny_model):
                                atol=1e-3, rtol=0)
     scores = graphed.score_chains(enumerate(chains))
     assert [i for i, _ in scores] == [0, 1] and all(0.0 < s < 1.0 for _, s in scores)
+
+
+def test_warm_up_lengths_cover_every_bucket():
+    assert warm_up_lengths(700, 64) == list(range(64, 705, 64))
+    assert warm_up_lengths(64, 64) == [64]
+    assert warm_up_lengths(65, 32) == [32, 64, 96]
+    with pytest.raises(ValueError, match="buckets"):
+        warm_up_lengths(700, 0)
+    with pytest.raises(ValueError, match="eval_length_buckets"):
+        SpeedConfig(eval_warm_up=True)
+
+
+def test_synthetic_warm_up_chain_has_the_real_chains_shape(mini_dataset, tmp_path):
+    """A warm-up is useful only if the real validation chain then meets the graph it
+    captured: the synthetic chain of its bucket has the same padded model inputs
+    (names, shapes, dtypes), at the run's MSA sizes."""
+    from scalefold.train.distributed import discover
+    from scalefold.train.trainer import Trainer
+
+    root, train_ids, _ = mini_dataset
+    cfg = TrainConfig(data_dir=root, output_dir=tmp_path, preset="tiny", precision="fp32",
+                      num_workers=0, train_chain_ids=train_ids, val_chain_ids=("3pwp_B",))
+    trainer = Trainer(cfg, discover({}), torch.device("cpu"))
+    real = next(iter(trainer.check_data().validation_samples.values()))
+    n = real["aatype"].shape[1]
+    length = bucket_length(n, 64)
+    (synthetic,) = synthetic_chains([length], cfg.max_msa_clusters, cfg.max_extra_msa,
+                                    cfg.max_templates, cfg.num_recycling_iters + 1)
+    assert _signature(pad_inputs(model_inputs(synthetic), length)) == _signature(
+        pad_inputs(model_inputs(real), length))

@@ -21,8 +21,8 @@ per residue: ~9 GB at the default lengths). Each chain's features go to the devi
 the trainer's do, inside the timed region.
 
 Passes. The first pass includes first-time work (Triton compilation and autotuning,
-CUDA graph capture) unless `eval_warm_up` did it first, as the trainer does before
-run_start (`warm_up_seconds`); later passes are the steady state. Per-chain times are device time
+CUDA graph capture) unless `eval_warm_up` did it first on synthetic chains of every
+length bucket, as the trainer does before run_start (`warm_up_seconds`); later passes are the steady state. Per-chain times are device time
 between CUDA events (perf_counter on a CPU); a pass's time is its wall time to the last
 score on the host.
 
@@ -78,8 +78,9 @@ from statistics import NormalDist
 
 import torch
 
+from scalefold.data.selection import ValidationSetConfig
 from scalefold.train.config import SpeedConfig, TrainConfig
-from scalefold.train.evaluate import RESIDUE_AXIS, TRUTH_FEATURES, Evaluator
+from scalefold.train.evaluate import Evaluator, synthetic_chains
 
 CAMEO_NUM_CHAINS = 180
 MAX_LENGTH = 700  # the benchmark's validation length cap
@@ -145,22 +146,9 @@ class EvalBenchConfig:
 
 
 def synthetic_eval_chains(cfg: EvalBenchConfig, lengths: list[int]) -> list[dict]:
-    """One host-memory feature batch [1, ..., R] per length: contiguous prefixes of one
-    synthetic chain at the longest length, with only what the evaluation reads."""
-    from scalefold.utils.synthetic import synthetic_batch
-
-    full = synthetic_batch(None, max(lengths), cfg.max_msa_clusters, cfg.max_extra_msa,
-                           cfg.max_templates, num_iterations=cfg.num_recycling_iters + 1,
-                           seed=cfg.seed)
-    axes = dict(RESIDUE_AXIS) | {k: 1 for k in TRUTH_FEATURES}
-    chains = []
-    for n in lengths:
-        chain = {}
-        for name, axis in axes.items():
-            value = full[name]
-            chain[name] = value if axis is None else value.narrow(axis, 0, n).contiguous()
-        chains.append(chain)
-    return chains
+    """One host-memory feature batch [1, ..., R] per length, at the bench's MSA sizes."""
+    return synthetic_chains(lengths, cfg.max_msa_clusters, cfg.max_extra_msa,
+                            cfg.max_templates, cfg.num_recycling_iters + 1, seed=cfg.seed)
 
 
 def evaluation_gpus(per_chain_s: list[float], window_s: float) -> int | None:
@@ -230,7 +218,10 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
     warm_up_s = 0.0
     if tcfg.speed.eval_warm_up:  # what the trainer does before run_start
         t0 = time.perf_counter()
-        shapes = evaluator.warm_up(chains)
+        shapes = evaluator.warm_up_buckets(
+            max(ValidationSetConfig().max_sequence_length, max(lengths)),
+            cfg.max_msa_clusters, cfg.max_extra_msa, cfg.max_templates,
+            cfg.num_recycling_iters + 1)
         warm_up_s = time.perf_counter() - t0
         log(f"  warm-up: {warm_up_s:.2f} s ({shapes} shapes)")
     passes = []

@@ -17,7 +17,8 @@ and for use on their own:
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
-- `swap_residual_dropout(model)`: each residual update r + dropout(x) as one `addcmul`.
+- `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
+  kernel each way, with eager PyTorch's roundings (bit-identical).
 - `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
   around matmuls (transitions, outer product mean, triangle multiplication); last.
 

@@ -68,7 +68,7 @@ class SpeedConfig:
     fused_gate: bool = _opt(False, "sigmoid gates as one Triton kernel each way")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
-               "one addcmul (same masks, one rounding)")
+               "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
     dap_overlap: bool = _opt(
         False, "under DAP: each block's MSA all-to-all runs behind its pair updates (and "
                "its adjoint behind their backward) instead of after them")
@@ -82,8 +82,9 @@ class SpeedConfig:
         False, "evaluation: the forward captured as one CUDA graph per padded length, at "
                "its first use (CUDA only; with eval_length_buckets, one per bucket)")
     eval_warm_up: bool = _opt(
-        False, "evaluation: each validation shape's first-time work (Triton autotuning, "
-               "graph capture) done during initialisation, before run_start")
+        False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
+               "length bucket up to the validation set's 700 residues, on synthetic chains "
+               "during initialisation, before run_start (needs eval_length_buckets)")
 
     def __post_init__(self) -> None:
         if self.trimul_norm_kernel and not (self.trimul_channel_first
@@ -93,6 +94,9 @@ class SpeedConfig:
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
+        if self.eval_warm_up and self.eval_length_buckets == "off":
+            raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
+                             "length up to 700 residues is a shape of its own")
         if (self.attention_dq_kernel or self.attention_store_ds) and self.attention != "triton":
             raise ValueError("attention_dq_kernel and attention_store_ds need "
                              "attention='triton'")

@@ -19,7 +19,12 @@ The inference path:
   about one forward's at the longest length, not one per shape.
 
 `warm_up` does each shape's first-time work (Triton compilation and autotuning, graph
-capture) ahead of the first evaluation: during initialisation, outside the timed run.
+capture) ahead of the first evaluation: during initialisation, outside the timed run. The
+trainer warms up on synthetic chains, one per length bucket up to the validation set's
+maximum length (`warm_up_lengths`, `synthetic_chains`): every shape an evaluation can
+meet, without reading validation data before `run_start`. Evaluation features are padded
+to fixed MSA, extra-MSA and template counts, so the padded length is the only shape that
+varies between chains.
 
 Scores stay on the device until the whole shard is scored: the host queues the next
 chain while the device still runs the previous one.
@@ -76,6 +81,34 @@ def bucket_length(length: int, bucket: int) -> int:
     if bucket < 0:
         raise ValueError(f"bucket must be >= 0 (0: exact lengths), got {bucket}")
     return length if bucket == 0 else bucket * math.ceil(length / bucket)
+
+
+def warm_up_lengths(max_length: int, bucket: int) -> list[int]:
+    """Every padded length a chain of at most `max_length` residues can take: the
+    multiples of `bucket` up to `bucket_length(max_length)`. Buckets are required: without
+    them every length up to the maximum would be its own shape."""
+    if bucket <= 0:
+        raise ValueError("warming up every evaluation shape needs length buckets "
+                         "(eval_length_buckets)")
+    return list(range(bucket, bucket_length(max_length, bucket) + 1, bucket))
+
+
+def synthetic_chains(lengths: list[int], n_clust: int, n_extra: int, n_templ: int,
+                     num_iterations: int, seed: int = 0) -> list[Batch]:
+    """One host-memory chain [1, ..., R] per length, with the model inputs and the truth
+    the evaluation reads, in the validation loader's layout and dtypes: prefixes of one
+    synthetic chain at the longest length."""
+    from scalefold.utils.synthetic import synthetic_batch
+
+    full = synthetic_batch(None, max(lengths), n_clust, n_extra, n_templ,
+                           num_iterations=num_iterations, seed=seed)
+    axes = dict(RESIDUE_AXIS) | {k: 1 for k in TRUTH_FEATURES}
+    chains = []
+    for n in lengths:
+        chains.append({name: full[name] if axis is None
+                       else full[name].narrow(axis, 0, n).contiguous()
+                       for name, axis in axes.items()})
+    return chains
 
 
 def chain_length(feats: Batch) -> int:
@@ -274,6 +307,15 @@ class Evaluator:
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()  # the warm-ups' eager activations
         return len(seen)
+
+    def warm_up_buckets(self, max_length: int, n_clust: int, n_extra: int, n_templ: int,
+                        num_iterations: int) -> int:
+        """`warm_up` on one synthetic chain per length bucket up to `max_length`, at the
+        evaluation's MSA sizes and recycling slices: every shape an evaluation of chains
+        up to that length can meet, no validation data read. Returns the shapes."""
+        lengths = warm_up_lengths(max_length, self.options.bucket)
+        return self.warm_up(synthetic_chains(lengths, n_clust, n_extra, n_templ,
+                                             num_iterations))
 
     def score(self, feats: Batch) -> torch.Tensor:
         """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the

@@ -40,7 +40,7 @@ from scalefold.data import (
     validation_dataset,
     validation_seeds,
 )
-from scalefold.data.selection import seed_from_string
+from scalefold.data.selection import ValidationSetConfig, seed_from_string
 from scalefold.losses import check_finite_losses
 from scalefold.losses.alphafold_loss import use_clamped_fape_for_sample
 from scalefold.train.async_eval import EvalServer, WeightSender
@@ -322,13 +322,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def warm_up_evaluation(self) -> int:
-        """With `SpeedConfig.eval_warm_up`: run the evaluation forward once per padded
-        shape of this rank's validation chains (prepared by `check_data`), so the first
-        evaluation does no compilation, autotuning or capture. Returns the shapes."""
-        report = getattr(self, "_data_report", None)
-        if not self.cfg.speed.eval_warm_up or self.evaluator is None or report is None:
+        """With `SpeedConfig.eval_warm_up`: run the evaluation forward once per length
+        bucket up to the validation set's maximum length, on synthetic chains, so the
+        first evaluation does no compilation, autotuning or capture and no validation
+        data is read before `run_start`. Returns the shapes."""
+        if not self.cfg.speed.eval_warm_up or self.evaluator is None:
             return 0
-        return self.evaluator.warm_up(report.validation_samples.values())
+        c = self.cfg
+        return self.evaluator.warm_up_buckets(
+            ValidationSetConfig().max_sequence_length, c.max_msa_clusters, c.max_extra_msa,
+            c.max_templates, c.num_recycling_iters + 1)
 
     def _score_shard(self) -> list[tuple[int, float]]:
         """lDDT-Cα of `eval_model` on this rank's share of the validation chains."""
