@@ -134,26 +134,28 @@ class FlatGradSync:
     """Gradient averaging over a process group as one all-reduce of a flat buffer.
 
     The replacement for DDP's bucketed hooks where the step is captured as CUDA graphs:
-    backward (one graph) accumulates into gradients that are views of one persistent flat
-    buffer, this all-reduce runs between the graphs, and the update (a second graph)
-    reads the same views. The views are made after the first backward, from the
-    parameters that received a gradient (the same on every rank: which parameters take
-    part is fixed by the model's configuration), so parameters without one stay `None`
-    and Adam skips them, as it does under DDP.
+    backward (one graph) ends by copying its gradients into one persistent flat buffer
+    (`collect`) and pointing each parameter's `.grad` at its view of it; the all-reduce
+    (`__call__`) runs between the graphs, and the update (a second graph) reads the same
+    views.
+
+    Backward writes fresh gradients (`.grad` is None before it, so autograd hands each
+    parameter its gradient without a kernel) and one multi-tensor copy moves them into
+    the buffer, a few launches for all of them. Accumulating into views that already
+    exist would launch one add kernel per parameter instead, thousands a step.
+
+    The layout is fixed at the first `collect`, from the parameters that received a
+    gradient (the same on every rank: which parameters take part is fixed by the model's
+    configuration), so parameters without one stay `None` and Adam skips them, as it does
+    under DDP.
     """
 
     def __init__(self, group=None, world_size: int = 1) -> None:
         self.group = group
         self.world_size = world_size
-        self.flat: torch.Tensor | None = None  # made at the first call
-
-    @property
-    def ready(self) -> bool:
-        return self.flat is not None
-
-    def zero_(self) -> None:
-        assert self.flat is not None
-        self.flat.zero_()
+        self.flat: torch.Tensor | None = None  # made at the first collect
+        self._used: list[nn.Parameter] = []
+        self._views: list[torch.Tensor] = []
 
     def _attach(self, params: list[nn.Parameter]) -> None:
         used = [p for p in params if p.grad is not None]
@@ -162,17 +164,32 @@ class FlatGradSync:
             raise ValueError(f"flat gradient sync needs one gradient dtype, got {dtypes}")
         flat = torch.zeros(sum(p.numel() for p in used), dtype=dtypes.pop(),
                            device=used[0].device)
-        offset = 0
+        offsets = [0]
         for p in used:
-            view = flat[offset:offset + p.numel()].view_as(p)
-            view.copy_(p.grad)
-            p.grad = view
-            offset += p.numel()
+            offsets.append(offsets[-1] + p.numel())
+        self._views = [flat[a:b].view_as(p) for p, a, b in zip(used, offsets, offsets[1:],
+                                                                 strict=False)]
+        self._used = used
         self.flat = flat
 
-    def __call__(self, params: list[nn.Parameter]) -> None:
+    def collect(self, params: list[nn.Parameter]) -> None:
+        """After backward: this step's gradients into the flat buffer, `.grad` its views."""
         if self.flat is None:
             self._attach(params)
+        grads = [p.grad for p in self._used]
+        if any(g is None for g in grads) or sum(
+                p.grad is not None for p in params) != len(self._used):
+            raise RuntimeError("flat gradient sync: the parameters that received a gradient "
+                               "changed after the first step; the flat layout assumes a "
+                               "fixed set")
+        torch._foreach_copy_(self._views, grads)
+        for p, view in zip(self._used, self._views, strict=True):
+            p.grad = view
+
+    def __call__(self, params: list[nn.Parameter]) -> None:
+        """The average over the group, in place in the flat buffer (after `collect`)."""
+        if self.flat is None:
+            self.collect(params)
         if dist.is_initialized():  # one rank too (torchrun W = 1): the same collective
             dist.all_reduce(self.flat, group=self.group)
         if self.world_size > 1:
@@ -214,11 +231,8 @@ class TrainStep:
         self.grad_sync = grad_sync
 
     def reset_grads(self) -> None:
-        """Zero the flat gradient buffer in place once it exists; else drop the grads."""
-        if self.grad_sync is not None and self.grad_sync.ready:
-            self.grad_sync.zero_()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
+        """Drop the gradients: backward then writes fresh ones without accumulating."""
+        self.optimizer.zero_grad(set_to_none=True)
 
     def sync_grads(self) -> None:
         if self.grad_sync is not None:
@@ -241,6 +255,8 @@ class TrainStep:
             outputs = self.model(feats)
         loss, terms = self.loss_fn(outputs, last_iteration(feats), use_clamped)
         loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync.collect(self.params)
         return loss.detach(), {k: v.detach() for k, v in terms.items()}
 
     def __call__(self, feats: Batch, use_clamped: torch.Tensor,
