@@ -33,3 +33,22 @@ def kern(device):
     import scalefold.kernels.layer_norm as layer_norm
 
     return SimpleNamespace(attention=attention, layer_norm=layer_norm)
+
+
+def rerun_in_interpreter(test_file: str, selection: str) -> None:
+    """CPU: rerun the tests of `test_file` that `-k selection` picks in a fresh process
+    under TRITON_INTERPRET=1 (see the module docstring); skips where kernels run natively
+    or this already is the interpreter run."""
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available() or interpreting():
+        pytest.skip("kernels run natively (GPU) or this is already the interpreter run")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file,
+         "-k", selection],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]

@@ -11,10 +11,6 @@ module on a CPU is a bitwise reference too.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -23,7 +19,7 @@ from scalefold.kernels import FusedResidualDropout, swap_residual_dropout
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.model.dropout import SharedDropout, dropout_columnwise, dropout_rowwise
 from scalefold.utils.synthetic import synthetic_batch
-from tests.kernels.conftest import interpreting
+from tests.kernels.conftest import rerun_in_interpreter
 
 P = 0.25
 BF16, F16, F32 = torch.bfloat16, torch.float16, torch.float32
@@ -190,13 +186,4 @@ def test_kernel_on_the_model_under_bf16_autocast(kern, device, monkeypatch):
 
 def test_dropout_kernels_in_triton_interpreter():
     """CPU: rerun this module's kernel tests in a fresh process under TRITON_INTERPRET=1."""
-    if torch.cuda.is_available() or interpreting():
-        pytest.skip("kernels run natively (GPU) or this is already the interpreter run")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-         "-k", "kernel_bitwise or kernel_on_the_model"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
+    rerun_in_interpreter(__file__, "kernel_bitwise or kernel_on_the_model")

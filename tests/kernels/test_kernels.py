@@ -487,25 +487,13 @@ def test_tiny_model_with_kernels_matches_eager_on_gpu():
 
 def test_kernels_in_triton_interpreter():
     """CPU: rerun this module's kernel tests in a fresh process under TRITON_INTERPRET=1."""
-    import os
-    import subprocess
-    import sys
+    from tests.kernels.conftest import rerun_in_interpreter
 
-    from tests.kernels.conftest import interpreting
-
-    if torch.cuda.is_available() or interpreting():
-        pytest.skip("kernels run natively (GPU) or this is already the interpreter run")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-         "-k", "layer_norm_matches or flash_attention_matches or flash_core_match "
-         "or other_launches or dq_kernel or stored_ds or sigmoid_gate "
-         "or trimul_norm_kernel_matches "
-         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
+    rerun_in_interpreter(
+        __file__, "layer_norm_matches or flash_attention_matches or flash_core_match "
+        "or other_launches or dq_kernel or stored_ds or sigmoid_gate "
+        "or trimul_norm_kernel_matches "
+        "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
 
 
 @pytest.mark.parametrize("swaps", [False, True], ids=["plain", "swapped"])
