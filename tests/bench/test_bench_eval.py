@@ -24,7 +24,8 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     out = tmp_path / "eval.json"
     rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12,20,12",
                *SMALL_FEATURES, "--num-recycling-iters", "1", "--eval-length-buckets", "32",
-               "--eval-warm-up", "--step-time", "0.45", "--json", str(out)])
+               "--eval-warm-up", "--warm-up-max-length", "32", "--step-time", "0.45",
+               "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "evaluation of 3 chains" in text and "evaluation GPU(s) keep up" in text

@@ -121,6 +121,9 @@ class EvalBenchConfig:
     max_extra_msa: int = 1024
     max_templates: int = 4
     num_recycling_iters: int = 3
+    # eval_warm_up: every length bucket up to this many residues (the trainer's: the
+    # validation set's maximum length)
+    warm_up_max_length: int = ValidationSetConfig().max_sequence_length
 
     def __post_init__(self) -> None:
         if self.passes < 1:
@@ -219,7 +222,7 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
     if tcfg.speed.eval_warm_up:  # what the trainer does before run_start
         t0 = time.perf_counter()
         shapes = evaluator.warm_up_buckets(
-            max(ValidationSetConfig().max_sequence_length, max(lengths)),
+            max(cfg.warm_up_max_length, max(lengths)),
             cfg.max_msa_clusters, cfg.max_extra_msa, cfg.max_templates,
             cfg.num_recycling_iters + 1)
         warm_up_s = time.perf_counter() - t0
