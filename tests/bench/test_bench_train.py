@@ -72,8 +72,12 @@ def test_device_times_are_summarised_by_recycling_count():
     res = summarise(rec, warmup=2, checkpoint_every=0)
     assert res.device_per_n == {1: [0.5, 0.5], 0: [0.4, 0.4]}  # steps 4..7
     assert res.device_avg_s == pytest.approx(0.45)
-    assert "device time per step (CUDA events): n=0 0.4000, n=1 0.5000" in format_report(
-        res, "x")
+    text = format_report(res, "x")
+    assert "device time per step (CUDA events): n=0 0.4000, n=1 0.5000" in text
+    # host intervals 1 s a step against 0.45 s of device time: the GPU waits 0.55 s
+    assert res.host_gap_s == pytest.approx(0.55)
+    assert "the GPU waits for the host (loader included) 550.0 ms a step (55.0%" in text
     cpu = _Recorder()
     cpu.steps = [_step(it, 0, float(it)) for it in range(1, 5)]
     assert summarise(cpu, warmup=1, checkpoint_every=0).device_avg_s is None
+    assert summarise(cpu, warmup=1, checkpoint_every=0).host_gap_s is None

@@ -62,6 +62,14 @@ class TrainBenchResult:
         """Uniform average of the steps' own device times (None without CUDA events)."""
         return statistics.fmean(self.device_medians.values()) if self.device_per_n else None
 
+    @property
+    def host_gap_s(self) -> float | None:
+        """Host step time minus device step time (uniform averages): what the GPU waits a
+        step for the host, the loader included (None without CUDA events)."""
+        if self.device_avg_s is None or not self.per_n:
+            return None
+        return self.avg_s - self.device_avg_s
+
 
 class _Recorder:
     """Collects the trainer's events with their host times."""
@@ -124,6 +132,9 @@ def format_report(res: TrainBenchResult, label: str) -> str:
         lines.append("device time per step (CUDA events): " + ", ".join(
             f"n={n} {m:.4f}" for n, m in res.device_medians.items())
             + f"; uniform average {res.device_avg_s:.4f}")
+        if res.host_gap_s is not None:
+            lines.append(f"the GPU waits for the host (loader included) {1e3 * res.host_gap_s:.1f}"
+                         f" ms a step ({100 * res.host_gap_s / res.avg_s:.1f}% of the step)")
     if res.data_wait_s:
         lines.append(f"data-loader wait per step: median {statistics.median(res.data_wait_s):.4f}"
                      f" s, max {max(res.data_wait_s):.4f} s")
@@ -145,7 +156,8 @@ def run(cfg: TrainConfig, warmup: int, compare_step: bool, json_path: str | None
     print(format_report(res, label), flush=True)
     out: dict = {"config": repr(cfg), "train": asdict(res) | {
         "medians": res.medians, "avg_s": res.avg_s if res.per_n else None,
-        "device_medians": res.device_medians, "device_avg_s": res.device_avg_s}}
+        "device_medians": res.device_medians, "device_avg_s": res.device_avg_s,
+        "host_gap_s": res.host_gap_s}}
     if compare_step and res.per_n:
         step_avg = _bench_step_avg(cfg, tuple(sorted(res.per_n)), label)
         diff = 100 * (res.avg_s / step_avg - 1)
