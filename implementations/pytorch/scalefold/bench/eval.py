@@ -83,7 +83,7 @@ from scalefold.train.config import SpeedConfig, TrainConfig
 from scalefold.train.evaluate import Evaluator, synthetic_chains
 
 CAMEO_NUM_CHAINS = 180
-MAX_LENGTH = 700  # the benchmark's validation length cap
+MAX_LENGTH = ValidationSetConfig().max_sequence_length  # the validation length cap
 # The assumed length distribution (module docstring).
 ASSUMED_MEDIAN, ASSUMED_SIGMA, ASSUMED_MIN = 230, 0.55, 30
 
@@ -123,7 +123,7 @@ class EvalBenchConfig:
     num_recycling_iters: int = 3
     # eval_warm_up: every length bucket up to this many residues (the trainer's: the
     # validation set's maximum length)
-    warm_up_max_length: int = ValidationSetConfig().max_sequence_length
+    warm_up_max_length: int = MAX_LENGTH
 
     def __post_init__(self) -> None:
         if self.passes < 1:
