@@ -20,14 +20,15 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / (b.norm() + 1e-2))
 
 
-def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,)):
+def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,),
+         contiguous_grads: bool = False):
     g = torch.Generator().manual_seed(7)
     mod = TriangleMultiplication(16, 8, outgoing)
     for p in mod.parameters():  # "final"/"gating" inits are constant: randomise all
         torch.nn.init.normal_(p, std=0.3, generator=g)
     mod = mod.to(device)
     if swap:
-        swap_triangle_multiplication(mod)
+        swap_triangle_multiplication(mod, contiguous_grads=contiguous_grads)
         assert type(mod) is ChannelFirstTriangleMultiplication
     z = torch.randn(*lead, 11, 11, 16, generator=g).to(device).requires_grad_()
     mask = (torch.rand(*lead, 11, 11, generator=g) > 0.2).float().to(device)
@@ -52,9 +53,53 @@ def test_channel_first_matches_plain_fp32(device, outgoing, lead):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_channel_first_matches_plain_bf16(device):
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("lead", [(1,), (1, 3)])
+def test_contiguous_grads_match_plain_fp32(device, outgoing, lead):
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ref = _run(False, outgoing, device, False, lead)
+    got = _run(True, outgoing, device, False, lead, contiguous_grads=True)
+    errs = [rel(a, b) for a, b in zip(got, ref)]
+    assert len(got) == len(ref) and max(errs) < 1e-5, errs
+
+
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("contiguous", [False, True])
+def test_triangle_product_grad_layout(outgoing, contiguous):
+    """Autograd returns one operand's gradient as a transposed view; the written-out
+    backward returns both contiguous."""
+    mod = TriangleMultiplication(16, 8, outgoing)
+    swap_triangle_multiplication(mod, contiguous_grads=contiguous)
+    a, b = (torch.randn(1, 8, 12, 12, requires_grad=True) for _ in range(2))
+    x = mod.triangle_product(a, b)
+    da, db = torch.autograd.grad(x, (a, b), torch.randn_like(x))
+    assert (da.is_contiguous() and db.is_contiguous()) == contiguous
+
+
+def test_contiguous_grads_under_compile():
+    """The autograd.Function is traced by torch.compile (as `compile_glue` does) with the
+    same output and gradients."""
+    ref = _run(False, False, "cpu", False)
+    g = torch.Generator().manual_seed(7)
+    mod = TriangleMultiplication(16, 8, False)
+    for p in mod.parameters():
+        torch.nn.init.normal_(p, std=0.3, generator=g)
+    swap_triangle_multiplication(mod, contiguous_grads=True)
+    z = torch.randn(1, 11, 11, 16, generator=g).requires_grad_()
+    mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float()
+    out = torch.compile(mod, backend="aot_eager", fullgraph=True)(z, mask)
+    grads = torch.autograd.grad(out, [z, *mod.parameters()],
+                                torch.randn(out.shape, generator=g))
+    errs = [rel(a, b) for a, b in zip([out, *grads], ref)]
+    assert max(errs) < 1e-5, errs
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("contiguous_grads", [False, True])
+def test_channel_first_matches_plain_bf16(device, contiguous_grads):
     ref = _run(False, True, device, True)
-    got = _run(True, True, device, True)
+    got = _run(True, True, device, True, contiguous_grads=contiguous_grads)
     assert got[0].dtype == ref[0].dtype
     assert all(g.dtype == r.dtype for g, r in zip(got, ref))  # fp32 master-weight grads
     errs = [rel(a, b) for a, b in zip(got, ref)]

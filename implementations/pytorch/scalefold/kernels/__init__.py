@@ -112,7 +112,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str) -> nn.M
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
     if speed.trimul_channel_first:
-        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel)
+        swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
+                                     contiguous_grads=speed.trimul_contiguous_grads)
     if speed.matvec_bias_grad:
         swap_linears(model)
     if speed.fused_gate:

@@ -16,6 +16,12 @@ copy), and only the product x is transposed back for the output LayerNorm (or, w
 `norm_kernel`, read where it is by a LayerNorm kernel that writes channels-last). The output
 gate (`linear_g`) and the output projection stay in the pair layout, as in the plain
 module. Same math; the parity test compares outputs and every gradient.
+
+With `contiguous_grads`, the triangle product's backward is written out so that both
+operands' gradients come out of cuBLAS contiguous. Autograd's matmul backward returns the
+gradient of a transposed operand (b for outgoing edges, a for incoming) as a transposed
+view, and the gating backward that reads it (one kernel under `compile_glue`, fused with
+the stacked bias's sum over N·N) then walks it at a stride of N elements.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     """
 
     norm_kernel: bool = False
+    contiguous_grads: bool = False
 
     def _projections(self, z: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
@@ -68,6 +75,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
         return self.combine(a, b, z)  # contiguous operands: no copies for the matmul
 
+    def triangle_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if not self.contiguous_grads:
+            return super().triangle_product(a, b)
+        return _TriangleProduct.apply(a, b, self.outgoing)
+
     def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         ln = self.layer_norm_out
         if not (self.norm_kernel and isinstance(ln, TritonLayerNorm)):
@@ -79,10 +91,42 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
 
-def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False) -> nn.Module:
+class _TriangleProduct(torch.autograd.Function):
+    """x = a·bᵀ (outgoing) or aᵀ·b (incoming) per channel, a, b: [*, c, N, N]; each
+    gradient computed as the product whose result is already in its operand's layout
+    (a transposed factor is a cuBLAS flag), so neither comes back as a transposed view."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, outgoing: bool) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        ctx.outgoing = outgoing
+        if outgoing:
+            return torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
+        return torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj
+
+    @staticmethod
+    def backward(ctx, dx: torch.Tensor):
+        # dx: [*, c, N, N]
+        a, b = ctx.saved_tensors
+        da = db = None
+        if ctx.outgoing:
+            if ctx.needs_input_grad[0]:
+                da = torch.matmul(dx, b)  # da_ik = Σ_j dx_ij b_jk
+            if ctx.needs_input_grad[1]:
+                db = torch.matmul(dx.transpose(-1, -2), a)  # db_jk = Σ_i dx_ij a_ik
+        else:
+            if ctx.needs_input_grad[0]:
+                da = torch.matmul(b, dx.transpose(-1, -2))  # da_ki = Σ_j b_kj dx_ij
+            if ctx.needs_input_grad[1]:
+                db = torch.matmul(a, dx)  # db_kj = Σ_i a_ki dx_ij
+        return da, db, None
+
+
+def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
+                                 contiguous_grads: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
-    `norm_kernel`: see `ChannelFirstTriangleMultiplication`."""
+    `norm_kernel`, `contiguous_grads`: see `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
-         norm_kernel=norm_kernel)
+         norm_kernel=norm_kernel, contiguous_grads=contiguous_grads)
     return model

@@ -59,6 +59,9 @@ class SpeedConfig:
     trimul_norm_kernel: bool = _opt(
         False, "with trimul_channel_first and the Triton LayerNorm: its output LayerNorm "
                "reads the channels-first product in place")
+    trimul_contiguous_grads: bool = _opt(
+        False, "with trimul_channel_first: the triangle product's backward returns both "
+               "gradients contiguous (autograd's gives one as a transposed view)")
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
@@ -91,6 +94,8 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
+        if self.trimul_contiguous_grads and not self.trimul_channel_first:
+            raise ValueError("trimul_contiguous_grads needs trimul_channel_first")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
