@@ -22,7 +22,8 @@ def test_speed_presets_set_their_precision_and_flags_override():
     cfg = _cfg("--speed", "h100")
     assert cfg.speed == dataclasses.replace(SpeedConfig.preset("h200"),
                                             recompute_outer_product=True,
-                                            eval_length_buckets="off", eval_cuda_graphs=False)
+                                            eval_length_buckets="off", eval_cuda_graphs=False,
+                                            eval_warm_up=False)
     # explicit flags still win, both ways for booleans
     cfg = _cfg("--speed", "h200", "--precision", "tf32", "--layer-norm-output", "fp32",
                "--no-cuda-graphs", "--no-compile-glue")
@@ -84,3 +85,19 @@ def test_embedded_default_on_a_cpu_is_plain_fp32(tmp_path, monkeypatch):
     assert cfg.precision == "fp32" and cfg.speed == SpeedConfig()
     assert cfg.mlperf.platform.startswith("1xCPU (embedded default")
     assert default_platform(embedded=False) == "1xCPU"
+
+
+def test_embedded_default_on_cuda_keeps_the_h200_recipe_under_single_flags(tmp_path,
+                                                                           monkeypatch):
+    """A speed flag on the embedded default overrides one field of the H200 recipe; it
+    must not switch the run to plain fp32 (a silent change of what is measured)."""
+    import scalefold.cli as cli
+
+    monkeypatch.setattr(cli, "ensure_mini_dataset", lambda path: tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    cfg = _cfg("--fused-residual-dropout", "--no-compile-glue", data_dir=None)
+    assert cfg.precision == "bf16"
+    assert cfg.speed == dataclasses.replace(SpeedConfig.preset("h200"),
+                                            fused_residual_dropout=True, compile_glue=False)
+    assert _cfg("--precision", "fp32", data_dir=None).speed == SpeedConfig()

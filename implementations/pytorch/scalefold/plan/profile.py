@@ -188,7 +188,7 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
     if not steps:
         raise ValueError(f"{where}: 'step' holds no preset")
     sources = {f"step.{k}": f"{v.source} ({v.date})" for k, v in steps.items()}
-    assumed = []
+    assumed = [f"step.{k}" for k, v in raw["step"].items() if v.get("measured", True) is False]
     kw: dict = {}
     for name in ("trainer", "startup", "dp", "dap", "eval", "data"):
         sec = raw.get(name)

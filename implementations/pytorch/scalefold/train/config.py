@@ -124,8 +124,9 @@ _H200 = SpeedConfig(
     attention="triton", attention_dq_kernel=True, attention_store_ds=True,
     layer_norm="triton", layer_norm_output="compute", fused_optimizer=True,
     cuda_graphs=True, compile_glue=True, matvec_bias_grad=True, trimul_channel_first=True,
-    trimul_norm_kernel=True, opm_projection_kernel=True, fused_gate=True,
-    eval_length_buckets="64", eval_cuda_graphs=True,
+    trimul_norm_kernel=True, trimul_contiguous_grads=True, opm_projection_kernel=True,
+    fused_gate=True, fused_residual_dropout=True, eval_length_buckets="64",
+    eval_cuda_graphs=True, eval_warm_up=True,
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
@@ -133,7 +134,8 @@ PRESETS: dict[str, SpeedPreset] = {
     # The evaluation graphs' memory pool (12 GiB reserved over the 180 chains on the H200)
     # does not fit beside the training step's 70 GiB on an 80 GB GPU.
     "h100": SpeedPreset(replace(_H200, recompute_outer_product=True,
-                                eval_length_buckets="off", eval_cuda_graphs=False), "bf16",
+                                eval_length_buckets="off", eval_cuda_graphs=False,
+                                eval_warm_up=False), "bf16",
                         "h200 with the outer product mean recomputed and evaluation without "
                         "graphs (fits 80 GB)"),
 }
