@@ -37,7 +37,7 @@ def _callers(name: str) -> set[str]:
 
 @pytest.mark.parametrize("name", [
     "TrainStep", "GraphedTrainStep", "make_adam", "apply_speedups", "parallelize_dap",
-    "DistributedDataParallel", "FlatGradSync", "WeightEMA", "AlphaFoldLoss", "LRSchedule",
+    "DistributedDataParallel", "FlatGradSync", "BucketedGradSync", "WeightEMA", "AlphaFoldLoss", "LRSchedule",
 ])
 def test_only_the_builder_constructs_step_parts(name):
     """`grep` finds one step builder: nothing else in the package builds these."""
@@ -107,8 +107,9 @@ def test_unsupported_combinations_are_refused_before_building(tmp_path):
     two = Topology(rank=0, world_size=2, num_eval_ranks=0)
     with pytest.raises(ValueError, match="grad_sync='flat'"):
         check_supported(cfg(fused_optimizer=True, cuda_graphs=True), torch.device("cuda"), two)
-    check_supported(cfg(fused_optimizer=True, cuda_graphs=True, grad_sync="flat"),
-                    torch.device("cuda"), two)
+    for sync in ("flat", "bucketed"):
+        check_supported(cfg(fused_optimizer=True, cuda_graphs=True, grad_sync=sync),
+                        torch.device("cuda"), two)
     dap = Topology(rank=0, world_size=2, num_eval_ranks=0, dap_size=2, dap_group=object())
     with pytest.raises(ValueError, match="DAP"):
         check_supported(cfg(compile_glue=True), torch.device("cpu"), dap)

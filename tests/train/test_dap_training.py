@@ -68,7 +68,7 @@ def _main(rank: int, port: int, mini, out: str, grad_sync: str) -> None:
         shutdown_process_group()
 
 
-@pytest.mark.parametrize("grad_sync", ["ddp", "flat"])
+@pytest.mark.parametrize("grad_sync", ["ddp", "flat", "bucketed"])
 def test_dap2_training_follows_single_process(mini_dataset, tmp_path, grad_sync):
     mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), grad_sync), nprocs=2,
              join=True)

@@ -58,7 +58,8 @@ def _rank_main(rank: int, world: int, port: int, mini, out: str, speed) -> None:
 @pytest.mark.parametrize("speed", [
     SpeedConfig(),  # DDP hooks, clip then Adam
     SpeedConfig(grad_sync="flat", fused_optimizer=True),  # the CUDA-graph layout, eager
-], ids=["ddp", "flat+fused"])
+    SpeedConfig(grad_sync="bucketed", fused_optimizer=True),  # buckets from backward
+], ids=["ddp", "flat+fused", "bucketed+fused"])
 def test_two_ranks_equal_one_rank_with_twice_the_batch(mini_dataset, tmp_path, speed):
     port = _free_port()
     os.environ.pop("RANK", None)
@@ -92,7 +93,7 @@ def test_torchrun_one_rank_runs_the_multi_rank_path(mini_dataset, tmp_path, monk
     """`torchrun --nproc-per-node 1` gets a process group of one, and the flat gradient
     sync all-reduces over it: the path several ranks take, with the same result as the
     same one process started without a launcher, bit for bit."""
-    from scalefold.train import step as step_mod
+    from scalefold.train import grad_sync as sync_mod
     from scalefold.train.distributed import discover
 
     speed = SpeedConfig(grad_sync="flat", fused_optimizer=True)
@@ -103,9 +104,9 @@ def test_torchrun_one_rank_runs_the_multi_rank_path(mini_dataset, tmp_path, monk
     assert launched["process_group"]
 
     calls = []
-    monkeypatch.setattr(step_mod.FlatGradSync, "_attach",
-                        lambda self, params, f=step_mod.FlatGradSync._attach:
-                        (calls.append(1), f(self, params))[1])
+    monkeypatch.setattr(sync_mod.FlatGradSync, "_attach",
+                        lambda self, params, order=None, f=sync_mod.FlatGradSync._attach:
+                        (calls.append(1), f(self, params, order))[1])
     cfg = _config(mini_dataset, tmp_path / "single", num_train_iters=3, val_every_iters=3,
                   resume=None, speed=speed)
     threads = torch.get_num_threads()

@@ -174,7 +174,7 @@ def test_speed_config_fast_is_consistent():
 def test_flat_grad_sync_keeps_the_step_and_its_views(batches):
     """One rank with the flat gradient buffer: the same updates as without it, and the
     gradients stay views of the one buffer across steps (what the split graphs rely on)."""
-    from scalefold.train.step import FlatGradSync
+    from scalefold.train.grad_sync import FlatGradSync
 
     ref_model, ref = _build(fused=True)
     model, step = _build(fused=True)

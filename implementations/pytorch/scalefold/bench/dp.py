@@ -7,7 +7,9 @@ ranks by one of (`SpeedConfig.grad_sync`):
 
 - `ddp`: `DistributedDataParallel` (bucketed all-reduces overlapped with backward);
 - `flat`: one all-reduce of a flat gradient buffer after backward (`FlatGradSync`);
-  with a `+graphs` variant, backward and the update are two CUDA graphs around it.
+  with a `+graphs` variant, backward and the update are two CUDA graphs around it;
+- `bucketed`: that buffer's buckets all-reduced from inside backward
+  (`BucketedGradSync`); with graphs, one graph holds the step and its collectives.
 
 Weak scaling (the benchmark's: one sample per GPU): efficiency = t(1) / t(W) for the same
 mode. Reported per (mode, W): median step time (per step the slowest rank's), the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,10 +39,11 @@ from scalefold.bench.step import (
     time_steps,
 )
 from scalefold.model import AlphaFoldConfig
+from scalefold.train.config import SpeedConfig
 from scalefold.train.topology import Topology
 from scalefold.utils.synthetic import synthetic_batch
 
-MODES = ("ddp", "flat")
+MODES = typing.get_args(typing.get_type_hints(SpeedConfig)["grad_sync"])
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ def check_config(cfg: DpBenchConfig) -> None:
     if unknown:
         raise ValueError(f"unknown modes {unknown}; known: {list(MODES)}")
     if variant.speed.cuda_graphs and "ddp" in cfg.modes:
-        raise ValueError("graph variants need --modes flat (DDP's hooks are not captured)")
+        raise ValueError("graph variants need --modes flat or bucketed (DDP's hooks are "
+                         "not captured)")
     if cfg.device.startswith("cuda"):
         have = torch.cuda.device_count()
         if max(cfg.world_sizes) > have:

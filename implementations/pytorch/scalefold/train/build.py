@@ -9,7 +9,7 @@ its parallelism, the optimizer, the SWA copy and the step; `Trainer`, `bench ste
 2. its speed-ups (`scalefold.kernels.apply_speedups`), and an unsharded, uncompiled
    copy for evaluation;
 3. parallelism: DAP shards the stacks; several training ranks average gradients with
-   DDP's hooks or one flat all-reduce (`SpeedConfig.grad_sync`);
+   DDP's hooks or a flat gradient buffer (`SpeedConfig.grad_sync`, train/grad_sync.py);
 4. Adam (fused and capturable when the speed-ups ask), the learning-rate schedule, the
    loss, the SWA (EMA) copy;
 5. the step (`TrainStep`), and its CUDA graphs, uncaptured (`GraphedTrainStep`).
@@ -36,9 +36,10 @@ from scalefold.kernels import apply_speedups
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import TrainConfig
+from scalefold.train.grad_sync import BucketedGradSync, FlatGradSync
 from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
-from scalefold.train.step import FlatGradSync, TrainStep, make_adam
+from scalefold.train.step import TrainStep, make_adam
 from scalefold.train.swa import WeightEMA
 from scalefold.train.topology import Topology
 
@@ -94,9 +95,9 @@ def check_supported(cfg: TrainConfig, device: torch.device, topo: Topology) -> N
     multi = topo.num_train_ranks > 1 and not topo.is_eval_rank
     if speed.cuda_graphs and device.type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device; this process runs on {device}")
-    if speed.cuda_graphs and multi and speed.grad_sync != "flat":
+    if speed.cuda_graphs and multi and speed.grad_sync == "ddp":
         raise ValueError("cuda_graphs with several training ranks needs grad_sync='flat' "
-                         "(--grad-sync flat): DDP's hooks are not captured")
+                         "or 'bucketed' (--grad-sync flat): DDP's hooks are not captured")
     if speed.dap_overlap and speed.cuda_graphs and topo.dap_size > 1:
         raise ValueError("dap_overlap runs its all-to-alls asynchronously, which is not "
                          "tested inside CUDA graph capture yet: use it with --no-cuda-graphs")
@@ -138,11 +139,13 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
                         overlap=speed.dap_overlap)
     forward_model: nn.Module = model
     grad_sync = None
-    if speed.grad_sync == "flat" and not topo.is_eval_rank:
-        # Also on one rank, so that one GPU runs (and times) the multi-rank step: backward
-        # and update as two graphs around the all-reduce, which a process group of one
-        # still performs (torchrun W = 1).
-        grad_sync = FlatGradSync(topo.train_group, topo.num_train_ranks)
+    if speed.grad_sync != "ddp" and not topo.is_eval_rank:
+        # Also on one rank, so that one GPU runs (and times) the multi-rank step (its
+        # collectives over a process group of one under torchrun W = 1).
+        if speed.grad_sync == "flat":
+            grad_sync = FlatGradSync(topo.train_group, topo.num_train_ranks)
+        else:
+            grad_sync = BucketedGradSync(topo.train_group, topo.num_train_ranks)
     elif topo.num_train_ranks > 1 and not topo.is_eval_rank:
         # Heads whose loss weight is 0 (experimentally resolved) get no gradient, so
         # DDP must be told some parameters may not take part in a step.

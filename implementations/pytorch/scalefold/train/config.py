@@ -75,9 +75,11 @@ class SpeedConfig:
     dap_overlap: bool = _opt(
         False, "under DAP: each block's MSA all-to-all runs behind its pair updates (and "
                "its adjoint behind their backward) instead of after them")
-    grad_sync: Literal["ddp", "flat"] = _opt(
-        "ddp", "data-parallel gradient averaging: DDP's bucketed hooks, or one flat "
-               "all-reduce after backward (what CUDA graphs need on several ranks)")
+    grad_sync: Literal["ddp", "flat", "bucketed"] = _opt(
+        "ddp", "data-parallel gradient averaging: DDP's bucketed hooks; one flat "
+               "all-reduce after backward (CUDA graphs: backward and update as two graphs "
+               "around it); or the flat buffer's buckets all-reduced from inside backward "
+               "as their gradients are ready (CUDA graphs: one graph, collectives captured)")
     eval_length_buckets: Literal["off", "32", "64", "128"] = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")

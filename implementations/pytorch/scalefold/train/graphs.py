@@ -102,7 +102,9 @@ class GraphedTrainStep:
     With a `FlatGradSync` on the step (several data-parallel ranks), each signature gets
     two graphs, forward + backward and the update, and the gradient all-reduce runs
     between their replays, outside any graph: the collective needs no capture support
-    from the backend, and one flat all-reduce replaces DDP's buckets.
+    from the backend, and one flat all-reduce replaces DDP's buckets. A
+    `BucketedGradSync` completes the average inside backward (its bucket all-reduces are
+    captured with it), so the step stays one graph.
     """
 
     def __init__(self, step: TrainStep, warmup_steps: int = 3) -> None:
@@ -144,7 +146,7 @@ class GraphedTrainStep:
         if not todo:
             return
         current = torch.cuda.current_stream(self.device)
-        split = step.grad_sync is not None
+        split = step.grad_sync is not None and not step.grad_sync.reduces_in_backward
         with preserved_training_state(step.ema_model, step.optimizer, step.ema,
                                       keep_grads=step.grad_sync is not None):
             # Warm-up on a side stream (lazy initialisation, Triton compilation and

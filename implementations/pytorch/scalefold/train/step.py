@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from scalefold.data.selection import last_iteration
+from scalefold.train.grad_sync import FlatGradSync
 from scalefold.train.swa import WeightEMA
 
 Batch = dict[str, torch.Tensor]
@@ -130,72 +130,6 @@ def make_adam(params, lr: float, device: torch.device, fused: bool,
     return torch.optim.Adam(params, lr=lr, **kwargs)
 
 
-class FlatGradSync:
-    """Gradient averaging over a process group as one all-reduce of a flat buffer.
-
-    The replacement for DDP's bucketed hooks where the step is captured as CUDA graphs:
-    backward (one graph) ends by copying its gradients into one persistent flat buffer
-    (`collect`) and pointing each parameter's `.grad` at its view of it; the all-reduce
-    (`__call__`) runs between the graphs, and the update (a second graph) reads the same
-    views.
-
-    Backward writes fresh gradients (`.grad` is None before it, so autograd hands each
-    parameter its gradient without a kernel) and one multi-tensor copy moves them into
-    the buffer, a few launches for all of them. Accumulating into views that already
-    exist would launch one add kernel per parameter instead, thousands a step.
-
-    The layout is fixed at the first `collect`, from the parameters that received a
-    gradient (the same on every rank: which parameters take part is fixed by the model's
-    configuration), so parameters without one stay `None` and Adam skips them, as it does
-    under DDP.
-    """
-
-    def __init__(self, group=None, world_size: int = 1) -> None:
-        self.group = group
-        self.world_size = world_size
-        self.flat: torch.Tensor | None = None  # made at the first collect
-        self._used: list[nn.Parameter] = []
-        self._views: list[torch.Tensor] = []
-
-    def _attach(self, params: list[nn.Parameter]) -> None:
-        used = [p for p in params if p.grad is not None]
-        dtypes = {p.grad.dtype for p in used}
-        if len(dtypes) != 1:
-            raise ValueError(f"flat gradient sync needs one gradient dtype, got {dtypes}")
-        flat = torch.zeros(sum(p.numel() for p in used), dtype=dtypes.pop(),
-                           device=used[0].device)
-        offsets = [0]
-        for p in used:
-            offsets.append(offsets[-1] + p.numel())
-        self._views = [flat[a:b].view_as(p) for p, a, b in zip(used, offsets, offsets[1:],
-                                                                 strict=False)]
-        self._used = used
-        self.flat = flat
-
-    def collect(self, params: list[nn.Parameter]) -> None:
-        """After backward: this step's gradients into the flat buffer, `.grad` its views."""
-        if self.flat is None:
-            self._attach(params)
-        grads = [p.grad for p in self._used]
-        if any(g is None for g in grads) or sum(
-                p.grad is not None for p in params) != len(self._used):
-            raise RuntimeError("flat gradient sync: the parameters that received a gradient "
-                               "changed after the first step; the flat layout assumes a "
-                               "fixed set")
-        torch._foreach_copy_(self._views, grads)
-        for p, view in zip(self._used, self._views, strict=True):
-            p.grad = view
-
-    def __call__(self, params: list[nn.Parameter]) -> None:
-        """The average over the group, in place in the flat buffer (after `collect`)."""
-        if self.flat is None:
-            self.collect(params)
-        if dist.is_initialized():  # one rank too (torchrun W = 1): the same collective
-            dist.all_reduce(self.flat, group=self.group)
-        if self.world_size > 1:
-            self.flat.div_(self.world_size)
-
-
 class TrainStep:
     """forward → loss → backward → clip → Adam → EMA, with device-tensor outputs.
 
@@ -254,6 +188,8 @@ class TrainStep:
         with self.autocast():
             outputs = self.model(feats)
         loss, terms = self.loss_fn(outputs, last_iteration(feats), use_clamped)
+        if self.grad_sync is not None:
+            self.grad_sync.begin(self.params)
         loss.backward()
         if self.grad_sync is not None:
             self.grad_sync.collect(self.params)
