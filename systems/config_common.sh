@@ -18,11 +18,22 @@ export LOCAL_BATCH_SIZE="${LOCAL_BATCH_SIZE:-1}"
 # A time-to-train result needs 10 runs (systems/run.sub runs NEXP of them per job).
 export NEXP="${NEXP:-10}"
 # Speed-ups: a preset of `SpeedConfig` (`scalefold train --speed`, docs/PERFORMANCE.md).
-# h100: bf16 with every speed-up measured to help and the outer product mean recomputed in
-# backward, what fits an 80 GB H100. SPEEDUPS holds `scalefold train` flags that override
-# the preset's fields; each multi-rank config sets it after its DAP_SIZE with
-# `multi_rank_speedups`.
-export SPEED="${SPEED:-h100}"
+# SPEEDUPS holds `scalefold train` flags that override the preset's fields. Each config
+# sets both after its DAP_SIZE, with `default_speed` and `multi_rank_speedups`.
+
+# The preset for an 80 GB H100. Without DAP, `h100`: the `h200` form with the outer
+# product mean recomputed (70.6 GiB) and evaluation without its CUDA graphs, whose pool
+# (13.6 GiB reserved) would not fit beside the step. With DAP a group shares one sample's
+# activations (~42 GiB a GPU at DAP 2, ~15 GiB at DAP 8: docs/PLAN.md's memory model from
+# the measured DAP 2 run), so the `h200` form fits with its evaluation graphs and warm-up,
+# which the asynchronous evaluation ranks need to keep up (docs/PERFORMANCE.md).
+default_speed() {
+    if (( ${DAP_SIZE:-1} > 1 )); then
+        echo "h200"
+    else
+        echo "h100"
+    fi
+}
 
 # Data parallelism alone keeps the preset's CUDA graphs, the gradients averaged by one
 # flat all-reduce between the backward graph and the update graph (the trainer's
