@@ -110,6 +110,9 @@ CASES = {
     "tiny_dap2_ddp2_scale": ((4,), 2, "scale", True, False),
     "tiny_train_overlap": ((2, 4), None, "sum", False, True),
     "tiny_train_checkpointing_overlap": ((2,), None, "sum", False, True),
+    # speed-ups swapped in before DAP: channels-first triangle multiplication (DAP runs
+    # its project/combine halves) and the fused residual update's routing
+    "tiny_train_swapped": ((2, 4), None, "sum", False, False),
 }
 
 
@@ -118,7 +121,7 @@ def _build_reference(name: str) -> dict:
         return _reference(_tiny(), seeds=(0,), train=False, checkpointing=False)
     if name in ("tiny_train_checkpointing", "tiny_train_checkpointing_overlap"):
         return _reference(_tiny(), seeds=(0,), train=True, checkpointing=True)
-    if name == "tiny_train_overlap":
+    if name in ("tiny_train_overlap", "tiny_train_swapped"):
         return _reference(_tiny(), seeds=(0,), train=True, checkpointing=False)
     if name == "mlperf_reduced_eval":
         return _reference(_mlperf_reduced(), seeds=(0,), train=False, checkpointing=False)
@@ -134,6 +137,19 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
     model.load_state_dict(ref["state_dict"])
     model.train(ref["train"])
     model.set_activation_checkpointing(ref["checkpointing"])
+    if name == "tiny_train_swapped":
+        from scalefold.kernels import swap_residual_dropout, swap_triangle_multiplication
+        from scalefold.kernels.dropout import FusedResidualDropout
+
+        swap_triangle_multiplication(model, contiguous_grads=True)
+        swap_residual_dropout(model)
+        from scalefold.kernels.trimul import ChannelFirstTriangleMultiplication as CF
+
+        calls, projected = [], []
+        real, real_project = FusedResidualDropout.residual_masked, CF.project
+        FusedResidualDropout.residual_masked = (
+            lambda self, r, x, keep: (calls.append(1), real(self, r, x, keep))[1])
+        CF.project = lambda self, z, mask: (projected.append(1), real_project(self, z, mask))[1]
     keys = list(model.state_dict())
     if dap_size == world:
         group = None
@@ -157,6 +173,10 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
     for n, p in model.named_parameters():
         errors[f"grad/{n}"] = _rel(p.grad, ref["grads"][n], scales[n])
 
+    if name == "tiny_train_swapped":
+        FusedResidualDropout.residual_masked, CF.project = real, real_project
+        errors["fused_residual_not_called"] = float(not calls)
+        errors["channels_first_not_called"] = float(not projected)
     if name == "tiny_eval":
         # The trainer's evaluation model is a deep copy: it must stay parallelized.
         ev = copy.deepcopy(model).eval()
@@ -266,3 +286,11 @@ def test_overlapped_msa_all_to_all_matches_one_process(results):
 @_worlds("tiny_train_checkpointing_overlap")
 def test_overlapped_all_to_all_under_activation_checkpointing(results):
     _check(results, "tiny_train_checkpointing_overlap")
+
+
+@_worlds("tiny_train_swapped")
+def test_swapped_kernels_run_under_dap(results):
+    """The speed-ups applied before DAP are the ones DAP runs (the channels-first
+    triangle multiplication's halves, the residual update's `residual_masked`), with
+    outputs and gradients as the plain model in one process computes them."""
+    _check(results, "tiny_train_swapped")

@@ -148,8 +148,12 @@ class FusedResidualDropout(SharedDropout):
         shape = list(x.shape)
         shape[self.shared_dim] = 1
         keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        if not _kernel_applies(r, x, self.shared_dim):
-            return r + x * keep / (1.0 - self.p)
+        return self.residual_masked(r, x, keep)
+
+    def residual_masked(self, r: torch.Tensor, x: torch.Tensor,
+                        keep: torch.Tensor) -> torch.Tensor:
+        if not _kernel_applies(r, x, self.shared_dim) or keep.shape[self.shared_dim] != 1:
+            return super().residual_masked(r, x, keep)
         inv = np.float32(1.0) / np.float32(1.0 - self.p)  # what CUDA's scalar division uses
         return _ResidualDropoutFn.apply(r, x, keep, float(inv))
 

@@ -63,17 +63,18 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
                             zf.transpose(-1, -2))
         return out.reshape(*lead, *out.shape[-2:])
 
-    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # z: [*, N, N, c_z]  mask: [*, N, N]
+    def project(self, z: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # z: [*, N1, N2, c_z]  mask: [*, N1, N2] -> z normed, a, b: [*, c, N1, N2]
         z = self.layer_norm_in(z)
         n1, n2 = z.shape[-3], z.shape[-2]
         c = self.linear_a_p.out_features
-        proj = self._projections(z)  # [*, 4c, N*N]
-        a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N*N]
-        m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N*N]
-        a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
-        b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N, N]
-        return self.combine(a, b, z)  # contiguous operands: no copies for the matmul
+        proj = self._projections(z)  # [*, 4c, N1*N2]
+        a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N1*N2]
+        m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
+        a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
+        b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
+        return z, a, b  # contiguous operands: no copies for the matmul
 
     def triangle_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if not self.contiguous_grads:

@@ -31,6 +31,12 @@ class SharedDropout(nn.Module):
         call so that a fused implementation can replace it (`scalefold.kernels`)."""
         return r + self(x)
 
+    def residual_masked(self, r: torch.Tensor, x: torch.Tensor,
+                        keep: torch.Tensor) -> torch.Tensor:
+        """r + dropout(x) with a mask drawn by the caller (DAP draws the whole tensor's
+        and keeps its block); keep: x's shape with 1 on `shared_dim`."""
+        return r + x * keep / (1.0 - self.p)
+
 
 def dropout_rowwise(p: float) -> SharedDropout:
     return SharedDropout(p, shared_dim=-3)

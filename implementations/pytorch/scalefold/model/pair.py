@@ -50,12 +50,20 @@ class TriangleMultiplication(nn.Module):
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z]  mask: [*, N, N]
+        z, a, b = self.project(z, mask)
+        return self.combine(a, b, z)
+
+    def project(self, z: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """layer_norm_in(z) and the gated, masked projections a, b, channels first
+        ([*, c, N1, N2] for z: [*, N1, N2, c_z]): the two halves of the update around the
+        triangle product, which DAP splits with a gather of one operand."""
         z = self.layer_norm_in(z)
         mask = mask.unsqueeze(-1)
         a = torch.sigmoid(self.linear_a_g(z)) * mask * self.linear_a_p(z)  # [*, N, N, c]
         b = torch.sigmoid(self.linear_b_g(z)) * mask * self.linear_b_p(z)  # [*, N, N, c]
         # Channels first so the contraction over k is one batched matmul.
-        return self.combine(a.movedim(-1, -3), b.movedim(-1, -3), z)
+        return z, a.movedim(-1, -3), b.movedim(-1, -3)
 
     def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The triangle product of a, b ([*, c, N, N], channels first), normalised,
@@ -65,7 +73,9 @@ class TriangleMultiplication(nn.Module):
         return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
 
     def triangle_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # a, b: [*, c, N, N] -> [*, c, N, N]
+        # a, b: [*, c, N, N] -> [*, c, N, N] (under DAP one operand is a block of rows or
+        # columns: outgoing a [*, c, N/P, N] -> x [*, c, N/P, N]; incoming b [*, c, N,
+        # N/P] -> x [*, c, N, N/P])
         if self.outgoing:
             return torch.matmul(a, b.transpose(-1, -2))  # x_ij = Σ_k a_ik b_jk
         return torch.matmul(a.transpose(-1, -2), b)  # x_ij = Σ_k a_ki b_kj

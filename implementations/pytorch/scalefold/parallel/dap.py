@@ -35,7 +35,7 @@ from scalefold.parallel.layers import (
     DAPContext,
     outer_product_mean,
     row_attention_with_pair_bias,
-    shared_dropout,
+    shared_dropout_residual,
     triangle_attention,
     triangle_multiplication,
 )
@@ -62,7 +62,7 @@ def _msa_block_forward(
     pair_row, pair_col = ctx.shard(pair_mask, -2), ctx.shard(pair_mask, -1)
 
     upd = row_attention_with_pair_bias(block.msa_att_row, m, z, msa_row, ctx)
-    m = m + shared_dropout(block.msa_dropout_row, upd, -3, ctx)
+    m = shared_dropout_residual(block.msa_dropout_row, m, upd, -3, ctx)
     m = row_to_col(m, g)  # [*, S, N/P, c_m]
     m = m + block.msa_att_col(m, msa_col)
     m = m + core.msa_transition(m)
@@ -71,16 +71,16 @@ def _msa_block_forward(
     m_rows = col_to_row_start(m, g) if ctx.overlap else None
 
     upd = triangle_multiplication(core.tri_mul_out, z, pair_row, ctx)
-    z = z + shared_dropout(core.pair_dropout_row, upd, -3, ctx)
+    z = shared_dropout_residual(core.pair_dropout_row, z, upd, -3, ctx)
     z = row_to_col(z, g)  # [*, N, N/P, c_z]
     upd = triangle_multiplication(core.tri_mul_in, z, pair_col, ctx)
-    z = z + shared_dropout(core.pair_dropout_row, upd, -2, ctx)
+    z = shared_dropout_residual(core.pair_dropout_row, z, upd, -2, ctx)
     z = col_to_row(z, g)  # [*, N/P, N, c_z]
     upd = triangle_attention(core.tri_att_start, z, pair_row, ctx)
-    z = z + shared_dropout(core.pair_dropout_row, upd, -3, ctx)
+    z = shared_dropout_residual(core.pair_dropout_row, z, upd, -3, ctx)
     z = row_to_col(z, g)  # [*, N, N/P, c_z]
     upd = triangle_attention(core.tri_att_end, z, pair_col, ctx)
-    z = z + shared_dropout(core.pair_dropout_col, upd, -2, ctx)
+    z = shared_dropout_residual(core.pair_dropout_col, z, upd, -2, ctx)
     z = z + core.pair_transition(z)
     if m_rows is None:
         return col_to_row(m, g), col_to_row(z, g)
@@ -113,16 +113,16 @@ class DAPTemplatePairBlock(TemplatePairBlock):
         g = ctx.group
         row, col = ctx.shard(mask, -2), ctx.shard(mask, -1)
         upd = triangle_attention(self.tri_att_start, t, row, ctx)
-        t = t + shared_dropout(self.dropout_row, upd, -3, ctx)
+        t = shared_dropout_residual(self.dropout_row, t, upd, -3, ctx)
         t = row_to_col(t, g)  # [*, T, N, N/P, c_t]
         upd = triangle_attention(self.tri_att_end, t, col, ctx)
-        t = t + shared_dropout(self.dropout_col, upd, -2, ctx)
+        t = shared_dropout_residual(self.dropout_col, t, upd, -2, ctx)
         t = col_to_row(t, g)
         upd = triangle_multiplication(self.tri_mul_out, t, row, ctx)
-        t = t + shared_dropout(self.dropout_row, upd, -3, ctx)
+        t = shared_dropout_residual(self.dropout_row, t, upd, -3, ctx)
         t = row_to_col(t, g)
         upd = triangle_multiplication(self.tri_mul_in, t, col, ctx)
-        t = t + shared_dropout(self.dropout_row, upd, -2, ctx)
+        t = shared_dropout_residual(self.dropout_row, t, upd, -2, ctx)
         t = t + self.pair_transition(t)
         return col_to_row(t, g)
 

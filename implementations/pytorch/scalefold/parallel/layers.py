@@ -95,24 +95,21 @@ def outer_product_mean(
 def triangle_multiplication(
     mod: TriangleMultiplication, z: torch.Tensor, mask: torch.Tensor, ctx: DAPContext
 ) -> torch.Tensor:
-    """Outgoing on the row-sharded pair, incoming on the column-sharded pair."""
+    """Outgoing on the row-sharded pair, incoming on the column-sharded pair.
+
+    The module's own two halves (`project`, `combine`) run on the local block, so a
+    swapped implementation (channels-first projections, the fused gate, the output
+    LayerNorm kernel) runs under DAP too; only one operand is gathered between them.
+    """
     # outgoing: z [*, N/P, N, c_z], mask [*, N/P, N]; incoming: z [*, N, N/P, c_z], mask [*, N, N/P]
-    z = mod.layer_norm_in(z)
-    mask = mask.unsqueeze(-1)
-    a = torch.sigmoid(mod.linear_a_g(z)) * mask * mod.linear_a_p(z)
-    b = torch.sigmoid(mod.linear_b_g(z)) * mask * mod.linear_b_p(z)
+    z, a, b = mod.project(z, mask)  # a, b: [*, c, N/P, N] (outgoing) or [*, c, N, N/P]
     if mod.outgoing:
         # x_ij = Σ_k a_ik b_jk: rows i are local, all rows j of b are needed.
-        b = all_gather(b, -3, ctx.group)  # [*, N, N, c]
-        x = torch.matmul(a.movedim(-1, -3), b.movedim(-1, -3).transpose(-1, -2))
-        # x: [*, c, N/P, N]
+        b = all_gather(b, -2, ctx.group)  # [*, c, N, N]
     else:
         # x_ij = Σ_k a_ki b_kj: columns j are local, all columns i of a are needed.
-        a = all_gather(a, -2, ctx.group)  # [*, N, N, c]
-        x = torch.matmul(a.movedim(-1, -3).transpose(-1, -2), b.movedim(-1, -3))
-        # x: [*, c, N, N/P]
-    x = mod.linear_z(mod.layer_norm_out(x.movedim(-3, -1)))
-    return x * torch.sigmoid(mod.linear_g(z))
+        a = all_gather(a, -1, ctx.group)  # [*, c, N, N]
+    return mod.combine(a, b, z)  # [*, N/P, N, c_z] or [*, N, N/P, c_z]
 
 
 def triangle_attention(
@@ -134,10 +131,11 @@ def triangle_attention(
     return out
 
 
-def shared_dropout(
-    mod: SharedDropout, x: torch.Tensor, shard_dim: int, ctx: DAPContext
+def shared_dropout_residual(
+    mod: SharedDropout, r: torch.Tensor, x: torch.Tensor, shard_dim: int, ctx: DAPContext
 ) -> torch.Tensor:
-    """`SharedDropout` on a block of x sharded along `shard_dim`.
+    """r + `SharedDropout`(x) on blocks r, x sharded along `shard_dim` (the module's
+    `residual_masked`, so a fused residual update runs under DAP too).
 
     Every rank draws the mask of the whole tensor (it is shared along one axis, so it is
     small) and keeps its block: with the random state equal on the ranks of a group, as
@@ -145,7 +143,7 @@ def shared_dropout(
     unsharded model draws, in the same order.
     """
     if not mod.training or mod.p == 0.0:
-        return x
+        return r + x
     nd = x.dim()
     shared, sharded = mod.shared_dim % nd, shard_dim % nd
     shape = list(x.shape)
@@ -155,4 +153,4 @@ def shared_dropout(
     keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - mod.p)
     if sharded != shared:
         keep = keep.narrow(sharded, ctx.rank * x.shape[sharded], x.shape[sharded])
-    return x * keep / (1.0 - mod.p)
+    return mod.residual_masked(r, x, keep)
