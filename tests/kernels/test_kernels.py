@@ -7,6 +7,8 @@ relative norms ||got - ref|| / ||ref||.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -160,6 +162,33 @@ def test_opm_projection_kernel_matches_plain(kern, device, lead, s, n, c_z, monk
     got = _opm_run(True, device, lead, s, n, c_z)
     for a, r in zip(got, ref, strict=True):
         assert rel(a, r) < 1e-5
+
+
+def test_opm_projection_kernel_matches_plain_on_a_block_of_rows(kern, device, monkeypatch):
+    """`outer_projection(a, b)` with a the block of columns one DAP rank holds (Ni < Nj):
+    the kernels' rows are the (r, i) pairs, their j extent b's."""
+    from scalefold.kernels.opm import swap_outer_product_mean
+    from scalefold.model.pair import OuterProductMean
+
+    if device.type == "cuda":
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    g = torch.Generator().manual_seed(6)
+    plain = OuterProductMean(24, 20, 16, 1e-3)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.3, generator=g)
+    plain = plain.to(device)
+    projected = swap_outer_product_mean(copy.deepcopy(plain))
+    a = torch.randn(2, 5, 7, 16, generator=g).to(device).requires_grad_()
+    b = torch.randn(2, 5, 70, 16, generator=g).to(device).requires_grad_()
+    dy = torch.randn(2, 7, 70, 20, generator=g).to(device)
+    results = []
+    for mod in (plain, projected):
+        out = mod.outer_projection(a, b)
+        results.append([out, *torch.autograd.grad(out, [a, b, *mod.linear_out.parameters()],
+                                                   dy)])
+    assert results[1][0].shape == (2, 7, 70, 20)
+    for got, ref in zip(results[1], results[0], strict=True):
+        assert rel(got, ref) < 1e-5
 
 
 def test_opm_projection_kernel_under_recompute(kern, device, monkeypatch):
@@ -494,6 +523,7 @@ def test_kernels_in_triton_interpreter():
         "or other_launches or dq_kernel or stored_ds or sigmoid_gate "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
+    # (opm_projection_kernel_matches also selects the block-of-rows test)
 
 
 @pytest.mark.parametrize("swaps", [False, True], ids=["plain", "swapped"])

@@ -111,7 +111,8 @@ CASES = {
     "tiny_train_overlap": ((2, 4), None, "sum", False, True),
     "tiny_train_checkpointing_overlap": ((2,), None, "sum", False, True),
     # speed-ups swapped in before DAP: channels-first triangle multiplication (DAP runs
-    # its project/combine halves) and the fused residual update's routing
+    # its project/combine halves), the outer product mean's projection and the fused
+    # residual update's routing (on a CPU the kernels take the plain math)
     "tiny_train_swapped": ((2, 4), None, "sum", False, False),
 }
 
@@ -138,11 +139,20 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
     model.train(ref["train"])
     model.set_activation_checkpointing(ref["checkpointing"])
     if name == "tiny_train_swapped":
-        from scalefold.kernels import swap_residual_dropout, swap_triangle_multiplication
+        from scalefold.kernels import (
+            swap_outer_product_mean,
+            swap_residual_dropout,
+            swap_triangle_multiplication,
+        )
         from scalefold.kernels.dropout import FusedResidualDropout
+        from scalefold.kernels.opm import ProjectedOuterProductMean as POPM
 
         swap_triangle_multiplication(model, contiguous_grads=True)
         swap_residual_dropout(model)
+        swap_outer_product_mean(model)
+        outer = []
+        real_outer = POPM.outer_projection
+        POPM.outer_projection = lambda self, a, b: (outer.append(1), real_outer(self, a, b))[1]
         from scalefold.kernels.trimul import ChannelFirstTriangleMultiplication as CF
 
         calls, projected = [], []
@@ -177,6 +187,8 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
         FusedResidualDropout.residual_masked, CF.project = real, real_project
         errors["fused_residual_not_called"] = float(not calls)
         errors["channels_first_not_called"] = float(not projected)
+        POPM.outer_projection = real_outer
+        errors["opm_projection_not_called"] = float(not outer)
     if name == "tiny_eval":
         # The trainer's evaluation model is a deep copy: it must stay parallelized.
         ev = copy.deepcopy(model).eval()
@@ -291,6 +303,7 @@ def test_overlapped_all_to_all_under_activation_checkpointing(results):
 @_worlds("tiny_train_swapped")
 def test_swapped_kernels_run_under_dap(results):
     """The speed-ups applied before DAP are the ones DAP runs (the channels-first
-    triangle multiplication's halves, the residual update's `residual_masked`), with
+    triangle multiplication's halves, the outer product mean's `outer_projection`, the
+    residual update's `residual_masked`), with
     outputs and gradients as the plain model in one process computes them."""
     _check(results, "tiny_train_swapped")

@@ -121,11 +121,12 @@ def _block_k(ce: int) -> int:
 class _OPMProjectionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
-        # x: [R, N, C, N, E] contiguous; weight: [Z, C*E]; bias: [Z] -> [R, N, N, Z]
-        r, n, c, _, e = x.shape
+        # x: [R, Ni, C, Nj, E] contiguous; weight: [Z, C*E]; bias: [Z] -> [R, Ni, Nj, Z]
+        # (the kernels' rows are the R*Ni pairs (r, i), their N the Nj columns)
+        r, ni, c, n, e = x.shape
         z = weight.shape[0]
-        out = torch.empty((r, n, n, z), dtype=x.dtype, device=x.device)
-        _opm_proj_fwd[(r * n, triton.cdiv(n, _BLOCK_J))](
+        out = torch.empty((r, ni, n, z), dtype=x.dtype, device=x.device)
+        _opm_proj_fwd[(r * ni, triton.cdiv(n, _BLOCK_J))](
             x, weight, bias, out, n, z, c * e, e, BLOCK_J=_BLOCK_J,
             BLOCK_Z=next_pow2(max(z, 16)), BLOCK_K=_block_k(c * e), PREC=dot_precision(x),
             num_warps=4)
@@ -136,15 +137,15 @@ class _OPMProjectionFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         x, weight = ctx.saved_tensors
-        r, n, c, _, e = x.shape
+        r, ni, c, n, e = x.shape
         z, ce = weight.shape[0], c * e
         dout = dout.contiguous()
         bz, bk, prec = next_pow2(max(z, 16)), _block_k(ce), dot_precision(x)
         dx = torch.empty_like(x)
-        _opm_proj_dx[(r * n, triton.cdiv(n, _BLOCK_J))](
+        _opm_proj_dx[(r * ni, triton.cdiv(n, _BLOCK_J))](
             dout, weight, dx, n, z, ce, e, BLOCK_J=_BLOCK_J, BLOCK_Z=bz, BLOCK_K=bk,
             PREC=prec, num_warps=4)
-        rows, qblocks = r * n, ce // bk
+        rows, qblocks = r * ni, ce // bk
         chunks = max(1, min(rows, DW_PROGRAMS // qblocks))
         rows_per_prog = triton.cdiv(rows, chunks)
         chunks = triton.cdiv(rows, rows_per_prog)
@@ -167,31 +168,25 @@ class ProjectedOuterProductMean(OuterProductMean):
     """`OuterProductMean` with the same parameters; the output projection reads the
     outer product in its matmul's layout (see the module docstring)."""
 
-    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # m: [*, S, N, c_m]  mask: [*, S, N]
-        c, e = self.linear_1.out_features, self.linear_2.out_features
-        if not _kernel_applies(m, c, e):
-            return super().forward(m, mask)
-        m = self.layer_norm(m)
-        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
-        a = self.linear_1(m) * mask  # [*, S, N, c]
-        b = self.linear_2(m) * mask  # [*, S, N, e]
-        lead, (s, n) = a.shape[:-3], a.shape[-3:-1]
-        a2 = a.reshape(-1, s, n * c)
-        b2 = b.reshape(-1, s, n * e)
-        # [R, N*c, N*e] = aᵀ b: rows (i, c), columns (j, e); the transposed operand is a
-        # cuBLAS flag, not a copy
-        x = torch.matmul(a2.transpose(-1, -2), b2).view(-1, n, c, n, e)
+    def outer_projection(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # a: [*, S, Ni, c]  b: [*, S, Nj, e] -> [*, Ni, Nj, c_z]
+        c, e = a.shape[-1], b.shape[-1]
+        if not _kernel_applies(a, c, e):
+            return super().outer_projection(a, b)
+        lead, s, ni, nj = a.shape[:-3], a.shape[-3], a.shape[-2], b.shape[-2]
+        a2 = a.reshape(-1, s, ni * c)
+        b2 = b.reshape(-1, s, nj * e)
+        # [R, Ni*c, Nj*e] = aᵀ b: rows (i, c), columns (j, e); the transposed operand is
+        # a cuBLAS flag, not a copy
+        x = torch.matmul(a2.transpose(-1, -2), b2).view(-1, ni, c, nj, e)
         w, bias = self.linear_out.weight, self.linear_out.bias
         dt = autocast_dtype(x)
         if dt is not None:
             x, w, bias = x.to(dt), w.to(dt), bias.to(dt)
         elif w.dtype != x.dtype:
             w, bias = w.to(x.dtype), bias.to(x.dtype)
-        outer = _OPMProjectionFn.apply(x.contiguous(), w, bias)  # [R, N, N, c_z]
-        outer = outer.view(*lead, n, n, -1)
-        norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
-        return outer / (self.eps + norm)
+        outer = _OPMProjectionFn.apply(x.contiguous(), w, bias)  # [R, Ni, Nj, c_z]
+        return outer.view(*lead, ni, nj, -1)
 
 
 def swap_outer_product_mean(model: nn.Module) -> nn.Module:

@@ -26,10 +26,15 @@ class OuterProductMean(nn.Module):
         mask = mask.unsqueeze(-1)  # [*, S, N, 1]
         a = self.linear_1(m) * mask  # [*, S, N, c]
         b = self.linear_2(m) * mask  # [*, S, N, c]
-        outer = torch.einsum("...sic,...sje->...ijce", a, b).flatten(-2)  # [*, N, N, c*c]
-        outer = self.linear_out(outer)  # [*, N, N, c_z]
+        outer = self.outer_projection(a, b)  # [*, N, N, c_z]
         norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
         return outer / (self.eps + norm)
+
+    def outer_projection(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """linear_out of Σ_s a_si ⊗ b_sj. a: [*, S, Ni, c], b: [*, S, Nj, c] ->
+        [*, Ni, Nj, c_z] (Ni < Nj under DAP, where a is this rank's block of columns)."""
+        outer = torch.einsum("...sic,...sje->...ijce", a, b).flatten(-2)  # [*, Ni, Nj, c*c]
+        return self.linear_out(outer)
 
 
 class TriangleMultiplication(nn.Module):

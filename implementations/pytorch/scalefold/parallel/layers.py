@@ -86,8 +86,7 @@ def outer_product_mean(
     # The sum over sequences is local in this layout; only the right operand (c = 32
     # channels, not c_m) must be whole, and the output lands row-sharded with no reduction.
     b = all_gather(mod.linear_2(m) * mask, -2, ctx.group)  # [*, S, N, c]
-    outer = torch.einsum("...sic,...sje->...ijce", a, b).flatten(-2)  # [*, N/P, N, c*c]
-    outer = mod.linear_out(outer)  # [*, N/P, N, c_z]
+    outer = mod.outer_projection(a, b)  # [*, N/P, N, c_z] (a swapped kernel runs too)
     norm = torch.einsum("...sik,...sjk->...ijk", mask, full_mask.unsqueeze(-1))
     return outer / (mod.eps + norm)  # norm: [*, N/P, N, 1]
 
