@@ -25,7 +25,7 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12,20,12",
                *SMALL_FEATURES, "--num-recycling-iters", "1", "--eval-length-buckets", "32",
                "--eval-warm-up", "--warm-up-max-length", "32", "--step-time", "0.45",
-               "--json", str(out)])
+               "--profile-length", "12", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "evaluation of 3 chains" in text and "evaluation GPU(s) keep up" in text
@@ -39,6 +39,9 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     assert res["eval_seconds"] >= sum(c["seconds"] for c in res["chains"])
     assert res["eval_seconds_first"] > 0 and res["peak_memory_gib"] == 0.0
     assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes)" in text
+    # The profile of one chain (no CUDA kernels on a CPU: an empty family table).
+    assert "one evaluation of a 12-residue chain" in res["profile"]
+    assert "total device time" in res["profile"] and "kernel family" in text
     # 40 steps of 0.45 s leave 18 s: one rank evaluates three tiny chains in time.
     assert res["evaluation_gpus_for_cadence"] == 1
     assert res["sync_overhead_fraction"] == pytest.approx(res["eval_seconds"] / 18.0)

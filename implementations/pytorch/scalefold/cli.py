@@ -272,7 +272,8 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         num_chains=args.num_chains, passes=args.passes, step_time_s=args.step_time,
         cadence_steps=args.cadence, seed=args.seed,
         **{k: getattr(args, k) for k in ("max_msa_clusters", "max_extra_msa", "max_templates",
-                                         "num_recycling_iters", "warm_up_max_length")
+                                         "num_recycling_iters", "warm_up_max_length",
+                                         "profile_length")
            if getattr(args, k) is not None},
     )
     if args.check_lddt:
@@ -528,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     bev.add_argument("--warm-up-max-length", type=int,
                      help="--eval-warm-up: warm every bucket up to this length (default: "
                           "the validation set's 700 residues, as the trainer does)")
+    bev.add_argument("--profile-length", type=int,
+                     help="after the passes, profile one chain of this many residues "
+                          "(kernel families and the largest kernels, without graphs)")
     bev.add_argument("--check-lddt", action="store_true",
                      help="compare the fast path's mean lDDT-Ca with fp32's on the mini "
                           "dataset's validation chains")

@@ -124,6 +124,8 @@ class EvalBenchConfig:
     # eval_warm_up: every length bucket up to this many residues (the trainer's: the
     # validation set's maximum length)
     warm_up_max_length: int = MAX_LENGTH
+    # after the passes: a kernel profile of one chain of this length (None: none)
+    profile_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.passes < 1:
@@ -132,6 +134,8 @@ class EvalBenchConfig:
             raise ValueError("step_time_s and cadence_steps must be positive")
         if self.lengths is not None and (not self.lengths or min(self.lengths) < 1):
             raise ValueError(f"lengths must be positive residue counts, got {self.lengths}")
+        if self.profile_length is not None and self.profile_length < 1:
+            raise ValueError(f"profile_length must be positive, got {self.profile_length}")
 
     def train_config(self) -> TrainConfig:
         """The run whose evaluation this times (no data is read)."""
@@ -199,6 +203,34 @@ def time_pass(evaluator: Evaluator, chains: list[dict]) -> tuple[float, list[flo
     return wall, per_chain, values
 
 
+def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
+    """Kernel families and the largest kernels of one evaluation of a chain of
+    `cfg.profile_length` residues (padded as the buckets pad it), without the evaluation's
+    CUDA graphs: inside a graph the profiler sees only the graph's launch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from scalefold.bench.step import (
+        _device_kernels,
+        family_breakdown,
+        format_breakdown,
+        top_kernels,
+    )
+
+    speed = dataclasses.replace(cfg.speed, eval_cuda_graphs=False, eval_warm_up=False)
+    evaluator = Evaluator.from_built(built, speed, device)
+    feats = synthetic_eval_chains(cfg, [cfg.profile_length])[0]
+    evaluator.score(feats)  # first-time work (autotuning) outside the profile
+    _sync(device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        evaluator.score(feats)
+        _sync(device)
+    kernels = _device_kernels(prof)
+    return (f"one evaluation of a {cfg.profile_length}-residue chain "
+            f"({cfg.num_recycling_iters + 1} iterations, without graphs), device kernels:\n"
+            + format_breakdown(family_breakdown(kernels)) + "\n" + top_kernels(kernels))
+
+
 def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
     from scalefold.train.build import build_step
     from scalefold.train.topology import Topology
@@ -260,6 +292,9 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
                                                        window),
         "sync_overhead_fraction": steady_wall / window,
     }
+    if cfg.profile_length is not None:
+        result["profile"] = profile_chain(built, cfg, device)
+        log(result["profile"])
     return result
 
 
