@@ -108,51 +108,43 @@ def test_unknown_shape_is_a_clear_error():
         graphed(b, uc)
 
 
+def _synced_graphs_match_eager(sync, graphs_per_signature: int) -> GraphedTrainStep:
+    """The graphed step with a gradient sync on it follows the eager step without one."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    batches = _batches()
+    uc = torch.ones(1, device="cuda")
+    eager_model, eager = _build()
+    graph_model, step = _build()
+    step.grad_sync = sync
+    graphed = GraphedTrainStep(step)
+    graphed.capture([(b, uc) for b in batches])
+    assert all(len(graphed._graphs[s][0]) == graphs_per_signature
+               for s in graphed.signatures)
+    for i, b in enumerate(batches):
+        torch.manual_seed(10 + i)
+        a = eager(b, uc)
+        torch.manual_seed(10 + i)
+        g = graphed(b, uc)
+        torch.testing.assert_close(g.loss, a.loss, rtol=1e-5, atol=1e-6)
+    for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    return graphed
+
+
 def test_split_graphs_with_flat_grad_sync_match_eager():
     """The layout used with several data-parallel ranks: forward+backward and the update
     as two graphs, the (here single-rank) flat all-reduce between them."""
     from scalefold.train.grad_sync import FlatGradSync
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    batches = _batches()
-    uc = torch.ones(1, device="cuda")
-    eager_model, eager = _build()
-    graph_model, step = _build()
-    step.grad_sync = FlatGradSync()
-    graphed = GraphedTrainStep(step)
-    graphed.capture([(b, uc) for b in batches])
-    for i, b in enumerate(batches):
-        torch.manual_seed(10 + i)
-        a = eager(b, uc)
-        torch.manual_seed(10 + i)
-        g = graphed(b, uc)
-        torch.testing.assert_close(g.loss, a.loss, rtol=1e-5, atol=1e-6)
-    for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-
+    _synced_graphs_match_eager(FlatGradSync(), graphs_per_signature=2)
 
 
 def _bucketed_graph_matches_eager() -> None:
     from scalefold.train.grad_sync import BucketedGradSync
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    batches = _batches()
-    uc = torch.ones(1, device="cuda")
-    eager_model, eager = _build()
-    graph_model, step = _build()
-    step.grad_sync = BucketedGradSync(bucket_bytes=64 * 1024)
-    graphed = GraphedTrainStep(step)
-    graphed.capture([(b, uc) for b in batches])
-    assert all(len(graphed._graphs[s][0]) == 1 for s in graphed.signatures)  # one graph
-    assert len(step.grad_sync.buckets) > 3
-    for i, b in enumerate(batches):
-        torch.manual_seed(10 + i)
-        a = eager(b, uc)
-        torch.manual_seed(10 + i)
-        g = graphed(b, uc)
-        torch.testing.assert_close(g.loss, a.loss, rtol=1e-5, atol=1e-6)
-    for p, q in zip(graph_model.parameters(), eager_model.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    sync = BucketedGradSync(bucket_bytes=64 * 1024)
+    _synced_graphs_match_eager(sync, graphs_per_signature=1)  # the step stays one graph
+    assert len(sync.buckets) > 3
 
 
 def test_one_graph_with_bucketed_grad_sync_matches_eager():
