@@ -226,3 +226,31 @@ def test_pretraining_scenario_steps_and_hours():
     assert big.steps == node.steps == 78_125
     assert big.hours == pytest.approx(78_125 * big.step.step_s / 3600, abs=0.01)
     assert node.hours > 10 * big.hours
+
+
+def test_bucketed_sync_exposes_only_what_backward_cannot_hide():
+    """grad_sync='bucketed': the last 25 MiB bucket's all-reduce stays on the critical
+    path (or the part of the whole that outlasts backward); one rank has none; the flat
+    sync exposes the whole all-reduce."""
+    from scalefold.plan.stepmodel import GRAD_BYTES, allreduce_s, exposed_allreduce_s
+    from scalefold.train.config import GRAD_BUCKET_BYTES
+
+    cluster = load_cluster("dgxh100", nodes=16)
+    whole = allreduce_s(cluster, 128, 0.01)
+    last = allreduce_s(cluster, 128, 0.0, GRAD_BUCKET_BYTES)
+    assert 0 < last < whole
+    assert exposed_allreduce_s(cluster, 128, 0.01, "flat", 0.3) == whole
+    assert exposed_allreduce_s(cluster, 128, 0.01, "bucketed", 0.3) == last
+    assert exposed_allreduce_s(cluster, 128, 0.01, "bucketed", 0.001) == pytest.approx(
+        whole - 0.001)  # a backward too short to hide it
+    assert exposed_allreduce_s(cluster, 1, 0.01, "bucketed", 0.3) == 0.0
+    assert GRAD_BUCKET_BYTES < GRAD_BYTES
+    with pytest.raises(ValueError, match="grad_sync"):
+        exposed_allreduce_s(cluster, 128, 0.01, "ddp", 0.3)
+    prof = load_profile()
+    shape = RunShape(global_batch=128, dap_size=1, eval_ranks=0)
+    flat = predict(cluster, shape, prof, PlanOptions(trials=50))
+    bucketed = predict(cluster, shape, prof, PlanOptions(trials=50, grad_sync="bucketed"))
+    assert bucketed.step.allreduce_s == pytest.approx(last)
+    assert bucketed.step.step_s < flat.step.step_s
+    assert any("bucketed" in a for a in bucketed.assumptions)

@@ -54,6 +54,9 @@ def add_plan_parser(sub) -> None:
                    help="take the evaluation this many times faster than profiled")
     p.add_argument("--dap-overlap", type=float, default=0.0,
                    help="share of DAP communication hidden behind compute (0..1)")
+    p.add_argument("--grad-sync", choices=["flat", "bucketed"], default="flat",
+                   help="gradient all-reduce after backward (flat, the configs') or in "
+                        "buckets from inside backward, hidden behind it but the last")
     p.add_argument("--accumulate", action="store_true",
                    help="run a local batch > 1 as sequential micro-batches")
     p.add_argument("--lr-schedule", choices=["mlperf", "alphafold"], default="mlperf",
@@ -114,7 +117,7 @@ def _run(args: argparse.Namespace, report) -> int:
     options = PlanOptions(gpu_ratio=args.gpu_ratio, dap_overlap=args.dap_overlap,
                           validation_lengths=_lengths(args.validation_lengths),
                           eval_speedup=args.eval_speedup, accumulate=args.accumulate,
-                          trials=args.trials)
+                          trials=args.trials, grad_sync=args.grad_sync)
     is_system = Path(args.cluster).suffix == ".json"
     nodes = args.nodes if args.nodes is not None else (None if is_system else 260)
     cluster = load_cluster(args.cluster, nodes)

@@ -44,6 +44,7 @@ class PlanOptions:
     validation_lengths: tuple[int, ...] | None = None
     eval_speedup: float = 1.0  # evaluation this many times faster than profiled
     accumulate: bool = False  # a local batch > 1 as sequential micro-batches
+    grad_sync: str = "flat"  # "bucketed": the all-reduce from inside backward
     trials: int = 2000
     seed: int = 0
 
@@ -129,7 +130,7 @@ def predict(cluster: Cluster, shape: RunShape, profile: Profile,
     if options.eval_speedup <= 0:
         raise ValueError(f"eval_speedup must be > 0, got {options.eval_speedup}")
     step = choose_step(cluster, shape, profile, ratio, options.dap_overlap,
-                       options.accumulate)
+                       options.accumulate, options.grad_sync)
     first, steady = eval_times(cluster, shape, step, profile, ratio, options)
     asynchronous = shape.eval_ranks > 0
     fig = RunFigures(
@@ -215,6 +216,11 @@ def _assumptions(profile: Profile, cluster: Cluster, ratio: float, options: Plan
     if "cost model" in step.dap_source:
         out.append(f"DAP step from {step.dap_source}, at the preset's CUDA-graphed speed "
                    f"per GPU: the trainer runs DAP eagerly today, which is slower")
+    if options.grad_sync == "bucketed" and step.training_ranks > 1:
+        out.append("gradient all-reduce in buckets from inside backward (grad_sync="
+                   "'bucketed', not measured on GPUs): only the last bucket's all-reduce "
+                   "exposed; the collectives' share of the SMs and the one-graph step's "
+                   "cost against the split graphs not modelled")
     if step.training_ranks > 1 and profile.multi_rank_ratio is None:
         out.append("multi-rank trainer path not measured: the one-process trainer's step "
                    "ratio is used")

@@ -18,7 +18,12 @@ rank runs one after another), P the DAP size, W the training ranks:
 - A(W): one all-reduce of the fp32 gradients (93,229,082 parameters) over all training
   ranks, ring bandwidth term 2 (W-1)/W * bytes / bandwidth plus 2 log2(W) latencies;
   NVLink inside a node, the GPU's network share across nodes; never below the measured
-  two-GPU cost.
+  two-GPU cost. With `grad_sync="bucketed"` (all-reduces of 25 MiB buckets launched
+  from inside backward) only what backward cannot hide is exposed: the last bucket's
+  all-reduce, or A(W) minus the backward's time (the n = 0 step less one forward, per
+  GPU) if that is longer. The collectives' share of the SMs while they overlap is not
+  modelled (an assumption, printed), nor is the one-graph step's cost against the split
+  one (the multi-rank ratio stays the flat sync's).
 - S_loader: scalefold.plan.loader.
 Memory: the preset's one-GPU peak, the part DAP divides shrinking as 1/P (share
 measured by `bench dap`), the activations times L (the trainer's batched forward) or
@@ -33,6 +38,9 @@ from dataclasses import dataclass
 from scalefold.plan.config import Cluster, RunShape
 from scalefold.plan.loader import loader_stall_s
 from scalefold.plan.profile import Profile
+from scalefold.train.config import GRAD_BUCKET_BYTES
+
+GRAD_SYNCS = ("flat", "bucketed")
 
 PARAMETERS = 93_229_082
 GRAD_BYTES = PARAMETERS * 4
@@ -101,7 +109,8 @@ class StepBreakdown:
         return self.memory_gib <= self.memory_limit_gib
 
 
-def allreduce_s(cluster: Cluster, ranks: int, floor_s: float) -> float:
+def allreduce_s(cluster: Cluster, ranks: int, floor_s: float,
+                nbytes: float = GRAD_BYTES) -> float:
     if ranks <= 1:
         return 0.0
     if ranks <= cluster.gpus_per_node:
@@ -109,9 +118,21 @@ def allreduce_s(cluster: Cluster, ranks: int, floor_s: float) -> float:
     else:
         bw = min(cluster.intra_bw_gb_s, cluster.inter_bw_gb_s)
         lat = cluster.inter_latency_us
-    t = 2 * (ranks - 1) / ranks * GRAD_BYTES / (bw * 1e9 * cluster.nccl_efficiency)
+    t = 2 * (ranks - 1) / ranks * nbytes / (bw * 1e9 * cluster.nccl_efficiency)
     t += 2 * math.ceil(math.log2(ranks)) * lat * 1e-6
     return max(t, floor_s)
+
+
+def exposed_allreduce_s(cluster: Cluster, ranks: int, floor_s: float, grad_sync: str,
+                        backward_s: float) -> float:
+    """The gradient all-reduce's time on the step's critical path (module docstring)."""
+    if grad_sync not in GRAD_SYNCS:
+        raise ValueError(f"grad_sync must be one of {GRAD_SYNCS}, got {grad_sync!r}")
+    whole = allreduce_s(cluster, ranks, floor_s)
+    if grad_sync == "flat" or ranks <= 1:
+        return whole
+    last = allreduce_s(cluster, ranks, 0.0, min(GRAD_BUCKET_BYTES, GRAD_BYTES))
+    return max(last, whole - backward_s)
 
 
 def dap_comm_s(cluster: Cluster, p: int, overlap: float) -> float:
@@ -124,7 +145,7 @@ def dap_comm_s(cluster: Cluster, p: int, overlap: float) -> float:
 
 def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: str,
                    ratio: float, dap_overlap: float = 0.0,
-                   accumulate: bool = False) -> StepBreakdown:
+                   accumulate: bool = False, grad_sync: str = "flat") -> StepBreakdown:
     if not 0 <= dap_overlap <= 1:
         raise ValueError(f"dap_overlap must be in [0, 1], got {dap_overlap}")
     groups, local, idle = shape.layout(cluster)
@@ -146,7 +167,10 @@ def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: 
         comm = dap_comm_s(cluster, p, dap_overlap)
         dap_source = ("none (DAP 1)" if p == 1 else
                       "docs/DAP.md cost model (no bench dap measurement of this preset)")
-    ar = allreduce_s(cluster, w, profile.dp_overhead_s)
+    # Backward of the last sample per GPU: the n = 0 step less one gradient-free forward.
+    n0, n1 = prof.per_n_s[0], prof.per_n_s[1]
+    backward = (n0 - (n1 - n0)) * trainer_ratio * ratio * ((1 - STACK_SHARE) + STACK_SHARE / p)
+    ar = exposed_allreduce_s(cluster, w, profile.dp_overhead_s, grad_sync, backward)
     step_wo_loader = local * (compute + comm) + ar
     stall = 0.0
     if profile.prep_median_s is not None:
@@ -171,11 +195,13 @@ def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: 
 
 
 def choose_step(cluster: Cluster, shape: RunShape, profile: Profile, ratio: float,
-                dap_overlap: float = 0.0, accumulate: bool = False) -> StepBreakdown:
+                dap_overlap: float = 0.0, accumulate: bool = False,
+                grad_sync: str = "flat") -> StepBreakdown:
     """The given preset, or the fastest profiled preset that fits the GPU's memory (the
     smallest one when none fits; the plan then warns)."""
     presets = [shape.preset] if shape.preset else sorted(profile.steps)
-    options = [step_breakdown(cluster, shape, profile, pr, ratio, dap_overlap, accumulate)
+    options = [step_breakdown(cluster, shape, profile, pr, ratio, dap_overlap, accumulate,
+                              grad_sync)
                for pr in presets]
     fitting = [o for o in options if o.fits]
     if fitting:

@@ -24,6 +24,12 @@ def _opt(default, help: str):  # noqa: A002 - the argparse word
     return field(default=default, metadata={"help": help})
 
 
+# grad_sync="bucketed": the flat gradient buffer's bucket size, DDP's default
+# (`bucket_cap_mb=25`): large enough that a collective's fixed latency is small against
+# its bytes, small enough that the first bucket is ready early in backward.
+GRAD_BUCKET_BYTES = 25 * 2**20
+
+
 @dataclass(frozen=True)
 class SpeedConfig:
     """How the training step is computed: speed-ups applied from outside the model.

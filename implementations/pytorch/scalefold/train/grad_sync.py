@@ -27,9 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-# DDP's default bucket size (`bucket_cap_mb=25`): large enough that a collective's fixed
-# latency is small against its bytes, small enough that the first bucket is ready early.
-BUCKET_BYTES = 25 * 2**20
+from scalefold.train.config import GRAD_BUCKET_BYTES as BUCKET_BYTES
 
 
 class FlatGradSync:
