@@ -482,9 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--device", default="cuda", help="cuda (one GPU per rank, NCCL) or cpu (gloo)")
     dp.add_argument("--world-sizes", default="1,2,4,8")
     dp.add_argument("--modes", default="ddp,flat",
-                    help="gradient averaging: ddp (DDP hooks) and/or flat (one all-reduce)")
+                    help="gradient averaging: ddp (DDP hooks), flat (one all-reduce after "
+                         "backward), bucketed (buckets from inside backward)")
     dp.add_argument("--variant", default="h100+cuda_graphs=0+compile_glue=0",
-                    help="a `bench step` variant (graph variants need --modes flat)")
+                    help="a `bench step` variant (graph variants need --modes flat or "
+                         "bucketed)")
     dp.add_argument("--recycles", type=int, default=0)
     dp.add_argument("--warmup", type=int, default=2)
     dp.add_argument("--steps", type=int, default=5)
