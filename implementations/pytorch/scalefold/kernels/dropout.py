@@ -142,14 +142,6 @@ def _kernel_applies(r: torch.Tensor, x: torch.Tensor, shared_dim: int) -> bool:
 
 
 class FusedResidualDropout(SharedDropout):
-    def residual(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return r + x
-        shape = list(x.shape)
-        shape[self.shared_dim] = 1
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return self.residual_masked(r, x, keep)
-
     def residual_masked(self, r: torch.Tensor, x: torch.Tensor,
                         keep: torch.Tensor) -> torch.Tensor:
         if not _kernel_applies(r, x, self.shared_dim) or keep.shape[self.shared_dim] != 1:

@@ -18,18 +18,24 @@ class SharedDropout(nn.Module):
         self.p = p
         self.shared_dim = shared_dim
 
+    def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """A fresh mask for x: x's shape with 1 on `shared_dim`, 1 with probability 1 - p."""
+        shape = list(x.shape)
+        shape[self.shared_dim] = 1
+        return torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        shape = list(x.shape)
-        shape[self.shared_dim] = 1
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
+        return x * self.keep_mask(x) / (1.0 - self.p)
 
     def residual(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """r + dropout(x): the Evoformer's residual update of the MSA or pair stream, one
-        call so that a fused implementation can replace it (`scalefold.kernels`)."""
-        return r + self(x)
+        call so that a fused implementation can replace it (`residual_masked`,
+        `scalefold.kernels`)."""
+        if not self.training or self.p == 0.0:
+            return r + x
+        return self.residual_masked(r, x, self.keep_mask(x))
 
     def residual_masked(self, r: torch.Tensor, x: torch.Tensor,
                         keep: torch.Tensor) -> torch.Tensor:
