@@ -199,9 +199,9 @@ class BucketedGradSync(FlatGradSync):
         """Rank 0's gradient order, on every rank of the group."""
         if not dist.is_initialized():
             return order
-        device = self._params[order[0]].device if order else torch.device("cpu")
-        if dist.get_backend(self.group) != "nccl":
-            device = torch.device("cpu")
+        # NCCL moves device tensors only; gloo takes host ones.
+        nccl = dist.get_backend(self.group) == "nccl" and order
+        device = self._params[order[0]].device if nccl else torch.device("cpu")
         sizes = [None] * dist.get_world_size(self.group)
         dist.all_gather_object(sizes, len(order), group=self.group)
         if len(set(sizes)) != 1:
