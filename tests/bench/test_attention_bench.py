@@ -90,3 +90,31 @@ def test_sweeps_only_the_backward_kernels_that_run():
                          candidates={k: one for k in ("fwd", "bwd_kv", "bwd_q", "bwd_dq")},
                          base=fast)
     assert set(res.sweep_s) == {"fwd", "bwd_kv"}
+
+
+def test_records_at_another_length_and_times_forwards_only(tmp_path):
+    """`--n-res` records the same calls at an evaluation chain's length; `--forward-only`
+    times no backward and sweeps only the kernels `--kinds` names."""
+    import json
+
+    import pytest
+
+    from scalefold.bench.attention import AttnBenchConfig, main
+    from scalefold.kernels.attention import Launch
+
+    crop = record_signatures("tiny", torch.device("cpu"))
+    longer = record_signatures("tiny", torch.device("cpu"), n_res=24)
+    assert sum(longer.values()) == sum(crop.values())
+    assert {s.q.shape[-2] for s in longer} - {s.q.shape[-2] for s in crop}  # new lengths
+    sig = next(s for s in longer if any(b.requires_grad for b in s.biases))
+    res = time_signature(sig, torch.device("cpu"), warmup=0, reps=1,
+                         candidates={"fwd": (Launch(16, 16, 4, 1),)}, forward_only=True)
+    assert res.default_s["bwd"] == 0.0 and set(res.sweep_s) == {"fwd"}
+    assert res.default_s["fwd_tile_bias"] > 0  # a mask broadcast over queries: timed both ways
+    out = tmp_path / "attn.json"
+    cfg = AttnBenchConfig(preset="tiny", device="cpu", warmup=0, reps=1, sweep=False,
+                          n_res=24, forward_only=True, kinds=("fwd",))
+    assert main(cfg, str(out)) == 0
+    assert json.loads(out.read_text())["config"]["n_res"] == 24
+    with pytest.raises(ValueError, match="unknown kernels"):
+        AttnBenchConfig(kinds=("fwd", "bwd"))

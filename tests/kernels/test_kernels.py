@@ -8,6 +8,7 @@ relative norms ||got - ref|| / ||ref||.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -226,6 +227,8 @@ ATTN_CASES = {
     "tri_template": ((1, 2, 17), 2, 17, 17, 4,
                      [((1, 1, 17, 1, 1, 17), False), ((1, 2, 1, 2, 17, 17), True)]),
     "cross_two_grad_biases": ((2,), 2, 17, 33, 8, [((2, 1, 1, 33), True), ((2, 2, 17, 33), True)]),
+    # K a multiple of the key block (16 rows of 32 keys): the forward's unmasked path
+    "even_keys": ((1, 2), 2, 16, 32, 4, [((1, 2, 1, 1, 32), False), ((1, 1, 2, 16, 32), True)]),
 }
 
 
@@ -357,6 +360,45 @@ def test_flash_attention_stored_ds_matches_eager(kern, device, name):
     _check_attention(lambda q, k, v, bs: kern.attention.flash_attention(q, k, v, bs, cfg),
                      ATTN_CASES[name], device, torch.float32,
                      tol=2e-3 if device.type == "cuda" else 1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(ATTN_CASES))
+@pytest.mark.parametrize("form", ["atomic", "dqk", "ds"])
+def test_flash_attention_row_bias_loads_bit_identical(kern, device, name, form):
+    """A mask bias broadcast over queries is read as one row per key block: the same
+    values added in the same order as the full-tile read, so every output and gradient
+    is bit-identical, in each backward form."""
+    a = kern.attention
+    base = {"atomic": a.FlashConfig(), "dqk": a.FlashConfig(dq_kernel=True),
+            "ds": a.FlashConfig(dq_kernel=True, store_ds=True)}[form]
+    lead, h, ql, kl, c, biases = ATTN_CASES[name]
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=1)
+    leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
+    runs = []
+    for row_bias in (True, False):
+        cfg = dataclasses.replace(base, row_bias=row_bias)
+        o = a.flash_attention(q, k, v, bs, cfg)
+        runs.append([o, *torch.autograd.grad(o, leaves, torch.ones_like(o))])
+    assert all(torch.equal(x, y) for x, y in zip(*runs))
+    # the cases with a query-broadcast bias take the row path (the mask of msa_row: yes)
+    full = (*lead, h, ql, kl)
+    rows = [a._row_bias(base, b.expand(full), (0, 0, 0, b.expand(full).stride(-2), 0))
+            for b in bs]
+    assert any(rows) == any(len(shape) >= 2 and shape[-2] == 1 for shape, _ in biases)
+
+
+@pytest.mark.parametrize("name", sorted(ATTN_CASES))
+def test_flash_attention_forward_only_matches(kern, device, name):
+    """Without gradients (recycling iterations, evaluation) the forward kernel skips the
+    row log-sum-exp and the autograd node: the same output bits."""
+    a = kern.attention
+    lead, h, ql, kl, c, biases = ATTN_CASES[name]
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=2)
+    with_grad = a.flash_attention(q, k, v, bs)
+    assert with_grad.grad_fn is not None
+    with torch.no_grad():
+        without = a.flash_attention(q, k, v, bs)
+    assert without.grad_fn is None and torch.equal(with_grad.detach(), without)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -520,7 +562,8 @@ def test_kernels_in_triton_interpreter():
 
     rerun_in_interpreter(
         __file__, "layer_norm_matches or flash_attention_matches or flash_core_match "
-        "or other_launches or dq_kernel or stored_ds or sigmoid_gate "
+        "or other_launches or dq_kernel or stored_ds or sigmoid_gate or row_bias_loads "
+        "or forward_only_matches "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
     # (opm_projection_kernel_matches also selects the block-of-rows test)

@@ -313,7 +313,9 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
     cfg = AttnBenchConfig(preset=args.preset, device=args.device, warmup=args.warmup,
                           reps=args.reps, seed=args.seed, sweep=not args.no_sweep,
                           max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics,
-                          store_ds=not args.no_store_ds)
+                          store_ds=not args.no_store_ds, n_res=args.n_res,
+                          forward_only=args.forward_only,
+                          kinds=tuple(k for k in args.kinds.split(",") if k))
     return main(cfg, json_path=args.json)
 
 
@@ -420,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep around dq by fp32 atomics instead of the dq kernel `--fast` uses")
     att.add_argument("--no-store-ds", action="store_true",
                      help="sweep around the backward without the stored dS `--fast` uses")
+    att.add_argument("--n-res", type=int, default=None,
+                     help="record the calls at this many residues (default: the preset's "
+                          "crop; 704: the longest evaluation bucket)")
+    att.add_argument("--forward-only", action="store_true",
+                     help="time forwards without gradients (recycling, evaluation); no backward")
+    att.add_argument("--kinds", default="fwd,bwd_kv,bwd_q,bwd_dq",
+                     help="comma-separated kernels to sweep")
     att.set_defaults(func=_cmd_bench_attention)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
                           "shapes: default vs candidate launches")

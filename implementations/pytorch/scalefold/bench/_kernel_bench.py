@@ -15,9 +15,10 @@ from torch import nn
 
 
 def recorded_forward(preset: str, device: torch.device, seed: int,
-                     instrument: Callable[[nn.Module], None]) -> None:
+                     instrument: Callable[[nn.Module], None], n_res: int | None = None) -> None:
     """Build the preset's model with the Triton kernels (bf16, bf16 LayerNorm outputs),
-    let `instrument` patch it, and run one forward on a synthetic batch.
+    let `instrument` patch it, and run one forward on a synthetic batch of the preset's
+    shapes (`n_res` residues instead of its crop: e.g. an evaluation chain's length).
 
     Activation checkpointing keeps that forward small; the calls are the same.
     """
@@ -32,7 +33,7 @@ def recorded_forward(preset: str, device: torch.device, seed: int,
     runner = StepRunner(step_config(preset, variant, seed, activation_checkpointing=True),
                         device)
     instrument(runner.model)
-    batch = synthetic_batch(model_cfg, shapes.n_res, shapes.n_clust, shapes.n_extra,
+    batch = synthetic_batch(model_cfg, n_res or shapes.n_res, shapes.n_clust, shapes.n_extra,
                             shapes.n_templ, num_iterations=1, seed=seed, device=device)
     with runner.built.autocast():
         runner.model(_slice(batch, 0))

@@ -9,6 +9,11 @@ sizes, warps, pipeline stages), one kernel at a time with the others at their de
 The table gives, per signature, how often a forward calls it, the default times, the
 best candidate per kernel, and a lower bound from the bytes every call must move; the
 summary weights by the call counts, which is what a training step would gain.
+
+`--n-res` records the calls at another length (an evaluation chain: 704 is the longest
+bucket), `--forward-only` times forwards without gradients (the recycling iterations and
+evaluation run so), `--kinds` limits the sweep to some kernels. Each signature's forward is
+also timed with biases broadcast over queries read as full tiles (`row_bias=False`).
 """
 
 from __future__ import annotations
@@ -99,7 +104,8 @@ class _RecordingCore(TritonAttentionCore):
         return super().forward(q, k, v, biases)
 
 
-def record_signatures(preset: str, device: torch.device, seed: int = 0) -> dict[Signature, int]:
+def record_signatures(preset: str, device: torch.device, seed: int = 0,
+                      n_res: int | None = None) -> dict[Signature, int]:
     """Attention call signatures of one training forward (n=0) and their counts."""
     seen: dict[Signature, int] = {}
 
@@ -109,7 +115,7 @@ def record_signatures(preset: str, device: torch.device, seed: int = 0) -> dict[
                 if isinstance(child, TritonAttentionCore):
                     setattr(parent, name, _RecordingCore(seen))
 
-    recorded_forward(preset, device, seed, instrument)
+    recorded_forward(preset, device, seed, instrument, n_res)
     return seen
 
 
@@ -137,14 +143,21 @@ def backward_kernels(cfg: FlashConfig, bias_grad: bool) -> tuple[str, ...]:
 
 def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
                    candidates: dict[str, tuple[Launch, ...]], calls: int = 1,
-                   base: FlashConfig = DEFAULT_CONFIG) -> SignatureResult:
+                   base: FlashConfig = DEFAULT_CONFIG,
+                   forward_only: bool = False) -> SignatureResult:
     gen = torch.Generator(device=device).manual_seed(0)
     q, k, v = (s.make(device, gen) for s in (sig.q, sig.k, sig.v))
     biases = [b.make(device, gen) for b in sig.biases]
-    inputs = [t for t in (q, k, v, *biases) if t.requires_grad]
+    # forward_only: no backward timed (its kernels are not swept either)
+    inputs = [] if forward_only else [t for t in (q, k, v, *biases) if t.requires_grad]
     res = SignatureResult(sig.label(), calls, sig.min_bytes())
 
     def fwd(cfg: FlashConfig):
+        if forward_only:
+            def call():
+                with torch.no_grad():
+                    return flash_attention(q, k, v, biases, cfg)
+            return call
         return lambda: flash_attention(q, k, v, biases, cfg)
 
     def bwd(cfg: FlashConfig):
@@ -155,6 +168,10 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
         return lambda: torch.autograd.grad(o, inputs, do, retain_graph=True)
 
     res.default_s["fwd"] = time_call(fwd(base), warmup, reps, device)
+    res.default_s["fwd_tile_bias"] = (
+        time_call(fwd(replace(base, row_bias=False)), warmup, reps, device)
+        if any(b.shape[-2] == 1 or b.stride[-2] == 0 for b in sig.biases)
+        else res.default_s["fwd"])
     res.default_s["bwd"] = time_call(bwd(base), warmup, reps, device) if inputs else 0.0
     # The other backward forms, for comparison (timed only where they run other kernels:
     # the stored dS replaces the dq form where a bias needs a gradient, and is unused
@@ -198,25 +215,37 @@ class AttnBenchConfig:
     dq_kernel: bool = True
     store_ds: bool = True
     bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)
+    n_res: int | None = None  # record at this many residues (None: the preset's crop)
+    forward_only: bool = False  # time forwards without gradients
+    kinds: tuple[str, ...] = KINDS  # the kernels to sweep
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kernels {sorted(unknown)}; known: {KINDS}")
 
 
 def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
     device = torch.device(cfg.device)
-    seen = record_signatures(cfg.preset, device, cfg.seed)
-    log(f"bench attention: preset={cfg.preset} device={device} torch={torch.__version__} "
-        f"signatures={len(seen)} calls per forward={sum(seen.values())}")
+    seen = record_signatures(cfg.preset, device, cfg.seed, cfg.n_res)
+    log(f"bench attention: preset={cfg.preset} n_res={cfg.n_res or 'crop'} device={device} "
+        f"torch={torch.__version__} signatures={len(seen)} "
+        f"calls per forward={sum(seen.values())} forward_only={cfg.forward_only}")
+    candidates = {k: v for k, v in CANDIDATES.items() if k in cfg.kinds}
     # Heaviest first (calls x bytes), so a time limit cuts the least important.
     order = sorted(seen.items(), key=lambda x: -x[1] * x[0].min_bytes())
     t0 = time.perf_counter()
     out = []
     for sig, calls in order:
         sweep = cfg.sweep and time.perf_counter() - t0 < cfg.max_seconds
-        r = time_signature(sig, device, cfg.warmup, cfg.reps, CANDIDATES if sweep else {}, calls,
+        r = time_signature(sig, device, cfg.warmup, cfg.reps, candidates if sweep else {}, calls,
                            base=replace(DEFAULT_CONFIG, dq_kernel=cfg.dq_kernel,
-                                        store_ds=cfg.store_ds))
+                                        store_ds=cfg.store_ds),
+                           forward_only=cfg.forward_only)
         out.append(r)
         d = r.default_s
-        log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms  bwd {d['bwd'] * 1e3:.3f} ms"
+        log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms (tile-read biases "
+            f"{d['fwd_tile_bias'] * 1e3:.3f})  bwd {d['bwd'] * 1e3:.3f} ms"
             f"  | dq {'atomics' if cfg.dq_kernel else 'kernel'}: bwd "
             f"{d['bwd_other_dq'] * 1e3:.3f} ms, {'no ' if cfg.store_ds else ''}stored dS: bwd "
             f"{d['bwd_other_ds'] * 1e3:.3f} ms  "
@@ -228,7 +257,8 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
     lines = [f"{'signature':58s}{'calls':>6s}{'bound':>9s}{'fwd':>9s}{'bwd':>9s}  "
              f"{'best fwd':>19s}{'best bwd_kv':>20s}{'best bwd_q':>20s}{'best bwd_dq':>20s}   (ms; bwd_* are the "
              "whole backward with that kernel's launch)"]
-    tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0}
+    tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0,
+           "fwd_tile_bias": 0.0}
     for r in results:
         bound = r.min_bytes / (bandwidth_gbs * 1e9)
         cells = []
@@ -246,13 +276,14 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
                      + " ".join(cells))
         tot["bound"] += r.calls * bound
         tot["fwd"] += r.calls * r.default_s["fwd"]
+        tot["fwd_tile_bias"] += r.calls * r.default_s["fwd_tile_bias"]
         tot["bwd"] += r.calls * r.default_s["bwd"]
         tot["fwd_best"] += r.calls * (r.default_s["fwd"] - max(0.0, gains.get("fwd", 0.0)))
         tot["bwd_best"] += r.calls * (r.default_s["bwd"] - sum(
             max(0.0, gains.get(k, 0.0)) for k in ("bwd_kv", "bwd_q", "bwd_dq")))
     lines.append(
         f"per forward (calls x time): bound {tot['bound'] * 1e3:.1f} ms; default fwd "
-        f"{tot['fwd'] * 1e3:.1f} ms, bwd {tot['bwd'] * 1e3:.1f} ms; best launches fwd "
+        f"{tot['fwd'] * 1e3:.1f} ms (tile-read biases {tot['fwd_tile_bias'] * 1e3:.1f}), bwd {tot['bwd'] * 1e3:.1f} ms; best launches fwd "
         f"{tot['fwd_best'] * 1e3:.1f} ms, bwd {tot['bwd_best'] * 1e3:.1f} ms (gains of the two "
         "backward kernels added)")
     return "\n".join(lines)

@@ -41,9 +41,15 @@ from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, trit
 if triton is not None:
 
     @triton.jit
-    def _bias_tile(acc, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk):
-        # Adds one bias tile [BQ, BK] (any of its strides may be 0: broadcast).
+    def _bias_tile(acc, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
+                   ROW: tl.constexpr):
+        # Adds one bias tile [BQ, BK] (any of its strides may be 0: broadcast). ROW: the
+        # bias is broadcast over queries (sq = 0, the masks), so one [BK] row is loaded
+        # and broadcast instead of BQ copies of it: the same values, BQ times fewer loads.
         ptr = B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
+        if ROW:
+            row = tl.load(ptr + offs_k * sk, mask=offs_k < K, other=0.0)  # [BK]
+            return acc + row.to(tl.float32)[None, :]
         ptr = ptr + offs_q[:, None] * sq + offs_k[None, :] * sk
         m = (offs_q[:, None] < Q) & (offs_k[None, :] < K)
         return acc + tl.load(ptr, mask=m, other=0.0).to(tl.float32)
@@ -59,6 +65,8 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
+        EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -87,11 +95,12 @@ if triton is not None:
             s = tl.dot(q, kt, input_precision=PREC)  # [BQ, BK]
             if HAS_B0:
                 s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k)
+                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
             if HAS_B1:
                 s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k)
-            s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
+                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
+            if not EVEN_K:  # keys past the end of the last block
+                s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
             alpha = tl.exp(m_i - m_new)
             p = tl.exp(s - m_new[:, None])
@@ -105,9 +114,9 @@ if triton is not None:
         tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
                  acc.to(Op.dtype.element_ty),
                  mask=(offs_q[:, None] < QL) & (offs_dv[None, :] < DV))
-        # lse laid out [Z1, Z2, H, Q] (internal to these kernels)
-        tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, m_i + tl.log(l_i),
-                 mask=offs_q < QL)
+        if STORE_LSE:  # for the backward; laid out [Z1, Z2, H, Q] (internal)
+            tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, m_i + tl.log(l_i),
+                     mask=offs_q < QL)
 
     @triton.jit
     def _attn_bwd_kv(
@@ -122,7 +131,8 @@ if triton is not None:
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV,
-        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, STORE_DS: tl.constexpr,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, STORE_DS: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -162,10 +172,10 @@ if triton is not None:
             s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BQ, BK]
             if HAS_B0:
                 s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k)
+                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
             if HAS_B1:
                 s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k)
+                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
             p = tl.exp(s - lse[:, None])
             p = tl.where(qvalid[:, None] & (offs_k[None, :] < KL), p, 0.0)
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
@@ -199,7 +209,8 @@ if triton is not None:
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride,
-        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, HAS_DB: tl.constexpr,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, HAS_DB: tl.constexpr,
         DB_PER_Z2: tl.constexpr, HAS_DQ: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
@@ -246,10 +257,10 @@ if triton is not None:
             s = tl.dot(q, tl.trans(k), input_precision=PREC)
             if HAS_B0:
                 s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k)
+                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
             if HAS_B1:
                 s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k)
+                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
             p = tl.exp(s - lse[:, None])
             p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)
@@ -283,6 +294,7 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -321,10 +333,10 @@ if triton is not None:
             s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BQ, BK]
             if HAS_B0:
                 s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k)
+                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
             if HAS_B1:
                 s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k)
+                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
             p = tl.exp(s - lse[:, None])
             p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)
@@ -457,7 +469,7 @@ class Launch:
 class FlashConfig:
     """Launches of the three kernels (`scalefold bench attention` sweeps them)."""
 
-    fwd: Launch = Launch(64, 64, 4, 2)
+    fwd: Launch = Launch(64, 64, 4, 3)
     bwd_kv: Launch = Launch(64, 64, 4, 1)
     bwd_q: Launch = Launch(64, 64, 4, 1)
     # dq from its own kernel (a query block loops over all key blocks, no atomics, dq
@@ -470,6 +482,9 @@ class FlashConfig:
     # rows the bias is broadcast over, in fp32) read it, instead of two more kernels that
     # each recompute the probabilities. Trades ~3 passes over dS for two recomputes.
     store_ds: bool = False
+    # A bias broadcast over queries (the masks, [*, 1, K]) read as one [BK] row per key
+    # block and broadcast in registers, not as a [BQ, BK] tile of repeated values.
+    row_bias: bool = True
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -477,41 +492,51 @@ class FlashConfig:
 # these defaults; docs/perf-log/2026-11-29_s3.md, item 3): at ~0.1-0.3 ms per call, host
 # timing measures launch overhead as much as the kernels. `bench attention` replays each
 # call as a CUDA graph; a per-shape choice belongs here once that sweep and the step time
-# show a gain.
+# show a gain. The forward's 3 pipeline stages: faster than 2 at every call of the
+# graph-replayed sweep, at the training crop and at 704 residues (perf-log/2026-12-04.md).
 DEFAULT_CONFIG = FlashConfig()
+
+
+def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bool):
+    """(o, lse): the forward kernel's output and, for the backward, the row log-sum-exp
+    (None unless `store_lse`). b0o/b1o: the biases as given."""
+    *lead, h, ql, d = q.shape
+    kl, dv = k.shape[-2], v.shape[-1]
+    full = (*lead, h, ql, kl)
+    b0 = b0o.expand(full) if b0o is not None else None  # [*, H, Q, K] views
+    b1 = b1o.expand(full) if b1o is not None else None
+    # The output takes q's memory layout (q is a head-split view of a projection
+    # [*, Q, H*c], or of [Q, *, H*c] for column-wise attention), so the caller's
+    # transpose + flatten back to the projection's layout is a view, not a copy.
+    o = torch.empty_like(q) if dv == d else None  # same strides when q is dense
+    if o is None or layout.strides(o) is None:
+        o = torch.empty((*lead, ql, h, dv), dtype=q.dtype, device=q.device).transpose(-2, -3)
+    z1, z2 = layout.z1, layout.z2
+    lse = (torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
+           if store_lse else None)
+    bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
+    zero5 = (0, 0, 0, 0, 0)
+    bs0 = _s5(b0, layout) if b0 is not None else zero5
+    bs1 = _s5(b1, layout) if b1 is not None else zero5
+    row0, row1 = _row_bias(cfg, b0, bs0), _row_bias(cfg, b1, bs1)
+    grid = (triton.cdiv(ql, bq), z1 * z2 * h)
+    _attn_fwd[grid](
+        q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
+        lse if lse is not None else o,  # an unused pointer without STORE_LSE
+        *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
+        z2, h, ql, kl, d, dv,
+        HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+        B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse,
+        BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
+        num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
+    )
+    return o, lse
 
 
 class _FlashAttentionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o):
-        # b0o/b1o: the biases as given; b0/b1 their broadcast views [*, H, Q, K]
-        *lead, h, ql, d = q.shape
-        kl, dv = k.shape[-2], v.shape[-1]
-        full = (*lead, h, ql, kl)
-        b0 = b0o.expand(full) if b0o is not None else None
-        b1 = b1o.expand(full) if b1o is not None else None
-        # The output takes q's memory layout (q is a head-split view of a projection
-        # [*, Q, H*c], or of [Q, *, H*c] for column-wise attention), so the caller's
-        # transpose + flatten back to the projection's layout is a view, not a copy.
-        o = torch.empty_like(q) if dv == d else None  # same strides when q is dense
-        if o is None or layout.strides(o) is None:
-            o = torch.empty((*lead, ql, h, dv), dtype=q.dtype,
-                            device=q.device).transpose(-2, -3)
-        z1, z2 = layout.z1, layout.z2
-        lse = torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
-        bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
-        zero5 = (0, 0, 0, 0, 0)
-        bs0 = _s5(b0, layout) if b0 is not None else zero5
-        bs1 = _s5(b1, layout) if b1 is not None else zero5
-        grid = (triton.cdiv(ql, bq), z1 * z2 * h)
-        _attn_fwd[grid](
-            q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o, lse,
-            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
-            z2, h, ql, kl, d, dv,
-            HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
-            num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
-        )
+        o, lse = _forward(layout, cfg, q, k, v, b0o, b1o, store_lse=True)
         ctx.layout, ctx.cfg = layout, cfg
         ctx.save_for_backward(q, k, v, b0o, b1o, o, lse)
         return o
@@ -532,6 +557,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         zero5 = (0, 0, 0, 0, 0)
         bs0 = _s5(b0, layout) if b0 is not None else zero5
         bs1 = _s5(b1, layout) if b1 is not None else zero5
+        row0, row1 = _row_bias(cfg, b0, bs0), _row_bias(cfg, b1, bs1)
         prec = dot_precision(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
@@ -554,7 +580,8 @@ class _FlashAttentionFn(torch.autograd.Function):
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
             *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
             z2, h, ql, kl, d, dv_,
-            HAS_B0=b0 is not None, HAS_B1=b1 is not None, STORE_DS=store_ds,
+            HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+            B0_ROW=row0, B1_ROW=row1, STORE_DS=store_ds,
             BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
             num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
         )
@@ -580,6 +607,7 @@ class _FlashAttentionFn(torch.autograd.Function):
                 *_s5(do, layout), *_s5(dq, layout), *bs0, *bs1,
                 z2, h, ql, kl, d, dv_,
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+                B0_ROW=row0, B1_ROW=row1,
                 BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_dq.warps, num_stages=cfg.bwd_dq.stages,
             )
@@ -602,7 +630,8 @@ class _FlashAttentionFn(torch.autograd.Function):
                 *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
                 *_s5(do, layout), *dq_strides, *bs0, *bs1,
                 z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
-                HAS_B0=b0 is not None, HAS_B1=b1 is not None, HAS_DB=bool(grad_b),
+                HAS_B0=b0 is not None, HAS_B1=b1 is not None,
+                B0_ROW=row0, B1_ROW=row1, HAS_DB=bool(grad_b),
                 DB_PER_Z2=per_z2, HAS_DQ=not sep,
                 BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,
@@ -616,6 +645,11 @@ class _FlashAttentionFn(torch.autograd.Function):
                     grads[i] = full.sum_to_size(b.shape).to(b.dtype)
         dq = dq if sep else dq_buf.to(q.dtype)
         return None, None, dq, dk, dv, grads[0], grads[1]
+
+
+def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...]) -> bool:
+    """Whether the kernels load bias b as one row per key block (broadcast over queries)."""
+    return cfg.row_bias and b is not None and strides5[3] == 0
 
 
 def _as5(t: torch.Tensor, layout: _Layout) -> torch.Tensor:
@@ -719,4 +753,8 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     b0 = bs[0] if len(bs) > 0 else None
     b1 = bs[1] if len(bs) > 1 else None
     cfg = config if config is not None else DEFAULT_CONFIG
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *bs))):
+        # Nothing to differentiate (recycling iterations, evaluation): no row statistics
+        # for a backward, no autograd node.
+        return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False)[0]
     return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1)
