@@ -5,9 +5,9 @@
 # shape ran at about 1.81 s per step. Wall time: 10 runs of ~30 min, with margin.
 # Global batch: (16 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 128.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n16.json --dap-size 1
-# --eval-ranks 0 --global-batch 128 --preset h100`, 2026-12-03 profile; docs/PLAN.md):
-# 0.73 s a step (0.71 s of compute, 19 ms of gradient all-reduce across nodes), 11.2 s
-# an evaluation; 12.5 min to train.
+# --eval-ranks 0 --global-batch 128 --preset h100`, 2026-12-04 profile; docs/PLAN.md):
+# 0.72 s a step (0.70 s of compute, 19 ms of gradient all-reduce across nodes), 11.2 s
+# an evaluation; 12.4 min to train.
 #
 # Usage, from the repository root:
 #   source systems/config_dgxh100_n16.sh
