@@ -57,3 +57,67 @@ def test_same_gradients_under_bf16_autocast(device):
     l1, g1 = _loss_and_grads(True, device, bf16=True)
     assert rel(l1, l0) < 1e-3
     assert rel(g1, g0) < 2e-2
+
+
+def test_weight_casts_once_per_scope_without_gradients():
+    """Inside a scope and without gradients each parameter is cast once; with gradients,
+    or outside a scope, every call casts; a new scope sees an updated weight."""
+    from scalefold.kernels._autocast import WeightCasts
+
+    casts = WeightCasts()
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    with torch.no_grad():
+        assert casts.cast(w, torch.bfloat16) is not casts.cast(w, torch.bfloat16)  # no scope
+    with casts.scope():
+        with torch.no_grad():
+            a = casts.cast(w, torch.bfloat16)
+            assert casts.cast(w, torch.bfloat16) is a and a.grad_fn is None
+        with torch.inference_mode():
+            c = casts.cast(w, torch.bfloat16)
+            assert c is not a and casts.cast(w, torch.bfloat16) is c
+        b = casts.cast(w, torch.bfloat16)
+        assert b is not a and b.grad_fn is not None  # the differentiated copy has a path
+        assert casts.cast(w, torch.bfloat16) is not b  # with gradients: one cast per call
+        assert casts.cast(w, torch.float32) is w
+    with torch.no_grad():
+        w.add_(1.0)
+        with casts.scope():
+            assert torch.equal(casts.cast(w, torch.bfloat16), w.detach().bfloat16())
+
+
+def _recycled_loss_and_grads(cached: bool):
+    """A tiny model's recycled forward (two iterations without gradients, then one with)
+    under CPU bf16 autocast, the swapped Linears sharing a WeightCasts when `cached`."""
+    from scalefold.kernels._autocast import WeightCasts
+
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    casts = WeightCasts() if cached else None
+    swap_linears(model, casts)
+    batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=1,
+                            num_iterations=3, device="cpu")
+    no_grad_callers = set()
+    for m in model.modules():
+        if isinstance(m, MatvecBiasGradLinear):
+            m.register_forward_hook(lambda mod, *_: None if torch.is_grad_enabled()
+                                    else no_grad_callers.add(id(mod)))
+    scope = casts.scope() if cached else torch.autocast("cpu", enabled=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16), scope:
+        out = model(batch)
+        hits = 0 if casts is None else len(casts._casts)
+    loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
+    loss.backward()
+    if cached:  # the recycling iterations shared one copy of each weight (and bias)
+        assert no_grad_callers and hits == 2 * len(no_grad_callers)
+    return loss.detach(), [p.grad for p in model.parameters()], casts
+
+
+def test_cached_weight_casts_change_no_bit_and_lose_no_gradient():
+    l0, g0, _ = _recycled_loss_and_grads(cached=False)
+    l1, g1, casts = _recycled_loss_and_grads(cached=True)
+    assert torch.equal(l0, l1)
+    assert len(g0) == len(g1)
+    for a, b in zip(g0, g1, strict=True):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b))
+    assert sum(1 for g in g1 if g is not None) > 0
+    assert casts._casts is None  # the scope closed with the forward

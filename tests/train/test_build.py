@@ -122,3 +122,27 @@ def test_unsupported_combinations_are_refused_before_building(tmp_path):
 def test_bench_step_has_no_step_of_its_own():
     text = _sources()["bench/step.py"]
     assert "build_step(" in text and "make_adam" not in text and "AlphaFold(" in text
+
+
+def test_cached_weight_casts_are_scoped_to_the_steps_autocast(tmp_path):
+    """`cached_weight_casts`: the training model and the evaluation copy share one
+    WeightCasts whose scope is the step's autocast region; apply_speedups refuses the
+    field without one."""
+    from scalefold.kernels import MatvecBiasGradLinear, apply_speedups
+    from scalefold.model import AlphaFold, AlphaFoldConfig
+
+    speed = SpeedConfig(fused_optimizer=True, matvec_bias_grad=True, cached_weight_casts=True)
+    cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny",
+                      precision="bf16", speed=speed)
+    built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+    found = {id(m.weight_casts) for model in (built.model, built.eval_model)
+             for m in model.modules() if isinstance(m, MatvecBiasGradLinear)}
+    assert len(found) == 1
+    casts = next(m.weight_casts for m in built.model.modules()
+                 if isinstance(m, MatvecBiasGradLinear))
+    assert casts._casts is None
+    with built.autocast():
+        assert torch.is_autocast_enabled("cpu") and casts._casts == {}
+    assert casts._casts is None
+    with pytest.raises(ValueError, match="WeightCasts"):
+        apply_speedups(AlphaFold(AlphaFoldConfig.tiny()), speed, "bf16")

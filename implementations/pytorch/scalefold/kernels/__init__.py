@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from torch import nn
 
+from scalefold.kernels._autocast import WeightCasts
 from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
@@ -94,12 +95,17 @@ def apply_kernels(
     return model
 
 
-def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str) -> nn.Module:
+def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
+                   weight_casts: WeightCasts | None = None) -> nn.Module:
     """Every model-side speed-up of `speed`, in place, in the order they compose.
 
     The optimizer-side ones (`fused_optimizer`, `cuda_graphs`, `grad_sync`) belong to the
-    step (`scalefold.train.build.build_step`).
+    step (`scalefold.train.build.build_step`). `weight_casts`: the cache the swapped
+    Linears share under `cached_weight_casts` (its scope is the step's autocast region).
     """
+    if speed.cached_weight_casts and speed.matvec_bias_grad and weight_casts is None:
+        raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
+                         "opens (build_step passes it)")
     flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,
@@ -115,7 +121,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str) -> nn.M
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
                                      contiguous_grads=speed.trimul_contiguous_grads)
     if speed.matvec_bias_grad:
-        swap_linears(model)
+        swap_linears(model, weight_casts if speed.cached_weight_casts else None)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:

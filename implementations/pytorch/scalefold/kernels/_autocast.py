@@ -1,6 +1,10 @@
-"""The autocast dtype in effect for a tensor's device, for kernels that cast by hand."""
+"""The autocast dtype in effect for a tensor's device, and weight casts made once per
+autocast region, for kernels that cast by hand."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -17,3 +21,43 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     if not torch.is_autocast_enabled(dev):
         return None
     return torch.get_autocast_dtype(dev)
+
+
+class WeightCasts:
+    """Reduced-precision copies of parameters for the forwards that need no gradient,
+    made once per autocast region.
+
+    Kernels that run with autocast off cast their weights by hand (`p.to(dtype)`), which
+    autocast's own cache never sees: every call of a module pays a cast kernel, and every
+    recycling iteration again. Inside `scope()` (opened with the forward's autocast
+    region) `cast` makes each (parameter, dtype) copy once for the code that runs without
+    gradients (the recycling iterations, evaluation) and hands it out again; the scope's
+    end drops them, so a captured CUDA graph holds the casts of its own forward and a
+    weight update is never missed.
+
+    With gradients every call still casts on its own: a shared copy would sum its uses'
+    bf16 gradients before the cast back to float32, which rounds differently. Compiled
+    code (where a dict would become guards) also casts directly.
+    """
+
+    def __init__(self) -> None:
+        self._casts: dict[tuple, torch.Tensor] | None = None
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        outer, self._casts = self._casts, {}
+        try:
+            yield
+        finally:
+            self._casts = outer
+
+    def cast(self, p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # is_compiling first: Dynamo then never reads (and guards on) the cache's state
+        if (torch.compiler.is_compiling() or self._casts is None or p.dtype == dtype
+                or torch.is_grad_enabled()):
+            return p.to(dtype)
+        key = (id(p), dtype, torch.is_inference_mode_enabled())
+        out = self._casts.get(key)
+        if out is None:
+            out = self._casts[key] = p.to(dtype)
+        return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from scalefold.kernels._autocast import autocast_dtype
+from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels.swap import swap
 from scalefold.model.primitives import Linear
 
@@ -49,20 +49,35 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
 
 
 class MatvecBiasGradLinear(Linear):
-    """`Linear` (same parameters, same state-dict names) with the matvec bias gradient."""
+    """`Linear` (same parameters, same state-dict names) with the matvec bias gradient.
+
+    `weight_casts` (set by `swap_linears`): where its scope is open, the weight and bias
+    are cast to the autocast dtype once per autocast region instead of once per call.
+    """
+
+    weight_casts: WeightCasts | None = None
+
+    def _cast(self, p: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+        return p.to(dt) if self.weight_casts is None else self.weight_casts.cast(p, dt)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dev = x.device.type
         dt = autocast_dtype(x)
         if dt is not None:
-            b = None if self.bias is None else self.bias.to(dt)
+            b = None if self.bias is None else self._cast(self.bias, dt)
             with torch.autocast(dev, enabled=False):
-                return _LinearMatvecBiasGrad.apply(x.to(dt), self.weight.to(dt), b)
+                return _LinearMatvecBiasGrad.apply(x.to(dt), self._cast(self.weight, dt), b)
         return _LinearMatvecBiasGrad.apply(x, self.weight, self.bias)
 
 
-def swap_linears(model: torch.nn.Module) -> torch.nn.Module:
+def swap_linears(model: torch.nn.Module,
+                 weight_casts: WeightCasts | None = None) -> torch.nn.Module:
     """Every biased `Linear` of `model` becomes a `MatvecBiasGradLinear`, in place (the
-    same Parameter objects: optimizer state and state dict carry over). Returns `model`."""
+    same Parameter objects: optimizer state and state dict carry over), sharing
+    `weight_casts` if given. Returns `model`."""
     swap(model, Linear, MatvecBiasGradLinear, where=lambda m: m.bias is not None)
+    if weight_casts is not None:
+        for m in model.modules():
+            if isinstance(m, MatvecBiasGradLinear):
+                m.weight_casts = weight_casts
     return model

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +33,7 @@ from torch import nn
 from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import seed_from_string
 from scalefold.kernels import apply_speedups
+from scalefold.kernels._autocast import WeightCasts
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import TrainConfig
@@ -123,12 +124,15 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         init_state = load_reference_checkpoint(model, cfg.initialize_parameters_from)
     # 2. The evaluation copy before any speed-up touches the model; each copy gets its own
     # swaps. Evaluation runs once per interval at varying lengths: nothing compiled there.
+    # Both copies share one cache of weight casts, scoped to each forward's autocast
+    # region (`autocast` below); the two never run a forward at the same time.
+    weight_casts = WeightCasts() if speed.cached_weight_casts else None
     eval_model = None
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()
         apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False),
-                       cfg.precision)
-    apply_speedups(model, speed, cfg.precision)
+                       cfg.precision, weight_casts)
+    apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
     if topo.dap_group is not None:
         from scalefold.parallel import parallelize_dap
@@ -165,8 +169,11 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(device)
     swa = WeightEMA(model, decay=cfg.swa_decay)
 
-    def autocast() -> contextlib.AbstractContextManager:
-        return precision_context(cfg.precision, device.type)
+    @contextlib.contextmanager
+    def autocast() -> Iterator[None]:
+        with precision_context(cfg.precision, device.type), (
+                weight_casts.scope() if weight_casts is not None else contextlib.nullcontext()):
+            yield
 
     # 5. The step.
     step = TrainStep(forward_model, params, optimizer, loss_fn, swa, model,

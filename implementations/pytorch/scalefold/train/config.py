@@ -60,6 +60,10 @@ class SpeedConfig:
         False, "torch.compile of transitions, outer product mean and triangle "
                "multiplication (pays inside CUDA graphs)")
     matvec_bias_grad: bool = _opt(False, "Linear bias gradients as a matrix-vector product")
+    cached_weight_casts: bool = _opt(
+        False, "with matvec_bias_grad under bf16: each such Linear's weight and bias cast "
+               "once per forward (autocast region), not once per call and recycling "
+               "iteration")
     trimul_channel_first: bool = _opt(
         False, "triangle multiplication computed channels-first (no layout copies)")
     trimul_norm_kernel: bool = _opt(
