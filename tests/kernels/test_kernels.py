@@ -327,6 +327,8 @@ LAUNCH_SETS = {
     "wide_fwd": dict(fwd=(128, 64, 8, 2), bwd_kv=(32, 64, 4, 2), bwd_q=(128, 64, 8, 2)),
     "narrow_k": dict(fwd=(64, 32, 4, 3), bwd_kv=(64, 128, 4, 1), bwd_q=(64, 128, 4, 1)),
     "dq_kernel": dict(dq_kernel=True, bwd_dq=(64, 32, 4, 1)),
+    # the base-2 forward softmax, over two key blocks (K = 40, blocks of 32)
+    "exp2": dict(exp2=True, fwd=(64, 32, 4, 3), dq_kernel=True, store_ds=True),
 }
 
 

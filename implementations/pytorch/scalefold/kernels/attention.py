@@ -66,7 +66,7 @@ if triton is not None:
         Z2, H, QL, KL, D, DV,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
-        EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr,
+        EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, EXP2: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -101,9 +101,17 @@ if triton is not None:
                                b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
             if not EVEN_K:  # keys past the end of the last block
                 s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            alpha = tl.exp(m_i - m_new)
-            p = tl.exp(s - m_new[:, None])
+            if EXP2:
+                # base-2 logits: exp(s - m) = exp2(s·log2e - m·log2e), one FMA and one
+                # ex2 an element instead of a subtract, a multiply and the ex2
+                s = s * 1.4426950408889634
+                m_new = tl.maximum(m_i, tl.max(s, axis=1))
+                alpha = tl.exp2(m_i - m_new)
+                p = tl.exp2(s - m_new[:, None])
+            else:
+                m_new = tl.maximum(m_i, tl.max(s, axis=1))
+                alpha = tl.exp(m_i - m_new)
+                p = tl.exp(s - m_new[:, None])
             l_i = l_i * alpha + tl.sum(p, axis=1)
             v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
                         mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV), other=0.0)
@@ -114,9 +122,12 @@ if triton is not None:
         tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
                  acc.to(Op.dtype.element_ty),
                  mask=(offs_q[:, None] < QL) & (offs_dv[None, :] < DV))
-        if STORE_LSE:  # for the backward; laid out [Z1, Z2, H, Q] (internal)
-            tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, m_i + tl.log(l_i),
-                     mask=offs_q < QL)
+        if STORE_LSE:  # for the backward (natural log); laid out [Z1, Z2, H, Q] (internal)
+            if EXP2:
+                lse = (m_i + tl.log2(l_i)) * 0.6931471805599453
+            else:
+                lse = m_i + tl.log(l_i)
+            tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, lse, mask=offs_q < QL)
 
     @triton.jit
     def _attn_bwd_kv(
@@ -485,6 +496,9 @@ class FlashConfig:
     # A bias broadcast over queries (the masks, [*, 1, K]) read as one [BK] row per key
     # block and broadcast in registers, not as a [BQ, BK] tile of repeated values.
     row_bias: bool = True
+    # The forward's softmax in base 2 (logits scaled by log2 e, exp2): one operation an
+    # element fewer; rounds differently from exp in the last bits.
+    exp2: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -526,7 +540,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
         z2, h, ql, kl, d, dv,
         HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-        B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse,
+        B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse, EXP2=cfg.exp2,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
