@@ -109,3 +109,32 @@ def test_check_lddt_compares_fp32_with_the_fast_path(tmp_path, capsys):
     assert list(fp32["per_chain"]) == ["3pwp_B"]
     # Real structures (re-drawn weights), not every atom at the origin.
     assert 0.02 < fp32["mean_lddt_ca"] < 1.0
+
+
+def test_bucket_fit_recovers_a_cubic_cost_and_predicts_other_buckets():
+    """Chain times drawn from a known a + bL + cL² + dL³ at their padded lengths: the fit
+    returns the coefficients and the passes other bucket sizes would take; the report
+    prints them; too few padded lengths or no buckets give no fit."""
+    from scalefold.bench.eval import BUCKET_FIT_SIZES, bucket_fit, format_report
+    from scalefold.train.evaluate import bucket_length
+
+    true = [0.09, 2e-4, 5e-6, 8e-10]
+
+    def t(x):
+        return true[0] + true[1] * x + true[2] * x**2 + true[3] * x**3
+
+    lengths = assumed_cameo_lengths()
+    chains = [{"length": n, "seconds": t(bucket_length(n, 64))} for n in lengths]
+    coeffs, predicted = bucket_fit(chains, 64)
+    for got, want in zip(coeffs, true, strict=True):
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-9)
+    assert set(predicted) == set(BUCKET_FIT_SIZES)
+    assert predicted[64] == pytest.approx(sum(c["seconds"] for c in chains), rel=1e-6)
+    assert predicted[16] < predicted[32] < predicted[64] < predicted[128]
+    assert bucket_fit(chains, 0) is None
+    assert bucket_fit([{"length": n, "seconds": 1.0} for n in (10, 70, 130)], 64) is None
+    res = {"chains": chains, "speed": {"eval_length_buckets": "64"}, "eval_seconds": 1.0,
+           "eval_seconds_first": 1.0, "peak_memory_gib": 0.0, "peak_reserved_gib": 0.0,
+           "memory_before_gib": 0.0, "evaluation_gpus_for_cadence": 1, "cadence_steps": 40,
+           "step_time_s": 0.45, "sync_overhead_fraction": 0.1}
+    assert "a = 0.0900 s a chain" in format_report(res)

@@ -298,6 +298,40 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
     return result
 
 
+BUCKET_FIT_SIZES = (16, 32, 64, 128)  # buckets the fit predicts a pass for
+
+
+def bucket_fit(chains: list[dict], bucket: int) -> tuple[list[float], dict[int, float]] | None:
+    """A model of a pass's cost from its own chain times: the median seconds of the chains
+    of each padded length L (`bucket` residues to a bucket) fitted by least squares with
+    t(L) = a + b L + c L² + d L³ (triangle attention and multiplication grow as L³; `a` is
+    what a chain costs whatever its length: launches, not arithmetic). Returns [a, b, c, d]
+    and the pass this predicts for the same lengths with each of `BUCKET_FIT_SIZES`;
+    None with fewer than 4 padded lengths (or no buckets)."""
+    import numpy as np
+
+    from scalefold.train.evaluate import bucket_length
+
+    if bucket <= 0:
+        return None
+    groups: dict[int, list[float]] = {}
+    for c in chains:
+        groups.setdefault(bucket_length(c["length"], bucket), []).append(c["seconds"])
+    if len(groups) < 4:
+        return None
+    padded = np.array(sorted(groups), dtype=float)
+    median = np.array([statistics.median(groups[int(x)]) for x in padded])
+    d, c, b, a = np.polyfit(padded, median, 3)
+    coeffs = [float(a), float(b), float(c), float(d)]
+
+    def t(x: float) -> float:
+        return coeffs[0] + x * (coeffs[1] + x * (coeffs[2] + x * coeffs[3]))
+
+    predicted = {size: sum(t(bucket_length(ch["length"], size)) for ch in chains)
+                 for size in BUCKET_FIT_SIZES}
+    return coeffs, predicted
+
+
 def format_report(res: dict) -> str:
     chains = res["chains"]
     lines = [f"evaluation of {len(chains)} chains: {res['eval_seconds']:.2f} s steady, "
@@ -313,6 +347,15 @@ def format_report(res: dict) -> str:
         v = bands[b]
         lines.append(f"{f'{100 * b + 1}-{100 * b + 100}':>10s}{len(v):8d}"
                      f"{statistics.median(v):10.3f}{max(v):8.3f}{sum(v):8.2f}")
+    buckets = res["speed"].get("eval_length_buckets", "off")
+    fit = bucket_fit(chains, 0 if buckets == "off" else int(buckets))
+    if fit is not None:
+        (a, *_), predicted = fit
+        lines.append(
+            f"fit t(L) = a + bL + cL² + dL³ over the padded lengths: a = {a:.4f} s a chain "
+            f"whatever its length ({len(chains) * a:.1f} s of the pass); the same chains "
+            "with buckets of " + ", ".join(f"{k}: {v:.1f} s" for k, v in predicted.items())
+            + " (a model, not a measurement)")
     k = res["evaluation_gpus_for_cadence"]
     window = res["cadence_steps"] * res["step_time_s"]
     lines.append(f"a {res['cadence_steps']}-step cadence at {res['step_time_s']} s/step leaves "
