@@ -529,10 +529,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     lse = (torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
            if store_lse else None)
     bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
-    zero5 = (0, 0, 0, 0, 0)
-    bs0 = _s5(b0, layout) if b0 is not None else zero5
-    bs1 = _s5(b1, layout) if b1 is not None else zero5
-    row0, row1 = _row_bias(cfg, b0, bs0), _row_bias(cfg, b1, bs1)
+    bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
     grid = (triton.cdiv(ql, bq), z1 * z2 * h)
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
@@ -568,10 +565,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         if layout.strides(do) is None:
             do = do.contiguous()
         z1, z2 = layout.z1, layout.z2
-        zero5 = (0, 0, 0, 0, 0)
-        bs0 = _s5(b0, layout) if b0 is not None else zero5
-        bs1 = _s5(b1, layout) if b1 is not None else zero5
-        row0, row1 = _row_bias(cfg, b0, bs0), _row_bias(cfg, b1, bs1)
+        bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
         prec = dot_precision(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
@@ -664,6 +658,16 @@ class _FlashAttentionFn(torch.autograd.Function):
 def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...]) -> bool:
     """Whether the kernels load bias b as one row per key block (broadcast over queries)."""
     return cfg.row_bias and b is not None and strides5[3] == 0
+
+
+def _bias_args(cfg: FlashConfig, layout: _Layout, b0: torch.Tensor | None,
+               b1: torch.Tensor | None) -> tuple[tuple[int, ...], tuple[int, ...], bool, bool]:
+    """The kernels' bias operands: the two [*, H, Q, K] views' five strides (zeros for a
+    missing bias) and whether each is read as rows."""
+    zero5 = (0, 0, 0, 0, 0)
+    bs0 = _s5(b0, layout) if b0 is not None else zero5
+    bs1 = _s5(b1, layout) if b1 is not None else zero5
+    return bs0, bs1, _row_bias(cfg, b0, bs0), _row_bias(cfg, b1, bs1)
 
 
 def _as5(t: torch.Tensor, layout: _Layout) -> torch.Tensor:
