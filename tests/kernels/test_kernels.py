@@ -327,8 +327,8 @@ LAUNCH_SETS = {
     "wide_fwd": dict(fwd=(128, 64, 8, 2), bwd_kv=(32, 64, 4, 2), bwd_q=(128, 64, 8, 2)),
     "narrow_k": dict(fwd=(64, 32, 4, 3), bwd_kv=(64, 128, 4, 1), bwd_q=(64, 128, 4, 1)),
     "dq_kernel": dict(dq_kernel=True, bwd_dq=(64, 32, 4, 1)),
-    # the base-2 forward softmax, over two key blocks (K = 40, blocks of 32)
-    "exp2": dict(exp2=True, fwd=(64, 32, 4, 3), dq_kernel=True, store_ds=True),
+    # the forward over two key blocks (K = 40, blocks of 32) with the stored-dS backward
+    "two_key_blocks": dict(fwd=(64, 32, 4, 3), dq_kernel=True, store_ds=True),
 }
 
 
@@ -401,6 +401,25 @@ def test_flash_attention_forward_only_matches(kern, device, name):
     with torch.no_grad():
         without = a.flash_attention(q, k, v, bs)
     assert without.grad_fn is None and torch.equal(with_grad.detach(), without)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["tri_template", "msa_row"])
+def test_flash_attention_scales_q_where_it_loads_it(kern, device, name, dtype):
+    """The query scale applied inside the forward kernel (no gradients) gives the bits of
+    the plain core's multiply before the kernel (the path with gradients)."""
+    a = kern.attention
+    lead, h, ql, kl, c, biases = ATTN_CASES[name]
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, dtype, seed=3)
+    scale = 0.3  # not a power of two: the product rounds
+    with_grad = a.flash_attention(q, k, v, bs, scale=scale)  # q * scale, then the kernel
+    with torch.no_grad():
+        without = a.flash_attention(q, k, v, bs, scale=scale)
+        unscaled = a.flash_attention(q, k, v, bs)
+    assert with_grad.grad_fn is not None and without.grad_fn is None
+    assert torch.equal(with_grad.detach(), without)
+    if dtype == torch.float32:  # the scale is applied
+        assert not torch.equal(unscaled, without)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

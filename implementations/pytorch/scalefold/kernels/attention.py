@@ -63,10 +63,10 @@ if triton is not None:
         so1, so2, soh, sol, sod,
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
-        Z2, H, QL, KL, D, DV,
+        Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
-        EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, EXP2: tl.constexpr,
+        EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -85,6 +85,8 @@ if triton is not None:
         qmask = (offs_q[:, None] < QL) & (offs_d[None, :] < D)
         q = tl.load(q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd, mask=qmask,
                     other=0.0)  # [BQ, BD]
+        if SCALE_Q:  # q · scale rounded to q's dtype: the bits of the plain core's multiply
+            q = (q.to(tl.float32) * q_scale).to(q.dtype)
         m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BQ], dtype=tl.float32)
         acc = tl.zeros([BQ, BDV], dtype=tl.float32)
@@ -101,17 +103,9 @@ if triton is not None:
                                b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
             if not EVEN_K:  # keys past the end of the last block
                 s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
-            if EXP2:
-                # base-2 logits: exp(s - m) = exp2(s·log2e - m·log2e), one FMA and one
-                # ex2 an element instead of a subtract, a multiply and the ex2
-                s = s * 1.4426950408889634
-                m_new = tl.maximum(m_i, tl.max(s, axis=1))
-                alpha = tl.exp2(m_i - m_new)
-                p = tl.exp2(s - m_new[:, None])
-            else:
-                m_new = tl.maximum(m_i, tl.max(s, axis=1))
-                alpha = tl.exp(m_i - m_new)
-                p = tl.exp(s - m_new[:, None])
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            alpha = tl.exp(m_i - m_new)
+            p = tl.exp(s - m_new[:, None])
             l_i = l_i * alpha + tl.sum(p, axis=1)
             v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
                         mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV), other=0.0)
@@ -123,10 +117,7 @@ if triton is not None:
                  acc.to(Op.dtype.element_ty),
                  mask=(offs_q[:, None] < QL) & (offs_dv[None, :] < DV))
         if STORE_LSE:  # for the backward (natural log); laid out [Z1, Z2, H, Q] (internal)
-            if EXP2:
-                lse = (m_i + tl.log2(l_i)) * 0.6931471805599453
-            else:
-                lse = m_i + tl.log(l_i)
+            lse = m_i + tl.log(l_i)
             tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, lse, mask=offs_q < QL)
 
     @triton.jit
@@ -496,9 +487,6 @@ class FlashConfig:
     # A bias broadcast over queries (the masks, [*, 1, K]) read as one [BK] row per key
     # block and broadcast in registers, not as a [BQ, BK] tile of repeated values.
     row_bias: bool = True
-    # The forward's softmax in base 2 (logits scaled by log2 e, exp2): one operation an
-    # element fewer; rounds differently from exp in the last bits.
-    exp2: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -511,9 +499,11 @@ class FlashConfig:
 DEFAULT_CONFIG = FlashConfig()
 
 
-def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bool):
+def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bool,
+             scale: float = 1.0):
     """(o, lse): the forward kernel's output and, for the backward, the row log-sum-exp
-    (None unless `store_lse`). b0o/b1o: the biases as given."""
+    (None unless `store_lse`). b0o/b1o: the biases as given; q is multiplied by `scale`
+    where it is loaded."""
     *lead, h, ql, d = q.shape
     kl, dv = k.shape[-2], v.shape[-1]
     full = (*lead, h, ql, kl)
@@ -535,9 +525,10 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
         lse if lse is not None else o,  # an unused pointer without STORE_LSE
         *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
-        z2, h, ql, kl, d, dv,
+        z2, h, ql, kl, d, dv, float(scale),
         HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-        B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse, EXP2=cfg.exp2,
+        B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse,
+        SCALE_Q=scale != 1.0,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
@@ -732,18 +723,24 @@ def _rows_contiguous(b: torch.Tensor, budget: int) -> torch.Tensor:
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     biases: list[torch.Tensor], config: FlashConfig | None = None,
-                    ) -> torch.Tensor:
-    """softmax(q kᵀ + Σ biases) v with q pre-scaled; Triton where it applies, else PyTorch.
+                    scale: float = 1.0) -> torch.Tensor:
+    """softmax((scale · q) kᵀ + Σ biases) v; Triton where it applies, else PyTorch.
 
     q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]  biases: broadcastable to
     [*, H, Q, K]. Falls back to the PyTorch math for tiny attention (template pointwise:
     Q = 1, K = 4), where a tiled kernel cannot win, and for shapes it does not fold.
-    `config`: the kernels' launches and variants (default `DEFAULT_CONFIG`).
+    `config`: the kernels' launches and variants (default `DEFAULT_CONFIG`). q · scale
+    is rounded to q's dtype, as the plain core's multiply rounds it: without gradients
+    the forward kernel does that where it loads q (no pass over q of its own).
     """
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *biases))
+    if scale != 1.0 and (grad or not triton_usable(q)):
+        # the backward needs the scaled q (and autograd the multiply's own backward)
+        q, scale = q * scale, 1.0
     if not triton_usable(q) or q.shape[-2] < 16 or k.shape[-2] < 16:
-        return _eager(q, k, v, biases)
+        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
     if q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]:
-        return _eager(q, k, v, biases)
+        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
     *lead, h, ql, _ = q.shape
     kl = k.shape[-2]
     full = (*lead, h, ql, kl)
@@ -755,7 +752,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             extra = extra + b
         bs = [bs[0], extra]
     if any(b.dim() > len(full) for b in bs):
-        return _eager(q, k, v, biases)
+        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
     bs = [_rows_contiguous(b, q.numel()) for b in bs]
     views = [b.expand(full) for b in bs]
     grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
@@ -767,12 +764,12 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
         layout = _plan(tuple(lead), [q, k, v, *views], grad_views)
         if layout is None:
-            return _eager(q, k, v, biases)
+            return _eager(q * scale if scale != 1.0 else q, k, v, biases)
     b0 = bs[0] if len(bs) > 0 else None
     b1 = bs[1] if len(bs) > 1 else None
     cfg = config if config is not None else DEFAULT_CONFIG
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *bs))):
+    if not grad:
         # Nothing to differentiate (recycling iterations, evaluation): no row statistics
         # for a backward, no autograd node.
-        return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False)[0]
+        return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale)[0]
     return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1)

@@ -20,14 +20,16 @@ class SDPAAttentionCore(AttentionCore):
     SDPA's CUDA kernels take 4-D inputs, so the leading dims are folded into one batch
     dim; the summed bias is materialised at [*, H, Q, K] (what eager attention does for
     its logits anyway), which rules out the flash backend but not the memory-efficient
-    one. q is already scaled, hence scale=1. cuDNN's backend is left out: on torch 2.11 /
+    one. q is scaled beforehand, hence scale=1. cuDNN's backend is left out: on torch 2.11 /
     H200 it failed to execute these masked shapes (mha_graph.execute not good).
     """
 
     backends = (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 
-    def forward(self, q, k, v, biases):
+    def forward(self, q, k, v, biases, scale=1.0):
         # q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]
+        if scale != 1.0:
+            q = q * scale  # rounded in q's dtype first, as the plain core does
         *lead, h, ql, c = q.shape
         kl = k.shape[-2]
         mask = None
@@ -53,11 +55,11 @@ class TritonAttentionCore(AttentionCore):
         super().__init__()
         self.config = config
 
-    def forward(self, q, k, v, biases):
-        return flash_attention(q, k, v, list(biases), self.config)
+    def forward(self, q, k, v, biases, scale=1.0):
+        return flash_attention(q, k, v, list(biases), self.config, scale=scale)
 
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    biases: list[torch.Tensor]) -> torch.Tensor:
+                    biases: list[torch.Tensor], scale: float = 1.0) -> torch.Tensor:
     """The model's own math (reference for parity tests)."""
-    return AttentionCore()(q, k, v, biases)
+    return AttentionCore()(q, k, v, biases, scale)

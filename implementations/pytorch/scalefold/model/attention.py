@@ -14,7 +14,12 @@ from scalefold.model.primitives import Linear, SigmoidGate
 
 
 class AttentionCore(nn.Module):
-    """softmax(q kᵀ + Σ biases) v, with q already scaled by 1/sqrt(c)."""
+    """softmax((scale · q) kᵀ + Σ biases) v.
+
+    q is scaled (and rounded to its dtype) before the product, as the reference scales
+    its query projection; the scale is an argument so that a fused core can apply it
+    where it loads q.
+    """
 
     def forward(
         self,
@@ -22,9 +27,12 @@ class AttentionCore(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         biases: list[torch.Tensor],
+        scale: float = 1.0,
     ) -> torch.Tensor:
         # q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]
         # biases: each broadcastable to [*, H, Q, K]
+        if scale != 1.0:
+            q = q * scale
         logits = torch.matmul(q, k.transpose(-1, -2))
         for b in biases:
             logits = logits + b
@@ -73,10 +81,11 @@ class Attention(nn.Module):
         broadcastable to [*, B, H, Q, K]. The same math as transposing the inputs and
         outputs, without copying the transposed activations for every projection.
         """
-        q = self._heads(self.linear_q(q_x), columns) * (self.c_hidden**-0.5)
+        q = self._heads(self.linear_q(q_x), columns)
         k = self._heads(self.linear_k(kv_x), columns)
         v = self._heads(self.linear_v(kv_x), columns)
-        o = self.core(q, k, v, biases)  # [*, H, Q, c] ([*, B, H, Q, c] for columns)
+        # [*, H, Q, c] ([*, B, H, Q, c] for columns)
+        o = self.core(q, k, v, biases, scale=self.c_hidden**-0.5)
         # back to the projections' layout: [*, Q, H*c] ([*, Q, B, H*c])
         o = (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
         if self.linear_g is not None:
