@@ -443,6 +443,69 @@ def test_sigmoid_gate_matches_pytorch(kern, device, dtype):
         assert rel(a, r) < tol
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sigmoid_gate_reads_strided_gate(kern, device, dtype):
+    """The gate's logits as a slice of stacked projections (rows 4·C apart): the bits of
+    the contiguous gate, gradients too (dg comes back contiguous)."""
+    from scalefold.kernels.gate import _row_stride, sigmoid_gate
+
+    g_ = torch.Generator().manual_seed(6)
+    c = 24
+    x = torch.randn(3, 70, c, generator=g_).to(device, dtype).requires_grad_()
+    stacked = (torch.randn(3, 70, 4 * c, generator=g_) * 3).to(device, dtype)
+    g = stacked[..., 3 * c:].requires_grad_()  # a leaf view: [3, 70, c], rows 4c apart
+    assert _row_stride(g) == 4 * c and not g.is_contiguous()
+    gc = g.detach().contiguous().requires_grad_()
+    dy = torch.randn(x.shape, generator=g_).to(device, dtype)
+    y = sigmoid_gate(x, g)
+    yc = sigmoid_gate(x, gc)
+    assert y.grad_fn is not None and "Gate" in type(y.grad_fn).__name__
+    got = [y, *torch.autograd.grad(y, (x, g), dy)]
+    ref = [yc, *torch.autograd.grad(yc, (x, gc), dy)]
+    for a, r in zip(got, ref):
+        assert torch.equal(a, r)
+
+
+def test_row_stride_refuses_gaps_between_leading_dims():
+    from scalefold.kernels.gate import _row_stride
+
+    t = torch.zeros(4, 6, 10)
+    assert _row_stride(t) == 10 and _row_stride(t[..., 2:5]) == 10
+    assert _row_stride(t[:, :3]) is None  # rows of one batch entry, then a jump
+    assert _row_stride(t.transpose(0, 1)) is None
+    assert _row_stride(t[..., ::2]) is None
+
+
+@pytest.mark.parametrize("columns", [False, True])
+def test_flash_attention_output_in_stacked_projection_layout(kern, device, columns):
+    """q, k, v as head-split slices of one stacked projection [*, L, 4·H·c]: the output
+    (and, with gradients, dk and dv) laid out so that flattening the heads back is a
+    view; the values those of contiguous inputs."""
+    a = kern.attention
+    g_ = torch.Generator().manual_seed(7)
+    h, c, n, b = 2, 8, 20, 3
+    y = torch.randn(1, n, b, 4 * h * c, generator=g_).to(device)  # [1, L, B, 4Hc]
+    if not columns:
+        y = y.transpose(1, 2).contiguous()  # [1, B, L, 4Hc]
+    parts = y.split(h * c, dim=-1)
+
+    def heads(t):
+        t = t.unflatten(-1, (h, c))
+        return t.movedim(-4, -2) if columns else t.transpose(-2, -3)
+
+    q, k, v = (heads(t).requires_grad_() for t in parts[:3])
+    o = a.flash_attention(q, k, v, [], scale=0.3)
+    back = (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
+    assert back.data_ptr() == o.data_ptr() and back.is_contiguous()
+    ref = a.flash_attention(*(t.detach().contiguous().requires_grad_() for t in (q, k, v)),
+                            [], scale=0.3)
+    assert torch.allclose(o, ref, atol=1e-5, rtol=1e-5)
+    dk, dv = torch.autograd.grad(o, (k, v), torch.ones_like(o))
+    for g in (dk, dv):
+        flat = (g.movedim(-2, -4) if columns else g.transpose(-2, -3)).flatten(-2)
+        assert flat.is_contiguous()
+
+
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
 def test_sdpa_core_matches_eager(device, name):
     _check_attention(SDPAAttentionCore(), ATTN_CASES[name], device, torch.float32, tol=2e-3)
@@ -584,7 +647,7 @@ def test_kernels_in_triton_interpreter():
     rerun_in_interpreter(
         __file__, "layer_norm_matches or flash_attention_matches or flash_core_match "
         "or other_launches or dq_kernel or stored_ds or sigmoid_gate or row_bias_loads "
-        "or forward_only_matches "
+        "or forward_only_matches or scales_q or strided_gate or stacked_projections "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
     # (opm_projection_kernel_matches also selects the block-of-rows test)

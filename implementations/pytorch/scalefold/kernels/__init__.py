@@ -15,6 +15,8 @@ and for use on their own:
 - `swap_outer_product_mean(model)`: the outer product mean's projection without layout
   copies; `recompute_outer_product_mean(model)`: its activations recomputed in backward.
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
+- `swap_attention_projections(model)`: self-attention's q, k, v and gate projections
+  as one matmul.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
@@ -42,6 +44,10 @@ from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_prod
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
+from scalefold.kernels.projections import (
+    StackedProjectionAttention,
+    swap_attention_projections,
+)
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul import (
     ChannelFirstTriangleMultiplication,
@@ -103,7 +109,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     step (`scalefold.train.build.build_step`). `weight_casts`: the cache the swapped
     Linears share under `cached_weight_casts` (its scope is the step's autocast region).
     """
-    if speed.cached_weight_casts and speed.matvec_bias_grad and weight_casts is None:
+    casts_used = speed.matvec_bias_grad or speed.attention_stacked_projections
+    if speed.cached_weight_casts and casts_used and weight_casts is None:
         raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
                          "opens (build_step passes it)")
     flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds)
@@ -120,8 +127,11 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.trimul_channel_first:
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
                                      contiguous_grads=speed.trimul_contiguous_grads)
+    casts = weight_casts if speed.cached_weight_casts else None
+    if speed.attention_stacked_projections:
+        swap_attention_projections(model, casts)
     if speed.matvec_bias_grad:
-        swap_linears(model, weight_casts if speed.cached_weight_casts else None)
+        swap_linears(model, casts)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -140,6 +150,7 @@ __all__ = [
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
     "SDPAAttentionCore",
+    "StackedProjectionAttention",
     "TritonAttentionCore",
     "TritonLayerNorm",
     "TritonSigmoidGate",
@@ -153,5 +164,6 @@ __all__ = [
     "swap_outer_product_mean",
     "swap_residual_dropout",
     "swap",
+    "swap_attention_projections",
     "swap_triangle_multiplication",
 ]

@@ -4,9 +4,12 @@ autocast region, for kernels that cast by hand."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
@@ -41,7 +44,7 @@ class WeightCasts:
     """
 
     def __init__(self) -> None:
-        self._casts: dict[tuple, torch.Tensor] | None = None
+        self._casts: dict[tuple, Any] | None = None
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
@@ -52,12 +55,17 @@ class WeightCasts:
             self._casts = outer
 
     def cast(self, p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if p.dtype == dtype:
+            return p
+        return self.cached((id(p), dtype), lambda: p.to(dtype))
+
+    def cached(self, key: tuple, make: Callable[[], T]) -> T:
+        """make() once per scope for `key` where nothing records gradients; a fresh make()
+        otherwise. `key` names what make() computes from parameters (their ids)."""
         # is_compiling first: Dynamo then never reads (and guards on) the cache's state
-        if (torch.compiler.is_compiling() or self._casts is None or p.dtype == dtype
-                or torch.is_grad_enabled()):
-            return p.to(dtype)
-        key = (id(p), dtype, torch.is_inference_mode_enabled())
-        out = self._casts.get(key)
-        if out is None:
-            out = self._casts[key] = p.to(dtype)
-        return out
+        if torch.compiler.is_compiling() or self._casts is None or torch.is_grad_enabled():
+            return make()
+        full = (*key, torch.is_inference_mode_enabled())
+        if full not in self._casts:
+            self._casts[full] = make()
+        return self._casts[full]

@@ -512,8 +512,8 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     # The output takes q's memory layout (q is a head-split view of a projection
     # [*, Q, H*c], or of [Q, *, H*c] for column-wise attention), so the caller's
     # transpose + flatten back to the projection's layout is a view, not a copy.
-    o = torch.empty_like(q) if dv == d else None  # same strides when q is dense
-    if o is None or layout.strides(o) is None:
+    o = _dense_like(q, q.dtype, last=dv)
+    if layout.strides(o) is None:
         o = torch.empty((*lead, ql, h, dv), dtype=q.dtype, device=q.device).transpose(-2, -3)
     z1, z2 = layout.z1, layout.z2
     lse = (torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
@@ -558,8 +558,8 @@ class _FlashAttentionFn(torch.autograd.Function):
         z1, z2 = layout.z1, layout.z2
         bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
         prec = dot_precision(q)
-        dk = torch.empty_like(k)
-        dv = torch.empty_like(v)
+        dk = _dense_like(k, k.dtype)
+        dv = _dense_like(v, v.dtype)
         if layout.strides(dk) is None or layout.strides(dv) is None:
             dk, dv = torch.empty(k.shape, dtype=k.dtype, device=k.device), torch.empty(
                 v.shape, dtype=v.dtype, device=v.device)
@@ -686,12 +686,24 @@ def _from_stored_ds(ds: torch.Tensor, q: torch.Tensor, k: torch.Tensor, layout: 
     return dq, grads[0], grads[1]
 
 
+def _dense_like(t: torch.Tensor, dtype: torch.dtype, zero: bool = False,
+                last: int | None = None) -> torch.Tensor:
+    """A dense buffer of t's shape (its last dim `last` if given) whose dims are laid out
+    in t's stride order, also where t has gaps (a slice of stacked projections, where
+    `empty_like` would fall back to the logical order and the caller's flatten back to
+    the projection's layout would copy)."""
+    shape = (*t.shape[:-1], t.shape[-1] if last is None else last)
+    order = sorted(range(t.dim()), key=lambda i: -t.stride(i))  # outermost first
+    make = torch.zeros if zero else torch.empty
+    buf = make([shape[i] for i in order], dtype=dtype, device=t.device)
+    return buf.permute([order.index(i) for i in range(t.dim())])
+
+
 def _in_layout_of(q: torch.Tensor, layout: _Layout, dtype: torch.dtype,
                   zero: bool) -> torch.Tensor:
     """A buffer shaped and laid out like q (so dq flows back into q's projection without a
     copy), or contiguous where q's layout does not fold."""
-    make = torch.zeros_like if zero else torch.empty_like
-    t = make(q, dtype=dtype)
+    t = _dense_like(q, dtype, zero)
     if layout.strides(t) is None:
         t = (torch.zeros if zero else torch.empty)(q.shape, dtype=dtype, device=q.device)
     return t

@@ -70,6 +70,13 @@ class Attention(nn.Module):
             return x.movedim(-4, -2)  # [*, L, B, H, c] -> [*, B, H, L, c] (a view)
         return x.transpose(-2, -3)  # [*, L, H, c] -> [*, H, L, c]
 
+    def projections(
+        self, q_x: torch.Tensor, kv_x: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """q, k, v and the gate's logits (None without gating), each [*, L, H·c]."""
+        g = self.linear_g(q_x) if self.linear_g is not None else None
+        return self.linear_q(q_x), self.linear_k(kv_x), self.linear_v(kv_x), g
+
     def forward(
         self, q_x: torch.Tensor, kv_x: torch.Tensor, biases: list[torch.Tensor],
         columns: bool = False,
@@ -81,15 +88,14 @@ class Attention(nn.Module):
         broadcastable to [*, B, H, Q, K]. The same math as transposing the inputs and
         outputs, without copying the transposed activations for every projection.
         """
-        q = self._heads(self.linear_q(q_x), columns)
-        k = self._heads(self.linear_k(kv_x), columns)
-        v = self._heads(self.linear_v(kv_x), columns)
+        q, k, v, g = self.projections(q_x, kv_x)
+        q, k, v = (self._heads(t, columns) for t in (q, k, v))
         # [*, H, Q, c] ([*, B, H, Q, c] for columns)
         o = self.core(q, k, v, biases, scale=self.c_hidden**-0.5)
         # back to the projections' layout: [*, Q, H*c] ([*, Q, B, H*c])
         o = (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
-        if self.linear_g is not None:
-            o = self.gate(o, self.linear_g(q_x))  # o · sigmoid(g)
+        if g is not None:
+            o = self.gate(o, g)  # o · sigmoid(g)
         return self.linear_o(o)
 
 

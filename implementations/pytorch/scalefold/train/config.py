@@ -61,9 +61,13 @@ class SpeedConfig:
                "multiplication (pays inside CUDA graphs)")
     matvec_bias_grad: bool = _opt(False, "Linear bias gradients as a matrix-vector product")
     cached_weight_casts: bool = _opt(
-        False, "with matvec_bias_grad under bf16: each such Linear's weight and bias cast "
-               "once per forward (autocast region), not once per call and recycling "
-               "iteration")
+        False, "with matvec_bias_grad or attention_stacked_projections under bf16: the "
+               "weights those cast by hand cast (or stacked) once per forward without "
+               "gradients (autocast region), not once per call and recycling iteration")
+    attention_stacked_projections: bool = _opt(
+        False, "self-attention's query, key, value and gate projections as one matmul "
+               "against the stacked weights (one read of the input; one GEMM for its "
+               "gradient)")
     trimul_channel_first: bool = _opt(
         False, "triangle multiplication computed channels-first (no layout copies)")
     trimul_norm_kernel: bool = _opt(

@@ -1,0 +1,114 @@
+"""Self-attention's query, key, value and gate projections as one matmul.
+
+`Attention` projects its input with four Linears (q, k, v without bias, the gate with
+one). Where queries and keys come from the same tensor (MSA row and column attention,
+both triangle attentions: every Attention but the template pointwise one), the four are
+one matmul against the stacked weight [4·H·c, c_in]:
+
+- forward: the input is read once instead of four times, one GEMM launch instead of four;
+- backward: one GEMM for dx with K = 4·H·c (the four products summed in its fp32
+  accumulator, not rounded to bf16 and added by three `add_` kernels as autograd sums
+  the gradients of a reused input), one GEMM for the stacked weight gradient, the gate's
+  bias gradient as a matvec over its columns only. The price: the four outputs'
+  gradients are concatenated once (one pass over [*, 4·H·c]).
+
+The stacked bias is [0 (3·H·c), b_g]: the GEMM's bias epilogue adds it before the one
+rounding, as `F.linear` adds the gate's bias, and adding zero leaves q, k and v exact.
+The forward without gradients has the bits of the separate projections wherever cuBLAS
+computes each output element's dot product the same way (no split-K at these shapes);
+with gradients, dx rounds once instead of four times (not bit-identical to the plain
+module; the 5-seed check covers it).
+
+Parameters and state-dict names are untouched (the stacked weight is made per forward;
+without gradients, once per autocast region with `cached_weight_casts`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from scalefold.kernels._autocast import WeightCasts, autocast_dtype
+from scalefold.kernels.swap import swap
+from scalefold.model.attention import Attention
+
+
+class _StackedProjection(torch.autograd.Function):
+    """y = x Wᵀ + [0, b]: `b` (or None) is the bias of the last `b.numel()` outputs."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        # x: [*, c_in]  weight: [n_out, c_in]  bias: [n_b] or None
+        ctx.save_for_backward(x, weight)
+        ctx.n_bias = 0 if bias is None else bias.numel()
+        full = None if bias is None else F.pad(bias, (weight.shape[0] - ctx.n_bias, 0))
+        return F.linear(x, weight, full)  # [*, n_out]
+
+    @staticmethod
+    def backward(ctx, dy):
+        # dy: [*, n_out] (the concatenated gradients of the split outputs)
+        x, weight = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1])  # [P, n_out]
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = dy.matmul(weight)  # [*, c_in]
+        if ctx.needs_input_grad[1]:
+            dw = dy2.t().mm(x.reshape(-1, x.shape[-1]))  # [n_out, c_in]
+        if ctx.n_bias and ctx.needs_input_grad[2]:
+            g = dy2[:, dy2.shape[1] - ctx.n_bias:]  # [P, n_b], a strided view
+            db = g.t().mv(g.new_ones(g.shape[0]))  # [n_b]
+        return dx, dw, db
+
+
+def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """The parameters concatenated along dim 0 and cast to `dtype`: one kernel without
+    gradients (cat writes the cast values), cat then cast with them."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        return torch.cat(params).to(dtype)
+    out = torch.empty((sum(p.shape[0] for p in params), *params[0].shape[1:]),
+                      dtype=dtype, device=params[0].device)
+    return torch.cat(params, out=out)
+
+
+class StackedProjectionAttention(Attention):
+    """`Attention` (same parameters, same state-dict names) whose projections of one
+    input run as one matmul. `weight_casts` (set by `swap_attention_projections`): where
+    its scope is open, the stacked weight is made once per autocast region for the code
+    without gradients."""
+
+    weight_casts: WeightCasts | None = None
+
+    def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ws = [self.linear_q.weight, self.linear_k.weight, self.linear_v.weight]
+        if self.linear_g is not None:
+            ws.append(self.linear_g.weight)
+        b = None if self.linear_g is None else self.linear_g.bias
+
+        def make() -> tuple[torch.Tensor, torch.Tensor | None]:
+            return _stack(ws, dtype), None if b is None else b.to(dtype)
+
+        if self.weight_casts is None:
+            return make()
+        return self.weight_casts.cached(("stacked_qkvg", id(self), dtype), make)
+
+    def projections(self, q_x: torch.Tensor, kv_x: torch.Tensor):
+        if q_x is not kv_x:  # cross attention (template pointwise): separate inputs
+            return super().projections(q_x, kv_x)
+        # q_x: [*, L, c_in] -> q, k, v, g: each [*, L, H·c], views of one [*, L, 4·H·c]
+        dt = autocast_dtype(q_x)
+        w, b = self._stacked(dt if dt is not None else q_x.dtype)
+        if dt is not None:
+            with torch.autocast(q_x.device.type, enabled=False):
+                y = _StackedProjection.apply(q_x.to(dt), w, b)
+        else:
+            y = _StackedProjection.apply(q_x, w, b)
+        q, k, v, *g = y.split(self.num_heads * self.c_hidden, dim=-1)
+        return q, k, v, (g[0] if g else None)
+
+
+def swap_attention_projections(model: torch.nn.Module,
+                               weight_casts: WeightCasts | None = None) -> torch.nn.Module:
+    """Every `Attention` of `model` becomes a `StackedProjectionAttention`, in place,
+    sharing `weight_casts` if given. Returns `model`."""
+    swap(model, Attention, StackedProjectionAttention, weight_casts=weight_casts)
+    return model
