@@ -9,6 +9,7 @@ from scalefold.data.selection import last_iteration
 from scalefold.kernels import MatvecBiasGradLinear, swap_linears
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.model.primitives import Linear
 from scalefold.utils.synthetic import synthetic_batch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -83,6 +84,26 @@ def test_weight_casts_once_per_scope_without_gradients():
         w.add_(1.0)
         with casts.scope():
             assert torch.equal(casts.cast(w, torch.bfloat16), w.detach().bfloat16())
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_cached_casts_add_no_guard_on_a_parameter(grad):
+    """Compiled modules with the shared casts (the compiled glue's Linears) compile once
+    for all instances: tracing must not read a parameter's id (an id guard recompiles
+    for every instance and, past Dynamo's limit, leaves the glue eager)."""
+    from scalefold.kernels._autocast import WeightCasts
+
+    casts = WeightCasts()
+    torch.manual_seed(0)
+    mods = [swap_linears(torch.nn.Sequential(Linear(6, 6)), casts) for _ in range(2)]
+    for m in mods:
+        m.compile(backend="eager")
+    x = torch.randn(3, 6)
+    torch._dynamo.reset()
+    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
+        mods[0](x)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            mods[1](x)
 
 
 def _recycled_loss_and_grads(cached: bool):

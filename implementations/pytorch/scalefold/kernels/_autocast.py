@@ -54,16 +54,23 @@ class WeightCasts:
         finally:
             self._casts = outer
 
+    def caching(self) -> bool:
+        """Whether `cast` and `cached` hand out shared copies here (a scope is open, nothing
+        records gradients, no compiled code is being traced)."""
+        # is_compiling first: Dynamo then never reads (and guards on) the cache's state or
+        # a parameter's id (an id guard recompiles a compiled module for every instance)
+        return not (torch.compiler.is_compiling() or self._casts is None
+                    or torch.is_grad_enabled())
+
     def cast(self, p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        if p.dtype == dtype:
-            return p
+        if p.dtype == dtype or not self.caching():
+            return p.to(dtype)
         return self.cached((id(p), dtype), lambda: p.to(dtype))
 
     def cached(self, key: tuple, make: Callable[[], T]) -> T:
         """make() once per scope for `key` where nothing records gradients; a fresh make()
         otherwise. `key` names what make() computes from parameters (their ids)."""
-        # is_compiling first: Dynamo then never reads (and guards on) the cache's state
-        if torch.compiler.is_compiling() or self._casts is None or torch.is_grad_enabled():
+        if not self.caching():
             return make()
         full = (*key, torch.is_inference_mode_enabled())
         if full not in self._casts:

@@ -87,7 +87,7 @@ class StackedProjectionAttention(Attention):
         def make() -> tuple[torch.Tensor, torch.Tensor | None]:
             return _stack(ws, dtype), None if b is None else b.to(dtype)
 
-        if self.weight_casts is None:
+        if self.weight_casts is None or not self.weight_casts.caching():
             return make()
         return self.weight_casts.cached(("stacked_qkvg", id(self), dtype), make)
 
