@@ -139,7 +139,8 @@ class SpeedPreset:
 _H200 = SpeedConfig(
     attention="triton", attention_dq_kernel=True, attention_store_ds=True,
     layer_norm="triton", layer_norm_output="compute", fused_optimizer=True,
-    cuda_graphs=True, compile_glue=True, matvec_bias_grad=True, trimul_channel_first=True,
+    cuda_graphs=True, compile_glue=True, matvec_bias_grad=True, cached_weight_casts=True,
+    trimul_channel_first=True,
     trimul_norm_kernel=True, trimul_contiguous_grads=True, opm_projection_kernel=True,
     fused_gate=True, fused_residual_dropout=True, eval_length_buckets="64",
     eval_cuda_graphs=True, eval_warm_up=True,
