@@ -78,6 +78,7 @@ class Signature:
     k: TensorSpec
     v: TensorSpec
     biases: tuple[TensorSpec, ...]
+    scale: float = 1.0  # the query scale the core applies (the model's 1/sqrt(c))
 
     def label(self) -> str:
         *lead, h, ql, d = self.q.shape
@@ -97,11 +98,11 @@ class _RecordingCore(TritonAttentionCore):
         super().__init__()
         self.seen = seen
 
-    def forward(self, q, k, v, biases):
+    def forward(self, q, k, v, biases, scale=1.0):
         sig = Signature(TensorSpec.of(q), TensorSpec.of(k), TensorSpec.of(v),
-                        tuple(TensorSpec.of(b) for b in biases))
+                        tuple(TensorSpec.of(b) for b in biases), scale)
         self.seen[sig] = self.seen.get(sig, 0) + 1
-        return super().forward(q, k, v, biases)
+        return super().forward(q, k, v, biases, scale)
 
 
 def record_signatures(preset: str, device: torch.device, seed: int = 0,
@@ -156,12 +157,12 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
         if forward_only:
             def call():
                 with torch.no_grad():
-                    return flash_attention(q, k, v, biases, cfg)
+                    return flash_attention(q, k, v, biases, cfg, scale=sig.scale)
             return call
-        return lambda: flash_attention(q, k, v, biases, cfg)
+        return lambda: flash_attention(q, k, v, biases, cfg, scale=sig.scale)
 
     def bwd(cfg: FlashConfig):
-        o = flash_attention(q, k, v, biases, cfg)
+        o = flash_attention(q, k, v, biases, cfg, scale=sig.scale)
         # The bench's own generator: the default one refuses offsets once a graph replay
         # has registered it ("Offset increment outside graph capture").
         do = torch.randn(o.shape, generator=gen, device=o.device).to(o.dtype)
