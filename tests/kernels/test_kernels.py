@@ -329,6 +329,8 @@ LAUNCH_SETS = {
     "dq_kernel": dict(dq_kernel=True, bwd_dq=(64, 32, 4, 1)),
     # the forward over two key blocks (K = 40, blocks of 32) with the stored-dS backward
     "two_key_blocks": dict(fwd=(64, 32, 4, 3), dq_kernel=True, store_ds=True),
+    # the key loop warp-specialized (a GPU test where Triton supports it on the device)
+    "warp_specialized": dict(fwd=(64, 32, 4, 3), fwd_warp_specialize=True),
 }
 
 
