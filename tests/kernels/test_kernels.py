@@ -342,8 +342,15 @@ def test_flash_attention_other_launches_match_eager(kern, device, name):
     cfg = a.FlashConfig(**{k: a.Launch(*v) if isinstance(v, tuple) else v
                            for k, v in LAUNCH_SETS[name].items()})
     case = ((1, 3), 2, 40, 40, 8, [((1, 3, 1, 1, 40), False), ((1, 1, 2, 40, 40), True)])
-    _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg),
-                     case, device, torch.float32, tol=2e-3 if device.type == "cuda" else 1e-5)
+    try:
+        _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg),
+                         case, device, torch.float32,
+                         tol=2e-3 if device.type == "cuda" else 1e-5)
+    except Exception as e:
+        # a GPU whose Triton cannot warp-specialize this loop says so at compile time
+        if cfg.fwd_warp_specialize and "Compil" in type(e).__name__:
+            pytest.skip(f"this Triton does not warp-specialize the loop here: {e}"[:300])
+        raise
 
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
