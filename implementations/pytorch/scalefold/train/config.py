@@ -100,6 +100,9 @@ class SpeedConfig:
     eval_cuda_graphs: bool = _opt(
         False, "evaluation: the forward captured as one CUDA graph per padded length, at "
                "its first use (CUDA only; with eval_length_buckets, one per bucket)")
+    eval_compile_glue: bool = _opt(
+        False, "evaluation: compile_glue's torch.compile for the evaluation copy too, one "
+               "static compile per length bucket (warmed up with eval_warm_up)")
     eval_warm_up: bool = _opt(
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "
@@ -115,6 +118,9 @@ class SpeedConfig:
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
+        if self.eval_compile_glue and self.eval_length_buckets == "off":
+            raise ValueError("eval_compile_glue needs eval_length_buckets: without buckets "
+                             "every chain length would compile its own code")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
