@@ -26,11 +26,17 @@ from scalefold.model.primitives import Linear
 
 
 class _LinearMatvecBiasGrad(torch.autograd.Function):
+    """y = x Wᵀ + b with the bias gradient as a matvec. `b` may be the bias of only the
+    last b.numel() outputs (stacked projections of which only the last has a bias): the
+    others get zero, added by the GEMM's epilogue like any bias."""
+
     @staticmethod
     def forward(ctx, x, weight, bias):
-        # x: [*, in]  weight: [out, in]  bias: [out] or None
+        # x: [*, in]  weight: [out, in]  bias: [n_b <= out] or None
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+        ctx.n_bias = 0 if bias is None else bias.numel()
+        if bias is not None and ctx.n_bias < weight.shape[0]:
+            bias = F.pad(bias, (weight.shape[0] - ctx.n_bias, 0))
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -43,8 +49,9 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
             dx = dy.matmul(weight)  # [*, in]
         if ctx.needs_input_grad[1]:
             dw = dy2.t().mm(x.reshape(-1, x.shape[-1]))  # [out, in]
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = dy2.t().mv(dy2.new_ones(dy2.shape[0]))  # [out]
+        if ctx.n_bias and ctx.needs_input_grad[2]:
+            g = dy2[:, dy2.shape[1] - ctx.n_bias:]  # [P, n_b] (all of dy2 for a full bias)
+            db = g.t().mv(g.new_ones(g.shape[0]))  # [n_b]
         return dx, dw, db
 
 

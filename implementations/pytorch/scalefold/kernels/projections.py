@@ -26,38 +26,11 @@ without gradients, once per autocast region with `cached_weight_casts`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from scalefold.kernels._autocast import WeightCasts, autocast_dtype
+from scalefold.kernels.linear import _LinearMatvecBiasGrad
 from scalefold.kernels.swap import swap
 from scalefold.model.attention import Attention
-
-
-class _StackedProjection(torch.autograd.Function):
-    """y = x Wᵀ + [0, b]: `b` (or None) is the bias of the last `b.numel()` outputs."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        # x: [*, c_in]  weight: [n_out, c_in]  bias: [n_b] or None
-        ctx.save_for_backward(x, weight)
-        ctx.n_bias = 0 if bias is None else bias.numel()
-        full = None if bias is None else F.pad(bias, (weight.shape[0] - ctx.n_bias, 0))
-        return F.linear(x, weight, full)  # [*, n_out]
-
-    @staticmethod
-    def backward(ctx, dy):
-        # dy: [*, n_out] (the concatenated gradients of the split outputs)
-        x, weight = ctx.saved_tensors
-        dy2 = dy.reshape(-1, dy.shape[-1])  # [P, n_out]
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = dy.matmul(weight)  # [*, c_in]
-        if ctx.needs_input_grad[1]:
-            dw = dy2.t().mm(x.reshape(-1, x.shape[-1]))  # [n_out, c_in]
-        if ctx.n_bias and ctx.needs_input_grad[2]:
-            g = dy2[:, dy2.shape[1] - ctx.n_bias:]  # [P, n_b], a strided view
-            db = g.t().mv(g.new_ones(g.shape[0]))  # [n_b]
-        return dx, dw, db
 
 
 def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -99,9 +72,9 @@ class StackedProjectionAttention(Attention):
         w, b = self._stacked(dt if dt is not None else q_x.dtype)
         if dt is not None:
             with torch.autocast(q_x.device.type, enabled=False):
-                y = _StackedProjection.apply(q_x.to(dt), w, b)
+                y = _LinearMatvecBiasGrad.apply(q_x.to(dt), w, b)
         else:
-            y = _StackedProjection.apply(q_x, w, b)
+            y = _LinearMatvecBiasGrad.apply(q_x, w, b)
         q, k, v, *g = y.split(self.num_heads * self.c_hidden, dim=-1)
         return q, k, v, (g[0] if g else None)
 
