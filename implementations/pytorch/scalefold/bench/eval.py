@@ -209,6 +209,11 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
     CUDA graphs: inside a graph the profiler sees only the graph's launch."""
     from torch.profiler import ProfilerActivity, profile
 
+    from scalefold.bench.by_module import (
+        format_module_breakdown,
+        module_breakdown,
+        module_ranges,
+    )
     from scalefold.bench.step import (
         _device_kernels,
         family_breakdown,
@@ -222,13 +227,16 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
     evaluator.score(feats)  # first-time work (autotuning) outside the profile
     _sync(device)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
+    with profile(activities=acts) as prof, module_ranges(evaluator.model):
         evaluator.score(feats)
         _sync(device)
     kernels = _device_kernels(prof)
+    by_module = format_module_breakdown(module_breakdown(prof), sum(k[1] for k in kernels),
+                                        sum(k[2] for k in kernels))
     return (f"one evaluation of a {cfg.profile_length}-residue chain "
             f"({cfg.num_recycling_iters + 1} iterations, without graphs), device kernels:\n"
-            + format_breakdown(family_breakdown(kernels)) + "\n" + top_kernels(kernels))
+            + format_breakdown(family_breakdown(kernels)) + "\n" + top_kernels(kernels)
+            + "\nby module:\n" + by_module)
 
 
 def run_bench(cfg: EvalBenchConfig, log=print) -> dict:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from scalefold.bench.by_module import format_module_breakdown, module_breakdown, module_ranges
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.build import BuiltStep, build_step
 from scalefold.train.config import PRESETS, SpeedConfig, TrainConfig
@@ -323,7 +324,7 @@ def _profiled(runner: StepRunner, batch):
     runner.prepare(batch)
     runner.step(batch)
     _sync(runner.device)
-    with profile(activities=acts, record_shapes=True) as prof:
+    with profile(activities=acts, record_shapes=True) as prof, module_ranges(runner.model):
         runner.step(batch)
         _sync(runner.device)
     return prof
@@ -366,7 +367,11 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
         # variant with cuda_graphs=0 for the breakdown.
         kernels = _device_kernels(prof)
         text += ("\n" + format_breakdown(family_breakdown(kernels))
-                 + "\n" + top_kernels(kernels))
+                 + "\n" + top_kernels(kernels)
+                 + "\nthe forward by module (backward and update: outside):\n"
+                 + format_module_breakdown(module_breakdown(prof),
+                                           sum(k[1] for k in kernels),
+                                           sum(k[2] for k in kernels)))
     return text
 
 

@@ -1,0 +1,55 @@
+"""The forward's time by module: ranges wrap the blocks' parts, never nest, and go away."""
+
+from __future__ import annotations
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from scalefold.bench.by_module import (
+    PREFIX,
+    format_module_breakdown,
+    module_breakdown,
+    module_ranges,
+    profiled_modules,
+)
+from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.utils.synthetic import synthetic_batch
+
+
+def test_the_parts_of_every_block_and_the_top_level_modules():
+    model = AlphaFold(AlphaFoldConfig.tiny())
+    names = {n for n, _ in profiled_modules(model)}
+    assert "evoformer_stack.blocks.*.core.tri_att_start" in names
+    assert "evoformer_stack.blocks.*.msa_att_row" in names
+    assert "evoformer_stack.blocks.*.core" not in names  # a container: its parts instead
+    assert {"structure_module", "input_embedder", "template_pointwise_attention"} <= names
+    assert not any(n.startswith("structure_module.") for n in names)
+    blocks = len(model.evoformer_stack.blocks)
+    wrapped = [m for n, m in profiled_modules(model) if n.endswith(".core.tri_mul_out")]
+    assert len(wrapped) >= blocks  # one per block (and per extra-MSA block)
+
+
+def test_ranges_attribute_the_forward_and_leave_no_hooks():
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    batch = synthetic_batch(None, n_res=12, n_clust=5, n_extra=7, n_templ=1, num_iterations=1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof, module_ranges(model):
+        with torch.no_grad():
+            model(batch)
+    rows = module_breakdown(prof)
+    names = [r[0] for r in rows]
+    assert "evoformer_stack.blocks.*.core.tri_att_start" in names
+    assert "structure_module" in names
+    # every range was entered once per block per iteration, and none holds another
+    for evt in prof.events():
+        if evt.name.startswith(PREFIX):
+            stack = list(evt.cpu_children)
+            while stack:
+                c = stack.pop()
+                assert not c.name.startswith(PREFIX), (evt.name, c.name)
+                stack += c.cpu_children
+    tri = next(r for r in rows if r[0] == "evoformer_stack.blocks.*.core.tri_att_start")
+    assert tri[3] > 0.0  # host time charged to it
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    table = format_module_breakdown(rows, total_ms=10.0, total_launches=5)
+    assert "(outside these modules)" in table and "tri_att_start" in table
