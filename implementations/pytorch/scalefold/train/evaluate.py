@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scalefold.metrics import lddt_ca
+from scalefold.utils.transfer import to_device
 
 if TYPE_CHECKING:
     from scalefold.train.build import BuiltStep
@@ -281,8 +282,7 @@ class Evaluator:
         """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
         one length, at their own length whatever the bucket."""
         n = chain_length(feats)
-        inputs = {k: v.to(self.device, non_blocking=True)
-                  for k, v in model_inputs(feats).items()}
+        inputs = to_device(model_inputs(feats), self.device)
         inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
             if self.options.cuda_graphs:
@@ -321,8 +321,7 @@ class Evaluator:
         """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
         device, without waiting for it."""
         positions = self.predict(feats)
-        truth = {k: feats[k][..., -1].to(self.device, non_blocking=True)
-                 for k in TRUTH_FEATURES}
+        truth = to_device({k: feats[k][..., -1] for k in TRUTH_FEATURES}, self.device)
         with torch.inference_mode():
             return lddt_ca(positions, truth["all_atom_positions"].float(),
                            truth["all_atom_mask"].float())

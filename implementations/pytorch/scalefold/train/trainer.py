@@ -57,12 +57,9 @@ from scalefold.train.rundir import RunDirectoryError
 from scalefold.train.step import HostCopy, StepOutputs, set_lr
 from scalefold.train.stop import StopVote
 from scalefold.train.topology import Topology, make_topology
+from scalefold.utils.transfer import to_device
 
 EventHook = Callable[[str, dict], None]
-
-
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @dataclass
@@ -270,7 +267,7 @@ class Trainer:
         it = self.iteration
         set_lr(self.optimizer, self.schedule.lr_at(it))
         torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
-        feats = _to(batch.features, self.device)
+        feats = to_device(batch.features, self.device)
         use_clamped = use_clamped.to(self.device)
         launched = _Launched(it, batch.num_recycling, start, data_wait_s, None)
         timed = self.device.type == "cuda"
