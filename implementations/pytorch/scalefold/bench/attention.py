@@ -173,12 +173,6 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
         time_call(fwd(replace(base, row_bias=False)), warmup, reps, device)
         if any(b.shape[-2] == 1 or b.stride[-2] == 0 for b in sig.biases)
         else res.default_s["fwd"])
-    try:  # Triton compiles the warp-specialized loop only where it supports it
-        res.default_s["fwd_ws"] = time_call(fwd(replace(base, fwd_warp_specialize=True)),
-                                            warmup, reps, device)
-    except Exception as e:  # noqa: BLE001 - reported, the sweep goes on
-        print(f"  warp-specialized forward failed: {type(e).__name__}: {str(e)[:200]}")
-        res.default_s["fwd_ws"] = float("nan")
     res.default_s["bwd"] = time_call(bwd(base), warmup, reps, device) if inputs else 0.0
     # The other backward forms, for comparison (timed only where they run other kernels:
     # the stored dS replaces the dq form where a bias needs a gradient, and is unused
@@ -252,8 +246,7 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
         out.append(r)
         d = r.default_s
         log(f"  {r.label}  x{calls}  fwd {d['fwd'] * 1e3:.3f} ms (tile-read biases "
-            f"{d['fwd_tile_bias'] * 1e3:.3f}, warp-specialized "
-            f"{d['fwd_ws'] * 1e3:.3f})  "
+            f"{d['fwd_tile_bias'] * 1e3:.3f})  "
             f"bwd {d['bwd'] * 1e3:.3f} ms"
             f"  | dq {'atomics' if cfg.dq_kernel else 'kernel'}: bwd "
             f"{d['bwd_other_dq'] * 1e3:.3f} ms, {'no ' if cfg.store_ds else ''}stored dS: bwd "
@@ -267,7 +260,7 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
              f"{'best fwd':>19s}{'best bwd_kv':>20s}{'best bwd_q':>20s}{'best bwd_dq':>20s}   (ms; bwd_* are the "
              "whole backward with that kernel's launch)"]
     tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0,
-           "fwd_tile_bias": 0.0, "fwd_ws": 0.0}
+           "fwd_tile_bias": 0.0}
     for r in results:
         bound = r.min_bytes / (bandwidth_gbs * 1e9)
         cells = []
@@ -286,15 +279,14 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
         tot["bound"] += r.calls * bound
         tot["fwd"] += r.calls * r.default_s["fwd"]
         tot["fwd_tile_bias"] += r.calls * r.default_s["fwd_tile_bias"]
-        tot["fwd_ws"] += r.calls * r.default_s["fwd_ws"]
         tot["bwd"] += r.calls * r.default_s["bwd"]
         tot["fwd_best"] += r.calls * (r.default_s["fwd"] - max(0.0, gains.get("fwd", 0.0)))
         tot["bwd_best"] += r.calls * (r.default_s["bwd"] - sum(
             max(0.0, gains.get(k, 0.0)) for k in ("bwd_kv", "bwd_q", "bwd_dq")))
     lines.append(
         f"per forward (calls x time): bound {tot['bound'] * 1e3:.1f} ms; default fwd "
-        f"{tot['fwd'] * 1e3:.1f} ms (tile-read biases {tot['fwd_tile_bias'] * 1e3:.1f}, "
-        f"warp-specialized {tot['fwd_ws'] * 1e3:.1f}), bwd {tot['bwd'] * 1e3:.1f} ms; best launches fwd "
+        f"{tot['fwd'] * 1e3:.1f} ms (tile-read biases {tot['fwd_tile_bias'] * 1e3:.1f}), "
+        f"bwd {tot['bwd'] * 1e3:.1f} ms; best launches fwd "
         f"{tot['fwd_best'] * 1e3:.1f} ms, bwd {tot['bwd_best'] * 1e3:.1f} ms (gains of the two "
         "backward kernels added)")
     return "\n".join(lines)

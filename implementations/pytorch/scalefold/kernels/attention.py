@@ -67,7 +67,6 @@ if triton is not None:
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
         EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, SCALE_Q: tl.constexpr,
-        WARP_SPECIALIZE: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -91,7 +90,7 @@ if triton is not None:
         m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BQ], dtype=tl.float32)
         acc = tl.zeros([BQ, BDV], dtype=tl.float32)
-        for start in tl.range(0, KL, BK, warp_specialize=WARP_SPECIALIZE):
+        for start in range(0, KL, BK):
             offs_k = start + tl.arange(0, BK)
             kt = tl.load(k_base + offs_k[None, :] * skl + offs_d[:, None] * skd,
                          mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
@@ -488,10 +487,6 @@ class FlashConfig:
     # A bias broadcast over queries (the masks, [*, 1, K]) read as one [BK] row per key
     # block and broadcast in registers, not as a [BQ, BK] tile of repeated values.
     row_bias: bool = True
-    # The forward's key loop warp-specialized by Triton (producer warps load the tiles,
-    # consumer warps compute), where this Triton and GPU support it; `bench attention`
-    # times it beside the default.
-    fwd_warp_specialize: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -533,7 +528,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         z2, h, ql, kl, d, dv, float(scale),
         HAS_B0=b0 is not None, HAS_B1=b1 is not None,
         B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse,
-        SCALE_Q=scale != 1.0, WARP_SPECIALIZE=cfg.fwd_warp_specialize,
+        SCALE_Q=scale != 1.0,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
