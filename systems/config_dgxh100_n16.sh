@@ -6,8 +6,8 @@
 # Global batch: (16 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 128.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n16.json --dap-size 1
 # --eval-ranks 0 --global-batch 128 --preset h100`, 2026-12-04 profile; docs/PLAN.md):
-# 0.72 s a step (0.70 s of compute, 19 ms of gradient all-reduce across nodes), 11.2 s
-# an evaluation; 12.4 min to train.
+# 0.71 s a step (0.69 s of compute, 19 ms of gradient all-reduce across nodes), 11.2 s
+# an evaluation; 12.3 min to train.
 #
 # Usage, from the repository root:
 #   source systems/config_dgxh100_n16.sh

@@ -62,21 +62,27 @@ def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
 
 def test_device_times_are_summarised_by_recycling_count():
     """The steps' CUDA-event times (None on a CPU) give their own per-n medians, not
-    moved between neighbouring steps as the host intervals are."""
+    moved between neighbouring steps as the host intervals are; the GPU's time between
+    steps is the mean of the steady steps' own idle times, none spanning an evaluation."""
     rec = _Recorder()
     rec.t0 = 0.0
-    for it in range(1, 8):
+    for it in range(1, 9):
         step = _step(it, it % 2, float(it))
         step.device_s = 0.4 if it % 2 == 0 else 0.5
+        step.idle_before_s = None if it == 1 else 0.001 * it
         rec.steps.append(step)
+        if it == 5:
+            rec.breaks += [(5, "cycle_stop", 5.0)]
     res = summarise(rec, warmup=2, checkpoint_every=0)
-    assert res.device_per_n == {1: [0.5, 0.5], 0: [0.4, 0.4]}  # steps 4..7
+    assert res.device_per_n == {1: [0.5, 0.5], 0: [0.4, 0.4, 0.4]}  # steps 4..8
     assert res.device_avg_s == pytest.approx(0.45)
+    # steps 4, 5, 7, 8: step 6 follows the cycle's end (its idle time spans the evaluation)
+    assert res.idle_s == pytest.approx([0.004, 0.005, 0.007, 0.008])
+    assert res.host_gap_s == pytest.approx(0.006)
     text = format_report(res, "x")
     assert "device time per step (CUDA events): n=0 0.4000, n=1 0.5000" in text
-    # host intervals 1 s a step against 0.45 s of device time: the GPU waits 0.55 s
-    assert res.host_gap_s == pytest.approx(0.55)
-    assert "the GPU waits for the host (loader included) 550.0 ms a step (55.0%" in text
+    assert ("the GPU between steps (the batch's copy, waits for host and loader) 6.0 ms a "
+            "step on average, max 8.0 ms (1.3% of the device step)") in text
     cpu = _Recorder()
     cpu.steps = [_step(it, 0, float(it)) for it in range(1, 5)]
     assert summarise(cpu, warmup=1, checkpoint_every=0).device_avg_s is None

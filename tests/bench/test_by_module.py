@@ -53,3 +53,21 @@ def test_ranges_attribute_the_forward_and_leave_no_hooks():
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     table = format_module_breakdown(rows, total_ms=10.0, total_launches=5)
     assert "(outside these modules)" in table and "tri_att_start" in table
+
+
+def test_device_copies_of_the_ranges_are_not_counted_twice():
+    """On a GPU the profiler also lists each range as a device-side annotation whose
+    device time is its span: only the host-side range is charged."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    kernel = SimpleNamespace(name="k")
+    host = SimpleNamespace(name=PREFIX + "a", device_type=DeviceType.CPU,
+                           device_time_total=2000.0, cpu_time_total=500.0,
+                           kernels=[kernel, kernel], cpu_children=[])
+    annotation = SimpleNamespace(name=PREFIX + "a", device_type=DeviceType.CUDA,
+                                 device_time_total=3000.0, cpu_time_total=0.0,
+                                 kernels=[], cpu_children=[])
+    prof = SimpleNamespace(events=lambda: [host, annotation])
+    assert module_breakdown(prof) == [("a", 2.0, 2, 0.5)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scalefold.utils.transfer import to_device
+from scalefold.utils.transfer import tensor_to_device, to_device
 
 
 def _feats():
@@ -20,6 +20,8 @@ def test_values_and_dtypes_kept_on_the_cpu():
     assert out.keys() == feats.keys()
     for k in feats:
         assert torch.equal(out[k], feats[k]) and out[k].dtype == feats[k].dtype
+    one = tensor_to_device(feats["a"], torch.device("cpu"))
+    assert torch.equal(one, feats["a"]) and one.dtype == feats["a"].dtype
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

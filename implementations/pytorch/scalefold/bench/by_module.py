@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterator
 
 from torch import nn
+from torch.autograd import DeviceType
 from torch.autograd.profiler import record_function
 
 PREFIX = "module::"
@@ -78,7 +79,10 @@ def module_breakdown(prof) -> list[tuple[str, float, int, float]]:
     profile, largest device time first."""
     rows: dict[str, list[float]] = {}
     for evt in prof.events():
-        if not evt.name.startswith(PREFIX):
+        # Only the host's range: on a GPU the profiler also draws each range on the
+        # device's timeline (a user annotation of the same name), whose span would count
+        # the range's kernels a second time, gaps included.
+        if not evt.name.startswith(PREFIX) or evt.device_type != DeviceType.CPU:
             continue
         r = rows.setdefault(evt.name[len(PREFIX):], [0.0, 0, 0.0])
         r[0] += evt.device_time_total / 1e3

@@ -38,6 +38,8 @@ from scalefold.train.config import TrainConfig
 class TrainBenchResult:
     per_n: dict[int, list[float]] = field(default_factory=dict)  # steady-state intervals
     device_per_n: dict[int, list[float]] = field(default_factory=dict)  # CUDA-event times
+    # device time between a steady step and the one before (CUDA events)
+    idle_s: list[float] = field(default_factory=list)
     data_wait_s: list[float] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)  # iteration, seconds, stall_s
     startup_s: float = 0.0  # start to the first step's results
@@ -64,11 +66,12 @@ class TrainBenchResult:
 
     @property
     def host_gap_s(self) -> float | None:
-        """Host step time minus device step time (uniform averages): what the GPU waits a
-        step for the host, the loader included (None without CUDA events)."""
-        if self.device_avg_s is None or not self.per_n:
-            return None
-        return self.avg_s - self.device_avg_s
+        """Mean device time between consecutive steady steps: the batch's copy to the
+        device and what the GPU waits for the host and the loader (None without CUDA
+        events). Measured on the GPU's own clock between one step's end and the next
+        one's start: the host intervals cannot give it, as a step's results reach the
+        host a launch later, which moves time between neighbouring intervals."""
+        return statistics.fmean(self.idle_s) if self.idle_s else None
 
 
 class _Recorder:
@@ -104,9 +107,12 @@ def summarise(rec: _Recorder, warmup: int, checkpoint_every: int) -> TrainBenchR
         intervals[cur.iteration] = dt
         if cur.iteration > rec.steps[0].iteration + warmup:
             res.per_n.setdefault(cur.num_recycling, []).append(dt)
-    for s in rec.steps:
-        if s.device_s is not None and s.iteration > rec.steps[0].iteration + warmup:
-            res.device_per_n.setdefault(s.num_recycling, []).append(s.device_s)
+    for prev, s in zip([None, *rec.steps], rec.steps, strict=False):
+        if s.device_s is None or s.iteration <= rec.steps[0].iteration + warmup:
+            continue
+        res.device_per_n.setdefault(s.num_recycling, []).append(s.device_s)
+        if s.idle_before_s is not None and prev is not None and prev.iteration not in after_break:
+            res.idle_s.append(s.idle_before_s)
     res.data_wait_s = [s.data_wait_s for s in rec.steps[warmup:]]
     starts = {it: t for it, name, t in rec.breaks if name == "eval_start"}
     stops = {it: t for it, name, t in rec.breaks if name == "eval_stop"}
@@ -133,8 +139,10 @@ def format_report(res: TrainBenchResult, label: str) -> str:
             f"n={n} {m:.4f}" for n, m in res.device_medians.items())
             + f"; uniform average {res.device_avg_s:.4f}")
         if res.host_gap_s is not None:
-            lines.append(f"the GPU waits for the host (loader included) {1e3 * res.host_gap_s:.1f}"
-                         f" ms a step ({100 * res.host_gap_s / res.avg_s:.1f}% of the step)")
+            lines.append(f"the GPU between steps (the batch's copy, waits for host and loader) "
+                         f"{1e3 * res.host_gap_s:.1f} ms a step on average, max "
+                         f"{1e3 * max(res.idle_s):.1f} ms ({100 * res.host_gap_s / res.device_avg_s:.1f}% "
+                         f"of the device step)")
     if res.data_wait_s:
         lines.append(f"data-loader wait per step: median {statistics.median(res.data_wait_s):.4f}"
                      f" s, max {max(res.data_wait_s):.4f} s")

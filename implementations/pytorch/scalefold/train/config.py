@@ -148,7 +148,7 @@ _H200 = SpeedConfig(
     cuda_graphs=True, compile_glue=True, matvec_bias_grad=True, cached_weight_casts=True,
     attention_stacked_projections=True, trimul_channel_first=True,
     trimul_norm_kernel=True, trimul_contiguous_grads=True, opm_projection_kernel=True,
-    fused_gate=True, fused_residual_dropout=True, eval_length_buckets="64",
+    fused_gate=True, fused_residual_dropout=True, eval_length_buckets="32",
     eval_cuda_graphs=True, eval_warm_up=True,
 )
 PRESETS: dict[str, SpeedPreset] = {

@@ -57,7 +57,7 @@ from scalefold.train.rundir import RunDirectoryError
 from scalefold.train.step import HostCopy, StepOutputs, set_lr
 from scalefold.train.stop import StopVote
 from scalefold.train.topology import Topology, make_topology
-from scalefold.utils.transfer import to_device
+from scalefold.utils.transfer import tensor_to_device, to_device
 
 EventHook = Callable[[str, dict], None]
 
@@ -75,6 +75,9 @@ class StepResult:
     # the host-side intervals it is not moved between neighbouring steps by the
     # one-step lag, so it compares with `bench step` per recycling count.
     device_s: float | None = None
+    # Device time from the previous step's end to this step's start (its batch's copy to
+    # the device, any wait for the host or the loader); None for a first step or a CPU.
+    idle_before_s: float | None = None
 
 
 @dataclass
@@ -89,6 +92,7 @@ class _Launched:
     host: dict[str, float] | None = None
     pending: HostCopy | None = None
     events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None  # begin, end
+    previous_end: torch.cuda.Event | None = None  # the step launched before this one
 
 
 @dataclass
@@ -132,6 +136,7 @@ class Trainer:
         self.graphed = built.graphed  # captured by `prepare`
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self.iteration = 0
+        self._last_end: torch.cuda.Event | None = None  # the last launched step's end
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
         self._resumed_data: dict | None = None  # this rank's data position at the resume
         self._writer: AsyncCheckpointWriter | None = None
@@ -268,7 +273,7 @@ class Trainer:
         set_lr(self.optimizer, self.schedule.lr_at(it))
         torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
         feats = to_device(batch.features, self.device)
-        use_clamped = use_clamped.to(self.device)
+        use_clamped = tensor_to_device(use_clamped, self.device)
         launched = _Launched(it, batch.num_recycling, start, data_wait_s, None)
         timed = self.device.type == "cuda"
         if timed:
@@ -294,6 +299,7 @@ class Trainer:
             end = torch.cuda.Event(enable_timing=True)
             end.record()
             launched.events = (begin, end)
+            launched.previous_end, self._last_end = self._last_end, end
         if launched.outputs is not None:
             # A graph's outputs are overwritten by its next replay: copy them now.
             launched.pending = launched.outputs.copy_to_host()
@@ -305,16 +311,18 @@ class Trainer:
             launched.host = _checked(launched.pending.values(), launched.iteration)
         values = {k: v for k, v in launched.host.items() if k != "grad_norm"}
         now = time.perf_counter()
-        device_s = None
+        device_s = idle_s = None
         if launched.events is not None:
             begin, end = launched.events
             end.synchronize()  # already done: the results copied behind it have arrived
             device_s = begin.elapsed_time(end) / 1e3
+            if launched.previous_end is not None:
+                idle_s = launched.previous_end.elapsed_time(begin) / 1e3
         return StepResult(
             iteration=launched.iteration, loss=values.pop("total"),
             num_recycling=launched.num_recycling, terms=values,
             seconds=now - launched.started, data_wait_s=launched.data_wait_s, done_at=now,
-            device_s=device_s,
+            device_s=device_s, idle_before_s=idle_s,
         )
 
     # ----------------------------------------------------------------- evaluation

@@ -13,10 +13,14 @@ from __future__ import annotations
 import torch
 
 
+def tensor_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`; to a CUDA device through pinned memory, without waiting."""
+    if device.type != "cuda" or t.is_cuda:
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def to_device(feats: dict[str, torch.Tensor], device: torch.device,
               ) -> dict[str, torch.Tensor]:
-    """`feats` on `device`; to a CUDA device through pinned memory, without waiting."""
-    if device.type != "cuda":
-        return {k: v.to(device) for k, v in feats.items()}
-    return {k: (v if v.is_cuda else v.pin_memory()).to(device, non_blocking=True)
-            for k, v in feats.items()}
+    """`feats` on `device` (`tensor_to_device` for each)."""
+    return {k: tensor_to_device(v, device) for k, v in feats.items()}
