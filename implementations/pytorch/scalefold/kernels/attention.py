@@ -132,9 +132,10 @@ if triton is not None:
         sdv1, sdv2, sdvh, sdvl, sdvd,
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
-        Z2, H, QL, KL, D, DV,
+        Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, STORE_DS: tl.constexpr,
+        SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -164,6 +165,8 @@ if triton is not None:
             qvalid = offs_q < QL
             q = tl.load(q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd,
                         mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            if SCALE_Q:  # the forward's rounded q · scale
+                q = (q.to(tl.float32) * q_scale).to(q.dtype)
             dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
             do = tl.load(do_base + offs_q[:, None] * sdol + offs_dv[None, :] * sdod,
                          mask=dvm, other=0.0)  # [BQ, BDV]
@@ -210,10 +213,10 @@ if triton is not None:
         sdq1, sdq2, sdqh, sdql, sdqd,
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
-        Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride,
+        Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, HAS_DB: tl.constexpr,
-        DB_PER_Z2: tl.constexpr, HAS_DQ: tl.constexpr,
+        DB_PER_Z2: tl.constexpr, HAS_DQ: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -242,6 +245,8 @@ if triton is not None:
             q = tl.load(Qp + z1l * sq1 + z2l * sq2 + hl * sqh
                         + offs_q[:, None] * sql + offs_d[None, :] * sqd,
                         mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            if SCALE_Q:
+                q = (q.to(tl.float32) * q_scale).to(q.dtype)
             k = tl.load(Kp + z1l * sk1 + z2l * sk2 + hl * skh
                         + offs_k[:, None] * skl + offs_d[None, :] * skd,
                         mask=kvalid[:, None] & (offs_d[None, :] < D), other=0.0)
@@ -294,9 +299,9 @@ if triton is not None:
         sdq1, sdq2, sdqh, sdql, sdqd,
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
-        Z2, H, QL, KL, D, DV,
+        Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
-        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -315,6 +320,8 @@ if triton is not None:
         q = tl.load(Qp + z1l * sq1 + z2l * sq2 + hl * sqh
                     + offs_q[:, None] * sql + offs_d[None, :] * sqd,
                     mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)  # [BQ, BD]
+        if SCALE_Q:
+            q = (q.to(tl.float32) * q_scale).to(q.dtype)
         dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
         do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
                      + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
@@ -344,9 +351,12 @@ if triton is not None:
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)
             ds = p * (dp - delta[:, None])
             dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        dq_out = dq.to(DQp.dtype.element_ty)  # the gradient of the scaled q, rounded
+        if SCALE_Q:  # then the multiply's backward, rounded again as autograd's
+            dq_out = (dq_out.to(tl.float32) * q_scale).to(DQp.dtype.element_ty)
         tl.store(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
                  + offs_q[:, None] * sdql + offs_d[None, :] * sdqd,
-                 dq.to(DQp.dtype.element_ty), mask=qvalid[:, None] & (offs_d[None, :] < D))
+                 dq_out, mask=qvalid[:, None] & (offs_d[None, :] < D))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -537,9 +547,11 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
 
 class _FlashAttentionFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o):
-        o, lse = _forward(layout, cfg, q, k, v, b0o, b1o, store_lse=True)
-        ctx.layout, ctx.cfg = layout, cfg
+    def forward(ctx, layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, scale: float):
+        # q is saved unscaled: every kernel scales it where it loads it, so no scaled copy
+        # is written, and a q that is a slice of stacked projections stays a view
+        o, lse = _forward(layout, cfg, q, k, v, b0o, b1o, store_lse=True, scale=scale)
+        ctx.layout, ctx.cfg, ctx.scale = layout, cfg, scale
         ctx.save_for_backward(q, k, v, b0o, b1o, o, lse)
         return o
 
@@ -548,6 +560,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         layout: _Layout = ctx.layout
         cfg: FlashConfig = ctx.cfg
         q, k, v, b0o, b1o, o, lse = ctx.saved_tensors
+        scale = ctx.scale
         *lead, h, ql, d = q.shape
         kl, dv_ = k.shape[-2], v.shape[-1]
         full_shape = (*lead, h, ql, kl)
@@ -578,16 +591,16 @@ class _FlashAttentionFn(torch.autograd.Function):
             q, k, v, bp0, bp1, o, do, lse, dk, dv, ds,
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
             *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
-            z2, h, ql, kl, d, dv_,
+            z2, h, ql, kl, d, dv_, float(scale),
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            B0_ROW=row0, B1_ROW=row1, STORE_DS=store_ds,
+            B0_ROW=row0, B1_ROW=row1, STORE_DS=store_ds, SCALE_Q=scale != 1.0,
             BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
             num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
         )
         if store_ds:
             dq, g0, g1 = _from_stored_ds(ds, q, k, layout, per_z2,
-                                         ((b0o, need[5]), (b1o, need[6])))
-            return None, None, dq, dk, dv, g0, g1
+                                         ((b0o, need[5]), (b1o, need[6])), scale)
+            return None, None, dq, dk, dv, g0, g1, None
 
         bq, bk, bd, bdv = cfg.bwd_q.blocks(ql, kl, d, dv_)
         n_qk = triton.cdiv(ql, bq) * triton.cdiv(kl, bk)
@@ -604,9 +617,9 @@ class _FlashAttentionFn(torch.autograd.Function):
                 q, k, v, bp0, bp1, o, do, lse, dq,
                 *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
                 *_s5(do, layout), *_s5(dq, layout), *bs0, *bs1,
-                z2, h, ql, kl, d, dv_,
+                z2, h, ql, kl, d, dv_, float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-                B0_ROW=row0, B1_ROW=row1,
+                B0_ROW=row0, B1_ROW=row1, SCALE_Q=scale != 1.0,
                 BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_dq.warps, num_stages=cfg.bwd_dq.stages,
             )
@@ -629,9 +642,10 @@ class _FlashAttentionFn(torch.autograd.Function):
                 *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
                 *_s5(do, layout), *dq_strides, *bs0, *bs1,
                 z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
+                float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
                 B0_ROW=row0, B1_ROW=row1, HAS_DB=bool(grad_b),
-                DB_PER_Z2=per_z2, HAS_DQ=not sep,
+                DB_PER_Z2=per_z2, HAS_DQ=not sep, SCALE_Q=scale != 1.0,
                 BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,
             )
@@ -642,8 +656,11 @@ class _FlashAttentionFn(torch.autograd.Function):
             for i, (b, n) in enumerate(((b0o, need[5]), (b1o, need[6]))):
                 if n and b is not None:
                     grads[i] = full.sum_to_size(b.shape).to(b.dtype)
-        dq = dq if sep else dq_buf.to(q.dtype)
-        return None, None, dq, dk, dv, grads[0], grads[1]
+        if not sep:
+            dq = dq_buf.to(q.dtype)  # the gradient of the scaled q
+            if scale != 1.0:
+                dq.mul_(scale)  # the multiply's backward, as autograd rounds it
+        return None, None, dq, dk, dv, grads[0], grads[1], None
 
 
 def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...]) -> bool:
@@ -668,16 +685,20 @@ def _as5(t: torch.Tensor, layout: _Layout) -> torch.Tensor:
 
 
 def _from_stored_ds(ds: torch.Tensor, q: torch.Tensor, k: torch.Tensor, layout: _Layout,
-                    per_z2: bool, biases) -> tuple:
+                    per_z2: bool, biases, scale: float = 1.0) -> tuple:
     """dq and the two bias gradients from dS as `_attn_bwd_kv` stored it: [Z1·Z2·H, Q, K].
 
     `biases`: ((bias as given or None, needs a gradient), ...) for the two bias operands.
+    `scale`: the forward multiplied the saved q by it; dq is the gradient of q itself.
     """
     h, ql, kl = q.shape[-3], q.shape[-2], k.shape[-2]
     ds5 = ds.view(layout.z1, layout.z2, h, ql, kl)  # [Z1, Z2, H, Q, K]
     # dq = dS k in q's layout, so that it flows back into q's projection without a copy
     dq = _in_layout_of(q, layout, q.dtype, zero=False)
-    _as5(dq, layout).copy_(torch.matmul(ds5, _as5(k, layout)))
+    dq_scaled = torch.matmul(ds5, _as5(k, layout))  # the gradient of the scaled q
+    if scale != 1.0:
+        dq_scaled.mul_(scale)  # the multiply's backward, as autograd rounds it
+    _as5(dq, layout).copy_(dq_scaled)
     # The bias gradient: dS summed (in fp32) over Z2 where the biases broadcast over it.
     full = (ds5.float() if per_z2 else ds5.sum(1, keepdim=True, dtype=torch.float32))
     full = layout.unfold(full, per_z2)  # [*lead (1 where summed), H, Q, K]
@@ -742,13 +763,11 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     [*, H, Q, K]. Falls back to the PyTorch math for tiny attention (template pointwise:
     Q = 1, K = 4), where a tiled kernel cannot win, and for shapes it does not fold.
     `config`: the kernels' launches and variants (default `DEFAULT_CONFIG`). q · scale
-    is rounded to q's dtype, as the plain core's multiply rounds it: without gradients
-    the forward kernel does that where it loads q (no pass over q of its own).
+    is rounded to q's dtype, as the plain core's multiply rounds it, by every kernel
+    where it loads q: no pass over q of its own, no scaled copy saved for backward, and
+    dq is rounded as the multiply's backward rounds it (the bits of the plain core).
     """
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *biases))
-    if scale != 1.0 and (grad or not triton_usable(q)):
-        # the backward needs the scaled q (and autograd the multiply's own backward)
-        q, scale = q * scale, 1.0
     if not triton_usable(q) or q.shape[-2] < 16 or k.shape[-2] < 16:
         return _eager(q * scale if scale != 1.0 else q, k, v, biases)
     if q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]:
@@ -784,4 +803,4 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         # Nothing to differentiate (recycling iterations, evaluation): no row statistics
         # for a backward, no autograd node.
         return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale)[0]
-    return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1)
+    return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1, float(scale))
