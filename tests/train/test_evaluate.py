@@ -265,3 +265,36 @@ def test_synthetic_warm_up_chain_has_the_real_chains_shape(mini_dataset, tmp_pat
                                     cfg.max_templates, cfg.num_recycling_iters + 1)
     assert _signature(pad_inputs(model_inputs(synthetic), length)) == _signature(
         pad_inputs(model_inputs(real), length))
+
+
+def test_template_pairs_once_scores_as_every_iteration_and_refuses_changing_templates(
+        tiny_model):
+    """`eval_template_pairs_once`: the evaluation copy's predictions are unchanged, and a
+    chain whose template features differ between iterations is refused by name."""
+    import copy
+
+    from scalefold.kernels.templates import reuse_template_pairs
+
+    chain = _chain(19)
+    plain = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
+    once = Evaluator(reuse_template_pairs(copy.deepcopy(tiny_model)), torch.device("cpu"),
+                     EvalOptions(bucket=32))
+    assert torch.equal(once.predict(chain), plain.predict(chain))
+    changed = dict(chain)
+    changed["template_aatype"] = chain["template_aatype"].clone()
+    changed["template_aatype"][..., 0, 0, -1] = (changed["template_aatype"][..., 0, 0, -1] + 1) % 20
+    with pytest.raises(ValueError, match="19-residue evaluation chain's template features"):
+        once.predict(changed)
+    plain.predict(changed)  # the plain copy runs every iteration's own templates
+
+
+def test_template_pairs_once_only_in_the_evaluation_copy(tmp_path):
+    from scalefold.kernels.templates import TemplatePairsOncePerForward
+    from scalefold.train.build import build_step
+    from scalefold.train.topology import Topology
+
+    speed = SpeedConfig(eval_template_pairs_once=True)
+    cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+    built = build_step(cfg, torch.device("cpu"), Topology(rank=0, world_size=1, num_eval_ranks=0))
+    assert isinstance(built.eval_model, TemplatePairsOncePerForward)
+    assert not isinstance(built.model, TemplatePairsOncePerForward)

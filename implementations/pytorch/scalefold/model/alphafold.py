@@ -139,11 +139,16 @@ class AlphaFold(nn.Module):
 
     def embed_template_pair(self, feats: Batch, z: torch.Tensor, pair_mask: torch.Tensor):
         """Template pair stack + pointwise attention: the pair update [B, N, N, c_z]."""
-        t = build_template_pair_feat(feats, self.config.template).to(z.dtype)
-        t = self.template_pair_embedder(t)  # [B, T, N, N, c_t]
-        t = self.template_pair_stack(t, pair_mask.to(z.dtype))
+        t = self.template_pairs(feats, pair_mask.to(z.dtype), z.dtype)  # [B, T, N, N, c_t]
         template_mask = feats["template_mask"].to(z.dtype)  # [B, T]
         t = self.template_pointwise_attention(t, z, template_mask)
         # No templates at all: the update is exactly zero (not a uniform average).
         any_template = (template_mask.sum(dim=-1) > 0).to(t.dtype)
         return t * any_template[..., None, None, None]
+
+    def template_pairs(self, feats: Batch, pair_mask: torch.Tensor, dtype: torch.dtype):
+        """The templates' pair representation after their pair stack [B, T, N, N, c_t]: a
+        function of the template features alone (not of z)."""
+        t = build_template_pair_feat(feats, self.config.template).to(dtype)
+        t = self.template_pair_embedder(t)  # [B, T, N, N, c_t]
+        return self.template_pair_stack(t, pair_mask)

@@ -34,6 +34,7 @@ from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import ValidationSetConfig, seed_from_string
 from scalefold.kernels import apply_speedups, compile_glue
 from scalefold.kernels._autocast import WeightCasts
+from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import TrainConfig
@@ -134,6 +135,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         eval_model = copy.deepcopy(model).eval()
         apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False),
                        cfg.precision, weight_casts)
+        if speed.eval_template_pairs_once:
+            reuse_template_pairs(eval_model)
         if speed.eval_compile_glue:
             buckets = warm_up_lengths(ValidationSetConfig().max_sequence_length,
                                       EvalOptions.from_speed(speed).bucket)

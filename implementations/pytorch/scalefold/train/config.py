@@ -103,6 +103,10 @@ class SpeedConfig:
     eval_compile_glue: bool = _opt(
         False, "evaluation: compile_glue's torch.compile for the evaluation copy too, one "
                "static compile per length bucket (warmed up with eval_warm_up)")
+    eval_template_pairs_once: bool = _opt(
+        False, "evaluation: the template pair stack run once per chain, not once per "
+               "recycling iteration (no dropout; the template features repeat over the "
+               "iterations, checked per chain): the same bits")
     eval_warm_up: bool = _opt(
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
 from scalefold.utils.transfer import to_device
 
@@ -282,6 +283,12 @@ class Evaluator:
         """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
         one length, at their own length whatever the bucket."""
         n = chain_length(feats)
+        if isinstance(self.model, TemplatePairsOncePerForward) and not template_features_repeat(
+                model_inputs(feats)):
+            raise ValueError(
+                f"a {n}-residue evaluation chain's template features differ between recycling "
+                "iterations, so eval_template_pairs_once would reuse the wrong templates; "
+                "turn it off for this data (the data pipeline repeats them over iterations)")
         inputs = to_device(model_inputs(feats), self.device)
         inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
