@@ -406,13 +406,14 @@ def test_flash_attention_forward_only_matches(kern, device, name):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", ["tri_template", "msa_row"])
 def test_flash_attention_scales_q_where_it_loads_it(kern, device, name, dtype):
-    """The query scale applied inside the forward kernel (no gradients) gives the bits of
-    the plain core's multiply before the kernel (the path with gradients)."""
+    """The query scale applied where the forward kernel loads q: with and without
+    gradients the same output, and a different one without the scale (the comparison with
+    scaling before the kernel, gradients included, is the backward test below)."""
     a = kern.attention
     lead, h, ql, kl, c, biases = ATTN_CASES[name]
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, dtype, seed=3)
     scale = 0.3  # not a power of two: the product rounds
-    with_grad = a.flash_attention(q, k, v, bs, scale=scale)  # q * scale, then the kernel
+    with_grad = a.flash_attention(q, k, v, bs, scale=scale)
     with torch.no_grad():
         without = a.flash_attention(q, k, v, bs, scale=scale)
         unscaled = a.flash_attention(q, k, v, bs)
