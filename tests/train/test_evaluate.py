@@ -152,6 +152,9 @@ def test_batched_chains_score_as_one_at_a_time(tiny_model):
         want = one.predict(feats)
         assert pos.shape == want.shape
         torch.testing.assert_close(pos, want, atol=1e-4, rtol=0)
+    taken = []
+    lazy = one.groups((taken.append(i) or (i, f)) for i, f in chains)
+    assert next(lazy) == [chains[0]] and taken == [0]  # one chain at a time, as it comes
     got, want = dict(many.score_chains(chains)), dict(one.score_chains(chains))
     assert got.keys() == want.keys() == set(range(5))
     for i in want:

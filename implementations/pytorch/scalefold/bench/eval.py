@@ -183,7 +183,7 @@ def time_pass(evaluator: Evaluator, chains: list[dict]) -> tuple[float, list[flo
     device = evaluator.device
     _sync(device)
     t0 = time.perf_counter()
-    groups = evaluator.groups(list(enumerate(chains)))
+    groups = list(evaluator.groups(enumerate(chains)))
     scores, marks = [], []
     for group in groups:
         feats = [f for _, f in group]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -344,23 +344,25 @@ class Evaluator:
         with torch.inference_mode():
             return [positions[i:i + 1, :n].clone() for i, n in enumerate(lengths)]
 
-    def groups(self, batches: Iterable[tuple[int, Batch]]) -> list[list[tuple[int, Batch]]]:
-        """`(index, features)` single-chain batches grouped for `predict_group`: without
-        batching each chain alone, in order; with it, the chains of one length bucket
-        together, `chains_per_forward` at most, buckets in the order of their first
-        chain."""
-        chains = list(batches)
+    def groups(self, batches: Iterable[tuple[int, Batch]],
+               ) -> Iterator[list[tuple[int, Batch]]]:
+        """`(index, features)` single-chain batches grouped for `predict_group`. Without
+        batching: each chain alone, as it comes (a loader that prepares chains lazily
+        overlaps with the scoring). With it: the chains of one length bucket together,
+        `chains_per_forward` at most, buckets in the order of their first chain (all
+        chains are read first)."""
         if not self.options.batch_residues:
-            return [[c] for c in chains]
+            for chain in batches:
+                yield [chain]
+            return
         by_length: dict[int, list[tuple[int, Batch]]] = {}
-        for index, feats in chains:
+        for index, feats in batches:
             length = bucket_length(chain_length(feats), self.options.bucket)
             by_length.setdefault(length, []).append((index, feats))
-        out = []
         for length, members in by_length.items():
             k = self.options.chains_per_forward(length)
-            out += [members[i:i + k] for i in range(0, len(members), k)]
-        return out
+            for i in range(0, len(members), k):
+                yield members[i:i + k]
 
     def warm_up(self, batches: Iterable[Batch]) -> int:
         """One forward per padded shape of `batches` (capturing its graph where graphs
