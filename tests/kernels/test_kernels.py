@@ -428,19 +428,7 @@ BACKWARD_FORMS = {"dq_atomics": dict(dq_kernel=False, store_ds=False),
                   "stored_ds": dict(dq_kernel=True, store_ds=True)}
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("form", sorted(BACKWARD_FORMS))
-@pytest.mark.parametrize("name", ["msa_row", "msa_col"])
-def test_flash_attention_backward_scales_q_where_it_loads_it(kern, device, name, form, dtype):
-    """With gradients too, the query scale applied where each kernel loads q gives the bits
-    of the plain core's multiply before the kernel: the output and every gradient, dq
-    through the multiply's backward, in each backward form (the stored dS and the dq
-    kernel's epilogue only run where a bias needs a gradient / with dq_kernel)."""
-    if dtype == torch.bfloat16 and device.type == "cpu":
-        # Triton's interpreter converts float32 to bfloat16 by truncation (a GPU rounds to
-        # nearest even, as PyTorch does), so the rounded products differ there by design
-        pytest.skip("bf16 rounding of the Triton interpreter is not the GPU's")
-    a = kern.attention
+def _check_backward_scale(a, device, name, form, dtype):
     cfg = a.FlashConfig(**BACKWARD_FORMS[form])
     lead, h, ql, kl, c, biases = ATTN_CASES[name]
     scale = 0.3  # not a power of two: the products round
@@ -454,6 +442,25 @@ def test_flash_attention_backward_scales_q_where_it_loads_it(kern, device, name,
         results.append([o.detach(), *torch.autograd.grad(o, leaves, do)])
     for got, want in zip(*results, strict=True):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("form", sorted(BACKWARD_FORMS))
+@pytest.mark.parametrize("name", ["msa_row", "msa_col"])
+def test_flash_attention_backward_scales_q_where_it_loads_it(kern, device, name, form):
+    """With gradients too, the query scale applied where each kernel loads q gives the bits
+    of the plain core's multiply before the kernel: the output and every gradient, dq
+    through the multiply's backward, in each backward form (the stored dS and the dq
+    kernel's epilogue only run where a bias needs a gradient / with dq_kernel)."""
+    _check_backward_scale(kern.attention, device, name, form, torch.float32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("form", sorted(BACKWARD_FORMS))
+@pytest.mark.parametrize("name", ["msa_row", "msa_col"])
+def test_flash_attention_backward_q_scale_bits_in_bf16(kern, device, name, form):
+    """The same in bf16, on a GPU only: Triton's interpreter converts float32 to bfloat16
+    by truncation (a GPU rounds to nearest even, as PyTorch does)."""
+    _check_backward_scale(kern.attention, device, name, form, torch.bfloat16)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
