@@ -423,9 +423,10 @@ def test_flash_attention_scales_q_where_it_loads_it(kern, device, name, dtype):
         assert not torch.equal(unscaled, without)
 
 
-BACKWARD_FORMS = {"dq_atomics": dict(dq_kernel=False, store_ds=False),
-                  "dq_kernel": dict(dq_kernel=True, store_ds=False),
-                  "stored_ds": dict(dq_kernel=True, store_ds=True)}
+# (names clear of test_kernels_in_triton_interpreter's selection words)
+BACKWARD_FORMS = {"atomic_dq": dict(dq_kernel=False, store_ds=False),
+                  "separate_dq": dict(dq_kernel=True, store_ds=False),
+                  "saved_ds": dict(dq_kernel=True, store_ds=True)}
 
 
 def _check_backward_scale(a, device, name, form, dtype):
