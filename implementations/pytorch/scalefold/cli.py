@@ -280,6 +280,14 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         data_dir = args.data_dir or ensure_mini_dataset(DEFAULT_MINI_DIR)
         return check_lddt(cfg, data_dir, args.checkpoint, args.tolerance, args.json,
                           chains=_chain_ids(args.val_chain_ids) or None)
+    if args.variants:
+        from scalefold.bench.eval import compare_variants
+        from scalefold.bench.step import parse_variant
+
+        specs = [parse_variant(v) for v in args.variants.split(",")]
+        return compare_variants(
+            [(v.name, dataclasses.replace(cfg, precision=v.precision, speed=v.speed))
+             for v in specs], json_path=args.json)
     return main(cfg, json_path=args.json)
 
 
@@ -524,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     bev.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
                      help="default: the speed preset's (fp32 for eager)")
     _add_speed_args(bev)
+    bev.add_argument("--variants", default="",
+                     help="comma-separated variants as bench step takes them "
+                          "(PRESET[@PRECISION][+field[=value]]...), evaluated one after the "
+                          "other in this process, each with its own warm-up; replaces "
+                          "--speed, --precision and the speed flags")
     bev.add_argument("--lengths", default="",
                      help="comma-separated chain lengths (default: the assumed CAMEO lengths)")
     bev.add_argument("--num-chains", type=int, default=180,

@@ -389,6 +389,41 @@ def main(cfg: EvalBenchConfig, json_path: str | None = None) -> int:
     return 0
 
 
+def format_comparison(results: list[tuple[str, dict]]) -> str:
+    """Variants side by side: warm-up, the steady pass, its ratio to the first variant's,
+    peak memory."""
+    base = results[0][1]["eval_seconds"]
+    lines = [f"{'variant':64s}{'warm-up s':>10s}{'pass s':>9s}{'x first':>9s}"
+             f"{'peak GiB':>10s}{'reserved':>10s}"]
+    for name, r in results:
+        lines.append(f"{name[:64]:64s}{r['warm_up_seconds']:10.1f}{r['eval_seconds']:9.2f}"
+                     f"{r['eval_seconds'] / base:9.3f}{r['peak_memory_gib']:10.1f}"
+                     f"{r['peak_reserved_gib']:10.1f}")
+    return "\n".join(lines)
+
+
+def compare_variants(variants: list[tuple[str, EvalBenchConfig]],
+                     json_path: str | None = None) -> int:
+    """`run_bench` for each (name, config) in turn, in this process (each builds its own
+    step and evaluator, warms up and runs its passes; the previous one's memory is given
+    back first), then the side-by-side table."""
+    import gc
+
+    results = []
+    for name, cfg in variants:
+        print(f"== {name}", flush=True)
+        res = run_bench(cfg)
+        print(format_report(res), flush=True)
+        results.append((name, res))
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    print(format_comparison(results), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps({"variants": dict(results)}, indent=1))
+    return 0
+
+
 # ------------------------------------------------------------------ lDDT check
 @torch.no_grad()
 def redraw_zero_weights(tensors: list[torch.Tensor], seed: int) -> int:
