@@ -53,22 +53,21 @@ def test_variants_are_evaluated_side_by_side_in_one_process(tmp_path, capsys):
     out = tmp_path / "cmp.json"
     rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12,20,40",
                *SMALL_FEATURES, "--num-recycling-iters", "1", "--passes", "1",
-               "--variants", "eager,eager+eval_length_buckets=32+eval_batch_residues=256",
+               "--variants", "eager,eager+eval_length_buckets=32+eval_template_pairs_once",
                "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "== eager\n" in text and text.count("evaluation of 3 chains") == 2
     table = text[text.index("variant "):].splitlines()
     assert table[1].split()[0] == "eager" and table[1].split()[3] == "1.000"
-    assert table[2].startswith("eager+eval_length_buckets=32+eval_batch_residues=256")
+    assert table[2].startswith("eager+eval_length_buckets=32+eval_template_pairs_once")
     res = json.loads(out.read_text())["variants"]
-    assert list(res) == ["eager", "eager+eval_length_buckets=32+eval_batch_residues=256"]
-    assert res["eager"]["speed"]["eval_batch_residues"] == "off"
-    batched = res["eager+eval_length_buckets=32+eval_batch_residues=256"]
-    assert batched["speed"]["eval_batch_residues"] == "256"
-    # the two chains of bucket 32 shared one forward: the same time each
-    times = [c["seconds"] for c in batched["chains"]]
-    assert times[0] == times[1] != times[2]
+    assert list(res) == ["eager", "eager+eval_length_buckets=32+eval_template_pairs_once"]
+    assert not res["eager"]["speed"]["eval_template_pairs_once"]
+    other = res["eager+eval_length_buckets=32+eval_template_pairs_once"]
+    assert other["speed"]["eval_template_pairs_once"]
+    assert other["speed"]["eval_length_buckets"] == "32"
+    assert len(other["chains"]) == 3
 
 
 def test_assumed_lengths_are_the_documented_distribution():

@@ -121,52 +121,16 @@ def test_compiled_glue_evaluates_as_eager_at_every_bucket(tiny_model):
     assert counters["stats"]["unique_graphs"] >= 2  # compiled code ran at both buckets
 
 
-@pytest.mark.parametrize("batch_residues", [0, 64])
-def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch, batch_residues):
-    """One forward per shape a group of chains can take: (chains a forward, padded
-    length); with batching, as many rows as the bucket's groups have."""
-    ev = Evaluator(tiny_model, torch.device("cpu"),
-                   EvalOptions(bucket=32, batch_residues=batch_residues))
-    shapes = []
-    forward = Evaluator._positions
-    monkeypatch.setattr(Evaluator, "_positions",
-                        lambda self, inputs: shapes.append(tuple(inputs["aatype"].shape[:2]))
-                        or forward(self, inputs))
+def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch):
+    ev = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
+    lengths = []
+    predict = Evaluator.predict
+    monkeypatch.setattr(Evaluator, "predict",
+                        lambda self, feats: lengths.append(feats["aatype"].shape[1])
+                        or predict(self, feats))
     chains = [_chain(n, seed=n) for n in (10, 20, 40)]
     assert ev.warm_up(chains) == 2  # buckets 32 and 64
-    assert shapes == ([(1, 32), (1, 64)] if batch_residues == 0 else [(2, 32), (1, 64)])
-
-
-def test_batched_chains_score_as_one_at_a_time(tiny_model):
-    """`batch_residues`: chains of one bucket share a forward (the group filled up with
-    its last chain); every chain keeps its own prediction and score."""
-    chains = [(i, _chain(n, seed=n)) for i, n in enumerate((10, 40, 20, 30, 12))]
-    one = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
-    many = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32, batch_residues=96))
-    assert [[i for i, _ in g] for g in one.groups(chains)] == [[0], [1], [2], [3], [4]]
-    # bucket 32 takes 3 chains a forward, bucket 64 one
-    assert [[i for i, _ in g] for g in many.groups(chains)] == [[0, 2, 3], [4], [1]]
-    for (_, feats), pos in zip([chains[0], chains[2], chains[3]],
-                               many.predict_group([chains[0][1], chains[2][1], chains[3][1]]),
-                               strict=True):
-        want = one.predict(feats)
-        assert pos.shape == want.shape
-        torch.testing.assert_close(pos, want, atol=1e-4, rtol=0)
-    taken = []
-    lazy = one.groups((taken.append(i) or (i, f)) for i, f in chains)
-    assert next(lazy) == [chains[0]] and taken == [0]  # one chain at a time, as it comes
-    got, want = dict(many.score_chains(chains)), dict(one.score_chains(chains))
-    assert got.keys() == want.keys() == set(range(5))
-    for i in want:
-        assert got[i] == pytest.approx(want[i], abs=1e-5)
-    with pytest.raises(ValueError, match="different length buckets"):
-        many.predict_group([chains[0][1], chains[1][1]])
-    with pytest.raises(ValueError, match="batching evaluation chains needs length buckets"):
-        EvalOptions(batch_residues=256)
-    assert EvalOptions.from_speed(SpeedConfig(eval_length_buckets="64",
-                                              eval_batch_residues="512")).batch_residues == 512
-    with pytest.raises(ValueError, match="eval_batch_residues needs eval_length_buckets"):
-        SpeedConfig(eval_batch_residues="512")
+    assert lengths == [10, 40]
 
 
 def test_weights_load_in_place(tiny_model):

@@ -177,36 +177,30 @@ def _sync(device: torch.device) -> None:
 
 
 def time_pass(evaluator: Evaluator, chains: list[dict]) -> tuple[float, list[float], list[float]]:
-    """One evaluation pass as the trainer scores it (`Evaluator.groups`): (wall seconds,
-    per-chain seconds, per-chain lDDT-Cα) in the order of `chains`. Chains scored
-    together in one forward (`eval_batch_residues`) share its time equally."""
+    """One evaluation pass: (wall seconds, per-chain seconds, per-chain lDDT-Cα)."""
     device = evaluator.device
     _sync(device)
     t0 = time.perf_counter()
-    groups = list(evaluator.groups(enumerate(chains)))
     scores, marks = [], []
-    for group in groups:
-        feats = [f for _, f in group]
+    for feats in chains:
         if device.type == "cuda":
             start, end = (torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True))
             start.record()
-            scores.append(evaluator.score_group(feats))
+            scores.append(evaluator.score(feats).mean())
             end.record()
             marks.append((start, end))
         else:
             c0 = time.perf_counter()
-            scores.append(evaluator.score_group(feats))
+            scores.append(evaluator.score(feats).mean())
             marks.append(time.perf_counter() - c0)
-    values = torch.cat(scores).cpu().tolist()  # the pass ends when the host has them
+    values = torch.stack(scores).cpu().tolist()  # the pass ends when the host has them
     wall = time.perf_counter() - t0
-    group_s = ([s.elapsed_time(e) / 1e3 for s, e in marks] if device.type == "cuda"
-               else list(marks))
-    per_chain, lddt = [0.0] * len(chains), [0.0] * len(chains)
-    flat = [(i, t / len(g)) for g, t in zip(groups, group_s, strict=True) for i, _ in g]
-    for (i, t), v in zip(flat, values, strict=True):
-        per_chain[i], lddt[i] = t, v
-    return wall, per_chain, lddt
+    if device.type == "cuda":
+        per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
+    else:
+        per_chain = list(marks)
+    return wall, per_chain, values
 
 
 def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:

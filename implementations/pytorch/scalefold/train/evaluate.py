@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -163,22 +163,10 @@ class EvalOptions:
 
     bucket: int = 0  # pad lengths up to a multiple of this; 0: exact lengths
     cuda_graphs: bool = False  # one CUDA graph per padded shape
-    # Chains of one bucket scored together, as many as fit in this many padded residues
-    # (0: one chain a forward). Needs buckets.
-    batch_residues: int = 0
 
     def __post_init__(self) -> None:
         if self.bucket < 0:
             raise ValueError(f"EvalOptions.bucket must be >= 0, got {self.bucket}")
-        if self.batch_residues < 0:
-            raise ValueError(f"EvalOptions.batch_residues must be >= 0, got "
-                             f"{self.batch_residues}")
-        if self.batch_residues and not self.bucket:
-            raise ValueError("batching evaluation chains needs length buckets")
-
-    def chains_per_forward(self, padded_length: int) -> int:
-        """How many chains of one padded length share a forward (at least one)."""
-        return max(1, self.batch_residues // padded_length) if self.batch_residues else 1
 
     @classmethod
     def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
@@ -187,10 +175,8 @@ class EvalOptions:
         if buckets not in BUCKET_CHOICES:
             raise ValueError(f"eval_length_buckets must be one of {BUCKET_CHOICES}, "
                              f"got {buckets!r}")
-        batch = speed.eval_batch_residues
         return cls(bucket=0 if buckets == "off" else int(buckets),
-                   cuda_graphs=speed.eval_cuda_graphs,
-                   batch_residues=0 if batch == "off" else int(batch))
+                   cuda_graphs=speed.eval_cuda_graphs)
 
 
 def _signature(feats: Batch) -> tuple:
@@ -293,76 +279,25 @@ class Evaluator:
             positions = self._forward(static)
         return _Captured(graph, static, positions)
 
-    def _inputs(self, feats: Batch, length: int) -> Batch:
-        """The model inputs of `feats` on the device, padded to `length` residues."""
-        if isinstance(self.model, TemplatePairsOncePerForward) and not template_features_repeat(
-                model_inputs(feats)):
-            raise ValueError(
-                f"a {chain_length(feats)}-residue evaluation chain's template features differ "
-                "between recycling iterations, so eval_template_pairs_once would reuse the "
-                "wrong templates; turn it off for this data (the data pipeline repeats them "
-                "over iterations)")
-        return pad_inputs(to_device(model_inputs(feats), self.device), length)
-
-    def _positions(self, inputs: Batch) -> torch.Tensor:
-        """Positions [B, L, 37, 3] of padded inputs (with graphs: the graph's output
-        buffer, overwritten by the next replay)."""
-        with torch.inference_mode():
-            return self._replay(inputs) if self.options.cuda_graphs else self._forward(inputs)
-
     def predict(self, feats: Batch) -> torch.Tensor:
         """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
         one length, at their own length whatever the bucket."""
         n = chain_length(feats)
-        positions = self._positions(self._inputs(feats, bucket_length(n, self.options.bucket)))
+        if isinstance(self.model, TemplatePairsOncePerForward) and not template_features_repeat(
+                model_inputs(feats)):
+            raise ValueError(
+                f"a {n}-residue evaluation chain's template features differ between recycling "
+                "iterations, so eval_template_pairs_once would reuse the wrong templates; "
+                "turn it off for this data (the data pipeline repeats them over iterations)")
+        inputs = to_device(model_inputs(feats), self.device)
+        inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
+            if self.options.cuda_graphs:
+                positions = self._replay(inputs)
+            else:
+                positions = self._forward(inputs)
             # A view of the captured output would be overwritten by the next replay.
             return positions[:, :n].clone() if self.options.cuda_graphs else positions[:, :n]
-
-    def predict_group(self, chains: list[Batch]) -> list[torch.Tensor]:
-        """Predicted positions [1, n_i, 37, 3] of single-chain batches of one length
-        bucket, in one forward of `chains_per_forward` chains: the group is filled up with
-        its last chain, so that every forward at one bucket has one shape (one graph)."""
-        if not chains:
-            return []
-        if any(f["aatype"].shape[0] != 1 for f in chains):
-            raise ValueError("predict_group takes batches of one chain each")
-        lengths = [chain_length(f) for f in chains]
-        padded = {bucket_length(n, self.options.bucket) for n in lengths}
-        if len(padded) != 1:
-            raise ValueError(f"chains of lengths {lengths} fall in different length buckets")
-        length = padded.pop()
-        k = self.options.chains_per_forward(length)
-        if len(chains) > k:
-            raise ValueError(f"{len(chains)} chains of {length} padded residues exceed the "
-                             f"{k} a forward takes")
-        parts = [self._inputs(f, length) for f in chains]
-        parts += [parts[-1]] * (k - len(parts))
-        inputs = parts[0] if k == 1 else {
-            name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-        positions = self._positions(inputs)
-        with torch.inference_mode():
-            return [positions[i:i + 1, :n].clone() for i, n in enumerate(lengths)]
-
-    def groups(self, batches: Iterable[tuple[int, Batch]],
-               ) -> Iterator[list[tuple[int, Batch]]]:
-        """`(index, features)` single-chain batches grouped for `predict_group`. Without
-        batching: each chain alone, as it comes (a loader that prepares chains lazily
-        overlaps with the scoring). With it: the chains of one length bucket together,
-        `chains_per_forward` at most, buckets in the order of their first chain (all
-        chains are read first)."""
-        if not self.options.batch_residues:
-            for chain in batches:
-                yield [chain]
-            return
-        by_length: dict[int, list[tuple[int, Batch]]] = {}
-        for index, feats in batches:
-            length = bucket_length(chain_length(feats), self.options.bucket)
-            by_length.setdefault(length, []).append((index, feats))
-        for length, members in by_length.items():
-            k = self.options.chains_per_forward(length)
-            for i in range(0, len(members), k):
-                yield members[i:i + k]
 
     def warm_up(self, batches: Iterable[Batch]) -> int:
         """One forward per padded shape of `batches` (capturing its graph where graphs
@@ -370,15 +305,11 @@ class Evaluator:
         untouched. Returns the number of shapes."""
         seen = set()
         for feats in batches:
-            length = bucket_length(chain_length(feats), self.options.bucket)
-            single = feats["aatype"].shape[0] == 1
-            rows = self.options.chains_per_forward(length) if single else feats["aatype"].shape[0]
-            if (rows, length) not in seen:
-                seen.add((rows, length))
-                if single:
-                    self.predict_group([feats])  # the shape a group of this bucket has
-                else:
-                    self.predict(feats)
+            n = chain_length(feats)
+            shape = (tuple(feats["aatype"].shape[:1]), bucket_length(n, self.options.bucket))
+            if shape not in seen:
+                seen.add(shape)
+                self.predict(feats)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()  # the warm-ups' eager activations
@@ -393,31 +324,23 @@ class Evaluator:
         return self.warm_up(synthetic_chains(lengths, n_clust, n_extra, n_templ,
                                              num_iterations))
 
-    def _lddt(self, feats: Batch, positions: torch.Tensor) -> torch.Tensor:
+    def score(self, feats: Batch) -> torch.Tensor:
+        """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
+        device, without waiting for it."""
+        positions = self.predict(feats)
         truth = to_device({k: feats[k][..., -1] for k in TRUTH_FEATURES}, self.device)
         with torch.inference_mode():
             return lddt_ca(positions, truth["all_atom_positions"].float(),
                            truth["all_atom_mask"].float())
 
-    def score(self, feats: Batch) -> torch.Tensor:
-        """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
-        device, without waiting for it."""
-        return self._lddt(feats, self.predict(feats))
-
-    def score_group(self, chains: list[Batch]) -> torch.Tensor:
-        """lDDT-Cα [len(chains)] of single-chain batches of one bucket (`predict_group`),
-        on the device."""
-        positions = self.predict_group(chains)
-        return torch.cat([self._lddt(f, p) for f, p in zip(chains, positions, strict=True)])
-
     def score_chains(self, batches: Iterable[tuple[int, Batch]]) -> list[tuple[int, float]]:
-        """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each
-        (`groups`), read back once at the end."""
+        """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each,
+        read back once at the end."""
         indices, scores = [], []
-        for group in self.groups(batches):
-            indices += [index for index, _ in group]
-            scores.append(self.score_group([feats for _, feats in group]))
+        for index, feats in batches:
+            indices.append(index)
+            scores.append(self.score(feats).mean())
         if not scores:
             return []
-        values = torch.cat(scores).cpu().tolist()
+        values = torch.stack(scores).cpu().tolist()
         return list(zip(indices, values, strict=True))
