@@ -103,10 +103,6 @@ class SpeedConfig:
     eval_compile_glue: bool = _opt(
         False, "evaluation: compile_glue's torch.compile for the evaluation copy too, one "
                "static compile per length bucket (warmed up with eval_warm_up)")
-    eval_batch_residues: Literal["off", "256", "512", "1024"] = _opt(
-        "off", "evaluation: chains of one length bucket scored together, as many as fit "
-               "in this many padded residues (short chains share one forward and its "
-               "fixed cost; needs eval_length_buckets)")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -129,9 +125,6 @@ class SpeedConfig:
         if self.eval_compile_glue and self.eval_length_buckets == "off":
             raise ValueError("eval_compile_glue needs eval_length_buckets: without buckets "
                              "every chain length would compile its own code")
-        if self.eval_batch_residues != "off" and self.eval_length_buckets == "off":
-            raise ValueError("eval_batch_residues needs eval_length_buckets: chains are "
-                             "batched with the others of their bucket")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
