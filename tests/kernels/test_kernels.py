@@ -464,6 +464,18 @@ def test_flash_attention_backward_q_scale_bits_in_bf16(kern, device, name, form)
     _check_backward_scale(kern.attention, device, name, form, torch.bfloat16)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("form", sorted(BACKWARD_FORMS))
+def test_attention_grid_past_65535_rows_and_heads(kern, device, form):
+    """More than 65535 (row, head) pairs (8 chains batched through the extra-MSA row
+    attention, 8 · 1024 rows · 8 heads, crashed call 26): CUDA's limit on a grid's second
+    axis must not reject the launch. Forward and gradients against float64."""
+    case = ((1, 8200), 8, 16, 16, 8, [((1, 8200, 1, 1, 16), False), ((1, 1, 8, 16, 16), True)])
+    cfg = kern.attention.FlashConfig(**BACKWARD_FORMS[form])
+    _check_attention(lambda q, k, v, bs: kern.attention.flash_attention(q, k, v, bs, cfg),
+                     case, device, torch.float32, tol=2e-3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_sigmoid_gate_matches_pytorch(kern, device, dtype):
     """The fused gate against float64 math on the same (rounded) inputs, gradients too;

@@ -15,12 +15,12 @@ own strides, so q/k/v come straight from the projections (head-interleaved) and 
 output is allocated so that the caller's transpose-and-flatten is a free view.
 
 Kernels:
-- `_attn_fwd`: grid (query blocks, Z1·Z2·H). Output o and lse.
-- `_attn_bwd_kv`: grid (key blocks, Z1·Z2·H), loops over query blocks: dK, dV.
+- `_attn_fwd`: grid (query blocks · Z1·Z2·H), one axis. Output o and lse.
+- `_attn_bwd_kv`: grid (key blocks · Z1·Z2·H), loops over query blocks: dK, dV.
 - `_attn_bwd_q_bias`: grid (query blocks × key blocks, Z1·H, chunks of Z2), loops over its
   Z2 rows: dQ (fp32 atomics across key blocks; few key blocks, so little contention) and a
   per-chunk partial dBias tile that PyTorch sums over chunks.
-- `_attn_bwd_dq` (`FlashConfig.dq_kernel`): grid (query blocks, Z1·Z2·H), loops over key
+- `_attn_bwd_dq` (`FlashConfig.dq_kernel`): grid (query blocks · Z1·Z2·H), loops over key
   blocks: dQ in registers, stored once; `_attn_bwd_q_bias` then computes dBias only.
 - `FlashConfig.store_ds`: where a bias needs a gradient, `_attn_bwd_kv` also stores dS
   ([Z1·Z2·H, Q, K], q's dtype) and neither of the two kernels above runs: dQ is one
@@ -70,8 +70,12 @@ if triton is not None:
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
-        pid_q = tl.program_id(0)
-        pid_zh = tl.program_id(1)
+        # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
+        # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
+        # (row, head) pairs of a few chains' extra-MSA row attention in one launch.
+        n_qb = tl.cdiv(QL, BQ)
+        pid_q = tl.program_id(0) % n_qb
+        pid_zh = tl.program_id(0) // n_qb
         h = pid_zh % H
         z = pid_zh // H
         z2 = z % Z2
@@ -139,8 +143,9 @@ if triton is not None:
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
-        pid_k = tl.program_id(0)
-        pid_zh = tl.program_id(1)
+        n_kb = tl.cdiv(KL, BK)  # one grid axis, key blocks fastest (as in `_attn_fwd`)
+        pid_k = tl.program_id(0) % n_kb
+        pid_zh = tl.program_id(0) // n_kb
         h = pid_zh % H
         z = pid_zh // H
         z2 = z % Z2
@@ -306,8 +311,9 @@ if triton is not None:
         PREC: tl.constexpr,
     ):
         # One query block, all key blocks: dq in registers, written once (no atomics).
-        pid_q = tl.program_id(0)
-        pid_zh = tl.program_id(1)
+        n_qb = tl.cdiv(QL, BQ)  # one grid axis, query blocks fastest (as in `_attn_fwd`)
+        pid_q = tl.program_id(0) % n_qb
+        pid_zh = tl.program_id(0) // n_qb
         h = pid_zh % H
         z = pid_zh // H
         z2 = z % Z2
@@ -530,7 +536,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
            if store_lse else None)
     bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
     bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
-    grid = (triton.cdiv(ql, bq), z1 * z2 * h)
+    grid = (triton.cdiv(ql, bq) * z1 * z2 * h,)
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
         lse if lse is not None else o,  # an unused pointer without STORE_LSE
@@ -587,7 +593,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         ds = (torch.empty((z1 * z2 * h, ql, kl), dtype=q.dtype, device=q.device) if store_ds
               else lse)  # else an unused pointer
         bq, bk, bd, bdv = cfg.bwd_kv.blocks(ql, kl, d, dv_)
-        _attn_bwd_kv[(triton.cdiv(kl, bk), z1 * z2 * h)](
+        _attn_bwd_kv[(triton.cdiv(kl, bk) * z1 * z2 * h,)](
             q, k, v, bp0, bp1, o, do, lse, dk, dv, ds,
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
             *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
@@ -613,7 +619,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         if sep:
             dq = _in_layout_of(q, layout, q.dtype, zero=False)
             qb, kb, _, _ = cfg.bwd_dq.blocks(ql, kl, d, dv_)
-            _attn_bwd_dq[(triton.cdiv(ql, qb), z1 * z2 * h)](
+            _attn_bwd_dq[(triton.cdiv(ql, qb) * z1 * z2 * h,)](
                 q, k, v, bp0, bp1, o, do, lse, dq,
                 *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
                 *_s5(do, layout), *_s5(dq, layout), *bs0, *bs1,
