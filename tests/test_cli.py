@@ -22,7 +22,6 @@ def test_speed_presets_set_their_precision_and_flags_override():
     cfg = _cfg("--speed", "h100")
     assert cfg.speed == dataclasses.replace(SpeedConfig.preset("h200"),
                                             recompute_outer_product=True,
-                                            attention_stacked_projections=False,
                                             eval_length_buckets="off", eval_cuda_graphs=False,
                                             eval_warm_up=False)
     # explicit flags still win, both ways for booleans

@@ -153,16 +153,14 @@ _H200 = SpeedConfig(
     attention_stacked_projections=True, trimul_channel_first=True,
     trimul_norm_kernel=True, trimul_contiguous_grads=True, opm_projection_kernel=True,
     fused_gate=True, fused_residual_dropout=True, eval_length_buckets="32",
-    eval_cuda_graphs=True, eval_warm_up=True,
+    eval_cuda_graphs=True, eval_warm_up=True, eval_template_pairs_once=True,
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
     "h200": SpeedPreset(_H200, "bf16", "bf16 with every speed-up measured to help"),
     # The evaluation graphs' memory pool (12 GiB reserved over the 180 chains on the H200)
-    # does not fit beside the training step's 70 GiB on an 80 GB GPU, nor do the stacked
-    # projections' +3.5 GiB of saved activations (76.8 -> 80.3 GiB in h200).
+    # does not fit beside the training step's 70.4 GiB on an 80 GB GPU.
     "h100": SpeedPreset(replace(_H200, recompute_outer_product=True,
-                                attention_stacked_projections=False,
                                 eval_length_buckets="off", eval_cuda_graphs=False,
                                 eval_warm_up=False), "bf16",
                         "h200 with the outer product mean recomputed and evaluation without "
