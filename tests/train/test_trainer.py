@@ -192,6 +192,31 @@ def test_graphed_trainer_leaves_init_state_and_trains(mini_dataset, tmp_path):
     assert any(not torch.equal(p, fresh[n]) for n, p in t.model.named_parameters())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_input_copy_stream_gives_the_graphed_steps_the_same_batches(mini_dataset, tmp_path):
+    """Batches copied on their own stream, behind the running step, reach the graphed
+    steps whole: the losses of copies queued on the compute stream (a race would feed a
+    step a half-copied batch)."""
+    from scalefold.train.config import SpeedConfig
+
+    losses = {}
+    for side in (False, True):
+        speed = dataclasses.replace(SpeedConfig.preset("h200"), input_copy_stream=side,
+                                    eval_warm_up=False)
+        cfg = _config(mini_dataset, tmp_path / f"copies_{side}", speed=speed,
+                      precision="bf16", num_train_iters=5)
+        t = Trainer(cfg, discover({}), torch.device("cuda"))
+        assert (t._input_copies.stream is not None) == side
+        t.prepare()
+        t.build_data()
+        seen = []
+        t.on_event = lambda name, data: seen.append(data["step"].loss) if name == "step" else None
+        t.run()
+        losses[side] = seen
+    assert len(losses[True]) == 5
+    torch.testing.assert_close(losses[True], losses[False], rtol=1e-3, atol=0)
+
+
 def test_resume_after_a_skipped_sample_continues_exactly(mini_dataset, tmp_path):
     """A sample skipped before the checkpoint shifts every later position; the checkpoint
     records where each rank's list continues, so the resumed run trains on the same

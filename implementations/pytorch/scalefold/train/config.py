@@ -94,6 +94,9 @@ class SpeedConfig:
                "all-reduce after backward (CUDA graphs: backward and update as two graphs "
                "around it); or the flat buffer's buckets all-reduced from inside backward "
                "as their gradients are ready (CUDA graphs: one graph, collectives captured)")
+    input_copy_stream: bool = _opt(
+        False, "training: each batch copied to the GPU on a stream of its own while the "
+               "previous step runs, not between the two steps on the compute stream (CUDA)")
     eval_length_buckets: Literal["off", "32", "64", "128"] = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")

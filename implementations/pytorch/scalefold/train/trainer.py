@@ -57,7 +57,7 @@ from scalefold.train.rundir import RunDirectoryError
 from scalefold.train.step import HostCopy, StepOutputs, set_lr
 from scalefold.train.stop import StopVote
 from scalefold.train.topology import Topology, make_topology
-from scalefold.utils.transfer import tensor_to_device, to_device
+from scalefold.utils.transfer import InputCopies
 
 EventHook = Callable[[str, dict], None]
 
@@ -137,6 +137,7 @@ class Trainer:
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self.iteration = 0
         self._last_end: torch.cuda.Event | None = None  # the last launched step's end
+        self._input_copies = InputCopies(device, cfg.speed.input_copy_stream)
         self.global_batch_size = cfg.local_batch_size * self.topo.dp_world
         self._resumed_data: dict | None = None  # this rank's data position at the resume
         self._writer: AsyncCheckpointWriter | None = None
@@ -272,8 +273,7 @@ class Trainer:
         it = self.iteration
         set_lr(self.optimizer, self.schedule.lr_at(it))
         torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
-        feats = to_device(batch.features, self.device)
-        use_clamped = tensor_to_device(use_clamped, self.device)
+        feats, (use_clamped,) = self._input_copies(batch.features, use_clamped)
         launched = _Launched(it, batch.num_recycling, start, data_wait_s, None)
         timed = self.device.type == "cuda"
         if timed:
