@@ -210,7 +210,8 @@ def test_input_copy_stream_gives_the_graphed_steps_the_same_batches(mini_dataset
         t.prepare()
         t.build_data()
         seen = []
-        t.on_event = lambda name, data: seen.append(data["step"].loss) if name == "step" else None
+        t.on_event = (lambda name, data, seen=seen:
+                      seen.append(data["step"].loss) if name == "step" else None)
         t.run()
         losses[side] = seen
     assert len(losses[True]) == 5
