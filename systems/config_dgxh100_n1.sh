@@ -5,7 +5,7 @@
 # and the container before a large allocation. NEXP defaults to 1 here.
 # Global batch: (1 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 8.
 # Expected (a prediction of `scalefold plan`, 2026-12-04 profile; docs/PLAN.md): about
-# 0.71 s a step (the `h100` step measured on an H200, x1.26 for an H100; one flat
+# 0.69 s a step (the `h100` step measured on an H200, x1.26 for an H100; one flat
 # all-reduce over NVLink adds ~2 ms). Global batch 8 has no reference convergence point,
 # so no time to train is predicted.
 #
