@@ -125,8 +125,8 @@ def test_bench_step_has_no_step_of_its_own():
 
 
 def test_eval_compile_glue_compiles_only_the_evaluation_copys_glue(tmp_path):
-    """The evaluation copy's glue modules are compiled with room for every length
-    bucket's compiles; the field needs buckets."""
+    """The evaluation copy's glue modules are compiled (with dynamic shapes: one compile
+    for every length), the training model's are not."""
     from scalefold.kernels.glue import GLUE_MODULES
 
     speed = SpeedConfig(eval_length_buckets="64", eval_compile_glue=True)
@@ -136,9 +136,6 @@ def test_eval_compile_glue_compiles_only_the_evaluation_copys_glue(tmp_path):
     assert glue and all(m._compiled_call_impl is not None for m in glue)
     assert all(m._compiled_call_impl is None for m in built.model.modules()
                if isinstance(m, GLUE_MODULES))
-    assert torch._dynamo.config.cache_size_limit >= 64 + 8 * 10  # 11 buckets up to 704
-    with pytest.raises(ValueError, match="eval_length_buckets"):
-        SpeedConfig(eval_compile_glue=True)
 
 
 def test_cached_weight_casts_are_scoped_to_the_steps_autocast(tmp_path):

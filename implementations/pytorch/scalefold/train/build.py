@@ -31,14 +31,13 @@ import torch
 from torch import nn
 
 from scalefold.checkpoint import load_reference_checkpoint
-from scalefold.data.selection import ValidationSetConfig, seed_from_string
+from scalefold.data.selection import seed_from_string
 from scalefold.kernels import apply_speedups, compile_glue
 from scalefold.kernels._autocast import WeightCasts
 from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import TrainConfig
-from scalefold.train.evaluate import EvalOptions, warm_up_lengths
 from scalefold.train.grad_sync import BucketedGradSync, FlatGradSync
 from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
@@ -126,7 +125,7 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         init_state = load_reference_checkpoint(model, cfg.initialize_parameters_from)
     # 2. The evaluation copy before any speed-up touches the model; each copy gets its own
     # swaps. Evaluation runs at varying lengths: its glue is compiled only with
-    # eval_compile_glue, once per length bucket.
+    # eval_compile_glue, with dynamic shapes.
     # Both copies share one cache of weight casts, scoped to each forward's autocast
     # region (`autocast` below); the two never run a forward at the same time.
     weight_casts = WeightCasts() if speed.cached_weight_casts else None
@@ -138,9 +137,7 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         if speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)
         if speed.eval_compile_glue:
-            buckets = warm_up_lengths(ValidationSetConfig().max_sequence_length,
-                                      EvalOptions.from_speed(speed).bucket)
-            compile_glue(eval_model, shapes=len(buckets))
+            compile_glue(eval_model, dynamic=True)  # one compile for every length bucket
     apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
     if topo.dap_group is not None:

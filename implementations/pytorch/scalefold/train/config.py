@@ -104,8 +104,8 @@ class SpeedConfig:
         False, "evaluation: the forward captured as one CUDA graph per padded length, at "
                "its first use (CUDA only; with eval_length_buckets, one per bucket)")
     eval_compile_glue: bool = _opt(
-        False, "evaluation: compile_glue's torch.compile for the evaluation copy too, one "
-               "static compile per length bucket (warmed up with eval_warm_up)")
+        False, "evaluation: compile_glue's torch.compile for the evaluation copy too, with "
+               "dynamic shapes: one compile serves every chain length")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -125,9 +125,6 @@ class SpeedConfig:
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
-        if self.eval_compile_glue and self.eval_length_buckets == "off":
-            raise ValueError("eval_compile_glue needs eval_length_buckets: without buckets "
-                             "every chain length would compile its own code")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
