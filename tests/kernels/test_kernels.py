@@ -790,11 +790,12 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, {"recompute": False}], ids=["h100", "h200"])
+@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"recompute": False, "sm": True}],
+                         ids=["h100", "h200", "h200_with_structure_module"])
 def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What the h100 and h200 presets build (every kernel and swap, bf16), and with the
-    switch not in them, with and without `compile_glue`'s inductor code: loss and
-    gradients agree within bf16 rounding."""
+    switch not in them, with and without `compile_glue`'s inductor code (and
+    `compile_structure_module`'s): loss and gradients agree within bf16 rounding."""
     import dataclasses
 
     from scalefold.data.selection import last_iteration
@@ -817,7 +818,9 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
         torch.manual_seed(0)
         model = AlphaFold(AlphaFoldConfig.tiny()).to(dev).eval()
         casts = WeightCasts()  # the presets cache weight casts; build_step opens the scope
-        apply_speedups(model, dataclasses.replace(fast, compile_glue=compiled), "bf16", casts)
+        apply_speedups(model, dataclasses.replace(
+            fast, compile_glue=compiled,
+            compile_structure_module=compiled and extra.get("sm", False)), "bf16", casts)
         with torch.autocast("cuda", dtype=torch.bfloat16), casts.scope():
             out = model(batch)
         loss, _ = loss_fn(out, last_iteration(batch), True)

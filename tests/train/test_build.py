@@ -136,6 +136,14 @@ def test_eval_compile_glue_compiles_only_the_evaluation_copys_glue(tmp_path):
     assert glue and all(m._compiled_call_impl is not None for m in glue)
     assert all(m._compiled_call_impl is None for m in built.model.modules()
                if isinstance(m, GLUE_MODULES))
+    # the structure module too, with compile_structure_module: the training model's
+    # (static), the evaluation copy's only with eval_compile_glue (dynamic)
+    for eval_glue in (False, True):
+        speed = SpeedConfig(compile_structure_module=True, eval_compile_glue=eval_glue)
+        cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+        built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+        assert built.model.structure_module._compiled_call_impl is not None
+        assert (built.eval_model.structure_module._compiled_call_impl is not None) == eval_glue
 
 
 def test_cached_weight_casts_are_scoped_to_the_steps_autocast(tmp_path):

@@ -22,7 +22,8 @@ and for use on their own:
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
   kernel each way, with eager PyTorch's roundings (bit-identical).
 - `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
-  around matmuls (transitions, outer product mean, triangle multiplication); last.
+  around matmuls (transitions, outer product mean, triangle multiplication);
+  `compile_structure_module(model)` of the launch-bound structure module; last.
 
 A new speed-up is its module subclass here, one `SpeedConfig` field (which makes its
 `scalefold train` flag and bench override), one line in `apply_speedups`, and its tests.
@@ -40,7 +41,12 @@ from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.dropout import FusedResidualDropout, swap_residual_dropout
 from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
-from scalefold.kernels.glue import compile_glue, keep_fp32, recompute_outer_product_mean
+from scalefold.kernels.glue import (
+    compile_glue,
+    compile_structure_module,
+    keep_fp32,
+    recompute_outer_product_mean,
+)
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
@@ -138,6 +144,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_residual_dropout(model)
     if speed.compile_glue:  # last: it traces the forwards the swaps above installed
         compile_glue(model)
+    if speed.compile_structure_module:
+        compile_structure_module(model)
     return model
 
 
@@ -157,6 +165,7 @@ __all__ = [
     "apply_kernels",
     "apply_speedups",
     "compile_glue",
+    "compile_structure_module",
     "keep_fp32",
     "recompute_outer_product_mean",
     "swap_gates",

@@ -32,7 +32,7 @@ from torch import nn
 
 from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import seed_from_string
-from scalefold.kernels import apply_speedups, compile_glue
+from scalefold.kernels import apply_speedups, compile_glue, compile_structure_module
 from scalefold.kernels._autocast import WeightCasts
 from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
@@ -132,12 +132,15 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     eval_model = None
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()
-        apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False),
+        apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False,
+                                                       compile_structure_module=False),
                        cfg.precision, weight_casts)
         if speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)
-        if speed.eval_compile_glue:
-            compile_glue(eval_model, dynamic=True)  # one compile for every length bucket
+        if speed.eval_compile_glue:  # one compile for every length bucket
+            compile_glue(eval_model, dynamic=True)
+            if speed.compile_structure_module:
+                compile_structure_module(eval_model, dynamic=True)
     apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
     if topo.dap_group is not None:

@@ -97,6 +97,10 @@ class SpeedConfig:
     input_copy_stream: bool = _opt(
         False, "training: each batch copied to the GPU on a stream of its own while the "
                "previous step runs, not between the two steps on the compute stream (CUDA)")
+    compile_structure_module: bool = _opt(
+        False, "torch.compile of the structure module too (static shapes; with "
+               "eval_compile_glue the evaluation copy's, with dynamic shapes): its ~2,500 "
+               "small kernels a forward, launch-bound")
     eval_length_buckets: Literal["off", "32", "64", "128"] = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")

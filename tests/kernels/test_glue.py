@@ -1,0 +1,70 @@
+"""`compile_structure_module`: the structure module as one compiled graph, the same
+numbers (aot_eager on the CPU; the GPU preset test runs inductor)."""
+
+from __future__ import annotations
+
+import torch
+
+from scalefold.data.selection import last_iteration
+from scalefold.kernels import apply_speedups, compile_structure_module
+from scalefold.losses import AlphaFoldLoss, LossConfig
+from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.model.structure_module import StructureModule
+from scalefold.train.config import SpeedConfig
+from scalefold.utils.synthetic import synthetic_batch
+
+
+def _loss_and_grads(model, batch):
+    loss, _ = AlphaFoldLoss(LossConfig.mlperf())(model(batch), last_iteration(batch), True)
+    loss.backward()
+    return loss.detach(), [p.grad for p in model.parameters()]
+
+
+def test_compiled_structure_module_is_one_graph_with_eagers_numbers():
+    """Without dropout: the loss and every gradient bit for bit (aot_eager runs the same
+    ATen ops), traced as one graph without breaks (the eight layers unrolled)."""
+    from torch._dynamo.utils import counters
+
+    batch = synthetic_batch(None, n_res=12, n_clust=4, n_extra=6, n_templ=1, num_iterations=1)
+    results = []
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        torch.manual_seed(0)
+        model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+        if compiled:
+            compile_structure_module(model, backend="aot_eager")
+        results.append(_loss_and_grads(model, batch))
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    (l0, g0), (l1, g1) = results
+    assert torch.equal(l0, l1)
+    for a, b in zip(g0, g1, strict=True):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b))
+    torch._dynamo.reset()
+
+
+def test_compiled_structure_module_keeps_its_dropout():
+    """In training mode the compiled module still drops out: two seeds, two outputs."""
+    batch = synthetic_batch(None, n_res=12, n_clust=4, n_extra=6, n_templ=1, num_iterations=1)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).train()
+    compile_structure_module(model, backend="aot_eager")
+    singles = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = model.structure_module(torch.randn(1, 12, model.config.structure_module.c_s,
+                                                     generator=torch.Generator().manual_seed(3)),
+                                         torch.ones(1, 12, 12, model.config.structure_module.c_z),
+                                         batch["aatype"][..., 0], batch["seq_mask"][..., 0])
+        singles.append(out["sm_single"])
+    assert torch.isfinite(singles[0]).all() and not torch.equal(singles[0], singles[1])
+    torch._dynamo.reset()
+
+
+def test_the_field_compiles_the_structure_module_alone():
+    model = AlphaFold(AlphaFoldConfig.tiny())
+    apply_speedups(model, SpeedConfig(compile_structure_module=True), "fp32")
+    compiled = [m for m in model.modules() if m._compiled_call_impl is not None]
+    assert compiled and all(isinstance(m, StructureModule) for m in compiled)
