@@ -3,6 +3,7 @@ preset; its length assumption, the cadence arithmetic and the lDDT check."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 
@@ -68,6 +69,35 @@ def test_variants_are_evaluated_side_by_side_in_one_process(tmp_path, capsys):
     assert other["speed"]["eval_template_pairs_once"]
     assert other["speed"]["eval_length_buckets"] == "32"
     assert len(other["chains"]) == 3
+
+
+def test_a_failing_variant_keeps_the_others_and_their_json(tmp_path, capsys, monkeypatch):
+    """A variant that raises (call 26: a launch error in the second variant lost the first
+    one's finished pass) is reported with its error; the others still run, the JSON holds
+    every finished result, and the exit status says that one failed."""
+    import scalefold.bench.eval as bench_eval
+
+    def fake_run(cfg):
+        if cfg.passes == 2:
+            raise RuntimeError("Triton Error [CUDA]: invalid argument")
+        return {"eval_seconds": 2.0 * cfg.passes, "warm_up_seconds": 1.0,
+                "peak_memory_gib": 0.5, "peak_reserved_gib": 0.6, "chains": []}
+
+    monkeypatch.setattr(bench_eval, "run_bench", fake_run)
+    monkeypatch.setattr(bench_eval, "format_report", lambda res: "report")
+    base = bench_eval.EvalBenchConfig(preset="tiny", device="cpu")
+    out = tmp_path / "cmp.json"
+    rc = bench_eval.compare_variants(
+        [("a", dataclasses.replace(base, passes=1)), ("b", dataclasses.replace(base, passes=2)),
+         ("c", dataclasses.replace(base, passes=3))], json_path=str(out))
+    assert rc == 1
+    table = capsys.readouterr().out
+    table = table[table.index("variant "):].splitlines()
+    assert table[1].split()[:4] == ["a", "1.0", "2.00", "1.000"]
+    assert table[2].startswith("b") and "FAILED: RuntimeError: Triton Error" in table[2]
+    assert table[3].split()[:4] == ["c", "1.0", "6.00", "3.000"]
+    res = json.loads(out.read_text())["variants"]
+    assert res["a"]["eval_seconds"] == 2.0 and "invalid argument" in res["b"]["error"]
 
 
 def test_assumed_lengths_are_the_documented_distribution():

@@ -384,12 +384,15 @@ def main(cfg: EvalBenchConfig, json_path: str | None = None) -> int:
 
 
 def format_comparison(results: list[tuple[str, dict]]) -> str:
-    """Variants side by side: warm-up, the steady pass, its ratio to the first variant's,
-    peak memory."""
-    base = results[0][1]["eval_seconds"]
+    """Variants side by side: warm-up, the steady pass, its ratio to the first variant
+    that ran, peak memory; a variant that failed, with its error."""
+    base = next((r["eval_seconds"] for _, r in results if "error" not in r), None)
     lines = [f"{'variant':64s}{'warm-up s':>10s}{'pass s':>9s}{'x first':>9s}"
              f"{'peak GiB':>10s}{'reserved':>10s}"]
     for name, r in results:
+        if "error" in r:
+            lines.append(f"{name[:64]:64s} FAILED: {r['error']}")
+            continue
         lines.append(f"{name[:64]:64s}{r['warm_up_seconds']:10.1f}{r['eval_seconds']:9.2f}"
                      f"{r['eval_seconds'] / base:9.3f}{r['peak_memory_gib']:10.1f}"
                      f"{r['peak_reserved_gib']:10.1f}")
@@ -400,22 +403,28 @@ def compare_variants(variants: list[tuple[str, EvalBenchConfig]],
                      json_path: str | None = None) -> int:
     """`run_bench` for each (name, config) in turn, in this process (each builds its own
     step and evaluator, warms up and runs its passes; the previous one's memory is given
-    back first), then the side-by-side table."""
+    back first), then the side-by-side table. A variant that raises is recorded with its
+    error and the others still run; the JSON is rewritten after every variant, so a run
+    cut short keeps what finished. Returns 1 if any variant failed."""
     import gc
 
     results = []
     for name, cfg in variants:
         print(f"== {name}", flush=True)
-        res = run_bench(cfg)
-        print(format_report(res), flush=True)
+        try:
+            res = run_bench(cfg)
+            print(format_report(res), flush=True)
+        except Exception as e:  # noqa: BLE001 - reported in the table, the others still run
+            res = {"error": f"{type(e).__name__}: {e}"[:300]}
+            print(f"  {name}: FAILED {res['error']}", flush=True)
         results.append((name, res))
+        if json_path:
+            Path(json_path).write_text(json.dumps({"variants": dict(results)}, indent=1))
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     print(format_comparison(results), flush=True)
-    if json_path:
-        Path(json_path).write_text(json.dumps({"variants": dict(results)}, indent=1))
-    return 0
+    return 1 if any("error" in r for _, r in results) else 0
 
 
 # ------------------------------------------------------------------ lDDT check
