@@ -153,6 +153,9 @@ def test_options_from_the_speed_config():
     assert EvalOptions.from_speed(SpeedConfig()) == EvalOptions(bucket=0, cuda_graphs=False)
     speed = SpeedConfig(eval_length_buckets="64", eval_cuda_graphs=True)
     assert EvalOptions.from_speed(speed) == EvalOptions(bucket=64, cuda_graphs=True)
+    assert EvalOptions.from_speed(SpeedConfig(eval_length_buckets="16")).bucket == 16
+    with pytest.raises(ValueError, match="must be one of"):
+        EvalOptions.from_speed(SpeedConfig(eval_length_buckets="48"))
     with pytest.raises(ValueError, match="CUDA device"):
         Evaluator(AlphaFold(AlphaFoldConfig.tiny()), torch.device("cpu"),
                   EvalOptions(cuda_graphs=True))

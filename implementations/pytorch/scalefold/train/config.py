@@ -6,6 +6,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+# Evaluation length buckets (residues; "off": each chain at its own length).
+EvalBuckets = Literal["off", "16", "32", "64", "128"]
+
 Precision = Literal["fp32", "tf32", "bf16"]
 LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
 
@@ -101,7 +104,7 @@ class SpeedConfig:
         False, "torch.compile of the structure module too (static shapes; with "
                "eval_compile_glue the evaluation copy's, with dynamic shapes): its ~2,500 "
                "small kernels a forward, launch-bound")
-    eval_length_buckets: Literal["off", "32", "64", "128"] = _opt(
+    eval_length_buckets: EvalBuckets = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")
     eval_cuda_graphs: bool = _opt(

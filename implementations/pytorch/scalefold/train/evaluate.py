@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ from torch import nn
 
 from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
+from scalefold.train.config import EvalBuckets
 from scalefold.utils.transfer import to_device
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ RESIDUE_AXIS: dict[str, int | None] = {
 # The ground truth the metric reads (last recycling slice): [B, N, 37, 3] and [B, N, 37].
 TRUTH_FEATURES = ("all_atom_positions", "all_atom_mask")
 
-BUCKET_CHOICES = ("off", "32", "64", "128")
+BUCKET_CHOICES = typing.get_args(EvalBuckets)
 
 
 def bucket_length(length: int, bucket: int) -> int:
