@@ -71,3 +71,12 @@ def test_device_copies_of_the_ranges_are_not_counted_twice():
                                  kernels=[], cpu_children=[])
     prof = SimpleNamespace(events=lambda: [host, annotation])
     assert module_breakdown(prof) == [("a", 2.0, 2, 0.5)]
+
+
+def test_a_table_that_charges_more_than_the_profile_says_so():
+    rows = [("a", 6.0, 30, 1.0), ("b", 5.0, 20, 1.0)]
+    assert "NOT CONSISTENT" not in format_module_breakdown(rows, total_ms=12.0,
+                                                           total_launches=60)
+    table = format_module_breakdown(rows, total_ms=12.0, total_launches=40)
+    assert "NOT CONSISTENT: the ranges hold 50 launches" in table
+    assert "NOT CONSISTENT" in format_module_breakdown(rows, total_ms=10.0, total_launches=60)

@@ -104,4 +104,11 @@ def format_module_breakdown(rows: list[tuple[str, float, int, float]],
     k_in = sum(r[2] for r in rows)
     lines.append(f"{'(outside these modules)':52s} {total_ms - ms_in:10.2f} "
                  f"{100 * (total_ms - ms_in) / denom:6.1f}% {total_launches - k_in:9d}")
+    if k_in > total_launches or ms_in > 1.005 * total_ms:
+        # Seen on the H200 (2026-12-04 call 28): 40,330 launches in the ranges against
+        # 28,193 kernels. A table that charges more than the profile holds is not a basis
+        # for decisions; say so where it is read.
+        lines.append(f"NOT CONSISTENT: the ranges hold {k_in} launches and {ms_in:.1f} ms "
+                     f"against the profile's {total_launches} kernels and {total_ms:.1f} ms "
+                     "(kernels charged to more than one range); use the kernel table")
     return "\n".join(lines)
