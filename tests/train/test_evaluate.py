@@ -243,6 +243,26 @@ def test_graphed_evaluation_follows_eager_and_the_weights(tiny_model):
     assert [i for i, _ in scores] == [0, 1] and all(0.0 < s < 1.0 for _, s in scores)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_chains_copied_on_their_own_stream_score_the_same(tiny_model, device):
+    """`input_copy_stream` for evaluation: each chain's inputs (and ground truth) copied
+    on a side stream while the previous chain computes (CUDA; plain copies elsewhere):
+    the same scores, bit for bit, with graphs where there are any."""
+    import copy
+
+    device = torch.device(device)
+    model = copy.deepcopy(tiny_model).to(device)
+    graphs = device.type == "cuda"
+    plain = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=graphs))
+    side = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=graphs,
+                                                copy_stream=True))
+    assert (side._copies.stream is not None) == graphs
+    chains = [_chain(n, seed=n) for n in (21, 30, 40)]
+    assert side.score_chains(enumerate(chains)) == plain.score_chains(enumerate(chains))
+    assert EvalOptions.from_speed(SpeedConfig(input_copy_stream=True)).copy_stream
+
+
 def test_warm_up_lengths_cover_every_bucket():
     assert warm_up_lengths(700, 64) == list(range(64, 705, 64))
     assert warm_up_lengths(64, 64) == [64]

@@ -98,8 +98,9 @@ class SpeedConfig:
                "around it); or the flat buffer's buckets all-reduced from inside backward "
                "as their gradients are ready (CUDA graphs: one graph, collectives captured)")
     input_copy_stream: bool = _opt(
-        False, "training: each batch copied to the GPU on a stream of its own while the "
-               "previous step runs, not between the two steps on the compute stream (CUDA)")
+        False, "each training batch (and evaluation chain) copied to the GPU on a stream "
+               "of its own while the previous step (chain) runs, not between the two on the "
+               "compute stream (CUDA)")
     compile_structure_module: bool = _opt(
         False, "torch.compile of the structure module too (static shapes; with "
                "eval_compile_glue the evaluation copy's, with dynamic shapes): its ~2,500 "

@@ -49,7 +49,7 @@ from torch import nn
 from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
 from scalefold.train.config import EvalBuckets
-from scalefold.utils.transfer import to_device
+from scalefold.utils.transfer import InputCopies
 
 if TYPE_CHECKING:
     from scalefold.train.build import BuiltStep
@@ -165,6 +165,10 @@ class EvalOptions:
 
     bucket: int = 0  # pad lengths up to a multiple of this; 0: exact lengths
     cuda_graphs: bool = False  # one CUDA graph per padded shape
+    # Each chain's inputs copied on a stream of their own while the previous chain
+    # computes (`InputCopies`): the evaluation does not read scores back between chains,
+    # so the host is ahead and the copies need not wait between two forwards.
+    copy_stream: bool = False
 
     def __post_init__(self) -> None:
         if self.bucket < 0:
@@ -172,13 +176,14 @@ class EvalOptions:
 
     @classmethod
     def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
-        """From a `SpeedConfig` (its `eval_length_buckets` and `eval_cuda_graphs`)."""
+        """From a `SpeedConfig` (its `eval_length_buckets`, `eval_cuda_graphs` and
+        `input_copy_stream`)."""
         buckets = speed.eval_length_buckets
         if buckets not in BUCKET_CHOICES:
             raise ValueError(f"eval_length_buckets must be one of {BUCKET_CHOICES}, "
                              f"got {buckets!r}")
         return cls(bucket=0 if buckets == "off" else int(buckets),
-                   cuda_graphs=speed.eval_cuda_graphs)
+                   cuda_graphs=speed.eval_cuda_graphs, copy_stream=speed.input_copy_stream)
 
 
 def _signature(feats: Batch) -> tuple:
@@ -211,6 +216,7 @@ class Evaluator:
         self.autocast = autocast or contextlib.nullcontext
         self._graphs: dict[tuple, _Captured] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None
+        self._copies = InputCopies(self.device, self.options.copy_stream)
 
     @classmethod
     def from_built(cls, built: BuiltStep, speed: SpeedConfig,
@@ -291,7 +297,7 @@ class Evaluator:
                 f"a {n}-residue evaluation chain's template features differ between recycling "
                 "iterations, so eval_template_pairs_once would reuse the wrong templates; "
                 "turn it off for this data (the data pipeline repeats them over iterations)")
-        inputs = to_device(model_inputs(feats), self.device)
+        inputs, _ = self._copies(model_inputs(feats))
         inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
             if self.options.cuda_graphs:
@@ -330,7 +336,7 @@ class Evaluator:
         """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
         device, without waiting for it."""
         positions = self.predict(feats)
-        truth = to_device({k: feats[k][..., -1] for k in TRUTH_FEATURES}, self.device)
+        truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
         with torch.inference_mode():
             return lddt_ca(positions, truth["all_atom_positions"].float(),
                            truth["all_atom_mask"].float())
