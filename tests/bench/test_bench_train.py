@@ -58,6 +58,10 @@ def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
     assert ev["iteration"] == 3
     assert ev["seconds"] == pytest.approx(5.0) and ev["stall_s"] == pytest.approx(0.5)
     assert res.data_wait_s == [0.02, 0.03, 0.04, 0.05, 0.06]
+    # every step, in order, for reading the timeline afterwards
+    assert [(t["iteration"], t["n"], t["results_at"]) for t in res.timeline] == [
+        (it, it % 2, times[it]) for it in range(1, 7)]
+    assert res.timeline[2]["data_wait_s"] == pytest.approx(0.03)
 
 
 def test_device_times_are_summarised_by_recycling_count():
