@@ -62,6 +62,7 @@ def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
     assert [(t["iteration"], t["n"], t["results_at"]) for t in res.timeline] == [
         (it, it % 2, times[it]) for it in range(1, 7)]
     assert res.timeline[2]["data_wait_s"] == pytest.approx(0.03)
+    assert res.timeline[2]["launched_at"] == pytest.approx(12.0 - 0.1)  # results - seconds
 
 
 def test_device_times_are_summarised_by_recycling_count():

@@ -45,8 +45,8 @@ class TrainBenchResult:
     startup_s: float = 0.0  # start to the first step's results
     steps: int = 0
     wall_s: float = 0.0
-    # Every step in order (iteration, n, results_at: host seconds since the start,
-    # device_s, idle_before_s, data_wait_s), for reading the loop's timeline afterwards:
+    # Every step in order (iteration, n, launched_at and results_at: host seconds since
+    # the start, device_s, idle_before_s, data_wait_s), for reading the loop's timeline:
     # the per-n host intervals of call 28 did not follow the per-n device times.
     timeline: list[dict] = field(default_factory=list)
 
@@ -101,6 +101,7 @@ def summarise(rec: _Recorder, warmup: int, checkpoint_every: int) -> TrainBenchR
         return res
     res.startup_s = rec.steps[0].done_at - rec.t0
     res.timeline = [{"iteration": s.iteration, "n": s.num_recycling,
+                     "launched_at": s.done_at - s.seconds - rec.t0,
                      "results_at": s.done_at - rec.t0, "device_s": s.device_s,
                      "idle_before_s": s.idle_before_s, "data_wait_s": s.data_wait_s}
                     for s in rec.steps]
