@@ -110,6 +110,28 @@ def test_plan_assumes_the_lengths_bench_eval_assumes():
     assert sorted(assumed_cameo_lengths()) == list(assumed_validation_lengths())
 
 
+def test_an_evaluation_variant_is_named_after_the_file(tmp_path):
+    """`bench eval --variants` output: FILE#VARIANT picks one result; a single variant
+    needs no name; a failed or unknown one is refused, by name."""
+    raw = json.loads(open(load().path).read())
+    one = json.loads((EVIDENCE_1204 / "call24_eval_b32.json").read_text())
+    cmp = tmp_path / "cmp.json"
+    cmp.write_text(json.dumps({"variants": {"h200": one, "h200+x": {"error": "OOM"}}}))
+    merged = merge_bench(raw, "eval", f"{cmp}#h200")
+    assert profile_from_dict(merged).eval_for("h200").steady_s == pytest.approx(
+        one["eval_seconds"], abs=0.01)
+    assert "#h200" in json.dumps(merged["eval"])  # the source names the variant
+    with pytest.raises(ValueError, match="failed"):
+        merge_bench(raw, "eval", f"{cmp}#h200+x")
+    with pytest.raises(ValueError, match="#VARIANT"):
+        merge_bench(raw, "eval", str(cmp))
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"variants": {"h200": one}}))
+    alone = merge_bench(raw, "eval", single)["eval"]
+    assert {k: v for k, v in alone.items() if k != "source"} == {
+        k: v for k, v in merged["eval"].items() if k != "source"}
+
+
 def test_measured_per_chain_curve_interpolates_and_extrapolates():
     ev = profile_from_dict({**json.loads(open(load().path).read()), "eval": {
         "seconds_per_evaluation": [5.0], "chains": [

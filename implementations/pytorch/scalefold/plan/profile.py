@@ -323,13 +323,28 @@ def section_from_bench(kind: str, bench: dict, where: str) -> tuple[str, dict]:
 
 
 def merge_bench(raw_profile: dict, kind: str, path: str | Path) -> dict:
-    """`raw_profile` (a profile dict) with one section replaced by a bench's output."""
+    """`raw_profile` (a profile dict) with one section replaced by a bench's output.
+    `bench eval --variants` writes several results: `FILE#VARIANT` names the one to use
+    (a file with a single variant needs no name)."""
+    path, _, variant = str(path).partition("#")
     try:
         bench = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"bench {kind} output {path} not found") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"bench {kind} output {path}: not JSON ({e})") from None
+    if isinstance(bench, dict) and isinstance(bench.get("variants"), dict):
+        names = list(bench["variants"])
+        if not variant and len(names) == 1:
+            variant = names[0]
+        if variant not in bench["variants"]:
+            raise ValueError(f"bench {kind} output {path} holds the variants {names}: name "
+                             f"one as {path}#VARIANT")
+        bench = bench["variants"][variant]
+        if "error" in bench:
+            raise ValueError(f"bench {kind} output {path}: variant {variant!r} failed "
+                             f"({bench['error']})")
+        path = f"{path}#{variant}"
     name, sec = section_from_bench(kind, bench, str(path))
     out = dict(raw_profile)
     if name == "step":
