@@ -103,8 +103,8 @@ class SpeedConfig:
                "compute stream (CUDA)")
     compile_structure_module: bool = _opt(
         False, "torch.compile of the structure module too (static shapes; with "
-               "eval_compile_glue the evaluation copy's, with dynamic shapes): its ~2,500 "
-               "small kernels a forward, launch-bound")
+               "eval_compile_glue the evaluation copy's, with dynamic shapes): its ~2,000 "
+               "small operations a forward, launch-bound")
     eval_length_buckets: EvalBuckets = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")

@@ -291,13 +291,14 @@ class Evaluator:
         """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
         one length, at their own length whatever the bucket."""
         n = chain_length(feats)
+        host_inputs = model_inputs(feats)
         if isinstance(self.model, TemplatePairsOncePerForward) and not template_features_repeat(
-                model_inputs(feats)):
+                host_inputs):
             raise ValueError(
                 f"a {n}-residue evaluation chain's template features differ between recycling "
                 "iterations, so eval_template_pairs_once would reuse the wrong templates; "
                 "turn it off for this data (the data pipeline repeats them over iterations)")
-        inputs, _ = self._copies(model_inputs(feats))
+        inputs, _ = self._copies(host_inputs)
         inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
             if self.options.cuda_graphs:
