@@ -23,7 +23,7 @@ def test_speed_presets_set_their_precision_and_flags_override():
     assert cfg.speed == dataclasses.replace(SpeedConfig.preset("h200"),
                                             recompute_outer_product=True,
                                             eval_length_buckets="off", eval_cuda_graphs=False,
-                                            eval_warm_up=False)
+                                            eval_warm_up=False, eval_compile_glue=False)
     # explicit flags still win, both ways for booleans
     cfg = _cfg("--speed", "h200", "--precision", "tf32", "--layer-norm-output", "fp32",
                "--no-cuda-graphs", "--no-compile-glue")

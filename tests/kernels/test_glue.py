@@ -1,5 +1,5 @@
-"""`compile_structure_module`: the structure module as one compiled graph, the same
-numbers (aot_eager on the CPU; the GPU preset test runs inductor)."""
+"""`compile_structure_module`: one layer of the structure module compiled and run eight
+times, the same numbers (aot_eager on the CPU; the GPU preset test runs inductor)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ def _loss_and_grads(model, batch):
     return loss.detach(), [p.grad for p in model.parameters()]
 
 
-def test_compiled_structure_module_is_one_graph_with_eagers_numbers():
+def test_compiled_structure_layer_has_eagers_numbers_without_breaks():
     """Without dropout: the loss and every gradient bit for bit (aot_eager runs the same
-    ATen ops), traced as one graph without breaks (the eight layers unrolled)."""
+    ATen ops). One layer is traced whole (no graph breaks) and serves all eight: the first
+    layer, whose incoming translations need no gradient, gets a graph of its own."""
     from torch._dynamo.utils import counters
 
     batch = synthetic_batch(None, n_res=12, n_clust=4, n_extra=6, n_templ=1, num_iterations=1)
@@ -35,7 +36,7 @@ def test_compiled_structure_module_is_one_graph_with_eagers_numbers():
         if compiled:
             compile_structure_module(model, backend="aot_eager")
         results.append(_loss_and_grads(model, batch))
-    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    assert 1 <= counters["stats"]["unique_graphs"] <= 2 and not counters["graph_break"]
     (l0, g0), (l1, g1) = results
     assert torch.equal(l0, l1)
     for a, b in zip(g0, g1, strict=True):
@@ -66,5 +67,7 @@ def test_compiled_structure_module_keeps_its_dropout():
 def test_the_field_compiles_the_structure_module_alone():
     model = AlphaFold(AlphaFoldConfig.tiny())
     apply_speedups(model, SpeedConfig(compile_structure_module=True), "fp32")
-    compiled = [m for m in model.modules() if m._compiled_call_impl is not None]
-    assert compiled and all(isinstance(m, StructureModule) for m in compiled)
+    assert not any(m._compiled_call_impl is not None for m in model.modules())
+    layers = [m for m in model.modules() if "layer" in vars(m)]
+    assert layers == [model.structure_module] and isinstance(layers[0], StructureModule)
+    assert hasattr(vars(layers[0])["layer"], "_torchdynamo_orig_callable")

@@ -135,6 +135,12 @@ class AngleResnet(nn.Module):
 
 
 class StructureModule(nn.Module):
+    """Algorithm 20. The eight layers share their weights: `layer` is one of them (lines
+    6-21, without the loss terms), the unit `compile_structure_module` compiles."""
+
+    LAYER_OUTPUTS = ("frames", "sidechain_frames", "unnormalized_angles", "angles",
+                     "positions", "states")
+
     def __init__(self, cfg: StructureModuleConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -148,6 +154,26 @@ class StructureModule(nn.Module):
         self.bb_update = BackboneUpdate(cfg.c_s)
         self.angle_resnet = AngleResnet(cfg)
 
+    def layer(
+        self, s: torch.Tensor, s_initial: torch.Tensor, z: torch.Tensor, quat: torch.Tensor,
+        trans: torch.Tensor, aatype: torch.Tensor, mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        # s, s_initial: [*, N, c_s]  z: [*, N, N, c_z]  quat: [*, N, 4]  trans: [*, N, 3]
+        r = Rigid(quat_to_rot(quat), trans)
+        s = s + self.ipa(s, z, r, mask)
+        s = self.layer_norm_ipa(self.ipa_dropout(s))
+        s = self.transition(s)
+        quat, trans = quat_backbone_update(quat, trans, self.bb_update(s))
+        backbone = Rigid(quat_to_rot(quat), trans).scale_translation(self.cfg.scale_factor)
+        raw_angles, angles = self.angle_resnet(s, s_initial)
+        frames = torsion_angles_to_frames(backbone, angles, aatype)  # [*, N, 8]
+        positions = frames_to_atom14_positions(frames, aatype)  # [*, N, 14, 3]
+        out = {"frames": backbone.to_tensor_4x4(), "sidechain_frames": frames.to_tensor_4x4(),
+               "unnormalized_angles": raw_angles, "angles": angles, "positions": positions,
+               "states": s}
+        # Gradients flow to the next layer through translations only (Algorithm 20, l. 20).
+        return s, quat.detach(), trans, out
+
     def forward(
         self, s: torch.Tensor, z: torch.Tensor, aatype: torch.Tensor, mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -160,28 +186,11 @@ class StructureModule(nn.Module):
         quat[..., 0] = 1.0  # identity rotation, w-first
         trans = s.new_zeros((*s.shape[:-1], 3))
 
-        outs: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("frames", "sidechain_frames", "unnormalized_angles", "angles",
-                            "positions", "states")
-        }
+        outs: dict[str, list[torch.Tensor]] = {k: [] for k in self.LAYER_OUTPUTS}
         for _ in range(self.cfg.num_blocks):
-            r = Rigid(quat_to_rot(quat), trans)
-            s = s + self.ipa(s, z, r, mask)
-            s = self.layer_norm_ipa(self.ipa_dropout(s))
-            s = self.transition(s)
-            quat, trans = quat_backbone_update(quat, trans, self.bb_update(s))
-            backbone = Rigid(quat_to_rot(quat), trans).scale_translation(self.cfg.scale_factor)
-            raw_angles, angles = self.angle_resnet(s, s_initial)
-            frames = torsion_angles_to_frames(backbone, angles, aatype)  # [*, N, 8]
-            positions = frames_to_atom14_positions(frames, aatype)  # [*, N, 14, 3]
-            outs["frames"].append(backbone.to_tensor_4x4())
-            outs["sidechain_frames"].append(frames.to_tensor_4x4())
-            outs["unnormalized_angles"].append(raw_angles)
-            outs["angles"].append(angles)
-            outs["positions"].append(positions)
-            outs["states"].append(s)
-            # Gradients flow to the next layer through translations only (Algorithm 20, l. 20).
-            quat = quat.detach()
+            s, quat, trans, layer_out = self.layer(s, s_initial, z, quat, trans, aatype, mask)
+            for k in self.LAYER_OUTPUTS:
+                outs[k].append(layer_out[k])
 
         layer_dim = s.dim() - 2  # after the batch dims: [*, S, N, ...]
         result = {f"sm_{k}": torch.stack(v, dim=layer_dim) for k, v in outs.items()}
