@@ -35,7 +35,8 @@ def test_bench_train_tiny_cpu(tmp_path, capsys):
 
 def _step(it: int, n: int, done_at: float, wait: float = 0.0) -> StepResult:
     return StepResult(iteration=it, loss=1.0, terms={}, num_recycling=n, seconds=0.1,
-                      data_wait_s=wait, done_at=done_at)
+                      data_wait_s=wait, done_at=done_at,
+                      launch_s={"copies": 0.001 * it, "step": 0.01, "results": 0.0})
 
 
 def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
@@ -63,6 +64,10 @@ def test_summary_leaves_out_warmup_and_intervals_across_evaluations():
         (it, it % 2, times[it]) for it in range(1, 7)]
     assert res.timeline[2]["data_wait_s"] == pytest.approx(0.03)
     assert res.timeline[2]["launched_at"] == pytest.approx(12.0 - 0.1)  # results - seconds
+    # the host's launch time by part: medians over the steady steps 2..6
+    assert res.timeline[2]["launch_s"]["copies"] == pytest.approx(0.003)
+    assert res.launch_s == pytest.approx({"copies": 0.004, "results": 0.0, "step": 0.01})
+    assert "copies 4.0 ms, results 0.0 ms, step 10.0 ms" in format_report(res, "x")
 
 
 def test_device_times_are_summarised_by_recycling_count():

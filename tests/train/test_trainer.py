@@ -77,6 +77,13 @@ def test_events_and_evaluation_cycle(mini_dataset, tmp_path):
     assert samples == [2, 4]  # training samples seen (global batch 1)
     assert [it for it, _ in result.evaluations] == [2, 4]
     assert all(0.0 <= acc <= 1.0 for _, acc in result.evaluations)
+    # each step says how long the host took to launch it, by part
+    steps = [d["step"] for n, d in events if n == "step"]
+    assert len(steps) == 4
+    for s in steps:
+        assert set(s.launch_s) == {"copies", "step", "results"}
+        assert all(v >= 0.0 for v in s.launch_s.values())
+        assert s.launch_s["step"] > 0.0  # the CPU step runs inside it
 
 
 def test_target_stops_the_run(mini_dataset, tmp_path):

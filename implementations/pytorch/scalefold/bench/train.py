@@ -46,9 +46,11 @@ class TrainBenchResult:
     steps: int = 0
     wall_s: float = 0.0
     # Every step in order (iteration, n, launched_at and results_at: host seconds since
-    # the start, device_s, idle_before_s, data_wait_s), for reading the loop's timeline:
-    # the per-n host intervals of call 28 did not follow the per-n device times.
+    # the start, device_s, idle_before_s, data_wait_s, launch_s: the host's launch time
+    # by part), for reading the loop's timeline: in call 30 launching a step took the
+    # host until about the previous step's end.
     timeline: list[dict] = field(default_factory=list)
+    launch_s: dict[str, float] = field(default_factory=dict)  # median host s by part
 
     @property
     def medians(self) -> dict[int, float]:
@@ -103,7 +105,8 @@ def summarise(rec: _Recorder, warmup: int, checkpoint_every: int) -> TrainBenchR
     res.timeline = [{"iteration": s.iteration, "n": s.num_recycling,
                      "launched_at": s.done_at - s.seconds - rec.t0,
                      "results_at": s.done_at - rec.t0, "device_s": s.device_s,
-                     "idle_before_s": s.idle_before_s, "data_wait_s": s.data_wait_s}
+                     "idle_before_s": s.idle_before_s, "data_wait_s": s.data_wait_s,
+                     "launch_s": s.launch_s}
                     for s in rec.steps]
     after_break = {it for it, name, _ in rec.breaks if name == "cycle_stop"}
     if checkpoint_every > 0:
@@ -123,6 +126,9 @@ def summarise(rec: _Recorder, warmup: int, checkpoint_every: int) -> TrainBenchR
         if s.idle_before_s is not None and prev is not None and prev.iteration not in after_break:
             res.idle_s.append(s.idle_before_s)
     res.data_wait_s = [s.data_wait_s for s in rec.steps[warmup:]]
+    parts = sorted({k for s in rec.steps[warmup:] for k in s.launch_s})
+    res.launch_s = {k: statistics.median(s.launch_s.get(k, 0.0) for s in rec.steps[warmup:])
+                    for k in parts}
     starts = {it: t for it, name, t in rec.breaks if name == "eval_start"}
     stops = {it: t for it, name, t in rec.breaks if name == "eval_stop"}
     step_at = {s.iteration: s for s in rec.steps}
@@ -155,6 +161,10 @@ def format_report(res: TrainBenchResult, label: str) -> str:
     if res.data_wait_s:
         lines.append(f"data-loader wait per step: median {statistics.median(res.data_wait_s):.4f}"
                      f" s, max {max(res.data_wait_s):.4f} s")
+    if res.launch_s:
+        lines.append("host time launching a step (median): " + ", ".join(
+            f"{k} {1e3 * v:.1f} ms" for k, v in res.launch_s.items())
+            + " (a part that waits for the running step shows here)")
     for e in res.evals:
         lines.append(f"evaluation at step {e['iteration']}: {e['seconds']:.2f} s, "
                      f"stall beyond it and one step {e['stall_s']:.2f} s")

@@ -78,6 +78,10 @@ class StepResult:
     # Device time from the previous step's end to this step's start (its batch's copy to
     # the device, any wait for the host or the loader); None for a first step or a CPU.
     idle_before_s: float | None = None
+    # Host seconds spent launching it, by part ("copies": its batch to the device,
+    # "step": queueing the step or replaying its graphs, "results": queueing the copy
+    # of its results to the host): a part that waits for the device shows here.
+    launch_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class _Launched:
     pending: HostCopy | None = None
     events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None  # begin, end
     previous_end: torch.cuda.Event | None = None  # the step launched before this one
+    launch_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -275,6 +280,8 @@ class Trainer:
         torch.manual_seed(seed_from_string(f"training_seed_{self.cfg.seed}") + it)
         feats, (use_clamped,) = self._input_copies(batch.features, use_clamped)
         launched = _Launched(it, batch.num_recycling, start, data_wait_s, None)
+        mark = time.perf_counter()
+        launched.launch_s["copies"] = mark - start
         timed = self.device.type == "cuda"
         if timed:
             begin = torch.cuda.Event(enable_timing=True)
@@ -300,10 +307,13 @@ class Trainer:
             end.record()
             launched.events = (begin, end)
             launched.previous_end, self._last_end = self._last_end, end
+        now = time.perf_counter()
+        launched.launch_s["step"], mark = now - mark, now
         if launched.outputs is not None:
             # A graph's outputs are overwritten by its next replay: copy them now.
             launched.pending = launched.outputs.copy_to_host()
             launched.outputs = None
+        launched.launch_s["results"] = time.perf_counter() - mark
         return launched
 
     def _finish(self, launched: _Launched) -> StepResult:
@@ -322,7 +332,7 @@ class Trainer:
             iteration=launched.iteration, loss=values.pop("total"),
             num_recycling=launched.num_recycling, terms=values,
             seconds=now - launched.started, data_wait_s=launched.data_wait_s, done_at=now,
-            device_s=device_s, idle_before_s=idle_s,
+            device_s=device_s, idle_before_s=idle_s, launch_s=launched.launch_s,
         )
 
     # ----------------------------------------------------------------- evaluation
