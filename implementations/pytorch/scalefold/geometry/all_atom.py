@@ -93,6 +93,18 @@ def _const(name: str, device: torch.device, dtype: torch.dtype | None = None) ->
     return table
 
 
+def warm_tables(device: torch.device,
+                dtypes: tuple[torch.dtype | None, ...] = (None, torch.float32, torch.bfloat16,
+                                                         torch.float16)) -> None:
+    """Put every lookup table on `device` in each of `dtypes` now, eagerly. Code compiled
+    before its first eager call would otherwise trace the tables' copies into its graph and
+    guard on their absence from the cache: the first eager use elsewhere (the loss, an
+    uncompiled copy of the model) then forces a recompile."""
+    for name in _HOST_TABLES:
+        for dtype in dtypes:
+            _const(name, device, dtype)
+
+
 def _lookup(name: str, aatype: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Per-residue rows of a [21, ...] residue table: [*, N, ...]."""
     return _const(name, aatype.device, dtype)[aatype]

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scalefold.geometry.all_atom import warm_tables
 from scalefold.kernels.swap import swap
 from scalefold.model.msa import Transition
 from scalefold.model.pair import OuterProductMean, TriangleMultiplication
@@ -129,6 +130,9 @@ def compile_structure_module(model: nn.Module, **compile_kwargs: Any) -> nn.Modu
     _raise_recompile_limit()
     for m in model.modules():
         if isinstance(m, StructureModule):
+            # The residue tables on the module's device before the first trace: traced
+            # into the graph instead, their first eager use would force a recompile.
+            warm_tables(next(m.parameters()).device)
             # An instance attribute shadows the method: the model's code stays plain.
             m.layer = torch.compile(m.layer, **compile_kwargs)
     return model
