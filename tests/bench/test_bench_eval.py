@@ -39,6 +39,10 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     assert all(c["seconds"] > 0 for c in res["chains"])
     assert res["eval_seconds"] >= sum(c["seconds"] for c in res["chains"])
     assert res["eval_seconds_first"] > 0 and res["peak_memory_gib"] == 0.0
+    # the host's time queueing each chain (on a CPU the whole chain) and no GPU to outrun
+    assert [q >= c["seconds"] for q, c in zip(res["host_queue_seconds"], res["chains"],
+                                               strict=True)] == [True] * 3
+    assert res["host_late_chains"] == 0 and "host time queueing a chain" in text
     assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes)" in text
     # The profile of one chain (no CUDA kernels on a CPU: an empty family table).
     assert "one evaluation of a 12-residue chain" in res["profile"]

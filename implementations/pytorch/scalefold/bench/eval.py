@@ -44,6 +44,8 @@ JSON (`--json PATH`; read by `scalefold plan`):
       "chains": [{"length": int, "seconds": float}, ...],  # steady pass, run order
       "eval_seconds": float,          # steady-state pass (the fastest after the first)
       "eval_seconds_first": float,    # the first pass, first-time work included
+      "host_queue_seconds": [float],  # steady pass: host time queueing each chain
+      "host_late_chains": int,        # ... chains queued after the GPU ran out of work
       "warm_up_seconds": float,       # eval_warm_up's initialisation work (0.0: off)
       "peak_memory_gib": float,       # max allocated over all passes (0.0 on a CPU)
       "peak_reserved_gib": float,     # max reserved (graph pools included)
@@ -176,31 +178,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_pass(evaluator: Evaluator, chains: list[dict]) -> tuple[float, list[float], list[float]]:
-    """One evaluation pass: (wall seconds, per-chain seconds, per-chain lDDT-Cα)."""
+@dataclass
+class PassTiming:
+    wall_s: float
+    chain_s: list[float]  # device time per chain (CUDA events; host time on a CPU)
+    scores: list[float]  # lDDT-Cα per chain
+    # Host time queueing each chain (features to the device, replay or forward, score).
+    queue_s: list[float]
+    # Chains whose queueing ended after the GPU had finished the chain before: there the
+    # GPU may have waited for the host (CUDA only; 0 on a CPU).
+    host_late: int
+
+
+def time_pass(evaluator: Evaluator, chains: list[dict]) -> PassTiming:
+    """One evaluation pass, and whether the host kept ahead of the GPU."""
     device = evaluator.device
     _sync(device)
     t0 = time.perf_counter()
-    scores, marks = [], []
+    scores, marks, queue, late = [], [], [], 0
     for feats in chains:
+        q0 = time.perf_counter()
         if device.type == "cuda":
             start, end = (torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True))
             start.record()
             scores.append(evaluator.score(feats).mean())
             end.record()
+            # The previous chain's end already passed on the GPU: it ran out of work.
+            late += bool(marks) and marks[-1][1].query()
             marks.append((start, end))
         else:
-            c0 = time.perf_counter()
             scores.append(evaluator.score(feats).mean())
-            marks.append(time.perf_counter() - c0)
+            marks.append(time.perf_counter() - q0)
+        queue.append(time.perf_counter() - q0)
     values = torch.stack(scores).cpu().tolist()  # the pass ends when the host has them
     wall = time.perf_counter() - t0
     if device.type == "cuda":
         per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
     else:
         per_chain = list(marks)
-    return wall, per_chain, values
+    return PassTiming(wall, per_chain, values, queue, int(late))
 
 
 def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
@@ -269,12 +286,13 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         log(f"  warm-up: {warm_up_s:.2f} s ({shapes} shapes)")
     passes = []
     for p in range(cfg.passes):
-        wall, per_chain, _ = time_pass(evaluator, chains)
-        passes.append((wall, per_chain))
-        log(f"  pass {p + 1}: {wall:.2f} s ({len(chains)} chains"
+        timing = time_pass(evaluator, chains)
+        passes.append(timing)
+        log(f"  pass {p + 1}: {timing.wall_s:.2f} s ({len(chains)} chains"
             + (f", {evaluator.num_graphs} graphs)" if evaluator.options.cuda_graphs else ")"))
-    first = passes[0][0]
-    steady_wall, steady_chains = min(passes[1:] or passes, key=lambda x: x[0])
+    first = passes[0].wall_s
+    steady = min(passes[1:] or passes, key=lambda t: t.wall_s)
+    steady_wall, steady_chains = steady.wall_s, steady.chain_s
     # Per-chain device times leave out host gaps between chains; scaled to the pass's
     # wall time, the ranks' split below counts those too.
     scale = steady_wall / max(sum(steady_chains), 1e-12)
@@ -290,6 +308,10 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
                                                                  strict=True)],
         "eval_seconds": steady_wall,
         "eval_seconds_first": first,
+        # the steady pass: host seconds queueing each chain, and the chains the host
+        # queued only after the GPU had run out of work
+        "host_queue_seconds": steady.queue_s,
+        "host_late_chains": steady.host_late,
         "warm_up_seconds": warm_up_s,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
         "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0.0,
@@ -346,6 +368,12 @@ def format_report(res: dict) -> str:
              f"{res['eval_seconds_first']:.2f} s first pass; peak memory "
              f"{res['peak_memory_gib']:.1f} GiB allocated, {res['peak_reserved_gib']:.1f} GiB "
              f"reserved ({res['memory_before_gib']:.1f} GiB before)"]
+    queue = res.get("host_queue_seconds") or []
+    if queue:
+        lines.append(f"host time queueing a chain: median {1e3 * statistics.median(queue):.1f} "
+                     f"ms, max {1e3 * max(queue):.1f} ms; queued after the GPU had finished "
+                     f"the chain before (the GPU may have waited): {res['host_late_chains']} "
+                     f"of {len(queue)}")
     # Per-chain seconds by length band (100-residue bands).
     bands: dict[int, list[float]] = {}
     for c in chains:
