@@ -78,9 +78,10 @@ class StepResult:
     # Device time from the previous step's end to this step's start (its batch's copy to
     # the device, any wait for the host or the loader); None for a first step or a CPU.
     idle_before_s: float | None = None
-    # Host seconds spent launching it, by part ("copies": its batch to the device,
-    # "step": queueing the step or replaying its graphs, "results": queueing the copy
-    # of its results to the host): a part that waits for the device shows here.
+    # Host seconds spent launching it, by part ("copies": the learning rate and seed set,
+    # its batch queued to the device; "step": queueing the step or replaying its graphs;
+    # "results": queueing the copy of its results to the host): a part that waits for
+    # the device shows here.
     launch_s: dict[str, float] = field(default_factory=dict)
 
 
