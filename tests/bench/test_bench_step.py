@@ -93,6 +93,30 @@ def test_ckpt_variants_run_with_checkpointing_and_say_so(tmp_path, capsys):
     assert [r["checkpointing"] for r in rows] == [True, False]
     table = capsys.readouterr().out
     assert "eager+ckpt " in table and "eager+ckpt+ckpt" not in table
+    assert "  eager: " in table and "s (build, compile, capture, timing)" in table
+
+
+def test_the_json_is_written_after_every_variant(tmp_path, monkeypatch):
+    """A process cut short (call 29: killed compiling its second variant) keeps the JSON
+    of the variants that finished."""
+    import scalefold.bench.step as step
+
+    out = tmp_path / "bench.json"
+    seen = []
+    real = step.run_bench
+
+    def spy(cfg, log=print, variants=None, after_variant=None):
+        def after(results, flops):
+            after_variant(results, flops)
+            seen.append([r["name"] for r in json.loads(out.read_text())["results"]])
+        return real(cfg, log, variants, after)
+
+    monkeypatch.setattr(step, "run_bench", spy)
+    rc = main(["bench", "step", "--preset", "tiny", "--device", "cpu",
+               "--variants", "eager,eager+ckpt", "--recycles", "0",
+               "--warmup", "0", "--steps", "1", "--no-flops", "--json", str(out)])
+    assert rc == 0
+    assert seen == [["eager"], ["eager", "eager+ckpt"]]
 
 
 def test_profile_breakdown_groups_kernels_by_family():

@@ -474,9 +474,10 @@ def _sweep(runner: StepRunner, full, cfg: BenchConfig, name: str, log) -> list[R
 
 
 def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None,
-              ) -> tuple[list[VariantResult], dict[int, int]]:
+              after_variant=None) -> tuple[list[VariantResult], dict[int, int]]:
     """Run every variant (`cfg.variants`, or `variants` given as objects); returns results
-    and the FLOPs per step for each n."""
+    and the FLOPs per step for each n. `after_variant(results, flops)` runs after each
+    variant (the CLI rewrites its JSON there, so a process cut short keeps what ran)."""
     device = torch.device(cfg.device)
     model_cfg = getattr(AlphaFoldConfig, cfg.preset)()
     shapes = cfg.shapes or PRESET_SHAPES[cfg.preset]
@@ -536,6 +537,7 @@ def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None
                 res.error = f"{type(e).__name__}: {e}"[:300]
                 log(f"  {name}: FAILED {res.error}")
             res.setup_s = time.perf_counter() - t0
+            log(f"  {name}: {res.setup_s:.1f} s (build, compile, capture, timing)")
             if cfg.profile and name == cfg.variants[-1] and runner is not None and not res.error:
                 log(profile_step(runner, _slice(full, 0)))
                 if device.type == "cuda" and 1 in cfg.recycles:
@@ -545,6 +547,8 @@ def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+            if after_variant is not None:
+                after_variant(results, flops)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
     return results, flops
@@ -620,12 +624,14 @@ def main(cfg: BenchConfig, json_path: str | None = None) -> int:
     print(f"bench step: preset={cfg.preset} device={device} torch={torch.__version__} "
           f"variants={','.join(cfg.variants)} recycles={cfg.recycles} "
           f"warmup={cfg.warmup} steps={cfg.steps}{group}")
+    def write_json(results: list[VariantResult], flops: dict[int, int]) -> None:
+        if json_path:
+            Path(json_path).write_text(results_json(cfg, results, flops))
+
     try:
-        results, flops = run_bench(cfg)
+        results, flops = run_bench(cfg, after_variant=write_json)
     finally:
         shutdown_process_group()
     print(format_table(results, flops, cfg.recycles, peak))
-    if json_path:
-        with open(json_path, "w") as f:
-            f.write(results_json(cfg, results, flops))
+    write_json(results, flops)
     return 0 if all(r.error is None for r in results) else 1
