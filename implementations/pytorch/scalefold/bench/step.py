@@ -624,8 +624,9 @@ def main(cfg: BenchConfig, json_path: str | None = None) -> int:
     print(f"bench step: preset={cfg.preset} device={device} torch={torch.__version__} "
           f"variants={','.join(cfg.variants)} recycles={cfg.recycles} "
           f"warmup={cfg.warmup} steps={cfg.steps}{group}")
+
     def write_json(results: list[VariantResult], flops: dict[int, int]) -> None:
-        if json_path:
+        if json_path:  # after every variant: the last write holds them all
             Path(json_path).write_text(results_json(cfg, results, flops))
 
     try:
@@ -633,5 +634,4 @@ def main(cfg: BenchConfig, json_path: str | None = None) -> int:
     finally:
         shutdown_process_group()
     print(format_table(results, flops, cfg.recycles, peak))
-    write_json(results, flops)
     return 0 if all(r.error is None for r in results) else 1

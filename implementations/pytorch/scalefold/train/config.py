@@ -102,9 +102,9 @@ class SpeedConfig:
                "of its own while the previous step (chain) runs, not between the two on the "
                "compute stream (CUDA)")
     compile_structure_module: bool = _opt(
-        False, "torch.compile of the structure module too (static shapes; with "
-               "eval_compile_glue the evaluation copy's, with dynamic shapes): its ~2,000 "
-               "small operations a forward, launch-bound")
+        False, "torch.compile of one structure-module layer, run for all eight (static "
+               "shapes; with eval_compile_glue the evaluation copy's too, with dynamic "
+               "shapes): the module's ~2,000 small operations a forward")
     eval_length_buckets: EvalBuckets = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")
