@@ -790,12 +790,11 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, {"recompute": False}, {"recompute": False, "sm": True}],
-                         ids=["h100", "h200", "h200_with_structure_module"])
+@pytest.mark.parametrize("extra", [{}, {"recompute": False}], ids=["h100", "h200"])
 def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What the h100 and h200 presets build (every kernel and swap, bf16), and with the
-    switch not in them, with and without `compile_glue`'s inductor code (and
-    `compile_structure_module`'s): loss and gradients agree within bf16 rounding."""
+    switch not in them, with and without the inductor code of `compile_glue` and
+    `compile_structure_module`: loss and gradients agree within bf16 rounding."""
     import dataclasses
 
     from scalefold.data.selection import last_iteration
@@ -820,7 +819,8 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
         casts = WeightCasts()  # the presets cache weight casts; build_step opens the scope
         apply_speedups(model, dataclasses.replace(
             fast, compile_glue=compiled,
-            compile_structure_module=compiled and extra.get("sm", False)), "bf16", casts)
+            compile_structure_module=compiled and fast.compile_structure_module), "bf16",
+            casts)
         with torch.autocast("cuda", dtype=torch.bfloat16), casts.scope():
             out = model(batch)
         loss, _ = loss_fn(out, last_iteration(batch), True)

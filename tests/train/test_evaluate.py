@@ -99,11 +99,13 @@ def test_a_chain_padded_to_its_bucket_scores_as_unpadded(tiny_model):
 
 
 def test_compiled_glue_evaluates_as_eager_at_every_bucket(tiny_model):
-    """`eval_compile_glue`: the evaluation copy's glue (and, with
-    `compile_structure_module`, its structure-module layer) compiled once with dynamic
-    shapes (aot_eager keeps the CPU test fast; the GPU runs inductor) predicts what the
-    eager copy predicts, in inference mode, at three buckets, and the later buckets
-    compile nothing new."""
+    """`eval_compile_glue`: the evaluation copy's glue compiled once with dynamic shapes
+    (aot_eager keeps the CPU test fast; the GPU runs inductor) predicts what the eager
+    copy predicts, in inference mode, at three buckets, and the later buckets compile
+    nothing new. The structure-module layer is compiled here too: the presets leave the
+    evaluation's eager, but a compiled layer must not recompile when the geometry's
+    residue tables are first used eagerly elsewhere (`warm_tables`), which this
+    evaluator's eager copy and varying lengths would reveal."""
     import copy
 
     from scalefold.kernels import compile_glue, compile_structure_module

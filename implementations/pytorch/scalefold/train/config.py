@@ -102,9 +102,9 @@ class SpeedConfig:
                "of its own while the previous step (chain) runs, not between the two on the "
                "compute stream (CUDA)")
     compile_structure_module: bool = _opt(
-        False, "torch.compile of one structure-module layer, run for all eight (static "
-               "shapes; with eval_compile_glue the evaluation copy's too, with dynamic "
-               "shapes): the module's ~2,000 small operations a forward")
+        False, "torch.compile of one structure-module layer, run for all eight, in the "
+               "training model (static shapes): the module's ~2,000 small operations a "
+               "forward (the evaluation copy keeps it eager: no gain measured there)")
     eval_length_buckets: EvalBuckets = _opt(
         "off", "evaluation: pad each chain to a multiple of this many residues (masked: the "
                "same lDDT-Ca), so chains of nearby lengths share one shape and its graph")
@@ -162,7 +162,7 @@ _H200 = SpeedConfig(
     trimul_norm_kernel=True, trimul_contiguous_grads=True, opm_projection_kernel=True,
     fused_gate=True, fused_residual_dropout=True, eval_length_buckets="32",
     eval_cuda_graphs=True, eval_warm_up=True, eval_template_pairs_once=True,
-    input_copy_stream=True, eval_compile_glue=True,
+    input_copy_stream=True, eval_compile_glue=True, compile_structure_module=True,
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
