@@ -38,11 +38,12 @@ default_speed() {
 # Data parallelism alone keeps the preset's CUDA graphs, the gradients averaged by one
 # flat all-reduce between the backward graph and the update graph (the trainer's
 # multi-rank path, run through torchrun on one H200 and over gloo on CPUs). DAP runs the
-# step without graphs (and without torch.compile, which pays only inside them) until DAP
-# in graphs is measured on several GPUs.
+# step without graphs (and without torch.compile: the glue's measured slower outside them,
+# the structure-module layer's is measured only inside them) until DAP in graphs is
+# measured on several GPUs.
 multi_rank_speedups() {
     if (( ${DAP_SIZE:-1} > 1 )); then
-        echo "--no-cuda-graphs --no-compile-glue"
+        echo "--no-cuda-graphs --no-compile-glue --no-compile-structure-module"
     else
         echo "--grad-sync flat"
     fi

@@ -480,13 +480,15 @@ def test_config_speedups_are_valid_train_flags(path: Path) -> None:
         assert speed.attention == "triton" and speed.fused_optimizer
         # compile_glue pays inside CUDA graphs only (eager it measured slower: PERFORMANCE)
         assert speed.cuda_graphs or not speed.compile_glue, path.name
+        # the structure-module layer's compile is measured inside CUDA graphs only
+        assert speed.cuda_graphs or not speed.compile_structure_module, path.name
         # every GPU config runs a measured preset's kernels; 80 GB GPUs the recompute
         # unless DAP shares a sample's activations over several GPUs
         assert preset in ("h100", "h200"), path.name
         assert dataclasses.replace(speed, cuda_graphs=False, compile_glue=False,
-                                   grad_sync="ddp") == \
+                                   compile_structure_module=False, grad_sync="ddp") == \
             dataclasses.replace(SpeedConfig.preset(preset), cuda_graphs=False,
-                                compile_glue=False), path.name
+                                compile_glue=False, compile_structure_module=False), path.name
         assert speed.recompute_outer_product == ("h100" in path.name and dap == 1), path.name
         # evaluation graphs only where their pool fits beside the step
         assert speed.eval_cuda_graphs == ("h200" in path.name or dap > 1), path.name
