@@ -185,33 +185,40 @@ class PassTiming:
     scores: list[float]  # lDDT-Cα per chain
     # Host time queueing each chain (features to the device, replay or forward, score).
     queue_s: list[float]
-    # Chains whose queueing ended after the GPU had finished the chain before: there the
-    # GPU may have waited for the host (CUDA only; 0 on a CPU).
+    # Chains whose queueing ended after the GPU had finished the chain before on their
+    # slot: there the GPU may have waited for the host (CUDA only; 0 on a CPU).
     host_late: int
 
 
 def time_pass(evaluator: Evaluator, chains: list[dict]) -> PassTiming:
-    """One evaluation pass, and whether the host kept ahead of the GPU."""
+    """One evaluation pass, and whether the host kept ahead of the GPU. Chains are dealt
+    to the evaluator's slots in turn, as `Evaluator.score_chains` deals them; with several
+    slots the chains' device times overlap, and only the pass's wall time adds up."""
     device = evaluator.device
+    slots = evaluator.options.concurrent
     _sync(device)
     t0 = time.perf_counter()
     scores, marks, queue, late = [], [], [], 0
-    for feats in chains:
+    for i, feats in enumerate(chains):
         q0 = time.perf_counter()
+        slot = i % slots
         if device.type == "cuda":
+            stream = evaluator.slot_stream(slot)
             start, end = (torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True))
-            start.record()
-            scores.append(evaluator.score(feats).mean())
-            end.record()
-            # The previous chain's end already passed on the GPU: it ran out of work.
-            late += bool(marks) and marks[-1][1].query()
+            start.record(stream)
+            scores.append(evaluator.score(feats, slot))
+            end.record(stream)
+            # The slot's previous chain already ended on the GPU: the slot ran out of work.
+            late += i >= slots and marks[i - slots][1].query()
             marks.append((start, end))
         else:
-            scores.append(evaluator.score(feats).mean())
+            scores.append(evaluator.score(feats, slot))
             marks.append(time.perf_counter() - q0)
         queue.append(time.perf_counter() - q0)
-    values = torch.stack(scores).cpu().tolist()  # the pass ends when the host has them
+    evaluator.join(scores)
+    # the pass ends when the host has the scores
+    values = torch.stack([s.mean() for s in scores]).cpu().tolist()
     wall = time.perf_counter() - t0
     if device.type == "cuda":
         per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
@@ -362,23 +369,13 @@ def bucket_fit(chains: list[dict], bucket: int) -> tuple[list[float], dict[int, 
     return coeffs, predicted
 
 
-def format_report(res: dict) -> str:
-    chains = res["chains"]
-    lines = [f"evaluation of {len(chains)} chains: {res['eval_seconds']:.2f} s steady, "
-             f"{res['eval_seconds_first']:.2f} s first pass; peak memory "
-             f"{res['peak_memory_gib']:.1f} GiB allocated, {res['peak_reserved_gib']:.1f} GiB "
-             f"reserved ({res['memory_before_gib']:.1f} GiB before)"]
-    queue = res.get("host_queue_seconds") or []
-    if queue:
-        lines.append(f"host time queueing a chain: median {1e3 * statistics.median(queue):.1f} "
-                     f"ms, max {1e3 * max(queue):.1f} ms; queued after the GPU had finished "
-                     f"the chain before (the GPU may have waited): {res['host_late_chains']} "
-                     f"of {len(queue)}")
-    # Per-chain seconds by length band (100-residue bands).
+def _length_report(res: dict, chains: list[dict]) -> list[str]:
+    """Per-chain seconds by 100-residue length band, and the fit of chain time against
+    padded length."""
     bands: dict[int, list[float]] = {}
     for c in chains:
         bands.setdefault((c["length"] - 1) // 100, []).append(c["seconds"])
-    lines.append(f"{'length':>10s}{'chains':>8s}{'median s':>10s}{'max s':>8s}{'sum s':>8s}")
+    lines = [f"{'length':>10s}{'chains':>8s}{'median s':>10s}{'max s':>8s}{'sum s':>8s}"]
     for b in sorted(bands):
         v = bands[b]
         lines.append(f"{f'{100 * b + 1}-{100 * b + 100}':>10s}{len(v):8d}"
@@ -392,6 +389,29 @@ def format_report(res: dict) -> str:
             f"whatever its length ({len(chains) * a:.1f} s of the pass); the same chains "
             "with buckets of " + ", ".join(f"{k}: {v:.1f} s" for k, v in predicted.items())
             + " (a model, not a measurement)")
+    return lines
+
+
+def format_report(res: dict) -> str:
+    chains = res["chains"]
+    lines = [f"evaluation of {len(chains)} chains: {res['eval_seconds']:.2f} s steady, "
+             f"{res['eval_seconds_first']:.2f} s first pass; peak memory "
+             f"{res['peak_memory_gib']:.1f} GiB allocated, {res['peak_reserved_gib']:.1f} GiB "
+             f"reserved ({res['memory_before_gib']:.1f} GiB before)"]
+    queue = res.get("host_queue_seconds") or []
+    if queue:
+        lines.append(f"host time queueing a chain: median {1e3 * statistics.median(queue):.1f} "
+                     f"ms, max {1e3 * max(queue):.1f} ms; queued after the GPU had finished "
+                     f"the chain before (the GPU may have waited): {res['host_late_chains']} "
+                     f"of {len(queue)}")
+    concurrent = int(res["speed"].get("eval_concurrent_chains", "1"))
+    if concurrent > 1:
+        # Chains on different streams overlap: a chain's device time includes the time
+        # it shared the GPU, so per-length bands and the fit would misread them.
+        lines.append(f"{concurrent} chains in flight at once (one stream each): only the "
+                     "pass's time adds up, per-chain times overlap")
+    else:
+        lines.extend(_length_report(res, chains))
     k = res["evaluation_gpus_for_cadence"]
     window = res["cadence_steps"] * res["step_time_s"]
     lines.append(f"a {res['cadence_steps']}-step cadence at {res['step_time_s']} s/step leaves "

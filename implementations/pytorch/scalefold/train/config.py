@@ -8,6 +8,7 @@ from typing import Literal
 
 # Evaluation length buckets (residues; "off": each chain at its own length).
 EvalBuckets = Literal["off", "16", "32", "64", "128"]
+EvalConcurrentChains = Literal["1", "2", "3", "4"]
 
 Precision = Literal["fp32", "tf32", "bf16"]
 LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
@@ -114,6 +115,11 @@ class SpeedConfig:
     eval_compile_glue: bool = _opt(
         False, "evaluation: compile_glue's torch.compile for the evaluation copy too, with "
                "dynamic shapes: one compile serves every chain length")
+    eval_concurrent_chains: EvalConcurrentChains = _opt(
+        "1", "evaluation: this many chains in flight at once, each on a CUDA stream of its "
+             "own (with eval_cuda_graphs, its own graphs and memory pool: that much more "
+             "memory), so that short chains' small kernels run beside each other; every "
+             "chain's score the same bits (CUDA)")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
