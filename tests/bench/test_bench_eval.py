@@ -43,6 +43,11 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     assert [q >= c["seconds"] for q, c in zip(res["host_queue_seconds"], res["chains"],
                                                strict=True)] == [True] * 3
     assert res["host_late_chains"] == 0 and "host time queueing a chain" in text
+    # ... by part: the copies and the forward (eager here) take time of their own
+    parts = res["host_parts_seconds"]
+    assert set(parts) == {"copies", "forward", "other"} and parts["forward"] > 0
+    assert parts["copies"] > 0 and "by part (median): copies" in text
+    assert sum(parts.values()) <= max(res["host_queue_seconds"]) + 1e-6
     assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes)" in text
     # The profile of one chain (no CUDA kernels on a CPU: an empty family table).
     assert "one evaluation of a 12-residue chain" in res["profile"]

@@ -46,6 +46,9 @@ JSON (`--json PATH`; read by `scalefold plan`):
       "eval_seconds_first": float,    # the first pass, first-time work included
       "host_queue_seconds": [float],  # steady pass: host time queueing each chain
       "host_late_chains": int,        # ... chains queued after the GPU ran out of work
+      "host_parts_seconds": {str: float},  # ... median host s a chain by part: "copies"
+                                      # (features to the device), "forward" (graph replay
+                                      # or eager forward), "other" (the rest: the score)
       "warm_up_seconds": float,       # eval_warm_up's initialisation work (0.0: off)
       "peak_memory_gib": float,       # max allocated over all passes (0.0 on a CPU)
       "peak_reserved_gib": float,     # max reserved (graph pools included)
@@ -188,14 +191,52 @@ class PassTiming:
     # Chains whose queueing ended after the GPU had finished the chain before on their
     # slot: there the GPU may have waited for the host (CUDA only; 0 on a CPU).
     host_late: int
+    host_parts_s: dict[str, float]  # median host seconds a chain by part (`HostParts`)
 
 
-def time_pass(evaluator: Evaluator, chains: list[dict]) -> PassTiming:
+class HostParts:
+    """Host seconds of each chain's queueing spent in the evaluator's input copies and in
+    its forward (the graph replay, or the eager forward): the two calls are wrapped on
+    the instance (the evaluator's code is unchanged). A part that waits for the GPU shows
+    here as about the chain's device time."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self._current: dict[str, float] = {}
+        self.per_chain: list[dict[str, float]] = []
+        forward = "_replay" if evaluator.options.cuda_graphs else "_forward"
+        for part, attr in (("copies", "_copies"), ("forward", forward)):
+            setattr(evaluator, attr, self._timed(part, getattr(evaluator, attr)))
+
+    def _timed(self, part: str, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._current[part] = self._current.get(part, 0.0) + time.perf_counter() - t0
+        return timed
+
+    def end_chain(self, queue_s: float) -> None:
+        parts = self._current
+        parts["other"] = max(0.0, queue_s - sum(parts.values()))
+        self.per_chain.append(parts)
+        self._current = {}
+
+    def medians(self) -> dict[str, float]:
+        names = ("copies", "forward", "other")
+        return {n: statistics.median(c.get(n, 0.0) for c in self.per_chain)
+                for n in names} if self.per_chain else {}
+
+
+def time_pass(evaluator: Evaluator, chains: list[dict],
+              parts: HostParts | None = None) -> PassTiming:
     """One evaluation pass, and whether the host kept ahead of the GPU. Chains are dealt
     to the evaluator's slots in turn, as `Evaluator.score_chains` deals them; with several
     slots the chains' device times overlap, and only the pass's wall time adds up."""
     device = evaluator.device
     slots = evaluator.options.concurrent
+    if parts is not None:
+        parts.per_chain.clear()
     _sync(device)
     t0 = time.perf_counter()
     scores, marks, queue, late = [], [], [], 0
@@ -216,6 +257,8 @@ def time_pass(evaluator: Evaluator, chains: list[dict]) -> PassTiming:
             scores.append(evaluator.score(feats, slot))
             marks.append(time.perf_counter() - q0)
         queue.append(time.perf_counter() - q0)
+        if parts is not None:
+            parts.end_chain(queue[-1])
     evaluator.join(scores)
     # the pass ends when the host has the scores
     values = torch.stack([s.mean() for s in scores]).cpu().tolist()
@@ -224,7 +267,8 @@ def time_pass(evaluator: Evaluator, chains: list[dict]) -> PassTiming:
         per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
     else:
         per_chain = list(marks)
-    return PassTiming(wall, per_chain, values, queue, int(late))
+    return PassTiming(wall, per_chain, values, queue, int(late),
+                      parts.medians() if parts is not None else {})
 
 
 def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
@@ -292,8 +336,9 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         warm_up_s = time.perf_counter() - t0
         log(f"  warm-up: {warm_up_s:.2f} s ({shapes} shapes)")
     passes = []
+    parts = HostParts(evaluator)
     for p in range(cfg.passes):
-        timing = time_pass(evaluator, chains)
+        timing = time_pass(evaluator, chains, parts)
         passes.append(timing)
         log(f"  pass {p + 1}: {timing.wall_s:.2f} s ({len(chains)} chains"
             + (f", {evaluator.num_graphs} graphs)" if evaluator.options.cuda_graphs else ")"))
@@ -319,6 +364,7 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         # queued only after the GPU had run out of work
         "host_queue_seconds": steady.queue_s,
         "host_late_chains": steady.host_late,
+        "host_parts_seconds": steady.host_parts_s,
         "warm_up_seconds": warm_up_s,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
         "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0.0,
@@ -404,6 +450,10 @@ def format_report(res: dict) -> str:
                      f"ms, max {1e3 * max(queue):.1f} ms; queued after the GPU had finished "
                      f"the chain before (the GPU may have waited): {res['host_late_chains']} "
                      f"of {len(queue)}")
+    host_parts = res.get("host_parts_seconds") or {}
+    if host_parts:
+        lines.append("host time queueing a chain by part (median): " + ", ".join(
+            f"{k} {1e3 * v:.1f} ms" for k, v in host_parts.items()))
     concurrent = int(res["speed"].get("eval_concurrent_chains", "1"))
     if concurrent > 1:
         # Chains on different streams overlap: a chain's device time includes the time
