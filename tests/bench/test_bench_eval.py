@@ -143,7 +143,28 @@ def test_evaluation_gpus_for_a_cadence():
     assert evaluation_gpus([], window_s=1.0) == 1
 
 
+def test_evaluation_beside_the_training_step(tmp_path, capsys):
+    """`--beside-training`: one training step of every recycling count runs first (the
+    trainer's step at the preset's shapes), then the evaluation; the JSON says so. A
+    memory cap needs a GPU."""
+    from scalefold.bench.eval import run_bench
+
+    out = tmp_path / "eval.json"
+    rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12",
+               *SMALL_FEATURES, "--num-recycling-iters", "1", "--passes", "1",
+               "--beside-training", "--json", str(out)])
+    assert rc == 0 and "training beside: 2 steps" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["beside_training"]["steps"] == 2 and res["gpu_memory_gib"] is None
+    assert len(res["chains"]) == 1
+    with pytest.raises(ValueError, match="CUDA"):
+        run_bench(EvalBenchConfig(preset="tiny", device="cpu", lengths=(12,),
+                                  gpu_memory_gib=74.5), log=lambda *_: None)
+
+
 def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="gpu_memory_gib"):
+        EvalBenchConfig(gpu_memory_gib=0)
     with pytest.raises(ValueError, match="passes"):
         EvalBenchConfig(passes=0)
     with pytest.raises(ValueError, match="lengths"):

@@ -270,7 +270,8 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         speed=dataclasses.replace(preset.speed, **flags),
         lengths=tuple(int(n) for n in args.lengths.split(",")) if args.lengths else None,
         num_chains=args.num_chains, passes=args.passes, step_time_s=args.step_time,
-        cadence_steps=args.cadence, seed=args.seed,
+        cadence_steps=args.cadence, seed=args.seed, beside_training=args.beside_training,
+        gpu_memory_gib=args.gpu_memory_gib,
         **{k: getattr(args, k) for k in ("max_msa_clusters", "max_extra_msa", "max_templates",
                                          "num_recycling_iters", "warm_up_max_length",
                                          "profile_length")
@@ -556,6 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
     bev.add_argument("--profile-length", type=int,
                      help="after the passes, profile one chain of this many residues "
                           "(kernel families and the largest kernels, without graphs)")
+    bev.add_argument("--beside-training", action="store_true",
+                     help="capture the training step's graphs and run one step of each "
+                          "recycling count first, so that the evaluation runs beside what "
+                          "a training rank holds (synchronous evaluation)")
+    bev.add_argument("--gpu-memory-gib", type=float, default=None,
+                     help="cap this process's GPU memory, e.g. 74.5 (an 80 GB GPU) to check "
+                          "on a larger GPU that a preset fits an H100")
     bev.add_argument("--check-lddt", action="store_true",
                      help="compare the fast path's mean lDDT-Ca with fp32's on the mini "
                           "dataset's validation chains")

@@ -33,6 +33,13 @@ wall time, `evaluation_gpus_for_cadence` is the smallest k whose busiest rank fi
 time (null if one chain alone is longer). Synchronous evaluation instead adds
 `eval_seconds` to every `cadence` steps: `sync_overhead_fraction`.
 
+Memory. `--beside-training` captures the training step's graphs and runs one step of
+each recycling count before the evaluation, so that the evaluation meets the memory a
+training rank holds (synchronous evaluation); `--gpu-memory-gib G` caps the process's
+allocator at G GiB, so that a larger GPU answers whether a preset fits a smaller one
+(74.5 GiB: an 80 GB H100). An evaluation that does not fit fails with the allocator's
+out-of-memory error (beside other variants: recorded as that variant's error).
+
 JSON (`--json PATH`; read by `scalefold plan`):
     {
       "device": str,                  # e.g. "NVIDIA H200" or "cpu"
@@ -46,6 +53,10 @@ JSON (`--json PATH`; read by `scalefold plan`):
       "eval_seconds_first": float,    # the first pass, first-time work included
       "host_queue_seconds": [float],  # steady pass: host time queueing each chain
       "host_late_chains": int,        # ... chains queued after the GPU ran out of work
+      "beside_training": {...},       # --beside-training: "steps", and the training
+                                      # memory left resident: "allocated_gib",
+                                      # "reserved_gib", "peak_gib" ({} otherwise)
+      "gpu_memory_gib": float | null, # --gpu-memory-gib: the cap the run fitted under
       "host_parts_seconds": {str: float},  # ... median host s a chain by part: "copies"
                                       # (features to the device), "forward" (graph replay
                                       # or eager forward), "other" (the rest: the score)
@@ -131,6 +142,13 @@ class EvalBenchConfig:
     warm_up_max_length: int = MAX_LENGTH
     # after the passes: a kernel profile of one chain of this length (None: none)
     profile_length: int | None = None
+    # The training step first (graphs captured for every recycling count, one step of
+    # each at the preset's crop): the evaluation then runs beside what a training rank
+    # holds, as a synchronous evaluation does.
+    beside_training: bool = False
+    # Cap this process's GPU memory (GiB), e.g. 74.5 (80 GB) to emulate an H100 on an
+    # H200: whether a preset's training and evaluation fit a smaller GPU.
+    gpu_memory_gib: float | None = None
 
     def __post_init__(self) -> None:
         if self.passes < 1:
@@ -139,6 +157,8 @@ class EvalBenchConfig:
             raise ValueError("step_time_s and cadence_steps must be positive")
         if self.lengths is not None and (not self.lengths or min(self.lengths) < 1):
             raise ValueError(f"lengths must be positive residue counts, got {self.lengths}")
+        if self.gpu_memory_gib is not None and self.gpu_memory_gib <= 0:
+            raise ValueError(f"gpu_memory_gib must be positive, got {self.gpu_memory_gib}")
         if self.profile_length is not None and self.profile_length < 1:
             raise ValueError(f"profile_length must be positive, got {self.profile_length}")
 
@@ -307,6 +327,46 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
             + "\nby module:\n" + by_module)
 
 
+def cap_gpu_memory(device: torch.device, gib: float) -> float:
+    """Limit this process's caching allocator on `device` to `gib` GiB (a fraction of the
+    GPU's memory); returns the fraction."""
+    if device.type != "cuda":
+        raise ValueError("gpu_memory_gib needs a CUDA device")
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, gib * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
+
+
+def train_beside(built, cfg: EvalBenchConfig, device: torch.device) -> dict:
+    """What a training rank holds while it evaluates: the step's graphs captured for every
+    recycling count (as the trainer prepares them) and one step of each run, at the
+    preset's training shapes. Returns the memory it leaves resident."""
+    from scalefold.bench.step import PRESET_SHAPES, _slice
+    from scalefold.utils.synthetic import synthetic_batch
+
+    shapes = PRESET_SHAPES[cfg.preset]
+    batch = synthetic_batch(built.model_config, shapes.n_res, shapes.n_clust, shapes.n_extra,
+                            shapes.n_templ, num_iterations=cfg.num_recycling_iters + 1,
+                            seed=cfg.seed, device=device)
+    use_clamped = torch.ones(1, device=device)
+    examples = [(_slice(batch, n), use_clamped) for n in range(cfg.num_recycling_iters + 1)]
+    if built.graphed is not None:
+        built.graphed.capture(examples)
+        losses = [built.graphed(b, u).loss for b, u in examples]
+    else:
+        losses = [built.step(b, u).loss for b, u in examples]
+    if not all(torch.isfinite(loss).item() for loss in losses):
+        raise RuntimeError("the training steps run before the evaluation gave a non-finite "
+                           "loss")
+    cuda = device.type == "cuda"
+    _sync(device)
+    return {"steps": len(losses),
+            "allocated_gib": torch.cuda.memory_allocated(device) / 2**30 if cuda else 0.0,
+            "reserved_gib": torch.cuda.memory_reserved(device) / 2**30 if cuda else 0.0,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0}
+
+
 def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
     from scalefold.train.build import build_step
     from scalefold.train.topology import Topology
@@ -317,12 +377,21 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         f"{statistics.median(lengths):g} max {max(lengths)} "
         f"({'given' if cfg.lengths is not None else 'assumed'}), preset {cfg.preset}, "
         f"{cfg.precision}, device {device}")
+    if cfg.gpu_memory_gib is not None:
+        fraction = cap_gpu_memory(device, cfg.gpu_memory_gib)
+        log(f"  GPU memory capped at {cfg.gpu_memory_gib:g} GiB ({100 * fraction:.1f}%)")
     chains = synthetic_eval_chains(cfg, lengths)
     tcfg = cfg.train_config()
     built = build_step(tcfg, device, Topology(rank=0, world_size=1, num_eval_ranks=0))
     evaluator = Evaluator.from_built(built, tcfg.speed, device)
-    built.swa.copy_to(built.eval_model)  # what `Trainer.evaluate` does first
     cuda = device.type == "cuda"
+    training = {}
+    if cfg.beside_training:
+        training = train_beside(built, cfg, device)
+        log(f"  training beside: {training['steps']} steps, {training['allocated_gib']:.1f} "
+            f"GiB allocated and {training['reserved_gib']:.1f} GiB reserved after them "
+            f"(peak {training['peak_gib']:.1f} GiB)")
+    built.swa.copy_to(built.eval_model)  # what `Trainer.evaluate` does first
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device) / 2**30 if cuda else 0.0
@@ -365,6 +434,8 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         "host_queue_seconds": steady.queue_s,
         "host_late_chains": steady.host_late,
         "host_parts_seconds": steady.host_parts_s,
+        "beside_training": training,  # {} unless the training step ran first
+        "gpu_memory_gib": cfg.gpu_memory_gib,
         "warm_up_seconds": warm_up_s,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
         "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0.0,
