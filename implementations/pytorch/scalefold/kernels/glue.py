@@ -119,8 +119,8 @@ def compile_structure_module(model: nn.Module, **compile_kwargs: Any) -> nn.Modu
     operations (2,059 a forward and 2,622 a backward for the eight at the crop, counted by
     torch.profiler on the CPU: perf-log 2026-12-04 section 14), launch-bound at any length.
     One layer is the unit because the eight unrolled had not finished compiling after ~240 s
-    on the H200 (2026-12-04 call 29; the residue-table recompile removed since may have
-    doubled that); one layer compiles a graph an eighth that size and runs it eight times.
+    on the H200 (perf-log 2026-12-04 section 14); one layer compiles a graph an eighth that
+    size, in seconds, and runs it eight times.
     Dropout draws through ATen's random number generator (`fallback_random`), which a
     captured CUDA graph replays with fresh offsets as it does the eager modules'.
     Shapes are static unless `dynamic=True`. The presets compile the training model's only:
