@@ -221,8 +221,3 @@ def test_bucket_fit_recovers_a_cubic_cost_and_predicts_other_buckets():
            "memory_before_gib": 0.0, "evaluation_gpus_for_cadence": 1, "cadence_steps": 40,
            "step_time_s": 0.45, "sync_overhead_fraction": 0.1}
     assert "a = 0.0900 s a chain" in format_report(res)
-    # chains in flight on several streams overlap: no bands, no fit, a note instead
-    res["speed"]["eval_concurrent_chains"] = "2"
-    report = format_report(res)
-    assert "2 chains in flight at once" in report
-    assert "a = " not in report and "median s" not in report

@@ -21,14 +21,15 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,),
-         contiguous_grads: bool = False):
+         contiguous_grads: bool = False, bias_in_gating: bool = False):
     g = torch.Generator().manual_seed(7)
     mod = TriangleMultiplication(16, 8, outgoing)
     for p in mod.parameters():  # "final"/"gating" inits are constant: randomise all
         torch.nn.init.normal_(p, std=0.3, generator=g)
     mod = mod.to(device)
     if swap:
-        swap_triangle_multiplication(mod, contiguous_grads=contiguous_grads)
+        swap_triangle_multiplication(mod, contiguous_grads=contiguous_grads,
+                                     bias_in_gating=bias_in_gating)
         assert type(mod) is ChannelFirstTriangleMultiplication
     z = torch.randn(*lead, 11, 11, 16, generator=g).to(device).requires_grad_()
     mask = (torch.rand(*lead, 11, 11, generator=g) > 0.2).float().to(device)
@@ -115,3 +116,45 @@ def test_swap_keeps_parameters_and_state_dict():
     assert [id(p) for p in model.parameters()] == params
     n = sum(isinstance(m, ChannelFirstTriangleMultiplication) for m in model.modules())
     assert n == sum(isinstance(m, TriangleMultiplication) for m in model.modules()) > 0
+
+
+def _forward_no_grad(bias_in_gating: bool, outgoing: bool, device: str, bf16: bool,
+                     backend: str | None = None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(11)
+    mod = TriangleMultiplication(16, 8, outgoing)
+    for p in mod.parameters():
+        torch.nn.init.normal_(p, std=0.3, generator=g)
+    mod = swap_triangle_multiplication(mod.to(device), bias_in_gating=bias_in_gating)
+    z = torch.randn(1, 3, 11, 11, 16, generator=g).to(device)
+    mask = (torch.rand(1, 3, 11, 11, generator=g) > 0.2).float().to(device)
+    fn = torch.compile(mod, backend=backend, fullgraph=True) if backend else mod
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        return fn(z, mask)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("backend", [None, "aot_eager", "inductor"])
+def test_bias_in_gating_matches_without_grad(device, outgoing, backend):
+    """Without gradients the bias joins in the gating: the same output as baddbmm's
+    (fp32 to rounding; bf16 within one more rounding of the product), also traced, and
+    on a GPU through inductor as `compile_glue` runs it."""
+    if backend == "inductor" and device != "cuda":
+        pytest.skip("inductor's code is what the GPU runs; the CPU traces with aot_eager")
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ref = _forward_no_grad(False, outgoing, device, False)
+    got = _forward_no_grad(True, outgoing, device, False, backend)
+    assert rel(got, ref) < 1e-6
+    ref16 = _forward_no_grad(False, outgoing, device, True)
+    got16 = _forward_no_grad(True, outgoing, device, True, backend)
+    assert got16.dtype == ref16.dtype
+    assert 0 < rel(got16, ref) < 2e-2 and rel(got16, ref16) < 2e-2
+
+
+def test_bias_in_gating_keeps_the_gradient_path():
+    """With gradients nothing changes: the same bits, output and every gradient."""
+    for bf16 in (False, True):
+        ref = _run(True, True, "cpu", bf16)
+        got = _run(True, True, "cpu", bf16, bias_in_gating=True)
+        assert all(torch.equal(a, b) for a, b in zip(got, ref))

@@ -133,8 +133,8 @@ def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch):
     lengths = []
     predict = Evaluator.predict
     monkeypatch.setattr(Evaluator, "predict",
-                        lambda self, feats, slot=0: lengths.append(feats["aatype"].shape[1])
-                        or predict(self, feats, slot))
+                        lambda self, feats: lengths.append(feats["aatype"].shape[1])
+                        or predict(self, feats))
     chains = [_chain(n, seed=n) for n in (10, 20, 40)]
     assert ev.warm_up(chains) == 2  # buckets 32 and 64
     assert lengths == [10, 40]
@@ -163,16 +163,6 @@ def test_options_from_the_speed_config():
     with pytest.raises(ValueError, match="CUDA device"):
         Evaluator(AlphaFold(AlphaFoldConfig.tiny()), torch.device("cpu"),
                   EvalOptions(cuda_graphs=True))
-    # chains in flight at once: one stream each, so CUDA only
-    assert EvalOptions.from_speed(SpeedConfig(eval_concurrent_chains="2")).concurrent == 2
-    assert EvalOptions.from_speed(SpeedConfig()).concurrent == 1
-    with pytest.raises(ValueError, match="must be one of"):
-        EvalOptions.from_speed(SpeedConfig(eval_concurrent_chains="8"))
-    with pytest.raises(ValueError, match="concurrent must be >= 1"):
-        EvalOptions(concurrent=0)
-    with pytest.raises(ValueError, match="CUDA device"):
-        Evaluator(AlphaFold(AlphaFoldConfig.tiny()), torch.device("cpu"),
-                  EvalOptions(concurrent=2))
 
 
 def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, monkeypatch):
@@ -275,31 +265,6 @@ def test_chains_copied_on_their_own_stream_score_the_same(tiny_model, device):
     chains = [_chain(n, seed=n) for n in (21, 30, 40)]
     assert side.score_chains(enumerate(chains)) == plain.score_chains(enumerate(chains))
     assert EvalOptions.from_speed(SpeedConfig(input_copy_stream=True)).copy_stream
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graphs"])
-def test_concurrent_chains_score_the_same_bits(tiny_model, graphs):
-    """`eval_concurrent_chains`: chains dealt to two slots (a stream each, with graphs
-    a graph and pool each) score exactly as on one stream, in the chains' order; the
-    warm-up captures every shape in every slot, and a second pass (weights loaded in
-    place between) still matches."""
-    import copy
-
-    device = torch.device("cuda")
-    model = copy.deepcopy(tiny_model).to(device)
-    one = Evaluator(model, device, EvalOptions(bucket=16, cuda_graphs=graphs,
-                                               copy_stream=True))
-    two = Evaluator(model, device, EvalOptions(bucket=16, cuda_graphs=graphs,
-                                               copy_stream=True, concurrent=2))
-    assert two.slot_stream(0) is not None and two.slot_stream(1) is not two.slot_stream(0)
-    chains = [_chain(n, seed=n) for n in (21, 30, 40, 18, 33)]  # buckets 32, 32, 48, 32, 48
-    if graphs:
-        assert two.warm_up(chains) == 2 and two.num_graphs == 4
-    assert two.score_chains(enumerate(chains)) == one.score_chains(enumerate(chains))
-    two.load_weights([p.detach() * 0.9 for p in model.parameters()])
-    assert two.score_chains(enumerate(chains)) == one.score_chains(enumerate(chains))
-    assert two.num_graphs == (4 if graphs else 0)
 
 
 def test_warm_up_lengths_cover_every_bucket():

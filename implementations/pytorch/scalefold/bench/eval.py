@@ -208,8 +208,8 @@ class PassTiming:
     scores: list[float]  # lDDT-Cα per chain
     # Host time queueing each chain (features to the device, replay or forward, score).
     queue_s: list[float]
-    # Chains whose queueing ended after the GPU had finished the chain before on their
-    # slot: there the GPU may have waited for the host (CUDA only; 0 on a CPU).
+    # Chains whose queueing ended after the GPU had finished the chain before: there the
+    # GPU may have waited for the host (CUDA only; 0 on a CPU).
     host_late: int
     host_parts_s: dict[str, float]  # median host seconds a chain by part (`HostParts`)
 
@@ -250,38 +250,31 @@ class HostParts:
 
 def time_pass(evaluator: Evaluator, chains: list[dict],
               parts: HostParts | None = None) -> PassTiming:
-    """One evaluation pass, and whether the host kept ahead of the GPU. Chains are dealt
-    to the evaluator's slots in turn, as `Evaluator.score_chains` deals them; with several
-    slots the chains' device times overlap, and only the pass's wall time adds up."""
+    """One evaluation pass, and whether the host kept ahead of the GPU."""
     device = evaluator.device
-    slots = evaluator.options.concurrent
     if parts is not None:
         parts.per_chain.clear()
     _sync(device)
     t0 = time.perf_counter()
     scores, marks, queue, late = [], [], [], 0
-    for i, feats in enumerate(chains):
+    for feats in chains:
         q0 = time.perf_counter()
-        slot = i % slots
         if device.type == "cuda":
-            stream = evaluator.slot_stream(slot)
             start, end = (torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True))
-            start.record(stream)
-            scores.append(evaluator.score(feats, slot))
-            end.record(stream)
-            # The slot's previous chain already ended on the GPU: the slot ran out of work.
-            late += i >= slots and marks[i - slots][1].query()
+            start.record()
+            scores.append(evaluator.score(feats).mean())
+            end.record()
+            # The previous chain's end already passed on the GPU: it ran out of work.
+            late += bool(marks) and marks[-1][1].query()
             marks.append((start, end))
         else:
-            scores.append(evaluator.score(feats, slot))
+            scores.append(evaluator.score(feats).mean())
             marks.append(time.perf_counter() - q0)
         queue.append(time.perf_counter() - q0)
         if parts is not None:
             parts.end_chain(queue[-1])
-    evaluator.join(scores)
-    # the pass ends when the host has the scores
-    values = torch.stack([s.mean() for s in scores]).cpu().tolist()
+    values = torch.stack(scores).cpu().tolist()  # the pass ends when the host has them
     wall = time.perf_counter() - t0
     if device.type == "cuda":
         per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
@@ -525,14 +518,7 @@ def format_report(res: dict) -> str:
     if host_parts:
         lines.append("host time queueing a chain by part (median): " + ", ".join(
             f"{k} {1e3 * v:.1f} ms" for k, v in host_parts.items()))
-    concurrent = int(res["speed"].get("eval_concurrent_chains", "1"))
-    if concurrent > 1:
-        # Chains on different streams overlap: a chain's device time includes the time
-        # it shared the GPU, so per-length bands and the fit would misread them.
-        lines.append(f"{concurrent} chains in flight at once (one stream each): only the "
-                     "pass's time adds up, per-chain times overlap")
-    else:
-        lines.extend(_length_report(res, chains))
+    lines.extend(_length_report(res, chains))
     k = res["evaluation_gpus_for_cadence"]
     window = res["cadence_steps"] * res["step_time_s"]
     lines.append(f"a {res['cadence_steps']}-step cadence at {res['step_time_s']} s/step leaves "

@@ -17,6 +17,15 @@ copy), and only the product x is transposed back for the output LayerNorm (or, w
 gate (`linear_g`) and the output projection stay in the pair layout, as in the plain
 module. Same math; the parity test compares outputs and every gradient.
 
+With `bias_in_gating`, forwards without gradients (recycling iterations, evaluation) run
+the stacked projection as a plain matmul and add its bias in the gating, where the compiled
+glue fuses it: baddbmm first copies the broadcast bias into its [4c, N·N] output and the
+GEMM reads it back (beta = 1), two passes over the largest tensor of the module. The bias
+then joins the product after its rounding to the compute dtype instead of before it (one
+more rounding, bf16 only). With gradients baddbmm stays: its bias gradient, fused by
+inductor into the gating backward, measured faster than the same sum taken from the
+gating (docs/perf-log/2026-12-03.md).
+
 With `contiguous_grads`, the triangle product's backward is written out so that both
 operands' gradients come out of cuBLAS contiguous. Autograd's matmul backward returns the
 gradient of a transposed operand (b for outgoing edges, a for incoming) as a transposed
@@ -46,9 +55,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
 
     norm_kernel: bool = False
     contiguous_grads: bool = False
+    bias_in_gating: bool = False
 
-    def _projections(self, z: torch.Tensor) -> torch.Tensor:
-        # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels
+    def _projections(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels, and
+        # the stacked bias [4c] where the caller must add it (None: added here)
         lins = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
         w = torch.cat([lin.weight for lin in lins])  # [4c, c_z]
         bias = torch.cat([lin.bias for lin in lins])  # [4c]
@@ -57,11 +68,13 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         dt = autocast_dtype(z)
         if dt is not None:
             w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
-        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first. Adding the bias in the
-        # gating instead measured slower (docs/PERFORMANCE.md, "Retired speed-ups").
-        out = torch.baddbmm(bias[:, None], w.expand(zf.shape[0], -1, -1),
-                            zf.transpose(-1, -2))
-        return out.reshape(*lead, *out.shape[-2:])
+        wb = w.expand(zf.shape[0], -1, -1)
+        if self.bias_in_gating and not torch.is_grad_enabled():
+            out = torch.bmm(wb, zf.transpose(-1, -2))  # W·zᵀ: [B, 4c, N*N]
+            return out.reshape(*lead, *out.shape[-2:]), bias
+        # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first
+        out = torch.baddbmm(bias[:, None], wb, zf.transpose(-1, -2))
+        return out.reshape(*lead, *out.shape[-2:]), None
 
     def project(self, z: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,8 +82,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         z = self.layer_norm_in(z)
         n1, n2 = z.shape[-3], z.shape[-2]
         c = self.linear_a_p.out_features
-        proj = self._projections(z)  # [*, 4c, N1*N2]
+        proj, bias = self._projections(z)  # [*, 4c, N1*N2]
         a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N1*N2]
+        if bias is not None:  # one pointwise kernel with the gating below when compiled
+            ba_p, ba_g, bb_p, bb_g = bias[:, None].split(c)  # each [c, 1]
+            a_p, a_g, b_p, b_g = a_p + ba_p, a_g + ba_g, b_p + bb_p, b_g + bb_g
         m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
         a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
         b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
@@ -124,10 +140,13 @@ class _TriangleProduct(torch.autograd.Function):
 
 
 def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
-                                 contiguous_grads: bool = False) -> nn.Module:
+                                 contiguous_grads: bool = False,
+                                 bias_in_gating: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
-    `norm_kernel`, `contiguous_grads`: see `ChannelFirstTriangleMultiplication`."""
+    `norm_kernel`, `contiguous_grads`, `bias_in_gating`: see
+    `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
-         norm_kernel=norm_kernel, contiguous_grads=contiguous_grads)
+         norm_kernel=norm_kernel, contiguous_grads=contiguous_grads,
+         bias_in_gating=bias_in_gating)
     return model

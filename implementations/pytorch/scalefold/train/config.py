@@ -8,7 +8,6 @@ from typing import Literal
 
 # Evaluation length buckets (residues; "off": each chain at its own length).
 EvalBuckets = Literal["off", "16", "32", "64", "128"]
-EvalConcurrentChains = Literal["1", "2", "3", "4"]
 
 Precision = Literal["fp32", "tf32", "bf16"]
 LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
@@ -80,6 +79,10 @@ class SpeedConfig:
     trimul_contiguous_grads: bool = _opt(
         False, "with trimul_channel_first: the triangle product's backward returns both "
                "gradients contiguous (autograd's gives one as a transposed view)")
+    trimul_bias_in_gating: bool = _opt(
+        False, "with trimul_channel_first, in forwards without gradients (recycling "
+               "iterations, evaluation): the stacked projection a plain matmul, its bias "
+               "added in the gating instead of copied into the output first by baddbmm")
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
@@ -115,11 +118,6 @@ class SpeedConfig:
     eval_compile_glue: bool = _opt(
         False, "evaluation: compile_glue's torch.compile for the evaluation copy too, with "
                "dynamic shapes: one compile serves every chain length")
-    eval_concurrent_chains: EvalConcurrentChains = _opt(
-        "1", "evaluation: this many chains in flight at once, each on a CUDA stream of its "
-             "own (with eval_cuda_graphs, its own graphs and memory pool: that much more "
-             "memory), so that short chains' small kernels run beside each other; every "
-             "chain's score the same bits (CUDA)")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -136,6 +134,8 @@ class SpeedConfig:
                              "LayerNorm")
         if self.trimul_contiguous_grads and not self.trimul_channel_first:
             raise ValueError("trimul_contiguous_grads needs trimul_channel_first")
+        if self.trimul_bias_in_gating and not self.trimul_channel_first:
+            raise ValueError("trimul_bias_in_gating needs trimul_channel_first")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")

@@ -14,9 +14,9 @@ The inference path:
   zero there), so they change neither the real residues' predictions nor the score, and
   chains of nearby lengths share one shape;
 - optionally, the forward captured as one CUDA graph per padded shape (`cuda_graphs`),
-  captured the first time that shape is met and replayed afterwards. The graphs (of one
-  slot, below) share one memory pool and keep only their output positions alive, so the
-  memory they hold is about one forward's at the longest length, not one per shape.
+  captured the first time that shape is met and replayed afterwards. The graphs share one
+  memory pool and keep only their output positions alive, so the memory they hold is
+  about one forward's at the longest length, not one per shape.
 
 `warm_up` does each shape's first-time work (Triton compilation and autotuning, graph
 capture) ahead of the first evaluation: during initialisation, outside the timed run. The
@@ -28,16 +28,6 @@ varies between chains.
 
 Scores stay on the device until the whole shard is scored: the host queues the next
 chain while the device still runs the previous one.
-
-Optionally (`EvalOptions.concurrent` = k > 1, CUDA), k chains are in flight at once:
-chains are dealt in turn to k slots, each a CUDA stream of its own with, under
-`cuda_graphs`, its own graphs and memory pool (two graphs replayed at the same time must
-not share intermediate memory). A short chain's forward is thousands of kernels too small
-to fill the GPU; another chain's kernels on a second stream can run beside them. Each
-chain's computation stays the same sequence of kernels on one stream, so its score is
-the same bits as with one slot. The slots wait for the current stream before each chain
-(weights loaded in place there) and the current stream waits for every slot before the
-scores are read (`join`).
 
 The weights are updated in place (`load_weights`, `load_flat`): a captured graph reads
 the parameters' memory, so it must never be replaced.
@@ -58,7 +48,7 @@ from torch import nn
 
 from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
-from scalefold.train.config import EvalBuckets, EvalConcurrentChains
+from scalefold.train.config import EvalBuckets
 from scalefold.utils.transfer import InputCopies
 
 if TYPE_CHECKING:
@@ -86,7 +76,6 @@ RESIDUE_AXIS: dict[str, int | None] = {
 TRUTH_FEATURES = ("all_atom_positions", "all_atom_mask")
 
 BUCKET_CHOICES = typing.get_args(EvalBuckets)
-CONCURRENT_CHOICES = typing.get_args(EvalConcurrentChains)
 
 
 def bucket_length(length: int, bucket: int) -> int:
@@ -180,29 +169,21 @@ class EvalOptions:
     # computes (`InputCopies`): the evaluation does not read scores back between chains,
     # so the host is ahead and the copies need not wait between two forwards.
     copy_stream: bool = False
-    concurrent: int = 1  # chains in flight at once, each slot a CUDA stream of its own
 
     def __post_init__(self) -> None:
         if self.bucket < 0:
             raise ValueError(f"EvalOptions.bucket must be >= 0, got {self.bucket}")
-        if self.concurrent < 1:
-            raise ValueError(f"EvalOptions.concurrent must be >= 1, got {self.concurrent}")
 
     @classmethod
     def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
-        """From a `SpeedConfig` (its `eval_length_buckets`, `eval_cuda_graphs`,
-        `input_copy_stream` and `eval_concurrent_chains`)."""
+        """From a `SpeedConfig` (its `eval_length_buckets`, `eval_cuda_graphs` and
+        `input_copy_stream`)."""
         buckets = speed.eval_length_buckets
         if buckets not in BUCKET_CHOICES:
             raise ValueError(f"eval_length_buckets must be one of {BUCKET_CHOICES}, "
                              f"got {buckets!r}")
-        concurrent = speed.eval_concurrent_chains
-        if concurrent not in CONCURRENT_CHOICES:
-            raise ValueError(f"eval_concurrent_chains must be one of {CONCURRENT_CHOICES}, "
-                             f"got {concurrent!r}")
         return cls(bucket=0 if buckets == "off" else int(buckets),
-                   cuda_graphs=speed.eval_cuda_graphs, copy_stream=speed.input_copy_stream,
-                   concurrent=int(concurrent))
+                   cuda_graphs=speed.eval_cuda_graphs, copy_stream=speed.input_copy_stream)
 
 
 def _signature(feats: Batch) -> tuple:
@@ -214,13 +195,6 @@ class _Captured:
     graph: torch.cuda.CUDAGraph
     inputs: Batch  # the graph reads these buffers: copy each chain's inputs in
     positions: torch.Tensor  # [B, L, 37, 3] float32, overwritten by every replay
-
-
-@dataclass
-class _Slot:
-    stream: torch.cuda.Stream | None  # None: the current stream (one slot)
-    graphs: dict[tuple, _Captured]
-    pool: tuple | None  # the graphs' memory pool (cuda_graphs)
 
 
 class Evaluator:
@@ -239,15 +213,9 @@ class Evaluator:
         if self.options.cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"eval_cuda_graphs needs a CUDA device; evaluation runs on "
                              f"{self.device}")
-        k = self.options.concurrent
-        if k > 1 and self.device.type != "cuda":
-            raise ValueError(f"eval_concurrent_chains={k} needs a CUDA device (a stream per "
-                             f"chain); evaluation runs on {self.device}")
         self.autocast = autocast or contextlib.nullcontext
-        self._slots = [
-            _Slot(torch.cuda.Stream(self.device) if k > 1 else None, {},
-                  torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None)
-            for _ in range(k)]
+        self._graphs: dict[tuple, _Captured] = {}
+        self._pool = torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None
         self._copies = InputCopies(self.device, self.options.copy_stream)
 
     @classmethod
@@ -262,33 +230,7 @@ class Evaluator:
 
     @property
     def num_graphs(self) -> int:
-        return sum(len(slot.graphs) for slot in self._slots)
-
-    def slot_stream(self, slot: int) -> torch.cuda.Stream | None:
-        """The stream chains dealt to `slot` run on (None: the current stream)."""
-        return self._slots[slot].stream
-
-    def _in_slot(self, slot: int) -> contextlib.AbstractContextManager:
-        stream = self._slots[slot].stream
-        if stream is None:
-            return contextlib.nullcontext()
-        # Whatever the current stream queued before (the weights loaded in place, the
-        # warm-up) comes first; the other slots' chains do not.
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        return torch.cuda.stream(stream)
-
-    def join(self, results: Iterable[torch.Tensor]) -> None:
-        """Make the current stream wait for every slot, so that `results` (scores made on
-        the slots' streams) can be read there; their memory is marked as used by the
-        current stream, so the slots do not reuse it before that read has run. A no-op
-        with one slot."""
-        if len(self._slots) == 1:
-            return
-        current = torch.cuda.current_stream(self.device)
-        for slot in self._slots:
-            current.wait_stream(slot.stream)
-        for t in results:
-            t.record_stream(current)
+        return len(self._graphs)
 
     # ------------------------------------------------------------------ weights
     @torch.no_grad()
@@ -315,18 +257,18 @@ class Evaluator:
             out = self.model(inputs)
         return out["final_atom_positions"].float()  # [B, L, 37, 3]
 
-    def _replay(self, inputs: Batch, slot: _Slot) -> torch.Tensor:
+    def _replay(self, inputs: Batch) -> torch.Tensor:
         sig = _signature(inputs)
-        entry = slot.graphs.get(sig)
+        entry = self._graphs.get(sig)
         if entry is None:
-            entry = self._capture(inputs, slot.pool)
-            slot.graphs[sig] = entry
+            entry = self._capture(inputs)
+            self._graphs[sig] = entry
         for k, v in inputs.items():
             entry.inputs[k].copy_(v)
         entry.graph.replay()
         return entry.positions
 
-    def _capture(self, inputs: Batch, pool: tuple | None) -> _Captured:
+    def _capture(self, inputs: Batch) -> _Captured:
         static = {k: v.clone() for k, v in inputs.items()}
         current = torch.cuda.current_stream(self.device)
         # Warm-up on a side stream (Triton compilation and autotuning, cuBLAS workspaces
@@ -341,18 +283,13 @@ class Evaluator:
         # to hold as much again.
         torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool):
+        with torch.cuda.graph(graph, pool=self._pool):
             positions = self._forward(static)
         return _Captured(graph, static, positions)
 
-    def predict(self, feats: Batch, slot: int = 0) -> torch.Tensor:
+    def predict(self, feats: Batch) -> torch.Tensor:
         """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
-        one length, at their own length whatever the bucket, computed on `slot`'s stream
-        (with several slots: `join` before reading them on another stream)."""
-        with self._in_slot(slot):
-            return self._predict(feats, self._slots[slot])
-
-    def _predict(self, feats: Batch, slot: _Slot) -> torch.Tensor:
+        one length, at their own length whatever the bucket."""
         n = chain_length(feats)
         host_inputs = model_inputs(feats)
         if isinstance(self.model, TemplatePairsOncePerForward) and not template_features_repeat(
@@ -365,7 +302,7 @@ class Evaluator:
         inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
             if self.options.cuda_graphs:
-                positions = self._replay(inputs, slot)
+                positions = self._replay(inputs)
             else:
                 positions = self._forward(inputs)
             # A view of the captured output would be overwritten by the next replay.
@@ -381,8 +318,7 @@ class Evaluator:
             shape = (tuple(feats["aatype"].shape[:1]), bucket_length(n, self.options.bucket))
             if shape not in seen:
                 seen.add(shape)
-                for slot in range(len(self._slots)):  # each slot captures its own graph
-                    self.predict(feats, slot)
+                self.predict(feats)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()  # the warm-ups' eager activations
@@ -397,26 +333,23 @@ class Evaluator:
         return self.warm_up(synthetic_chains(lengths, n_clust, n_extra, n_templ,
                                              num_iterations))
 
-    def score(self, feats: Batch, slot: int = 0) -> torch.Tensor:
+    def score(self, feats: Batch) -> torch.Tensor:
         """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
-        device, without waiting for it, computed on `slot`'s stream (with several slots:
-        `join` before reading it elsewhere)."""
-        with self._in_slot(slot):
-            positions = self._predict(feats, self._slots[slot])
-            truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
-            with torch.inference_mode():
-                return lddt_ca(positions, truth["all_atom_positions"].float(),
-                               truth["all_atom_mask"].float())
+        device, without waiting for it."""
+        positions = self.predict(feats)
+        truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
+        with torch.inference_mode():
+            return lddt_ca(positions, truth["all_atom_positions"].float(),
+                           truth["all_atom_mask"].float())
 
     def score_chains(self, batches: Iterable[tuple[int, Batch]]) -> list[tuple[int, float]]:
         """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each,
-        dealt to the slots in turn, read back once at the end."""
+        read back once at the end."""
         indices, scores = [], []
-        for i, (index, feats) in enumerate(batches):
+        for index, feats in batches:
             indices.append(index)
-            scores.append(self.score(feats, i % len(self._slots)))
+            scores.append(self.score(feats).mean())
         if not scores:
             return []
-        self.join(scores)
-        values = torch.stack([s.mean() for s in scores]).cpu().tolist()
+        values = torch.stack(scores).cpu().tolist()
         return list(zip(indices, values, strict=True))
