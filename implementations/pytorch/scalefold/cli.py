@@ -302,6 +302,7 @@ def _cmd_bench_step(args: argparse.Namespace) -> int:
         warmup=args.warmup, steps=args.steps, seed=args.seed,
         count_flops=not args.no_flops, activation_checkpointing=args.checkpointing,
         peak_tflops=args.peak_tflops, profile=args.profile, memory_report=args.memory_report,
+        timeline=args.timeline,
     )
     return main(cfg, json_path=args.json)
 
@@ -418,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--json", default=None, help="write all timings here")
     step.add_argument("--profile", action="store_true",
                       help="print a torch.profiler table of the last variant (n=0)")
+    step.add_argument("--timeline", action="store_true",
+                      help="the last variant's step as run (CUDA graphs included), for the "
+                           "two smallest --recycles: kernel time against idle time between "
+                           "kernels, and the kernels most followed by a gap")
     step.add_argument("--memory-report", action="store_true",
                       help="print the activations the last variant saves for backward "
                            "(n=0), by module and dtype")

@@ -20,6 +20,7 @@ model FLOPs, which do not depend on how a variant computes them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -116,6 +117,9 @@ class BenchConfig:
     peak_tflops: float | None = None  # for utilisation; default by device
     profile: bool = False  # torch.profiler table of one n=0 step of the last variant
     memory_report: bool = False  # activations saved for backward, by module (last variant)
+    # the last variant's step as run (graphs included) at the two smallest recycling
+    # counts: kernel time against the time between kernels (`scalefold.bench.timeline`)
+    timeline: bool = False
     shapes: Shapes | None = None  # default by preset
 
 
@@ -315,7 +319,10 @@ def _device_kernels(prof) -> list[tuple[str, float, int]]:
     return out
 
 
-def _profiled(runner: StepRunner, batch):
+def _profiled(runner: StepRunner, batch, detail: bool = True):
+    """One step under torch.profiler, after one unprofiled. `detail`: input shapes and
+    module ranges recorded (host work that slows the eager steps; the timeline leaves
+    them out)."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU]
@@ -324,10 +331,20 @@ def _profiled(runner: StepRunner, batch):
     runner.prepare(batch)
     runner.step(batch)
     _sync(runner.device)
-    with profile(activities=acts, record_shapes=True) as prof, module_ranges(runner.model):
+    ranges = module_ranges(runner.model) if detail else contextlib.nullcontext()
+    with profile(activities=acts, record_shapes=detail) as prof, ranges:
         runner.step(batch)
         _sync(runner.device)
     return prof
+
+
+def step_timeline(runner: StepRunner, batch, label: str) -> str:
+    """Kernel time and idle time of one step as the variant runs it (its CUDA graph
+    replayed, if it has graphs)."""
+    from scalefold.bench.timeline import device_kernel_events, format_timeline, timeline
+
+    prof = _profiled(runner, batch, detail=False)
+    return format_timeline(timeline(device_kernel_events(prof)), label)
 
 
 def breakdown_difference(more: list[tuple[str, float, int]], less: list[tuple[str, float, int]],
@@ -542,6 +559,9 @@ def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None
                 log(profile_step(runner, _slice(full, 0)))
                 if device.type == "cuda" and 1 in cfg.recycles:
                     log(profile_recycle(runner, _slice(full, 0), _slice(full, 1)))
+            if cfg.timeline and name == cfg.variants[-1] and runner is not None and not res.error:
+                for n in sorted(cfg.recycles)[:2]:  # n=0, and one with a recycling forward
+                    log(step_timeline(runner, _slice(full, n), f"{name} n={n} step as run"))
 
             del runner
             gc.collect()
