@@ -55,6 +55,9 @@ def test_every_recorded_signature_times_on_the_cpu(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert len(results) == len(record_signatures("tiny", torch.device("cpu")))
     assert all(r["default_s"]["fwd"] > 0 for r in results)
+    # the other form of the logits timed beside each signature, backward where one runs
+    assert all(r["default_s"]["fwd_other_logits"] > 0 for r in results)
+    assert any(r["default_s"]["bwd_other_logits"] > 0 for r in results)
 
 
 def test_fallback_with_bf16_inputs_and_an_fp32_mask_matches_autocast():
@@ -111,6 +114,7 @@ def test_records_at_another_length_and_times_forwards_only(tmp_path):
                          candidates={"fwd": (Launch(16, 16, 4, 1),)}, forward_only=True)
     assert res.default_s["bwd"] == 0.0 and set(res.sweep_s) == {"fwd"}
     assert res.default_s["fwd_tile_bias"] > 0  # a mask broadcast over queries: timed both ways
+    assert res.default_s["fwd_other_logits"] > 0 and res.default_s["bwd_other_logits"] == 0.0
     out = tmp_path / "attn.json"
     cfg = AttnBenchConfig(preset="tiny", device="cpu", warmup=0, reps=1, sweep=False,
                           n_res=24, forward_only=True, kinds=("fwd",))

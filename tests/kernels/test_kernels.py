@@ -365,14 +365,16 @@ def test_flash_attention_stored_ds_matches_eager(kern, device, name):
 
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
-@pytest.mark.parametrize("form", ["atomic", "dqk", "ds"])
+@pytest.mark.parametrize("form", ["atomic", "dqk", "ds", "fused"])
 def test_flash_attention_row_bias_loads_bit_identical(kern, device, name, form):
     """A mask bias broadcast over queries is read as one row per key block: the same
     values added in the same order as the full-tile read, so every output and gradient
-    is bit-identical, in each backward form."""
+    is bit-identical, in each backward form (and with the fused logits, where the row
+    can be the first term of the sum)."""
     a = kern.attention
     base = {"atomic": a.FlashConfig(), "dqk": a.FlashConfig(dq_kernel=True),
-            "ds": a.FlashConfig(dq_kernel=True, store_ds=True)}[form]
+            "ds": a.FlashConfig(dq_kernel=True, store_ds=True),
+            "fused": a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=True)}[form]
     lead, h, ql, kl, c, biases = ATTN_CASES[name]
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=1)
     leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
@@ -390,17 +392,61 @@ def test_flash_attention_row_bias_loads_bit_identical(kern, device, name, form):
 
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
-def test_flash_attention_forward_only_matches(kern, device, name):
+@pytest.mark.parametrize("fused", [False, True], ids=["plain_logits", "fused_logits"])
+def test_flash_attention_forward_only_matches(kern, device, name, fused):
     """Without gradients (recycling iterations, evaluation) the forward kernel skips the
     row log-sum-exp and the autograd node: the same output bits."""
     a = kern.attention
+    cfg = a.FlashConfig(fused_logits=fused)
     lead, h, ql, kl, c, biases = ATTN_CASES[name]
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=2)
-    with_grad = a.flash_attention(q, k, v, bs)
+    with_grad = a.flash_attention(q, k, v, bs, cfg)
     assert with_grad.grad_fn is not None
     with torch.no_grad():
-        without = a.flash_attention(q, k, v, bs)
+        without = a.flash_attention(q, k, v, bs, cfg)
     assert without.grad_fn is None and torch.equal(with_grad.detach(), without)
+
+
+@pytest.mark.parametrize("name", sorted(ATTN_CASES))
+@pytest.mark.parametrize("form", ["atomic_dq", "separate_dq", "saved_ds"])
+def test_flash_attention_fused_logits_matches_eager(kern, device, name, form):
+    """`fused_logits` (the biases summed first and q kᵀ accumulated onto them, exp2 of a
+    fused multiply-add, the rescaled output as P·V's accumulator): the same attention,
+    output and every gradient, in each backward form; not the same bits as the plain
+    kernels (the sums round in another order)."""
+    a = kern.attention
+    cfg = a.FlashConfig(fused_logits=True, **BACKWARD_FORMS[form])
+    tol = 2e-3 if device.type == "cuda" else 1e-5
+    _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg),
+                     ATTN_CASES[name], device, torch.float32, tol=tol)
+    if form == "saved_ds":
+        lead, h, ql, kl, c, biases = ATTN_CASES[name]
+        q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=6)
+        with torch.no_grad():
+            fused = a.flash_attention(q, k, v, bs, cfg)
+            plain = a.flash_attention(q, k, v, bs)
+        assert rel(fused, plain) < tol
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["plain_logits", "fused_logits"])
+def test_flash_attention_fully_masked_row_averages_values(kern, device, fused):
+    """A query row whose every key carries the -1e9 mask (a padding MSA row, a padding
+    residue's triangle row) averages v uniformly, as the plain core does in float32 (the
+    logits round to -1e9 alike), and its gradients stay finite: no log-sum-exp or
+    exponential overflows at that magnitude."""
+    a = kern.attention
+    cfg = a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=fused)
+    lead, h, ql, kl, c, biases = ATTN_CASES["msa_row"]
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=7)
+    bs[0][:, 1] = -1e9  # MSA row 1: every key masked
+    o = a.flash_attention(q, k, v, bs, cfg)
+    want = v[0, 1].detach().mean(dim=-2, keepdim=True).expand(h, ql, c)  # [H, Q, c]
+    assert rel(o[0, 1].detach(), want) < 1e-5
+    ref = eager_attention(q.detach(), k.detach(), v.detach(), [b.detach() for b in bs])
+    assert rel(o.detach(), ref) < (2e-3 if device.type == "cuda" else 1e-5)
+    leaves = [q, k, v, bs[1]]
+    grads = torch.autograd.grad(o, leaves, torch.randn_like(o))
+    assert all(torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -574,13 +620,16 @@ def test_sdpa_core_matches_eager(device, name):
     ((1, 256), 4, 256, 256, 32, [((1, 256, 1, 1, 256), False), ((1, 1, 4, 256, 256), True)]),
     ((1, 256), 8, 128, 128, 32, [((1, 256, 1, 1, 128), False)]),
 ])
-@pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept"])
+@pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept", "ds_kept_fma"])
 def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
     """bf16 at the benchmark's shapes, each backward form (the ids avoid the interpreter
-    run's -k words); with the stored dS, dS is bf16 and the bias gradient its fp32 sum."""
+    run's -k words); with the stored dS, dS is bf16 and the bias gradient its fp32 sum;
+    `ds_kept_fma`: the same with the fused logits."""
     a = kern.attention
     cfg = {"atomic_dq": a.DEFAULT_CONFIG, "separate_dq": a.FlashConfig(dq_kernel=True),
-           "ds_kept": a.FlashConfig(dq_kernel=True, store_ds=True)}[backward]
+           "ds_kept": a.FlashConfig(dq_kernel=True, store_ds=True),
+           "ds_kept_fma": a.FlashConfig(dq_kernel=True, store_ds=True,
+                                        fused_logits=True)}[backward]
     _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg), case,
                      torch.device("cuda"), torch.bfloat16, tol=2e-2)
 
@@ -702,6 +751,7 @@ def test_kernels_in_triton_interpreter():
         __file__, "layer_norm_matches or flash_attention_matches or flash_core_match "
         "or other_launches or dq_kernel or stored_ds or sigmoid_gate or row_bias_loads "
         "or forward_only_matches or scales_q or strided_gate or stacked_projections "
+        "or fused_logits_matches or fully_masked_row "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
     # (opm_projection_kernel_matches also selects the block-of-rows test)

@@ -323,7 +323,8 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
     cfg = AttnBenchConfig(preset=args.preset, device=args.device, warmup=args.warmup,
                           reps=args.reps, seed=args.seed, sweep=not args.no_sweep,
                           max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics,
-                          store_ds=not args.no_store_ds, n_res=args.n_res,
+                          store_ds=not args.no_store_ds, fused_logits=args.fused_logits,
+                          n_res=args.n_res,
                           forward_only=args.forward_only,
                           kinds=tuple(k for k in args.kinds.split(",") if k))
     return main(cfg, json_path=args.json)
@@ -436,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep around dq by fp32 atomics instead of the dq kernel `--fast` uses")
     att.add_argument("--no-store-ds", action="store_true",
                      help="sweep around the backward without the stored dS `--fast` uses")
+    att.add_argument("--fused-logits", action="store_true",
+                     help="sweep around the fused logits (the plain form is timed beside)")
     att.add_argument("--n-res", type=int, default=None,
                      help="record the calls at this many residues (default: the preset's "
                           "crop; 704: the longest evaluation bucket)")

@@ -119,7 +119,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.cached_weight_casts and casts_used and weight_casts is None:
         raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
                          "opens (build_step passes it)")
-    flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds)
+    flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds,
+                        fused_logits=speed.attention_fused_logits)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,
                   flash_config=flash if flash != FlashConfig() else None)

@@ -28,6 +28,13 @@ Kernels:
   once, in the backward only; at the benchmark's shapes three passes over it cost less
   than the two recomputes they replace: −21.4 ms a step on the H200 (docs/PERFORMANCE.md,
   `attention_store_ds`).
+- `FlashConfig.fused_logits`: fewer operations a score element, in every kernel. The
+  forward runs at about 1e12 score elements a second on the H200 whatever the head
+  dimension (8 or 32), so the work per element, not the matrix products, bounds it
+  (docs/perf-log/2026-12-04.md, section 16): the biases start the MMA's accumulator
+  instead of being added after it, exp(s - m) is exp2 of one fused multiply-add
+  (s·log2 e - m·log2 e) instead of a subtraction and the multiply that tl.exp adds
+  before ex2, and the forward's rescaled output is the P·V product's accumulator.
 """
 
 from __future__ import annotations
@@ -55,6 +62,61 @@ if triton is not None:
         return acc + tl.load(ptr, mask=m, other=0.0).to(tl.float32)
 
     @triton.jit
+    def _bias_first(B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
+                    ROW: tl.constexpr, BQ: tl.constexpr, BK: tl.constexpr):
+        # One bias tile [BQ, BK] in fp32, as the start of a sum (`_bias_tile` adds to one).
+        ptr = B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
+        if ROW:
+            row = tl.load(ptr + offs_k * sk, mask=offs_k < K, other=0.0)  # [BK]
+            out = tl.broadcast_to(row.to(tl.float32)[None, :], (BQ, BK))
+        else:
+            ptr = ptr + offs_q[:, None] * sq + offs_k[None, :] * sk
+            m = (offs_q[:, None] < Q) & (offs_k[None, :] < K)
+            out = tl.load(ptr, mask=m, other=0.0).to(tl.float32)
+        return out
+
+    @triton.jit
+    def _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, Q, K,
+                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+                B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+                BQ: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+        # The logits [BQ, BK] (fp32): q kᵀ plus the biases. FUSED: the biases are summed
+        # first and the product accumulates onto them inside the MMA (its accumulator
+        # starts from them instead of zero), which saves one add a score element.
+        if FUSED and (HAS_B0 or HAS_B1):
+            if HAS_B0:
+                acc = _bias_first(B0, z1, z2, h, offs_q, offs_k, Q, K,
+                                  b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, BQ, BK)
+                if HAS_B1:
+                    acc = _bias_tile(acc, B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                     b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
+            else:
+                acc = _bias_first(B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                  b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, BQ, BK)
+            s = tl.dot(q, kt, acc=acc, input_precision=PREC)
+        else:
+            s = tl.dot(q, kt, input_precision=PREC)
+            if HAS_B0:
+                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, Q, K,
+                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
+            if HAS_B1:
+                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, Q, K,
+                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
+        return s
+
+    @triton.jit
+    def _exp_minus(s, m, FUSED: tl.constexpr):
+        # exp(s - m) for logits s [BQ, BK] and row values m [BQ]. FUSED: as exp2 of one
+        # fused multiply-add, with m·log2(e) once per row (tl.exp itself multiplies its
+        # argument by log2(e) for ex2, after the subtraction: two operations an element).
+        if FUSED:
+            out = tl.exp2(s * 1.4426950408889634 - (m * 1.4426950408889634)[:, None])
+        else:
+            out = tl.exp(s - m[:, None])
+        return out
+
+    @triton.jit
     def _attn_fwd(
         Qp, Kp, Vp, B0, B1, Op, LSE,
         sq1, sq2, sqh, sql, sqd,
@@ -65,7 +127,7 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
-        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
         EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
@@ -98,22 +160,24 @@ if triton is not None:
             offs_k = start + tl.arange(0, BK)
             kt = tl.load(k_base + offs_k[None, :] * skl + offs_d[:, None] * skd,
                          mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
-            s = tl.dot(q, kt, input_precision=PREC)  # [BQ, BK]
-            if HAS_B0:
-                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
-            if HAS_B1:
-                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
+            s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
             if not EVEN_K:  # keys past the end of the last block
                 s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            alpha = tl.exp(m_i - m_new)
-            p = tl.exp(s - m_new[:, None])
+            if FUSED:
+                alpha = tl.exp2(m_i * 1.4426950408889634 - m_new * 1.4426950408889634)
+            else:
+                alpha = tl.exp(m_i - m_new)
+            p = _exp_minus(s, m_new, FUSED)
             l_i = l_i * alpha + tl.sum(p, axis=1)
             v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
                         mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV), other=0.0)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+            if FUSED:  # the rescaled output as the product's accumulator: one add less
+                acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=PREC)
+            else:
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
             m_i = m_new
         acc = acc / l_i[:, None]
         o_base = Op + z1.to(tl.int64) * so1 + z2.to(tl.int64) * so2 + h.to(tl.int64) * soh
@@ -138,7 +202,8 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
-        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, STORE_DS: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+        STORE_DS: tl.constexpr,
         SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
@@ -179,14 +244,10 @@ if triton is not None:
                         mask=dvm, other=0.0)
             delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
             lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
-            s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BQ, BK]
-            if HAS_B0:
-                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
-            if HAS_B1:
-                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
-            p = tl.exp(s - lse[:, None])
+            s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
+            p = _exp_minus(s, lse, FUSED)
             p = tl.where(qvalid[:, None] & (offs_k[None, :] < KL), p, 0.0)
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)  # [BQ, BK]
@@ -220,7 +281,8 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
-        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, HAS_DB: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+        HAS_DB: tl.constexpr,
         DB_PER_Z2: tl.constexpr, HAS_DQ: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
@@ -266,14 +328,10 @@ if triton is not None:
             delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
             zh = (z1l * Z2 + z2l) * H + hl
             lse = tl.load(LSE + zh * QL + offs_q, mask=qvalid, other=0.0)
-            s = tl.dot(q, tl.trans(k), input_precision=PREC)
-            if HAS_B0:
-                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
-            if HAS_B1:
-                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
-            p = tl.exp(s - lse[:, None])
+            s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
+            p = _exp_minus(s, lse, FUSED)
             p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)
             ds = p * (dp - delta[:, None])  # [BQ, BK] = dLoss/dlogits
@@ -306,7 +364,8 @@ if triton is not None:
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
-        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, SCALE_Q: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+        SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -345,14 +404,10 @@ if triton is not None:
                         mask=kvalid[:, None] & (offs_d[None, :] < D), other=0.0)  # [BK, BD]
             v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
                         mask=kvalid[:, None] & (offs_dv[None, :] < DV), other=0.0)
-            s = tl.dot(q, tl.trans(k), input_precision=PREC)  # [BQ, BK]
-            if HAS_B0:
-                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
-            if HAS_B1:
-                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
-            p = tl.exp(s - lse[:, None])
+            s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
+            p = _exp_minus(s, lse, FUSED)
             p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
             dp = tl.dot(do, tl.trans(v), input_precision=PREC)
             ds = p * (dp - delta[:, None])
@@ -503,6 +558,11 @@ class FlashConfig:
     # A bias broadcast over queries (the masks, [*, 1, K]) read as one [BK] row per key
     # block and broadcast in registers, not as a [BQ, BK] tile of repeated values.
     row_bias: bool = True
+    # Fewer operations a score element in every kernel: the biases are summed first and
+    # q kᵀ accumulates onto them inside the MMA (not added after it), the exponentials
+    # are exp2 of one fused multiply-add, and the forward's rescaled output is the P·V
+    # product's accumulator. The same math; the sums round in another order.
+    fused_logits: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -543,7 +603,8 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
         z2, h, ql, kl, d, dv, float(scale),
         HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-        B0_ROW=row0, B1_ROW=row1, EVEN_K=kl % bk == 0, STORE_LSE=store_lse,
+        B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, EVEN_K=kl % bk == 0,
+        STORE_LSE=store_lse,
         SCALE_Q=scale != 1.0,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
@@ -599,7 +660,8 @@ class _FlashAttentionFn(torch.autograd.Function):
             *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
             z2, h, ql, kl, d, dv_, float(scale),
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            B0_ROW=row0, B1_ROW=row1, STORE_DS=store_ds, SCALE_Q=scale != 1.0,
+            B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, STORE_DS=store_ds,
+            SCALE_Q=scale != 1.0,
             BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
             num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
         )
@@ -625,7 +687,7 @@ class _FlashAttentionFn(torch.autograd.Function):
                 *_s5(do, layout), *_s5(dq, layout), *bs0, *bs1,
                 z2, h, ql, kl, d, dv_, float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-                B0_ROW=row0, B1_ROW=row1, SCALE_Q=scale != 1.0,
+                B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, SCALE_Q=scale != 1.0,
                 BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_dq.warps, num_stages=cfg.bwd_dq.stages,
             )
@@ -650,7 +712,7 @@ class _FlashAttentionFn(torch.autograd.Function):
                 z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
                 float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-                B0_ROW=row0, B1_ROW=row1, HAS_DB=bool(grad_b),
+                B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, HAS_DB=bool(grad_b),
                 DB_PER_Z2=per_z2, HAS_DQ=not sep, SCALE_Q=scale != 1.0,
                 BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,

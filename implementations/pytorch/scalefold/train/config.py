@@ -50,6 +50,9 @@ class SpeedConfig:
     attention_store_ds: bool = _opt(
         False, "Triton attention: where a bias needs a gradient, the backward stores dS "
                "once and reads it for dq and the bias gradient")
+    attention_fused_logits: bool = _opt(
+        False, "Triton attention: the biases as q kᵀ's accumulator and exponentials as "
+               "exp2 of a fused multiply-add (fewer operations a score element)")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
     layer_norm_output: Literal["fp32", "compute"] = _opt(
         "fp32", "LayerNorm output dtype under autocast: compute = bf16, so the residual "
@@ -142,9 +145,9 @@ class SpeedConfig:
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
-        if (self.attention_dq_kernel or self.attention_store_ds) and self.attention != "triton":
-            raise ValueError("attention_dq_kernel and attention_store_ds need "
-                             "attention='triton'")
+        flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits")
+        if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
+            raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
     @classmethod
     def preset(cls, name: str) -> SpeedConfig:
