@@ -69,6 +69,9 @@ def test_every_speed_setting_has_a_flag_made_from_its_field():
     with pytest.raises(ValueError, match="trimul_bias_in_gating needs trimul_channel_first"):
         _cfg("--trimul-bias-in-gating")
     assert _cfg("--trimul-channel-first", "--trimul-bias-in-gating").speed.trimul_bias_in_gating
+    with pytest.raises(ValueError, match="trimul_gating_kernel needs trimul_channel_first"):
+        _cfg("--trimul-gating-kernel")
+    assert _cfg("--trimul-channel-first", "--trimul-gating-kernel").speed.trimul_gating_kernel
 
 
 def test_presets_are_valid_and_named_once():

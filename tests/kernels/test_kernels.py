@@ -840,11 +840,17 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, {"recompute": False}], ids=["h100", "h200"])
+@pytest.mark.parametrize("extra", [
+    {}, {"recompute": False},
+    {"recompute": False, "fields": {"attention_fused_logits": True,
+                                    "trimul_bias_in_gating": True,
+                                    "trimul_gating_kernel": True}}],
+    ids=["h100", "h200", "h200_candidates"])
 def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     """What the h100 and h200 presets build (every kernel and swap, bf16), and with the
-    switch not in them, with and without the inductor code of `compile_glue` and
-    `compile_structure_module`: loss and gradients agree within bf16 rounding."""
+    switch not in them, and h200 with the fields not yet in a preset, with and without
+    the inductor code of `compile_glue` and `compile_structure_module`: loss and gradients
+    agree within bf16 rounding."""
     import dataclasses
 
     from scalefold.data.selection import last_iteration
@@ -861,7 +867,8 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     batch = {k: v.to(dev) for k, v in batch.items()}
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(dev)  # its residue tables are buffers
     fast = dataclasses.replace(SpeedConfig.preset("h200"), cuda_graphs=False,
-                               recompute_outer_product=extra.get("recompute", True))
+                               recompute_outer_product=extra.get("recompute", True),
+                               **extra.get("fields", {}))
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -21,7 +21,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,),
-         contiguous_grads: bool = False, bias_in_gating: bool = False):
+         contiguous_grads: bool = False, bias_in_gating: bool = False,
+         gating_kernel: bool = False, mask_lead=None):
     g = torch.Generator().manual_seed(7)
     mod = TriangleMultiplication(16, 8, outgoing)
     for p in mod.parameters():  # "final"/"gating" inits are constant: randomise all
@@ -29,10 +30,11 @@ def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,),
     mod = mod.to(device)
     if swap:
         swap_triangle_multiplication(mod, contiguous_grads=contiguous_grads,
-                                     bias_in_gating=bias_in_gating)
+                                     bias_in_gating=bias_in_gating, gating_kernel=gating_kernel)
         assert type(mod) is ChannelFirstTriangleMultiplication
     z = torch.randn(*lead, 11, 11, 16, generator=g).to(device).requires_grad_()
-    mask = (torch.rand(*lead, 11, 11, generator=g) > 0.2).float().to(device)
+    mask_lead = lead if mask_lead is None else mask_lead
+    mask = (torch.rand(*mask_lead, 11, 11, generator=g) > 0.2).float().to(device)
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         out = mod(z, mask)
     leaves = [z, *mod.parameters()]
@@ -158,3 +160,64 @@ def test_bias_in_gating_keeps_the_gradient_path():
         ref = _run(True, True, "cpu", bf16)
         got = _run(True, True, "cpu", bf16, bias_in_gating=True)
         assert all(torch.equal(a, b) for a, b in zip(got, ref))
+
+
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("lead,mask_lead", [((1,), (1,)), ((1, 3), (1, 3)), ((1, 3), (1, 1))],
+                         ids=["pair", "templates", "shared_mask"])
+def test_gating_kernel_matches_autograd_fp32(kern, device, outgoing, lead, mask_lead,
+                                             monkeypatch):
+    """`gating_kernel`: the same forward bits, and every gradient (the stacked bias's,
+    routed through the gating's backward, among them) as autograd's gating, for the
+    Evoformer's pair, the template stack's [*, T] and a mask shared over templates."""
+    import scalefold.kernels.trimul as trimul
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ref = _run(True, outgoing, device.type, False, lead, contiguous_grads=True,
+               mask_lead=mask_lead)
+    calls = []
+    gated = trimul.gated_projections
+    monkeypatch.setattr(trimul, "gated_projections",
+                        lambda *a: calls.append(1) or gated(*a))
+    got = _run(True, outgoing, device.type, False, lead, contiguous_grads=True,
+               gating_kernel=True, mask_lead=mask_lead)
+    assert calls  # the kernel's path ran
+    assert torch.equal(got[0], ref[0])
+    errs = [rel(a, b) for a, b in zip(got[1:], ref[1:])]
+    assert len(got) == len(ref) and max(errs) < 1e-6, errs
+
+
+def test_gating_kernel_without_grad_takes_the_plain_path(kern, device):
+    """Without gradients (recycling, evaluation) the kernel's Function is not used: the
+    same bits as without the field."""
+    with torch.no_grad():
+        mods = []
+        for kernel in (False, True):
+            g = torch.Generator().manual_seed(5)
+            mod = TriangleMultiplication(16, 8, True)
+            for p in mod.parameters():
+                torch.nn.init.normal_(p, std=0.3, generator=g)
+            mods.append(swap_triangle_multiplication(mod.to(device), gating_kernel=kernel))
+        z = torch.randn(1, 11, 11, 16, generator=g).to(device)
+        mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float().to(device)
+        assert torch.equal(mods[0](z, mask), mods[1](z, mask))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gating_kernel_bf16():
+    """bf16 under autocast: the forward's bits, and gradients within bf16 rounding of
+    autograd's (one rounding of each gradient in the kernel)."""
+    ref = _run(True, True, "cuda", True, contiguous_grads=True)
+    got = _run(True, True, "cuda", True, contiguous_grads=True, gating_kernel=True)
+    assert torch.equal(got[0], ref[0])
+    assert all(a.dtype == b.dtype for a, b in zip(got, ref))
+    errs = [rel(a, b) for a, b in zip(got[1:], ref[1:])]
+    assert max(errs) < 2e-2, errs
+
+
+def test_gating_kernel_in_triton_interpreter():
+    """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
+    from tests.kernels.conftest import rerun_in_interpreter
+
+    rerun_in_interpreter(__file__, "gating_kernel_matches or gating_kernel_without")

@@ -134,7 +134,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.trimul_channel_first:
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
                                      contiguous_grads=speed.trimul_contiguous_grads,
-                                     bias_in_gating=speed.trimul_bias_in_gating)
+                                     bias_in_gating=speed.trimul_bias_in_gating,
+                                     gating_kernel=speed.trimul_gating_kernel)
     casts = weight_casts if speed.cached_weight_casts else None
     if speed.attention_stacked_projections:
         swap_attention_projections(model, casts)

@@ -26,6 +26,13 @@ more rounding, bf16 only). With gradients baddbmm stays: its bias gradient, fuse
 inductor into the gating backward, measured faster than the same sum taken from the
 gating (docs/perf-log/2026-12-03.md).
 
+With `gating_kernel`, forwards with gradients gate through `gated_projections`
+(`scalefold.kernels.trimul_gating`): the same forward, and a backward that is one Triton
+kernel writing the four projections' gradients and their sums for the stacked bias,
+instead of the reduction kernel inductor fuses from the gating backward and baddbmm's
+bias gradient. The baddbmm then takes the bias detached; its gradient comes from the
+gating's backward.
+
 With `contiguous_grads`, the triangle product's backward is written out so that both
 operands' gradients come out of cuBLAS contiguous. Autograd's matmul backward returns the
 gradient of a transposed operand (b for outgoing edges, a for incoming) as a transposed
@@ -39,9 +46,11 @@ import torch
 from torch import nn
 
 from scalefold.kernels._autocast import autocast_dtype
+from scalefold.kernels._triton import triton_usable
 from scalefold.kernels.layer_norm import TritonLayerNorm
 from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.kernels.swap import swap
+from scalefold.kernels.trimul_gating import gated_projections
 from scalefold.model.pair import TriangleMultiplication
 
 
@@ -56,10 +65,13 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     norm_kernel: bool = False
     contiguous_grads: bool = False
     bias_in_gating: bool = False
+    gating_kernel: bool = False
 
-    def _projections(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels, and
-        # the stacked bias [4c] where the caller must add it (None: added here)
+    def _projections(self, z: torch.Tensor, detach_bias: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        # z: [*, N, N, c_z] -> [*, 4c, N*N]: a_p, a_g, b_p, b_g stacked along channels; the
+        # stacked bias [4c] (in the compute dtype) and whether the projections include it.
+        # detach_bias: included, but its gradient left to the caller (`gated_projections`)
         lins = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
         w = torch.cat([lin.weight for lin in lins])  # [4c, c_z]
         bias = torch.cat([lin.bias for lin in lins])  # [4c]
@@ -71,10 +83,11 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         wb = w.expand(zf.shape[0], -1, -1)
         if self.bias_in_gating and not torch.is_grad_enabled():
             out = torch.bmm(wb, zf.transpose(-1, -2))  # W·zᵀ: [B, 4c, N*N]
-            return out.reshape(*lead, *out.shape[-2:]), bias
+            return out.reshape(*lead, *out.shape[-2:]), bias, False
         # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first
-        out = torch.baddbmm(bias[:, None], wb, zf.transpose(-1, -2))
-        return out.reshape(*lead, *out.shape[-2:]), None
+        c_in = bias.detach() if detach_bias else bias
+        out = torch.baddbmm(c_in[:, None], wb, zf.transpose(-1, -2))
+        return out.reshape(*lead, *out.shape[-2:]), bias, True
 
     def project(self, z: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,12 +95,16 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         z = self.layer_norm_in(z)
         n1, n2 = z.shape[-3], z.shape[-2]
         c = self.linear_a_p.out_features
-        proj, bias = self._projections(z)  # [*, 4c, N1*N2]
+        kernel = self.gating_kernel and torch.is_grad_enabled() and triton_usable(z)
+        proj, bias, included = self._projections(z, detach_bias=kernel)  # [*, 4c, N1*N2]
+        m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
+        if kernel:  # the bias's gradient comes from the gating backward's kernel
+            a, b = gated_projections(proj, bias, m, c)  # each [*, c, N1*N2]
+            return z, a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
         a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N1*N2]
-        if bias is not None:  # one pointwise kernel with the gating below when compiled
+        if not included:  # one pointwise kernel with the gating below when compiled
             ba_p, ba_g, bb_p, bb_g = bias[:, None].split(c)  # each [c, 1]
             a_p, a_g, b_p, b_g = a_p + ba_p, a_g + ba_g, b_p + bb_p, b_g + bb_g
-        m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
         a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
         b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
         return z, a, b  # contiguous operands: no copies for the matmul
@@ -141,12 +158,13 @@ class _TriangleProduct(torch.autograd.Function):
 
 def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
                                  contiguous_grads: bool = False,
-                                 bias_in_gating: bool = False) -> nn.Module:
+                                 bias_in_gating: bool = False,
+                                 gating_kernel: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
-    `norm_kernel`, `contiguous_grads`, `bias_in_gating`: see
+    `norm_kernel`, `contiguous_grads`, `bias_in_gating`, `gating_kernel`: see
     `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
          norm_kernel=norm_kernel, contiguous_grads=contiguous_grads,
-         bias_in_gating=bias_in_gating)
+         bias_in_gating=bias_in_gating, gating_kernel=gating_kernel)
     return model

@@ -86,6 +86,9 @@ class SpeedConfig:
         False, "with trimul_channel_first, in forwards without gradients (recycling "
                "iterations, evaluation): the stacked projection a plain matmul, its bias "
                "added in the gating instead of copied into the output first by baddbmm")
+    trimul_gating_kernel: bool = _opt(
+        False, "with trimul_channel_first, in forwards with gradients: the gating's "
+               "backward and the stacked projection's bias gradient as one Triton kernel")
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
@@ -139,6 +142,8 @@ class SpeedConfig:
             raise ValueError("trimul_contiguous_grads needs trimul_channel_first")
         if self.trimul_bias_in_gating and not self.trimul_channel_first:
             raise ValueError("trimul_bias_in_gating needs trimul_channel_first")
+        if self.trimul_gating_kernel and not self.trimul_channel_first:
+            raise ValueError("trimul_gating_kernel needs trimul_channel_first")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
