@@ -330,6 +330,12 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
     return main(cfg, json_path=args.json)
 
 
+def _cmd_bench_sass(args: argparse.Namespace) -> int:
+    from scalefold.bench.sass import main
+
+    return main(arch=args.arch, json_path=args.json)
+
+
 def _cmd_bench_layernorm(args: argparse.Namespace) -> int:
     from scalefold.bench.layer_norm import LNBenchConfig, main
 
@@ -447,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--kinds", default="fwd,bwd_kv,bwd_q,bwd_dq",
                      help="comma-separated kernels to sweep")
     att.set_defaults(func=_cmd_bench_attention)
+    sass = bench.add_parser("sass", help="the attention kernels' main loops compiled for a "
+                            "GPU architecture and counted by instruction (no GPU needed)")
+    sass.add_argument("--arch", type=int, default=90, help="SM architecture (90: H100/H200)")
+    sass.add_argument("--json", default=None)
+    sass.set_defaults(func=_cmd_bench_sass)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
                           "shapes: default vs candidate launches")
     _add_kernel_bench_args(ln, reps=20)

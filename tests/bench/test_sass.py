@@ -1,0 +1,64 @@
+"""`scalefold bench sass` on the CPU: the attention kernels compiled for sm90 and their
+main loops counted, without a GPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+triton = pytest.importorskip("triton")
+
+from scalefold.bench.sass import (  # noqa: E402
+    Case,
+    attention_cases,
+    compile_case,
+    disassemble,
+    format_table,
+    mma_loops,
+    run,
+)
+
+_BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+pytestmark = pytest.mark.skipif(
+    not all(os.path.exists(os.path.join(_BIN, t)) for t in ("ptxas", "nvdisasm")),
+    reason="this Triton has no NVIDIA toolchain (ptxas, nvdisasm)")
+
+
+def test_mma_loops_finds_the_loop_with_tensor_core_instructions():
+    sass = "\n".join([
+        "        /*0000*/                   MOV R1, c[0x0][0x28] ;",
+        ".L_x_0:",
+        "        /*0010*/                   FADD R2, R2, R3 ;",
+        "        /*0020*/                   HGMMA.64x64x16.F32.BF16 R24, R88, gdesc[UR32], R24 ;",
+        "        /*0030*/               @P0 BRA `(.L_x_0) ;",
+        ".L_x_1:",
+        "        /*0040*/                   IADD3 R4, R4, 0x1, RZ ;",
+        "        /*0050*/               @P1 BRA `(.L_x_1) ;",
+        "        /*0060*/                   EXIT ;",
+    ])
+    loops = mma_loops(sass)  # the second loop has no tensor-core instruction
+    assert len(loops) == 1 and loops[0] == {"FADD": 1, "HGMMA": 1, "BRA": 1}
+
+
+def test_forward_compiles_for_sm90_in_both_forms():
+    """The evaluation forward (mask row + pair tile): each form's main loop holds the
+    QKᵀ and P·V tensor-core instructions, and the fused form adds the biases inside the
+    MMA, so its loop has fewer float adds."""
+    case = attention_cases()[0]
+    assert case.kernel == "_attn_fwd" and not case.constexprs["STORE_LSE"]
+    rows = run(90, [case], log=lambda *a: None)
+    plain, fused = rows
+    assert not plain["fused_logits"] and fused["fused_logits"]
+    assert plain["opcodes"]["HGMMA"] > 0 and plain["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
+    assert 0 < fused["opcodes"]["FADD"] < plain["opcodes"]["FADD"]
+    assert "fwd, no lse" in format_table(rows)
+
+
+def test_every_case_names_its_kernel_constexprs():
+    """Each case compiles (the constexprs cover the kernel's; a missing one would fail in
+    compile_case) — checked here for the smallest, the dq kernel."""
+    case = next(c for c in attention_cases() if c.kernel == "_attn_bwd_dq")
+    assert mma_loops(disassemble(compile_case(case, fused=True)))
+    with pytest.raises(KeyError):
+        compile_case(Case("incomplete", "_attn_bwd_dq", {"HAS_B0": True}), fused=False)
