@@ -48,17 +48,23 @@ def test_forward_compiles_for_sm90_in_both_forms():
     case = attention_cases()[0]
     assert case.kernel == "_attn_fwd" and not case.constexprs["STORE_LSE"]
     rows = run(90, [case], log=lambda *a: None)
-    plain, fused = rows
-    assert not plain["fused_logits"] and fused["fused_logits"]
+    plain, fused = rows  # no delta form: the forward has none
+    assert (plain["form"], fused["form"]) == ("plain", "fused")
     assert plain["opcodes"]["HGMMA"] > 0 and plain["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
     assert 0 < fused["opcodes"]["FADD"] < plain["opcodes"]["FADD"]
     assert "fwd, no lse" in format_table(rows)
 
 
-def test_every_case_names_its_kernel_constexprs():
-    """Each case compiles (the constexprs cover the kernel's; a missing one would fail in
-    compile_case) — checked here for the smallest, the dq kernel."""
-    case = next(c for c in attention_cases() if c.kernel == "_attn_bwd_dq")
-    assert mma_loops(disassemble(compile_case(case, fused=True)))
+def test_the_dq_kernel_loads_the_precomputed_delta():
+    """The dq kernel compiles in every form (a case missing a constexpr fails), and with the
+    delta precomputed its loop is the same (delta is read once, before the loop), while
+    the dk/dv kernel's loop no longer reduces dO·O (no shuffles left for it)."""
+    dq = next(c for c in attention_cases() if c.kernel == "_attn_bwd_dq")
+    loops = {f: mma_loops(disassemble(compile_case(dq, f))) for f in ("fused", "fused+delta")}
+    assert loops["fused"] and loops["fused"] == loops["fused+delta"]
+    kv = next(c for c in attention_cases() if c.name == "bwd_kv (mask only)")
+    rows = {r["form"]: r for r in run(90, [kv], log=lambda *a: None)}
+    assert set(rows) == {"plain", "fused", "fused+delta"}
+    assert rows["fused+delta"]["opcodes"]["SHFL"] < rows["fused"]["opcodes"]["SHFL"]
     with pytest.raises(KeyError):
-        compile_case(Case("incomplete", "_attn_bwd_dq", {"HAS_B0": True}), fused=False)
+        compile_case(Case("incomplete", "_attn_bwd_dq", {"HAS_B0": True}), "plain")

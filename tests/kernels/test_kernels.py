@@ -409,13 +409,16 @@ def test_flash_attention_forward_only_matches(kern, device, name, fused):
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
 @pytest.mark.parametrize("form", ["atomic_dq", "separate_dq", "saved_ds"])
-def test_flash_attention_fused_logits_matches_eager(kern, device, name, form):
+@pytest.mark.parametrize("fused,delta", [(True, False), (True, True), (False, True)],
+                         ids=["fused", "fused_own_delta", "own_delta"])
+def test_flash_attention_fused_logits_matches_eager(kern, device, name, form, fused, delta):
     """`fused_logits` (the biases summed first and q kᵀ accumulated onto them, exp2 of a
-    fused multiply-add, the rescaled output as P·V's accumulator): the same attention,
-    output and every gradient, in each backward form; not the same bits as the plain
-    kernels (the sums round in another order)."""
+    fused multiply-add, the rescaled output as P·V's accumulator) and `precomputed_delta`
+    (rowsum(dO·O) from a kernel of its own, loaded by the backward kernels): the same
+    attention, output and every gradient, in each backward form; not the same bits as
+    the plain kernels (the sums round in another order)."""
     a = kern.attention
-    cfg = a.FlashConfig(fused_logits=True, **BACKWARD_FORMS[form])
+    cfg = a.FlashConfig(fused_logits=fused, precomputed_delta=delta, **BACKWARD_FORMS[form])
     tol = 2e-3 if device.type == "cuda" else 1e-5
     _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg),
                      ATTN_CASES[name], device, torch.float32, tol=tol)
@@ -620,16 +623,20 @@ def test_sdpa_core_matches_eager(device, name):
     ((1, 256), 4, 256, 256, 32, [((1, 256, 1, 1, 256), False), ((1, 1, 4, 256, 256), True)]),
     ((1, 256), 8, 128, 128, 32, [((1, 256, 1, 1, 128), False)]),
 ])
-@pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept", "ds_kept_fma"])
+@pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept", "ds_kept_fma",
+                                      "ds_kept_fma_own_delta"])
 def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
     """bf16 at the benchmark's shapes, each backward form (the ids avoid the interpreter
     run's -k words); with the stored dS, dS is bf16 and the bias gradient its fp32 sum;
-    `ds_kept_fma`: the same with the fused logits."""
+    `ds_kept_fma`: the same with the fused logits, `..._own_delta` also with the
+    precomputed delta."""
     a = kern.attention
     cfg = {"atomic_dq": a.DEFAULT_CONFIG, "separate_dq": a.FlashConfig(dq_kernel=True),
            "ds_kept": a.FlashConfig(dq_kernel=True, store_ds=True),
-           "ds_kept_fma": a.FlashConfig(dq_kernel=True, store_ds=True,
-                                        fused_logits=True)}[backward]
+           "ds_kept_fma": a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=True),
+           "ds_kept_fma_own_delta": a.FlashConfig(dq_kernel=True, store_ds=True,
+                                                  fused_logits=True,
+                                                  precomputed_delta=True)}[backward]
     _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg), case,
                      torch.device("cuda"), torch.bfloat16, tol=2e-2)
 
@@ -843,6 +850,7 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 @pytest.mark.parametrize("extra", [
     {}, {"recompute": False},
     {"recompute": False, "fields": {"attention_fused_logits": True,
+                                    "attention_precomputed_delta": True,
                                     "trimul_bias_in_gating": True,
                                     "trimul_gating_kernel": True}}],
     ids=["h100", "h200", "h200_candidates"])

@@ -324,6 +324,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
                           reps=args.reps, seed=args.seed, sweep=not args.no_sweep,
                           max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics,
                           store_ds=not args.no_store_ds, fused_logits=args.fused_logits,
+                          precomputed_delta=args.precomputed_delta,
                           n_res=args.n_res,
                           forward_only=args.forward_only,
                           kinds=tuple(k for k in args.kinds.split(",") if k))
@@ -445,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep around the backward without the stored dS `--fast` uses")
     att.add_argument("--fused-logits", action="store_true",
                      help="sweep around the fused logits (the plain form is timed beside)")
+    att.add_argument("--precomputed-delta", action="store_true",
+                     help="sweep around the precomputed delta (the recomputing backward is "
+                          "timed beside)")
     att.add_argument("--n-res", type=int, default=None,
                      help="record the calls at this many residues (default: the preset's "
                           "crop; 704: the longest evaluation bucket)")

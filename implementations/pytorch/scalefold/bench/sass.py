@@ -4,7 +4,8 @@ Triton compiles a kernel for a GPU architecture it is not running on (its wheel 
 ptxas and nvdisasm), so on any machine this compiles each attention kernel for sm90 at
 the model's common specialisations (bf16 operands, head dimension 32, 64 × 64 tiles, the
 mask read as one row, the pair bias as a tile), in both forms of the logits
-(`FlashConfig.fused_logits`), disassembles it, and counts the instructions of its main
+(`FlashConfig.fused_logits`; for the backward also with `precomputed_delta`),
+disassembles it, and counts the instructions of its main
 loop: the loop that holds the tensor-core instructions (HGMMA on sm90), once per block of
 keys or queries. A count is not a time. It says how much work a loop iteration issues per
 thread: where the kernel is bound by issuing instructions rather than by memory or the
@@ -47,10 +48,11 @@ class Case:
     stages: int = 1
 
 
-# The kernels' tensor parameters and their dtypes: bf16 but the mask, log-sum-exp, dBias.
+# The kernels' tensor parameters and their dtypes: bf16 but the mask, log-sum-exp, dBias
+# and delta.
 _POINTERS = {"Qp": "bf16", "Kp": "bf16", "Vp": "bf16", "B0": "fp32", "B1": "bf16",
              "Op": "bf16", "LSE": "fp32", "DOp": "bf16", "DKp": "bf16", "DVp": "bf16",
-             "DSp": "bf16", "DQp": "bf16", "DBp": "fp32"}
+             "DSp": "bf16", "DQp": "bf16", "DBp": "fp32", "DELTA": "fp32"}
 _UNIT_STRIDES = ("sqd", "skd", "svd", "sod", "sdod", "sdkd", "sdvd", "sdqd", "b0_k", "b1_k")
 
 
@@ -73,16 +75,32 @@ def attention_cases() -> list[Case]:
     ]
 
 
-def compile_case(case: Case, fused: bool, arch: int = 90) -> bytes:
-    """The case's cubin for sm_`arch`, with unit strides specialised and pointers 16-byte
-    aligned as Triton specialises them at a real launch of the model's tensors."""
+# The kernels' forms compared: today's, the fused logits, and the fused logits with the
+# backward's delta precomputed (`FlashConfig.fused_logits`, `.precomputed_delta`).
+FORMS: dict[str, dict[str, bool]] = {
+    "plain": {"FUSED": False, "PRE_DELTA": False},
+    "fused": {"FUSED": True, "PRE_DELTA": False},
+    "fused+delta": {"FUSED": True, "PRE_DELTA": True},
+}
+
+
+def _has(case: Case, name: str) -> bool:
+    import scalefold.kernels.attention as attention
+
+    return any(p.name == name for p in getattr(attention, case.kernel).params)
+
+
+def compile_case(case: Case, form: str, arch: int = 90) -> bytes:
+    """The case's cubin in `form` (a key of FORMS) for sm_`arch`, with unit strides
+    specialised and pointers 16-byte aligned as Triton specialises them at a real launch
+    of the model's tensors."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     import scalefold.kernels.attention as attention
 
     fn = getattr(attention, case.kernel)
-    constexprs = dict(case.constexprs, FUSED=fused)
+    constexprs = dict(case.constexprs, **{k: v for k, v in FORMS[form].items() if _has(case, k)})
     signature, values, attrs = {}, {}, {}
     for p in fn.params:
         if p.is_constexpr:
@@ -133,23 +151,25 @@ def mma_loops(sass: str) -> list[collections.Counter]:
 
 def run(arch: int = 90, cases: list[Case] | None = None, log=print) -> list[dict]:
     log(f"bench sass: Triton {triton.__version__}, sm_{arch}; main-loop instructions per "
-        "iteration (per thread), plain and fused logits")
+        "iteration (per thread) in each form: " + ", ".join(FORMS))
     rows = []
     for case in cases or attention_cases():
-        for fused in (False, True):
-            loops = mma_loops(disassemble(compile_case(case, fused, arch)))
+        for form, values in FORMS.items():
+            if values["PRE_DELTA"] and not _has(case, "PRE_DELTA"):
+                continue  # the forward has no delta
+            loops = mma_loops(disassemble(compile_case(case, form, arch)))
             main = max(loops, key=lambda c: sum(c.values())) if loops else collections.Counter()
-            rows.append({"case": case.name, "fused_logits": fused,
+            rows.append({"case": case.name, "form": form,
                          "instructions": sum(main.values()),
                          "opcodes": {k: main.get(k, 0) for k in COLUMNS}})
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'kernel':38s}{'logits':>8s}{'instr':>7s}" + "".join(f"{c:>7s}" for c in COLUMNS)
+    head = f"{'kernel':38s}{'form':>12s}{'instr':>7s}" + "".join(f"{c:>7s}" for c in COLUMNS)
     lines = [head]
     for r in rows:
-        lines.append(f"{r['case'][:38]:38s}{'fused' if r['fused_logits'] else 'plain':>8s}"
+        lines.append(f"{r['case'][:38]:38s}{r['form']:>12s}"
                      f"{r['instructions']:7d}" + "".join(f"{r['opcodes'][c]:7d}" for c in COLUMNS))
     return "\n".join(lines)
 

@@ -190,7 +190,7 @@ if triton is not None:
 
     @triton.jit
     def _attn_bwd_kv(
-        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DKp, DVp, DSp,
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DELTA, DKp, DVp, DSp,
         sq1, sq2, sqh, sql, sqd,
         sk1, sk2, skh, skl, skd,
         sv1, sv2, svh, svl, svd,
@@ -203,7 +203,7 @@ if triton is not None:
         Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
-        STORE_DS: tl.constexpr,
+        PRE_DELTA: tl.constexpr, STORE_DS: tl.constexpr,
         SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
@@ -240,9 +240,13 @@ if triton is not None:
             dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
             do = tl.load(do_base + offs_q[:, None] * sdol + offs_dv[None, :] * sdod,
                          mask=dvm, other=0.0)  # [BQ, BDV]
-            o = tl.load(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
-                        mask=dvm, other=0.0)
-            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
+            if PRE_DELTA:  # rowsum(dO·O) [BQ], computed once per row by `_attn_delta`
+                delta = tl.load(DELTA + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid,
+                                other=0.0)
+            else:
+                o = tl.load(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
+                            mask=dvm, other=0.0)
+                delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
             lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
             s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
                         b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
@@ -270,7 +274,7 @@ if triton is not None:
 
     @triton.jit
     def _attn_bwd_q_bias(
-        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DQp, DBp,
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DELTA, DQp, DBp,
         sq1, sq2, sqh, sql, sqd,
         sk1, sk2, skh, skl, skd,
         sv1, sv2, svh, svl, svd,
@@ -282,7 +286,7 @@ if triton is not None:
         Z2, H, QL, KL, D, DV, z2_per_prog, db_chunk_stride, db_zh_stride, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
-        HAS_DB: tl.constexpr,
+        PRE_DELTA: tl.constexpr, HAS_DB: tl.constexpr,
         DB_PER_Z2: tl.constexpr, HAS_DQ: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
@@ -323,10 +327,14 @@ if triton is not None:
             dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
             do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
                          + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
-            o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
-                        + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
-            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
             zh = (z1l * Z2 + z2l) * H + hl
+            if PRE_DELTA:
+                delta = tl.load(DELTA + zh * QL + offs_q, mask=qvalid, other=0.0)
+            else:
+                o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
+                            + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm,
+                            other=0.0)
+                delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
             lse = tl.load(LSE + zh * QL + offs_q, mask=qvalid, other=0.0)
             s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
                         b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
@@ -353,7 +361,7 @@ if triton is not None:
 
     @triton.jit
     def _attn_bwd_dq(
-        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DQp,
+        Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DELTA, DQp,
         sq1, sq2, sqh, sql, sqd,
         sk1, sk2, skh, skl, skd,
         sv1, sv2, svh, svl, svd,
@@ -365,7 +373,7 @@ if triton is not None:
         Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
-        SCALE_Q: tl.constexpr,
+        PRE_DELTA: tl.constexpr, SCALE_Q: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
@@ -390,9 +398,12 @@ if triton is not None:
         dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
         do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
                      + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
-        o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
-                    + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
-        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
+        if PRE_DELTA:
+            delta = tl.load(DELTA + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
+        else:
+            o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
+                        + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
         lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
         dq = tl.zeros([BQ, BD], dtype=tl.float32)
         k_base = Kp + z1l * sk1 + z2l * sk2 + hl * skh
@@ -418,6 +429,34 @@ if triton is not None:
         tl.store(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
                  + offs_q[:, None] * sdql + offs_d[None, :] * sdqd,
                  dq_out, mask=qvalid[:, None] & (offs_d[None, :] < D))
+
+
+    @triton.jit
+    def _attn_delta(
+        Op, DOp, DELTA,
+        so1, so2, soh, sol, sod,
+        sdo1, sdo2, sdoh, sdol, sdod,
+        Z2, H, QL, DV,
+        BQ: tl.constexpr, BDV: tl.constexpr,
+    ):
+        # delta = rowsum(dO · O) [Z1·Z2·H, Q] (float32), laid out as LSE: what every
+        # backward kernel otherwise recomputes for each of its blocks of rows.
+        n_qb = tl.cdiv(QL, BQ)
+        pid_q = tl.program_id(0) % n_qb
+        pid_zh = tl.program_id(0) // n_qb
+        h = pid_zh % H
+        z = pid_zh // H
+        z1l, z2l, hl = (z // Z2).to(tl.int64), (z % Z2).to(tl.int64), h.to(tl.int64)
+        offs_q = pid_q * BQ + tl.arange(0, BQ)
+        offs_dv = tl.arange(0, BDV)
+        qvalid = offs_q < QL
+        dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
+        do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
+                     + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
+        o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
+                    + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
+        tl.store(DELTA + pid_zh.to(tl.int64) * QL + offs_q, delta, mask=qvalid)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -563,6 +602,11 @@ class FlashConfig:
     # are exp2 of one fused multiply-add, and the forward's rescaled output is the P·V
     # product's accumulator. The same math; the sums round in another order.
     fused_logits: bool = False
+    # delta = rowsum(dO · O), which every backward kernel recomputes for each block of
+    # query rows it visits (the dk/dv kernel once per block of keys: O read again and a
+    # row reduction in each iteration of its loop), computed once per row by a kernel of
+    # its own and loaded instead.
+    precomputed_delta: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -653,15 +697,18 @@ class _FlashAttentionFn(torch.autograd.Function):
         # ds: [Z1·Z2·H, Q, K]
         ds = (torch.empty((z1 * z2 * h, ql, kl), dtype=q.dtype, device=q.device) if store_ds
               else lse)  # else an unused pointer
+        # delta = rowsum(dO · O) [Z1·Z2·H, Q], once, where the kernels would recompute it
+        delta = _delta(o, do, layout, cfg) if cfg.precomputed_delta else lse
+        pre = cfg.precomputed_delta
         bq, bk, bd, bdv = cfg.bwd_kv.blocks(ql, kl, d, dv_)
         _attn_bwd_kv[(triton.cdiv(kl, bk) * z1 * z2 * h,)](
-            q, k, v, bp0, bp1, o, do, lse, dk, dv, ds,
+            q, k, v, bp0, bp1, o, do, lse, delta, dk, dv, ds,
             *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
             *_s5(do, layout), *_s5(dk, layout), *_s5(dv, layout), *bs0, *bs1,
             z2, h, ql, kl, d, dv_, float(scale),
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-            B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, STORE_DS=store_ds,
-            SCALE_Q=scale != 1.0,
+            B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, PRE_DELTA=pre,
+            STORE_DS=store_ds, SCALE_Q=scale != 1.0,
             BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
             num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
         )
@@ -682,13 +729,13 @@ class _FlashAttentionFn(torch.autograd.Function):
             dq = _in_layout_of(q, layout, q.dtype, zero=False)
             qb, kb, _, _ = cfg.bwd_dq.blocks(ql, kl, d, dv_)
             _attn_bwd_dq[(triton.cdiv(ql, qb) * z1 * z2 * h,)](
-                q, k, v, bp0, bp1, o, do, lse, dq,
+                q, k, v, bp0, bp1, o, do, lse, delta, dq,
                 *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
                 *_s5(do, layout), *_s5(dq, layout), *bs0, *bs1,
                 z2, h, ql, kl, d, dv_, float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-                B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, SCALE_Q=scale != 1.0,
-                BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
+                B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, PRE_DELTA=pre,
+                SCALE_Q=scale != 1.0, BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_dq.warps, num_stages=cfg.bwd_dq.stages,
             )
             dq_buf = lse  # unused pointer
@@ -706,13 +753,14 @@ class _FlashAttentionFn(torch.autograd.Function):
         if grad_b or not sep:
             dq_strides = (0, 0, 0, 0, 0) if sep else _s5(dq_buf, layout)
             _attn_bwd_q_bias[(n_qk, z1 * h, chunks)](
-                q, k, v, bp0, bp1, o, do, lse, dq_buf, db,
+                q, k, v, bp0, bp1, o, do, lse, delta, dq_buf, db,
                 *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
                 *_s5(do, layout), *dq_strides, *bs0, *bs1,
                 z2, h, ql, kl, d, dv_, z2_per_prog, db_chunk_stride, db_zh_stride,
                 float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
-                B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, HAS_DB=bool(grad_b),
+                B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, PRE_DELTA=pre,
+                HAS_DB=bool(grad_b),
                 DB_PER_Z2=per_z2, HAS_DQ=not sep, SCALE_Q=scale != 1.0,
                 BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_q.warps, num_stages=cfg.bwd_q.stages,
@@ -729,6 +777,17 @@ class _FlashAttentionFn(torch.autograd.Function):
             if scale != 1.0:
                 dq.mul_(scale)  # the multiply's backward, as autograd rounds it
         return None, None, dq, dk, dv, grads[0], grads[1], None
+
+
+def _delta(o: torch.Tensor, do: torch.Tensor, layout: _Layout, cfg: FlashConfig) -> torch.Tensor:
+    """rowsum(dO · O) in float32, [Z1·Z2·H·Q] laid out as the log-sum-exp."""
+    *_, h, ql, dv = o.shape
+    bq, _, _, bdv = cfg.bwd_kv.blocks(ql, ql, dv, dv)
+    delta = torch.empty((layout.z1 * layout.z2 * h * ql,), dtype=torch.float32, device=o.device)
+    _attn_delta[(triton.cdiv(ql, bq) * layout.z1 * layout.z2 * h,)](
+        o, do, delta, *_s5(o, layout), *_s5(do, layout), layout.z2, h, ql, dv,
+        BQ=bq, BDV=bdv, num_warps=4)
+    return delta
 
 
 def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...]) -> bool:

@@ -50,6 +50,9 @@ class SpeedConfig:
     attention_store_ds: bool = _opt(
         False, "Triton attention: where a bias needs a gradient, the backward stores dS "
                "once and reads it for dq and the bias gradient")
+    attention_precomputed_delta: bool = _opt(
+        False, "Triton attention: the backward's rowsum(dO·O) computed once per row by a "
+               "kernel of its own, not again in every block of the backward kernels")
     attention_fused_logits: bool = _opt(
         False, "Triton attention: the biases as q kᵀ's accumulator and exponentials as "
                "exp2 of a fused multiply-add (fewer operations a score element)")
@@ -150,7 +153,8 @@ class SpeedConfig:
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
-        flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits")
+        flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
+                        "attention_precomputed_delta")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
