@@ -334,7 +334,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 def _cmd_bench_sass(args: argparse.Namespace) -> int:
     from scalefold.bench.sass import main
 
-    return main(arch=args.arch, json_path=args.json)
+    return main(arch=args.arch, json_path=args.json, aligned=not args.unaligned)
 
 
 def _cmd_bench_layernorm(args: argparse.Namespace) -> int:
@@ -460,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     sass = bench.add_parser("sass", help="the attention kernels' main loops compiled for a "
                             "GPU architecture and counted by instruction (no GPU needed)")
     sass.add_argument("--arch", type=int, default=90, help="SM architecture (90: H100/H200)")
+    sass.add_argument("--unaligned", action="store_true",
+                      help="compile for lengths and strides that are not multiples of 16 "
+                           "(chains at their own lengths) instead of the crop's and buckets'")
     sass.add_argument("--json", default=None)
     sass.set_defaults(func=_cmd_bench_sass)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "

@@ -90,10 +90,17 @@ def _has(case: Case, name: str) -> bool:
     return any(p.name == name for p in getattr(attention, case.kernel).params)
 
 
-def compile_case(case: Case, form: str, arch: int = 90) -> bytes:
-    """The case's cubin in `form` (a key of FORMS) for sm_`arch`, with unit strides
-    specialised and pointers 16-byte aligned as Triton specialises them at a real launch
-    of the model's tensors."""
+# Integer arguments Triton never sees as multiples of 16 at the model's shapes (rows of
+# heads folded with other dims, head counts 4 and 8).
+_NOT_ALIGNED = ("Z2", "H")
+
+
+def compile_case(case: Case, form: str, arch: int = 90, aligned: bool = True) -> bytes:
+    """The case's cubin in `form` (a key of FORMS) for sm_`arch`, specialised as Triton
+    specialises a launch on the model's tensors: unit strides as constants, pointers
+    16-byte aligned and, with `aligned`, the lengths and strides marked as multiples of 16
+    (true at the crop and at every length bucket; not for chains at their own lengths,
+    `eval_length_buckets="off"`). The marks change the code Triton chooses."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -116,6 +123,8 @@ def compile_case(case: Case, form: str, arch: int = 90) -> bytes:
             signature[p.name] = "fp32"
         else:
             signature[p.name] = "i32"
+            if aligned and p.name not in _NOT_ALIGNED:
+                attrs[(p.num,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
     kernel = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                             options={"num_warps": case.warps, "num_stages": case.stages})
@@ -149,15 +158,18 @@ def mma_loops(sass: str) -> list[collections.Counter]:
     return loops
 
 
-def run(arch: int = 90, cases: list[Case] | None = None, log=print) -> list[dict]:
+def run(arch: int = 90, cases: list[Case] | None = None, log=print,
+        aligned: bool = True) -> list[dict]:
     log(f"bench sass: Triton {triton.__version__}, sm_{arch}; main-loop instructions per "
-        "iteration (per thread) in each form: " + ", ".join(FORMS))
+        "iteration (per thread) in each form: " + ", ".join(FORMS) + "; lengths and strides "
+        + ("multiples of 16 (the crop, length buckets)" if aligned
+           else "not multiples of 16 (chains at their own lengths)"))
     rows = []
     for case in cases or attention_cases():
         for form, values in FORMS.items():
             if values["PRE_DELTA"] and not _has(case, "PRE_DELTA"):
                 continue  # the forward has no delta
-            loops = mma_loops(disassemble(compile_case(case, form, arch)))
+            loops = mma_loops(disassemble(compile_case(case, form, arch, aligned)))
             main = max(loops, key=lambda c: sum(c.values())) if loops else collections.Counter()
             rows.append({"case": case.name, "form": form,
                          "instructions": sum(main.values()),
@@ -174,12 +186,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(arch: int = 90, json_path: str | None = None) -> int:
+def main(arch: int = 90, json_path: str | None = None, aligned: bool = True) -> int:
     if triton is None:
         raise SystemExit("bench sass needs Triton (the `gpu` extra)")
-    rows = run(arch)
+    rows = run(arch, aligned=aligned)
     print(format_table(rows))
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"triton": triton.__version__, "arch": arch, "rows": rows}, f, indent=1)
+            json.dump({"triton": triton.__version__, "arch": arch, "aligned": aligned,
+                       "rows": rows}, f, indent=1)
     return 0
