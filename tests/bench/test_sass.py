@@ -69,3 +69,33 @@ def test_the_precomputed_delta_leaves_the_dk_dv_loop():
     assert unaligned["fused+delta"]["instructions"] < unaligned["fused"]["instructions"]
     with pytest.raises(KeyError):
         compile_case(Case("incomplete", "_attn_bwd_dq", {"HAS_B0": True}), "plain")
+
+
+def test_every_case_and_the_new_kernels_compile_for_sm90():
+    """What the GPU would compile first, checked here without one: every attention case in
+    every form (aligned), the delta kernel and the triangle gating's backward kernel."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from scalefold.bench.sass import FORMS, _has
+    from scalefold.kernels.attention import _attn_delta
+    from scalefold.kernels.trimul_gating import _gating_bwd
+
+    for case in attention_cases():
+        for form, values in FORMS.items():
+            if values["PRE_DELTA"] and not _has(case, "PRE_DELTA"):
+                continue
+            assert mma_loops(disassemble(compile_case(case, form))), (case.name, form)
+
+    def compile_plain(fn, pointers: dict[str, str], constexprs: dict):
+        sig = {p.name: ("constexpr" if p.is_constexpr else "*" + pointers[p.name]
+                        if p.name in pointers else "i32") for p in fn.params}
+        values = {(p.num,): constexprs[p.name] for p in fn.params if p.is_constexpr}
+        src = ASTSource(fn=fn, signature=sig, constexprs=values)
+        return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+
+    assert compile_plain(_attn_delta, {"Op": "bf16", "DOp": "bf16", "DELTA": "fp32"},
+                         {"BQ": 64, "BDV": 32}).asm["cubin"]
+    assert compile_plain(_gating_bwd, {"P": "bf16", "M": "bf16", "DA": "bf16", "DB": "bf16",
+                                       "DP": "bf16", "PART": "fp32"},
+                         {"BLOCK": 1024}).asm["cubin"]
