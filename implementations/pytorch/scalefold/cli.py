@@ -461,8 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "GPU architecture and counted by instruction (no GPU needed)")
     sass.add_argument("--arch", type=int, default=90, help="SM architecture (90: H100/H200)")
     sass.add_argument("--unaligned", action="store_true",
-                      help="compile for lengths and strides that are not multiples of 16 "
-                           "(chains at their own lengths) instead of the crop's and buckets'")
+                      help="mark no length or stride a multiple of 16 (the worst case of "
+                           "chains at their own lengths) instead of the crop's and buckets' "
+                           "alignment")
     sass.add_argument("--json", default=None)
     sass.set_defaults(func=_cmd_bench_sass)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "
