@@ -35,6 +35,10 @@ Kernels:
   instead of being added after it, exp(s - m) is exp2 of one fused multiply-add
   (s·log2 e - m·log2 e) instead of a subtraction and the multiply that tl.exp adds
   before ex2, and the forward's rescaled output is the P·V product's accumulator.
+- `_attn_delta` (`FlashConfig.precomputed_delta`): delta = rowsum(dO·O) [Z1·Z2·H, Q]
+  once per row, which the backward kernels then load instead of reading O again and
+  reducing it for every block (the dk/dv kernel did so in each iteration of its loop).
+  `scalefold bench sass` counts what both forms take off each kernel's loop.
 """
 
 from __future__ import annotations
