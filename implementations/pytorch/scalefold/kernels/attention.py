@@ -50,6 +50,7 @@ import torch
 from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, triton_usable
 
 if triton is not None:
+    _LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x · log2 e)
 
     @triton.jit
     def _bias_tile(acc, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
@@ -115,7 +116,7 @@ if triton is not None:
         # fused multiply-add, with m·log2(e) once per row (tl.exp itself multiplies its
         # argument by log2(e) for ex2, after the subtraction: two operations an element).
         if FUSED:
-            out = tl.exp2(s * 1.4426950408889634 - (m * 1.4426950408889634)[:, None])
+            out = tl.exp2(s * _LOG2E - (m * _LOG2E)[:, None])
         else:
             out = tl.exp(s - m[:, None])
         return out
@@ -171,7 +172,7 @@ if triton is not None:
                 s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
             if FUSED:
-                alpha = tl.exp2(m_i * 1.4426950408889634 - m_new * 1.4426950408889634)
+                alpha = tl.exp2(m_i * _LOG2E - m_new * _LOG2E)
             else:
                 alpha = tl.exp(m_i - m_new)
             p = _exp_minus(s, m_new, FUSED)

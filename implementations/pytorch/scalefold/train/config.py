@@ -141,12 +141,9 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
-        if self.trimul_contiguous_grads and not self.trimul_channel_first:
-            raise ValueError("trimul_contiguous_grads needs trimul_channel_first")
-        if self.trimul_bias_in_gating and not self.trimul_channel_first:
-            raise ValueError("trimul_bias_in_gating needs trimul_channel_first")
-        if self.trimul_gating_kernel and not self.trimul_channel_first:
-            raise ValueError("trimul_gating_kernel needs trimul_channel_first")
+        for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel"):
+            if getattr(self, f) and not self.trimul_channel_first:
+                raise ValueError(f"{f} needs trimul_channel_first")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
