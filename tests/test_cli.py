@@ -68,6 +68,9 @@ def test_every_speed_setting_has_a_flag_made_from_its_field():
     assert _cfg("--attention", "triton", "--attention-fused-logits").speed.attention_fused_logits
     with pytest.raises(ValueError, match="need attention='triton'"):
         _cfg("--attention-precomputed-delta")
+    with pytest.raises(ValueError, match="need attention='triton'"):
+        _cfg("--attention-unmasked-loads")
+    assert _cfg("--attention", "triton", "--attention-unmasked-loads").speed.attention_unmasked_loads
     with pytest.raises(ValueError, match="trimul_bias_in_gating needs trimul_channel_first"):
         _cfg("--trimul-bias-in-gating")
     assert _cfg("--trimul-channel-first", "--trimul-bias-in-gating").speed.trimul_bias_in_gating

@@ -59,6 +59,8 @@ def test_every_recorded_signature_times_on_the_cpu(tmp_path):
     assert all(r["default_s"]["fwd_other_logits"] > 0 for r in results)
     assert any(r["default_s"]["bwd_other_logits"] > 0 for r in results)
     assert any(r["default_s"]["bwd_other_delta"] > 0 for r in results)
+    assert all(r["default_s"]["fwd_other_loads"] > 0 for r in results)
+    assert any(r["default_s"]["bwd_other_loads"] > 0 for r in results)
 
 
 def test_fallback_with_bf16_inputs_and_an_fp32_mask_matches_autocast():

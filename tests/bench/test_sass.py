@@ -15,8 +15,10 @@ from scalefold.bench.sass import (  # noqa: E402
     compile_case,
     disassemble,
     format_table,
+    format_tiles,
     mma_loops,
     run,
+    run_tiles,
 )
 
 _BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
@@ -48,10 +50,14 @@ def test_forward_compiles_for_sm90_in_both_forms():
     case = attention_cases()[0]
     assert case.kernel == "_attn_fwd" and not case.constexprs["STORE_LSE"]
     rows = run(90, [case], log=lambda *a: None)
-    plain, fused = rows  # no delta form: the forward has none
-    assert (plain["form"], fused["form"]) == ("plain", "fused")
+    plain, fused, unmasked = rows  # no delta form: the forward has none
+    assert (plain["form"], fused["form"], unmasked["form"]) == ("plain", "fused",
+                                                                 "fused+unmasked")
     assert plain["opcodes"]["HGMMA"] > 0 and plain["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
     assert 0 < fused["opcodes"]["FADD"] < plain["opcodes"]["FADD"]
+    # without bounds in the loop: fewer instructions, the same tensor-core work
+    assert unmasked["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
+    assert unmasked["instructions"] < fused["instructions"]
     assert "fwd, no lse" in format_table(rows)
 
 
@@ -63,8 +69,17 @@ def test_the_precomputed_delta_leaves_the_dk_dv_loop():
     assert all(mma_loops(disassemble(compile_case(dq, f))) for f in ("fused", "fused+delta"))
     kv = next(c for c in attention_cases() if c.name == "bwd_kv (mask only)")
     rows = {r["form"]: r for r in run(90, [kv], log=lambda *a: None)}
-    assert set(rows) == {"plain", "fused", "fused+delta"}
+    assert set(rows) == {"plain", "fused", "fused+delta", "fused+unmasked",
+                         "fused+delta+unmasked"}
     assert rows["fused+delta"]["instructions"] < rows["fused"]["instructions"]
+    assert rows["fused+delta+unmasked"]["instructions"] < rows["fused+delta"]["instructions"]
+    # With the pair bias: no bounds in the loop, and the bias tile still read in vectors
+    # (clamping the keys of a partial block into bounds instead cost them: 20 -> 56 LDG).
+    ds = next(c for c in attention_cases() if c.name.startswith("bwd_kv, stored dS"))
+    loops = {f: max(mma_loops(disassemble(compile_case(ds, f))), key=lambda c: sum(c.values()))
+             for f in ("fused+delta", "fused+delta+unmasked")}
+    assert sum(loops["fused+delta+unmasked"].values()) < sum(loops["fused+delta"].values())
+    assert loops["fused+delta+unmasked"]["LDG"] <= loops["fused+delta"]["LDG"]
     unaligned = {r["form"]: r for r in run(90, [kv], log=lambda *a: None, aligned=False)}
     assert unaligned["fused+delta"]["instructions"] < unaligned["fused"]["instructions"]
     with pytest.raises(KeyError):
@@ -83,7 +98,7 @@ def test_every_case_and_the_new_kernels_compile_for_sm90():
 
     for case in attention_cases():
         for form, values in FORMS.items():
-            if values["PRE_DELTA"] and not _has(case, "PRE_DELTA"):
+            if any(on and not _has(case, k) for k, on in values.items()):
                 continue
             assert mma_loops(disassemble(compile_case(case, form))), (case.name, form)
 
@@ -99,3 +114,27 @@ def test_every_case_and_the_new_kernels_compile_for_sm90():
     assert compile_plain(_gating_bwd, {"P": "bf16", "M": "bf16", "DA": "bf16", "DB": "bf16",
                                        "DP": "bf16", "PART": "fp32"},
                          {"BLOCK": 1024}).asm["cubin"]
+
+
+def test_tiles_compile_each_swept_launch_in_two_forms(monkeypatch):
+    """`--tiles`: each launch of bench attention's sweep (here one a kernel) in today's form
+    and with every switch on, with registers and the instructions a score element; a
+    wider key block spreads the loop's fixed work over more elements."""
+    import scalefold.bench.attention as attention_bench
+    from scalefold.kernels.attention import Launch
+
+    one = {"fwd": (Launch(64, 128, 4, 3),), "bwd_kv": (Launch(64, 64, 4, 1),),
+           "bwd_dq": (Launch(64, 64, 4, 1),)}
+    monkeypatch.setattr(attention_bench, "CANDIDATES", one)
+    rows = run_tiles(90, log=lambda *a: None)
+    cases = [c for c in attention_cases() if not c.name.startswith("fwd, lse")]
+    assert len(rows) == 2 * len(cases)
+    assert all(r["registers"] > 0 and r["per_element"] > 0 for r in rows)
+    fwd = {r["form"]: r for r in rows if r["case"].startswith("fwd")}
+    assert set(fwd) == {"plain", "fused+unmasked"} and {r["launch"] for r in fwd.values()} == {
+        "64x128w4s3"}
+    default = run(90, [cases[0]], log=lambda *a: None)  # 64 x 64 tiles
+    by_form = {r["form"]: r for r in default}
+    assert fwd["fused+unmasked"]["per_element"] < by_form["fused+unmasked"]["per_element"]
+    table = format_tiles(rows)
+    assert "64x128w4s3" in table and "/elem" in table

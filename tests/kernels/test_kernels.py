@@ -431,6 +431,37 @@ def test_flash_attention_fused_logits_matches_eager(kern, device, name, form, fu
         assert rel(fused, plain) < tol
 
 
+# 16 × 16 tiles: the cases' lengths (16 to 40) have full blocks and, but for 16 and 32,
+# a partial last block in both loops.
+_SMALL_TILES = dict(fwd=(16, 16, 4, 2), bwd_kv=(16, 16, 4, 1), bwd_dq=(16, 16, 4, 1))
+
+
+@pytest.mark.parametrize("name", sorted(ATTN_CASES))
+@pytest.mark.parametrize("tiles", ["default", "small"])
+@pytest.mark.parametrize("form", ["separate_dq", "saved_ds_fused_delta"])
+def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles, form):
+    """`unmasked_loads`: the loops over full blocks load without bounds and the partial
+    last block runs after them with bounds: every output and gradient bit-identical."""
+    a = kern.attention
+    launches = {k: a.Launch(*v) for k, v in _SMALL_TILES.items()} if tiles == "small" else {}
+    extra = (dict(store_ds=True, fused_logits=True, precomputed_delta=True)
+             if form == "saved_ds_fused_delta" else {})
+    base = a.FlashConfig(dq_kernel=True, **extra, **launches)
+    lead, h, ql, kl, c, biases = ATTN_CASES[name]
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=8)
+    do = torch.randn(*lead, h, ql, c, generator=torch.Generator().manual_seed(9)).to(device)
+    leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
+    runs = []
+    for unmasked in (False, True):
+        cfg = dataclasses.replace(base, unmasked_loads=unmasked)
+        o = a.flash_attention(q, k, v, bs, cfg)
+        runs.append([o.detach(), *torch.autograd.grad(o, leaves, do)])
+        with torch.no_grad():
+            runs[-1].append(a.flash_attention(q, k, v, bs, cfg))
+    for got, want in zip(*runs, strict=True):
+        assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("fused", [False, True], ids=["plain_logits", "fused_logits"])
 def test_flash_attention_fully_masked_row_averages_values(kern, device, fused):
     """A query row whose every key carries the -1e9 mask (a padding MSA row, a padding
@@ -624,19 +655,23 @@ def test_sdpa_core_matches_eager(device, name):
     ((1, 256), 8, 128, 128, 32, [((1, 256, 1, 1, 128), False)]),
 ])
 @pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept", "ds_kept_fma",
-                                      "ds_kept_fma_own_delta"])
+                                      "ds_kept_fma_own_delta", "ds_kept_fma_own_delta_bare"])
 def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
     """bf16 at the benchmark's shapes, each backward form (the ids avoid the interpreter
     run's -k words); with the stored dS, dS is bf16 and the bias gradient its fp32 sum;
     `ds_kept_fma`: the same with the fused logits, `..._own_delta` also with the
-    precomputed delta."""
+    precomputed delta, `..._bare` also with the unmasked loads."""
     a = kern.attention
     cfg = {"atomic_dq": a.DEFAULT_CONFIG, "separate_dq": a.FlashConfig(dq_kernel=True),
            "ds_kept": a.FlashConfig(dq_kernel=True, store_ds=True),
            "ds_kept_fma": a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=True),
            "ds_kept_fma_own_delta": a.FlashConfig(dq_kernel=True, store_ds=True,
                                                   fused_logits=True,
-                                                  precomputed_delta=True)}[backward]
+                                                  precomputed_delta=True),
+           "ds_kept_fma_own_delta_bare": a.FlashConfig(dq_kernel=True, store_ds=True,
+                                                       fused_logits=True,
+                                                       precomputed_delta=True,
+                                                       unmasked_loads=True)}[backward]
     _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg), case,
                      torch.device("cuda"), torch.bfloat16, tol=2e-2)
 
@@ -677,6 +712,23 @@ def test_layer_norm_compute_output_under_autocast(kern):
     assert rel(y, ref) < 1e-2
     for a, r in zip(got, exp):
         assert rel(a, r) < 1e-2
+
+
+@pytest.mark.parametrize("field", ["dq_kernel", "store_ds", "fused_logits",
+                                   "precomputed_delta", "unmasked_loads"])
+def test_apply_speedups_gives_each_attention_field_to_every_flash_core(field):
+    """Each `SpeedConfig.attention_*` switch reaches the `FlashConfig` of every attention
+    core of the model, and only that switch."""
+    from scalefold.kernels import apply_speedups
+    from scalefold.kernels.attention import FlashConfig
+    from scalefold.kernels.cores import TritonAttentionCore
+    from scalefold.train.config import SpeedConfig
+
+    model = AlphaFold(AlphaFoldConfig.tiny())
+    apply_speedups(model, SpeedConfig(attention="triton", **{f"attention_{field}": True}),
+                   "fp32")
+    cores = [m for m in model.modules() if isinstance(m, TritonAttentionCore)]
+    assert cores and all(c.config == FlashConfig(**{field: True}) for c in cores)
 
 
 def test_apply_kernels_keeps_parameters_and_state_dict():
@@ -758,7 +810,7 @@ def test_kernels_in_triton_interpreter():
         __file__, "layer_norm_matches or flash_attention_matches or flash_core_match "
         "or other_launches or dq_kernel or stored_ds or sigmoid_gate or row_bias_loads "
         "or forward_only_matches or scales_q or strided_gate or stacked_projections "
-        "or fused_logits_matches or fully_masked_row "
+        "or fused_logits_matches or fully_masked_row or unmasked_loads "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
     # (opm_projection_kernel_matches also selects the block-of-rows test)
@@ -851,6 +903,7 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
     {}, {"recompute": False},
     {"recompute": False, "fields": {"attention_fused_logits": True,
                                     "attention_precomputed_delta": True,
+                                    "attention_unmasked_loads": True,
                                     "trimul_bias_in_gating": True,
                                     "trimul_gating_kernel": True}}],
     ids=["h100", "h200", "h200_candidates"])

@@ -325,6 +325,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
                           max_seconds=args.max_seconds, dq_kernel=not args.dq_atomics,
                           store_ds=not args.no_store_ds, fused_logits=args.fused_logits,
                           precomputed_delta=args.precomputed_delta,
+                          unmasked_loads=args.unmasked_loads,
                           n_res=args.n_res,
                           forward_only=args.forward_only,
                           kinds=tuple(k for k in args.kinds.split(",") if k))
@@ -334,7 +335,8 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 def _cmd_bench_sass(args: argparse.Namespace) -> int:
     from scalefold.bench.sass import main
 
-    return main(arch=args.arch, json_path=args.json, aligned=not args.unaligned)
+    return main(arch=args.arch, json_path=args.json, aligned=not args.unaligned,
+                tiles=args.tiles)
 
 
 def _cmd_bench_layernorm(args: argparse.Namespace) -> int:
@@ -449,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--precomputed-delta", action="store_true",
                      help="sweep around the precomputed delta (the recomputing backward is "
                           "timed beside)")
+    att.add_argument("--unmasked-loads", action="store_true",
+                     help="sweep around the unmasked loads (the bounded loads are timed "
+                          "beside)")
     att.add_argument("--n-res", type=int, default=None,
                      help="record the calls at this many residues (default: the preset's "
                           "crop; 704: the longest evaluation bucket)")
@@ -464,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mark no length or stride a multiple of 16 (the worst case of "
                            "chains at their own lengths) instead of the crop's and buckets' "
                            "alignment")
+    sass.add_argument("--tiles", action="store_true",
+                      help="every launch bench attention sweeps (tiles, warps, stages), "
+                           "plain and with every switch: instructions a score element, "
+                           "registers, shared memory, spills")
     sass.add_argument("--json", default=None)
     sass.set_defaults(func=_cmd_bench_sass)
     ln = bench.add_parser("layernorm", help="Triton LayerNorm kernels at the model's "

@@ -14,9 +14,9 @@ summary weights by the call counts, which is what a training step would gain.
 bucket), `--forward-only` times forwards without gradients (the recycling iterations and
 evaluation run so), `--kinds` limits the sweep to some kernels. Each signature's forward is
 also timed with biases broadcast over queries read as full tiles (`row_bias=False`), and
-forward and backward with the other form of the logits (`fused_logits` toggled) and the
-backward with the other delta (`precomputed_delta` toggled), side by side in the same
-process.
+forward and backward with the other form of the logits (`fused_logits` toggled) and
+with the other loads (`unmasked_loads` toggled), and the backward with the other delta
+(`precomputed_delta` toggled), side by side in the same process.
 """
 
 from __future__ import annotations
@@ -181,6 +181,10 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
     res.default_s["fwd_other_logits"] = time_call(fwd(other_logits), warmup, reps, device)
     res.default_s["bwd_other_logits"] = (time_call(bwd(other_logits), warmup, reps, device)
                                          if inputs else 0.0)
+    other_loads = replace(base, unmasked_loads=not base.unmasked_loads)
+    res.default_s["fwd_other_loads"] = time_call(fwd(other_loads), warmup, reps, device)
+    res.default_s["bwd_other_loads"] = (time_call(bwd(other_loads), warmup, reps, device)
+                                        if inputs else 0.0)
     other_delta = replace(base, precomputed_delta=not base.precomputed_delta)
     res.default_s["bwd_other_delta"] = (time_call(bwd(other_delta), warmup, reps, device)
                                         if inputs else 0.0)
@@ -227,6 +231,7 @@ class AttnBenchConfig:
     store_ds: bool = True
     fused_logits: bool = False  # the base's form of the logits (the other is timed beside)
     precomputed_delta: bool = False  # the base's backward (the other is timed beside)
+    unmasked_loads: bool = False  # the base's loads (the other is timed beside)
     bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)
     n_res: int | None = None  # record at this many residues (None: the preset's crop)
     forward_only: bool = False  # time forwards without gradients
@@ -255,7 +260,8 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
                            base=replace(DEFAULT_CONFIG, dq_kernel=cfg.dq_kernel,
                                         store_ds=cfg.store_ds,
                                         fused_logits=cfg.fused_logits,
-                                        precomputed_delta=cfg.precomputed_delta),
+                                        precomputed_delta=cfg.precomputed_delta,
+                                        unmasked_loads=cfg.unmasked_loads),
                            forward_only=cfg.forward_only)
         out.append(r)
         d = r.default_s
@@ -267,6 +273,8 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
             f"{d['bwd_other_ds'] * 1e3:.3f} ms, {'plain' if cfg.fused_logits else 'fused'} "
             f"logits: fwd {d['fwd_other_logits'] * 1e3:.3f} bwd "
             f"{d['bwd_other_logits'] * 1e3:.3f} ms, "
+            f"{'bounded' if cfg.unmasked_loads else 'unmasked'} loads: fwd "
+            f"{d['fwd_other_loads'] * 1e3:.3f} bwd {d['bwd_other_loads'] * 1e3:.3f} ms, "
             f"{'recomputed' if cfg.precomputed_delta else 'precomputed'} delta: bwd "
             f"{d['bwd_other_delta'] * 1e3:.3f} ms  "
             f"({time.perf_counter() - t0:.0f} s)")
@@ -279,7 +287,7 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
              "whole backward with that kernel's launch)"]
     tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0,
            "fwd_tile_bias": 0.0, "fwd_other_logits": 0.0, "bwd_other_logits": 0.0,
-           "bwd_other_delta": 0.0}
+           "fwd_other_loads": 0.0, "bwd_other_loads": 0.0, "bwd_other_delta": 0.0}
     for r in results:
         bound = r.min_bytes / (bandwidth_gbs * 1e9)
         cells = []
@@ -297,7 +305,8 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
                      + " ".join(cells))
         tot["bound"] += r.calls * bound
         tot["fwd"] += r.calls * r.default_s["fwd"]
-        for key in ("fwd_tile_bias", "fwd_other_logits", "bwd_other_logits", "bwd_other_delta"):
+        for key in ("fwd_tile_bias", "fwd_other_logits", "bwd_other_logits", "fwd_other_loads",
+                    "bwd_other_loads", "bwd_other_delta"):
             tot[key] += r.calls * r.default_s.get(key, 0.0)
         tot["bwd"] += r.calls * r.default_s["bwd"]
         tot["fwd_best"] += r.calls * (r.default_s["fwd"] - max(0.0, gains.get("fwd", 0.0)))
@@ -310,7 +319,8 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
         f"{tot['fwd_best'] * 1e3:.1f} ms, bwd {tot['bwd_best'] * 1e3:.1f} ms (gains of the two "
         "backward kernels added); the other logits (fused_logits toggled): fwd "
         f"{tot['fwd_other_logits'] * 1e3:.1f} ms, bwd {tot['bwd_other_logits'] * 1e3:.1f} ms; "
-        f"the other delta (precomputed_delta toggled): bwd "
+        f"the other loads (unmasked_loads toggled): fwd {tot['fwd_other_loads'] * 1e3:.1f} ms, "
+        f"bwd {tot['bwd_other_loads'] * 1e3:.1f} ms; the other delta (precomputed_delta toggled): bwd "
         f"{tot['bwd_other_delta'] * 1e3:.1f} ms")
     return "\n".join(lines)
 

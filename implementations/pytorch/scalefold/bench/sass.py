@@ -12,7 +12,12 @@ thread: where the kernel is bound by issuing instructions rather than by memory 
 tensor cores (the attention forward at ~1e12 score elements a second whatever the head
 dimension, perf-log 2026-12-04 section 16), fewer instructions are the candidate for a
 faster kernel, and spills (LDL/STL), shuffles (SHFL) and shared-memory traffic (STS/LDS)
-inside the loop name layout conversions the source does not show. The numbers depend on
+inside the loop name layout conversions the source does not show. Each row also gives
+the instructions a score element (all threads' instructions over an iteration's BQ × BK
+elements: what compares tile shapes) and the registers per thread (cuobjdump), which
+bound how many blocks share a multiprocessor. `--tiles` compiles every launch that
+`scalefold bench attention` sweeps on the GPU, in today's form and with every switch on,
+so that the GPU's sweep can start from the launches worth its time. The numbers depend on
 the Triton version: run it with the version the GPU machine has.
 """
 
@@ -64,23 +69,29 @@ def attention_cases() -> list[Case]:
     tiles = dict(SCALE_Q=True, BQ=64, BK=64, BD=32, BDV=32, PREC="tf32")
     both = dict(HAS_B0=True, HAS_B1=True, B0_ROW=True, B1_ROW=False)
     mask = dict(HAS_B0=True, HAS_B1=False, B0_ROW=True, B1_ROW=False)
+    even = dict(EVEN_K=True, EVEN_D=True)
     return [
         Case("fwd, no lse (recycling, evaluation)", "_attn_fwd",
-             dict(**both, EVEN_K=True, STORE_LSE=False, **tiles), stages=3),
+             dict(**both, STORE_LSE=False, **even, **tiles), stages=3),
         Case("fwd, lse (training)", "_attn_fwd",
-             dict(**both, EVEN_K=True, STORE_LSE=True, **tiles), stages=3),
-        Case("bwd_kv, stored dS (pair bias)", "_attn_bwd_kv", dict(**both, STORE_DS=True, **tiles)),
-        Case("bwd_kv (mask only)", "_attn_bwd_kv", dict(**mask, STORE_DS=False, **tiles)),
-        Case("bwd_dq (mask only)", "_attn_bwd_dq", dict(**mask, **tiles)),
+             dict(**both, STORE_LSE=True, **even, **tiles), stages=3),
+        Case("bwd_kv, stored dS (pair bias)", "_attn_bwd_kv",
+             dict(**both, STORE_DS=True, **even, **tiles)),
+        Case("bwd_kv (mask only)", "_attn_bwd_kv", dict(**mask, STORE_DS=False, **even, **tiles)),
+        Case("bwd_dq (mask only)", "_attn_bwd_dq", dict(**mask, EVEN_D=True, **tiles)),
     ]
 
 
 # The kernels' forms compared: today's, the fused logits, and the fused logits with the
-# backward's delta precomputed (`FlashConfig.fused_logits`, `.precomputed_delta`).
+# backward's delta precomputed or the loads unmasked (`FlashConfig.fused_logits`,
+# `.precomputed_delta`, `.unmasked_loads`). A form is compiled only for the kernels that
+# have all of its switches.
 FORMS: dict[str, dict[str, bool]] = {
-    "plain": {"FUSED": False, "PRE_DELTA": False},
-    "fused": {"FUSED": True, "PRE_DELTA": False},
-    "fused+delta": {"FUSED": True, "PRE_DELTA": True},
+    "plain": {"FUSED": False, "PRE_DELTA": False, "UNMASKED": False},
+    "fused": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": False},
+    "fused+delta": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": False},
+    "fused+unmasked": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True},
+    "fused+delta+unmasked": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True},
 }
 
 
@@ -96,7 +107,12 @@ _NOT_ALIGNED = ("Z2", "H")
 
 
 def compile_case(case: Case, form: str, arch: int = 90, aligned: bool = True) -> bytes:
-    """The case's cubin in `form` (a key of FORMS) for sm_`arch`, specialised as Triton
+    """The case's cubin (see `compile_kernel`)."""
+    return compile_kernel(case, form, arch, aligned).asm["cubin"]
+
+
+def compile_kernel(case: Case, form: str, arch: int = 90, aligned: bool = True):
+    """The case compiled in `form` (a key of FORMS) for sm_`arch`, specialised as Triton
     specialises a launch on the model's tensors: unit strides as constants, pointers
     16-byte aligned and, with `aligned`, the lengths and strides marked as multiples of 16
     (true at the crop and at every length bucket; not for chains at their own lengths,
@@ -126,13 +142,30 @@ def compile_case(case: Case, form: str, arch: int = 90, aligned: bool = True) ->
             if aligned and p.name not in _NOT_ALIGNED:
                 attrs[(p.num,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
-    kernel = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                            options={"num_warps": case.warps, "num_stages": case.stages})
-    return kernel.asm["cubin"]
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                          options={"num_warps": case.warps, "num_stages": case.stages})
+
+
+def _tool(name: str) -> str:
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def registers(cubin: bytes) -> int:
+    """Registers per thread of the cubin's kernel (cuobjdump's resource usage)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        out = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", path],
+                             capture_output=True, text=True, check=True).stdout
+    m = re.search(r"REG:(\d+)", out)
+    if m is None:
+        raise RuntimeError(f"no register count in cuobjdump's output: {out[-300:]}")
+    return int(m.group(1))
 
 
 def disassemble(cubin: bytes) -> str:
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")
+    tool = _tool("nvdisasm")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "kernel.cubin")
         with open(path, "wb") as f:
@@ -158,41 +191,109 @@ def mma_loops(sass: str) -> list[collections.Counter]:
     return loops
 
 
+def measure(case: Case, form: str, arch: int = 90, aligned: bool = True) -> dict:
+    """The main loop of `case` in `form`: instructions per iteration (per thread), per
+    score element (all threads' instructions over the BQ × BK elements of an iteration),
+    opcode counts, registers per thread and dynamic shared memory."""
+    kernel = compile_kernel(case, form, arch, aligned)
+    cubin = kernel.asm["cubin"]
+    loops = mma_loops(disassemble(cubin))
+    main = max(loops, key=lambda c: sum(c.values())) if loops else collections.Counter()
+    n = sum(main.values())
+    elements = case.constexprs["BQ"] * case.constexprs["BK"]
+    return {"case": case.name, "form": form, "instructions": n,
+            "per_element": n * case.warps * 32 / elements,
+            "registers": registers(cubin), "shared": int(kernel.metadata.shared),
+            "opcodes": {k: main.get(k, 0) for k in COLUMNS}}
+
+
+def _forms_of(case: Case) -> list[str]:
+    # a form needs every switch it turns on (the forward has no delta)
+    return [f for f, values in FORMS.items()
+            if not any(on and not _has(case, k) for k, on in values.items())]
+
+
 def run(arch: int = 90, cases: list[Case] | None = None, log=print,
         aligned: bool = True) -> list[dict]:
     log(f"bench sass: Triton {triton.__version__}, sm_{arch}; main-loop instructions per "
         "iteration (per thread) in each form: " + ", ".join(FORMS) + "; lengths and strides "
         + ("multiples of 16 (the crop, length buckets)" if aligned
            else "not multiples of 16 (chains at their own lengths)"))
+    return [measure(case, form, arch, aligned)
+            for case in cases or attention_cases() for form in _forms_of(case)]
+
+
+# The kernels whose launches `scalefold bench attention` sweeps, by kernel name.
+_KINDS = {"_attn_fwd": "fwd", "_attn_bwd_kv": "bwd_kv", "_attn_bwd_dq": "bwd_dq"}
+
+
+def run_tiles(arch: int = 90, log=print, aligned: bool = True) -> list[dict]:
+    """Every launch `bench attention` sweeps (tile sizes, warps, stages), for each case but
+    the training forward (the same loop as the recycling forward's, with one more store
+    after it), in today's form and in the form with every switch on: where the GPU sweep
+    should look (few instructions a score element, no spills, registers that leave room
+    for several blocks on a multiprocessor)."""
+    from scalefold.bench.attention import CANDIDATES
+
+    log(f"bench sass --tiles: Triton {triton.__version__}, sm_{arch}; each launch of "
+        "`bench attention`'s sweep, plain and with every switch")
     rows = []
-    for case in cases or attention_cases():
-        for form, values in FORMS.items():
-            if values["PRE_DELTA"] and not _has(case, "PRE_DELTA"):
-                continue  # the forward has no delta
-            loops = mma_loops(disassemble(compile_case(case, form, arch, aligned)))
-            main = max(loops, key=lambda c: sum(c.values())) if loops else collections.Counter()
-            rows.append({"case": case.name, "form": form,
-                         "instructions": sum(main.values()),
-                         "opcodes": {k: main.get(k, 0) for k in COLUMNS}})
+    for case in attention_cases():
+        if case.name.startswith("fwd, lse"):
+            continue
+        forms = _forms_of(case)
+        for launch in CANDIDATES[_KINDS[case.kernel]]:
+            tiled = Case(case.name, case.kernel,
+                         dict(case.constexprs, BQ=launch.block_q, BK=launch.block_k),
+                         warps=launch.warps, stages=launch.stages)
+            for form in (forms[0], forms[-1]):
+                try:
+                    row = measure(tiled, form, arch, aligned)
+                except Exception as e:  # a launch that does not compile (shared memory)
+                    log(f"  {case.name} {launch.name} {form}: {type(e).__name__}: "
+                        f"{str(e)[:80]}")
+                    continue
+                rows.append(dict(row, launch=launch.name))
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    head = f"{'kernel':38s}{'form':>12s}{'instr':>7s}" + "".join(f"{c:>7s}" for c in COLUMNS)
+def format_tiles(rows: list[dict]) -> str:
+    head = (f"{'kernel':32s}{'launch':>12s}{'form':>22s}{'instr':>7s}{'/elem':>7s}"
+            f"{'regs':>6s}{'smem':>8s}{'spill':>6s}")
     lines = [head]
-    for r in rows:
-        lines.append(f"{r['case'][:38]:38s}{r['form']:>12s}"
-                     f"{r['instructions']:7d}" + "".join(f"{r['opcodes'][c]:7d}" for c in COLUMNS))
+    for case in dict.fromkeys(r["case"] for r in rows):
+        mine = sorted((r for r in rows if r["case"] == case), key=lambda r: r["per_element"])
+        for r in mine:
+            spill = r["opcodes"]["LDL"] + r["opcodes"]["STL"]
+            lines.append(f"{case[:32]:32s}{r['launch']:>12s}{r['form']:>22s}"
+                         f"{r['instructions']:7d}{r['per_element']:7.2f}{r['registers']:6d}"
+                         f"{r['shared']:8d}{spill:6d}")
     return "\n".join(lines)
 
 
-def main(arch: int = 90, json_path: str | None = None, aligned: bool = True) -> int:
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'kernel':38s}{'form':>22s}{'instr':>7s}{'/elem':>7s}{'regs':>6s}"
+            + "".join(f"{c:>7s}" for c in COLUMNS))
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r['case'][:38]:38s}{r['form']:>22s}{r['instructions']:7d}"
+                     f"{r['per_element']:7.2f}{r['registers']:6d}"
+                     + "".join(f"{r['opcodes'][c]:7d}" for c in COLUMNS))
+    return "\n".join(lines)
+
+
+def main(arch: int = 90, json_path: str | None = None, aligned: bool = True,
+         tiles: bool = False) -> int:
     if triton is None:
         raise SystemExit("bench sass needs Triton (the `gpu` extra)")
-    rows = run(arch, aligned=aligned)
-    print(format_table(rows))
+    if tiles:
+        rows = run_tiles(arch, aligned=aligned)
+        print(format_tiles(rows))
+    else:
+        rows = run(arch, aligned=aligned)
+        print(format_table(rows))
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"triton": triton.__version__, "arch": arch, "aligned": aligned,
-                       "rows": rows}, f, indent=1)
+                       "tiles": tiles, "rows": rows}, f, indent=1)
     return 0

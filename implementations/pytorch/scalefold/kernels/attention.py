@@ -53,31 +53,28 @@ if triton is not None:
     _LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x · log2 e)
 
     @triton.jit
-    def _bias_tile(acc, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
-                   ROW: tl.constexpr):
-        # Adds one bias tile [BQ, BK] (any of its strides may be 0: broadcast). ROW: the
+    def _load_bias(B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
+                   ROW: tl.constexpr, MASKED: tl.constexpr, BQ: tl.constexpr,
+                   BK: tl.constexpr):
+        # One bias tile [BQ, BK] in fp32 (any of its strides may be 0: broadcast). ROW: the
         # bias is broadcast over queries (sq = 0, the masks), so one [BK] row is loaded
         # and broadcast instead of BQ copies of it: the same values, BQ times fewer loads.
+        # MASKED=False: every offset is in bounds (the caller clamps rows past the end and
+        # passes only full key blocks), so no bounds are computed or tested per element.
         ptr = B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
         if ROW:
-            row = tl.load(ptr + offs_k * sk, mask=offs_k < K, other=0.0)  # [BK]
-            return acc + row.to(tl.float32)[None, :]
-        ptr = ptr + offs_q[:, None] * sq + offs_k[None, :] * sk
-        m = (offs_q[:, None] < Q) & (offs_k[None, :] < K)
-        return acc + tl.load(ptr, mask=m, other=0.0).to(tl.float32)
-
-    @triton.jit
-    def _bias_first(B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
-                    ROW: tl.constexpr, BQ: tl.constexpr, BK: tl.constexpr):
-        # One bias tile [BQ, BK] in fp32, as the start of a sum (`_bias_tile` adds to one).
-        ptr = B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
-        if ROW:
-            row = tl.load(ptr + offs_k * sk, mask=offs_k < K, other=0.0)  # [BK]
+            if MASKED:
+                row = tl.load(ptr + offs_k * sk, mask=offs_k < K, other=0.0)  # [BK]
+            else:
+                row = tl.load(ptr + offs_k * sk)
             out = tl.broadcast_to(row.to(tl.float32)[None, :], (BQ, BK))
         else:
             ptr = ptr + offs_q[:, None] * sq + offs_k[None, :] * sk
-            m = (offs_q[:, None] < Q) & (offs_k[None, :] < K)
-            out = tl.load(ptr, mask=m, other=0.0).to(tl.float32)
+            if MASKED:
+                m = (offs_q[:, None] < Q) & (offs_k[None, :] < K)
+                out = tl.load(ptr, mask=m, other=0.0).to(tl.float32)
+            else:
+                out = tl.load(ptr).to(tl.float32)
         return out
 
     @triton.jit
@@ -85,29 +82,31 @@ if triton is not None:
                 b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                 HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
                 B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
-                BQ: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+                BQ: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+                MASKED: tl.constexpr = True):
         # The logits [BQ, BK] (fp32): q kᵀ plus the biases. FUSED: the biases are summed
         # first and the product accumulates onto them inside the MMA (its accumulator
         # starts from them instead of zero), which saves one add a score element.
+        # MASKED=False: the bias loads are unmasked (see `_load_bias`).
         if FUSED and (HAS_B0 or HAS_B1):
             if HAS_B0:
-                acc = _bias_first(B0, z1, z2, h, offs_q, offs_k, Q, K,
-                                  b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, BQ, BK)
+                acc = _load_bias(B0, z1, z2, h, offs_q, offs_k, Q, K,
+                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, MASKED, BQ, BK)
                 if HAS_B1:
-                    acc = _bias_tile(acc, B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                     b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
+                    acc += _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                      b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
             else:
-                acc = _bias_first(B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                  b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, BQ, BK)
+                acc = _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
             s = tl.dot(q, kt, acc=acc, input_precision=PREC)
         else:
             s = tl.dot(q, kt, input_precision=PREC)
             if HAS_B0:
-                s = _bias_tile(s, B0, z1, z2, h, offs_q, offs_k, Q, K,
-                               b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW)
+                s += _load_bias(B0, z1, z2, h, offs_q, offs_k, Q, K,
+                                b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, MASKED, BQ, BK)
             if HAS_B1:
-                s = _bias_tile(s, B1, z1, z2, h, offs_q, offs_k, Q, K,
-                               b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW)
+                s += _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
         return s
 
     @triton.jit
@@ -122,6 +121,56 @@ if triton is not None:
         return out
 
     @triton.jit
+    def _fwd_keys(
+        q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
+        QL, KL, D, DV, skl, skd, svl, svd,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+        LOAD_MASKS: tl.constexpr, KEY_MASK: tl.constexpr, EVEN_D: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # The online softmax over one block of keys from `start`: (m_i, l_i, acc) updated.
+        # LOAD_MASKS: loads test their bounds (else the block is full and the query rows
+        # in bounds); KEY_MASK: keys past the end get -inf; EVEN_D: the head dimensions
+        # fill their blocks.
+        offs_k = start + tl.arange(0, BK)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        kt_ptr = k_base + offs_k[None, :] * skl + offs_d[:, None] * skd
+        v_ptr = v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd
+        if LOAD_MASKS:
+            kt = tl.load(kt_ptr, mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
+            v = tl.load(v_ptr, mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV),
+                        other=0.0)
+        elif EVEN_D:
+            kt = tl.load(kt_ptr)
+            v = tl.load(v_ptr)
+        else:
+            kt = tl.load(kt_ptr, mask=offs_d[:, None] < D, other=0.0)
+            v = tl.load(v_ptr, mask=offs_dv[None, :] < DV, other=0.0)
+        s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
+                    LOAD_MASKS)  # [BQ, BK]
+        if KEY_MASK:  # keys past the end of the last block
+            s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        if FUSED:
+            alpha = tl.exp2(m_i * _LOG2E - m_new * _LOG2E)
+        else:
+            alpha = tl.exp(m_i - m_new)
+        p = _exp_minus(s, m_new, FUSED)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if FUSED:  # the rescaled output as the product's accumulator: one add less
+            acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=PREC)
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        return m_new, l_i, acc
+
+    @triton.jit
     def _attn_fwd(
         Qp, Kp, Vp, B0, B1, Op, LSE,
         sq1, sq2, sqh, sql, sqd,
@@ -134,12 +183,16 @@ if triton is not None:
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
         EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, SCALE_Q: tl.constexpr,
+        UNMASKED: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
         # (row, head) pairs of a few chains' extra-MSA row attention in one launch.
+        # UNMASKED: the loop runs over the full blocks of keys without bounds on its loads
+        # (query rows past the end read the last row's values, never stored) and the last,
+        # partial block of keys runs after it with them: the same values in the same order.
         n_qb = tl.cdiv(QL, BQ)
         pid_q = tl.program_id(0) % n_qb
         pid_zh = tl.program_id(0) // n_qb
@@ -153,37 +206,42 @@ if triton is not None:
         q_base = Qp + z1.to(tl.int64) * sq1 + z2.to(tl.int64) * sq2 + h.to(tl.int64) * sqh
         k_base = Kp + z1.to(tl.int64) * sk1 + z2.to(tl.int64) * sk2 + h.to(tl.int64) * skh
         v_base = Vp + z1.to(tl.int64) * sv1 + z2.to(tl.int64) * sv2 + h.to(tl.int64) * svh
-        qmask = (offs_q[:, None] < QL) & (offs_d[None, :] < D)
-        q = tl.load(q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd, mask=qmask,
+        if UNMASKED:
+            offs_ql = tl.minimum(offs_q, QL - 1)  # rows the loads read
+        else:
+            offs_ql = offs_q
+        qmask = (offs_ql[:, None] < QL) & (offs_d[None, :] < D)
+        q = tl.load(q_base + offs_ql[:, None] * sql + offs_d[None, :] * sqd, mask=qmask,
                     other=0.0)  # [BQ, BD]
         if SCALE_Q:  # q · scale rounded to q's dtype: the bits of the plain core's multiply
             q = (q.to(tl.float32) * q_scale).to(q.dtype)
         m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BQ], dtype=tl.float32)
         acc = tl.zeros([BQ, BDV], dtype=tl.float32)
-        for start in range(0, KL, BK):
-            offs_k = start + tl.arange(0, BK)
-            kt = tl.load(k_base + offs_k[None, :] * skl + offs_d[:, None] * skd,
-                         mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
-            s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
-            if not EVEN_K:  # keys past the end of the last block
-                s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            if FUSED:
-                alpha = tl.exp2(m_i * _LOG2E - m_new * _LOG2E)
-            else:
-                alpha = tl.exp(m_i - m_new)
-            p = _exp_minus(s, m_new, FUSED)
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
-                        mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV), other=0.0)
-            if FUSED:  # the rescaled output as the product's accumulator: one add less
-                acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=PREC)
-            else:
-                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-            m_i = m_new
+        if UNMASKED:
+            k_full = (KL // BK) * BK
+            for start in range(0, k_full, BK):
+                m_i, l_i, acc = _fwd_keys(
+                    q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
+                    BQ, BK, BD, BDV, PREC)
+            if k_full < KL:
+                m_i, l_i, acc = _fwd_keys(
+                    q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, True, EVEN_D,
+                    BQ, BK, BD, BDV, PREC)
+        else:
+            for start in range(0, KL, BK):
+                m_i, l_i, acc = _fwd_keys(
+                    q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, not EVEN_K, EVEN_D,
+                    BQ, BK, BD, BDV, PREC)
         acc = acc / l_i[:, None]
         o_base = Op + z1.to(tl.int64) * so1 + z2.to(tl.int64) * so2 + h.to(tl.int64) * soh
         tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
@@ -192,6 +250,79 @@ if triton is not None:
         if STORE_LSE:  # for the backward (natural log); laid out [Z1, Z2, H, Q] (internal)
             lse = m_i + tl.log(l_i)
             tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, lse, mask=offs_q < QL)
+
+    @triton.jit
+    def _bwd_kv_queries(
+        dk, dv, k, v, start, q_base, o_base, do_base, pid_zh, LSE, DELTA, DSp, B0, B1,
+        z1, z2, h, offs_k, QL, KL, D, DV, q_scale,
+        sql, sqd, sol, sod, sdol, sdod,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+        PRE_DELTA: tl.constexpr, STORE_DS: tl.constexpr, SCALE_Q: tl.constexpr,
+        MASKED: tl.constexpr, EVEN_D: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # One block of queries from `start`: its terms of dk and dv (and its dS stored).
+        # MASKED=False: the blocks of queries and keys are full, so no load or store tests
+        # bounds and no probability is zeroed.
+        offs_q = start + tl.arange(0, BQ)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        qvalid = offs_q < QL
+        q_ptr = q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd
+        do_ptr = do_base + offs_q[:, None] * sdol + offs_dv[None, :] * sdod
+        o_ptr = o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod
+        row = pid_zh.to(tl.int64) * QL + offs_q
+        if MASKED:
+            dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
+            q = tl.load(q_ptr, mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            do = tl.load(do_ptr, mask=dvm, other=0.0)  # [BQ, BDV]
+            lse = tl.load(LSE + row, mask=qvalid, other=0.0)
+        elif EVEN_D:
+            dvm = offs_dv[None, :] < BDV
+            q = tl.load(q_ptr)
+            do = tl.load(do_ptr)
+            lse = tl.load(LSE + row)
+        else:
+            dvm = offs_dv[None, :] < DV
+            q = tl.load(q_ptr, mask=offs_d[None, :] < D, other=0.0)
+            do = tl.load(do_ptr, mask=dvm, other=0.0)
+            lse = tl.load(LSE + row)
+        if SCALE_Q:  # the forward's rounded q · scale
+            q = (q.to(tl.float32) * q_scale).to(q.dtype)
+        if PRE_DELTA:  # rowsum(dO·O) [BQ], computed once per row by `_attn_delta`
+            if MASKED:
+                delta = tl.load(DELTA + row, mask=qvalid, other=0.0)
+            else:
+                delta = tl.load(DELTA + row)
+        else:
+            if MASKED or not EVEN_D:
+                o = tl.load(o_ptr, mask=dvm, other=0.0)
+            else:
+                o = tl.load(o_ptr)
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
+        s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC, MASKED)  # [BQ, BK]
+        p = _exp_minus(s, lse, FUSED)
+        if MASKED:
+            p = tl.where(qvalid[:, None] & (offs_k[None, :] < KL), p, 0.0)
+        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)  # [BQ, BK]
+        ds = p * (dp - delta[:, None])
+        if STORE_DS:
+            # dS [Z1, Z2, H, Q, K] in q's dtype, for dq and the bias gradient
+            ds_ptr = DSp + pid_zh.to(tl.int64) * QL * KL + offs_q[:, None] * KL + offs_k[None, :]
+            if MASKED:
+                tl.store(ds_ptr, ds.to(DSp.dtype.element_ty),
+                         mask=qvalid[:, None] & (offs_k[None, :] < KL))
+            else:
+                tl.store(ds_ptr, ds.to(DSp.dtype.element_ty))
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+        return dk, dv
 
     @triton.jit
     def _attn_bwd_kv(
@@ -209,10 +340,15 @@ if triton is not None:
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
         PRE_DELTA: tl.constexpr, STORE_DS: tl.constexpr,
-        SCALE_Q: tl.constexpr,
+        SCALE_Q: tl.constexpr, UNMASKED: tl.constexpr, EVEN_K: tl.constexpr,
+        EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
+        # UNMASKED: in programs whose block of keys is full, the loop runs over the full
+        # blocks of queries without bounds and the last, partial block of queries runs
+        # after it with them: the same values in the same order. (Clamping the keys of a
+        # partial block instead would cost the bias loads their vector width.)
         n_kb = tl.cdiv(KL, BK)  # one grid axis, key blocks fastest (as in `_attn_fwd`)
         pid_k = tl.program_id(0) % n_kb
         pid_zh = tl.program_id(0) // n_kb
@@ -235,39 +371,33 @@ if triton is not None:
         q_base = Qp + z1l * sq1 + z2l * sq2 + hl * sqh
         o_base = Op + z1l * so1 + z2l * so2 + hl * soh
         do_base = DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
-        for start in range(0, QL, BQ):
-            offs_q = start + tl.arange(0, BQ)
-            qvalid = offs_q < QL
-            q = tl.load(q_base + offs_q[:, None] * sql + offs_d[None, :] * sqd,
-                        mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)
-            if SCALE_Q:  # the forward's rounded q · scale
-                q = (q.to(tl.float32) * q_scale).to(q.dtype)
-            dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
-            do = tl.load(do_base + offs_q[:, None] * sdol + offs_dv[None, :] * sdod,
-                         mask=dvm, other=0.0)  # [BQ, BDV]
-            if PRE_DELTA:  # rowsum(dO·O) [BQ], computed once per row by `_attn_delta`
-                delta = tl.load(DELTA + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid,
-                                other=0.0)
-            else:
-                o = tl.load(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
-                            mask=dvm, other=0.0)
-                delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
-            lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
-            s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
-            p = _exp_minus(s, lse, FUSED)
-            p = tl.where(qvalid[:, None] & (offs_k[None, :] < KL), p, 0.0)
-            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
-            dp = tl.dot(do, tl.trans(v), input_precision=PREC)  # [BQ, BK]
-            ds = p * (dp - delta[:, None])
-            if STORE_DS:
-                # dS [Z1, Z2, H, Q, K] in q's dtype, for dq and the bias gradient
-                tl.store(DSp + pid_zh.to(tl.int64) * QL * KL
-                         + offs_q[:, None] * KL + offs_k[None, :],
-                         ds.to(DSp.dtype.element_ty),
-                         mask=qvalid[:, None] & (offs_k[None, :] < KL))
-            dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+        if UNMASKED and (EVEN_K or (pid_k + 1) * BK <= KL):
+            q_full = (QL // BQ) * BQ
+            for start in range(0, q_full, BQ):
+                dk, dv = _bwd_kv_queries(
+                    dk, dv, k, v, start, q_base, o_base, do_base, pid_zh, LSE, DELTA, DSp,
+                    B0, B1, z1, z2, h, offs_k, QL, KL, D, DV, q_scale,
+                    sql, sqd, sol, sod, sdol, sdod,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, PRE_DELTA, STORE_DS, SCALE_Q,
+                    False, EVEN_D, BQ, BK, BD, BDV, PREC)
+            if q_full < QL:
+                dk, dv = _bwd_kv_queries(
+                    dk, dv, k, v, q_full, q_base, o_base, do_base, pid_zh, LSE, DELTA, DSp,
+                    B0, B1, z1, z2, h, offs_k, QL, KL, D, DV, q_scale,
+                    sql, sqd, sol, sod, sdol, sdod,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, PRE_DELTA, STORE_DS, SCALE_Q,
+                    True, EVEN_D, BQ, BK, BD, BDV, PREC)
+        else:
+            for start in range(0, QL, BQ):
+                dk, dv = _bwd_kv_queries(
+                    dk, dv, k, v, start, q_base, o_base, do_base, pid_zh, LSE, DELTA, DSp,
+                    B0, B1, z1, z2, h, offs_k, QL, KL, D, DV, q_scale,
+                    sql, sqd, sol, sod, sdol, sdod,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, PRE_DELTA, STORE_DS, SCALE_Q,
+                    True, EVEN_D, BQ, BK, BD, BDV, PREC)
         tl.store(DKp + z1l * sdk1 + z2l * sdk2 + hl * sdkh
                  + offs_k[:, None] * sdkl + offs_d[None, :] * sdkd,
                  dk.to(DKp.dtype.element_ty),
@@ -365,6 +495,47 @@ if triton is not None:
 
 
     @triton.jit
+    def _bwd_dq_keys(
+        dq, q, do, lse, delta, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
+        QL, KL, D, DV, skl, skd, svl, svd,
+        b0_1, b0_2, b0_h, b0_q, b0_k,
+        b1_1, b1_2, b1_h, b1_q, b1_k,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
+        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
+        MASKED: tl.constexpr, EVEN_D: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # One block of keys from `start`: its term of dq. MASKED=False: the block of keys
+        # is full and the query rows are in bounds (clamped by the caller; rows past the
+        # end are never stored), so no load tests bounds and no probability is zeroed.
+        offs_k = start + tl.arange(0, BK)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        k_ptr = k_base + offs_k[:, None] * skl + offs_d[None, :] * skd
+        v_ptr = v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd
+        if MASKED:
+            kvalid = offs_k < KL
+            k = tl.load(k_ptr, mask=kvalid[:, None] & (offs_d[None, :] < D), other=0.0)
+            v = tl.load(v_ptr, mask=kvalid[:, None] & (offs_dv[None, :] < DV), other=0.0)
+        elif EVEN_D:
+            k = tl.load(k_ptr)  # [BK, BD]
+            v = tl.load(v_ptr)
+        else:
+            k = tl.load(k_ptr, mask=offs_d[None, :] < D, other=0.0)
+            v = tl.load(v_ptr, mask=offs_dv[None, :] < DV, other=0.0)
+        s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC, MASKED)  # [BQ, BK]
+        p = _exp_minus(s, lse, FUSED)
+        if MASKED:
+            p = tl.where((offs_q[:, None] < QL) & (offs_k[None, :] < KL), p, 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        return dq
+
+    @triton.jit
     def _attn_bwd_dq(
         Qp, Kp, Vp, B0, B1, Op, DOp, LSE, DELTA, DQp,
         sq1, sq2, sqh, sql, sqd,
@@ -378,11 +549,13 @@ if triton is not None:
         Z2, H, QL, KL, D, DV, q_scale,
         HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
-        PRE_DELTA: tl.constexpr, SCALE_Q: tl.constexpr,
+        PRE_DELTA: tl.constexpr, SCALE_Q: tl.constexpr, UNMASKED: tl.constexpr,
+        EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr,
     ):
         # One query block, all key blocks: dq in registers, written once (no atomics).
+        # UNMASKED: as in `_attn_fwd` (full key blocks without bounds, then the last one).
         n_qb = tl.cdiv(QL, BQ)  # one grid axis, query blocks fastest (as in `_attn_fwd`)
         pid_q = tl.program_id(0) % n_qb
         pid_zh = tl.program_id(0) // n_qb
@@ -392,48 +565,61 @@ if triton is not None:
         z1 = z // Z2
         z1l, z2l, hl = z1.to(tl.int64), z2.to(tl.int64), h.to(tl.int64)
         offs_q = pid_q * BQ + tl.arange(0, BQ)
+        if UNMASKED:
+            offs_ql = tl.minimum(offs_q, QL - 1)  # rows the loads read
+        else:
+            offs_ql = offs_q
         offs_d = tl.arange(0, BD)
         offs_dv = tl.arange(0, BDV)
-        qvalid = offs_q < QL
+        qvalid = offs_ql < QL
         q = tl.load(Qp + z1l * sq1 + z2l * sq2 + hl * sqh
-                    + offs_q[:, None] * sql + offs_d[None, :] * sqd,
+                    + offs_ql[:, None] * sql + offs_d[None, :] * sqd,
                     mask=qvalid[:, None] & (offs_d[None, :] < D), other=0.0)  # [BQ, BD]
         if SCALE_Q:
             q = (q.to(tl.float32) * q_scale).to(q.dtype)
         dvm = qvalid[:, None] & (offs_dv[None, :] < DV)
         do = tl.load(DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
-                     + offs_q[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
+                     + offs_ql[:, None] * sdol + offs_dv[None, :] * sdod, mask=dvm, other=0.0)
         if PRE_DELTA:
-            delta = tl.load(DELTA + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
+            delta = tl.load(DELTA + pid_zh.to(tl.int64) * QL + offs_ql, mask=qvalid, other=0.0)
         else:
             o = tl.load(Op + z1l * so1 + z2l * so2 + hl * soh
-                        + offs_q[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
+                        + offs_ql[:, None] * sol + offs_dv[None, :] * sod, mask=dvm, other=0.0)
             delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)  # [BQ]
-        lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_q, mask=qvalid, other=0.0)
+        lse = tl.load(LSE + pid_zh.to(tl.int64) * QL + offs_ql, mask=qvalid, other=0.0)
         dq = tl.zeros([BQ, BD], dtype=tl.float32)
         k_base = Kp + z1l * sk1 + z2l * sk2 + hl * skh
         v_base = Vp + z1l * sv1 + z2l * sv2 + hl * svh
-        for start in range(0, KL, BK):
-            offs_k = start + tl.arange(0, BK)
-            kvalid = offs_k < KL
-            k = tl.load(k_base + offs_k[:, None] * skl + offs_d[None, :] * skd,
-                        mask=kvalid[:, None] & (offs_d[None, :] < D), other=0.0)  # [BK, BD]
-            v = tl.load(v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd,
-                        mask=kvalid[:, None] & (offs_dv[None, :] < DV), other=0.0)
-            s = _scores(q, tl.trans(k), B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
-                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC)  # [BQ, BK]
-            p = _exp_minus(s, lse, FUSED)
-            p = tl.where(qvalid[:, None] & kvalid[None, :], p, 0.0)
-            dp = tl.dot(do, tl.trans(v), input_precision=PREC)
-            ds = p * (dp - delta[:, None])
-            dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        if UNMASKED:
+            k_full = (KL // BK) * BK
+            for start in range(0, k_full, BK):
+                dq = _bwd_dq_keys(
+                    dq, q, do, lse, delta, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, EVEN_D,
+                    BQ, BK, BD, BDV, PREC)
+            if k_full < KL:
+                dq = _bwd_dq_keys(
+                    dq, q, do, lse, delta, k_full, k_base, v_base, B0, B1, z1, z2, h,
+                    offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, EVEN_D,
+                    BQ, BK, BD, BDV, PREC)
+        else:
+            for start in range(0, KL, BK):
+                dq = _bwd_dq_keys(
+                    dq, q, do, lse, delta, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, EVEN_D,
+                    BQ, BK, BD, BDV, PREC)
         dq_out = dq.to(DQp.dtype.element_ty)  # the gradient of the scaled q, rounded
         if SCALE_Q:  # then the multiply's backward, rounded again as autograd's
             dq_out = (dq_out.to(tl.float32) * q_scale).to(DQp.dtype.element_ty)
         tl.store(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
                  + offs_q[:, None] * sdql + offs_d[None, :] * sdqd,
-                 dq_out, mask=qvalid[:, None] & (offs_d[None, :] < D))
+                 dq_out, mask=(offs_q[:, None] < QL) & (offs_d[None, :] < D))
 
 
     @triton.jit
@@ -612,6 +798,10 @@ class FlashConfig:
     # row reduction in each iteration of its loop), computed once per row by a kernel of
     # its own and loaded instead.
     precomputed_delta: bool = False
+    # The forward's loop over full blocks of keys loads without bounds (no per-element
+    # offsets compared or selected; query rows past the end read the last row), and the
+    # last, partial block of keys runs after the loop with them. Bit-identical.
+    unmasked_loads: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -653,8 +843,8 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         z2, h, ql, kl, d, dv, float(scale),
         HAS_B0=b0 is not None, HAS_B1=b1 is not None,
         B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, EVEN_K=kl % bk == 0,
-        STORE_LSE=store_lse,
-        SCALE_Q=scale != 1.0,
+        STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
+        UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
@@ -713,7 +903,8 @@ class _FlashAttentionFn(torch.autograd.Function):
             z2, h, ql, kl, d, dv_, float(scale),
             HAS_B0=b0 is not None, HAS_B1=b1 is not None,
             B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, PRE_DELTA=pre,
-            STORE_DS=store_ds, SCALE_Q=scale != 1.0,
+            STORE_DS=store_ds, SCALE_Q=scale != 1.0, UNMASKED=cfg.unmasked_loads,
+            EVEN_K=kl % bk == 0, EVEN_D=d == bd and dv_ == bdv,
             BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
             num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
         )
@@ -740,7 +931,8 @@ class _FlashAttentionFn(torch.autograd.Function):
                 z2, h, ql, kl, d, dv_, float(scale),
                 HAS_B0=b0 is not None, HAS_B1=b1 is not None,
                 B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, PRE_DELTA=pre,
-                SCALE_Q=scale != 1.0, BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
+                SCALE_Q=scale != 1.0, UNMASKED=cfg.unmasked_loads,
+                EVEN_D=d == bd and dv_ == bdv, BQ=qb, BK=kb, BD=bd, BDV=bdv, PREC=prec,
                 num_warps=cfg.bwd_dq.warps, num_stages=cfg.bwd_dq.stages,
             )
             dq_buf = lse  # unused pointer
