@@ -436,7 +436,16 @@ def test_flash_attention_fused_logits_matches_eager(kern, device, name, form, fu
 _SMALL_TILES = dict(fwd=(16, 16, 4, 2), bwd_kv=(16, 16, 4, 1), bwd_dq=(16, 16, 4, 1))
 
 
-@pytest.mark.parametrize("name", sorted(ATTN_CASES))
+# Head dimensions that fill their blocks (16: the loads lose the head-dimension mask
+# too), beside ATTN_CASES' 4 and 8.
+_FULL_HEAD_CASES = {
+    "msa_row_c16": ((1, 3), 2, 20, 20, 16, [((1, 3, 1, 1, 20), False),
+                                             ((1, 1, 2, 20, 20), True)]),
+    "cross_c16": ((2,), 2, 17, 33, 16, [((2, 1, 1, 33), False), ((2, 2, 17, 33), True)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
 @pytest.mark.parametrize("tiles", ["default", "small"])
 @pytest.mark.parametrize("form", ["separate_dq", "saved_ds_fused_delta"])
 def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles, form):
@@ -447,7 +456,7 @@ def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles,
     extra = (dict(store_ds=True, fused_logits=True, precomputed_delta=True)
              if form == "saved_ds_fused_delta" else {})
     base = a.FlashConfig(dq_kernel=True, **extra, **launches)
-    lead, h, ql, kl, c, biases = ATTN_CASES[name]
+    lead, h, ql, kl, c, biases = {**ATTN_CASES, **_FULL_HEAD_CASES}[name]
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=8)
     do = torch.randn(*lead, h, ql, c, generator=torch.Generator().manual_seed(9)).to(device)
     leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
