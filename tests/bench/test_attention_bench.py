@@ -60,6 +60,7 @@ def test_every_recorded_signature_times_on_the_cpu(tmp_path):
     assert any(r["default_s"]["bwd_other_logits"] > 0 for r in results)
     assert any(r["default_s"]["bwd_other_delta"] > 0 for r in results)
     assert all(r["default_s"]["fwd_other_loads"] > 0 for r in results)
+    assert all("bwd_other_ds_dq" in r["default_s"] for r in results)
     assert any(r["default_s"]["bwd_other_loads"] > 0 for r in results)
 
 

@@ -93,7 +93,7 @@ def test_every_case_and_the_new_kernels_compile_for_sm90():
     from triton.compiler import ASTSource
 
     from scalefold.bench.sass import FORMS, _has
-    from scalefold.kernels.attention import _attn_delta
+    from scalefold.kernels.attention import _attn_delta, _attn_dq_from_ds
     from scalefold.kernels.trimul_gating import _gating_bwd
 
     for case in attention_cases():
@@ -104,13 +104,17 @@ def test_every_case_and_the_new_kernels_compile_for_sm90():
 
     def compile_plain(fn, pointers: dict[str, str], constexprs: dict):
         sig = {p.name: ("constexpr" if p.is_constexpr else "*" + pointers[p.name]
-                        if p.name in pointers else "i32") for p in fn.params}
+                        if p.name in pointers else "fp32" if p.name == "q_scale" else "i32")
+               for p in fn.params}
         values = {(p.num,): constexprs[p.name] for p in fn.params if p.is_constexpr}
         src = ASTSource(fn=fn, signature=sig, constexprs=values)
         return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
 
     assert compile_plain(_attn_delta, {"Op": "bf16", "DOp": "bf16", "DELTA": "fp32"},
                          {"BQ": 64, "BDV": 32}).asm["cubin"]
+    assert compile_plain(_attn_dq_from_ds, {"DSp": "bf16", "Kp": "bf16", "DQp": "bf16"},
+                         {"SCALE_Q": True, "BQ": 64, "BK": 64, "BD": 32,
+                          "PREC": "tf32"}).asm["cubin"]
     assert compile_plain(_gating_bwd, {"P": "bf16", "M": "bf16", "DA": "bf16", "DB": "bf16",
                                        "DP": "bf16", "PART": "fp32"},
                          {"BLOCK": 1024}).asm["cubin"]

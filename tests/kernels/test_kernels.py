@@ -249,7 +249,7 @@ def _attn_inputs(lead, h, ql, kl, c, biases, device, dtype, seed):
     return q, k, v, bs
 
 
-def _check_attention(fn, case, device, dtype, tol, seed=0):
+def _check_attention(fn, case, device, dtype, tol, seed=0, scale=1.0):
     lead, h, ql, kl, c, biases = case
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, dtype, seed)
     o = fn(q, k, v, bs)
@@ -257,7 +257,7 @@ def _check_attention(fn, case, device, dtype, tol, seed=0):
     leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
     got = [o, *torch.autograd.grad(o, leaves, do)]
     leaves64 = [t.detach().double().requires_grad_(t.requires_grad) for t in (q, k, v, *bs)]
-    o64 = eager_attention(*leaves64[:3], leaves64[3:])
+    o64 = eager_attention(*leaves64[:3], leaves64[3:], scale=scale)
     ref = [o64, *torch.autograd.grad(
         o64, [t for t in leaves64 if t.requires_grad], do.double())]
     errs = [rel(a, r) for a, r in zip(got, ref)]
@@ -471,6 +471,44 @@ def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles,
         assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
+def test_flash_attention_dq_from_stored_ds_kernel(kern, device, name, monkeypatch):
+    """`ds_dq_kernel`: with the stored dS, dq from one kernel that reads k and writes dq
+    through their strides: the same attention gradients as eager fp64, dq within fp32
+    rounding of the batched-matmul path (the sum over keys in another order), everything
+    else bit-identical; the kernel runs exactly where a bias needs a gradient."""
+    a = kern.attention
+    launches = []
+    kernel = a._attn_dq_from_ds
+
+    class Spy:
+        def __getitem__(self, grid):
+            launches.append(grid)
+            return kernel[grid]
+
+    monkeypatch.setattr(a, "_attn_dq_from_ds", Spy())
+    base = a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=True,
+                         precomputed_delta=True)
+    cfg = dataclasses.replace(base, ds_dq_kernel=True)
+    case = {**ATTN_CASES, **_FULL_HEAD_CASES}[name]
+    tol = 2e-3 if device.type == "cuda" else 1e-5
+    _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg, scale=0.3),
+                     case, device, torch.float32, tol=tol, scale=0.3)
+    assert bool(launches) == any(grad for _, grad in case[-1])
+    lead, h, ql, kl, c, biases = case
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=10)
+    leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
+    runs = []
+    for conf in (base, cfg):
+        o = a.flash_attention(q, k, v, bs, conf, scale=0.3)
+        runs.append([o.detach(), *torch.autograd.grad(o, leaves, torch.ones_like(o))])
+    for i, (got, want) in enumerate(zip(*runs, strict=True)):
+        if i == 1:  # dq
+            assert rel(got, want) < (1e-2 if device.type == "cuda" else 1e-6)
+        else:
+            assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("fused", [False, True], ids=["plain_logits", "fused_logits"])
 def test_flash_attention_fully_masked_row_averages_values(kern, device, fused):
     """A query row whose every key carries the -1e9 mask (a padding MSA row, a padding
@@ -664,12 +702,14 @@ def test_sdpa_core_matches_eager(device, name):
     ((1, 256), 8, 128, 128, 32, [((1, 256, 1, 1, 128), False)]),
 ])
 @pytest.mark.parametrize("backward", ["atomic_dq", "separate_dq", "ds_kept", "ds_kept_fma",
-                                      "ds_kept_fma_own_delta", "ds_kept_fma_own_delta_bare"])
+                                      "ds_kept_fma_own_delta", "ds_kept_fma_own_delta_bare",
+                                      "ds_kept_all"])
 def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
     """bf16 at the benchmark's shapes, each backward form (the ids avoid the interpreter
     run's -k words); with the stored dS, dS is bf16 and the bias gradient its fp32 sum;
     `ds_kept_fma`: the same with the fused logits, `..._own_delta` also with the
-    precomputed delta, `..._bare` also with the unmasked loads."""
+    precomputed delta, `..._bare` also with the unmasked loads, `ds_kept_all` also with dq
+    from the stored dS by its own kernel."""
     a = kern.attention
     cfg = {"atomic_dq": a.DEFAULT_CONFIG, "separate_dq": a.FlashConfig(dq_kernel=True),
            "ds_kept": a.FlashConfig(dq_kernel=True, store_ds=True),
@@ -680,7 +720,10 @@ def test_flash_attention_bf16_benchmark_shapes(kern, case, backward):
            "ds_kept_fma_own_delta_bare": a.FlashConfig(dq_kernel=True, store_ds=True,
                                                        fused_logits=True,
                                                        precomputed_delta=True,
-                                                       unmasked_loads=True)}[backward]
+                                                       unmasked_loads=True),
+           "ds_kept_all": a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=True,
+                                        precomputed_delta=True, unmasked_loads=True,
+                                        ds_dq_kernel=True)}[backward]
     _check_attention(lambda q, k, v, bs: a.flash_attention(q, k, v, bs, cfg), case,
                      torch.device("cuda"), torch.bfloat16, tol=2e-2)
 
@@ -724,7 +767,7 @@ def test_layer_norm_compute_output_under_autocast(kern):
 
 
 @pytest.mark.parametrize("field", ["dq_kernel", "store_ds", "fused_logits",
-                                   "precomputed_delta", "unmasked_loads"])
+                                   "precomputed_delta", "unmasked_loads", "ds_dq_kernel"])
 def test_apply_speedups_gives_each_attention_field_to_every_flash_core(field):
     """Each `SpeedConfig.attention_*` switch reaches the `FlashConfig` of every attention
     core of the model, and only that switch."""
@@ -820,6 +863,7 @@ def test_kernels_in_triton_interpreter():
         "or other_launches or dq_kernel or stored_ds or sigmoid_gate or row_bias_loads "
         "or forward_only_matches or scales_q or strided_gate or stacked_projections "
         "or fused_logits_matches or fully_masked_row or unmasked_loads "
+        "or dq_from_stored_ds "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
     # (opm_projection_kernel_matches also selects the block-of-rows test)
@@ -913,6 +957,7 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
     {"recompute": False, "fields": {"attention_fused_logits": True,
                                     "attention_precomputed_delta": True,
                                     "attention_unmasked_loads": True,
+                                    "attention_ds_dq_kernel": True,
                                     "trimul_bias_in_gating": True,
                                     "trimul_gating_kernel": True}}],
     ids=["h100", "h200", "h200_candidates"])

@@ -326,6 +326,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
                           store_ds=not args.no_store_ds, fused_logits=args.fused_logits,
                           precomputed_delta=args.precomputed_delta,
                           unmasked_loads=args.unmasked_loads,
+                          ds_dq_kernel=args.ds_dq_kernel,
                           n_res=args.n_res,
                           forward_only=args.forward_only,
                           kinds=tuple(k for k in args.kinds.split(",") if k))
@@ -451,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--precomputed-delta", action="store_true",
                      help="sweep around the precomputed delta (the recomputing backward is "
                           "timed beside)")
+    att.add_argument("--ds-dq-kernel", action="store_true",
+                     help="sweep around dq from the stored dS by one kernel (the batched "
+                          "matmul is timed beside)")
     att.add_argument("--unmasked-loads", action="store_true",
                      help="sweep around the unmasked loads (the bounded loads are timed "
                           "beside)")

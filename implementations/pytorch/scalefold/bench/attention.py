@@ -16,7 +16,8 @@ evaluation run so), `--kinds` limits the sweep to some kernels. Each signature's
 also timed with biases broadcast over queries read as full tiles (`row_bias=False`), and
 forward and backward with the other form of the logits (`fused_logits` toggled) and
 with the other loads (`unmasked_loads` toggled), and the backward with the other delta
-(`precomputed_delta` toggled), side by side in the same process.
+(`precomputed_delta` toggled) and, where dS is stored, the other dq from it
+(`ds_dq_kernel` toggled), side by side in the same process.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def time_signature(sig: Signature, device: torch.device, warmup: int, reps: int,
     bias_grad = any(b.requires_grad for b in biases)
     running = backward_kernels(base, bias_grad) if inputs else ()
     for key, other in (("bwd_other_dq", replace(base, dq_kernel=not base.dq_kernel)),
-                       ("bwd_other_ds", replace(base, store_ds=not base.store_ds))):
+                       ("bwd_other_ds", replace(base, store_ds=not base.store_ds)),
+                       ("bwd_other_ds_dq", replace(base, ds_dq_kernel=not base.ds_dq_kernel))):
         same = backward_kernels(other, bias_grad) == running
         res.default_s[key] = (0.0 if not inputs else res.default_s["bwd"] if same
                               else time_call(bwd(other), warmup, reps, device))
@@ -232,6 +234,7 @@ class AttnBenchConfig:
     fused_logits: bool = False  # the base's form of the logits (the other is timed beside)
     precomputed_delta: bool = False  # the base's backward (the other is timed beside)
     unmasked_loads: bool = False  # the base's loads (the other is timed beside)
+    ds_dq_kernel: bool = False  # the base's dq from the stored dS (the other timed beside)
     bandwidth_gbs: float = 4800.0  # for the byte bound (H200 HBM3e: 4.8 TB/s)
     n_res: int | None = None  # record at this many residues (None: the preset's crop)
     forward_only: bool = False  # time forwards without gradients
@@ -261,7 +264,8 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
                                         store_ds=cfg.store_ds,
                                         fused_logits=cfg.fused_logits,
                                         precomputed_delta=cfg.precomputed_delta,
-                                        unmasked_loads=cfg.unmasked_loads),
+                                        unmasked_loads=cfg.unmasked_loads,
+                                        ds_dq_kernel=cfg.ds_dq_kernel),
                            forward_only=cfg.forward_only)
         out.append(r)
         d = r.default_s
@@ -270,7 +274,9 @@ def run(cfg: AttnBenchConfig, log=print) -> list[SignatureResult]:
             f"bwd {d['bwd'] * 1e3:.3f} ms"
             f"  | dq {'atomics' if cfg.dq_kernel else 'kernel'}: bwd "
             f"{d['bwd_other_dq'] * 1e3:.3f} ms, {'no ' if cfg.store_ds else ''}stored dS: bwd "
-            f"{d['bwd_other_ds'] * 1e3:.3f} ms, {'plain' if cfg.fused_logits else 'fused'} "
+            f"{d['bwd_other_ds'] * 1e3:.3f} ms, dq from dS by "
+            f"{'matmul' if cfg.ds_dq_kernel else 'kernel'}: bwd {d['bwd_other_ds_dq'] * 1e3:.3f}"
+            f" ms, {'plain' if cfg.fused_logits else 'fused'} "
             f"logits: fwd {d['fwd_other_logits'] * 1e3:.3f} bwd "
             f"{d['bwd_other_logits'] * 1e3:.3f} ms, "
             f"{'bounded' if cfg.unmasked_loads else 'unmasked'} loads: fwd "

@@ -122,7 +122,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds,
                         fused_logits=speed.attention_fused_logits,
                         precomputed_delta=speed.attention_precomputed_delta,
-                        unmasked_loads=speed.attention_unmasked_loads)
+                        unmasked_loads=speed.attention_unmasked_loads,
+                        ds_dq_kernel=speed.attention_ds_dq_kernel)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,
                   flash_config=flash if flash != FlashConfig() else None)

@@ -623,6 +623,44 @@ if triton is not None:
 
 
     @triton.jit
+    def _attn_dq_from_ds(
+        DSp, Kp, DQp,
+        sk1, sk2, skh, skl, skd,
+        sdq1, sdq2, sdqh, sdql, sdqd,
+        Z2, H, QL, KL, D, q_scale,
+        SCALE_Q: tl.constexpr, BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # dq = dS k from the stored dS [Z1·Z2·H, Q, K] (q's dtype), k and dq each read and
+        # written through their own strides (head-interleaved views of the projections),
+        # rounded to q's dtype, then multiplied by the query scale and rounded again (the
+        # gradient of the scaled q, then the multiply's backward, as autograd rounds them).
+        n_qb = tl.cdiv(QL, BQ)  # one grid axis, query blocks fastest
+        pid_q = tl.program_id(0) % n_qb
+        pid_zh = tl.program_id(0) // n_qb
+        h = pid_zh % H
+        z = pid_zh // H
+        z1l, z2l, hl = (z // Z2).to(tl.int64), (z % Z2).to(tl.int64), h.to(tl.int64)
+        offs_q = pid_q * BQ + tl.arange(0, BQ)
+        offs_d = tl.arange(0, BD)
+        ds_base = DSp + pid_zh.to(tl.int64) * QL * KL
+        k_base = Kp + z1l * sk1 + z2l * sk2 + hl * skh
+        acc = tl.zeros([BQ, BD], dtype=tl.float32)
+        for start in range(0, KL, BK):
+            offs_k = start + tl.arange(0, BK)
+            ds = tl.load(ds_base + offs_q[:, None] * KL + offs_k[None, :],
+                         mask=(offs_q[:, None] < QL) & (offs_k[None, :] < KL), other=0.0)
+            k = tl.load(k_base + offs_k[:, None] * skl + offs_d[None, :] * skd,
+                        mask=(offs_k[:, None] < KL) & (offs_d[None, :] < D), other=0.0)
+            acc = tl.dot(ds, k, acc=acc, input_precision=PREC)  # [BQ, BD]
+        dq = acc.to(DQp.dtype.element_ty)
+        if SCALE_Q:
+            dq = (dq.to(tl.float32) * q_scale).to(DQp.dtype.element_ty)
+        tl.store(DQp + z1l * sdq1 + z2l * sdq2 + hl * sdqh
+                 + offs_q[:, None] * sdql + offs_d[None, :] * sdqd, dq,
+                 mask=(offs_q[:, None] < QL) & (offs_d[None, :] < D))
+
+    @triton.jit
     def _attn_delta(
         Op, DOp, DELTA,
         so1, so2, soh, sol, sod,
@@ -802,6 +840,12 @@ class FlashConfig:
     # offsets compared or selected; query rows past the end read the last row), and the
     # last, partial block of keys runs after the loop with them. Bit-identical.
     unmasked_loads: bool = False
+    # With the stored dS: dq = dS k (× the query scale) from one kernel that reads k and
+    # writes dq through their strides, instead of a batched matmul (which first copies the
+    # head-interleaved k contiguous), a scale pass and a copy into q's layout. The same
+    # roundings; the fp32 sum over keys in another order.
+    ds_dq_kernel: bool = False
+    ds_dq: Launch = Launch(64, 64, 4, 2)
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -910,7 +954,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         )
         if store_ds:
             dq, g0, g1 = _from_stored_ds(ds, q, k, layout, per_z2,
-                                         ((b0o, need[5]), (b1o, need[6])), scale)
+                                         ((b0o, need[5]), (b1o, need[6])), scale, cfg)
             return None, None, dq, dk, dv, g0, g1, None
 
         bq, bk, bd, bdv = cfg.bwd_q.blocks(ql, kl, d, dv_)
@@ -1009,7 +1053,7 @@ def _as5(t: torch.Tensor, layout: _Layout) -> torch.Tensor:
 
 
 def _from_stored_ds(ds: torch.Tensor, q: torch.Tensor, k: torch.Tensor, layout: _Layout,
-                    per_z2: bool, biases, scale: float = 1.0) -> tuple:
+                    per_z2: bool, biases, scale: float, cfg: FlashConfig) -> tuple:
     """dq and the two bias gradients from dS as `_attn_bwd_kv` stored it: [Z1·Z2·H, Q, K].
 
     `biases`: ((bias as given or None, needs a gradient), ...) for the two bias operands.
@@ -1019,10 +1063,18 @@ def _from_stored_ds(ds: torch.Tensor, q: torch.Tensor, k: torch.Tensor, layout: 
     ds5 = ds.view(layout.z1, layout.z2, h, ql, kl)  # [Z1, Z2, H, Q, K]
     # dq = dS k in q's layout, so that it flows back into q's projection without a copy
     dq = _in_layout_of(q, layout, q.dtype, zero=False)
-    dq_scaled = torch.matmul(ds5, _as5(k, layout))  # the gradient of the scaled q
-    if scale != 1.0:
-        dq_scaled.mul_(scale)  # the multiply's backward, as autograd rounds it
-    _as5(dq, layout).copy_(dq_scaled)
+    if cfg.ds_dq_kernel:
+        d = q.shape[-1]
+        bq, bk, bd, _ = cfg.ds_dq.blocks(ql, kl, d, d)
+        _attn_dq_from_ds[(triton.cdiv(ql, bq) * layout.z1 * layout.z2 * h,)](
+            ds, k, dq, *_s5(k, layout), *_s5(dq, layout), layout.z2, h, ql, kl, d,
+            float(scale), SCALE_Q=scale != 1.0, BQ=bq, BK=bk, BD=bd, PREC=dot_precision(q),
+            num_warps=cfg.ds_dq.warps, num_stages=cfg.ds_dq.stages)
+    else:
+        dq_scaled = torch.matmul(ds5, _as5(k, layout))  # the gradient of the scaled q
+        if scale != 1.0:
+            dq_scaled.mul_(scale)  # the multiply's backward, as autograd rounds it
+        _as5(dq, layout).copy_(dq_scaled)
     # The bias gradient: dS summed (in fp32) over Z2 where the biases broadcast over it.
     full = (ds5.float() if per_z2 else ds5.sum(1, keepdim=True, dtype=torch.float32))
     full = layout.unfold(full, per_z2)  # [*lead (1 where summed), H, Q, K]

@@ -56,6 +56,9 @@ class SpeedConfig:
     attention_fused_logits: bool = _opt(
         False, "Triton attention: the biases as q kᵀ's accumulator and exponentials as "
                "exp2 of a fused multiply-add (fewer operations a score element)")
+    attention_ds_dq_kernel: bool = _opt(
+        False, "Triton attention: with the stored dS, dq = dS·k·scale from one kernel reading "
+               "k and writing dq in their layouts (no copy of k, no scale or layout pass)")
     attention_unmasked_loads: bool = _opt(
         False, "Triton attention: loops over full blocks load without bounds, the partial "
                "last block after them with bounds (bit-identical)")
@@ -154,7 +157,8 @@ class SpeedConfig:
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
-                        "attention_precomputed_delta", "attention_unmasked_loads")
+                        "attention_precomputed_delta", "attention_unmasked_loads",
+                        "attention_ds_dq_kernel")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
