@@ -31,12 +31,14 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("c,launch", [(16, None), (48, None), (384, None),
                                       (48, "few_programs"), (16, "wide"),
-                                      (48, "many_partials")])
+                                      (48, "many_partials"), (48, "stream"),
+                                      (384, "stream")])
 def test_layer_norm_matches_pytorch(kern, device, c, launch):
     """Default launch, and launches `bench layernorm` sweeps: several row blocks per
     backward program (partial dweight/dbias rows), many rows per program, and more
     partial rows than the summing kernel's block (several steps of its loop, the last
-    one masked)."""
+    one masked), and the streaming backward (the next block's loads ahead, the sums as
+    tiles) over several blocks a program, the last one partial."""
     lns = kern.layer_norm
     rows = 300 if launch == "many_partials" else 19  # 600 rows: 600 partials of one row
     launch = {None: lns.DEFAULT_LAUNCH,
@@ -45,7 +47,9 @@ def test_layer_norm_matches_pytorch(kern, device, c, launch):
               "wide": lns.LayerNormLaunch(block_elems=16384, bwd_block_elems=16384,
                                           fwd_warps=8),
               "many_partials": lns.LayerNormLaunch(bwd_block_elems=64,
-                                                   bwd_programs=4096)}[launch]
+                                                   bwd_programs=4096),
+              "stream": lns.LayerNormLaunch(bwd_block_elems=256, bwd_programs=3,
+                                            bwd_stream=True)}[launch]
     g = torch.Generator().manual_seed(c)
     x = (torch.randn(2, rows, c, generator=g) * 3 + 1).to(device).requires_grad_()
     w = torch.randn(c, generator=g).to(device).requires_grad_()

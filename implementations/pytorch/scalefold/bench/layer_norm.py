@@ -28,7 +28,11 @@ FWD_CANDIDATES = tuple(LayerNormLaunch(block_elems=e, fwd_warps=w)
                        for e in (2048, 4096, 8192, 16384) for w in (4, 8))
 BWD_CANDIDATES = tuple(LayerNormLaunch(bwd_block_elems=e, bwd_warps=w, bwd_programs=p)
                        for e in (4096, 8192, 16384) for w in (4, 8)
-                       for p in (1024, 4096, 16384))
+                       for p in (1024, 4096, 16384)) + tuple(
+    # streaming: a few programs a multiprocessor (132 on an H100/H200), each over many
+    # small blocks with the next block's loads in flight
+    LayerNormLaunch(bwd_block_elems=e, bwd_warps=w, bwd_programs=p, bwd_stream=True)
+    for e in (1024, 2048, 4096) for w in (4,) for p in (264, 528, 1056))
 
 
 @dataclass(frozen=True)

@@ -51,23 +51,50 @@ if triton is not None:
         tl.store(RSTD + rows, rstd, mask=rmask)
 
     @triton.jit
+    def _ln_bwd_rows(X, DY, MEAN, RSTD, rows, cols, M, C):
+        # The inputs of one block of rows: x and dy [BM, BC] (fp32), mean and rstd [BM].
+        rmask = rows < M
+        mask = rmask[:, None] & (cols < C)[None, :]
+        offs = rows[:, None].to(tl.int64) * C + cols[None, :]
+        x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+        mean = tl.load(MEAN + rows, mask=rmask, other=0.0)
+        rstd = tl.load(RSTD + rows, mask=rmask, other=0.0)
+        return x, dy, mean, rstd
+
+    @triton.jit
     def _ln_bwd(X, W, DY, DX, MEAN, RSTD, DW_PART, DB_PART, M, C, blocks_per_prog,
-                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+                STREAM: tl.constexpr = False):
+        # Each program runs blocks_per_prog consecutive blocks of BLOCK_M rows. STREAM: the
+        # next block's loads are issued before this block's arithmetic and store (Triton
+        # pipelines no plain loads of such a loop: its sm90 code has no cp.async), and the
+        # dweight/dbias terms accumulate as [BM, BC] tiles reduced over rows once after the
+        # loop instead of in every iteration (a cross-warp reduction with barriers each).
         pid = tl.program_id(0)
         cols = tl.arange(0, BLOCK_C)
         cmask = cols < C
         w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
-        dw = tl.zeros([BLOCK_C], dtype=tl.float32)
-        db = tl.zeros([BLOCK_C], dtype=tl.float32)
+        if STREAM:
+            dw = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
+            db = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
+            nxt = _ln_bwd_rows(X, DY, MEAN, RSTD,
+                               pid * blocks_per_prog * BLOCK_M + tl.arange(0, BLOCK_M),
+                               cols, M, C)
+        else:
+            dw = tl.zeros([BLOCK_C], dtype=tl.float32)
+            db = tl.zeros([BLOCK_C], dtype=tl.float32)
         for i in range(0, blocks_per_prog):
             rows = (pid * blocks_per_prog + i) * BLOCK_M + tl.arange(0, BLOCK_M)
-            rmask = rows < M
-            mask = rmask[:, None] & cmask[None, :]
+            mask = (rows < M)[:, None] & cmask[None, :]
             offs = rows[:, None].to(tl.int64) * C + cols[None, :]
-            x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
-            mean = tl.load(MEAN + rows, mask=rmask, other=0.0)
-            rstd = tl.load(RSTD + rows, mask=rmask, other=0.0)
+            if STREAM:
+                x, dy, mean, rstd = nxt
+                # rows past this program's blocks are masked off (no memory traffic)
+                ahead = tl.where(i + 1 < blocks_per_prog, rows + BLOCK_M, M)
+                nxt = _ln_bwd_rows(X, DY, MEAN, RSTD, ahead, cols, M, C)
+            else:
+                x, dy, mean, rstd = _ln_bwd_rows(X, DY, MEAN, RSTD, rows, cols, M, C)
             xhat = tl.where(mask, (x - mean[:, None]) * rstd[:, None], 0.0)
             g = dy * w[None, :]
             # dx = rstd (g - mean(g) - xhat mean(g xhat)), the LayerNorm Jacobian product
@@ -75,10 +102,18 @@ if triton is not None:
             c2 = tl.sum(g, axis=1) / C
             dx = (g - c2[:, None] - xhat * c1[:, None]) * rstd[:, None]
             tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
-            dw += tl.sum(dy * xhat, axis=0)
-            db += tl.sum(dy, axis=0)
-        tl.store(DW_PART + pid * C + cols, dw, mask=cmask)
-        tl.store(DB_PART + pid * C + cols, db, mask=cmask)
+            if STREAM:
+                dw += dy * xhat
+                db += dy
+            else:
+                dw += tl.sum(dy * xhat, axis=0)
+                db += tl.sum(dy, axis=0)
+        if STREAM:
+            tl.store(DW_PART + pid * C + cols, tl.sum(dw, axis=0), mask=cmask)
+            tl.store(DB_PART + pid * C + cols, tl.sum(db, axis=0), mask=cmask)
+        else:
+            tl.store(DW_PART + pid * C + cols, dw, mask=cmask)
+            tl.store(DB_PART + pid * C + cols, db, mask=cmask)
 
     @triton.jit
     def _ln_bwd_wb(PART, OUT, P, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -109,6 +144,9 @@ class LayerNormLaunch:
     # rows to sum afterwards.
     bwd_programs: int = 1024
     bwd_block_elems: int = 8192  # elements a backward program holds per step
+    # The backward's loads one block ahead and its dweight/dbias sums as tiles (`_ln_bwd`'s
+    # STREAM), for launches with several blocks a program.
+    bwd_stream: bool = False
 
     def block_m(self, c: int, backward: bool = False) -> int:
         elems = self.bwd_block_elems if backward else self.block_elems
@@ -117,7 +155,7 @@ class LayerNormLaunch:
     @property
     def name(self) -> str:
         return (f"e{self.block_elems}/{self.bwd_block_elems}-w{self.fwd_warps}/"
-                f"{self.bwd_warps}-p{self.bwd_programs}")
+                f"{self.bwd_warps}-p{self.bwd_programs}" + ("-stream" if self.bwd_stream else ""))
 
 
 # `scalefold bench layernorm` on the H200 (docs/perf-log/2026-11-29_s6.md): with the
@@ -162,7 +200,7 @@ class _LayerNormFn(torch.autograd.Function):
         if m > 0:
             _ln_bwd[(progs,)](x2, weight, dy2, dx, mean, rstd, part[0], part[1], m, c,
                               blocks_per_prog, BLOCK_M=bm, BLOCK_C=bc,
-                              num_warps=launch.bwd_warps)
+                              STREAM=launch.bwd_stream, num_warps=launch.bwd_warps)
             sum_c = min(bc, 32)
             _ln_bwd_wb[(triton.cdiv(c, sum_c), 2)](part, wb, progs, c, BLOCK_P=128,
                                                    BLOCK_C=sum_c, num_warps=4)
