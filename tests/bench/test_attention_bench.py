@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from scalefold.bench.attention import (
@@ -86,6 +88,10 @@ def test_sweeps_only_the_backward_kernels_that_run():
 
     fast = FlashConfig(dq_kernel=True, store_ds=True)
     assert backward_kernels(fast, bias_grad=True) == ("bwd_kv",)
+    # dq from the stored dS by its own kernel: another backward, timed beside the base
+    with_dq = dataclasses.replace(fast, ds_dq_kernel=True)
+    assert backward_kernels(with_dq, bias_grad=True) == ("bwd_kv", "ds_dq")
+    assert backward_kernels(with_dq, bias_grad=False) == backward_kernels(fast, False)
     assert backward_kernels(fast, bias_grad=False) == ("bwd_kv", "bwd_dq")
     assert set(backward_kernels(FlashConfig(dq_kernel=True), True)) == {"bwd_kv", "bwd_dq",
                                                                         "bwd_q"}

@@ -140,7 +140,9 @@ class SignatureResult:
 def backward_kernels(cfg: FlashConfig, bias_grad: bool) -> tuple[str, ...]:
     """The backward kernels `cfg` runs for a call (with or without a bias gradient)."""
     if cfg.store_ds and bias_grad:
-        return ("bwd_kv",)  # dq and the bias gradient come from the stored dS
+        # dq and the bias gradient come from the stored dS (dq by its own kernel with
+        # ds_dq_kernel, whose launch is not swept)
+        return ("bwd_kv", "ds_dq") if cfg.ds_dq_kernel else ("bwd_kv",)
     if cfg.dq_kernel:
         return ("bwd_kv", "bwd_dq", "bwd_q") if bias_grad else ("bwd_kv", "bwd_dq")
     return ("bwd_kv", "bwd_q")
@@ -293,7 +295,8 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
              "whole backward with that kernel's launch)"]
     tot = {"bound": 0.0, "fwd": 0.0, "bwd": 0.0, "fwd_best": 0.0, "bwd_best": 0.0,
            "fwd_tile_bias": 0.0, "fwd_other_logits": 0.0, "bwd_other_logits": 0.0,
-           "fwd_other_loads": 0.0, "bwd_other_loads": 0.0, "bwd_other_delta": 0.0}
+           "fwd_other_loads": 0.0, "bwd_other_loads": 0.0, "bwd_other_delta": 0.0,
+           "bwd_other_ds_dq": 0.0}
     for r in results:
         bound = r.min_bytes / (bandwidth_gbs * 1e9)
         cells = []
@@ -312,7 +315,7 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
         tot["bound"] += r.calls * bound
         tot["fwd"] += r.calls * r.default_s["fwd"]
         for key in ("fwd_tile_bias", "fwd_other_logits", "bwd_other_logits", "fwd_other_loads",
-                    "bwd_other_loads", "bwd_other_delta"):
+                    "bwd_other_loads", "bwd_other_delta", "bwd_other_ds_dq"):
             tot[key] += r.calls * r.default_s.get(key, 0.0)
         tot["bwd"] += r.calls * r.default_s["bwd"]
         tot["fwd_best"] += r.calls * (r.default_s["fwd"] - max(0.0, gains.get("fwd", 0.0)))
@@ -327,7 +330,8 @@ def format_table(results: list[SignatureResult], bandwidth_gbs: float) -> str:
         f"{tot['fwd_other_logits'] * 1e3:.1f} ms, bwd {tot['bwd_other_logits'] * 1e3:.1f} ms; "
         f"the other loads (unmasked_loads toggled): fwd {tot['fwd_other_loads'] * 1e3:.1f} ms, "
         f"bwd {tot['bwd_other_loads'] * 1e3:.1f} ms; the other delta (precomputed_delta toggled): bwd "
-        f"{tot['bwd_other_delta'] * 1e3:.1f} ms")
+        f"{tot['bwd_other_delta'] * 1e3:.1f} ms; the other dq from dS (ds_dq_kernel toggled): "
+        f"bwd {tot['bwd_other_ds_dq'] * 1e3:.1f} ms")
     return "\n".join(lines)
 
 
