@@ -150,14 +150,19 @@ def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
 
-def registers(cubin: bytes) -> int:
-    """Registers per thread of the cubin's kernel (cuobjdump's resource usage)."""
+def _run_on_cubin(tool: str, args: list[str], cubin: bytes) -> str:
+    """stdout of one of Triton's NVIDIA tools run on `cubin` (written to a temporary file)."""
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "kernel.cubin")
         with open(path, "wb") as f:
             f.write(cubin)
-        out = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", path],
-                             capture_output=True, text=True, check=True).stdout
+        return subprocess.run([_tool(tool), *args, path], capture_output=True, text=True,
+                              check=True).stdout
+
+
+def registers(cubin: bytes) -> int:
+    """Registers per thread of the cubin's kernel (cuobjdump's resource usage)."""
+    out = _run_on_cubin("cuobjdump", ["--dump-resource-usage"], cubin)
     m = re.search(r"REG:(\d+)", out)
     if m is None:
         raise RuntimeError(f"no register count in cuobjdump's output: {out[-300:]}")
@@ -165,13 +170,7 @@ def registers(cubin: bytes) -> int:
 
 
 def disassemble(cubin: bytes) -> str:
-    tool = _tool("nvdisasm")
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "kernel.cubin")
-        with open(path, "wb") as f:
-            f.write(cubin)
-        return subprocess.run([tool, "-c", path], capture_output=True, text=True,
-                              check=True).stdout
+    return _run_on_cubin("nvdisasm", ["-c"], cubin)
 
 
 def mma_loops(sass: str) -> list[collections.Counter]:
