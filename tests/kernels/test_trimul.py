@@ -129,6 +129,10 @@ def _forward_no_grad(bias_in_gating: bool, outgoing: bool, device: str, bf16: bo
     mod = swap_triangle_multiplication(mod.to(device), bias_in_gating=bias_in_gating)
     z = torch.randn(1, 3, 11, 11, 16, generator=g).to(device)
     mask = (torch.rand(1, 3, 11, 11, generator=g) > 0.2).float().to(device)
+    if backend:
+        # Each call compiles a new module through the same forward: without a reset the
+        # parametrised cases together pass dynamo's recompile limit (8) on a GPU.
+        torch._dynamo.reset()
     fn = torch.compile(mod, backend=backend, fullgraph=True) if backend else mod
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         return fn(z, mask)

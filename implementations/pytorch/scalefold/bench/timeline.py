@@ -6,7 +6,8 @@ kernels (each kernel's ramp and tail, dependencies, launch latency inside the gr
 the largest pool of the step not assigned to a kernel family. This reads the device
 kernels' start and end times from a torch.profiler trace of one step and splits the step's
 span into kernel time and idle time, and names the kernels most often followed by an idle
-gap. Where the profiler sees only the graph launch (no kernel records inside the graph),
+gap, and the pairs (kernel before, kernel after) that the longest gaps fall between: what
+follows a gap says what waited. Where the profiler sees only the graph launch (no kernel records inside the graph),
 the report says so instead of guessing.
 """
 
@@ -29,6 +30,8 @@ class Timeline:
     span_ms: float  # first kernel start to last kernel end
     gaps_us: tuple[float, ...]  # idle time after each kernel before the next one starts
     long_gap_before: tuple[tuple[str, int, float], ...]  # (kernel, gaps, ms) largest first
+    # (kernel before, kernel after, gaps, ms) largest first
+    long_gap_pairs: tuple[tuple[str, str, int, float], ...] = ()
 
     @property
     def idle_ms(self) -> float:
@@ -38,13 +41,15 @@ class Timeline:
 def timeline(events: list[tuple[str, float, float]], top: int = 8) -> Timeline:
     """`events`: (kernel name, start µs, end µs) of the device kernels of one step."""
     if not events:
-        return Timeline(0, 0.0, 0.0, 0.0, (), ())
+        return Timeline(0, 0.0, 0.0, 0.0, (), (), ())
     ev = sorted(events, key=lambda e: (e[1], e[2]))
     kernel_us = sum(e - s for _, s, e in ev)
     busy, gaps = 0.0, []
     cur_s, cur_e = ev[0][1], ev[0][2]
     long_n: Counter[str] = Counter()
     long_us: Counter[str] = Counter()
+    pair_n: Counter[tuple[str, str]] = Counter()
+    pair_us: Counter[tuple[str, str]] = Counter()
     last_name = ev[0][0]
     for name, s, e in ev[1:]:
         if s > cur_e:  # idle between the running interval and this kernel
@@ -53,6 +58,8 @@ def timeline(events: list[tuple[str, float, float]], top: int = 8) -> Timeline:
             if gap > LONG_GAP_US:
                 long_n[last_name] += 1
                 long_us[last_name] += gap
+                pair_n[last_name, name] += 1
+                pair_us[last_name, name] += gap
             busy += cur_e - cur_s
             cur_s, cur_e = s, e
         else:  # overlaps (another stream): no gap
@@ -64,7 +71,10 @@ def timeline(events: list[tuple[str, float, float]], top: int = 8) -> Timeline:
     span = max(e for _, _, e in ev) - ev[0][1]
     worst = tuple((n, long_n[n], long_us[n] / 1e3)
                   for n, _ in long_us.most_common(top))
-    return Timeline(len(ev), kernel_us / 1e3, busy / 1e3, span / 1e3, tuple(gaps), worst)
+    pairs = tuple((b, a, pair_n[b, a], pair_us[b, a] / 1e3)
+                  for (b, a), _ in pair_us.most_common(top))
+    return Timeline(len(ev), kernel_us / 1e3, busy / 1e3, span / 1e3, tuple(gaps), worst,
+                    pairs)
 
 
 def format_timeline(t: Timeline, label: str) -> str:
@@ -84,6 +94,10 @@ def format_timeline(t: Timeline, label: str) -> str:
         lines.append(f"  kernels most followed by a gap over {LONG_GAP_US:g} µs "
                      "(kernel, gaps, ms):")
         lines += [f"    {n[:80]:80s} {c:6d} {ms:8.2f}" for n, c, ms in t.long_gap_before]
+    if t.long_gap_pairs:
+        lines.append("  the pairs those gaps fall between (before -> after, gaps, ms):")
+        for b, a, c, ms in t.long_gap_pairs:
+            lines += [f"    {b[:80]}", f"      -> {a[:74]:74s} {c:6d} {ms:8.2f}"]
     return "\n".join(lines)
 
 

@@ -838,7 +838,9 @@ class FlashConfig:
     precomputed_delta: bool = False
     # The forward's loop over full blocks of keys loads without bounds (no per-element
     # offsets compared or selected; query rows past the end read the last row), and the
-    # last, partial block of keys runs after the loop with them. Bit-identical.
+    # last, partial block of keys runs after the loop with them. The same operations in
+    # the same order (bit-identical in Triton's interpreter); compiled for sm90 the two
+    # forms contract and schedule differently, and a few values round differently.
     unmasked_loads: bool = False
     # With the stored dS: dq = dS k (× the query scale) from one kernel that reads k and
     # writes dq through their strides, instead of a batched matmul (which first copies the

@@ -61,7 +61,8 @@ class SpeedConfig:
                "k and writing dq in their layouts (no copy of k, no scale or layout pass)")
     attention_unmasked_loads: bool = _opt(
         False, "Triton attention: loops over full blocks load without bounds, the partial "
-               "last block after them with bounds (bit-identical)")
+               "last block after them with bounds (the same arithmetic; on sm90 the compiled "
+               "code rounds a few values differently)")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
     layer_norm_output: Literal["fp32", "compute"] = _opt(
         "fp32", "LayerNorm output dtype under autocast: compute = bf16, so the residual "
@@ -185,6 +186,9 @@ _H200 = SpeedConfig(
     fused_gate=True, fused_residual_dropout=True, eval_length_buckets="32",
     eval_cuda_graphs=True, eval_warm_up=True, eval_template_pairs_once=True,
     input_copy_stream=True, eval_compile_glue=True, compile_structure_module=True,
+    attention_fused_logits=True, attention_precomputed_delta=True,
+    attention_unmasked_loads=True, attention_ds_dq_kernel=True, trimul_bias_in_gating=True,
+    trimul_gating_kernel=True,
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
