@@ -4,8 +4,8 @@
 # not accept a closed-division result from it; use it to validate a node, the data
 # and the container before a large allocation. NEXP defaults to 1 here.
 # Global batch: (1 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 8.
-# Expected (a prediction of `scalefold plan`, 2026-12-04 profile; docs/PLAN.md): about
-# 0.69 s a step (the `h100` step measured on an H200, x1.26 for an H100; one flat
+# Expected (a prediction of `scalefold plan`, 2026-12-05 profile; docs/PLAN.md): about
+# 0.60 s a step (the `h100` step composed from the H200's `h200` step, x1.26 for an H100; one flat
 # all-reduce over NVLink adds ~2 ms). Global batch 8 has no reference convergence point,
 # so no time to train is predicted.
 #

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from dataclasses import replace
@@ -27,9 +28,11 @@ from scalefold.plan.stepmodel import (
     dap_collectives_per_step,
     step_breakdown,
 )
+from scalefold.train.config import SpeedConfig
 
 EVIDENCE = Path(__file__).resolve().parents[2] / "docs" / "evidence" / "2026-12-03_h200"
 EVIDENCE_1204 = EVIDENCE.parent / "2026-12-04_h200"
+EVIDENCE_1205 = EVIDENCE.parent / "2026-12-05_h200"
 
 OPTS = PlanOptions(trials=200)
 
@@ -45,15 +48,27 @@ def test_shipped_profile_names_sources_and_assumptions():
     assert shipped_profiles()
     prof = load()
     assert prof.gpu == "h200" and set(prof.steps) >= {"h100", "h200"}
-    # both steps copied from one bench step process (call 25): h100 is its second variant
-    bench = json.loads((EVIDENCE_1204 / "call25_step.json").read_text())["results"]
-    for preset, row in zip(("h200", "h100"), bench, strict=True):
-        medians = [r["median_s"] for r in row["per_n"]]
-        assert prof.steps[preset].avg_s == pytest.approx(sum(medians) / 4, abs=1e-4), preset
-    assert bench[1]["name"] == "h200+recompute_outer_product"
+    # h200: call 42's first variant (today's preset), n = 0 and 3 measured and n = 1, 2 on
+    # the line between them, so the mean is the mean of the two measured ends
+    bench = json.loads((EVIDENCE_1205 / "call42_step.json").read_text())["results"][0]
+    assert bench["name"].startswith("h200+attention_fused_logits")
+    assert all(bench["variant"]["speed"][f] == v
+               for f, v in dataclasses.asdict(SpeedConfig.preset("h200")).items())
+    med = {r["n"]: r["median_s"] for r in bench["per_n"]}
+    h200 = prof.steps["h200"].per_n_s
+    assert (h200[0], h200[3]) == pytest.approx((med[0], med[3]), abs=1e-4)
+    assert h200[1] - h200[0] == pytest.approx(h200[3] - h200[2], abs=1e-4)
+    assert prof.steps["h200"].avg_s == pytest.approx((med[0] + med[3]) / 2, abs=1e-4)
+    # h100: composed from h200 and call 25's cost of the recompute, named an assumption
+    c25 = json.loads((EVIDENCE_1204 / "call25_step.json").read_text())["results"]
+    cost = [b["median_s"] - a["median_s"] for a, b in
+            zip(c25[0]["per_n"], c25[1]["per_n"], strict=True)]
+    assert c25[1]["name"] == "h200+recompute_outer_product"
+    assert prof.steps["h100"].per_n_s == pytest.approx(
+        [a + b for a, b in zip(h200, cost, strict=True)], abs=2e-4)
     assert all(prof.sources[k] for k in ("step.h200", "trainer", "dp", "dap", "eval", "data"))
     assert "startup" in prof.assumed
-    assert "step.h200" not in prof.assumed and "step.h100" not in prof.assumed
+    assert "step.h200" not in prof.assumed and "step.h100" in prof.assumed
     assert prof.dp_overhead_s == pytest.approx(0.0100, abs=1e-4)
     assert 0 < prof.dap_replicated_memory_share < 0.2
 
@@ -144,9 +159,11 @@ def test_measured_per_chain_curve_interpolates_and_extrapolates():
 
 def test_shipped_evaluation_is_the_measured_180_chain_pass():
     prof = load()
-    # call 32's one variant: today's h200 evaluation
-    variants = json.loads((EVIDENCE_1204 / "call32_eval.json").read_text())["variants"]
-    bench = variants["h200+input_copy_stream+eval_compile_glue"]
+    # call 44's one variant: today's h200 evaluation
+    variants = json.loads((EVIDENCE_1205 / "call44_eval.json").read_text())["variants"]
+    (bench,) = variants.values()
+    assert all(bench["speed"][f] == v
+               for f, v in dataclasses.asdict(SpeedConfig.preset("h200")).items())
     assert bench["speed"]["eval_warm_up"]  # the first pass without first-time work
     ev = prof.eval_for("h200")
     assert ev.validation_set and ev.lengths_assumed and len(ev.lengths) == 180
@@ -216,7 +233,15 @@ def test_memory_warning_and_preset_choice():
     prof = load_profile()
     one = load_cluster("dgxh100", nodes=16)  # 128 GPUs: batch 128 at local batch 1
     p = predict(one, RunShape(128, dap_size=1, eval_ranks=0), prof, OPTS)
-    assert p.step.preset == "h100" and p.step.fits  # h200's 77 GiB does not fit 80 GB
+    # h200's step (76.5 GiB) and its evaluation (6.2 GiB) together do not fit 80 GB
+    assert p.step.preset == "h100" and p.step.fits
+    # the evaluation's memory counts on training ranks only where they evaluate
+    sync, not_sync = (step_breakdown(load_cluster("dgxh100", nodes=n), RunShape(
+        128, dap_size=1, eval_ranks=e, preset="h200"), prof, "h200", 1.26)
+        for n, e in ((16, 0), (17, 8)))  # 128 training ranks, one sample each
+    assert sync.local_batch == not_sync.local_batch == 1
+    assert sync.memory_gib - not_sync.memory_gib == pytest.approx(
+        prof.eval_for("h200").peak_mem_gib)
     node = load_cluster("dgxh100", nodes=1)
     p = predict(node, RunShape(128, dap_size=1, eval_ranks=0), prof, OPTS)
     assert p.step.local_batch == 16 and not p.step.fits

@@ -27,7 +27,9 @@ rank runs one after another), P the DAP size, W the training ranks:
 - S_loader: scalefold.plan.loader.
 Memory: the preset's one-GPU peak, the part DAP divides shrinking as 1/P (share
 measured by `bench dap`), the activations times L (the trainer's batched forward) or
-once (with gradient accumulation, `accumulate`).
+once (with gradient accumulation, `accumulate`); with synchronous evaluation, plus the
+preset's evaluation peak (allocated; its graph pools reserve more), since the training
+step's CUDA-graph pools stay held while a training rank evaluates.
 """
 
 from __future__ import annotations
@@ -185,6 +187,9 @@ def step_breakdown(cluster: Cluster, shape: RunShape, profile: Profile, preset: 
     # sample's activations at a time.
     one = STATE_GIB + activations * (1 if accumulate else local)
     memory = one * (share + (1 - share) / p)
+    ev = profile.eval_for(preset)
+    if shape.eval_ranks == 0 and ev is not None and ev.peak_mem_gib:
+        memory += ev.peak_mem_gib
     return StepBreakdown(
         preset=preset, groups=groups, local_batch=local, idle_gpus=idle, one_gpu_s=t1,
         training_ranks=w, trainer_path=path,
