@@ -17,12 +17,14 @@ copy), and only the product x is transposed back for the output LayerNorm (or, w
 gate (`linear_g`) and the output projection stay in the pair layout, as in the plain
 module. Same math; the parity test compares outputs and every gradient.
 
-With `bias_in_gating`, forwards without gradients (recycling iterations, evaluation) run
-the stacked projection as a plain matmul and add its bias in the gating, where the compiled
-glue fuses it: baddbmm first copies the broadcast bias into its [4c, N·N] output and the
-GEMM reads it back (beta = 1), two passes over the largest tensor of the module. The bias
-then joins the product after its rounding to the compute dtype instead of before it (one
-more rounding, bf16 only). With gradients baddbmm stays: its bias gradient, fused by
+With `bias_in_gating`, forwards without gradients (recycling iterations, evaluation) that
+torch.compile traces run the stacked projection as a plain matmul and add its bias in the
+gating, where the compiled glue fuses it: baddbmm first copies the broadcast bias into its
+[4c, N·N] output and the GEMM reads it back (beta = 1), two passes over the largest tensor
+of the module. The bias then joins the product after its rounding to the compute dtype
+instead of before it (one more rounding, bf16 only). Run eagerly (the DAP configs' step,
+`h100`'s evaluation) the four bias adds would be kernels of their own, about what they
+save, so there baddbmm stays: the form measured there. With gradients baddbmm stays: its bias gradient, fused by
 inductor into the gating backward, measured faster than the same sum taken from the
 gating (docs/perf-log/2026-12-03.md).
 
@@ -81,7 +83,7 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         if dt is not None:
             w, bias, zf = w.to(dt), bias.to(dt), zf.to(dt)
         wb = w.expand(zf.shape[0], -1, -1)
-        if self.bias_in_gating and not torch.is_grad_enabled():
+        if self.bias_in_gating and not torch.is_grad_enabled() and torch.compiler.is_compiling():
             out = torch.bmm(wb, zf.transpose(-1, -2))  # W·zᵀ: [B, 4c, N*N]
             return out.reshape(*lead, *out.shape[-2:]), bias, False
         # W·zᵀ + bias: [B, 4c, N*N], contiguous channels-first

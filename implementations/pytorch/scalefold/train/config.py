@@ -93,9 +93,10 @@ class SpeedConfig:
         False, "with trimul_channel_first: the triangle product's backward returns both "
                "gradients contiguous (autograd's gives one as a transposed view)")
     trimul_bias_in_gating: bool = _opt(
-        False, "with trimul_channel_first, in forwards without gradients (recycling "
-               "iterations, evaluation): the stacked projection a plain matmul, its bias "
-               "added in the gating instead of copied into the output first by baddbmm")
+        False, "with trimul_channel_first, in compiled forwards without gradients "
+               "(recycling iterations, evaluation): the stacked projection a plain matmul, "
+               "its bias added in the fused gating instead of copied into the output first "
+               "by baddbmm")
     trimul_gating_kernel: bool = _opt(
         False, "with trimul_channel_first, in forwards with gradients: the gating's "
                "backward and the stacked projection's bias gradient as one Triton kernel")
