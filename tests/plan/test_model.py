@@ -240,6 +240,12 @@ def test_memory_warning_and_preset_choice():
         128, dap_size=1, eval_ranks=e, preset="h200"), prof, "h200", 1.26)
         for n, e in ((16, 0), (17, 8)))  # 128 training ranks, one sample each
     assert sync.local_batch == not_sync.local_batch == 1
+    # a fit within MEMORY_MARGIN_GIB of the limit is flagged; a roomy one is not
+    near = predict(load_cluster("dgxh100", nodes=17),
+                   RunShape(128, dap_size=1, eval_ranks=8, preset="h200"), prof, OPTS)
+    assert near.step.fits and near.step.memory_limit_gib - near.step.memory_gib < 1.0
+    assert any("within" in w for w in near.warnings)
+    assert not any("within" in w for w in p.warnings)
     assert sync.memory_gib - not_sync.memory_gib == pytest.approx(
         prof.eval_for("h200").peak_mem_gib)
     node = load_cluster("dgxh100", nodes=1)
