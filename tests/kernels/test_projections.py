@@ -83,6 +83,27 @@ def test_stacked_weight_made_once_per_scope_without_gradients(monkeypatch):
     assert len(made) == 4
 
 
+def test_gate_bias_padded_once_per_scope_without_gradients(monkeypatch):
+    """Without gradients the stacked projection's gate bias is handed out padded with the
+    zeros of q, k, v, so no call pads it again; the output is the bits of a call that
+    pads it itself."""
+    import scalefold.kernels.projections as proj
+
+    m = _module(True)
+    casts = WeightCasts()
+    swap_attention_projections(m, casts)
+    x = torch.randn(3, 5, 12)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = m(x, x, [])  # no scope open: stacked and padded on the call
+    pads = []
+    real_pad = torch.nn.functional.pad
+    monkeypatch.setattr(proj.F, "pad", lambda *a, **k: pads.append(1) or real_pad(*a, **k))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
+        got = [m(x, x, []) for _ in range(3)]
+    assert len(pads) == 1
+    assert all(torch.equal(g, want) for g in got)
+
+
 def _loss_and_grads(stacked: bool, bf16: bool):
     torch.manual_seed(0)
     model = AlphaFold(AlphaFoldConfig.tiny()).eval()

@@ -26,6 +26,7 @@ without gradients, once per autocast region with `cached_weight_casts`).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels.linear import _LinearMatvecBiasGrad
@@ -60,9 +61,18 @@ class StackedProjectionAttention(Attention):
         def make() -> tuple[torch.Tensor, torch.Tensor | None]:
             return _stack(ws, dtype), None if b is None else b.to(dtype)
 
+        def make_padded() -> tuple[torch.Tensor, torch.Tensor | None]:
+            # Without gradients the bias is only the GEMM's epilogue operand: padded with
+            # the zeros of q, k, v here once, not by `_LinearMatvecBiasGrad` on every call
+            # (the same F.linear on the same values).
+            w, bias = make()
+            if bias is not None:
+                bias = F.pad(bias, (w.shape[0] - bias.numel(), 0))
+            return w, bias
+
         if self.weight_casts is None or not self.weight_casts.caching():
             return make()
-        return self.weight_casts.cached(("stacked_qkvg", id(self), dtype), make)
+        return self.weight_casts.cached(("stacked_qkvg", id(self), dtype), make_padded)
 
     def projections(self, q_x: torch.Tensor, kv_x: torch.Tensor):
         if q_x is not kv_x:  # cross attention (template pointwise): separate inputs
