@@ -95,9 +95,13 @@ def test_gate_bias_padded_once_per_scope_without_gradients(monkeypatch):
     x = torch.randn(3, 5, 12)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         want = m(x, x, [])  # no scope open: stacked and padded on the call
+    import scalefold.kernels.linear as lin
+
     pads = []
-    real_pad = torch.nn.functional.pad
-    monkeypatch.setattr(proj.F, "pad", lambda *a, **k: pads.append(1) or real_pad(*a, **k))
+    real_pad = lin.pad_bias
+    spy = lambda *a: pads.append(1) or real_pad(*a)  # noqa: E731
+    monkeypatch.setattr(lin, "pad_bias", spy)
+    monkeypatch.setattr(proj, "pad_bias", spy)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
         got = [m(x, x, []) for _ in range(3)]
     assert len(pads) == 1

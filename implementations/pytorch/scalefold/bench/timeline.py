@@ -7,8 +7,8 @@ the largest pool of the step not assigned to a kernel family. This reads the dev
 kernels' start and end times from a torch.profiler trace of one step and splits the step's
 span into kernel time and idle time, and names the kernels most often followed by an idle
 gap, and the pairs (kernel before, kernel after) that the longest gaps fall between: what
-follows a gap says what waited. Where the profiler sees only the graph launch (no kernel records inside the graph),
-the report says so instead of guessing.
+follows a gap says what waited. Where the profiler sees only the graph launch (no kernel
+records inside the graph), the report says so instead of guessing.
 """
 
 from __future__ import annotations

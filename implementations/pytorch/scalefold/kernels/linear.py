@@ -25,6 +25,12 @@ from scalefold.kernels.swap import swap
 from scalefold.model.primitives import Linear
 
 
+def pad_bias(bias: torch.Tensor, out_features: int) -> torch.Tensor:
+    """The bias of only the last bias.numel() of `out_features` outputs (stacked
+    projections of which only the last has a bias) as a full bias: zeros before it."""
+    return F.pad(bias, (out_features - bias.numel(), 0))
+
+
 class _LinearMatvecBiasGrad(torch.autograd.Function):
     """y = x Wᵀ + b with the bias gradient as a matvec. `b` may be the bias of only the
     last b.numel() outputs (stacked projections of which only the last has a bias): the
@@ -36,7 +42,7 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.n_bias = 0 if bias is None else bias.numel()
         if bias is not None and ctx.n_bias < weight.shape[0]:
-            bias = F.pad(bias, (weight.shape[0] - ctx.n_bias, 0))
+            bias = pad_bias(bias, weight.shape[0])
         return F.linear(x, weight, bias)
 
     @staticmethod

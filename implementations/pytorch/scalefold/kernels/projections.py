@@ -26,10 +26,9 @@ without gradients, once per autocast region with `cached_weight_casts`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from scalefold.kernels._autocast import WeightCasts, autocast_dtype
-from scalefold.kernels.linear import _LinearMatvecBiasGrad
+from scalefold.kernels.linear import _LinearMatvecBiasGrad, pad_bias
 from scalefold.kernels.swap import swap
 from scalefold.model.attention import Attention
 
@@ -66,9 +65,7 @@ class StackedProjectionAttention(Attention):
             # the zeros of q, k, v here once, not by `_LinearMatvecBiasGrad` on every call
             # (the same F.linear on the same values).
             w, bias = make()
-            if bias is not None:
-                bias = F.pad(bias, (w.shape[0] - bias.numel(), 0))
-            return w, bias
+            return w, None if bias is None else pad_bias(bias, w.shape[0])
 
         if self.weight_casts is None or not self.weight_casts.caching():
             return make()

@@ -24,9 +24,9 @@ gating, where the compiled glue fuses it: baddbmm first copies the broadcast bia
 of the module. The bias then joins the product after its rounding to the compute dtype
 instead of before it (one more rounding, bf16 only). Run eagerly (the DAP configs' step,
 `h100`'s evaluation) the four bias adds would be kernels of their own, about what they
-save, so there baddbmm stays: the form measured there. With gradients baddbmm stays: its bias gradient, fused by
-inductor into the gating backward, measured faster than the same sum taken from the
-gating (docs/perf-log/2026-12-03.md).
+save, so there baddbmm stays, as before the field (the eager form is not measured). With
+gradients baddbmm stays: its bias gradient, fused by inductor into the gating backward,
+measured faster than the same sum taken from the gating (docs/perf-log/2026-12-03.md).
 
 With `gating_kernel`, forwards with gradients gate through `gated_projections`
 (`scalefold.kernels.trimul_gating`): the same forward, and a backward that is one Triton
