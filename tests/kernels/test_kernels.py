@@ -963,9 +963,11 @@ def test_recompute_outer_product_mean_same_gradients_less_saved():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("extra", [
-    {}, {"recompute": False}], ids=["h100", "h200"])
+    {}, {"recompute": False}, {"recompute": False, "candidates": True}],
+    ids=["h100", "h200", "h200+candidates"])
 def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
-    """What the h100 and h200 presets build (every kernel and swap, bf16), with and without
+    """What the h100 and h200 presets build (every kernel and swap, bf16; and h200 with
+    the candidate fields not in a preset yet), with and without
     the inductor code of `compile_glue` and `compile_structure_module`: loss and gradients
     agree within bf16 rounding."""
     import dataclasses
@@ -985,6 +987,9 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     loss_fn = AlphaFoldLoss(LossConfig.mlperf()).to(dev)  # its residue tables are buffers
     fast = dataclasses.replace(SpeedConfig.preset("h200"), cuda_graphs=False,
                                recompute_outer_product=extra.get("recompute", True))
+    if extra.get("candidates"):  # built, in no preset yet
+        fast = dataclasses.replace(fast, attention_stacked_triangle_bias=True,
+                                   attention_shared_mask_biases=True)
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from scalefold.data.selection import last_iteration
-from scalefold.kernels import StackedProjectionAttention, swap_attention_projections
+from scalefold.kernels import (
+    StackedBiasTriangleAttention,
+    StackedProjectionAttention,
+    swap_attention_projections,
+    swap_triangle_bias_projections,
+)
 from scalefold.kernels._autocast import WeightCasts
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.model.attention import Attention
+from scalefold.model.pair import TriangleAttention
 from scalefold.utils.synthetic import synthetic_batch
 
 
@@ -142,3 +149,135 @@ def test_whole_model_close_under_bf16_autocast():
     l1, g1 = _loss_and_grads(True, bf16=True)
     assert rel(l1, l0) < 1e-3
     assert rel(g1, g0) < 2e-2
+
+
+# Triangle attention's bias projection in the stacked matmul (`attention_stacked_triangle_bias`)
+
+
+def _triangle(starting: bool, c_z: int = 12, c_hidden: int = 5) -> TriangleAttention:
+    torch.manual_seed(2)
+    m = TriangleAttention(c_z, c_hidden, 4, 1e9, starting=starting)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    return m
+
+
+def _stacked_triangle(m: TriangleAttention, casts: WeightCasts | None = None):
+    swap_attention_projections(m, casts)
+    swap_triangle_bias_projections(m)
+    return m
+
+
+@pytest.mark.parametrize("starting", [True, False])
+def test_triangle_bias_stacked_same_output_and_gradients_fp32(starting):
+    plain = _triangle(starting)
+    stacked = _stacked_triangle(_triangle(starting))
+    assert isinstance(stacked, StackedBiasTriangleAttention)
+    assert list(stacked.state_dict()) == list(plain.state_dict())
+    z = torch.randn(2, 9, 9, 12)
+    mask = (torch.rand(2, 9, 9) > 0.2).float()
+    outs, grads = [], []
+    for m in (plain, stacked):
+        zi = z.clone().requires_grad_()
+        y = m(zi, mask)
+        y.square().sum().backward()
+        outs.append(y)
+        grads.append(torch.cat([zi.grad.flatten()] + [p.grad.flatten() for p in m.parameters()]))
+    assert rel(outs[1], outs[0]) < 1e-6
+    assert rel(grads[1], grads[0]) < 1e-5
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _matmuls(m, z, mask, grad: bool) -> int:
+    zi = z.clone().requires_grad_(grad)
+    with _Ops() as ops:
+        y = m(zi, mask)
+        if grad:
+            y.sum().backward()
+    return sum(op in ("mm", "addmm", "bmm", "baddbmm") for op in ops.ops)
+
+
+def test_triangle_bias_stacked_is_one_gemm_less_each_way():
+    """Forward: the bias's GEMM; backward: its input- and weight-gradient GEMMs."""
+    z, mask = torch.randn(1, 8, 8, 12), torch.ones(1, 8, 8)
+    base = swap_attention_projections(_triangle(True))
+    stacked = _stacked_triangle(_triangle(True))
+    assert _matmuls(stacked, z, mask, False) == _matmuls(base, z, mask, False) - 1
+    assert _matmuls(stacked, z, mask, True) == _matmuls(base, z, mask, True) - 3
+
+
+def test_triangle_bias_stacked_keeps_the_projections_aligned(monkeypatch):
+    """The bias's columns are padded to 16: q, k, v and the gate start, and their rows
+    stride, at multiples of 16 elements (cuBLAS and the kernels' vector loads) where
+    H·c is one (the model's 4 × 32 and the templates' 4 × 16)."""
+    stacked = _stacked_triangle(_triangle(True, c_z=16, c_hidden=8))
+    seen = []
+    real = type(stacked.mha).attend
+    monkeypatch.setattr(type(stacked.mha), "attend",
+                        lambda self, q, k, v, g, *a, **kw: seen.append((q, k, v, g))
+                        or real(self, q, k, v, g, *a, **kw))
+    with torch.no_grad():
+        stacked(torch.randn(1, 8, 8, 16), torch.ones(1, 8, 8))
+    (q, k, v, g), = seen
+    for t in (q, k, v, g):
+        assert t.stride(-2) % 16 == 0 and t.storage_offset() % 16 == 0
+
+
+def test_triangle_bias_stacked_weight_made_once_per_scope_without_gradients(monkeypatch):
+    import scalefold.kernels.projections as proj
+
+    casts = WeightCasts()
+    m = _stacked_triangle(_triangle(True), casts)
+    made = []
+    real = proj._stack
+    monkeypatch.setattr(proj, "_stack", lambda ps, dt: made.append(len(ps)) or real(ps, dt))
+    z, mask = torch.randn(1, 6, 6, 12), torch.ones(1, 6, 6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
+        y0, y1 = m(z, mask), m(z, mask)
+    assert torch.equal(y0, y1) and made == [6]  # bias, pad, q, k, v, g: once
+    with torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
+        m(z, mask)
+        m(z, mask)
+    assert made == [6, 6, 6]  # with gradients each call stacks its own
+
+
+def test_triangle_bias_left_alone_without_stacked_projections():
+    plain = _triangle(True)
+    m = swap_triangle_bias_projections(_triangle(True))  # mha not stacked: plain project
+    z, mask = torch.randn(1, 6, 6, 12), torch.ones(1, 6, 6)
+    assert torch.equal(m(z, mask), plain(z, mask))
+
+
+def _loss_and_grads_tri(bf16: bool, tri: bool):
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    swap_attention_projections(model)
+    if tri:
+        swap_triangle_bias_projections(model)
+        assert sum(isinstance(m, StackedBiasTriangleAttention) for m in model.modules()) == 8
+    batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=2,
+                            num_iterations=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model(batch)
+    loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
+    loss.backward()
+    return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()
+                                     if p.grad is not None])
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_whole_model_with_the_triangle_bias_stacked(bf16):
+    l0, g0 = _loss_and_grads_tri(bf16, tri=False)
+    l1, g1 = _loss_and_grads_tri(bf16, tri=True)
+    assert rel(l1, l0) < (1e-3 if bf16 else 1e-6)
+    assert rel(g1, g0) < (2e-2 if bf16 else 1e-5)

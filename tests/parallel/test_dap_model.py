@@ -8,6 +8,7 @@ noise first: the model zero-initialises its final layers, which would hide error
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from pathlib import Path
@@ -138,18 +139,32 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
     model.load_state_dict(ref["state_dict"])
     model.train(ref["train"])
     model.set_activation_checkpointing(ref["checkpointing"])
+    scope = contextlib.nullcontext
     if name == "tiny_train_swapped":
         from scalefold.kernels import (
+            swap_attention_projections,
+            swap_mask_biases,
             swap_outer_product_mean,
             swap_residual_dropout,
+            swap_triangle_bias_projections,
             swap_triangle_multiplication,
         )
+        from scalefold.kernels._autocast import WeightCasts
         from scalefold.kernels.dropout import FusedResidualDropout
         from scalefold.kernels.opm import ProjectedOuterProductMean as POPM
+        from scalefold.kernels.projections import StackedBiasTriangleAttention as SBTA
 
         swap_triangle_multiplication(model, contiguous_grads=True)
         swap_residual_dropout(model)
         swap_outer_product_mean(model)
+        casts = WeightCasts()
+        swap_attention_projections(model, casts)
+        swap_triangle_bias_projections(model)
+        swap_mask_biases(model, casts)
+        scope = casts.scope
+        stacked_tri = []
+        real_tri = SBTA.project
+        SBTA.project = lambda self, z: (stacked_tri.append(1), real_tri(self, z))[1]
         outer = []
         real_outer = POPM.outer_projection
         POPM.outer_projection = lambda self, a, b: (outer.append(1), real_outer(self, a, b))[1]
@@ -171,7 +186,8 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
     sample = rank // dap_size
     runner: nn.Module = nn.parallel.DistributedDataParallel(model) if use_ddp else model
     torch.manual_seed(TRAIN_SEED)
-    out = runner(ref["batches"][sample])
+    with scope():
+        out = runner(ref["batches"][sample])
     loss = _loss_like(out, ref["weights"])
     loss.backward()
     if reduction == "none":
@@ -189,6 +205,8 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
         errors["channels_first_not_called"] = float(not projected)
         POPM.outer_projection = real_outer
         errors["opm_projection_not_called"] = float(not outer)
+        SBTA.project = real_tri
+        errors["stacked_triangle_bias_not_called"] = float(not stacked_tri)
     if name == "tiny_eval":
         # The trainer's evaluation model is a deep copy: it must stay parallelized.
         ev = copy.deepcopy(model).eval()
@@ -304,6 +322,7 @@ def test_overlapped_all_to_all_under_activation_checkpointing(results):
 def test_swapped_kernels_run_under_dap(results):
     """The speed-ups applied before DAP are the ones DAP runs (the channels-first
     triangle multiplication's halves, the outer product mean's `outer_projection`, the
-    residual update's `residual_masked`), with
-    outputs and gradients as the plain model in one process computes them."""
+    residual update's `residual_masked`, triangle attention's bias in the stacked
+    projections, the mask biases shared within the forward's scope), with outputs and
+    gradients as the plain model in one process computes them."""
     _check(results, "tiny_train_swapped")

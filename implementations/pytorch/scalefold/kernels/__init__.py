@@ -17,6 +17,9 @@ and for use on their own:
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
 - `swap_attention_projections(model)`: self-attention's q, k, v and gate projections
   as one matmul.
+- `swap_triangle_bias_projections(model)`: triangle attention's bias projection joins
+  those stacked projections.
+- `swap_mask_biases(model, cache)`: each attention mask's bias built once per forward.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
@@ -49,10 +52,13 @@ from scalefold.kernels.glue import (
 )
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
+from scalefold.kernels.masks import SharedMaskBias, swap_mask_biases
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
 from scalefold.kernels.projections import (
+    StackedBiasTriangleAttention,
     StackedProjectionAttention,
     swap_attention_projections,
+    swap_triangle_bias_projections,
 )
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul import (
@@ -119,6 +125,9 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.cached_weight_casts and casts_used and weight_casts is None:
         raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
                          "opens (build_step passes it)")
+    if speed.attention_shared_mask_biases and weight_casts is None:
+        raise ValueError("attention_shared_mask_biases needs the WeightCasts whose scope "
+                         "the forward opens (build_step passes it)")
     flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds,
                         fused_logits=speed.attention_fused_logits,
                         precomputed_delta=speed.attention_precomputed_delta,
@@ -142,6 +151,10 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     casts = weight_casts if speed.cached_weight_casts else None
     if speed.attention_stacked_projections:
         swap_attention_projections(model, casts)
+        if speed.attention_stacked_triangle_bias:
+            swap_triangle_bias_projections(model)
+    if speed.attention_shared_mask_biases:
+        swap_mask_biases(model, weight_casts)
     if speed.matvec_bias_grad:
         swap_linears(model, casts)
     if speed.fused_gate:
@@ -164,6 +177,8 @@ __all__ = [
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
     "SDPAAttentionCore",
+    "SharedMaskBias",
+    "StackedBiasTriangleAttention",
     "StackedProjectionAttention",
     "TritonAttentionCore",
     "TritonLayerNorm",
@@ -180,5 +195,7 @@ __all__ = [
     "swap_residual_dropout",
     "swap",
     "swap_attention_projections",
+    "swap_mask_biases",
+    "swap_triangle_bias_projections",
     "swap_triangle_multiplication",
 ]

@@ -28,7 +28,8 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 class WeightCasts:
     """Reduced-precision copies of parameters for the forwards that need no gradient,
-    made once per autocast region.
+    made once per autocast region (and, through `constant`, values no gradient flows
+    through, shared by every forward).
 
     Kernels that run with autocast off cast their weights by hand (`p.to(dtype)`), which
     autocast's own cache never sees: every call of a module pays a cast kernel, and every
@@ -66,6 +67,17 @@ class WeightCasts:
         if p.dtype == dtype or not self.caching():
             return p.to(dtype)
         return self.cached((id(p), dtype), lambda: p.to(dtype))
+
+    def constant(self, key: tuple, make: Callable[[], T]) -> T:
+        """make() once per scope for `key`, with or without gradients, for values that no
+        gradient flows through (zeros, biases made from masks); a fresh make() where no
+        scope is open or compiled code is being traced."""
+        if torch.compiler.is_compiling() or self._casts is None:
+            return make()
+        full = ("constant", *key)
+        if full not in self._casts:
+            self._casts[full] = make()
+        return self._casts[full]
 
     def cached(self, key: tuple, make: Callable[[], T]) -> T:
         """make() once per scope for `key` where nothing records gradients; a fresh make()

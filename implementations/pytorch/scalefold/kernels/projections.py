@@ -19,6 +19,12 @@ computes each output element's dot product the same way (no split-K at these sha
 with gradients, dx rounds once instead of four times (not bit-identical to the plain
 module; the 5-seed check covers it).
 
+Triangle attention also projects the same normalised z to its bias (H = 4 columns, no
+bias term): `StackedBiasTriangleAttention` puts that weight first in the stack, padded
+with zero rows to 16 columns so that every later part stays aligned, which removes a
+skinny GEMM (N = H) from the forward and, from the backward, that projection's input-
+gradient GEMM, the add of its result into z's gradient and its weight-gradient GEMM.
+
 Parameters and state-dict names are untouched (the stacked weight is made per forward;
 without gradients, once per autocast region with `cached_weight_casts`).
 """
@@ -31,6 +37,7 @@ from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels.linear import _LinearMatvecBiasGrad, pad_bias
 from scalefold.kernels.swap import swap
 from scalefold.model.attention import Attention
+from scalefold.model.pair import TriangleAttention
 
 
 def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -51,14 +58,21 @@ class StackedProjectionAttention(Attention):
 
     weight_casts: WeightCasts | None = None
 
-    def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        ws = [self.linear_q.weight, self.linear_k.weight, self.linear_v.weight]
+    def _stacked(self, dtype: torch.dtype, lead: tuple[torch.Tensor, ...] = (),
+                 pad: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # [lead weights; `pad` zero rows; q; k; v; g] and the gate's bias (the last rows')
+        ws = [*lead, self.linear_q.weight, self.linear_k.weight, self.linear_v.weight]
         if self.linear_g is not None:
             ws.append(self.linear_g.weight)
         b = None if self.linear_g is None else self.linear_g.bias
 
         def make() -> tuple[torch.Tensor, torch.Tensor | None]:
-            return _stack(ws, dtype), None if b is None else b.to(dtype)
+            parts = ws
+            if pad:
+                zeros = self._constant(("zero_rows", pad, ws[0].shape[1], ws[0].device),
+                                       lambda: ws[0].new_zeros(pad, ws[0].shape[1]))
+                parts = [*lead, zeros, *ws[len(lead):]]
+            return _stack(parts, dtype), None if b is None else b.to(dtype)
 
         def make_padded() -> tuple[torch.Tensor, torch.Tensor | None]:
             # Without gradients the bias is only the GEMM's epilogue operand: padded with
@@ -69,21 +83,57 @@ class StackedProjectionAttention(Attention):
 
         if self.weight_casts is None or not self.weight_casts.caching():
             return make()
-        return self.weight_casts.cached(("stacked_qkvg", id(self), dtype), make_padded)
+        key = ("stacked_qkvg", id(self), dtype, tuple(id(p) for p in lead), pad)
+        return self.weight_casts.cached(key, make_padded)
+
+    def _constant(self, key: tuple, make):
+        return make() if self.weight_casts is None else self.weight_casts.constant(key, make)
+
+    def project_stacked(self, x: torch.Tensor, lead: tuple[torch.Tensor, ...] = (),
+                        pad: int = 0) -> torch.Tensor:
+        """x [*, c_in] -> [*, Σ rows]: the lead weights' outputs, `pad` zero columns, then
+        q, k, v and the gate's logits, as one matmul."""
+        dt = autocast_dtype(x)
+        w, b = self._stacked(dt if dt is not None else x.dtype, lead, pad)
+        if dt is not None:
+            with torch.autocast(x.device.type, enabled=False):
+                return _LinearMatvecBiasGrad.apply(x.to(dt), w, b)
+        return _LinearMatvecBiasGrad.apply(x, w, b)
 
     def projections(self, q_x: torch.Tensor, kv_x: torch.Tensor):
         if q_x is not kv_x:  # cross attention (template pointwise): separate inputs
             return super().projections(q_x, kv_x)
         # q_x: [*, L, c_in] -> q, k, v, g: each [*, L, H·c], views of one [*, L, 4·H·c]
-        dt = autocast_dtype(q_x)
-        w, b = self._stacked(dt if dt is not None else q_x.dtype)
-        if dt is not None:
-            with torch.autocast(q_x.device.type, enabled=False):
-                y = _LinearMatvecBiasGrad.apply(q_x.to(dt), w, b)
-        else:
-            y = _LinearMatvecBiasGrad.apply(q_x, w, b)
+        y = self.project_stacked(q_x)
         q, k, v, *g = y.split(self.num_heads * self.c_hidden, dim=-1)
         return q, k, v, (g[0] if g else None)
+
+
+# The triangle bias's columns of the stacked output, padded to a multiple of 16 elements:
+# the row stride and the offsets of q, k, v and g then stay multiples of 32 bytes, which
+# cuBLAS's tensor-core kernels and the attention kernels' vector loads rely on.
+_TRI_COLUMNS = 16
+
+
+class StackedBiasTriangleAttention(TriangleAttention):
+    """`TriangleAttention` (same parameters) whose bias projection joins the attention's
+    stacked q, k, v and gate projections of the same normalised z: one GEMM reads z
+    (not two), and in backward z's gradient comes from one GEMM with the bias's four
+    columns summed in its fp32 accumulator, not from a fifth GEMM, its rounding and an
+    add; the bias's weight gradient is part of the stacked one. Needs `mha` to be a
+    `StackedProjectionAttention`."""
+
+    def project(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        mha = self.mha
+        if not isinstance(mha, StackedProjectionAttention):
+            return super().project(z)
+        h = self.linear.out_features
+        y = mha.project_stacked(z, lead=(self.linear.weight,), pad=_TRI_COLUMNS - h)
+        hc = mha.num_heads * mha.c_hidden
+        sizes = [h, _TRI_COLUMNS - h] + [hc] * (4 if mha.linear_g is not None else 3)
+        # one split (its backward is one concatenation of the gradients, zeros for the pad)
+        tri, _, q, k, v, *g = y.split(sizes, dim=-1)  # tri: [*, I, J, H]; q..g [*, I, J, H·c]
+        return tri, (q, k, v, (g[0] if g else None))
 
 
 def swap_attention_projections(model: torch.nn.Module,
@@ -91,4 +141,12 @@ def swap_attention_projections(model: torch.nn.Module,
     """Every `Attention` of `model` becomes a `StackedProjectionAttention`, in place,
     sharing `weight_casts` if given. Returns `model`."""
     swap(model, Attention, StackedProjectionAttention, weight_casts=weight_casts)
+    return model
+
+
+def swap_triangle_bias_projections(model: torch.nn.Module) -> torch.nn.Module:
+    """Every `TriangleAttention` of `model` becomes a `StackedBiasTriangleAttention`, in
+    place (after `swap_attention_projections`, whose stacked weights it extends).
+    Returns `model`."""
+    swap(model, TriangleAttention, StackedBiasTriangleAttention)
     return model

@@ -40,6 +40,24 @@ class AttentionCore(nn.Module):
         return torch.matmul(weights, v)  # [*, H, Q, c_v]
 
 
+class MaskBias(nn.Module):
+    """The additive attention bias of a 0/1 mask: inf · (mask − 1), 0 where attended and
+    −inf (in effect) where masked: [*, A, B] -> [*, A, B], or [*, B, A] with `transpose`.
+
+    Every block of a stack builds its biases from the same mask tensors; as a parameter-free
+    module of its own, `scalefold.kernels` can build each once per forward from outside.
+    """
+
+    def __init__(self, inf: float) -> None:
+        super().__init__()
+        self.inf = inf
+
+    def forward(self, mask: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        if transpose:
+            mask = mask.transpose(-1, -2)
+        return self.inf * (mask - 1.0)
+
+
 class Attention(nn.Module):
     """Multi-head attention with optional sigmoid gating (the reference's `mha`)."""
 
@@ -89,6 +107,15 @@ class Attention(nn.Module):
         outputs, without copying the transposed activations for every projection.
         """
         q, k, v, g = self.projections(q_x, kv_x)
+        return self.attend(q, k, v, g, biases, columns)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+        biases: list[torch.Tensor], columns: bool = False,
+    ) -> torch.Tensor:
+        """The attention of `forward` from its projections (each [*, L, H·c]; g the gate's
+        logits or None), for modules that project their input together with other
+        quantities (triangle attention's bias)."""
         q, k, v = (self._heads(t, columns) for t in (q, k, v))
         # [*, H, Q, c] ([*, B, H, Q, c] for columns)
         o = self.core(q, k, v, biases, scale=self.c_hidden**-0.5)
@@ -110,8 +137,8 @@ class GlobalAttention(nn.Module):
         super().__init__()
         self.c_hidden = c_hidden
         self.num_heads = num_heads
-        self.inf = inf
         self.eps = eps
+        self.mask_bias = MaskBias(inf)
         self.linear_q = Linear(c_in, c_hidden * num_heads, bias=False, init="glorot")
         self.linear_k = Linear(c_in, c_hidden, bias=False, init="glorot")
         self.linear_v = Linear(c_in, c_hidden, bias=False, init="glorot")
@@ -127,7 +154,7 @@ class GlobalAttention(nn.Module):
         q = q * (self.c_hidden**-0.5)  # [*, N_res, H, c]
         k = self.linear_k(m)  # [*, N_res, S, c]
         v = self.linear_v(m)  # [*, N_res, S, c]
-        bias = (self.inf * (mask - 1.0)).unsqueeze(-2)  # [*, N_res, 1, S]
+        bias = self.mask_bias(mask).unsqueeze(-2)  # [*, N_res, 1, S]
         a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + bias, dim=-1)  # [*, N_res, H, S]
         o = torch.matmul(a, v)  # [*, N_res, H, c]
         g = torch.sigmoid(self.linear_g(m)).unflatten(-1, (self.num_heads, self.c_hidden))

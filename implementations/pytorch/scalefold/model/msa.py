@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scalefold.model.attention import Attention, GlobalAttention
+from scalefold.model.attention import Attention, GlobalAttention, MaskBias
 from scalefold.model.primitives import LayerNorm, Linear
 
 
 class MSARowAttentionWithPairBias(nn.Module):
     def __init__(self, c_m: int, c_z: int, c_hidden: int, num_heads: int, inf: float):
         super().__init__()
-        self.inf = inf
+        self.mask_bias = MaskBias(inf)
         self.layer_norm_m = LayerNorm(c_m)
         self.layer_norm_z = LayerNorm(c_z)
         self.linear_z = Linear(c_z, num_heads, bias=False, init="default")
@@ -21,7 +21,7 @@ class MSARowAttentionWithPairBias(nn.Module):
     def forward(self, m: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  z: [*, N, N, c_z]  mask: [*, S, N]
         m = self.layer_norm_m(m)
-        mask_bias = (self.inf * (mask - 1.0))[..., :, None, None, :]  # [*, S, 1, 1, N]
+        mask_bias = self.mask_bias(mask)[..., :, None, None, :]  # [*, S, 1, 1, N]
         pair_bias = self.linear_z(self.layer_norm_z(z))  # [*, N, N, H]
         pair_bias = pair_bias.permute(*range(pair_bias.dim() - 3), -1, -3, -2).unsqueeze(-4)
         # pair_bias: [*, 1, H, N, N]
@@ -31,14 +31,14 @@ class MSARowAttentionWithPairBias(nn.Module):
 class MSAColumnAttention(nn.Module):
     def __init__(self, c_m: int, c_hidden: int, num_heads: int, inf: float):
         super().__init__()
-        self.inf = inf
+        self.mask_bias = MaskBias(inf)
         self.layer_norm_m = LayerNorm(c_m)
         self.mha = Attention(c_m, c_m, c_hidden, num_heads, gating=True)
 
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  mask: [*, S, N]
         m = self.layer_norm_m(m)
-        mask_bias = (self.inf * (mask.transpose(-1, -2) - 1.0))[..., :, None, None, :]
+        mask_bias = self.mask_bias(mask, transpose=True)[..., :, None, None, :]
         # mask_bias: [*, N, 1, 1, S]; attention along S for every column N
         return self.mha(m, m, [mask_bias], columns=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scalefold.model.attention import Attention
+from scalefold.model.attention import Attention, MaskBias
 from scalefold.model.primitives import LayerNorm, Linear, SigmoidGate
 
 
@@ -91,25 +91,30 @@ class TriangleAttention(nn.Module):
 
     def __init__(self, c_z: int, c_hidden: int, num_heads: int, inf: float, starting: bool):
         super().__init__()
-        self.inf = inf
         self.starting = starting
+        self.mask_bias = MaskBias(inf)
         self.layer_norm = LayerNorm(c_z)
         self.linear = Linear(c_z, num_heads, bias=False, init="default")
         self.mha = Attention(c_z, c_z, c_hidden, num_heads, gating=True)
 
+    def project(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """The triangle bias [*, I, J, H] and the attention's q, k, v and gate projections
+        (each [*, I, J, H·c]) of z (after the LayerNorm): all linear in the same input."""
+        return self.linear(z), self.mha.projections(z, z)
+
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z]  mask: [*, N, N]
         z = self.layer_norm(z)
-        tri_bias = self.linear(z)  # [*, I, J, H]
+        tri_bias, proj = self.project(z)  # tri_bias: [*, I, J, H]
         lead = range(tri_bias.dim() - 3)
         if self.starting:
             # z_ij attends to z_ik with bias b_jk: rows i, queries j, keys k
-            mask_bias = (self.inf * (mask - 1.0))[..., :, None, None, :]  # [*, I, 1, 1, J]
+            mask_bias = self.mask_bias(mask)[..., :, None, None, :]  # [*, I, 1, 1, J]
             tri_bias = tri_bias.permute(*lead, -1, -3, -2).unsqueeze(-4)  # [*, 1, H, J, K]
-            return self.mha(z, z, [mask_bias, tri_bias])
+            return self.mha.attend(*proj, [mask_bias, tri_bias])
         # Ending node: z_ij attends to z_kj with bias b_ki; columns j, queries i, keys k
         # (the starting-node math on the transposed pair, without transposing z).
-        mask_bias = (self.inf * (mask.transpose(-1, -2) - 1.0))[..., :, None, None, :]
+        mask_bias = self.mask_bias(mask, transpose=True)[..., :, None, None, :]
         # mask_bias: [*, J, 1, 1, K]
         tri_bias = tri_bias.permute(*lead, -1, -2, -3).unsqueeze(-4)  # [*, 1, H, I, K]
-        return self.mha(z, z, [mask_bias, tri_bias], columns=True)
+        return self.mha.attend(*proj, [mask_bias, tri_bias], columns=True)

@@ -64,7 +64,7 @@ def row_attention_with_pair_bias(
 ) -> torch.Tensor:
     # m: [*, S/P, N, c_m] rows  z: [*, N/P, N, c_z] rows  mask: [*, S/P, N]
     m = mod.layer_norm_m(m)
-    mask_bias = (mod.inf * (mask - 1.0))[..., :, None, None, :]  # [*, S/P, 1, 1, N]
+    mask_bias = mod.mask_bias(mask)[..., :, None, None, :]  # [*, S/P, 1, 1, N]
     # Every sequence row needs the bias of the whole pair; gathering the H-channel bias
     # instead of the c_z-channel pair moves c_z/H times fewer bytes.
     pair_bias = all_gather(mod.linear_z(mod.layer_norm_z(z)), -3, ctx.group)  # [*, N, N, H]
@@ -121,10 +121,11 @@ def triangle_attention(
         z = z.transpose(-2, -3)
         mask = mask.transpose(-1, -2)
     z = mod.layer_norm(z)  # [*, I/P, J, c_z]
-    mask_bias = (mod.inf * (mask - 1.0))[..., :, None, None, :]  # [*, I/P, 1, 1, J]
+    mask_bias = mod.mask_bias(mask)[..., :, None, None, :]  # [*, I/P, 1, 1, J]
+    tri_bias, proj = mod.project(z)  # tri_bias: [*, I/P, J, H]
     # The bias of query j and key k is z_jk for every row i: it must be whole.
-    tri_bias = all_gather(mod.linear(z), -3, ctx.group)  # [*, I, J, H]
-    out = mod.mha(z, z, [mask_bias, _heads_first(tri_bias)])
+    tri_bias = all_gather(tri_bias, -3, ctx.group)  # [*, I, J, H]
+    out = mod.mha.attend(*proj, [mask_bias, _heads_first(tri_bias)])
     if not mod.starting:
         out = out.transpose(-2, -3)
     return out

@@ -129,7 +129,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     # with dynamic shapes it was no faster over the 180 chains).
     # Both copies share one cache of weight casts, scoped to each forward's autocast
     # region (`autocast` below); the two never run a forward at the same time.
-    weight_casts = WeightCasts() if speed.cached_weight_casts else None
+    weight_casts = (WeightCasts() if speed.cached_weight_casts
+                    or speed.attention_shared_mask_biases else None)
     eval_model = None
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()

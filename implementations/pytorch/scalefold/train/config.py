@@ -84,6 +84,13 @@ class SpeedConfig:
         False, "self-attention's query, key, value and gate projections as one matmul "
                "against the stacked weights (one read of the input; one GEMM for its "
                "gradient)")
+    attention_stacked_triangle_bias: bool = _opt(
+        False, "with attention_stacked_projections: triangle attention's bias projection "
+               "joins the stacked matmul of the same input (one GEMM less a module in "
+               "forward, two and an add in backward)")
+    attention_shared_mask_biases: bool = _opt(
+        False, "each attention mask's additive bias built once per forward and shared by "
+               "every block (not twice per attention module): the same values")
     trimul_channel_first: bool = _opt(
         False, "triangle multiplication computed channels-first (no layout copies)")
     trimul_norm_kernel: bool = _opt(
@@ -152,6 +159,9 @@ class SpeedConfig:
         for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
+        if self.attention_stacked_triangle_bias and not self.attention_stacked_projections:
+            raise ValueError("attention_stacked_triangle_bias needs "
+                             "attention_stacked_projections")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
