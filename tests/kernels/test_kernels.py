@@ -989,7 +989,8 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
                                recompute_outer_product=extra.get("recompute", True))
     if extra.get("candidates"):  # built, in no preset yet
         fast = dataclasses.replace(fast, attention_stacked_triangle_bias=True,
-                                   attention_shared_mask_biases=True)
+                                   attention_shared_mask_biases=True,
+                                   opm_stacked_projections=True)
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

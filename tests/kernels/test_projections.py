@@ -10,15 +10,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from scalefold.data.selection import last_iteration
 from scalefold.kernels import (
     StackedBiasTriangleAttention,
+    StackedOuterProductProjections,
     StackedProjectionAttention,
     swap_attention_projections,
+    swap_outer_product_projections,
     swap_triangle_bias_projections,
 )
 from scalefold.kernels._autocast import WeightCasts
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.model.attention import Attention
-from scalefold.model.pair import TriangleAttention
+from scalefold.model.pair import OuterProductMean, TriangleAttention
 from scalefold.utils.synthetic import synthetic_batch
 
 
@@ -281,3 +283,116 @@ def test_whole_model_with_the_triangle_bias_stacked(bf16):
     l1, g1 = _loss_and_grads_tri(bf16, tri=True)
     assert rel(l1, l0) < (1e-3 if bf16 else 1e-6)
     assert rel(g1, g0) < (2e-2 if bf16 else 1e-5)
+
+
+# The outer product mean's two input projections as one matmul (`opm_stacked_projections`)
+
+
+def _opm() -> OuterProductMean:
+    torch.manual_seed(3)
+    m = OuterProductMean(12, 10, 6, 1e-3)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    return m
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_opm_stacked_same_output_and_gradients_fp32(recompute):
+    from scalefold.kernels import recompute_outer_product_mean, swap_outer_product_mean
+
+    plain = _opm()
+    stacked = _opm()
+    swap_outer_product_mean(stacked)
+    if recompute:
+        recompute_outer_product_mean(stacked)
+    swap_outer_product_projections(stacked)
+    assert isinstance(stacked, StackedOuterProductProjections)
+    assert list(stacked.state_dict()) == list(plain.state_dict())
+    m = torch.randn(2, 5, 7, 12)
+    mask = (torch.rand(2, 5, 7) > 0.2).float()
+    outs, grads = [], []
+    for mod in (plain, stacked):
+        mi = m.clone().requires_grad_()
+        y = mod(mi, mask)
+        y.square().sum().backward()
+        outs.append(y)
+        grads.append(torch.cat([mi.grad.flatten()] + [p.grad.flatten() for p in mod.parameters()]))
+    assert rel(outs[1], outs[0]) < 1e-6
+    assert rel(grads[1], grads[0]) < 1e-5
+
+
+def test_opm_stacked_is_one_gemm_less_each_way():
+    m, mask = torch.randn(1, 5, 6, 12), torch.ones(1, 5, 6)
+    base, stacked = _opm(), swap_outer_product_projections(_opm())
+    assert _matmuls(stacked, m, mask, False) == _matmuls(base, m, mask, False) - 1
+    # backward: the input's gradient and the weights' gradients, one GEMM each
+    assert _matmuls(stacked, m, mask, True) == _matmuls(base, m, mask, True) - 3
+
+
+def test_opm_stacked_weight_made_once_per_scope_without_gradients(monkeypatch):
+    import scalefold.kernels.projections as proj
+
+    casts = WeightCasts()
+    mod = swap_outer_product_projections(_opm(), casts)
+    made = []
+    real = proj._stack
+    monkeypatch.setattr(proj, "_stack", lambda ps, dt: made.append(dt) or real(ps, dt))
+    m, mask = torch.randn(1, 5, 6, 12), torch.ones(1, 5, 6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
+        y0, y1 = mod(m, mask), mod(m, mask)
+    assert torch.equal(y0, y1) and len(made) == 2  # weight and bias, once
+    with torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
+        mod(m, mask)
+    assert len(made) == 4  # with gradients each call stacks its own
+
+
+def test_outer_product_kernel_swap_refuses_to_follow_the_stacked_mixin():
+    from scalefold.kernels import swap_outer_product_mean
+
+    mod = swap_outer_product_projections(_opm())
+    with pytest.raises(ValueError, match="StackedOuterProductProjections"):
+        swap_outer_product_mean(mod)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_whole_model_with_the_opm_projections_stacked(bf16):
+    def run(stacked: bool):
+        torch.manual_seed(0)
+        model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+        if stacked:
+            swap_outer_product_projections(model)
+            assert sum(isinstance(m, StackedOuterProductProjections)
+                       for m in model.modules()) == 3
+        batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=2,
+                                num_iterations=2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(batch)
+        loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
+        loss.backward()
+        return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()
+                                         if p.grad is not None])
+
+    (l0, g0), (l1, g1) = run(False), run(True)
+    assert rel(l1, l0) < (1e-3 if bf16 else 1e-6)
+    assert rel(g1, g0) < (2e-2 if bf16 else 1e-5)
+
+
+def test_opm_stacked_compiles_without_breaks():
+    """Under compile_glue (inductor on a GPU; aot_eager here) the stacked projections trace
+    into one graph, with or without gradients, and give the eager module's numbers."""
+    from scalefold.kernels import compile_glue
+
+    torch._dynamo.reset()
+    eager = swap_outer_product_projections(_opm(), WeightCasts())
+    compiled = swap_outer_product_projections(_opm(), WeightCasts())
+    compile_glue(compiled, backend="aot_eager", fullgraph=True)
+    m, mask = torch.randn(1, 5, 6, 12), torch.ones(1, 5, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), eager.weight_casts.scope(), compiled.weight_casts.scope():
+            assert torch.equal(compiled(m, mask), eager(m, mask))
+        mi, mc = m.clone().requires_grad_(), m.clone().requires_grad_()
+        eager(mi, mask).float().square().sum().backward()
+        compiled(mc, mask).float().square().sum().backward()
+    assert rel(mc.grad, mi.grad) < 1e-2
+    torch._dynamo.reset()

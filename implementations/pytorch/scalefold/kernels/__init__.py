@@ -17,6 +17,8 @@ and for use on their own:
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
 - `swap_attention_projections(model)`: self-attention's q, k, v and gate projections
   as one matmul.
+- `swap_outer_product_projections(model)`: the outer product mean's two input
+  projections as one matmul.
 - `swap_triangle_bias_projections(model)`: triangle attention's bias projection joins
   those stacked projections.
 - `swap_mask_biases(model, cache)`: each attention mask's bias built once per forward.
@@ -56,8 +58,10 @@ from scalefold.kernels.masks import SharedMaskBias, swap_mask_biases
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
 from scalefold.kernels.projections import (
     StackedBiasTriangleAttention,
+    StackedOuterProductProjections,
     StackedProjectionAttention,
     swap_attention_projections,
+    swap_outer_product_projections,
     swap_triangle_bias_projections,
 )
 from scalefold.kernels.swap import swap
@@ -121,7 +125,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     step (`scalefold.train.build.build_step`). `weight_casts`: the cache the swapped
     Linears share under `cached_weight_casts` (its scope is the step's autocast region).
     """
-    casts_used = speed.matvec_bias_grad or speed.attention_stacked_projections
+    casts_used = (speed.matvec_bias_grad or speed.attention_stacked_projections
+                  or speed.opm_stacked_projections)
     if speed.cached_weight_casts and casts_used and weight_casts is None:
         raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
                          "opens (build_step passes it)")
@@ -149,6 +154,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                                      bias_in_gating=speed.trimul_bias_in_gating,
                                      gating_kernel=speed.trimul_gating_kernel)
     casts = weight_casts if speed.cached_weight_casts else None
+    if speed.opm_stacked_projections:  # a mixin: after the outer product's other swaps
+        swap_outer_product_projections(model, casts)
     if speed.attention_stacked_projections:
         swap_attention_projections(model, casts)
         if speed.attention_stacked_triangle_bias:
@@ -179,6 +186,7 @@ __all__ = [
     "SDPAAttentionCore",
     "SharedMaskBias",
     "StackedBiasTriangleAttention",
+    "StackedOuterProductProjections",
     "StackedProjectionAttention",
     "TritonAttentionCore",
     "TritonLayerNorm",
@@ -196,6 +204,7 @@ __all__ = [
     "swap",
     "swap_attention_projections",
     "swap_mask_biases",
+    "swap_outer_product_projections",
     "swap_triangle_bias_projections",
     "swap_triangle_multiplication",
 ]

@@ -25,6 +25,12 @@ with zero rows to 16 columns so that every later part stays aligned, which remov
 skinny GEMM (N = H) from the forward and, from the backward, that projection's input-
 gradient GEMM, the add of its result into z's gradient and its weight-gradient GEMM.
 
+The outer product mean projects the normalised MSA twice (`linear_1`, `linear_2`, both
+c_m → 32 with biases): `StackedOuterProductProjections` makes them one GEMM against the
+stacked weight [64, c_m] and bias, which reads the MSA (16 MiB in the Evoformer at the
+crop, 32 MiB in the extra-MSA stack) once, and in backward takes its gradient from one
+GEMM (the two summed in fp32, not rounded and added) and both weight gradients from one.
+
 Parameters and state-dict names are untouched (the stacked weight is made per forward;
 without gradients, once per autocast region with `cached_weight_casts`).
 """
@@ -37,13 +43,14 @@ from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels.linear import _LinearMatvecBiasGrad, pad_bias
 from scalefold.kernels.swap import swap
 from scalefold.model.attention import Attention
-from scalefold.model.pair import TriangleAttention
+from scalefold.model.pair import OuterProductMean, TriangleAttention
 
 
 def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     """The parameters concatenated along dim 0 and cast to `dtype`: one kernel without
     gradients (cat writes the cast values), cat then cast with them."""
-    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+    if (torch.compiler.is_compiling()  # compiled: one fused kernel either way
+            or torch.is_grad_enabled() and any(p.requires_grad for p in params)):
         return torch.cat(params).to(dtype)
     out = torch.empty((sum(p.shape[0] for p in params), *params[0].shape[1:]),
                       dtype=dtype, device=params[0].device)
@@ -134,6 +141,49 @@ class StackedBiasTriangleAttention(TriangleAttention):
         # one split (its backward is one concatenation of the gradients, zeros for the pad)
         tri, _, q, k, v, *g = y.split(sizes, dim=-1)  # tri: [*, I, J, H]; q..g [*, I, J, H·c]
         return tri, (q, k, v, (g[0] if g else None))
+
+
+class StackedOuterProductProjections:
+    """Mixin for `OuterProductMean` (`scalefold.kernels.swap`): `project` as one matmul
+    against the stacked weights of `linear_1` and `linear_2` (and their stacked biases);
+    the same Parameters. `weight_casts` (set by `swap_outer_product_projections`): where
+    its scope is open, the stacked weight is made once per autocast region for the code
+    without gradients."""
+
+    weight_casts: WeightCasts | None = None
+
+    def project(self, m: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        l1, l2 = self.linear_1, self.linear_2
+        dt = autocast_dtype(m)
+        dtype = dt if dt is not None else m.dtype
+
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
+            return _stack([l1.weight, l2.weight], dtype), _stack([l1.bias, l2.bias], dtype)
+
+        casts = self.weight_casts
+        if casts is not None and casts.caching():
+            w, b = casts.cached(("stacked_opm", id(self), dtype), make)
+        else:
+            w, b = make()
+        if dt is not None:
+            with torch.autocast(m.device.type, enabled=False):
+                y = _LinearMatvecBiasGrad.apply(m.to(dt), w, b)
+        else:
+            y = _LinearMatvecBiasGrad.apply(m, w, b)
+        a, b = y.split(l1.out_features, dim=-1)  # each [*, S, N, c]
+        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
+        return a * mask, b * mask
+
+
+def swap_outer_product_projections(model: torch.nn.Module,
+                                   weight_casts: WeightCasts | None = None
+                                   ) -> torch.nn.Module:
+    """Every `OuterProductMean` of `model` projects its input with one matmul
+    (`StackedOuterProductProjections`), in place, sharing `weight_casts` if given; it
+    composes with the other outer-product swaps. Returns `model`."""
+    swap(model, OuterProductMean, StackedOuterProductProjections, weight_casts=weight_casts)
+    return model
 
 
 def swap_attention_projections(model: torch.nn.Module,

@@ -23,12 +23,17 @@ class OuterProductMean(nn.Module):
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  mask: [*, S, N]
         m = self.layer_norm(m)
-        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
-        a = self.linear_1(m) * mask  # [*, S, N, c]
-        b = self.linear_2(m) * mask  # [*, S, N, c]
+        a, b = self.project(m, mask)  # each [*, S, N, c]
         outer = self.outer_projection(a, b)  # [*, N, N, c_z]
+        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
         norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
         return outer / (self.eps + norm)
+
+    def project(self, m: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked projections a, b [*, S, N, c] of the normalised m [*, S, N, c_m]."""
+        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
+        return self.linear_1(m) * mask, self.linear_2(m) * mask
 
     def outer_projection(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """linear_out of Σ_s a_si ⊗ b_sj. a: [*, S, Ni, c], b: [*, S, Nj, c] ->

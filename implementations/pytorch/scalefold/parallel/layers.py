@@ -81,13 +81,12 @@ def outer_product_mean(
     """Column-sharded MSA -> the row-sharded pair update."""
     # m: [*, S, N/P, c_m] columns  mask: [*, S, N/P]  full_mask: [*, S, N]
     m = mod.layer_norm(m)
-    mask = mask.unsqueeze(-1)
-    a = mod.linear_1(m) * mask  # [*, S, N/P, c]
+    a, b = mod.project(m, mask)  # each [*, S, N/P, c]
     # The sum over sequences is local in this layout; only the right operand (c = 32
     # channels, not c_m) must be whole, and the output lands row-sharded with no reduction.
-    b = all_gather(mod.linear_2(m) * mask, -2, ctx.group)  # [*, S, N, c]
+    b = all_gather(b, -2, ctx.group)  # [*, S, N, c]
     outer = mod.outer_projection(a, b)  # [*, N/P, N, c_z] (a swapped kernel runs too)
-    norm = torch.einsum("...sik,...sjk->...ijk", mask, full_mask.unsqueeze(-1))
+    norm = torch.einsum("...sik,...sjk->...ijk", mask.unsqueeze(-1), full_mask.unsqueeze(-1))
     return outer / (mod.eps + norm)  # norm: [*, N/P, N, 1]
 
 

@@ -77,7 +77,7 @@ class SpeedConfig:
                "multiplication (pays inside CUDA graphs)")
     matvec_bias_grad: bool = _opt(False, "Linear bias gradients as a matrix-vector product")
     cached_weight_casts: bool = _opt(
-        False, "with matvec_bias_grad or attention_stacked_projections under bf16: the "
+        False, "with matvec_bias_grad or the stacked projections under bf16: the "
                "weights those cast by hand cast (or stacked) once per forward without "
                "gradients (autocast region), not once per call and recycling iteration")
     attention_stacked_projections: bool = _opt(
@@ -110,6 +110,10 @@ class SpeedConfig:
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
+    opm_stacked_projections: bool = _opt(
+        False, "the outer product mean's two input projections as one matmul against "
+               "their stacked weights (one read of the MSA; one GEMM each for the "
+               "gradients)")
     recompute_outer_product: bool = _opt(
         False, "recompute the outer product mean in backward: -6.5 GiB at the benchmark's "
                "shapes for about 1 percent more time (what an 80 GB GPU needs)")
