@@ -62,6 +62,24 @@ def test_precision_context(precision, expect):
         assert torch.is_autocast_enabled("cpu") is (precision == "bf16")
 
 
+def test_precision_context_leaves_the_blas_library_off_cuda():
+    saved = torch.backends.cuda.preferred_blas_library()
+    precision_context("bf16", "cpu", "cublaslt")  # not a CUDA forward: untouched
+    assert torch.backends.cuda.preferred_blas_library() == saved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA build and GPU")
+def test_precision_context_sets_the_blas_library_on_cuda():
+    saved = torch.backends.cuda.preferred_blas_library()
+    try:
+        precision_context("bf16", "cuda", "cublaslt")
+        assert torch.backends.cuda.preferred_blas_library() == torch._C._BlasBackend.Cublaslt
+        precision_context("bf16", "cuda", "cublas")
+        assert torch.backends.cuda.preferred_blas_library() == torch._C._BlasBackend.Cublas
+    finally:
+        torch.backends.cuda.preferred_blas_library(saved)
+
+
 def test_trainer_and_bench_build_the_same_step(monkeypatch, mini_dataset, tmp_path):
     """`scalefold train` and `bench step` get their step from `build_step`, with the same
     settings for the same preset (the bench's config differs only in where data would be)."""

@@ -510,6 +510,7 @@ def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None
         log(f"  one forward iteration: {f_iter / 1e12:.3f} TFLOP")
     results: list[VariantResult] = []
     saved_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    saved_blas = torch.backends.cuda.preferred_blas_library()
     try:
         for variant in variants:
             name = variant.name
@@ -571,6 +572,7 @@ def run_bench(cfg: BenchConfig, log=print, variants: list[Variant] | None = None
                 after_variant(results, flops)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
+        torch.backends.cuda.preferred_blas_library(saved_blas)
     return results, flops
 
 

@@ -46,15 +46,20 @@ from scalefold.train.swa import WeightEMA
 from scalefold.train.topology import Topology
 
 
-def precision_context(precision: str, device_type: str) -> contextlib.AbstractContextManager:
-    """Set the matmul precision and return the forward's autocast context (or a null one).
+def precision_context(precision: str, device_type: str,
+                      blas: str = "cublas") -> contextlib.AbstractContextManager:
+    """Set the matmul precision and library and return the forward's autocast context (or
+    a null one).
 
     fp32: no TF32 anywhere; tf32: TF32 matmuls and convolutions; bf16: bf16 autocast, and
-    no TF32 in the float32 islands.
+    no TF32 in the float32 islands. `blas` (CUDA): the library PyTorch hands its matmuls to
+    (`SpeedConfig.blas`); captured CUDA graphs keep the kernels chosen at capture.
     """
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+    if device_type == "cuda":
+        torch.backends.cuda.preferred_blas_library(blas)
     if precision == "bf16":
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -180,7 +185,7 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
 
     @contextlib.contextmanager
     def autocast() -> Iterator[None]:
-        with precision_context(cfg.precision, device.type), (
+        with precision_context(cfg.precision, device.type, speed.blas), (
                 weight_casts.scope() if weight_casts is not None else contextlib.nullcontext()):
             yield
 

@@ -129,6 +129,11 @@ class SpeedConfig:
                "all-reduce after backward (CUDA graphs: backward and update as two graphs "
                "around it); or the flat buffer's buckets all-reduced from inside backward "
                "as their gradients are ready (CUDA graphs: one graph, collectives captured)")
+    blas: Literal["cublas", "cublaslt"] = _opt(
+        "cublas", "the library PyTorch hands every matmul to on CUDA (cublaslt: cuBLASLt "
+                  "and its heuristics for all of them, not only for the matmuls with a bias "
+                  "epilogue; other split-K and tile choices for the weight gradients' "
+                  "K = N² reductions)")
     input_copy_stream: bool = _opt(
         False, "each training batch (and evaluation chain) copied to the GPU on a stream "
                "of its own while the previous step (chain) runs, not between the two on the "
