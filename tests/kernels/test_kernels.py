@@ -990,7 +990,8 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
     if extra.get("candidates"):  # built, in no preset yet
         fast = dataclasses.replace(fast, attention_stacked_triangle_bias=True,
                                    attention_shared_mask_biases=True,
-                                   opm_stacked_projections=True)
+                                   opm_stacked_projections=True,
+                                   compile_template_attention=True)
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)
@@ -998,7 +999,8 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
         casts = WeightCasts()  # the presets cache weight casts; build_step opens the scope
         apply_speedups(model, dataclasses.replace(
             fast, compile_glue=compiled,
-            compile_structure_module=compiled and fast.compile_structure_module), "bf16",
+            compile_structure_module=compiled and fast.compile_structure_module,
+            compile_template_attention=compiled and fast.compile_template_attention), "bf16",
             casts)
         with torch.autocast("cuda", dtype=torch.bfloat16), casts.scope():
             out = model(batch)

@@ -28,7 +28,9 @@ and for use on their own:
   kernel each way, with eager PyTorch's roundings (bit-identical).
 - `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
   around matmuls (transitions, outer product mean, triangle multiplication);
-  `compile_structure_module(model)` of the launch-bound structure module; last.
+  `compile_structure_module(model)` of the launch-bound structure module;
+  `compile_template_attention(model)` of the template pointwise attention with its core
+  as fused broadcast sums; last.
 
 A new speed-up is its module subclass here, one `SpeedConfig` field (which makes its
 `scalefold train` flag and bench override), one line in `apply_speedups`, and its tests.
@@ -49,6 +51,7 @@ from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
 from scalefold.kernels.glue import (
     compile_glue,
     compile_structure_module,
+    compile_template_attention,
     keep_fp32,
     recompute_outer_product_mean,
 )
@@ -172,6 +175,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         compile_glue(model)
     if speed.compile_structure_module:
         compile_structure_module(model)
+    if speed.compile_template_attention:
+        compile_template_attention(model)
     return model
 
 
@@ -195,6 +200,7 @@ __all__ = [
     "apply_speedups",
     "compile_glue",
     "compile_structure_module",
+    "compile_template_attention",
     "keep_fp32",
     "recompute_outer_product_mean",
     "swap_gates",

@@ -140,7 +140,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()
         apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False,
-                                                       compile_structure_module=False),
+                                                       compile_structure_module=False,
+                                                       compile_template_attention=False),
                        cfg.precision, weight_casts)
         if speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)

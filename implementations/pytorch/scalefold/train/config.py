@@ -138,6 +138,10 @@ class SpeedConfig:
         False, "each training batch (and evaluation chain) copied to the GPU on a stream "
                "of its own while the previous step (chain) runs, not between the two on the "
                "compute stream (CUDA)")
+    compile_template_attention: bool = _opt(
+        False, "torch.compile of the template pointwise attention (one query a pair over "
+               "4 templates) with its core as fused float32 products and sums instead of "
+               "batched GEMMs far below the memory's rate (training model)")
     compile_structure_module: bool = _opt(
         False, "torch.compile of one structure-module layer, run for all eight, in the "
                "training model (static shapes): the module's ~2,000 small operations a "
