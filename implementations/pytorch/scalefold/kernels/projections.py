@@ -116,10 +116,10 @@ class StackedProjectionAttention(Attention):
         return q, k, v, (g[0] if g else None)
 
 
-# The triangle bias's columns of the stacked output, padded to a multiple of 16 elements:
-# the row stride and the offsets of q, k, v and g then stay multiples of 32 bytes, which
-# cuBLAS's tensor-core kernels and the attention kernels' vector loads rely on.
-_TRI_COLUMNS = 16
+# The triangle bias's columns of the stacked output are padded to a multiple of 16
+# elements: the row stride and the offsets of q, k, v and g then stay multiples of 32
+# bytes, which cuBLAS's tensor-core kernels and the attention kernels' vector loads rely on.
+_ALIGN = 16
 
 
 class StackedBiasTriangleAttention(TriangleAttention):
@@ -135,9 +135,10 @@ class StackedBiasTriangleAttention(TriangleAttention):
         if not isinstance(mha, StackedProjectionAttention):
             return super().project(z)
         h = self.linear.out_features
-        y = mha.project_stacked(z, lead=(self.linear.weight,), pad=_TRI_COLUMNS - h)
+        pad = -h % _ALIGN
+        y = mha.project_stacked(z, lead=(self.linear.weight,), pad=pad)
         hc = mha.num_heads * mha.c_hidden
-        sizes = [h, _TRI_COLUMNS - h] + [hc] * (4 if mha.linear_g is not None else 3)
+        sizes = [h, pad] + [hc] * (4 if mha.linear_g is not None else 3)
         # one split (its backward is one concatenation of the gradients, zeros for the pad)
         tri, _, q, k, v, *g = y.split(sizes, dim=-1)  # tri: [*, I, J, H]; q..g [*, I, J, H·c]
         return tri, (q, k, v, (g[0] if g else None))
