@@ -19,7 +19,7 @@ from scalefold.utils.synthetic import synthetic_batch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _build(bf16: bool = False):
+def _build(bf16: bool = False, single_pass: bool = False):
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = AlphaFold(AlphaFoldConfig.tiny()).to(device).train()
@@ -30,8 +30,14 @@ def _build(bf16: bool = False):
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
 
+    update = None
+    if single_pass:
+        from scalefold.kernels.optimizer import SinglePassUpdate
+
+        update = SinglePassUpdate(params, opt, ema, model, 0.1)
     step = TrainStep(model, params, opt, AlphaFoldLoss(LossConfig.mlperf()).to(device), ema,
-                     model, max_grad_norm=0.1, fused=True, autocast=autocast)
+                     model, max_grad_norm=0.1, fused=True, autocast=autocast,
+                     single_pass=update)
     return model, step
 
 
@@ -41,13 +47,16 @@ def _batches():
             for n in (1, 0, 2, 1)]
 
 
-def test_graphed_steps_match_eager_steps():
-    """The graphed steps follow the eager ones to rounding."""
+@pytest.mark.parametrize("single_pass", [False, True], ids=["multi_tensor", "single_pass"])
+def test_graphed_steps_match_eager_steps(single_pass):
+    """The graphed steps follow the eager ones to rounding (with the single-pass update
+    too: its gradient tables are each graph's own, written after its capture)."""
     torch.backends.cuda.matmul.allow_tf32 = False
     batches = _batches()
     uc = torch.ones(1, device="cuda")
-    eager_model, eager = _build()
-    graph_model, step = _build()
+    eager_model, eager = _build(single_pass=single_pass)
+    graph_model, step = _build(single_pass=single_pass)
+    assert (step.single_pass is not None) == single_pass
     graphed = GraphedTrainStep(step)
     graphed.capture([(b, uc) for b in batches])
     assert len(graphed.signatures) == 3  # recycling counts 1, 0, 2
@@ -108,13 +117,14 @@ def test_unknown_shape_is_a_clear_error():
         graphed(b, uc)
 
 
-def _synced_graphs_match_eager(sync, graphs_per_signature: int) -> GraphedTrainStep:
+def _synced_graphs_match_eager(sync, graphs_per_signature: int,
+                               single_pass: bool = False) -> GraphedTrainStep:
     """The graphed step with a gradient sync on it follows the eager step without one."""
     torch.backends.cuda.matmul.allow_tf32 = False
     batches = _batches()
     uc = torch.ones(1, device="cuda")
     eager_model, eager = _build()
-    graph_model, step = _build()
+    graph_model, step = _build(single_pass=single_pass)
     step.grad_sync = sync
     graphed = GraphedTrainStep(step)
     graphed.capture([(b, uc) for b in batches])
@@ -131,12 +141,15 @@ def _synced_graphs_match_eager(sync, graphs_per_signature: int) -> GraphedTrainS
     return graphed
 
 
-def test_split_graphs_with_flat_grad_sync_match_eager():
+@pytest.mark.parametrize("single_pass", [False, True], ids=["multi_tensor", "single_pass"])
+def test_split_graphs_with_flat_grad_sync_match_eager(single_pass):
     """The layout used with several data-parallel ranks: forward+backward and the update
-    as two graphs, the (here single-rank) flat all-reduce between them."""
+    as two graphs, the (here single-rank) flat all-reduce between them; the single-pass
+    update reads the gradients where the flat buffer holds them."""
     from scalefold.train.grad_sync import FlatGradSync
 
-    _synced_graphs_match_eager(FlatGradSync(), graphs_per_signature=2)
+    _synced_graphs_match_eager(FlatGradSync(), graphs_per_signature=2,
+                               single_pass=single_pass)
 
 
 def _bucketed_graph_matches_eager() -> None:

@@ -34,6 +34,7 @@ from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import seed_from_string
 from scalefold.kernels import apply_speedups, compile_glue
 from scalefold.kernels._autocast import WeightCasts
+from scalefold.kernels.optimizer import SinglePassUpdate
 from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
@@ -191,9 +192,11 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
             yield
 
     # 5. The step.
+    single_pass = (SinglePassUpdate(params, optimizer, swa, model, cfg.gradient_clip_norm)
+                   if speed.single_pass_update else None)
     step = TrainStep(forward_model, params, optimizer, loss_fn, swa, model,
                      cfg.gradient_clip_norm, fused=speed.fused_optimizer, autocast=autocast,
-                     grad_sync=grad_sync)
+                     grad_sync=grad_sync, single_pass=single_pass)
     graphed = (GraphedTrainStep(step) if speed.cuda_graphs and not topo.is_eval_rank
                else None)
     built = BuiltStep(model_config=mcfg, model=model, eval_model=eval_model,

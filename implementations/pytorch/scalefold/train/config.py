@@ -69,6 +69,10 @@ class SpeedConfig:
                 "streams stay bf16 (fp32: PyTorch autocast's)")
     fused_optimizer: bool = _opt(
         False, "fused Adam with the gradient clip folded in and no host synchronisation")
+    single_pass_update: bool = _opt(
+        False, "with fused_optimizer: the gradient clip, Adam and the SWA (EMA) update of "
+               "all ~5,000 parameter tensors as two Triton launches over a table of their "
+               "addresses, not PyTorch's multi-tensor kernels (at most 36 tensors a launch)")
     cuda_graphs: bool = _opt(
         False, "the whole step captured as CUDA graphs, one per recycling count, at "
                "initialisation (CUDA only; needs fused_optimizer)")
@@ -175,6 +179,8 @@ class SpeedConfig:
         if self.attention_stacked_triangle_bias and not self.attention_stacked_projections:
             raise ValueError("attention_stacked_triangle_bias needs "
                              "attention_stacked_projections")
+        if self.single_pass_update and not self.fused_optimizer:
+            raise ValueError("single_pass_update needs fused_optimizer")
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")

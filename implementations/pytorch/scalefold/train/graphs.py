@@ -169,11 +169,13 @@ class GraphedTrainStep:
                         loss, terms = step.forward_backward(static, static_uc)
                     with torch.cuda.graph(upd, pool=self.pool):
                         outputs = step.update(loss, terms)
+                    step.after_capture()
                     graphs = [fwd_bwd, upd]
                 else:
                     whole = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(whole, pool=self.pool):
                         outputs = step(static, static_uc)
+                    step.after_capture()
                     # Gradients belong to the graph that made them; drop the references
                     # so the next capture may reuse their memory.
                     step.reset_grads()

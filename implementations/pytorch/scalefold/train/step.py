@@ -13,7 +13,9 @@ Two update paths:
   device-side `found_inf` that skips the update when the gradient norm or the loss is not
   finite. No host synchronisation anywhere, which is what CUDA-graph capture needs
   (`scalefold.train.graphs`); the caller checks the loss after the step, and a step that
-  raises has left the weights and Adam's state unchanged.
+  raises has left the weights and Adam's state unchanged. With a `SinglePassUpdate`
+  (`scalefold.kernels.optimizer`) the same clip, Adam and EMA run as two Triton launches
+  over a table of every parameter instead of PyTorch's multi-tensor kernels.
 
 Both give the same update (clip, then Adam) up to float rounding.
 """
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from scalefold.data.selection import last_iteration
+from scalefold.kernels.optimizer import SinglePassUpdate
 from scalefold.train.grad_sync import FlatGradSync
 from scalefold.train.swa import WeightEMA
 
@@ -150,6 +153,7 @@ class TrainStep:
         fused: bool,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
         grad_sync: FlatGradSync | None = None,
+        single_pass: SinglePassUpdate | None = None,
     ) -> None:
         if fused and not optimizer.defaults.get("fused"):
             raise ValueError("the fused update path needs Adam(fused=True)")
@@ -163,6 +167,16 @@ class TrainStep:
         self.fused = fused
         self.autocast = autocast
         self.grad_sync = grad_sync
+        # The fused path's clip, Adam and EMA as two Triton launches, where they can run
+        self.single_pass = single_pass if single_pass is not None and single_pass.active \
+            else None
+        if self.single_pass is not None and not fused:
+            raise ValueError("the single-pass update is a form of the fused update path")
+
+    def after_capture(self) -> None:
+        """Called by `GraphedTrainStep` once a capture has ended."""
+        if self.single_pass is not None:
+            self.single_pass.fill_captured()
 
     def reset_grads(self) -> None:
         """Drop the gradients: backward then writes fresh ones without accumulating."""
@@ -178,6 +192,8 @@ class TrainStep:
         # the guard looks at every term: such a step must not update the weights.
         guard = torch.stack([loss.float().reshape(()),
                              *(t.float().reshape(()) for t in terms.values())])
+        if self.single_pass is not None:
+            return StepOutputs(loss, terms, self.single_pass(guard))
         norm = fused_clip_into_adam(self.optimizer, self.params, self.max_grad_norm, guard)
         self.optimizer.step()
         self.ema.update(self.ema_model)
