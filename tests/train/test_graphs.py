@@ -123,7 +123,7 @@ def _synced_graphs_match_eager(sync, graphs_per_signature: int,
     torch.backends.cuda.matmul.allow_tf32 = False
     batches = _batches()
     uc = torch.ones(1, device="cuda")
-    eager_model, eager = _build()
+    eager_model, eager = _build(single_pass=single_pass)
     graph_model, step = _build(single_pass=single_pass)
     step.grad_sync = sync
     graphed = GraphedTrainStep(step)
