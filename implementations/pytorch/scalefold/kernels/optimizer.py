@@ -46,13 +46,11 @@ if triton is not None:
         start = tl.load(BLK_S + pid)
         n = tl.load(NUMEL + t)
         g_addr = tl.load(GRADS + t)
-        total = 0.0
-        if g_addr != 0:
-            g_ptr = g_addr.to(tl.pointer_type(tl.float32))
-            offs = start + tl.arange(0, BLOCK).to(tl.int64)
-            g = tl.load(g_ptr + offs, mask=offs < n, other=0.0)
-            total = tl.sum(g * g, axis=0)
-        tl.store(PART + pid, total)
+        g_ptr = g_addr.to(tl.pointer_type(tl.float32))
+        offs = start + tl.arange(0, BLOCK).to(tl.int64)
+        lim = tl.where(g_addr != 0, n, 0)  # no gradient: every load masked off
+        g = tl.load(g_ptr + offs, mask=offs < lim, other=0.0)
+        tl.store(PART + pid, tl.sum(g * g, axis=0))
 
     @triton.jit
     def _update_kernel(PARAMS, GRADS, EXP_AVG, EXP_AVG_SQ, SHADOW, NUMEL, BLK_T, BLK_S,
