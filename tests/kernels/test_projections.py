@@ -117,15 +117,17 @@ def test_gate_bias_padded_once_per_scope_without_gradients(monkeypatch):
     assert all(torch.equal(g, want) for g in got)
 
 
-def _loss_and_grads(stacked: bool, bf16: bool):
+def _loss_and_grads(swaps, bf16: bool):
+    """The tiny model's loss and gradients (two recycling iterations) after `swaps`
+    (functions applied to the model), which must keep its Parameters and names."""
     torch.manual_seed(0)
     model = AlphaFold(AlphaFoldConfig.tiny()).eval()
     names = list(model.state_dict())
     params = [id(p) for p in model.parameters()]
-    if stacked:
-        swap_attention_projections(model)
-        assert [id(p) for p in model.parameters()] == params
-        assert list(model.state_dict()) == names
+    for swap_fn in swaps:
+        swap_fn(model)
+    assert [id(p) for p in model.parameters()] == params
+    assert list(model.state_dict()) == names
     batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=2,
                             num_iterations=2)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -134,23 +136,22 @@ def _loss_and_grads(stacked: bool, bf16: bool):
     loss.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is None or g.dtype == torch.float32 for g in grads)
-    return loss.detach(), torch.cat([g.flatten() for g in grads if g is not None])
+    return loss.detach(), torch.cat([g.flatten() for g in grads if g is not None]), model
 
 
-def test_whole_model_same_loss_and_gradients_fp32():
-    """The tiny model with recycling, every kind of attention swapped."""
-    l0, g0 = _loss_and_grads(False, bf16=False)
-    l1, g1 = _loss_and_grads(True, bf16=False)
-    assert rel(l1, l0) < 1e-6
-    assert rel(g1, g0) < 1e-5
+def _same_model_numbers(base, swapped, bf16: bool):
+    l0, g0, _ = _loss_and_grads(base, bf16)
+    l1, g1, model = _loss_and_grads(swapped, bf16)
+    assert rel(l1, l0) < (1e-3 if bf16 else 1e-6)
+    assert rel(g1, g0) < (2e-2 if bf16 else 1e-5)
+    return model
 
 
-def test_whole_model_close_under_bf16_autocast():
-    """bf16: dx rounds once instead of four times; the rest is the same arithmetic."""
-    l0, g0 = _loss_and_grads(False, bf16=True)
-    l1, g1 = _loss_and_grads(True, bf16=True)
-    assert rel(l1, l0) < 1e-3
-    assert rel(g1, g0) < 2e-2
+@pytest.mark.parametrize("bf16", [False, True])
+def test_whole_model_same_loss_and_gradients(bf16):
+    """The tiny model with recycling, every kind of attention swapped (bf16: dx rounds
+    once instead of four times; the rest is the same arithmetic)."""
+    _same_model_numbers([], [swap_attention_projections], bf16)
 
 
 # Triangle attention's bias projection in the stacked matmul (`attention_stacked_triangle_bias`)
@@ -260,29 +261,12 @@ def test_triangle_bias_left_alone_without_stacked_projections():
     assert torch.equal(m(z, mask), plain(z, mask))
 
 
-def _loss_and_grads_tri(bf16: bool, tri: bool):
-    torch.manual_seed(0)
-    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
-    swap_attention_projections(model)
-    if tri:
-        swap_triangle_bias_projections(model)
-        assert sum(isinstance(m, StackedBiasTriangleAttention) for m in model.modules()) == 8
-    batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=2,
-                            num_iterations=2)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        out = model(batch)
-    loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
-    loss.backward()
-    return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()
-                                     if p.grad is not None])
-
-
 @pytest.mark.parametrize("bf16", [False, True])
 def test_whole_model_with_the_triangle_bias_stacked(bf16):
-    l0, g0 = _loss_and_grads_tri(bf16, tri=False)
-    l1, g1 = _loss_and_grads_tri(bf16, tri=True)
-    assert rel(l1, l0) < (1e-3 if bf16 else 1e-6)
-    assert rel(g1, g0) < (2e-2 if bf16 else 1e-5)
+    model = _same_model_numbers([swap_attention_projections],
+                                [swap_attention_projections, swap_triangle_bias_projections],
+                                bf16)
+    assert sum(isinstance(m, StackedBiasTriangleAttention) for m in model.modules()) == 8
 
 
 # The outer product mean's two input projections as one matmul (`opm_stacked_projections`)
@@ -357,25 +341,8 @@ def test_outer_product_kernel_swap_refuses_to_follow_the_stacked_mixin():
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_whole_model_with_the_opm_projections_stacked(bf16):
-    def run(stacked: bool):
-        torch.manual_seed(0)
-        model = AlphaFold(AlphaFoldConfig.tiny()).eval()
-        if stacked:
-            swap_outer_product_projections(model)
-            assert sum(isinstance(m, StackedOuterProductProjections)
-                       for m in model.modules()) == 3
-        batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=2,
-                                num_iterations=2)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(batch)
-        loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
-        loss.backward()
-        return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()
-                                         if p.grad is not None])
-
-    (l0, g0), (l1, g1) = run(False), run(True)
-    assert rel(l1, l0) < (1e-3 if bf16 else 1e-6)
-    assert rel(g1, g0) < (2e-2 if bf16 else 1e-5)
+    model = _same_model_numbers([], [swap_outer_product_projections], bf16)
+    assert sum(isinstance(m, StackedOuterProductProjections) for m in model.modules()) == 3
 
 
 def test_opm_stacked_compiles_without_breaks():

@@ -57,6 +57,16 @@ def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     return torch.cat(params, out=out)
 
 
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """x Wᵀ + b with w and b already in the compute dtype: under autocast x is cast as
+    autocast casts a linear's input and the product runs with autocast off."""
+    dt = autocast_dtype(x)
+    if dt is None:
+        return _LinearMatvecBiasGrad.apply(x, w, b)
+    with torch.autocast(x.device.type, enabled=False):
+        return _LinearMatvecBiasGrad.apply(x.to(dt), w, b)
+
+
 class StackedProjectionAttention(Attention):
     """`Attention` (same parameters, same state-dict names) whose projections of one
     input run as one matmul. `weight_casts` (set by `swap_attention_projections`): where
@@ -101,11 +111,7 @@ class StackedProjectionAttention(Attention):
         """x [*, c_in] -> [*, Σ rows]: the lead weights' outputs, `pad` zero columns, then
         q, k, v and the gate's logits, as one matmul."""
         dt = autocast_dtype(x)
-        w, b = self._stacked(dt if dt is not None else x.dtype, lead, pad)
-        if dt is not None:
-            with torch.autocast(x.device.type, enabled=False):
-                return _LinearMatvecBiasGrad.apply(x.to(dt), w, b)
-        return _LinearMatvecBiasGrad.apply(x, w, b)
+        return _linear(x, *self._stacked(dt if dt is not None else x.dtype, lead, pad))
 
     def projections(self, q_x: torch.Tensor, kv_x: torch.Tensor):
         if q_x is not kv_x:  # cross attention (template pointwise): separate inputs
@@ -167,12 +173,7 @@ class StackedOuterProductProjections:
             w, b = casts.cached(("stacked_opm", id(self), dtype), make)
         else:
             w, b = make()
-        if dt is not None:
-            with torch.autocast(m.device.type, enabled=False):
-                y = _LinearMatvecBiasGrad.apply(m.to(dt), w, b)
-        else:
-            y = _LinearMatvecBiasGrad.apply(m, w, b)
-        a, b = y.split(l1.out_features, dim=-1)  # each [*, S, N, c]
+        a, b = _linear(m, w, b).split(l1.out_features, dim=-1)  # each [*, S, N, c]
         mask = mask.unsqueeze(-1)  # [*, S, N, 1]
         return a * mask, b * mask
 
