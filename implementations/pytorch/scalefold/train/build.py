@@ -192,8 +192,9 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
             yield
 
     # 5. The step.
+    # (not on evaluation ranks, which never step: it makes Adam's moments up front)
     single_pass = (SinglePassUpdate(params, optimizer, swa, model, cfg.gradient_clip_norm)
-                   if speed.single_pass_update else None)
+                   if speed.single_pass_update and not topo.is_eval_rank else None)
     step = TrainStep(forward_model, params, optimizer, loss_fn, swa, model,
                      cfg.gradient_clip_norm, fused=speed.fused_optimizer, autocast=autocast,
                      grad_sync=grad_sync, single_pass=single_pass)
