@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from scalefold.data.selection import last_iteration
 from scalefold.kernels import MatvecBiasGradLinear, swap_linears
@@ -117,20 +118,39 @@ def _recycled_loss_and_grads(cached: bool):
     swap_linears(model, casts)
     batch = synthetic_batch(None, n_res=14, n_clust=5, n_extra=7, n_templ=1,
                             num_iterations=3, device="cpu")
-    no_grad_callers = set()
+    no_grad_callers, grad_calls = set(), []
     for m in model.modules():
         if isinstance(m, MatvecBiasGradLinear):
-            m.register_forward_hook(lambda mod, *_: None if torch.is_grad_enabled()
-                                    else no_grad_callers.add(id(mod)))
+            m.register_forward_hook(lambda mod, *_: grad_calls.append(id(mod))
+                                    if torch.is_grad_enabled() else no_grad_callers.add(id(mod)))
     scope = casts.scope() if cached else torch.autocast("cpu", enabled=True)
     with torch.autocast("cpu", dtype=torch.bfloat16), scope:
         out = model(batch)
-        hits = 0 if casts is None else len(casts._casts)
+        hits = 0 if casts is None else sum(k[0] != "constant" for k in casts._casts)
+        ones = 0 if casts is None else len(casts._casts) - hits
     loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
-    loss.backward()
+    with _Fills() as fills:
+        loss.backward()
     if cached:  # the recycling iterations shared one copy of each weight (and bias)
         assert no_grad_callers and hits == 2 * len(no_grad_callers)
+        # the bias gradients' ones vectors: one per row count (a handful), not one per
+        # biased Linear with gradients; none filled in backward
+        assert 0 < ones <= 8 and 4 * ones < len(grad_calls) and fills.count == 0
+    else:
+        assert fills.count > 0
     return loss.detach(), [p.grad for p in model.parameters()], casts
+
+
+class _Fills(TorchDispatchMode):
+    """Counts the ones vectors the backward fills for bias gradients."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket.__name__ == "new_ones"
+        return func(*args, **(kwargs or {}))
 
 
 def test_cached_weight_casts_change_no_bit_and_lose_no_gradient():

@@ -68,11 +68,16 @@ class WeightCasts:
             return p.to(dtype)
         return self.cached((id(p), dtype), lambda: p.to(dtype))
 
+    def scoped(self) -> bool:
+        """Whether `constant` shares its values here (a scope is open, no compiled code is
+        being traced)."""
+        return self._casts is not None and not torch.compiler.is_compiling()
+
     def constant(self, key: tuple, make: Callable[[], T]) -> T:
         """make() once per scope for `key`, with or without gradients, for values that no
         gradient flows through (zeros, biases made from masks); a fresh make() where no
         scope is open or compiled code is being traced."""
-        if torch.compiler.is_compiling() or self._casts is None:
+        if not self.scoped():
             return make()
         full = ("constant", *key)
         if full not in self._casts:

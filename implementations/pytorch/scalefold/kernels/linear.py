@@ -31,15 +31,29 @@ def pad_bias(bias: torch.Tensor, out_features: int) -> torch.Tensor:
     return F.pad(bias, (out_features - bias.numel(), 0))
 
 
+def bias_grad_ones(casts: WeightCasts | None, x: torch.Tensor,
+                   dtype: torch.dtype) -> torch.Tensor | None:
+    """The ones vector [rows of x] a bias gradient's matvec multiplies by, shared by every
+    Linear of the forward whose scope `casts` has open (one fill kernel per shape and
+    forward, not one per biased Linear in backward); None where nothing is shared (the
+    backward then fills its own)."""
+    if casts is None or not casts.scoped() or not torch.is_grad_enabled():
+        return None
+    rows = x.numel() // x.shape[-1]
+    return casts.constant(("bias_grad_ones", rows, dtype, x.device),
+                          lambda: torch.ones(rows, dtype=dtype, device=x.device))
+
+
 class _LinearMatvecBiasGrad(torch.autograd.Function):
     """y = x Wᵀ + b with the bias gradient as a matvec. `b` may be the bias of only the
     last b.numel() outputs (stacked projections of which only the last has a bias): the
-    others get zero, added by the GEMM's epilogue like any bias."""
+    others get zero, added by the GEMM's epilogue like any bias. `ones`: the matvec's
+    ones vector if the caller shares one (`bias_grad_ones`)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
-        # x: [*, in]  weight: [out, in]  bias: [n_b <= out] or None
-        ctx.save_for_backward(x, weight)
+    def forward(ctx, x, weight, bias, ones=None):
+        # x: [*, in]  weight: [out, in]  bias: [n_b <= out] or None  ones: [rows] or None
+        ctx.save_for_backward(x, weight, ones)
         ctx.n_bias = 0 if bias is None else bias.numel()
         if bias is not None and ctx.n_bias < weight.shape[0]:
             bias = pad_bias(bias, weight.shape[0])
@@ -48,7 +62,7 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         # dy: [*, out]
-        x, weight = ctx.saved_tensors
+        x, weight, ones = ctx.saved_tensors
         dy2 = dy.reshape(-1, dy.shape[-1])  # [P, out]
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
@@ -57,8 +71,10 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
             dw = dy2.t().mm(x.reshape(-1, x.shape[-1]))  # [out, in]
         if ctx.n_bias and ctx.needs_input_grad[2]:
             g = dy2[:, dy2.shape[1] - ctx.n_bias:]  # [P, n_b] (all of dy2 for a full bias)
-            db = g.t().mv(g.new_ones(g.shape[0]))  # [n_b]
-        return dx, dw, db
+            if ones is None or ones.dtype != g.dtype:
+                ones = g.new_ones(g.shape[0])
+            db = g.t().mv(ones)  # [n_b]
+        return dx, dw, db, None
 
 
 class MatvecBiasGradLinear(Linear):
@@ -76,11 +92,13 @@ class MatvecBiasGradLinear(Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dev = x.device.type
         dt = autocast_dtype(x)
+        ones = bias_grad_ones(self.weight_casts, x, dt if dt is not None else x.dtype)
         if dt is not None:
             b = None if self.bias is None else self._cast(self.bias, dt)
             with torch.autocast(dev, enabled=False):
-                return _LinearMatvecBiasGrad.apply(x.to(dt), self._cast(self.weight, dt), b)
-        return _LinearMatvecBiasGrad.apply(x, self.weight, self.bias)
+                return _LinearMatvecBiasGrad.apply(x.to(dt), self._cast(self.weight, dt), b,
+                                                   ones)
+        return _LinearMatvecBiasGrad.apply(x, self.weight, self.bias, ones)
 
 
 def swap_linears(model: torch.nn.Module,

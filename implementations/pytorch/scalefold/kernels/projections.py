@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 
 from scalefold.kernels._autocast import WeightCasts, autocast_dtype
-from scalefold.kernels.linear import _LinearMatvecBiasGrad, pad_bias
+from scalefold.kernels.linear import _LinearMatvecBiasGrad, bias_grad_ones, pad_bias
 from scalefold.kernels.swap import swap
 from scalefold.model.attention import Attention
 from scalefold.model.pair import OuterProductMean, TriangleAttention
@@ -57,14 +57,16 @@ def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     return torch.cat(params, out=out)
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+            casts: WeightCasts | None) -> torch.Tensor:
     """x Wᵀ + b with w and b already in the compute dtype: under autocast x is cast as
     autocast casts a linear's input and the product runs with autocast off."""
     dt = autocast_dtype(x)
+    ones = None if b is None else bias_grad_ones(casts, x, w.dtype)
     if dt is None:
-        return _LinearMatvecBiasGrad.apply(x, w, b)
+        return _LinearMatvecBiasGrad.apply(x, w, b, ones)
     with torch.autocast(x.device.type, enabled=False):
-        return _LinearMatvecBiasGrad.apply(x.to(dt), w, b)
+        return _LinearMatvecBiasGrad.apply(x.to(dt), w, b, ones)
 
 
 class StackedProjectionAttention(Attention):
@@ -111,7 +113,8 @@ class StackedProjectionAttention(Attention):
         """x [*, c_in] -> [*, Σ rows]: the lead weights' outputs, `pad` zero columns, then
         q, k, v and the gate's logits, as one matmul."""
         dt = autocast_dtype(x)
-        return _linear(x, *self._stacked(dt if dt is not None else x.dtype, lead, pad))
+        return _linear(x, *self._stacked(dt if dt is not None else x.dtype, lead, pad),
+                       self.weight_casts)
 
     def projections(self, q_x: torch.Tensor, kv_x: torch.Tensor):
         if q_x is not kv_x:  # cross attention (template pointwise): separate inputs
@@ -173,7 +176,7 @@ class StackedOuterProductProjections:
             w, b = casts.cached(("stacked_opm", id(self), dtype), make)
         else:
             w, b = make()
-        a, b = _linear(m, w, b).split(l1.out_features, dim=-1)  # each [*, S, N, c]
+        a, b = _linear(m, w, b, casts).split(l1.out_features, dim=-1)  # each [*, S, N, c]
         mask = mask.unsqueeze(-1)  # [*, S, N, 1]
         return a * mask, b * mask
 
