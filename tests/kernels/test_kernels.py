@@ -991,7 +991,8 @@ def test_preset_speedups_compiled_with_inductor_match_uncompiled(extra):
         fast = dataclasses.replace(fast, attention_stacked_triangle_bias=True,
                                    attention_shared_mask_biases=True,
                                    opm_stacked_projections=True,
-                                   compile_template_attention=True)
+                                   compile_template_attention=True,
+                                   trimul_cached_weights=True)
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -129,7 +129,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     Linears share under `cached_weight_casts` (its scope is the step's autocast region).
     """
     casts_used = (speed.matvec_bias_grad or speed.attention_stacked_projections
-                  or speed.opm_stacked_projections)
+                  or speed.opm_stacked_projections or speed.trimul_cached_weights)
     if speed.cached_weight_casts and casts_used and weight_casts is None:
         raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
                          "opens (build_step passes it)")
@@ -151,12 +151,14 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_outer_product_mean(model)
     if speed.recompute_outer_product:
         recompute_outer_product_mean(model)
+    casts = weight_casts if speed.cached_weight_casts else None
     if speed.trimul_channel_first:
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
                                      contiguous_grads=speed.trimul_contiguous_grads,
                                      bias_in_gating=speed.trimul_bias_in_gating,
-                                     gating_kernel=speed.trimul_gating_kernel)
-    casts = weight_casts if speed.cached_weight_casts else None
+                                     gating_kernel=speed.trimul_gating_kernel,
+                                     weight_casts=casts if speed.trimul_cached_weights
+                                     else None)
     if speed.opm_stacked_projections:  # a mixin: after the outer product's other swaps
         swap_outer_product_projections(model, casts)
     if speed.attention_stacked_projections:

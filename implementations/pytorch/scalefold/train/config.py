@@ -108,6 +108,10 @@ class SpeedConfig:
                "(recycling iterations, evaluation): the stacked projection a plain matmul, "
                "its bias added in the fused gating instead of copied into the output first "
                "by baddbmm")
+    trimul_cached_weights: bool = _opt(
+        False, "with trimul_channel_first and cached_weight_casts: forwards without "
+               "gradients take the stacked projection weights made once per forward (all "
+               "its recycling iterations) instead of a cat and cast in every call")
     trimul_gating_kernel: bool = _opt(
         False, "with trimul_channel_first, in forwards with gradients: the gating's "
                "backward and the stacked projection's bias gradient as one Triton kernel")
@@ -173,7 +177,10 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
-        for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel"):
+        if self.trimul_cached_weights and not self.cached_weight_casts:
+            raise ValueError("trimul_cached_weights needs cached_weight_casts")
+        for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel",
+                  "trimul_cached_weights"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
         if self.attention_stacked_triangle_bias and not self.attention_stacked_projections:
