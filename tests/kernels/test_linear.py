@@ -162,3 +162,29 @@ def test_cached_weight_casts_change_no_bit_and_lose_no_gradient():
         assert (a is None) == (b is None) and (a is None or torch.equal(a, b))
     assert sum(1 for g in g1 if g is not None) > 0
     assert casts._casts is None  # the scope closed with the forward
+
+
+def test_shared_ones_under_a_recomputed_outer_product():
+    """`recompute_outer_product` (h100) recomputes the outer product mean's Linears in
+    backward, outside the forward's scope: the recomputation must save what the forward
+    saved (the shared ones are not a saved tensor), and the gradients keep their bits."""
+    from scalefold.kernels import recompute_outer_product_mean
+    from scalefold.kernels._autocast import WeightCasts
+
+    grads = []
+    for cached in (False, True):
+        torch.manual_seed(0)
+        model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+        casts = WeightCasts() if cached else None
+        swap_linears(model, casts)
+        recompute_outer_product_mean(model)
+        batch = synthetic_batch(None, n_res=12, n_clust=4, n_extra=6, n_templ=1,
+                                num_iterations=1, device="cpu")
+        scope = casts.scope() if cached else torch.autocast("cpu", enabled=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16), scope:
+            out = model(batch)
+        loss, _ = AlphaFoldLoss(LossConfig.mlperf())(out, last_iteration(batch), True)
+        loss.backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b))

@@ -53,7 +53,10 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, ones=None):
         # x: [*, in]  weight: [out, in]  bias: [n_b <= out] or None  ones: [rows] or None
-        ctx.save_for_backward(x, weight, ones)
+        ctx.save_for_backward(x, weight)
+        # Not a saved tensor: a recomputation under activation checkpointing (outside the
+        # scope that shares the ones) must save as many tensors as the forward did.
+        ctx.ones = ones
         ctx.n_bias = 0 if bias is None else bias.numel()
         if bias is not None and ctx.n_bias < weight.shape[0]:
             bias = pad_bias(bias, weight.shape[0])
@@ -62,7 +65,8 @@ class _LinearMatvecBiasGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         # dy: [*, out]
-        x, weight, ones = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
+        ones = ctx.ones
         dy2 = dy.reshape(-1, dy.shape[-1])  # [P, out]
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
