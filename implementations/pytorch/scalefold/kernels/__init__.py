@@ -124,9 +124,11 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                    weight_casts: WeightCasts | None = None) -> nn.Module:
     """Every model-side speed-up of `speed`, in place, in the order they compose.
 
-    The optimizer-side ones (`fused_optimizer`, `cuda_graphs`, `grad_sync`) belong to the
-    step (`scalefold.train.build.build_step`). `weight_casts`: the cache the swapped
-    Linears share under `cached_weight_casts` (its scope is the step's autocast region).
+    The step-side ones (`fused_optimizer`, `single_pass_update`, `cuda_graphs`,
+    `grad_sync`, `blas`) belong to the step (`scalefold.train.build.build_step`).
+    `weight_casts`: the forward's cache that the swapped modules share (its scope is the
+    step's autocast region): weight casts under `cached_weight_casts`, the shared mask
+    biases, the bias gradients' ones.
     """
     casts_used = (speed.matvec_bias_grad or speed.attention_stacked_projections
                   or speed.opm_stacked_projections or speed.trimul_cached_weights)
