@@ -76,8 +76,8 @@ def test_stacked_weight_made_once_per_scope_without_gradients(monkeypatch):
     casts = WeightCasts()
     swap_attention_projections(m, casts)
     made = []
-    real = proj._stack
-    monkeypatch.setattr(proj, "_stack", lambda ps, dt: made.append(dt) or real(ps, dt))
+    real = proj.stack_cast
+    monkeypatch.setattr(proj, "stack_cast", lambda ps, dt: made.append(dt) or real(ps, dt))
     x = torch.randn(3, 5, 12)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
         y0 = m(x, x, [])
@@ -242,8 +242,8 @@ def test_triangle_bias_stacked_weight_made_once_per_scope_without_gradients(monk
     casts = WeightCasts()
     m = _stacked_triangle(_triangle(True), casts)
     made = []
-    real = proj._stack
-    monkeypatch.setattr(proj, "_stack", lambda ps, dt: made.append(len(ps)) or real(ps, dt))
+    real = proj.stack_cast
+    monkeypatch.setattr(proj, "stack_cast", lambda ps, dt: made.append(len(ps)) or real(ps, dt))
     z, mask = torch.randn(1, 6, 6, 12), torch.ones(1, 6, 6)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
         y0, y1 = m(z, mask), m(z, mask)
@@ -320,8 +320,8 @@ def test_opm_stacked_weight_made_once_per_scope_without_gradients(monkeypatch):
     casts = WeightCasts()
     mod = swap_outer_product_projections(_opm(), casts)
     made = []
-    real = proj._stack
-    monkeypatch.setattr(proj, "_stack", lambda ps, dt: made.append(dt) or real(ps, dt))
+    real = proj.stack_cast
+    monkeypatch.setattr(proj, "stack_cast", lambda ps, dt: made.append(dt) or real(ps, dt))
     m, mask = torch.randn(1, 5, 6, 12), torch.ones(1, 5, 6)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
         y0, y1 = mod(m, mask), mod(m, mask)

@@ -29,7 +29,7 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 class WeightCasts:
     """Reduced-precision copies of parameters for the forwards that need no gradient,
     made once per autocast region (and, through `constant`, values no gradient flows
-    through, shared by every forward).
+    through, made once per scope with or without gradients).
 
     Kernels that run with autocast off cast their weights by hand (`p.to(dtype)`), which
     autocast's own cache never sees: every call of a module pays a cast kernel, and every

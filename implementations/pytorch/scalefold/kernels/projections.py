@@ -46,7 +46,7 @@ from scalefold.model.attention import Attention
 from scalefold.model.pair import OuterProductMean, TriangleAttention
 
 
-def _stack(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+def stack_cast(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     """The parameters concatenated along dim 0 and cast to `dtype`: one kernel without
     gradients (cat writes the cast values), cat then cast with them."""
     if (torch.compiler.is_compiling()  # compiled: one fused kernel either way
@@ -91,7 +91,7 @@ class StackedProjectionAttention(Attention):
                 zeros = self._constant(("zero_rows", pad, ws[0].shape[1], ws[0].device),
                                        lambda: ws[0].new_zeros(pad, ws[0].shape[1]))
                 parts = [*lead, zeros, *ws[len(lead):]]
-            return _stack(parts, dtype), None if b is None else b.to(dtype)
+            return stack_cast(parts, dtype), None if b is None else b.to(dtype)
 
         def make_padded() -> tuple[torch.Tensor, torch.Tensor | None]:
             # Without gradients the bias is only the GEMM's epilogue operand: padded with
@@ -169,7 +169,8 @@ class StackedOuterProductProjections:
         dtype = dt if dt is not None else m.dtype
 
         def make() -> tuple[torch.Tensor, torch.Tensor]:
-            return _stack([l1.weight, l2.weight], dtype), _stack([l1.bias, l2.bias], dtype)
+            return (stack_cast([l1.weight, l2.weight], dtype),
+                    stack_cast([l1.bias, l2.bias], dtype))
 
         casts = self.weight_casts
         if casts is not None and casts.caching():

@@ -60,6 +60,7 @@ from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels._triton import triton_usable
 from scalefold.kernels.layer_norm import TritonLayerNorm
 from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
+from scalefold.kernels.projections import stack_cast
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul_gating import gated_projections
 from scalefold.model.pair import TriangleMultiplication
@@ -82,9 +83,8 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # the four projections' weights [4c, c_z] and biases [4c], stacked, in `dtype`
         lins = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
-        w = torch.cat([lin.weight for lin in lins])
-        bias = torch.cat([lin.bias for lin in lins])
-        return w.to(dtype), bias.to(dtype)
+        return (stack_cast([lin.weight for lin in lins], dtype),
+                stack_cast([lin.bias for lin in lins], dtype))
 
     @torch.compiler.disable
     def _stacked_once(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
