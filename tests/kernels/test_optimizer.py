@@ -218,6 +218,30 @@ def test_single_pass_kernel_in_the_train_step(kern, tmp_path):
                            zip(b1.model.parameters(), init, strict=True))  # they moved
 
 
+def test_single_pass_kernel_keeps_captured_gradient_tables():
+    """A captured graph reads its gradient table at every replay: `fill_captured` writes
+    the table and keeps it. Freed, its memory would return to the graphs' shared pool,
+    where a later capture could write over it (an illegal address on the H100, call A of
+    2026-12-05)."""
+    import gc
+    import weakref
+
+    model = _model()
+    params = list(model.parameters())
+    up = SinglePassUpdate(params, _adam(params), WeightEMA(model, 0.9), model, 0.1, block=64)
+    if not up.active:
+        pytest.skip("Triton cannot run here")
+    table = torch.empty(len(params), dtype=torch.int64, device=params[0].device)
+    ptrs = list(range(1, len(params) + 1))
+    up._pending.append((table, ptrs))  # as `_grad_table` leaves it during a capture
+    alive = weakref.ref(table)
+    del table
+    up.fill_captured()
+    gc.collect()
+    assert alive() is not None and alive().tolist() == ptrs
+    assert not up._pending
+
+
 def test_optimizer_kernels_in_triton_interpreter():
     """CPU: rerun this module's kernel tests in a fresh process under TRITON_INTERPRET=1."""
     rerun_in_interpreter(__file__, "single_pass_kernel")

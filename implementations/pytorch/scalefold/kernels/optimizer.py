@@ -54,7 +54,7 @@ if triton is not None:
 
     @triton.jit
     def _update_kernel(PARAMS, GRADS, EXP_AVG, EXP_AVG_SQ, SHADOW, NUMEL, BLK_T, BLK_S,
-                       SUMSQ, BAD, STEP, LR_PTR, lr_value, beta1, beta2, eps, max_norm,
+                       SUMSQ, BAD, BIAS_CORR, LR_PTR, lr_value, beta1, beta2, eps, max_norm,
                        ema_weight, LR_ON_DEVICE: tl.constexpr, BLOCK: tl.constexpr):
         pid = tl.program_id(0)
         t = tl.load(BLK_T + pid)
@@ -74,21 +74,22 @@ if triton is not None:
             g = tl.load(g_ptr + offs, mask=m, other=0.0)
             exp_avg = tl.load(m1_ptr + offs, mask=m, other=0.0)
             exp_avg_sq = tl.load(m2_ptr + offs, mask=m, other=0.0)
-            # the clip as fused Adam's grad_scale: max(1, (norm + 1e-6) / max_norm)
-            norm = tl.sqrt(tl.load(SUMSQ))
-            g = g / tl.maximum((norm + 1e-6) / max_norm, 1.0)
-            step = tl.load(STEP) + 1.0
+            # the clip as fused Adam's grad_scale: max(1, (norm + 1e-6) / max_norm).
+            # Round-to-nearest division and square roots, as PyTorch's CUDA kernel
+            # computes them (Triton's `/` and `tl.sqrt` are approximations on a GPU).
+            norm = tl.sqrt_rn(tl.load(SUMSQ))
+            g = tl.div_rn(g, tl.maximum(tl.div_rn(norm + 1e-6, max_norm), 1.0))
             if LR_ON_DEVICE:
                 lr = tl.load(LR_PTR)
             else:
                 lr = lr_value
             exp_avg = beta1 * exp_avg + (1.0 - beta1) * g
             exp_avg_sq = beta2 * exp_avg_sq + (1.0 - beta2) * g * g
-            bias_correction1 = 1.0 - tl.exp2(step * tl.log2(beta1))
-            bias_correction2_sqrt = tl.sqrt(1.0 - tl.exp2(step * tl.log2(beta2)))
-            step_size = lr / bias_correction1
-            denom = tl.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-            p = p - step_size * exp_avg / denom
+            bias_correction1 = tl.load(BIAS_CORR)
+            bias_correction2_sqrt = tl.sqrt_rn(tl.load(BIAS_CORR + 1))
+            step_size = tl.div_rn(lr, bias_correction1)
+            denom = tl.div_rn(tl.sqrt_rn(exp_avg_sq), bias_correction2_sqrt) + eps
+            p = p - tl.div_rn(step_size * exp_avg, denom)
             tl.store(p_ptr + offs, p, mask=m)
             tl.store(m1_ptr + offs, exp_avg, mask=m)
             tl.store(m2_ptr + offs, exp_avg_sq, mask=m)
@@ -163,6 +164,10 @@ class SinglePassUpdate:
         self._grads_eager_ptrs: list[int] | None = None
         self._staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
         self._pending: list[tuple[torch.Tensor, list[int]]] = []
+        self._captured_tables: list[torch.Tensor] = []
+        self._betas_of: tuple[float, float] | None = None
+        self._betas: torch.Tensor | None = None
+        self._beta_tensor(*groups[0]["betas"])  # made before any capture
 
     def _table(self, ptrs: list[int]) -> torch.Tensor:
         return torch.tensor(ptrs, dtype=torch.int64).to(self.device)
@@ -184,6 +189,12 @@ class SinglePassUpdate:
         self._exp_avg.copy_(self._table([state[p]["exp_avg"].data_ptr() for p in self.params]))
         self._exp_avg_sq.copy_(
             self._table([state[p]["exp_avg_sq"].data_ptr() for p in self.params]))
+
+    def _beta_tensor(self, beta1: float, beta2: float) -> torch.Tensor:
+        if self._betas_of != (beta1, beta2):
+            self._betas = torch.tensor([beta1, beta2], dtype=torch.float32, device=self.device)
+            self._betas_of = (beta1, beta2)
+        return self._betas
 
     def _grad_table(self) -> torch.Tensor:
         grads = [p.grad for p in self.params]
@@ -220,6 +231,9 @@ class SinglePassUpdate:
         """Write the gradient tables of the graphs captured since the last call."""
         for table, ptrs in self._pending:
             table.copy_(torch.tensor(ptrs, dtype=torch.int64))
+        # The graph reads the table at every replay: freed, its memory would go back to
+        # the graphs' shared pool and a later capture could write there.
+        self._captured_tables.extend(table for table, _ in self._pending)
         self._pending.clear()
 
     def __call__(self, guard: torch.Tensor | None = None) -> torch.Tensor:
@@ -239,10 +253,13 @@ class SinglePassUpdate:
         lr = group["lr"]
         lr_on_device = isinstance(lr, torch.Tensor)
         beta1, beta2 = group["betas"]
+        # 1 - beta^step for this step, with PyTorch's pow (the kernel's exp2 and log2
+        # are approximations on a GPU: 1 - beta2 was off by ~1e-4 at step 1)
+        bias_corr = 1.0 - self._beta_tensor(beta1, beta2).pow(self.step_count + 1.0)
         ema_weight = 1.0 if self.ema.num_updates == 0 else 1.0 - self.ema.decay
         _update_kernel[grid](
             self._params, grads, self._exp_avg, self._exp_avg_sq, self._shadow, self._numel,
-            self._blk_t, self._blk_s, sumsq, bad, self.step_count,
+            self._blk_t, self._blk_s, sumsq, bad, bias_corr,
             lr if lr_on_device else sumsq, 0.0 if lr_on_device else float(lr),
             float(beta1), float(beta2), float(group["eps"]), self.max_norm, ema_weight,
             LR_ON_DEVICE=lr_on_device, BLOCK=self.block, num_warps=4)
