@@ -8,6 +8,7 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from scalefold.bench.eval import (
     EvalBenchConfig,
@@ -48,6 +49,8 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     assert set(parts) == {"copies", "forward", "other"} and parts["forward"] > 0
     assert parts["copies"] > 0 and "by part (median): copies" in text
     assert sum(parts.values()) <= max(res["host_queue_seconds"]) + 1e-6
+    # no GPU events on a CPU
+    assert res["forward_device_seconds"] == 0.0 and "GPU time inside" not in text
     assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes)" in text
     # The profile of one chain (no CUDA kernels on a CPU: an empty family table).
     assert "one evaluation of a 12-residue chain" in res["profile"]
@@ -55,6 +58,21 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     # 40 steps of 0.45 s leave 18 s: one rank evaluates three tiny chains in time.
     assert res["evaluation_gpus_for_cadence"] == 1
     assert res["sync_overhead_fraction"] == pytest.approx(res["eval_seconds"] / 18.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_bench_eval_graphs_measure_the_gpu_inside_the_forwards(tmp_path, capsys):
+    """With graphs on a GPU: the GPU's time inside the graph replays, measured by events
+    around them, is part of the pass and reported beside it."""
+    out = tmp_path / "eval.json"
+    rc = main(["bench", "eval", "--preset", "tiny", "--device", "cuda", "--lengths",
+               "12,20,12", *SMALL_FEATURES, "--num-recycling-iters", "1",
+               "--eval-length-buckets", "32", "--eval-cuda-graphs", "--passes", "2",
+               "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert 0.0 < res["forward_device_seconds"] <= res["eval_seconds"]
+    assert "GPU time inside the forwards" in capsys.readouterr().out
 
 
 def test_variants_are_evaluated_side_by_side_in_one_process(tmp_path, capsys):

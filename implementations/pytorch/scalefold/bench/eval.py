@@ -52,7 +52,7 @@ JSON (`--json PATH`; read by `scalefold plan`):
       "eval_seconds": float,          # steady-state pass (the fastest after the first)
       "eval_seconds_first": float,    # the first pass, first-time work included
       "host_queue_seconds": [float],  # steady pass: host time queueing each chain
-      "host_late_chains": int,        # ... chains queued after the GPU ran out of work
+      "host_late_chains": int,        # ... chains queued after the chain before had run
       "beside_training": {...},       # --beside-training: "steps", and the training
                                       # memory left resident: "allocated_gib",
                                       # "reserved_gib", "peak_gib" ({} otherwise)
@@ -60,6 +60,10 @@ JSON (`--json PATH`; read by `scalefold plan`):
       "host_parts_seconds": {str: float},  # ... median host s a chain by part: "copies"
                                       # (features to the device), "forward" (graph replay
                                       # or eager forward), "other" (the rest: the score)
+      "forward_device_seconds": float,  # steady pass: GPU time between events around
+                                      # each chain's forward (CUDA; 0.0 on a CPU); the
+                                      # pass's time less this is outside the forwards:
+                                      # copies, padding, scoring, and the GPU idle
       "warm_up_seconds": float,       # eval_warm_up's initialisation work (0.0: off)
       "peak_memory_gib": float,       # max allocated over all passes (0.0 on a CPU)
       "peak_reserved_gib": float,     # max reserved (graph pools included)
@@ -208,33 +212,56 @@ class PassTiming:
     scores: list[float]  # lDDT-Cα per chain
     # Host time queueing each chain (features to the device, replay or forward, score).
     queue_s: list[float]
-    # Chains whose queueing ended after the GPU had finished the chain before: there the
-    # GPU may have waited for the host (CUDA only; 0 on a CPU).
+    # Chains whose queueing ended after the GPU had finished the chain before (CUDA only;
+    # 0 on a CPU). With graphs nearly every chain: the graph's launch returns only when
+    # the GPU has room for it. Whether the GPU then idles: `forward_device_s`.
     host_late: int
     host_parts_s: dict[str, float]  # median host seconds a chain by part (`HostParts`)
+    forward_device_s: float = 0.0  # GPU seconds inside the forwards (`HostParts`, CUDA)
 
 
 class HostParts:
     """Host seconds of each chain's queueing spent in the evaluator's input copies and in
     its forward (the graph replay, or the eager forward): the two calls are wrapped on
     the instance (the evaluator's code is unchanged). A part that waits for the GPU shows
-    here as about the chain's device time."""
+    here as about the chain's device time: a graph launch returns only when the GPU has
+    room for it, about when the chain before has run. On a GPU, events around each
+    forward also give the GPU's time inside the forwards (`forward_device_seconds`), so
+    that the rest of a pass (copies, padding, scoring, idle) is measured, not inferred."""
 
     def __init__(self, evaluator: Evaluator) -> None:
         self._current: dict[str, float] = {}
         self.per_chain: list[dict[str, float]] = []
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._cuda = evaluator.device.type == "cuda"
         forward = "_replay" if evaluator.options.cuda_graphs else "_forward"
         for part, attr in (("copies", "_copies"), ("forward", forward)):
             setattr(evaluator, attr, self._timed(part, getattr(evaluator, attr)))
 
     def _timed(self, part: str, fn):
         def timed(*args, **kwargs):
+            events = None
+            if part == "forward" and self._cuda:
+                events = (torch.cuda.Event(enable_timing=True),
+                          torch.cuda.Event(enable_timing=True))
+                events[0].record()
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self._current[part] = self._current.get(part, 0.0) + time.perf_counter() - t0
+                if events is not None:
+                    events[1].record()
+                    self._events.append(events)
         return timed
+
+    def clear(self) -> None:
+        self.per_chain.clear()
+        self._events.clear()
+
+    def forward_device_seconds(self) -> float:
+        """GPU seconds inside the forwards since `clear` (after the GPU has run them)."""
+        return sum(a.elapsed_time(b) for a, b in self._events) / 1e3
 
     def end_chain(self, queue_s: float) -> None:
         parts = self._current
@@ -253,7 +280,7 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
     """One evaluation pass, and whether the host kept ahead of the GPU."""
     device = evaluator.device
     if parts is not None:
-        parts.per_chain.clear()
+        parts.clear()
     _sync(device)
     t0 = time.perf_counter()
     scores, marks, queue, late = [], [], [], 0
@@ -265,7 +292,7 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
             start.record()
             scores.append(evaluator.score(feats).mean())
             end.record()
-            # The previous chain's end already passed on the GPU: it ran out of work.
+            # The previous chain's end already passed on the GPU when this one was queued.
             late += bool(marks) and marks[-1][1].query()
             marks.append((start, end))
         else:
@@ -281,7 +308,8 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
     else:
         per_chain = list(marks)
     return PassTiming(wall, per_chain, values, queue, int(late),
-                      parts.medians() if parts is not None else {})
+                      parts.medians() if parts is not None else {},
+                      parts.forward_device_seconds() if parts is not None else 0.0)
 
 
 def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
@@ -427,6 +455,7 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         "host_queue_seconds": steady.queue_s,
         "host_late_chains": steady.host_late,
         "host_parts_seconds": steady.host_parts_s,
+        "forward_device_seconds": steady.forward_device_s,
         "beside_training": training,  # {} unless the training step ran first
         "gpu_memory_gib": cfg.gpu_memory_gib,
         "warm_up_seconds": warm_up_s,
@@ -512,12 +541,17 @@ def format_report(res: dict) -> str:
     if queue:
         lines.append(f"host time queueing a chain: median {1e3 * statistics.median(queue):.1f} "
                      f"ms, max {1e3 * max(queue):.1f} ms; queued after the GPU had finished "
-                     f"the chain before (the GPU may have waited): {res['host_late_chains']} "
+                     f"the chain before: {res['host_late_chains']} "
                      f"of {len(queue)}")
     host_parts = res.get("host_parts_seconds") or {}
     if host_parts:
         lines.append("host time queueing a chain by part (median): " + ", ".join(
             f"{k} {1e3 * v:.1f} ms" for k, v in host_parts.items()))
+    fwd = res.get("forward_device_seconds") or 0.0
+    if fwd:
+        lines.append(f"GPU time inside the forwards: {fwd:.2f} s of the pass's "
+                     f"{res['eval_seconds']:.2f} s; outside them (copies, padding, scoring, "
+                     f"GPU idle): {res['eval_seconds'] - fwd:.2f} s")
     lines.extend(_length_report(res, chains))
     k = res["evaluation_gpus_for_cadence"]
     window = res["cadence_steps"] * res["step_time_s"]
