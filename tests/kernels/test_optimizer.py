@@ -218,11 +218,12 @@ def test_single_pass_kernel_in_the_train_step(kern, tmp_path):
                            zip(b1.model.parameters(), init, strict=True))  # they moved
 
 
-def test_single_pass_kernel_keeps_captured_gradient_tables():
-    """A captured graph reads its gradient table at every replay: `fill_captured` writes
-    the table and keeps it. Freed, its memory would return to the graphs' shared pool,
-    where a later capture could write over it (an illegal address on the H100, call A of
-    2026-12-05)."""
+def test_single_pass_kernel_captures_with_a_table_reserved_before(monkeypatch):
+    """A captured update reads its gradient table at every replay, so the table must be
+    memory the graphs never reuse: one allocated before the capture
+    (`reserve_capture_table`), not during it (from the graphs' pool, where the replay
+    wrote activations over it: an illegal address on the H100, 2026-12-05 calls A, E).
+    `fill_captured` then writes the capture's gradient addresses into it and keeps it."""
     import gc
     import weakref
 
@@ -231,15 +232,20 @@ def test_single_pass_kernel_keeps_captured_gradient_tables():
     up = SinglePassUpdate(params, _adam(params), WeightEMA(model, 0.9), model, 0.1, block=64)
     if not up.active:
         pytest.skip("Triton cannot run here")
-    table = torch.empty(len(params), dtype=torch.int64, device=params[0].device)
-    ptrs = list(range(1, len(params) + 1))
-    up._pending.append((table, ptrs))  # as `_grad_table` leaves it during a capture
-    alive = weakref.ref(table)
+    _grads(model, 0, skip=3)
+    monkeypatch.setattr(up, "_capturing", lambda: True)  # as inside torch.cuda.graph
+    with pytest.raises(RuntimeError, match="reserved before the capture"):
+        up._grad_table()
+    up.reserve_capture_table()
+    reserved = weakref.ref(up._reserved[-1])
+    table = up._grad_table()
+    assert table is reserved() and not up._reserved  # the reserved one, taken
     del table
     up.fill_captured()
     gc.collect()
-    assert alive() is not None and alive().tolist() == ptrs
-    assert not up._pending
+    expected = [0 if p.grad is None else p.grad.data_ptr() for p in params]
+    assert reserved() is not None and reserved().tolist() == expected  # written and kept
+    assert expected[3] == 0 and not up._pending
 
 
 def test_optimizer_kernels_in_triton_interpreter():

@@ -24,8 +24,10 @@ as they were; the EMA still blends, as the plain path's EMA does after a skipped
 The same update up to float rounding (tests compare with the plain path).
 
 Gradient addresses change from step to step in eager mode (uploaded each step from a
-pinned buffer when they change) and belong to each captured CUDA graph: during capture
-the table is a fresh device tensor that `fill_captured` writes once the capture ends.
+pinned buffer when they change) and belong to each captured CUDA graph: a capture takes
+a table allocated before it (`reserve_capture_table`, outside the graphs' memory pool,
+whose blocks the graph reuses for its own tensors), which `fill_captured` writes once
+the capture ends and keeps.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class SinglePassUpdate:
         self._staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
         self._pending: list[tuple[torch.Tensor, list[int]]] = []
         self._captured_tables: list[torch.Tensor] = []
+        self._reserved: list[torch.Tensor] = []  # tables for the next captures
         self._betas_of: tuple[float, float] | None = None
         self._betas: torch.Tensor | None = None
         self._beta_tensor(*groups[0]["betas"])  # made before any capture
@@ -196,15 +199,30 @@ class SinglePassUpdate:
             self._betas_of = (beta1, beta2)
         return self._betas
 
+    def _capturing(self) -> bool:
+        return self.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+    def reserve_capture_table(self) -> None:
+        """Before a capture that runs this update: a gradient table allocated outside the
+        graphs' memory pool. A table allocated during the capture would come from that
+        pool, where the graph itself (or a later one) may place other tensors at the
+        same address (blocks freed earlier in the capture are reused), so that a replay
+        would overwrite it before the update reads it."""
+        self._reserved.append(torch.empty(len(self.params), dtype=torch.int64,
+                                          device=self.device))
+
     def _grad_table(self) -> torch.Tensor:
         grads = [p.grad for p in self.params]
         if any(g is not None and (g.dtype != torch.float32 or not g.is_contiguous())
                for g in grads):
             raise ValueError("the single-pass update needs contiguous float32 gradients")
         ptrs = [0 if g is None else g.data_ptr() for g in grads]  # 0: no gradient
-        if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        if self._capturing():
             # The graph's gradients: the table is written once the capture has ended
-            table = torch.empty(len(ptrs), dtype=torch.int64, device=self.device)
+            if not self._reserved:
+                raise RuntimeError("a captured single-pass update needs a gradient table "
+                                   "reserved before the capture (reserve_capture_table)")
+            table = self._reserved.pop()
             self._pending.append((table, ptrs))
             return table
         if ptrs != self._grads_eager_ptrs:
@@ -231,8 +249,7 @@ class SinglePassUpdate:
         """Write the gradient tables of the graphs captured since the last call."""
         for table, ptrs in self._pending:
             table.copy_(torch.tensor(ptrs, dtype=torch.int64))
-        # The graph reads the table at every replay: freed, its memory would go back to
-        # the graphs' shared pool and a later capture could write there.
+        # The graph reads the table at every replay: it lives as long as this object.
         self._captured_tables.extend(table for table, _ in self._pending)
         self._pending.clear()
 

@@ -167,12 +167,14 @@ class GraphedTrainStep:
                     with torch.cuda.graph(fwd_bwd, pool=self.pool):
                         step.reset_grads()
                         loss, terms = step.forward_backward(static, static_uc)
+                    step.before_capture()
                     with torch.cuda.graph(upd, pool=self.pool):
                         outputs = step.update(loss, terms)
                     step.after_capture()
                     graphs = [fwd_bwd, upd]
                 else:
                     whole = torch.cuda.CUDAGraph()
+                    step.before_capture()
                     with torch.cuda.graph(whole, pool=self.pool):
                         outputs = step(static, static_uc)
                     step.after_capture()

@@ -173,6 +173,11 @@ class TrainStep:
         if self.single_pass is not None and not fused:
             raise ValueError("the single-pass update is a form of the fused update path")
 
+    def before_capture(self) -> None:
+        """Called by `GraphedTrainStep` before a capture that runs the update."""
+        if self.single_pass is not None:
+            self.single_pass.reserve_capture_table()
+
     def after_capture(self) -> None:
         """Called by `GraphedTrainStep` once a capture has ended."""
         if self.single_pass is not None:
