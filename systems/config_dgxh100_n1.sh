@@ -5,8 +5,8 @@
 # and the container before a large allocation. NEXP defaults to 1 here.
 # Global batch: (1 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 8.
 # Expected (a prediction of `scalefold plan`, 2026-12-05 profile; docs/PLAN.md): about
-# 0.60 s a step (the `h100` step composed from the H200's `h200` step, x1.26 for an H100; one flat
-# all-reduce over NVLink adds ~2 ms). Global batch 8 has no reference convergence point,
+# 0.54 s a step (the `h100` step composed from the H200's `h200` step, x1.15 for an H100; one flat
+# all-reduce over NVLink adds ~2 ms; the `h100` step on one H100 measured 0.538 s, 2026-12-05). Global batch 8 has no reference convergence point,
 # so no time to train is predicted.
 #
 # Usage, from the repository root:

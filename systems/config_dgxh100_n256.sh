@@ -4,8 +4,8 @@
 # Wall time: 10 runs of ~4 min initialisation + ~10 min training, with margin.
 # Global batch: (256 x 8 - 0) / 8 x LOCAL_BATCH_SIZE 1 = 256.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n256.json --dap-size 8
-# --eval-ranks 0 --global-batch 256 --preset h200 --gpu-ratio 2.43`, 2026-12-05 profile;
-# docs/PLAN.md): 0.41 s a step with DAP run eagerly as configured, 5.3 min to train. DAP's
+# --eval-ranks 0 --global-batch 256 --preset h200 --gpu-ratio 2.22`, 2026-12-05 profile;
+# docs/PLAN.md): 0.38 s a step with DAP run eagerly as configured, 5.0 min to train. DAP's
 # speed-up is the docs/DAP.md cost model; no DAP run on several GPUs has been timed.
 #
 # Usage, from the repository root:
