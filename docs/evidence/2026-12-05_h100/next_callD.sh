@@ -1,7 +1,7 @@
 #!/bin/bash
-# call D (cache from call A): the single-pass update after its two fixes (the captured
-# gradient tables kept alive; round-to-nearest math and PyTorch's powers): its GPU tests,
-# bench step beside the preset, then (if the tests pass) 5 seeds with it
+# call D (cache from call A): the single-pass update after its fixes (a gradient table
+# reserved before each capture and kept; round-to-nearest math and PyTorch's powers): its
+# GPU tests, bench step beside the preset, then (if the tests pass) 5 seeds with it
 source scripts/gpu_env.sh
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); echo "GPU: $GPU"
 P=h200; case "$GPU" in *H100*) P=h100;; esac
