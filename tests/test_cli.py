@@ -77,15 +77,6 @@ def test_every_speed_setting_has_a_flag_made_from_its_field():
     with pytest.raises(ValueError, match="trimul_gating_kernel needs trimul_channel_first"):
         _cfg("--trimul-gating-kernel")
     assert _cfg("--trimul-channel-first", "--trimul-gating-kernel").speed.trimul_gating_kernel
-    with pytest.raises(ValueError, match="trimul_cached_weights needs cached_weight_casts"):
-        _cfg("--trimul-channel-first", "--trimul-cached-weights")
-    assert _cfg("--trimul-channel-first", "--cached-weight-casts",
-                "--trimul-cached-weights").speed.trimul_cached_weights
-    with pytest.raises(ValueError, match="attention_stacked_triangle_bias needs "
-                                         "attention_stacked_projections"):
-        _cfg("--attention-stacked-triangle-bias")
-    assert _cfg("--attention-stacked-projections",
-                "--attention-stacked-triangle-bias").speed.attention_stacked_triangle_bias
 
 
 def test_presets_are_valid_and_named_once():

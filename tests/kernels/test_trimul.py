@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -246,61 +244,3 @@ def test_gating_kernel_in_triton_interpreter():
     from tests.kernels.conftest import rerun_in_interpreter
 
     rerun_in_interpreter(__file__, "gating_kernel_matches or gating_kernel_without")
-
-
-# `cached_weights`: without gradients, the stacked projection weights once per scope
-
-
-def _cached_module(outgoing: bool = True):
-    from scalefold.kernels._autocast import WeightCasts
-
-    g = torch.Generator().manual_seed(13)
-    mod = TriangleMultiplication(16, 8, outgoing)
-    for p in mod.parameters():
-        torch.nn.init.normal_(p, std=0.3, generator=g)
-    casts = WeightCasts()
-    swap_triangle_multiplication(mod, bias_in_gating=True, weight_casts=casts)
-    z = torch.randn(1, 11, 11, 16, generator=g)
-    mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float()
-    return mod, casts, z, mask
-
-
-@pytest.mark.parametrize("backend", [None, "aot_eager"])
-def test_cached_weights_same_bits_once_per_scope(backend, monkeypatch):
-    """Without gradients the stacked weights are made once per scope (eagerly, also when
-    the module is compiled: one graph break), with the bits of a stack made per call."""
-    import scalefold.kernels.trimul as trimul
-
-    mod, casts, z, mask = _cached_module()
-    plain = copy.deepcopy(mod)
-    plain.weight_casts = None
-    made = []
-    real = trimul.ChannelFirstTriangleMultiplication._stacked
-    monkeypatch.setattr(trimul.ChannelFirstTriangleMultiplication, "_stacked",
-                        lambda self, dt: made.append(dt) or real(self, dt))
-    torch._dynamo.reset()
-    fn = torch.compile(mod, backend=backend) if backend else mod
-    ref = torch.compile(plain, backend=backend) if backend else plain  # the same path
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        want = ref(z, mask)
-        made.clear()
-        with casts.scope():
-            got = [fn(z, mask) for _ in range(3)]
-    assert made == [torch.bfloat16]  # once for the three calls
-    assert all(torch.equal(g, want) for g in got)
-    torch._dynamo.reset()
-
-
-def test_cached_weights_leave_the_gradient_path_alone():
-    mod, casts, z, mask = _cached_module()
-    plain = copy.deepcopy(mod)
-    plain.weight_casts = None
-    outs = []
-    for m in (plain, mod):
-        zi = z.clone().requires_grad_()
-        with torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
-            y = m(zi, mask)
-        y.float().square().sum().backward()
-        outs.append((y, zi.grad, [p.grad for p in m.parameters()]))
-    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
-    assert all(torch.equal(a, b) for a, b in zip(outs[0][2], outs[1][2]))

@@ -143,33 +143,20 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
     if name == "tiny_train_swapped":
         from scalefold.kernels import (
             swap_attention_projections,
-            swap_mask_biases,
             swap_outer_product_mean,
-            swap_outer_product_projections,
             swap_residual_dropout,
-            swap_triangle_bias_projections,
             swap_triangle_multiplication,
         )
         from scalefold.kernels._autocast import WeightCasts
         from scalefold.kernels.dropout import FusedResidualDropout
         from scalefold.kernels.opm import ProjectedOuterProductMean as POPM
-        from scalefold.kernels.projections import StackedBiasTriangleAttention as SBTA
-        from scalefold.kernels.projections import StackedOuterProductProjections as SOPP
 
         swap_triangle_multiplication(model, contiguous_grads=True)
         swap_residual_dropout(model)
         swap_outer_product_mean(model)
         casts = WeightCasts()
         swap_attention_projections(model, casts)
-        swap_triangle_bias_projections(model)
-        swap_mask_biases(model, casts)
-        swap_outer_product_projections(model, casts)
         scope = casts.scope
-        stacked_tri = []
-        real_tri = SBTA.project
-        SBTA.project = lambda self, z: (stacked_tri.append(1), real_tri(self, z))[1]
-        real_opm = SOPP.project
-        SOPP.project = lambda self, m, mask: (stacked_tri.append(2), real_opm(self, m, mask))[1]
         outer = []
         real_outer = POPM.outer_projection
         POPM.outer_projection = lambda self, a, b: (outer.append(1), real_outer(self, a, b))[1]
@@ -210,9 +197,6 @@ def _run_case(rank: int, world: int, name: str, ref: dict) -> dict[str, float]:
         errors["channels_first_not_called"] = float(not projected)
         POPM.outer_projection = real_outer
         errors["opm_projection_not_called"] = float(not outer)
-        SBTA.project, SOPP.project = real_tri, real_opm
-        errors["stacked_triangle_bias_not_called"] = float(1 not in stacked_tri)
-        errors["stacked_opm_projections_not_called"] = float(2 not in stacked_tri)
     if name == "tiny_eval":
         # The trainer's evaluation model is a deep copy: it must stay parallelized.
         ev = copy.deepcopy(model).eval()

@@ -191,20 +191,3 @@ def test_cached_weight_casts_are_scoped_to_the_steps_autocast(tmp_path):
     assert casts._casts is None
     with pytest.raises(ValueError, match="WeightCasts"):
         apply_speedups(AlphaFold(AlphaFoldConfig.tiny()), speed, "bf16")
-
-
-def test_shared_mask_biases_share_the_step_cache(tmp_path):
-    """`attention_shared_mask_biases` alone makes the forward's cache, shared by both
-    copies, whose scope the step's autocast opens."""
-    from scalefold.kernels import SharedMaskBias
-
-    speed = SpeedConfig(attention_shared_mask_biases=True)
-    cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
-    built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-    found = {id(m.cache) for model in (built.model, built.eval_model)
-             for m in model.modules() if isinstance(m, SharedMaskBias)}
-    assert len(found) == 1 and None not in {
-        m.cache for m in built.model.modules() if isinstance(m, SharedMaskBias)}
-    cache = next(m.cache for m in built.model.modules() if isinstance(m, SharedMaskBias))
-    with built.autocast():
-        assert cache._casts == {}

@@ -17,20 +17,13 @@ and for use on their own:
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
 - `swap_attention_projections(model)`: self-attention's q, k, v and gate projections
   as one matmul.
-- `swap_outer_product_projections(model)`: the outer product mean's two input
-  projections as one matmul.
-- `swap_triangle_bias_projections(model)`: triangle attention's bias projection joins
-  those stacked projections.
-- `swap_mask_biases(model, cache)`: each attention mask's bias built once per forward.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
   kernel each way, with eager PyTorch's roundings (bit-identical).
 - `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
   around matmuls (transitions, outer product mean, triangle multiplication);
-  `compile_structure_module(model)` of the launch-bound structure module;
-  `compile_template_attention(model)` of the template pointwise attention with its core
-  as fused broadcast sums; last.
+  `compile_structure_module(model)` of the launch-bound structure module; last.
 
 A new speed-up is its module subclass here, one `SpeedConfig` field (which makes its
 `scalefold train` flag and bench override), one line in `apply_speedups`, and its tests.
@@ -51,22 +44,13 @@ from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
 from scalefold.kernels.glue import (
     compile_glue,
     compile_structure_module,
-    compile_template_attention,
     keep_fp32,
     recompute_outer_product_mean,
 )
 from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
-from scalefold.kernels.masks import SharedMaskBias, swap_mask_biases
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
-from scalefold.kernels.projections import (
-    StackedBiasTriangleAttention,
-    StackedOuterProductProjections,
-    StackedProjectionAttention,
-    swap_attention_projections,
-    swap_outer_product_projections,
-    swap_triangle_bias_projections,
-)
+from scalefold.kernels.projections import StackedProjectionAttention, swap_attention_projections
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul import (
     ChannelFirstTriangleMultiplication,
@@ -127,17 +111,13 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     The step-side ones (`fused_optimizer`, `single_pass_update`, `cuda_graphs`,
     `grad_sync`, `blas`) belong to the step (`scalefold.train.build.build_step`).
     `weight_casts`: the forward's cache that the swapped modules share (its scope is the
-    step's autocast region): weight casts under `cached_weight_casts`, the shared mask
-    biases, the bias gradients' ones.
+    step's autocast region): weight casts under `cached_weight_casts`, the bias
+    gradients' ones.
     """
-    casts_used = (speed.matvec_bias_grad or speed.attention_stacked_projections
-                  or speed.opm_stacked_projections or speed.trimul_cached_weights)
+    casts_used = speed.matvec_bias_grad or speed.attention_stacked_projections
     if speed.cached_weight_casts and casts_used and weight_casts is None:
         raise ValueError("cached_weight_casts needs the WeightCasts whose scope the forward "
                          "opens (build_step passes it)")
-    if speed.attention_shared_mask_biases and weight_casts is None:
-        raise ValueError("attention_shared_mask_biases needs the WeightCasts whose scope "
-                         "the forward opens (build_step passes it)")
     flash = FlashConfig(dq_kernel=speed.attention_dq_kernel, store_ds=speed.attention_store_ds,
                         fused_logits=speed.attention_fused_logits,
                         precomputed_delta=speed.attention_precomputed_delta,
@@ -158,17 +138,9 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
                                      contiguous_grads=speed.trimul_contiguous_grads,
                                      bias_in_gating=speed.trimul_bias_in_gating,
-                                     gating_kernel=speed.trimul_gating_kernel,
-                                     weight_casts=casts if speed.trimul_cached_weights
-                                     else None)
-    if speed.opm_stacked_projections:  # a mixin: after the outer product's other swaps
-        swap_outer_product_projections(model, casts)
+                                     gating_kernel=speed.trimul_gating_kernel)
     if speed.attention_stacked_projections:
         swap_attention_projections(model, casts)
-        if speed.attention_stacked_triangle_bias:
-            swap_triangle_bias_projections(model)
-    if speed.attention_shared_mask_biases:
-        swap_mask_biases(model, weight_casts)
     if speed.matvec_bias_grad:
         swap_linears(model, casts)
     if speed.fused_gate:
@@ -179,8 +151,6 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         compile_glue(model)
     if speed.compile_structure_module:
         compile_structure_module(model)
-    if speed.compile_template_attention:
-        compile_template_attention(model)
     return model
 
 
@@ -193,9 +163,6 @@ __all__ = [
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
     "SDPAAttentionCore",
-    "SharedMaskBias",
-    "StackedBiasTriangleAttention",
-    "StackedOuterProductProjections",
     "StackedProjectionAttention",
     "TritonAttentionCore",
     "TritonLayerNorm",
@@ -204,7 +171,6 @@ __all__ = [
     "apply_speedups",
     "compile_glue",
     "compile_structure_module",
-    "compile_template_attention",
     "keep_fp32",
     "recompute_outer_product_mean",
     "swap_gates",
@@ -213,8 +179,5 @@ __all__ = [
     "swap_residual_dropout",
     "swap",
     "swap_attention_projections",
-    "swap_mask_biases",
-    "swap_outer_product_projections",
-    "swap_triangle_bias_projections",
     "swap_triangle_multiplication",
 ]

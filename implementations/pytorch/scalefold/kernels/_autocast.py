@@ -75,7 +75,7 @@ class WeightCasts:
 
     def constant(self, key: tuple, make: Callable[[], T]) -> T:
         """make() once per scope for `key`, with or without gradients, for values that no
-        gradient flows through (zeros, biases made from masks); a fresh make() where no
+        gradient flows through (the bias gradients' ones vectors); a fresh make() where no
         scope is open or compiled code is being traced."""
         if not self.scoped():
             return make()

@@ -63,27 +63,3 @@ def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     biases: list[torch.Tensor], scale: float = 1.0) -> torch.Tensor:
     """The model's own math (reference for parity tests)."""
     return AttentionCore()(q, k, v, biases, scale)
-
-
-class BroadcastAttentionCore(AttentionCore):
-    """Attention with very few queries and keys (the template pointwise attention: one query
-    per pair over 4 templates) as broadcast products and sums in float32.
-
-    A [1 × c] · [c × 4] product per (pair, head) is no matrix product: cuBLAS's batched GEMMs
-    run it at ~1/25 of the memory's rate (3.24 ms a call at 704 residues on the H200,
-    against 0.13 ms to read k and v; perf-log 2026-12-04 section 16). Written as
-    elementwise products and sums, `torch.compile` fuses the logits, softmax and weighted
-    sum into passes over k and v. float32 throughout (the products of the bf16 matmul are
-    exact and summed in float32 too); the output in v's dtype, as the matmul's.
-    """
-
-    def forward(self, q, k, v, biases, scale=1.0):
-        # q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]
-        if scale != 1.0:
-            q = q * scale  # rounded in q's dtype first, as the plain core does
-        logits = (q.float().unsqueeze(-2) * k.float().unsqueeze(-3)).sum(-1)  # [*, H, Q, K]
-        for b in biases:
-            logits = logits + b
-        weights = torch.softmax(logits, dim=-1)
-        out = (weights.unsqueeze(-1) * v.float().unsqueeze(-3)).sum(-2)  # [*, H, Q, c_v]
-        return out.to(v.dtype)

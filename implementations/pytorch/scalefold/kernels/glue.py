@@ -8,13 +8,10 @@ import torch
 from torch import nn
 
 from scalefold.geometry.all_atom import warm_tables
-from scalefold.kernels.cores import BroadcastAttentionCore, SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.swap import swap
-from scalefold.model.attention import AttentionCore
 from scalefold.model.msa import Transition
 from scalefold.model.pair import OuterProductMean, TriangleMultiplication
 from scalefold.model.structure_module import StructureModule
-from scalefold.model.template import TemplatePointwiseAttention
 
 # The blocks whose eager cost is mostly elementwise kernels around a few matmuls
 # (LayerNorm, sigmoid gates, masking, ReLU, the outer-product normalisation).
@@ -142,19 +139,3 @@ def compile_structure_module(model: nn.Module, **compile_kwargs: Any) -> nn.Modu
             m.layer = torch.compile(m.layer, **compile_kwargs)
     return model
 
-
-def compile_template_attention(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
-    """`torch.compile` every `TemplatePointwiseAttention` of `model` with its attention
-    core as broadcast float32 products and sums (`BroadcastAttentionCore`), which the
-    compile fuses: one query a pair over 4 templates, where the batched GEMMs of the
-    plain core (or of the Triton core's fallback for so few queries) run far below the
-    memory's rate. Once a forward and its backward; static shapes unless `dynamic=True`.
-    Returns `model`."""
-    compile_kwargs.setdefault("dynamic", False)
-    _raise_recompile_limit()
-    for m in model.modules():
-        if isinstance(m, TemplatePointwiseAttention):
-            swap(m.mha, AttentionCore, BroadcastAttentionCore,
-                 alternatives=(SDPAAttentionCore, TritonAttentionCore))
-            m.compile(**compile_kwargs)
-    return model

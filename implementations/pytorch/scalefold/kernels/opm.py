@@ -191,14 +191,12 @@ class ProjectedOuterProductMean(OuterProductMean):
 
 def swap_outer_product_mean(model: nn.Module) -> nn.Module:
     """Every `OuterProductMean` of `model` projects without layout copies, in place (the
-    same submodules and Parameters). Apply before `recompute_outer_product_mean` and
-    `swap_outer_product_projections`, mixins placed in front of the class they find."""
+    same submodules and Parameters). Apply before `recompute_outer_product_mean`, which
+    wraps the instances' forward as it finds it."""
     from scalefold.kernels.glue import RecomputedInBackward
-    from scalefold.kernels.projections import StackedOuterProductProjections
 
-    for mixin in (RecomputedInBackward, StackedOuterProductProjections):
-        if any(isinstance(m, mixin) for m in model.modules()):
-            raise ValueError(f"swap_outer_product_mean must come before the mixin "
-                             f"{mixin.__name__}")
+    if any(isinstance(m, RecomputedInBackward) for m in model.modules()):
+        raise ValueError("swap_outer_product_mean must come before "
+                         "recompute_outer_product_mean")
     swap(model, OuterProductMean, ProjectedOuterProductMean)
     return model

@@ -19,18 +19,6 @@ computes each output element's dot product the same way (no split-K at these sha
 with gradients, dx rounds once instead of four times (not bit-identical to the plain
 module; the 5-seed check covers it).
 
-Triangle attention also projects the same normalised z to its bias (H = 4 columns, no
-bias term): `StackedBiasTriangleAttention` puts that weight first in the stack, padded
-with zero rows to 16 columns so that every later part stays aligned, which removes a
-skinny GEMM (N = H) from the forward and, from the backward, that projection's input-
-gradient GEMM, the add of its result into z's gradient and its weight-gradient GEMM.
-
-The outer product mean projects the normalised MSA twice (`linear_1`, `linear_2`, both
-c_m → 32 with biases): `StackedOuterProductProjections` makes them one GEMM against the
-stacked weight [64, c_m] and bias, which reads the MSA (16 MiB in the Evoformer at the
-crop, 32 MiB in the extra-MSA stack) once, and in backward takes its gradient from one
-GEMM (the two summed in fp32, not rounded and added) and both weight gradients from one.
-
 Parameters and state-dict names are untouched (the stacked weight is made per forward;
 without gradients, once per autocast region with `cached_weight_casts`).
 """
@@ -43,7 +31,6 @@ from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels.linear import _LinearMatvecBiasGrad, bias_grad_ones, pad_bias
 from scalefold.kernels.swap import swap
 from scalefold.model.attention import Attention
-from scalefold.model.pair import OuterProductMean, TriangleAttention
 
 
 def stack_cast(params: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -77,21 +64,15 @@ class StackedProjectionAttention(Attention):
 
     weight_casts: WeightCasts | None = None
 
-    def _stacked(self, dtype: torch.dtype, lead: tuple[torch.Tensor, ...] = (),
-                 pad: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # [lead weights; `pad` zero rows; q; k; v; g] and the gate's bias (the last rows')
-        ws = [*lead, self.linear_q.weight, self.linear_k.weight, self.linear_v.weight]
+    def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # [q; k; v; g] and the gate's bias (the last rows')
+        ws = [self.linear_q.weight, self.linear_k.weight, self.linear_v.weight]
         if self.linear_g is not None:
             ws.append(self.linear_g.weight)
         b = None if self.linear_g is None else self.linear_g.bias
 
         def make() -> tuple[torch.Tensor, torch.Tensor | None]:
-            parts = ws
-            if pad:
-                zeros = self._constant(("zero_rows", pad, ws[0].shape[1], ws[0].device),
-                                       lambda: ws[0].new_zeros(pad, ws[0].shape[1]))
-                parts = [*lead, zeros, *ws[len(lead):]]
-            return stack_cast(parts, dtype), None if b is None else b.to(dtype)
+            return stack_cast(ws, dtype), None if b is None else b.to(dtype)
 
         def make_padded() -> tuple[torch.Tensor, torch.Tensor | None]:
             # Without gradients the bias is only the GEMM's epilogue operand: padded with
@@ -102,94 +83,17 @@ class StackedProjectionAttention(Attention):
 
         if self.weight_casts is None or not self.weight_casts.caching():
             return make()
-        key = ("stacked_qkvg", id(self), dtype, tuple(id(p) for p in lead), pad)
-        return self.weight_casts.cached(key, make_padded)
-
-    def _constant(self, key: tuple, make):
-        return make() if self.weight_casts is None else self.weight_casts.constant(key, make)
-
-    def project_stacked(self, x: torch.Tensor, lead: tuple[torch.Tensor, ...] = (),
-                        pad: int = 0) -> torch.Tensor:
-        """x [*, c_in] -> [*, Σ rows]: the lead weights' outputs, `pad` zero columns, then
-        q, k, v and the gate's logits, as one matmul."""
-        dt = autocast_dtype(x)
-        return _linear(x, *self._stacked(dt if dt is not None else x.dtype, lead, pad),
-                       self.weight_casts)
+        return self.weight_casts.cached(("stacked_qkvg", id(self), dtype), make_padded)
 
     def projections(self, q_x: torch.Tensor, kv_x: torch.Tensor):
         if q_x is not kv_x:  # cross attention (template pointwise): separate inputs
             return super().projections(q_x, kv_x)
         # q_x: [*, L, c_in] -> q, k, v, g: each [*, L, H·c], views of one [*, L, 4·H·c]
-        y = self.project_stacked(q_x)
+        dt = autocast_dtype(q_x)
+        y = _linear(q_x, *self._stacked(dt if dt is not None else q_x.dtype),
+                    self.weight_casts)
         q, k, v, *g = y.split(self.num_heads * self.c_hidden, dim=-1)
         return q, k, v, (g[0] if g else None)
-
-
-# The triangle bias's columns of the stacked output are padded to a multiple of 16
-# elements: the row stride and the offsets of q, k, v and g then stay multiples of 32
-# bytes, which cuBLAS's tensor-core kernels and the attention kernels' vector loads rely on.
-_ALIGN = 16
-
-
-class StackedBiasTriangleAttention(TriangleAttention):
-    """`TriangleAttention` (same parameters) whose bias projection joins the attention's
-    stacked q, k, v and gate projections of the same normalised z: one GEMM reads z
-    (not two), and in backward z's gradient comes from one GEMM with the bias's four
-    columns summed in its fp32 accumulator, not from a fifth GEMM, its rounding and an
-    add; the bias's weight gradient is part of the stacked one. Needs `mha` to be a
-    `StackedProjectionAttention`."""
-
-    def project(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        mha = self.mha
-        if not isinstance(mha, StackedProjectionAttention):
-            return super().project(z)
-        h = self.linear.out_features
-        pad = -h % _ALIGN
-        y = mha.project_stacked(z, lead=(self.linear.weight,), pad=pad)
-        hc = mha.num_heads * mha.c_hidden
-        sizes = [h, pad] + [hc] * (4 if mha.linear_g is not None else 3)
-        # one split (its backward is one concatenation of the gradients, zeros for the pad)
-        tri, _, q, k, v, *g = y.split(sizes, dim=-1)  # tri: [*, I, J, H]; q..g [*, I, J, H·c]
-        return tri, (q, k, v, (g[0] if g else None))
-
-
-class StackedOuterProductProjections:
-    """Mixin for `OuterProductMean` (`scalefold.kernels.swap`): `project` as one matmul
-    against the stacked weights of `linear_1` and `linear_2` (and their stacked biases);
-    the same Parameters. `weight_casts` (set by `swap_outer_product_projections`): where
-    its scope is open, the stacked weight is made once per autocast region for the code
-    without gradients."""
-
-    weight_casts: WeightCasts | None = None
-
-    def project(self, m: torch.Tensor, mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        l1, l2 = self.linear_1, self.linear_2
-        dt = autocast_dtype(m)
-        dtype = dt if dt is not None else m.dtype
-
-        def make() -> tuple[torch.Tensor, torch.Tensor]:
-            return (stack_cast([l1.weight, l2.weight], dtype),
-                    stack_cast([l1.bias, l2.bias], dtype))
-
-        casts = self.weight_casts
-        if casts is not None and casts.caching():
-            w, b = casts.cached(("stacked_opm", id(self), dtype), make)
-        else:
-            w, b = make()
-        a, b = _linear(m, w, b, casts).split(l1.out_features, dim=-1)  # each [*, S, N, c]
-        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
-        return a * mask, b * mask
-
-
-def swap_outer_product_projections(model: torch.nn.Module,
-                                   weight_casts: WeightCasts | None = None
-                                   ) -> torch.nn.Module:
-    """Every `OuterProductMean` of `model` projects its input with one matmul
-    (`StackedOuterProductProjections`), in place, sharing `weight_casts` if given; it
-    composes with the other outer-product swaps. Returns `model`."""
-    swap(model, OuterProductMean, StackedOuterProductProjections, weight_casts=weight_casts)
-    return model
 
 
 def swap_attention_projections(model: torch.nn.Module,
@@ -199,10 +103,3 @@ def swap_attention_projections(model: torch.nn.Module,
     swap(model, Attention, StackedProjectionAttention, weight_casts=weight_casts)
     return model
 
-
-def swap_triangle_bias_projections(model: torch.nn.Module) -> torch.nn.Module:
-    """Every `TriangleAttention` of `model` becomes a `StackedBiasTriangleAttention`, in
-    place (after `swap_attention_projections`, whose stacked weights it extends).
-    Returns `model`."""
-    swap(model, TriangleAttention, StackedBiasTriangleAttention)
-    return model

@@ -35,15 +35,6 @@ instead of the reduction kernel inductor fuses from the gating backward and badd
 bias gradient. The baddbmm then takes the bias detached; its gradient comes from the
 gating's backward.
 
-With `cached_weights` (a `WeightCasts` given to the swap), forwards without gradients
-take the stacked projection weight and bias (cat and cast, two small kernels a call)
-from the cache, made once per forward for all its recycling iterations. The graphed
-step's timeline (2026-12-05 call 42) found a ~59 µs idle gap after each call's
-`triton_poi_fused__to_copy_cat_1`, the compiled cat and cast; whether the gap goes with
-the kernel is for a GPU to show. The cache cannot be read from compiled code, so the
-lookup runs eagerly (`torch.compiler.disable`): one graph break in the compiled module,
-after its input LayerNorm. The same values, bit for bit.
-
 With `contiguous_grads`, the triangle product's backward is written out so that both
 operands' gradients come out of cuBLAS contiguous. Autograd's matmul backward returns the
 gradient of a transposed operand (b for outgoing edges, a for incoming) as a transposed
@@ -56,7 +47,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scalefold.kernels._autocast import WeightCasts, autocast_dtype
+from scalefold.kernels._autocast import autocast_dtype
 from scalefold.kernels._triton import triton_usable
 from scalefold.kernels.layer_norm import TritonLayerNorm
 from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
@@ -78,21 +69,12 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     contiguous_grads: bool = False
     bias_in_gating: bool = False
     gating_kernel: bool = False
-    weight_casts: WeightCasts | None = None  # `cached_weights`: see the module docstring
 
     def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # the four projections' weights [4c, c_z] and biases [4c], stacked, in `dtype`
         lins = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
         return (stack_cast([lin.weight for lin in lins], dtype),
                 stack_cast([lin.bias for lin in lins], dtype))
-
-    @torch.compiler.disable
-    def _stacked_once(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # Without gradients, once per scope of `weight_casts` (every recycling iteration
-        # of a forward), run eagerly: compiled code cannot read the cache (its state
-        # would become guards), so the compiled module breaks its graph here.
-        return self.weight_casts.cached(("trimul_stacked", id(self), dtype),
-                                        lambda: self._stacked(dtype))
 
     def _projections(self, z: torch.Tensor, detach_bias: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -102,10 +84,7 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         lead = z.shape[:-3]
         zf = z.reshape(-1, z.shape[-3] * z.shape[-2], z.shape[-1])  # [B, N*N, c_z]
         dt = autocast_dtype(z)
-        if self.weight_casts is not None and not torch.is_grad_enabled():
-            w, bias = self._stacked_once(dt if dt is not None else z.dtype)
-        else:
-            w, bias = self._stacked(dt if dt is not None else z.dtype)
+        w, bias = self._stacked(dt if dt is not None else z.dtype)
         if dt is not None:
             zf = zf.to(dt)
         wb = w.expand(zf.shape[0], -1, -1)
@@ -187,15 +166,12 @@ class _TriangleProduct(torch.autograd.Function):
 def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
                                  contiguous_grads: bool = False,
                                  bias_in_gating: bool = False,
-                                 gating_kernel: bool = False,
-                                 weight_casts: WeightCasts | None = None) -> nn.Module:
+                                 gating_kernel: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
     `norm_kernel`, `contiguous_grads`, `bias_in_gating`, `gating_kernel`: see
-    `ChannelFirstTriangleMultiplication`; `weight_casts`: the stacked projection weights
-    of the forwards without gradients made once per scope of it (`cached_weights`)."""
+    `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
          norm_kernel=norm_kernel, contiguous_grads=contiguous_grads,
-         bias_in_gating=bias_in_gating, gating_kernel=gating_kernel,
-         weight_casts=weight_casts)
+         bias_in_gating=bias_in_gating, gating_kernel=gating_kernel)
     return model

@@ -44,8 +44,8 @@ class MaskBias(nn.Module):
     """The additive attention bias of a 0/1 mask: inf · (mask − 1), 0 where attended and
     −inf (in effect) where masked: [*, A, B] -> [*, A, B], or [*, B, A] with `transpose`.
 
-    Every block of a stack builds its biases from the same mask tensors; as a parameter-free
-    module of its own, `scalefold.kernels` can build each once per forward from outside.
+    A parameter-free module of its own, so that the DAP layers (`scalefold.parallel`)
+    build the bias as the plain modules do.
     """
 
     def __init__(self, inf: float) -> None:

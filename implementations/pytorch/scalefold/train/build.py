@@ -135,14 +135,12 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     # with dynamic shapes it was no faster over the 180 chains).
     # Both copies share one cache of weight casts, scoped to each forward's autocast
     # region (`autocast` below); the two never run a forward at the same time.
-    weight_casts = (WeightCasts() if speed.cached_weight_casts
-                    or speed.attention_shared_mask_biases else None)
+    weight_casts = WeightCasts() if speed.cached_weight_casts else None
     eval_model = None
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()
         apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False,
-                                                       compile_structure_module=False,
-                                                       compile_template_attention=False),
+                                                       compile_structure_module=False),
                        cfg.precision, weight_casts)
         if speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)

@@ -88,13 +88,6 @@ class SpeedConfig:
         False, "self-attention's query, key, value and gate projections as one matmul "
                "against the stacked weights (one read of the input; one GEMM for its "
                "gradient)")
-    attention_stacked_triangle_bias: bool = _opt(
-        False, "with attention_stacked_projections: triangle attention's bias projection "
-               "joins the stacked matmul of the same input (one GEMM less a module in "
-               "forward, two and an add in backward)")
-    attention_shared_mask_biases: bool = _opt(
-        False, "each attention mask's additive bias built once per forward and shared by "
-               "every block (not twice per attention module): the same values")
     trimul_channel_first: bool = _opt(
         False, "triangle multiplication computed channels-first (no layout copies)")
     trimul_norm_kernel: bool = _opt(
@@ -108,20 +101,12 @@ class SpeedConfig:
                "(recycling iterations, evaluation): the stacked projection a plain matmul, "
                "its bias added in the fused gating instead of copied into the output first "
                "by baddbmm")
-    trimul_cached_weights: bool = _opt(
-        False, "with trimul_channel_first and cached_weight_casts: forwards without "
-               "gradients take the stacked projection weights made once per forward (all "
-               "its recycling iterations) instead of a cat and cast in every call")
     trimul_gating_kernel: bool = _opt(
         False, "with trimul_channel_first, in forwards with gradients: the gating's "
                "backward and the stacked projection's bias gradient as one Triton kernel")
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
-    opm_stacked_projections: bool = _opt(
-        False, "the outer product mean's two input projections as one matmul against "
-               "their stacked weights (one read of the MSA; one GEMM each for the "
-               "gradients)")
     recompute_outer_product: bool = _opt(
         False, "recompute the outer product mean in backward: -6.5 GiB at the benchmark's "
                "shapes for about 1 percent more time (what an 80 GB GPU needs)")
@@ -146,10 +131,6 @@ class SpeedConfig:
         False, "each training batch (and evaluation chain) copied to the GPU on a stream "
                "of its own while the previous step (chain) runs, not between the two on the "
                "compute stream (CUDA)")
-    compile_template_attention: bool = _opt(
-        False, "torch.compile of the template pointwise attention (one query a pair over "
-               "4 templates) with its core as fused float32 products and sums instead of "
-               "batched GEMMs far below the memory's rate (training model)")
     compile_structure_module: bool = _opt(
         False, "torch.compile of one structure-module layer, run for all eight, in the "
                "training model (static shapes): the module's ~2,000 small operations a "
@@ -177,15 +158,9 @@ class SpeedConfig:
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
-        if self.trimul_cached_weights and not self.cached_weight_casts:
-            raise ValueError("trimul_cached_weights needs cached_weight_casts")
-        for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel",
-                  "trimul_cached_weights"):
+        for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
-        if self.attention_stacked_triangle_bias and not self.attention_stacked_projections:
-            raise ValueError("attention_stacked_triangle_bias needs "
-                             "attention_stacked_projections")
         if self.single_pass_update and not self.fused_optimizer:
             raise ValueError("single_pass_update needs fused_optimizer")
         if self.cuda_graphs and not self.fused_optimizer:
