@@ -1,0 +1,63 @@
+#!/bin/bash
+# The GPU test suite, resumable over several device calls (a call has at most 10 minutes;
+# the suite takes longer, most of it Triton and inductor compiling).
+#
+# Usage, inside a device call, after `source scripts/gpu_env.sh`:
+#   bash scripts/gpu_tests.sh SECONDS [FILE_OR_NODE ...]
+# runs the test files that hold GPU tests (GPU_TEST_FILES below, or the files and node ids
+# given) for at most SECONDS, deselecting the node ids that .devsnap/gpu_tests_done.txt
+# lists (an earlier call's result, carried with .devsnap). It writes to $OUT:
+#   gpu_tests.txt          pytest's -v output of this call
+#   gpu_tests_done.txt     the done list: the carried one plus this call's passed and
+#                          skipped tests, and any test that killed the process
+#   gpu_tests_failed.txt   this call's failures and errors (not in the done list: the next
+#                          call runs them again), and the test that killed the process
+# Then, on the development machine, copy gpu_tests_done.txt to .devsnap/ for the next
+# call. The last line printed says whether the suite is complete.
+set -uo pipefail
+limit=${1:?usage: bash scripts/gpu_tests.sh SECONDS [FILE_OR_NODE ...]}
+shift
+# Every file with a test that needs CUDA (a skip without it, or the `kern` fixture).
+GPU_TEST_FILES=(
+  tests/kernels
+  tests/train/test_graphs.py
+  tests/train/test_build.py
+  tests/train/test_evaluate.py
+  tests/train/test_trainer_gpu.py
+  tests/bench
+  tests/utils
+)
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("${GPU_TEST_FILES[@]}")
+existing=()
+for t in "${targets[@]}"; do [ -e "${t%%::*}" ] && existing+=("$t"); done
+done_in=.devsnap/gpu_tests_done.txt
+done_out=$OUT/gpu_tests_done.txt
+if [ -f "$done_in" ]; then cp "$done_in" "$done_out"; else : > "$done_out"; fi
+echo "done before this call: $(grep -cv '^#' "$done_out") tests"
+SCALEFOLD_TESTS_DONE=$done_out timeout "$limit" python3 -m pytest -v -p no:cacheprovider \
+  "${existing[@]}" > "$OUT/gpu_tests.txt" 2>&1
+rc=$?
+results=$(grep -oE '^tests/[^ ]+::[^ ]+ (PASSED|SKIPPED|XFAIL|XPASS|FAILED|ERROR)' "$OUT/gpu_tests.txt")
+echo "$results" | awk '$2 ~ /PASSED|SKIPPED|XFAIL|XPASS/ {print $1}' | sort -u >> "$done_out"
+echo "$results" | awk '$2 ~ /FAILED|ERROR/ {print $1}' | sort -u > "$OUT/gpu_tests_failed.txt"
+# A test that killed the process (an abort, not an exception) would stop every later call
+# at the same place: record it as done, and as failed.
+last=$(grep -oE '^tests/[^ ]+::[^ ]+' "$OUT/gpu_tests.txt" | tail -1)
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ] && [ "$rc" -ne 124 ] && [ -n "$last" ] \
+    && ! grep -qxF "$last" "$done_out" && ! grep -qxF "$last" "$OUT/gpu_tests_failed.txt"; then
+  echo "# killed the process (exit $rc)" >> "$done_out"
+  echo "$last" >> "$done_out"
+  echo "$last (killed the process, exit $rc)" >> "$OUT/gpu_tests_failed.txt"
+fi
+grep -E "^(FAILED|ERROR) " "$OUT/gpu_tests.txt" | head -20
+tail -1 "$OUT/gpu_tests.txt"; echo
+n_pass=$(echo "$results" | grep -c ' PASSED')
+n_fail=$(grep -c . "$OUT/gpu_tests_failed.txt")
+case $rc in
+  0|5) state="complete" ;;
+  1) state="complete, with failures" ;;
+  124) state="not complete: stopped at the time limit (carry gpu_tests_done.txt on)" ;;
+  *) state="not complete: pytest exited $rc (carry gpu_tests_done.txt on)" ;;
+esac
+echo "gpu tests: $n_pass passed, $n_fail failed this call; $(grep -cv '^#' "$done_out") done in all; $state"
