@@ -22,8 +22,10 @@ export NEXP="${NEXP:-10}"
 # sets both after its DAP_SIZE, with `default_speed` and `multi_rank_speedups`.
 
 # The preset for an 80 GB H100. Without DAP, `h100`: the `h200` form with the outer
-# product mean recomputed (70.6 GiB) and evaluation without its CUDA graphs, whose pool
-# (13.6 GiB reserved) would not fit beside the step. With DAP a group shares one sample's
+# product mean recomputed (70.0 GiB on an H100) and, on ranks that also train, evaluation
+# without its CUDA graphs, whose pool (13.6 GiB reserved) would not fit beside the step;
+# asynchronous evaluation ranks (NUM_ASYNC_VAL_RANKS) hold no step and keep h200's
+# evaluation levers (`eval_plain_beside_training`). With DAP a group shares one sample's
 # activations (~42 GiB a GPU at DAP 2, ~15 GiB at DAP 8: docs/PLAN.md's memory model from
 # the measured DAP 2 run), so the `h200` form fits with its evaluation graphs and warm-up,
 # which the asynchronous evaluation ranks need to keep up (docs/PERFORMANCE.md).

@@ -183,10 +183,13 @@ def test_shipped_evaluation_is_the_measured_180_chain_pass():
     # One rank sums the chains: the steady pass.
     assert evaluation_seconds(prof.validation_lengths(), 1, at) == pytest.approx(
         bench["eval_seconds"], rel=1e-3)
-    # The h100 preset evaluates without buckets and graphs: its own, slower curve.
+    # The h100 preset evaluates without buckets and graphs on ranks that also train: its
+    # own, slower curve; on ranks that only evaluate with all of h200's evaluation levers.
     plain = prof.eval_for("h100")
     assert plain is not ev and plain.preset == "h100" and not plain.validation_set
     assert chain_seconds(plain)(700) > 2 * at(700)
+    assert prof.eval_for("h100", asynchronous=True) is ev
+    assert prof.eval_for("h200", asynchronous=True) is ev
 
 
 def test_multi_rank_trainer_ratio_only_with_several_training_ranks():

@@ -164,6 +164,30 @@ def test_eval_compile_glue_compiles_only_the_evaluation_copys_glue(tmp_path):
         assert not _layer_compiled(built.eval_model.structure_module)
 
 
+def test_plain_evaluation_beside_training_only_on_ranks_that_train(tmp_path):
+    """`eval_plain_beside_training` (h100): a rank that trains evaluates without the
+    levers that hold memory; a rank that only evaluates keeps them, compiled glue and
+    the evaluator's buckets included."""
+    from scalefold.kernels.glue import GLUE_MODULES
+    from scalefold.train.evaluate import Evaluator
+
+    speed = SpeedConfig(eval_length_buckets="16", eval_compile_glue=True,
+                        eval_plain_beside_training=True)
+    cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+    eval_rank = Topology(rank=1, world_size=2, num_eval_ranks=1)
+    for topo, levers in ((ONE_RANK, False), (eval_rank, True)):
+        built = build_step(cfg, torch.device("cpu"), topo)
+        assert built.eval_speed == speed.for_evaluation(trains=not levers)
+        assert (built.eval_speed.eval_length_buckets == "16") is levers
+        glue = [m for m in built.eval_model.modules() if isinstance(m, GLUE_MODULES)]
+        assert glue and all((m._compiled_call_impl is not None) is levers for m in glue)
+        options = Evaluator.from_built(built, torch.device("cpu")).options
+        assert options.bucket == (16 if levers else 0)
+    # Without the field every rank evaluates with the levers.
+    plain = SpeedConfig(eval_length_buckets="16")
+    assert plain.for_evaluation(trains=True) is plain
+
+
 def _layer_compiled(sm: torch.nn.Module) -> bool:
     # compile_structure_module shadows the method with torch.compile's wrapper
     return hasattr(vars(sm).get("layer"), "_torchdynamo_orig_callable")

@@ -182,6 +182,13 @@ def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, mon
     bucketed = Trainer(dataclasses.replace(cfg, speed=SpeedConfig(
         eval_length_buckets="32", eval_warm_up=True)), discover({}), torch.device("cpu"))
     assert bucketed.evaluator.options == EvalOptions(bucket=32)
+    # A rank that also trains, with eval_plain_beside_training (h100): no buckets, no
+    # warm-up (tests/train/test_build.py: a rank that only evaluates keeps them).
+    plain = Trainer(dataclasses.replace(cfg, speed=SpeedConfig(
+        eval_length_buckets="32", eval_warm_up=True, eval_plain_beside_training=True)),
+        discover({}), torch.device("cpu"))
+    assert plain.evaluator.options == EvalOptions() and plain.warm_up_evaluation() == 0
+    del plain
     # The warm-up runs every bucket up to the validation set's maximum length on
     # synthetic chains: no validation data prepared or read (check_data not called).
     import scalefold.train.trainer as trainer_module

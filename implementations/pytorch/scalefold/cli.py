@@ -271,7 +271,7 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         lengths=tuple(int(n) for n in args.lengths.split(",")) if args.lengths else None,
         num_chains=args.num_chains, passes=args.passes, step_time_s=args.step_time,
         cadence_steps=args.cadence, seed=args.seed, beside_training=args.beside_training,
-        gpu_memory_gib=args.gpu_memory_gib,
+        async_rank=args.async_rank, gpu_memory_gib=args.gpu_memory_gib,
         **{k: getattr(args, k) for k in ("max_msa_clusters", "max_extra_msa", "max_templates",
                                          "num_recycling_iters", "warm_up_max_length",
                                          "profile_length")
@@ -601,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="capture the training step's graphs and run one step of each "
                           "recycling count first, so that the evaluation runs beside what "
                           "a training rank holds (synchronous evaluation)")
+    bev.add_argument("--async-rank", action="store_true",
+                     help="evaluate as a rank that only evaluates (--num-async-eval-ranks): "
+                          "with eval_plain_beside_training (the h100 preset) the evaluation "
+                          "levers stay on")
     bev.add_argument("--gpu-memory-gib", type=float, default=None,
                      help="cap this process's GPU memory, e.g. 74.5 (an 80 GB GPU) to check "
                           "on a larger GPU that a preset fits an H100")

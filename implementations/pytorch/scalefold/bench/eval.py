@@ -40,13 +40,21 @@ allocator at G GiB, so that a larger GPU answers whether a preset fits a smaller
 (74.5 GiB: an 80 GB H100). An evaluation that does not fit fails with the allocator's
 out-of-memory error (beside other variants: recorded as that variant's error).
 
+Rank. By default the evaluation is a training rank's (synchronous evaluation), where a
+preset with `eval_plain_beside_training` (`h100`) evaluates without its evaluation levers;
+`--async-rank` builds it as a rank that only evaluates (`--num-async-eval-ranks`), which
+keeps them.
+
 JSON (`--json PATH`; read by `scalefold plan`):
     {
       "device": str,                  # e.g. "NVIDIA H200" or "cpu"
       "torch": str,                   # torch.__version__
       "preset": str,                  # model preset
       "precision": str,               # fp32 | tf32 | bf16
-      "speed": {field: value, ...},   # the SpeedConfig, eval levers included
+      "speed": {field: value, ...},   # the SpeedConfig the evaluation ran with (the
+                                      # rank's: SpeedConfig.for_evaluation)
+      "async_rank": bool,             # --async-rank: evaluated as a rank that only
+                                      # evaluates
       "lengths_source": str,          # "assumed" or "given"
       "chains": [{"length": int, "seconds": float}, ...],  # steady pass, run order
       "eval_seconds": float,          # steady-state pass (the fastest after the first)
@@ -150,6 +158,9 @@ class EvalBenchConfig:
     # each at the preset's crop): the evaluation then runs beside what a training rank
     # holds, as a synchronous evaluation does.
     beside_training: bool = False
+    # Evaluate as a rank that only evaluates (asynchronous evaluation), not one that also
+    # trains: `SpeedConfig.eval_plain_beside_training` then keeps the evaluation levers.
+    async_rank: bool = False
     # Cap this process's GPU memory (GiB), e.g. 74.5 (80 GB) to emulate an H100 on an
     # H200: whether a preset's training and evaluation fit a smaller GPU.
     gpu_memory_gib: float | None = None
@@ -165,6 +176,9 @@ class EvalBenchConfig:
             raise ValueError(f"gpu_memory_gib must be positive, got {self.gpu_memory_gib}")
         if self.profile_length is not None and self.profile_length < 1:
             raise ValueError(f"profile_length must be positive, got {self.profile_length}")
+        if self.async_rank and self.beside_training:
+            raise ValueError("async_rank and beside_training exclude each other: a rank "
+                             "that only evaluates holds no training step")
 
     def train_config(self) -> TrainConfig:
         """The run whose evaluation this times (no data is read)."""
@@ -330,8 +344,8 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
         top_kernels,
     )
 
-    speed = dataclasses.replace(cfg.speed, eval_cuda_graphs=False, eval_warm_up=False)
-    evaluator = Evaluator.from_built(built, speed, device)
+    speed = dataclasses.replace(built.eval_speed, eval_cuda_graphs=False, eval_warm_up=False)
+    evaluator = Evaluator.from_built(built, device, speed)
     feats = synthetic_eval_chains(cfg, [cfg.profile_length])[0]
     evaluator.score(feats)  # first-time work (autotuning) outside the profile
     _sync(device)
@@ -403,8 +417,11 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         log(f"  GPU memory capped at {cfg.gpu_memory_gib:g} GiB ({100 * fraction:.1f}%)")
     chains = synthetic_eval_chains(cfg, lengths)
     tcfg = cfg.train_config()
-    built = build_step(tcfg, device, Topology(rank=0, world_size=1, num_eval_ranks=0))
-    evaluator = Evaluator.from_built(built, tcfg.speed, device)
+    # One rank that trains and evaluates, or (async_rank) the evaluation rank of two.
+    topo = (Topology(rank=1, world_size=2, num_eval_ranks=1) if cfg.async_rank
+            else Topology(rank=0, world_size=1, num_eval_ranks=0))
+    built = build_step(tcfg, device, topo)
+    evaluator = Evaluator.from_built(built, device)
     cuda = device.type == "cuda"
     training = {}
     if cfg.beside_training:
@@ -417,7 +434,7 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device) / 2**30 if cuda else 0.0
     warm_up_s = 0.0
-    if tcfg.speed.eval_warm_up:  # what the trainer does before run_start
+    if built.eval_speed.eval_warm_up:  # what the trainer does before run_start
         t0 = time.perf_counter()
         shapes = evaluator.warm_up_buckets(
             max(cfg.warm_up_max_length, max(lengths)),
@@ -444,7 +461,8 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         "torch": torch.__version__,
         "preset": cfg.preset,
         "precision": cfg.precision,
-        "speed": dataclasses.asdict(cfg.speed),
+        "speed": dataclasses.asdict(built.eval_speed),
+        "async_rank": cfg.async_rank,
         "lengths_source": "given" if cfg.lengths is not None else "assumed",
         "chains": [{"length": n, "seconds": s} for n, s in zip(lengths, steady_chains,
                                                                  strict=True)],

@@ -105,7 +105,7 @@ def eval_times(cluster: Cluster, shape: RunShape, step: StepBreakdown, profile: 
     """(first, steady) seconds of one evaluation: on the asynchronous ranks, or
     synchronously on every training rank. The evaluation runs with the chosen preset's
     evaluation levers, so its measurement is the one of that preset where there is one."""
-    ev = profile.eval_for(step.preset)
+    ev = profile.eval_for(step.preset, asynchronous=shape.eval_ranks > 0)
     if ev is None:
         raise ValueError(f"profile {profile.path or profile.device} has no 'eval' section")
     scale = ratio / options.eval_speedup
@@ -146,7 +146,7 @@ def predict(cluster: Cluster, shape: RunShape, profile: Profile,
                                        samples_to_target=shape.samples_to_target)
     stats = result_stats(target, fig, options)
     warnings = _warnings(cluster, shape, step, fig, steady)
-    assumptions = _assumptions(profile, cluster, ratio, options, step)
+    assumptions = _assumptions(profile, cluster, ratio, options, step, asynchronous)
     return Prediction(
         cluster=cluster, shape=shape, step=step, figures=fig, eval_steady_s=steady,
         target=target, stats=stats, assumptions=assumptions, warnings=warnings)
@@ -194,7 +194,7 @@ def _warnings(cluster: Cluster, shape: RunShape, step: StepBreakdown, fig: RunFi
 
 
 def _assumptions(profile: Profile, cluster: Cluster, ratio: float, options: PlanOptions,
-                 step: StepBreakdown) -> tuple[str, ...]:
+                 step: StepBreakdown, asynchronous: bool) -> tuple[str, ...]:
     out = [f"{name}: {profile.sources.get(name, '')}" for name in profile.assumed]
     if ratio != 1.0:
         out.append(f"step and evaluation times scaled by {ratio:.3f} from the profile's "
@@ -210,9 +210,10 @@ def _assumptions(profile: Profile, cluster: Cluster, ratio: float, options: Plan
                        f"{statistics.median(prof_set):.0f}, at most {max(prof_set)} "
                        f"residues, bench eval's assumed CAMEO lengths, in its seeded "
                        f"order); pass --validation-lengths")
-    ev = profile.eval_for(step.preset)
+    ev = profile.eval_for(step.preset, asynchronous)
     if ev is not None and ev.preset and ev.preset != step.preset:
-        out.append(f"evaluation of preset {step.preset} taken from the profile's "
+        where = " on the asynchronous evaluation ranks" if asynchronous else ""
+        out.append(f"evaluation of preset {step.preset}{where} taken from the profile's "
                    f"measurement of preset {ev.preset}")
     if ev is not None and ev is not profile.eval and not ev.validation_set:
         out.append(f"evaluation of preset {step.preset}: per-chain times interpolated "

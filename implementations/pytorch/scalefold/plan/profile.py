@@ -104,8 +104,17 @@ class Profile:
                              f"{preset!r} (has {', '.join(sorted(self.steps))})")
         return self.steps[preset]
 
-    def eval_for(self, preset: str) -> EvalProfile | None:
-        """The evaluation measured with `preset`'s evaluation levers, else the main one."""
+    def eval_for(self, preset: str, asynchronous: bool = False) -> EvalProfile | None:
+        """The evaluation measured with the levers `preset` evaluates with, else the main
+        one. A preset's own entry is a training rank's evaluation (synchronous); on ranks
+        that only evaluate (`asynchronous`) a preset with `eval_plain_beside_training`
+        keeps all its evaluation levers, those of the main measurement (`h100`'s are
+        `h200`'s: tests/plan check it)."""
+        from scalefold.train.config import PRESETS
+
+        if (asynchronous and preset in PRESETS
+                and PRESETS[preset].speed.eval_plain_beside_training):
+            return self.eval
         return self.eval_presets.get(preset, self.eval)
 
     def validation_lengths(self) -> tuple[int, ...] | None:

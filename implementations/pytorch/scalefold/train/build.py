@@ -38,7 +38,7 @@ from scalefold.kernels.optimizer import SinglePassUpdate
 from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
 from scalefold.model import AlphaFold, AlphaFoldConfig
-from scalefold.train.config import TrainConfig
+from scalefold.train.config import SpeedConfig, TrainConfig
 from scalefold.train.grad_sync import BucketedGradSync, FlatGradSync
 from scalefold.train.graphs import GraphedTrainStep
 from scalefold.train.schedule import LRSchedule
@@ -88,6 +88,8 @@ class BuiltStep:
     step: TrainStep
     graphed: GraphedTrainStep | None  # None: eager; captured by its owner
     autocast: Callable[[], contextlib.AbstractContextManager]
+    # The evaluation levers this rank evaluates with (`SpeedConfig.for_evaluation`).
+    eval_speed: SpeedConfig
 
     def load_optimizer_state(self, state: dict) -> None:
         """Load Adam's state (per-parameter form) keeping the captured lr tensors."""
@@ -136,15 +138,16 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     # Both copies share one cache of weight casts, scoped to each forward's autocast
     # region (`autocast` below); the two never run a forward at the same time.
     weight_casts = WeightCasts() if speed.cached_weight_casts else None
+    eval_speed = speed.for_evaluation(trains=not topo.is_eval_rank)
     eval_model = None
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()
         apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False,
                                                        compile_structure_module=False),
                        cfg.precision, weight_casts)
-        if speed.eval_template_pairs_once:
+        if eval_speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)
-        if speed.eval_compile_glue:  # one compile for every length bucket
+        if eval_speed.eval_compile_glue:  # one compile for every length bucket
             compile_glue(eval_model, dynamic=True)
     apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
@@ -200,7 +203,7 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
                else None)
     built = BuiltStep(model_config=mcfg, model=model, eval_model=eval_model,
                       optimizer=optimizer, lr_tensors=lr_tensors, schedule=schedule, swa=swa,
-                      step=step, graphed=graphed, autocast=autocast)
+                      step=step, graphed=graphed, autocast=autocast, eval_speed=eval_speed)
     # The MLPerf initial checkpoint is resumable: it carries Adam's state too.
     if init_state is not None and "optimizer_state_dict" in init_state:
         built.load_optimizer_state(init_state["optimizer_state_dict"])

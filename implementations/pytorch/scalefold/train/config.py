@@ -152,6 +152,21 @@ class SpeedConfig:
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "
                "during initialisation, before run_start (needs eval_length_buckets)")
+    eval_plain_beside_training: bool = _opt(
+        False, "on ranks that also train (synchronous evaluation): evaluate each chain at "
+               "its own length without the four levers that hold memory (length buckets, "
+               "evaluation graphs, their warm-up, the compiled glue), which do not fit "
+               "beside the training step's graphs on an 80 GB GPU; ranks that only "
+               "evaluate (--num-async-eval-ranks) keep them")
+
+    def for_evaluation(self, trains: bool) -> SpeedConfig:
+        """The evaluation levers of a rank: these, or on a rank that also trains (`trains`)
+        with `eval_plain_beside_training`, the plain evaluation."""
+        if not (trains and self.eval_plain_beside_training):
+            return self
+        return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
+                       eval_warm_up=False, eval_compile_glue=False,
+                       eval_plain_beside_training=False)
 
     def __post_init__(self) -> None:
         if self.trimul_norm_kernel and not (self.trimul_channel_first
@@ -208,12 +223,12 @@ PRESETS: dict[str, SpeedPreset] = {
     # The evaluation graphs' memory pool (12 GiB reserved over the 180 chains on the H200)
     # does not fit beside the training step's 70.4 GiB on an 80 GB GPU. Without the
     # warm-up (which needs buckets), the evaluation glue's compile (~44 s on the H200) would
-    # fall inside the timed run, and its gain is measured only with graphs.
+    # fall inside the timed run, and its gain is measured only with graphs. A rank that
+    # only evaluates holds no training step: there all of h200's evaluation levers fit.
     "h100": SpeedPreset(replace(_H200, recompute_outer_product=True,
-                                eval_length_buckets="off", eval_cuda_graphs=False,
-                                eval_warm_up=False, eval_compile_glue=False), "bf16",
-                        "h200 with the outer product mean recomputed and evaluation without "
-                        "graphs (fits 80 GB)"),
+                                eval_plain_beside_training=True), "bf16",
+                        "h200 with the outer product mean recomputed and, on ranks that "
+                        "also train, evaluation without graphs (fits 80 GB)"),
 }
 
 

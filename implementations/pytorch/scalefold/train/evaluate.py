@@ -219,14 +219,16 @@ class Evaluator:
         self._copies = InputCopies(self.device, self.options.copy_stream)
 
     @classmethod
-    def from_built(cls, built: BuiltStep, speed: SpeedConfig,
-                   device: torch.device) -> Evaluator:
-        """The evaluator of a `BuiltStep`'s evaluation copy, with the levers of `speed`
-        and the run's precision: what the trainer evaluates with."""
+    def from_built(cls, built: BuiltStep, device: torch.device,
+                   speed: SpeedConfig | None = None) -> Evaluator:
+        """The evaluator of a `BuiltStep`'s evaluation copy, with the rank's evaluation
+        levers (`built.eval_speed`; `speed` instead where given) and the run's precision:
+        what the trainer evaluates with."""
         if built.eval_model is None:
             raise ValueError("the step was built without an evaluation copy "
                              "(build_step(..., eval_copy=False))")
-        return cls(built.eval_model, device, EvalOptions.from_speed(speed), built.autocast)
+        options = EvalOptions.from_speed(speed if speed is not None else built.eval_speed)
+        return cls(built.eval_model, device, options, built.autocast)
 
     @property
     def num_graphs(self) -> int:

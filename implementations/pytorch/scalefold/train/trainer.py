@@ -133,7 +133,7 @@ class Trainer:
         self.model = built.model
         self.eval_model = built.eval_model
         # Synchronous and asynchronous evaluation both score through it.
-        self.evaluator = (Evaluator.from_built(built, cfg.speed, device)
+        self.evaluator = (Evaluator.from_built(built, device)
                           if self.eval_model is not None else None)
         self.optimizer = built.optimizer
         self.schedule = built.schedule
@@ -342,7 +342,7 @@ class Trainer:
         bucket up to the validation set's maximum length, on synthetic chains, so the
         first evaluation does no compilation, autotuning or capture and no validation
         data is read before `run_start`. Returns the shapes."""
-        if not self.cfg.speed.eval_warm_up or self.evaluator is None:
+        if not self.built.eval_speed.eval_warm_up or self.evaluator is None:
             return 0
         c = self.cfg
         return self.evaluator.warm_up_buckets(
