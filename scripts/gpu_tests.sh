@@ -4,9 +4,10 @@
 #
 # Usage, inside a device call, after `source scripts/gpu_env.sh`:
 #   bash scripts/gpu_tests.sh SECONDS [FILE_OR_NODE ...]
-# runs the test files that hold GPU tests (GPU_TEST_FILES below, or the files and node ids
-# given) for at most SECONDS, deselecting the node ids that .devsnap/gpu_tests_done.txt
-# lists (an earlier call's result, carried with .devsnap). It writes to $OUT:
+# runs the tests that need a GPU (SCALEFOLD_GPU_TESTS=1: tests/conftest.py picks them;
+# or the files and node ids given) for at most SECONDS, deselecting the node ids that
+# .devsnap/gpu_tests_done.txt lists (an earlier call's result, carried with .devsnap).
+# It writes to $OUT:
 #   gpu_tests.txt          pytest's -v output of this call
 #   gpu_tests_done.txt     the done list: the carried one plus this call's passed and
 #                          skipped tests, and any test that killed the process
@@ -17,26 +18,17 @@
 set -uo pipefail
 limit=${1:?usage: bash scripts/gpu_tests.sh SECONDS [FILE_OR_NODE ...]}
 shift
-# Every file with a test that needs CUDA (a skip without it, or the `kern` fixture).
-GPU_TEST_FILES=(
-  tests/kernels
-  tests/train/test_graphs.py
-  tests/train/test_build.py
-  tests/train/test_evaluate.py
-  tests/train/test_trainer_gpu.py
-  tests/bench
-  tests/utils
-)
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=("${GPU_TEST_FILES[@]}")
-existing=()
-for t in "${targets[@]}"; do [ -e "${t%%::*}" ] && existing+=("$t"); done
+if [ $# -gt 0 ]; then
+  targets=("$@"); gpu_only=0
+else
+  targets=(tests); gpu_only=1
+fi
 done_in=.devsnap/gpu_tests_done.txt
 done_out=$OUT/gpu_tests_done.txt
 if [ -f "$done_in" ]; then cp "$done_in" "$done_out"; else : > "$done_out"; fi
 echo "done before this call: $(grep -cv '^#' "$done_out") tests"
-SCALEFOLD_TESTS_DONE=$done_out timeout "$limit" python3 -m pytest -v -p no:cacheprovider \
-  "${existing[@]}" > "$OUT/gpu_tests.txt" 2>&1
+SCALEFOLD_GPU_TESTS=$gpu_only SCALEFOLD_TESTS_DONE=$done_out timeout "$limit" \
+  python3 -m pytest -v -p no:cacheprovider "${targets[@]}" > "$OUT/gpu_tests.txt" 2>&1
 rc=$?
 results=$(grep -oE '^tests/[^ ]+::[^ ]+ (PASSED|SKIPPED|XFAIL|XPASS|FAILED|ERROR)' "$OUT/gpu_tests.txt")
 echo "$results" | awk '$2 ~ /PASSED|SKIPPED|XFAIL|XPASS/ {print $1}' | sort -u >> "$done_out"

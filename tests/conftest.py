@@ -1,14 +1,17 @@
-"""Suite-wide pytest hooks.
+"""Suite-wide pytest hooks, for `scripts/gpu_tests.sh`.
 
+`SCALEFOLD_GPU_TESTS=1` keeps only the tests that need a GPU: those skipped without CUDA
+(a `skipif` whose reason names CUDA or a GPU) and the kernel tests (the `kern` fixture,
+which runs them natively on a GPU and in Triton's interpreter subprocess on a CPU).
 `SCALEFOLD_TESTS_DONE=FILE` deselects the tests whose node ids FILE lists (one a line):
-a device call has at most 10 minutes, less than the GPU suite takes, so
-`scripts/gpu_tests.sh` runs it over several calls, each skipping what an earlier one
-finished.
+a device call has at most 10 minutes, less than the GPU suite takes, so the script runs
+it over several calls, each passing over what an earlier one finished.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,15 +23,26 @@ def done_node_ids(path: str | os.PathLike) -> set[str]:
     return {s for s in (line.strip() for line in lines) if s and not s.startswith("#")}
 
 
+_GPU_REASON = re.compile(r"\b(CUDA|GPUs?)\b")
+
+
+def needs_gpu(item: pytest.Item) -> bool:
+    if "kern" in getattr(item, "fixturenames", ()):
+        return True
+    return any(_GPU_REASON.search(str(m.kwargs.get("reason", "")))
+               for m in item.iter_markers("skipif"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    drop = set()
+    if os.environ.get("SCALEFOLD_GPU_TESTS") == "1":
+        drop |= {it.nodeid for it in items if not needs_gpu(it)}
     path = os.environ.get("SCALEFOLD_TESTS_DONE")
-    if not path:
-        return
-    if not Path(path).is_file():
-        raise pytest.UsageError(f"SCALEFOLD_TESTS_DONE={path}: no such file")
-    done = done_node_ids(path)
-    keep = [it for it in items if it.nodeid not in done]
-    dropped = [it for it in items if it.nodeid in done]
+    if path:
+        if not Path(path).is_file():
+            raise pytest.UsageError(f"SCALEFOLD_TESTS_DONE={path}: no such file")
+        drop |= done_node_ids(path)
+    dropped = [it for it in items if it.nodeid in drop]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+        items[:] = [it for it in items if it.nodeid not in drop]
