@@ -32,15 +32,18 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("c,launch", [(16, None), (48, None), (384, None),
                                       (48, "few_programs"), (16, "wide"),
                                       (48, "many_partials"), (48, "stream"),
-                                      (384, "stream")])
+                                      (384, "stream"), (128, "stream_field")])
 def test_layer_norm_matches_pytorch(kern, device, c, launch):
     """Default launch, and launches `bench layernorm` sweeps: several row blocks per
     backward program (partial dweight/dbias rows), many rows per program, and more
     partial rows than the summing kernel's block (several steps of its loop, the last
     one masked), and the streaming backward (the next block's loads ahead, the sums as
-    tiles) over several blocks a program, the last one partial."""
+    tiles) over several blocks a program, the last one partial; `stream_field`: the
+    launch of `SpeedConfig.layer_norm_bwd_stream`, over two blocks a program."""
     lns = kern.layer_norm
-    rows = 300 if launch == "many_partials" else 19  # 600 rows: 600 partials of one row
+    # 600 rows: 600 partials of one row; 10,000 rows of 128: 625 blocks of 16 over 528
+    # programs, so two blocks a program (313 programs)
+    rows = {"many_partials": 300, "stream_field": 5000}.get(launch, 19)
     launch = {None: lns.DEFAULT_LAUNCH,
               "few_programs": lns.LayerNormLaunch(block_elems=256, bwd_block_elems=256,
                                                   bwd_programs=3, bwd_warps=8),
@@ -49,7 +52,8 @@ def test_layer_norm_matches_pytorch(kern, device, c, launch):
               "many_partials": lns.LayerNormLaunch(bwd_block_elems=64,
                                                    bwd_programs=4096),
               "stream": lns.LayerNormLaunch(bwd_block_elems=256, bwd_programs=3,
-                                            bwd_stream=True)}[launch]
+                                            bwd_stream=True),
+              "stream_field": lns.STREAM_LAUNCH}[launch]
     g = torch.Generator().manual_seed(c)
     x = (torch.randn(2, rows, c, generator=g) * 3 + 1).to(device).requires_grad_()
     w = torch.randn(c, generator=g).to(device).requires_grad_()
@@ -791,6 +795,21 @@ def test_apply_speedups_gives_each_attention_field_to_every_flash_core(field):
                    "fp32")
     cores = [m for m in model.modules() if isinstance(m, TritonAttentionCore)]
     assert cores and all(c.config == FlashConfig(**{field: True}) for c in cores)
+
+
+def test_apply_speedups_gives_the_stream_launch_to_every_triton_layer_norm():
+    from scalefold.kernels import apply_speedups
+    from scalefold.kernels.layer_norm import DEFAULT_LAUNCH, STREAM_LAUNCH, TritonLayerNorm
+    from scalefold.train.config import SpeedConfig
+
+    for stream, launch in ((False, DEFAULT_LAUNCH), (True, STREAM_LAUNCH)):
+        model = AlphaFold(AlphaFoldConfig.tiny())
+        apply_speedups(model, SpeedConfig(layer_norm="triton", layer_norm_bwd_stream=stream),
+                       "fp32")
+        norms = [m for m in model.modules() if isinstance(m, TritonLayerNorm)]
+        assert norms and all(m.launch == launch for m in norms)
+    with pytest.raises(ValueError, match="layer_norm_bwd_stream needs the Triton LayerNorm"):
+        SpeedConfig(layer_norm_bwd_stream=True)
 
 
 def test_apply_kernels_keeps_parameters_and_state_dict():

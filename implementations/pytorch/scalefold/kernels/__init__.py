@@ -9,7 +9,8 @@ and for use on their own:
 - `apply_kernels(model, attention=..., layer_norm=..., layer_norm_output=...)`: every
   `AttentionCore` becomes the PyTorch-eager, SDPA or Triton flash implementation; every
   `LayerNorm` the eager or Triton one, returning float32 under autocast (`"fp32"`,
-  PyTorch's behaviour) or the autocast dtype (`"compute"`: bf16 residual streams).
+  PyTorch's behaviour) or the autocast dtype (`"compute"`: bf16 residual streams);
+  `layer_norm_launch` sets the Triton kernels' launch (the streaming backward).
 - `keep_fp32(model)`: the structure module and auxiliary heads run in float32 under a bf16
   autocast region.
 - `swap_outer_product_mean(model)`: the outer product mean's projection without layout
@@ -47,7 +48,13 @@ from scalefold.kernels.glue import (
     keep_fp32,
     recompute_outer_product_mean,
 )
-from scalefold.kernels.layer_norm import ComputeDtypeLayerNorm, LayerNormOutput, TritonLayerNorm
+from scalefold.kernels.layer_norm import (
+    STREAM_LAUNCH,
+    ComputeDtypeLayerNorm,
+    LayerNormLaunch,
+    LayerNormOutput,
+    TritonLayerNorm,
+)
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
 from scalefold.kernels.projections import StackedProjectionAttention, swap_attention_projections
@@ -84,10 +91,12 @@ def apply_kernels(
     layer_norm: LayerNormImpl = "triton",
     layer_norm_output: LayerNormOutput = "fp32",
     flash_config: FlashConfig | None = None,
+    layer_norm_launch: LayerNormLaunch | None = None,
 ) -> nn.Module:
     """Swap every attention core and LayerNorm of `model` in place (any implementation
     of them for another); returns `model`. `flash_config` fixes the Triton attention's
-    launches and variants (None: the default)."""
+    launches and variants, `layer_norm_launch` the Triton LayerNorm's (None: the
+    defaults)."""
     if attention not in _CORES:
         raise ValueError(f"attention must be one of {sorted(_CORES)}, got {attention!r}")
     if layer_norm not in ("eager", "triton"):
@@ -99,7 +108,11 @@ def apply_kernels(
     core_attrs = {"config": flash_config} if core_cls is TritonAttentionCore else {}
     swap(model, AttentionCore, core_cls, alternatives=tuple(_CORES.values()), **core_attrs)
     norm_cls = _NORMS[(layer_norm, layer_norm_output)]
-    norm_attrs = {"output": layer_norm_output} if norm_cls is TritonLayerNorm else {}
+    norm_attrs = {}
+    if norm_cls is TritonLayerNorm:
+        norm_attrs["output"] = layer_norm_output
+        if layer_norm_launch is not None:
+            norm_attrs["launch"] = layer_norm_launch
     swap(model, LayerNorm, norm_cls, alternatives=tuple(set(_NORMS.values())), **norm_attrs)
     return model
 
@@ -125,7 +138,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                         ds_dq_kernel=speed.attention_ds_dq_kernel)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,
-                  flash_config=flash if flash != FlashConfig() else None)
+                  flash_config=flash if flash != FlashConfig() else None,
+                  layer_norm_launch=STREAM_LAUNCH if speed.layer_norm_bwd_stream else None)
     if precision == "bf16":
         keep_fp32(model)
     # The projection kernel replaces the class the recompute mixin then wraps.

@@ -164,6 +164,10 @@ class LayerNormLaunch:
 # and the partials summed by two PyTorch reductions; the forward's best launch differed
 # from 4096 elements by 0.1 ms.
 DEFAULT_LAUNCH = LayerNormLaunch()
+# `SpeedConfig.layer_norm_bwd_stream`: four programs a multiprocessor (132 on an H100 or
+# H200), each streaming blocks of 2,048 elements (16 rows of the pair's 128 channels).
+# Not measured yet; `scalefold bench layernorm` times it beside the other stream launches.
+STREAM_LAUNCH = LayerNormLaunch(bwd_block_elems=2048, bwd_programs=528, bwd_stream=True)
 
 
 class _LayerNormFn(torch.autograd.Function):

@@ -64,6 +64,11 @@ class SpeedConfig:
                "last block after them with bounds (the same arithmetic; on sm90 the compiled "
                "code rounds a few values differently)")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
+    layer_norm_bwd_stream: bool = _opt(
+        False, "Triton LayerNorm: the backward as 528 programs streaming blocks of 2,048 "
+               "elements, the next block's loads issued before this block's arithmetic and "
+               "dweight/dbias summed once after the loop (today's: one block a program, "
+               "a cross-warp sum in every iteration)")
     layer_norm_output: Literal["fp32", "compute"] = _opt(
         "fp32", "LayerNorm output dtype under autocast: compute = bf16, so the residual "
                 "streams stay bf16 (fp32: PyTorch autocast's)")
@@ -169,6 +174,9 @@ class SpeedConfig:
                        eval_plain_beside_training=False)
 
     def __post_init__(self) -> None:
+        if self.layer_norm_bwd_stream and self.layer_norm != "triton":
+            raise ValueError("layer_norm_bwd_stream needs the Triton LayerNorm "
+                             "(layer_norm='triton')")
         if self.trimul_norm_kernel and not (self.trimul_channel_first
                                             and self.layer_norm == "triton"):
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
