@@ -14,7 +14,9 @@
 #   gpu_tests_failed.txt   this call's failures and errors (not in the done list: the next
 #                          call runs them again), and the test that killed the process
 # Then, on the development machine, copy gpu_tests_done.txt to .devsnap/ for the next
-# call. The last line printed says whether the suite is complete.
+# call. Without $OUT (a GPU machine of one's own) the files go to .gpu_tests/ and the next
+# run resumes from its list (GPU_TESTS_DONE names another; delete it to start over).
+# The last line printed says whether the suite is complete.
 set -uo pipefail
 limit=${1:?usage: bash scripts/gpu_tests.sh SECONDS [FILE_OR_NODE ...]}
 shift
@@ -23,9 +25,17 @@ if [ $# -gt 0 ]; then
 else
   targets=(tests); gpu_only=1
 fi
-done_in=.devsnap/gpu_tests_done.txt
+if [ -n "${OUT:-}" ]; then  # a device call: the done list comes carried in .devsnap/
+  done_in=${GPU_TESTS_DONE:-.devsnap/gpu_tests_done.txt}
+else                         # a GPU machine of one's own: the last run's list
+  OUT=.gpu_tests; mkdir -p "$OUT"; done_in=${GPU_TESTS_DONE:-$OUT/gpu_tests_done.txt}
+fi
 done_out=$OUT/gpu_tests_done.txt
-if [ -f "$done_in" ]; then cp "$done_in" "$done_out"; else : > "$done_out"; fi
+if [ -f "$done_in" ]; then
+  [ "$done_in" -ef "$done_out" ] || cp "$done_in" "$done_out"
+else
+  : > "$done_out"
+fi
 echo "done before this call: $(grep -cv '^#' "$done_out") tests"
 SCALEFOLD_GPU_TESTS=$gpu_only SCALEFOLD_TESTS_DONE=$done_out timeout "$limit" \
   python3 -m pytest -v -p no:cacheprovider "${targets[@]}" > "$OUT/gpu_tests.txt" 2>&1
