@@ -239,3 +239,6 @@ def test_bucket_fit_recovers_a_cubic_cost_and_predicts_other_buckets():
            "memory_before_gib": 0.0, "evaluation_gpus_for_cadence": 1, "cadence_steps": 40,
            "step_time_s": 0.45, "sync_overhead_fraction": 0.1}
     assert "a = 0.0900 s a chain" in format_report(res)
+    # a rank that only evaluates: the synchronous overhead does not apply to it
+    assert "synchronous evaluation adds 10%" in format_report(res)
+    assert "synchronous evaluation" not in format_report({**res, "async_rank": True})

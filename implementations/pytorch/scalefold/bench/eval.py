@@ -577,8 +577,9 @@ def format_report(res: dict) -> str:
                  f"{window:.1f} s: " + (f"{k} evaluation GPU(s) keep up" if k else
                                         "no number of evaluation GPUs keeps up (one chain is "
                                         "longer)")
-                 + f"; synchronous evaluation adds {100 * res['sync_overhead_fraction']:.0f}% "
-                   f"to the training time")
+                 + ("" if res.get("async_rank") else  # a rank that only evaluates
+                    f"; synchronous evaluation adds {100 * res['sync_overhead_fraction']:.0f}% "
+                    f"to the training time"))
     return "\n".join(lines)
 
 
