@@ -490,5 +490,9 @@ def test_config_speedups_are_valid_train_flags(path: Path) -> None:
             dataclasses.replace(SpeedConfig.preset(preset), cuda_graphs=False,
                                 compile_glue=False, compile_structure_module=False), path.name
         assert speed.recompute_outer_product == ("h100" in path.name and dap == 1), path.name
-        # evaluation graphs only where their pool fits beside the step
-        assert speed.eval_cuda_graphs == ("h200" in path.name or dap > 1), path.name
+        # evaluation graphs on ranks that also train only where their pool fits beside the
+        # step; ranks that only evaluate hold no step and keep them everywhere
+        fits = "h200" in path.name or dap > 1
+        assert speed.for_evaluation(trains=True).eval_cuda_graphs == fits, path.name
+        assert speed.eval_plain_beside_training == (not fits), path.name
+        assert speed.for_evaluation(trains=False).eval_cuda_graphs, path.name
