@@ -165,6 +165,33 @@ def test_options_from_the_speed_config():
                   EvalOptions(cuda_graphs=True))
 
 
+def test_training_ranks_of_an_asynchronous_run_hold_no_evaluation(mini_dataset, tmp_path,
+                                                                   monkeypatch):
+    """With evaluation ranks, a training rank never evaluates: no evaluation copy, no
+    evaluator and no warm-up there (its graphs would hold memory beside the step); the
+    evaluation rank has all three."""
+    import scalefold.train.trainer as trainer_module
+    from scalefold.train.distributed import discover
+    from scalefold.train.topology import Topology
+    from scalefold.train.trainer import Trainer
+
+    root, train_ids, _ = mini_dataset
+    cfg = TrainConfig(data_dir=root, output_dir=tmp_path, preset="tiny", precision="fp32",
+                      crop_size=24, max_msa_clusters=6, max_extra_msa=8, max_templates=2,
+                      num_recycling_iters=1, num_workers=0, train_chain_ids=train_ids,
+                      val_chain_ids=("3pwp_B",), num_async_eval_ranks=1,
+                      speed=SpeedConfig(eval_length_buckets="32", eval_warm_up=True))
+    monkeypatch.setattr(trainer_module, "ValidationSetConfig",
+                        lambda: dataclasses.replace(ValidationSetConfig(),
+                                                    max_sequence_length=40))
+    for rank, evaluates in ((0, False), (1, True)):
+        t = Trainer(cfg, discover({}), torch.device("cpu"),
+                    topology=Topology(rank=rank, world_size=2, num_eval_ranks=1))
+        assert t.evaluates is evaluates
+        assert (t.eval_model is not None) is evaluates and (t.evaluator is not None) is evaluates
+        assert t.warm_up_evaluation() == (2 if evaluates else 0)
+
+
 def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, monkeypatch):
     from scalefold.train.distributed import discover
     from scalefold.train.trainer import Trainer

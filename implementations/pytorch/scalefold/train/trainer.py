@@ -127,12 +127,16 @@ class Trainer:
         self.topo = topology or make_topology(denv, 0)
         self.is_leader = denv.rank == 0
         self.layout = DataLayout(Path(cfg.data_dir))
-        built = build_step(cfg, device, self.topo)
+        # With asynchronous evaluation the training ranks never evaluate: no evaluation
+        # copy there (its memory, its compiled glue, its warm-up's graphs).
+        self.evaluates = self.topo.is_eval_rank or not self.topo.is_async
+        built = build_step(cfg, device, self.topo, eval_copy=self.evaluates)
         self.built = built
         self.model_config = built.model_config
         self.model = built.model
         self.eval_model = built.eval_model
-        # Synchronous and asynchronous evaluation both score through it.
+        # Synchronous and asynchronous evaluation both score through it (None on the
+        # training ranks of an asynchronous run).
         self.evaluator = (Evaluator.from_built(built, device)
                           if self.eval_model is not None else None)
         self.optimizer = built.optimizer
@@ -193,7 +197,7 @@ class Trainer:
         prepared once and kept for the evaluations. A fault that would stop the run raises
         here, naming the file and the chain."""
         c = self.cfg
-        evaluates = self.topo.is_eval_rank or not self.topo.is_async
+        evaluates = self.evaluates
         self._data_report = check_dataset(
             self.layout, train_chain_ids=c.train_chain_ids, val_chain_ids=c.val_chain_ids,
             train_features=self._feature_config("train"),
