@@ -58,6 +58,12 @@ class Topology:
         return self.rank if not self.is_eval_rank else -1
 
     @property
+    def evaluates(self) -> bool:
+        """Whether this rank evaluates: an evaluation rank, or every rank when evaluation
+        is synchronous (the training ranks of an asynchronous run never do)."""
+        return self.is_eval_rank or not self.is_async
+
+    @property
     def eval_leader(self) -> int:
         """Global rank that reports evaluations: rank 0 when evaluation is synchronous."""
         return self.num_train_ranks if self.is_async else 0

@@ -127,9 +127,8 @@ class Trainer:
         self.topo = topology or make_topology(denv, 0)
         self.is_leader = denv.rank == 0
         self.layout = DataLayout(Path(cfg.data_dir))
-        # With asynchronous evaluation the training ranks never evaluate: no evaluation
-        # copy there (its memory, its compiled glue, its warm-up's graphs).
-        self.evaluates = self.topo.is_eval_rank or not self.topo.is_async
+        # A rank that never evaluates builds no evaluation copy (its memory, its compiled
+        # glue, its warm-up's graphs).
         built = build_step(cfg, device, self.topo, eval_copy=self.evaluates)
         self.built = built
         self.model_config = built.model_config
@@ -170,6 +169,10 @@ class Trainer:
                      for k, v in feats.items()}
             out.append((feats, torch.ones(c.local_batch_size, device=self.device)))
         return out
+
+    @property
+    def evaluates(self) -> bool:
+        return self.topo.evaluates
 
     def prepare(self) -> float:
         """Initialisation work before `run_start`: capture the CUDA graphs of every
