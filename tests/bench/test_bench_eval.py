@@ -58,6 +58,9 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     # 40 steps of 0.45 s leave 18 s: one rank evaluates three tiny chains in time.
     assert res["evaluation_gpus_for_cadence"] == 1
     assert res["sync_overhead_fraction"] == pytest.approx(res["eval_seconds"] / 18.0)
+    # the model FLOPs of the pass: the padded lengths (32) count more than the own ones
+    assert res["model_tflop"] > res["model_tflop_own_lengths"] > 0
+    assert "TFLOP a pass at the padded lengths" in text
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -242,3 +245,30 @@ def test_bucket_fit_recovers_a_cubic_cost_and_predicts_other_buckets():
     # a rank that only evaluates: the synchronous overhead does not apply to it
     assert "synchronous evaluation adds 10%" in format_report(res)
     assert "synchronous evaluation" not in format_report({**res, "async_rank": True})
+
+
+def test_the_flop_polynomial_equals_direct_counts_and_the_step_benchs_count():
+    """The cubic from four meta-device counts gives an iteration's FLOPs at any length:
+    equal to a count at that length (tiny model), and at the benchmark's shapes to the
+    ~11.8 TFLOP a forward that `bench step` counts at 256 residues; a pass sums it over
+    the padded lengths."""
+    from scalefold.bench.eval import iteration_flops_polynomial, pass_flops
+    from scalefold.bench.step import count_iteration_flops
+    from scalefold.model.config import AlphaFoldConfig
+    from scalefold.train.evaluate import model_inputs
+    from scalefold.utils.synthetic import synthetic_batch
+
+    tiny = AlphaFoldConfig.tiny()
+    coeffs = iteration_flops_polynomial(tiny, 4, 8, 2)
+    assert all(isinstance(c, int) for c in coeffs) and coeffs[3] > 0
+    for n in (5, 61):
+        feats = model_inputs(synthetic_batch(tiny, n, 4, 8, 2, num_iterations=1))
+        direct = count_iteration_flops(tiny, feats, torch.device("cpu"), seed=0)
+        assert coeffs[0] + coeffs[1] * n + coeffs[2] * n**2 + coeffs[3] * n**3 == direct
+    one = coeffs[0] + 64 * (coeffs[1] + 64 * (coeffs[2] + 64 * coeffs[3]))
+    # 50 and 64 residues both pad to 64 with 32-residue buckets; 4 iterations each
+    assert pass_flops(coeffs, [50, 64], 32, 4) == 8 * one
+    assert pass_flops(coeffs, [50, 64], 0, 4) < 8 * one
+    full = iteration_flops_polynomial(AlphaFoldConfig.mlperf(), 124, 1024, 4)
+    at_256 = full[0] + 256 * (full[1] + 256 * (full[2] + 256 * full[3]))
+    assert 11.7e12 < at_256 < 11.9e12

@@ -72,6 +72,10 @@ JSON (`--json PATH`; read by `scalefold plan`):
                                       # each chain's forward (CUDA; 0.0 on a CPU); the
                                       # pass's time less this is outside the forwards:
                                       # copies, padding, scoring, and the GPU idle
+      "model_tflop": float,           # the pass's model FLOPs (matmul-class ops of the
+                                      # eager network, FlopCounterMode) at the padded
+                                      # lengths, in TFLOP (iteration_flops_polynomial)
+      "model_tflop_own_lengths": float,  # ... at the chains' own lengths
       "warm_up_seconds": float,       # eval_warm_up's initialisation work (0.0: off)
       "peak_memory_gib": float,       # max allocated over all passes (0.0 on a CPU)
       "peak_reserved_gib": float,     # max reserved (graph pools included)
@@ -486,10 +490,74 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
                                                        window),
         "sync_overhead_fraction": steady_wall / window,
     }
+    coeffs = iteration_flops_polynomial(built.model_config, cfg.max_msa_clusters,
+                                        cfg.max_extra_msa, cfg.max_templates)
+    iterations = cfg.num_recycling_iters + 1
+    bucket = evaluator.options.bucket
+    result["model_tflop"] = pass_flops(coeffs, lengths, bucket, iterations) / 1e12
+    result["model_tflop_own_lengths"] = pass_flops(coeffs, lengths, 0, iterations) / 1e12
     if cfg.profile_length is not None:
         result["profile"] = profile_chain(built, cfg, device)
         log(result["profile"])
     return result
+
+
+def iteration_flops_polynomial(model_config, n_clust: int, n_extra: int,
+                               n_templ: int) -> list[int]:
+    """FLOPs of one evaluation iteration as a polynomial in the chain length N: integer
+    coefficients [c0, c1, c2, c3] of c0 + c1 N + c2 N² + c3 N³.
+
+    Every matmul-class op of the network has at most three dimensions that grow with N
+    (triangle attention and multiplication: N³), the others fixed by the MSA, extra-MSA and
+    template counts and the widths, so the count is exactly such a cubic: four counts
+    determine it and a fifth checks it. Counted as `bench step` counts (FlopCounterMode on
+    the eager model without gradients), on the meta device: no memory, no arithmetic."""
+    from fractions import Fraction
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scalefold.model.alphafold import AlphaFold
+    from scalefold.train.evaluate import model_inputs
+    from scalefold.utils.synthetic import synthetic_batch
+
+    with torch.device("meta"):
+        model = AlphaFold(model_config).eval()
+
+    def count(n: int) -> int:
+        feats = synthetic_batch(model_config, n, n_clust, n_extra, n_templ, num_iterations=1)
+        feats = {k: v.to("meta") for k, v in model_inputs(feats).items()}
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(feats)
+        return int(counter.get_total_flops())
+
+    xs = (8, 16, 24, 32)
+    ys = [count(x) for x in xs]
+    # Lagrange's form, in exact fractions: the coefficients of the cubic through the
+    # four points.
+    coeffs = [Fraction(0)] * 4
+    for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
+        basis = [Fraction(1)]  # prod over j != i of (N - xj) / (xi - xj), low degree first
+        for j, xj in enumerate(xs):
+            if j != i:
+                basis = [(a - xj * b) / (xi - xj) for a, b in
+                         zip([Fraction(0), *basis], [*basis, Fraction(0)], strict=True)]
+        coeffs = [c + yi * b for c, b in zip(coeffs, basis, strict=True)]
+    if any(c.denominator != 1 for c in coeffs) or _cubic(coeffs, 40) != count(40):
+        raise RuntimeError("the evaluation's FLOP count is not a cubic in the chain length: "
+                           f"counts {dict(zip(xs, ys, strict=True))}")
+    return [int(c) for c in coeffs]
+
+
+def _cubic(coeffs, n: int):
+    return coeffs[0] + n * (coeffs[1] + n * (coeffs[2] + n * coeffs[3]))
+
+
+def pass_flops(coeffs: list[int], lengths: list[int], bucket: int, iterations: int) -> int:
+    """Model FLOPs of one evaluation pass: every chain at its padded length (what the
+    device computes, padding included), `iterations` forward iterations each."""
+    from scalefold.train.evaluate import bucket_length
+
+    return iterations * sum(_cubic(coeffs, bucket_length(n, bucket)) for n in lengths)
 
 
 BUCKET_FIT_SIZES = (16, 32, 64, 128)  # buckets the fit predicts a pass for
@@ -570,6 +638,11 @@ def format_report(res: dict) -> str:
         lines.append(f"GPU time inside the forwards: {fwd:.2f} s of the pass's "
                      f"{res['eval_seconds']:.2f} s; outside them (copies, padding, scoring, "
                      f"GPU idle): {res['eval_seconds'] - fwd:.2f} s")
+    tflop = res.get("model_tflop")
+    if tflop:
+        lines.append(f"model FLOPs: {tflop:.0f} TFLOP a pass at the padded lengths "
+                     f"({res['model_tflop_own_lengths']:.0f} at the chains' own), "
+                     f"{tflop / res['eval_seconds']:.1f} TFLOP/s")
     lines.extend(_length_report(res, chains))
     k = res["evaluation_gpus_for_cadence"]
     window = res["cadence_steps"] * res["step_time_s"]
