@@ -80,3 +80,39 @@ def test_a_table_that_charges_more_than_the_profile_says_so():
     table = format_module_breakdown(rows, total_ms=12.0, total_launches=40)
     assert "NOT CONSISTENT: the ranges hold 50 launches" in table
     assert "NOT CONSISTENT" in format_module_breakdown(rows, total_ms=10.0, total_launches=60)
+
+
+def test_module_flops_charge_each_module_its_own_matmuls():
+    """The FLOPs charged to the modules plus those outside them are the forward's count;
+    a triangle attention's row is what that module alone counts, once per block; no hook
+    is left; the table gains the TFLOP/s column."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scalefold.bench.by_module import module_flops
+
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    batch = synthetic_batch(None, n_res=12, n_clust=5, n_extra=7, n_templ=1, num_iterations=2)
+
+    def run():
+        with torch.no_grad():
+            model(batch)
+
+    flops = module_flops(model, run)
+    with FlopCounterMode(display=False) as whole:
+        run()
+    assert 0 < sum(flops.values()) <= whole.get_total_flops()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    name = "evoformer_stack.blocks.*.core.tri_att_start"
+    block = model.evoformer_stack.blocks[0].core.tri_att_start
+    calls = []
+    handle = block.register_forward_hook(lambda _m, args, _o: calls.append(args))
+    run()
+    handle.remove()
+    with torch.no_grad(), FlopCounterMode(display=False) as one:
+        block(*calls[0])
+    # two iterations, every block of the stack alike
+    assert flops[name] == 2 * len(model.evoformer_stack.blocks) * one.get_total_flops()
+    table = format_module_breakdown([(name, 2.0, 10, 1.0)], 4.0, 20, flops)
+    assert "TFLOP/s" in table.splitlines()[0]
+    assert f"{flops[name] / 1e9 / 2.0:8.1f}" in table.splitlines()[1]

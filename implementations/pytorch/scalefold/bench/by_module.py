@@ -70,6 +70,35 @@ def module_ranges(model: nn.Module) -> Iterator[None]:
             h.remove()
 
 
+def module_flops(model: nn.Module, run) -> dict[str, int]:
+    """Model FLOPs (FlopCounterMode: matmul-class ops) charged to each folded name of
+    `profiled_modules`, over whatever `run()` does with `model`. Run on the eager model
+    (the counter does not see inside Triton kernels), e.g. on the meta device, beside a
+    profile of the fast one: the swaps keep the module names, so the rows match."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    totals: dict[str, int] = {}
+    handles = []
+    with FlopCounterMode(display=False) as counter:
+        for name, mod in profiled_modules(model):
+            starts: list[int] = []
+
+            def pre(_m, _args, starts=starts):
+                starts.append(counter.get_total_flops())
+
+            def post(_m, _args, _out, name=name, starts=starts):
+                totals[name] = totals.get(name, 0) + counter.get_total_flops() - starts.pop()
+
+            handles.append(mod.register_forward_pre_hook(pre))
+            handles.append(mod.register_forward_hook(post))
+        try:
+            run()
+        finally:
+            for h in handles:
+                h.remove()
+    return totals
+
+
 def _launches(evt) -> int:
     return len(evt.kernels) + sum(_launches(c) for c in evt.cpu_children)
 
@@ -93,13 +122,19 @@ def module_breakdown(prof) -> list[tuple[str, float, int, float]]:
 
 
 def format_module_breakdown(rows: list[tuple[str, float, int, float]],
-                            total_ms: float, total_launches: int) -> str:
-    """The table, with the remainder outside every range against the profile's totals."""
+                            total_ms: float, total_launches: int,
+                            flops: dict[str, int] | None = None) -> str:
+    """The table, with the remainder outside every range against the profile's totals;
+    with `flops` (`module_flops` of the same forward), each module's TFLOP/s too."""
     lines = [f"{'module (forward)':52s} {'device ms':>10s} {'share':>7s} {'launches':>9s} "
-             f"{'host ms':>9s}"]
+             f"{'host ms':>9s}" + (f" {'TFLOP':>8s} {'TFLOP/s':>8s}" if flops else "")]
     denom = total_ms or 1.0
     for name, ms, k, cpu in rows:
-        lines.append(f"{name[:52]:52s} {ms:10.2f} {100 * ms / denom:6.1f}% {k:9d} {cpu:9.2f}")
+        line = f"{name[:52]:52s} {ms:10.2f} {100 * ms / denom:6.1f}% {k:9d} {cpu:9.2f}"
+        if flops:
+            f = flops.get(name, 0)
+            line += f" {f / 1e12:8.3f} {f / 1e9 / ms if ms > 0 else 0.0:8.1f}"
+        lines.append(line)
     ms_in = sum(r[1] for r in rows)
     k_in = sum(r[2] for r in rows)
     lines.append(f"{'(outside these modules)':52s} {total_ms - ms_in:10.2f} "

@@ -112,7 +112,7 @@ import torch
 
 from scalefold.data.selection import ValidationSetConfig
 from scalefold.train.config import SpeedConfig, TrainConfig
-from scalefold.train.evaluate import Evaluator, synthetic_chains
+from scalefold.train.evaluate import Evaluator, bucket_length, synthetic_chains
 
 CAMEO_NUM_CHAINS = 180
 MAX_LENGTH = ValidationSetConfig().max_sequence_length  # the validation length cap
@@ -358,12 +358,39 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
         evaluator.score(feats)
         _sync(device)
     kernels = _device_kernels(prof)
-    by_module = format_module_breakdown(module_breakdown(prof), sum(k[1] for k in kernels),
-                                        sum(k[2] for k in kernels))
+    flops = chain_module_flops(built.model_config, feats, evaluator.options.bucket)
+    kernel_ms = sum(k[1] for k in kernels)
+    by_module = format_module_breakdown(module_breakdown(prof), kernel_ms,
+                                        sum(k[2] for k in kernels), flops)
+    total = sum(flops.values())
     return (f"one evaluation of a {cfg.profile_length}-residue chain "
-            f"({cfg.num_recycling_iters + 1} iterations, without graphs), device kernels:\n"
+            f"({cfg.num_recycling_iters + 1} iterations, without graphs, padded to "
+            f"{bucket_length(cfg.profile_length, evaluator.options.bucket)}): "
+            f"{total / 1e12:.2f} TFLOP in {kernel_ms:.1f} ms of kernels"
+            + (f" ({total / 1e9 / kernel_ms:.1f} TFLOP/s)" if kernel_ms > 0 else "")
+            + ", device kernels:\n"
             + format_breakdown(family_breakdown(kernels)) + "\n" + top_kernels(kernels)
             + "\nby module:\n" + by_module)
+
+
+def chain_module_flops(model_config, feats: dict, bucket: int) -> dict[str, int]:
+    """Model FLOPs by module (`module_flops`) of one chain's evaluation forward at its
+    padded length, counted on the eager model on the meta device."""
+    from scalefold.bench.by_module import module_flops
+    from scalefold.model.alphafold import AlphaFold
+    from scalefold.train.evaluate import model_inputs, pad_inputs
+
+    inputs = model_inputs(feats)
+    inputs = pad_inputs(inputs, bucket_length(int(inputs["aatype"].shape[1]), bucket))
+    inputs = {k: v.to("meta") for k, v in inputs.items()}
+    with torch.device("meta"):
+        model = AlphaFold(model_config).eval()
+
+    def run():
+        with torch.no_grad():
+            model(inputs)
+
+    return module_flops(model, run)
 
 
 def cap_gpu_memory(device: torch.device, gib: float) -> float:
@@ -555,8 +582,6 @@ def _cubic(coeffs, n: int):
 def pass_flops(coeffs: list[int], lengths: list[int], bucket: int, iterations: int) -> int:
     """Model FLOPs of one evaluation pass: every chain at its padded length (what the
     device computes, padding included), `iterations` forward iterations each."""
-    from scalefold.train.evaluate import bucket_length
-
     return iterations * sum(_cubic(coeffs, bucket_length(n, bucket)) for n in lengths)
 
 
@@ -571,8 +596,6 @@ def bucket_fit(chains: list[dict], bucket: int) -> tuple[list[float], dict[int, 
     and the pass this predicts for the same lengths with each of `BUCKET_FIT_SIZES`;
     None with fewer than 4 padded lengths (or no buckets)."""
     import numpy as np
-
-    from scalefold.train.evaluate import bucket_length
 
     if bucket <= 0:
         return None
