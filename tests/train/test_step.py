@@ -119,6 +119,46 @@ def test_preserved_state_restores_everything_in_place(batches):
         assert torch.equal(s, t)
 
 
+def test_preserved_state_restores_existing_adam_state(batches):
+    """With Adam's moments already there (a step before, as the single-pass update makes
+    them at construction), the steps inside change them and the exit puts them back."""
+    model, step = _build(fused=True)
+    uc = torch.ones(1)
+    step(batches[0], uc)
+    before = {id(p): {k: v.clone() for k, v in step.optimizer.state[p].items()}
+              for p in model.parameters()}
+    shadow = [s.clone() for s in step.ema.shadow]
+    with preserved_training_state(model, step.optimizer, step.ema):
+        step(batches[1], uc)
+        p0 = next(model.parameters())
+        assert not torch.equal(step.optimizer.state[p0]["exp_avg_sq"], before[id(p0)]["exp_avg_sq"])
+    for p in model.parameters():
+        for k, v in step.optimizer.state[p].items():
+            assert torch.equal(v, before[id(p)][k]), k
+    for s, t in zip(step.ema.shadow, shadow, strict=True):
+        assert torch.equal(s, t)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_preserved_state_holds_its_copies_off_the_device():
+    """The copies of weights, EMA and Adam's moments are in host memory: the body (the
+    captures) is where a run's GPU memory peaks."""
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).to(device).train()
+    params = list(model.parameters())
+    opt = make_adam(params, 1e-3, device, fused=True)
+    ema = WeightEMA(model, decay=0.9)
+    for p in params:  # Adam's state as the single-pass update creates it
+        opt.state[p].update(exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p),
+                            step=torch.zeros((), device=device))
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated(device)
+    with preserved_training_state(model, opt, ema):
+        inside = torch.cuda.memory_allocated(device)
+    assert inside - before < 2**20
+
+
 def test_signature_tells_recycling_counts_apart(batches):
     uc = torch.ones(1)
     assert signature(batches[0], uc) == signature(batches[2], uc)
