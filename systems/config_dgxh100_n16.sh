@@ -6,8 +6,8 @@
 # Global batch: (16 x 8 - 0) / 1 x LOCAL_BATCH_SIZE 1 = 128.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n16.json --dap-size 1
 # --eval-ranks 0 --global-batch 128 --preset h100`, 2026-12-05 profile, whose `h100` step is composed, not
-# measured; docs/PLAN.md): 0.56 s a step (0.55 s of compute, 19 ms of gradient all-reduce
-# across nodes), 10.2 s an evaluation; 10.3 min to train.
+# measured; docs/PLAN.md): 0.56 s a step (0.54 s of compute, 19 ms of gradient all-reduce
+# across nodes), 10.2 s an evaluation; 10.2 min to train.
 #
 # Usage, from the repository root:
 #   source systems/config_dgxh100_n16.sh

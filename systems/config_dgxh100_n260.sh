@@ -7,7 +7,7 @@
 # Global batch: (260 x 8 - 32) / 8 x LOCAL_BATCH_SIZE 1 = 256.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n260.json --dap-size 8
 # --eval-ranks 32 --global-batch 256 --preset h200 --gpu-ratio 2.22`, 2026-12-05 profile;
-# docs/PLAN.md): 0.38 s a step with DAP run eagerly as configured, 4.0 min to train (2.5
+# docs/PLAN.md): 0.37 s a step with DAP run eagerly as configured, 3.9 min to train (2.5
 # min if DAP ran inside CUDA graphs). DAP's speed-up is the docs/DAP.md cost model; no
 # DAP run on several GPUs has been timed.
 #

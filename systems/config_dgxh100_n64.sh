@@ -6,8 +6,8 @@
 # Global batch: (64 x 8 - 0) / 2 x LOCAL_BATCH_SIZE 1 = 256.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n64.json --dap-size 2
 # --eval-ranks 0 --global-batch 256 --preset h200 --gpu-ratio 2.22`, 2026-12-05 profile;
-# docs/PLAN.md): 0.70 s a step with DAP run eagerly as configured (the eager step per GPU,
-# 1.93x the graphed one, x1.15 for an H100: the 2.22), 7.7 min to train. DAP's speed-up
+# docs/PLAN.md): 0.67 s a step with DAP run eagerly as configured (the eager step per GPU,
+# 1.93x the graphed one, x1.15 for an H100: the 2.22), 7.5 min to train. DAP's speed-up
 # is the docs/DAP.md cost model; no DAP run on several GPUs has been timed.
 #
 # Usage, from the repository root:
