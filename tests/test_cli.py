@@ -22,7 +22,8 @@ def test_speed_presets_set_their_precision_and_flags_override():
     cfg = _cfg("--speed", "h100")
     assert cfg.speed == dataclasses.replace(SpeedConfig.preset("h200"),
                                             recompute_outer_product=True,
-                                            eval_plain_beside_training=True)
+                                            eval_plain_beside_training=True,
+                                            single_pass_update=False)
     # explicit flags still win, both ways for booleans
     cfg = _cfg("--speed", "h200", "--precision", "tf32", "--layer-norm-output", "fp32",
                "--no-cuda-graphs", "--no-compile-glue")
@@ -87,12 +88,13 @@ def test_presets_are_valid_and_named_once():
         assert SpeedConfig.preset(name) is preset.speed
     with pytest.raises(ValueError, match="unknown speed preset"):
         SpeedConfig.preset("fast")
-    # h100 is h200 with the outer product mean recomputed (training) and, on ranks that
-    # also train, the plain evaluation: a rank that only evaluates runs h200's.
+    # h100 is h200 with the outer product mean recomputed and PyTorch's fused Adam
+    # (training) and, on ranks that also train, the plain evaluation: a rank that only
+    # evaluates runs h200's.
     h100, h200 = PRESETS["h100"].speed, PRESETS["h200"].speed
     assert h100.eval_plain_beside_training and not h200.eval_plain_beside_training
     assert dataclasses.replace(h100.for_evaluation(trains=False),
-                               recompute_outer_product=False,
+                               recompute_outer_product=False, single_pass_update=True,
                                eval_plain_beside_training=False) == h200
     sync = h100.for_evaluation(trains=True)
     assert (sync.eval_length_buckets, sync.eval_cuda_graphs, sync.eval_warm_up,
