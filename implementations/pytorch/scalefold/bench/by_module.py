@@ -127,13 +127,13 @@ def format_module_breakdown(rows: list[tuple[str, float, int, float]],
     """The table, with the remainder outside every range against the profile's totals;
     with `flops` (`module_flops` of the same forward), each module's TFLOP/s too."""
     lines = [f"{'module (forward)':52s} {'device ms':>10s} {'share':>7s} {'launches':>9s} "
-             f"{'host ms':>9s}" + (f" {'TFLOP':>8s} {'TFLOP/s':>8s}" if flops else "")]
+             f"{'host ms':>9s}" + (f" {'GFLOP':>10s} {'TFLOP/s':>8s}" if flops else "")]
     denom = total_ms or 1.0
     for name, ms, k, cpu in rows:
         line = f"{name[:52]:52s} {ms:10.2f} {100 * ms / denom:6.1f}% {k:9d} {cpu:9.2f}"
         if flops:
             f = flops.get(name, 0)
-            line += f" {f / 1e12:8.3f} {f / 1e9 / ms if ms > 0 else 0.0:8.1f}"
+            line += f" {f / 1e9:10.1f} {f / 1e9 / ms if ms > 0 else 0.0:8.1f}"
         lines.append(line)
     ms_in = sum(r[1] for r in rows)
     k_in = sum(r[2] for r in rows)
