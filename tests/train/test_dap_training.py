@@ -49,16 +49,20 @@ def _assert_losses_follow(got_file: Path, single: Trainer) -> None:
         assert abs(a - b) <= 1e-4 * abs(b), (got, ref)
 
 
-def _main(rank: int, port: int, mini, out: str, grad_sync: str) -> None:
+def _main(rank: int, port: int, mini, out: str, grad_sync: str,
+          speed: SpeedConfig | None = None) -> None:
     torch.set_num_threads(1)
     denv = DistEnv(rank=rank, world_size=2, local_rank=rank, local_world_size=2,
                    launcher="torchrun", master_addr="127.0.0.1", master_port=port)
     init_process_group(denv, torch.device("cpu"))
     try:
         topo = make_topology(denv, 0, dap_size=2)
-        t = Trainer(_cfg(mini, Path(out) / "dap", 2, SpeedConfig(grad_sync=grad_sync)), denv,
-                    torch.device("cpu"), topology=topo)
+        speed = speed or SpeedConfig(grad_sync=grad_sync)
+        t = Trainer(_cfg(mini, Path(out) / "dap", 2, speed), denv, torch.device("cpu"),
+                    topology=topo)
         assert t.global_batch_size == 1  # two ranks, one sample
+        # the single-pass update runs where asked (the Triton interpreter here)
+        assert (t.built.step.single_pass is not None) == speed.single_pass_update
         t.build_data()
         losses = _losses(t)
         if rank == 0:
@@ -76,6 +80,24 @@ def test_dap2_training_follows_single_process(mini_dataset, tmp_path, grad_sync)
     _assert_losses_follow(tmp_path / "dap.json", single)
     # Parameters after three Adam steps: close overall (Adam may turn float noise in
     # exactly-zero gradients into lr-sized moves of a few entries, hence the norm test).
+    dap = torch.load(tmp_path / "dap.pt")
+    num = sum((dap[k] - v).float().norm() ** 2 for k, v in single.model.state_dict().items())
+    den = sum(v.float().norm() ** 2 for v in single.model.state_dict().values())
+    assert (num / den).sqrt() < 1e-3
+
+
+def test_dap2_training_with_the_single_pass_update(mini_dataset, tmp_path, monkeypatch):
+    """`h200`'s update (clip, Adam and EMA as one Triton pass over a table of the
+    parameters) on DAP 2 ranks with the flat gradient sync, as the DAP configs run it; the
+    ranks run the kernels in the Triton interpreter: the losses and weights follow one
+    process with PyTorch's update."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the spawned ranks import Triton with it
+    speed = SpeedConfig(grad_sync="flat", fused_optimizer=True, single_pass_update=True)
+    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), "flat", speed),
+             nprocs=2, join=True)
+    single = Trainer(_cfg(mini_dataset, tmp_path / "one", 1), discover({}), torch.device("cpu"))
+    _assert_losses_follow(tmp_path / "dap.json", single)
     dap = torch.load(tmp_path / "dap.pt")
     num = sum((dap[k] - v).float().norm() ** 2 for k, v in single.model.state_dict().items())
     den = sum(v.float().norm() ** 2 for v in single.model.state_dict().values())
