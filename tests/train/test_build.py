@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -106,8 +107,6 @@ def test_trainer_and_bench_build_the_same_step(monkeypatch, mini_dataset, tmp_pa
                                    torch.device("cpu"))
     assert [who for who, _ in calls] == ["trainer", "bench"]
     (_, a), (_, b) = calls
-    import dataclasses
-
     differ = [f.name for f in dataclasses.fields(TrainConfig)
               if getattr(a, f.name) != getattr(b, f.name)]
     assert set(differ) <= {"data_dir", "output_dir"}, differ
@@ -162,6 +161,30 @@ def test_eval_compile_glue_compiles_only_the_evaluation_copys_glue(tmp_path):
         built = build_step(cfg, torch.device("cpu"), ONE_RANK)
         assert _layer_compiled(built.model.structure_module)
         assert not _layer_compiled(built.eval_model.structure_module)
+
+
+def test_eval_compile_blocks_compiles_whole_blocks_of_the_evaluation_copy(tmp_path):
+    """`eval_compile_blocks`: the evaluation copy's Evoformer and extra-MSA blocks are the
+    compiled units (their glue modules are traced with them, not compiled apart); the
+    training model is untouched; the field needs eval_compile_glue, and the plain
+    evaluation beside training drops it."""
+    from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES
+
+    speed = SpeedConfig(eval_length_buckets="64", eval_compile_glue=True,
+                        eval_compile_blocks=True)
+    cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+    built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+    blocks = [m for m in built.eval_model.modules() if isinstance(m, EVAL_BLOCK_MODULES)]
+    assert len(blocks) == (len(built.eval_model.evoformer_stack.blocks)
+                           + len(built.eval_model.extra_msa_stack.blocks))
+    assert all(m._compiled_call_impl is not None for m in blocks)
+    inside = [m for b in blocks for m in b.modules() if isinstance(m, GLUE_MODULES)]
+    assert inside and all(m._compiled_call_impl is None for m in inside)
+    assert all(m._compiled_call_impl is None for m in built.model.modules())
+    with pytest.raises(ValueError, match="eval_compile_blocks needs eval_compile_glue"):
+        SpeedConfig(eval_compile_blocks=True)
+    beside = dataclasses.replace(speed, eval_plain_beside_training=True)
+    assert not beside.for_evaluation(trains=True).eval_compile_blocks
 
 
 def test_plain_evaluation_beside_training_only_on_ranks_that_train(tmp_path):

@@ -34,6 +34,7 @@ from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import seed_from_string
 from scalefold.kernels import apply_speedups, compile_glue
 from scalefold.kernels._autocast import WeightCasts
+from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES
 from scalefold.kernels.optimizer import SinglePassUpdate
 from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
@@ -148,7 +149,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         if eval_speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)
         if eval_speed.eval_compile_glue:  # one compile for every length bucket
-            compile_glue(eval_model, dynamic=True)
+            units = EVAL_BLOCK_MODULES if eval_speed.eval_compile_blocks else GLUE_MODULES
+            compile_glue(eval_model, modules=units, dynamic=True)
     apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
     if topo.dap_group is not None:

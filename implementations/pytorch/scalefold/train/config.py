@@ -149,6 +149,10 @@ class SpeedConfig:
     eval_compile_glue: bool = _opt(
         False, "evaluation: compile_glue's torch.compile for the evaluation copy too, with "
                "dynamic shapes: one compile serves every chain length")
+    eval_compile_blocks: bool = _opt(
+        False, "evaluation, with eval_compile_glue: each whole Evoformer and extra-MSA block "
+               "compiled (dynamic shapes) instead of its glue modules alone, so that the "
+               "residual adds and the code between the modules fuse with them")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -170,7 +174,7 @@ class SpeedConfig:
         if not (trains and self.eval_plain_beside_training):
             return self
         return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
-                       eval_warm_up=False, eval_compile_glue=False,
+                       eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
                        eval_plain_beside_training=False)
 
     def __post_init__(self) -> None:
@@ -189,6 +193,9 @@ class SpeedConfig:
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
+        if self.eval_compile_blocks and not self.eval_compile_glue:
+            raise ValueError("eval_compile_blocks needs eval_compile_glue (it changes what "
+                             "the evaluation's compile takes as its unit)")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
