@@ -49,15 +49,13 @@ def _assert_losses_follow(got_file: Path, single: Trainer) -> None:
         assert abs(a - b) <= 1e-4 * abs(b), (got, ref)
 
 
-def _main(rank: int, port: int, mini, out: str, grad_sync: str,
-          speed: SpeedConfig | None = None) -> None:
+def _main(rank: int, port: int, mini, out: str, speed: SpeedConfig) -> None:
     torch.set_num_threads(1)
     denv = DistEnv(rank=rank, world_size=2, local_rank=rank, local_world_size=2,
                    launcher="torchrun", master_addr="127.0.0.1", master_port=port)
     init_process_group(denv, torch.device("cpu"))
     try:
         topo = make_topology(denv, 0, dap_size=2)
-        speed = speed or SpeedConfig(grad_sync=grad_sync)
         t = Trainer(_cfg(mini, Path(out) / "dap", 2, speed), denv, torch.device("cpu"),
                     topology=topo)
         assert t.global_batch_size == 1  # two ranks, one sample
@@ -72,18 +70,24 @@ def _main(rank: int, port: int, mini, out: str, grad_sync: str,
         shutdown_process_group()
 
 
-@pytest.mark.parametrize("grad_sync", ["ddp", "flat", "bucketed"])
-def test_dap2_training_follows_single_process(mini_dataset, tmp_path, grad_sync):
-    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), grad_sync), nprocs=2,
-             join=True)
-    single = Trainer(_cfg(mini_dataset, tmp_path / "one", 1), discover({}), torch.device("cpu"))
-    _assert_losses_follow(tmp_path / "dap.json", single)
+def _assert_follows_single_process(mini, out: Path) -> None:
+    """The DAP run's losses and final weights (rank 0 wrote them to `out`) against one
+    process's run with PyTorch's update."""
+    single = Trainer(_cfg(mini, out / "one", 1), discover({}), torch.device("cpu"))
+    _assert_losses_follow(out / "dap.json", single)
     # Parameters after three Adam steps: close overall (Adam may turn float noise in
     # exactly-zero gradients into lr-sized moves of a few entries, hence the norm test).
-    dap = torch.load(tmp_path / "dap.pt")
+    dap = torch.load(out / "dap.pt")
     num = sum((dap[k] - v).float().norm() ** 2 for k, v in single.model.state_dict().items())
     den = sum(v.float().norm() ** 2 for v in single.model.state_dict().values())
     assert (num / den).sqrt() < 1e-3
+
+
+@pytest.mark.parametrize("grad_sync", ["ddp", "flat", "bucketed"])
+def test_dap2_training_follows_single_process(mini_dataset, tmp_path, grad_sync):
+    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path),
+                          SpeedConfig(grad_sync=grad_sync)), nprocs=2, join=True)
+    _assert_follows_single_process(mini_dataset, tmp_path)
 
 
 def test_dap2_training_with_the_single_pass_update(mini_dataset, tmp_path, monkeypatch):
@@ -94,11 +98,6 @@ def test_dap2_training_with_the_single_pass_update(mini_dataset, tmp_path, monke
     pytest.importorskip("triton")
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the spawned ranks import Triton with it
     speed = SpeedConfig(grad_sync="flat", fused_optimizer=True, single_pass_update=True)
-    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), "flat", speed),
-             nprocs=2, join=True)
-    single = Trainer(_cfg(mini_dataset, tmp_path / "one", 1), discover({}), torch.device("cpu"))
-    _assert_losses_follow(tmp_path / "dap.json", single)
-    dap = torch.load(tmp_path / "dap.pt")
-    num = sum((dap[k] - v).float().norm() ** 2 for k, v in single.model.state_dict().items())
-    den = sum(v.float().norm() ** 2 for v in single.model.state_dict().values())
-    assert (num / den).sqrt() < 1e-3
+    mp.spawn(_main, args=(_free_port(), mini_dataset, str(tmp_path), speed), nprocs=2,
+             join=True)
+    _assert_follows_single_process(mini_dataset, tmp_path)

@@ -240,11 +240,9 @@ PRESETS: dict[str, SpeedPreset] = {
     # warm-up (which needs buckets), the evaluation glue's compile (~44 s on the H200) would
     # fall inside the timed run, and its gain is measured only with graphs. A rank that
     # only evaluates holds no training step: there all of h200's evaluation levers fit.
-    # The single-pass update added 0.8 GiB to h200's peak on the H200 (Adam's moments,
-    # which it makes at construction, were copied on the device around the captures;
-    # those copies are in host memory now, not yet measured): with synchronous
-    # evaluation beside it that leaves an 80 GB GPU under 1 GiB, so h100 keeps PyTorch's
-    # fused Adam until the peak is measured.
+    # PyTorch's fused Adam, not the single-pass update: the single pass's peak on an 80 GB
+    # GPU beside synchronous evaluation is not measured, and the one H200 measurement
+    # (+0.8 GiB, docs/PERFORMANCE.md) would leave it under 1 GiB to spare.
     "h100": SpeedPreset(replace(_H200, recompute_outer_product=True,
                                 eval_plain_beside_training=True, single_pass_update=False),
                         "bf16",
