@@ -116,3 +116,27 @@ def test_module_flops_charge_each_module_its_own_matmuls():
     table = format_module_breakdown([(name, 2.0, 10, 1.0)], 4.0, 20, flops)
     assert "TFLOP/s" in table.splitlines()[0]
     assert f"{flops[name] / 1e9 / 2.0:8.1f}" in table.splitlines()[1]
+
+
+def test_a_module_compiled_in_place_gets_its_range_around_the_compiled_call():
+    """`compile_glue` compiles modules in place, whose hooks then run inside the compiled
+    code where Dynamo drops profiler ranges: the range goes around the compiled call, and
+    the compiled call is the module's own again afterwards."""
+    from scalefold.kernels import compile_glue
+
+    torch.manual_seed(0)
+    model = AlphaFold(AlphaFoldConfig.tiny()).eval()
+    compile_glue(model, dynamic=False, backend="eager")
+    transition = model.evoformer_stack.blocks[0].core.msa_transition
+    before = transition._compiled_call_impl
+    assert before is not None
+    batch = synthetic_batch(None, n_res=12, n_clust=5, n_extra=7, n_templ=1, num_iterations=1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof, module_ranges(model):
+        with torch.no_grad():
+            model(batch)
+    names = {r[0] for r in module_breakdown(prof)}
+    assert "evoformer_stack.blocks.*.core.msa_transition" in names
+    assert "evoformer_stack.blocks.*.core.tri_mul_out" in names
+    assert "evoformer_stack.blocks.*.msa_att_row" in names  # not compiled: hooks
+    assert transition._compiled_call_impl is before
+    torch._dynamo.reset()

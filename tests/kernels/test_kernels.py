@@ -415,6 +415,37 @@ def test_flash_attention_forward_only_matches(kern, device, name, fused):
     assert without.grad_fn is None and torch.equal(with_grad.detach(), without)
 
 
+def test_flash_attention_untraced_in_a_compiled_region(kern, device):
+    """Traced by torch.compile with dynamic shapes (the evaluation's whole blocks,
+    `eval_compile_blocks`), the attention is a graph break: Dynamo cannot trace the
+    launch, whose constexprs depend on the lengths. The code around it compiles, the
+    kernel runs as eager code with the uncompiled call's bits, and a second length
+    compiles nothing new."""
+    from torch._dynamo.utils import counters
+
+    a = kern.attention
+
+    def block(q, k, v, bias, r):  # a residual update around the attention
+        o = a.flash_attention(q, k, v, [bias])
+        return r + 2.0 * o
+
+    torch._dynamo.reset()
+    compiled = torch.compile(block, dynamic=True, backend="aot_eager")
+    counters.clear()
+    graphs = []
+    for n in (40, 56):
+        q, k, v, bs = _attn_inputs((3,), 2, n, n, 16, [((3, 1, 1, n), False)], device,
+                                   torch.float32, seed=n)
+        r = torch.randn(3, 2, n, 16, device=device)
+        with torch.no_grad():
+            got, want = compiled(q, k, v, bs[0], r), block(q, k, v, bs[0], r)
+        assert torch.equal(got, want)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert sum(counters["graph_break"].values()) >= 1
+    assert graphs[0] >= 1 and graphs[1] == graphs[0], graphs
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("name", sorted(ATTN_CASES))
 @pytest.mark.parametrize("form", ["atomic_dq", "separate_dq", "saved_ds"])
 @pytest.mark.parametrize("fused,delta", [(True, False), (True, True), (False, True)],
@@ -892,7 +923,7 @@ def test_kernels_in_triton_interpreter():
         "or other_launches or dq_kernel or stored_ds or sigmoid_gate or row_bias_loads "
         "or forward_only_matches or scales_q or strided_gate or stacked_projections "
         "or fused_logits_matches or fully_masked_row or unmasked_loads "
-        "or dq_from_stored_ds "
+        "or dq_from_stored_ds or untraced_in_a_compiled_region "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute")
     # (opm_projection_kernel_matches also selects the block-of-rows test)

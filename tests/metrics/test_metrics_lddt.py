@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import biotite.structure as struc
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,10 @@ from scalefold.metrics import (
     lddt_ca,
     mean_over_chains,
 )
+
+# A dependency of the package (pyproject.toml), absent from the GPU machine's environment,
+# where scripts/gpu_tests.sh collects every module to pick the GPU tests.
+struc = pytest.importorskip("biotite.structure")
 
 NOISE_SIGMAS = (0.0, 0.05, 0.3, 1.0, 3.0, 8.0)
 

@@ -48,6 +48,13 @@ def test_dap_cost_model_reproduces_docs_dap_table():
 # Fields that change only the training step's backward and update: an evaluation (a
 # forward without gradients) measured before they joined `h200` is still today's.
 TRAINING_ONLY = ("single_pass_update", "layer_norm_bwd_stream")
+# Fields that change only the evaluation: a training step measured before they changed is
+# still today's.
+EVAL_ONLY = tuple(f.name for f in dataclasses.fields(SpeedConfig) if f.name.startswith("eval_"))
+# 16-residue buckets joined `h200` on an H100's measurement (112.29 -> 108.91 s, one
+# machine: docs/evidence/2026-12-05_h100_s3): the planner's evaluation stays call 44's
+# 32-residue pass on the H200 (~3% slow) until an H200 measures the 16-residue one.
+EVAL_NOT_REMEASURED = ("eval_length_buckets",)
 
 
 def _is_todays_h200(measured: dict, ignore: tuple[str, ...] = ()) -> bool:
@@ -69,7 +76,7 @@ def test_shipped_profile_names_sources_and_assumptions():
     # two measured ends
     bench = json.loads((EVIDENCE_1205_S2 / "call2_step.json").read_text())["results"][1]
     assert bench["name"] == "h200+single_pass_update+layer_norm_bwd_stream"
-    assert _is_todays_h200(bench["variant"]["speed"])
+    assert _is_todays_h200(bench["variant"]["speed"], ignore=EVAL_ONLY)
     med = {r["n"]: r["median_s"] for r in bench["per_n"]}
     h200 = prof.steps["h200"].per_n_s
     assert (h200[0], h200[3]) == pytest.approx((med[0], med[3]), abs=1e-4)
@@ -185,8 +192,10 @@ def test_shipped_evaluation_is_the_measured_180_chain_pass():
     # call 44's one variant: today's h200 evaluation
     variants = json.loads((EVIDENCE_1205 / "call44_eval.json").read_text())["variants"]
     (bench,) = variants.values()
-    assert _is_todays_h200(bench["speed"], ignore=TRAINING_ONLY)
-    assert not _is_todays_h200(bench["speed"])  # else TRAINING_ONLY is stale
+    assert _is_todays_h200(bench["speed"], ignore=TRAINING_ONLY + EVAL_NOT_REMEASURED)
+    # else TRAINING_ONLY or EVAL_NOT_REMEASURED is stale
+    assert not _is_todays_h200(bench["speed"], ignore=TRAINING_ONLY)
+    assert not _is_todays_h200(bench["speed"], ignore=EVAL_NOT_REMEASURED)
     assert bench["speed"]["eval_warm_up"]  # the first pass without first-time work
     ev = prof.eval_for("h200")
     assert ev.validation_set and ev.lengths_assumed and len(ev.lengths) == 180

@@ -48,9 +48,24 @@ def profiled_modules(model: nn.Module, containers: tuple[str, ...] = ("core",),
 @contextlib.contextmanager
 def module_ranges(model: nn.Module) -> Iterator[None]:
     """Each module of `profiled_modules` runs its forward inside a profiler range named
-    `module::<folded name>`; the hooks are removed on exit."""
+    `module::<folded name>`; the hooks are removed on exit.
+
+    A module compiled in place (`nn.Module.compile`, as `compile_glue` does) runs its
+    hooks inside its compiled code, where Dynamo drops profiler ranges: such a module's
+    range is opened around the compiled call instead. A module inside a compiled parent
+    (`eval_compile_blocks`) has no range of its own; its kernels fall to the remainder."""
     handles = []
+    compiled: list[tuple[nn.Module, object]] = []
     for name, mod in profiled_modules(model):
+        call = getattr(mod, "_compiled_call_impl", None)
+        if call is not None:
+            def ranged(*args, _call=call, _name=name, **kwargs):
+                with record_function(PREFIX + _name):
+                    return _call(*args, **kwargs)
+
+            compiled.append((mod, call))
+            mod._compiled_call_impl = ranged
+            continue
         open_ranges: list = []
 
         def pre(_m, _args, name=name, open_ranges=open_ranges):
@@ -68,6 +83,8 @@ def module_ranges(model: nn.Module) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+        for mod, call in compiled:
+            mod._compiled_call_impl = call
 
 
 def module_flops(model: nn.Module, run) -> dict[str, int]:

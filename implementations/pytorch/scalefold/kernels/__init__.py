@@ -19,6 +19,8 @@ and for use on their own:
 - `swap_attention_projections(model)`: self-attention's q, k, v and gate projections
   as one matmul.
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
+- `swap_transitions(model)`: without gradients, each transition's ReLU in its first
+  matmul's cuBLASLt epilogue.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
   kernel each way, with eager PyTorch's roundings (bit-identical).
@@ -59,6 +61,7 @@ from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
 from scalefold.kernels.projections import StackedProjectionAttention, swap_attention_projections
 from scalefold.kernels.swap import swap
+from scalefold.kernels.transition import EpilogueReluTransition, swap_transitions
 from scalefold.kernels.trimul import (
     ChannelFirstTriangleMultiplication,
     swap_triangle_multiplication,
@@ -157,6 +160,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_attention_projections(model, casts)
     if speed.matvec_bias_grad:
         swap_linears(model, casts)
+    if speed.transition_relu_epilogue:
+        swap_transitions(model, casts)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -173,6 +178,7 @@ __all__ = [
     "HAS_TRITON",
     "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",
+    "EpilogueReluTransition",
     "FusedResidualDropout",
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
@@ -191,6 +197,7 @@ __all__ = [
     "swap_linears",
     "swap_outer_product_mean",
     "swap_residual_dropout",
+    "swap_transitions",
     "swap",
     "swap_attention_projections",
     "swap_triangle_multiplication",

@@ -633,7 +633,7 @@ if triton is not None:
     ):
         # dq = dS k from the stored dS [Z1·Z2·H, Q, K] (q's dtype), k and dq each read and
         # written through their own strides (head-interleaved views of the projections),
-        # rounded to q's dtype, then multiplied by the query scale and rounded again (the
+        # rounded to q's dtype, then multiplied by the query scale and rounded again (dynamo
         # gradient of the scaled q, then the multiply's backward, as autograd rounds them).
         n_qb = tl.cdiv(QL, BQ)  # one grid axis, query blocks fastest
         pid_q = tl.program_id(0) % n_qb
@@ -1136,6 +1136,16 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     biases: list[torch.Tensor], config: FlashConfig | None = None,
                     scale: float = 1.0) -> torch.Tensor:
     """softmax((scale · q) kᵀ + Σ biases) v; Triton where it applies, else PyTorch.
+    See `_flash_attention`; traced by torch.compile, the call is a graph break."""
+    if torch.compiler.is_compiling():
+        return _flash_attention_untraced(q, k, v, biases, config, scale)
+    return _flash_attention(q, k, v, biases, config, scale)
+
+
+def _flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     biases: list[torch.Tensor], config: FlashConfig | None = None,
+                     scale: float = 1.0) -> torch.Tensor:
+    """softmax((scale · q) kᵀ + Σ biases) v; Triton where it applies, else PyTorch.
 
     q: [*, H, Q, c]  k: [*, H, K, c]  v: [*, H, K, c_v]  biases: broadcastable to
     [*, H, Q, K]. Falls back to the PyTorch math for tiny attention (template pointwise:
@@ -1182,3 +1192,13 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         # for a backward, no autograd node.
         return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale)[0]
     return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1, float(scale))
+
+
+# A compiled region that calls the attention (the evaluation's whole blocks,
+# `eval_compile_blocks`) breaks its graph around it and runs it as eager code. Dynamo
+# cannot trace the launch under dynamic shapes: the kernel's constexprs (tile sizes,
+# whether the key length divides the tile) are functions of the chain length (it raised
+# on the launch: perf-log 2026-12-05 section 10). Inductor could fuse nothing into a
+# Triton kernel of ours anyway, so the break costs host time only, which the
+# evaluation's CUDA graphs do not replay.
+_flash_attention_untraced = torch.compiler.disable(_flash_attention, recursive=True)

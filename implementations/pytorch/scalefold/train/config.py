@@ -116,6 +116,10 @@ class SpeedConfig:
         False, "recompute the outer product mean in backward: -6.5 GiB at the benchmark's "
                "shapes for about 1 percent more time (what an 80 GB GPU needs)")
     fused_gate: bool = _opt(False, "sigmoid gates as one Triton kernel each way")
+    transition_relu_epilogue: bool = _opt(
+        False, "forwards without gradients (recycling iterations, evaluation): each "
+               "transition's bias and ReLU in its first matmul's cuBLASLt epilogue "
+               "instead of a ReLU kernel over the hidden activations")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
@@ -225,7 +229,7 @@ _H200 = SpeedConfig(
     cuda_graphs=True, compile_glue=True, matvec_bias_grad=True, cached_weight_casts=True,
     attention_stacked_projections=True, trimul_channel_first=True,
     trimul_norm_kernel=True, trimul_contiguous_grads=True, opm_projection_kernel=True,
-    fused_gate=True, fused_residual_dropout=True, eval_length_buckets="32",
+    fused_gate=True, fused_residual_dropout=True, eval_length_buckets="16",
     eval_cuda_graphs=True, eval_warm_up=True, eval_template_pairs_once=True,
     input_copy_stream=True, eval_compile_glue=True, compile_structure_module=True,
     attention_fused_logits=True, attention_precomputed_delta=True,
@@ -235,7 +239,8 @@ _H200 = SpeedConfig(
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
     "h200": SpeedPreset(_H200, "bf16", "bf16 with every speed-up measured to help"),
-    # The evaluation graphs' memory pool (12 GiB reserved over the 180 chains on the H200)
+    # The evaluation graphs' memory pool (16 GiB reserved over the 180 chains with
+    # 32-residue buckets, 24 GiB with 16: an H100, docs/evidence/2026-12-05_h100_s3)
     # does not fit beside the training step's 70.4 GiB on an 80 GB GPU. Without the
     # warm-up (which needs buckets), the evaluation glue's compile (~44 s on the H200) would
     # fall inside the timed run, and its gain is measured only with graphs. A rank that
