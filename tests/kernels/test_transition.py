@@ -51,9 +51,13 @@ def test_shared_weight_casts_are_used_in_their_scope():
     plain, fast = _pair(seed=2)
     casts = WeightCasts()
     swap_transitions(fast, casts)
+    asked = []
+    cast = casts.cast
+    casts.cast = lambda p, dt: asked.append(p) or cast(p, dt)  # the module's casts, counted
     x = torch.randn(4, 16)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), casts.scope():
         want, got = plain(x), fast(x)
+        assert {id(p) for p in asked} >= {id(fast.linear_1.weight), id(fast.linear_1.bias)}
         again = fast(x)
         held = casts.cast(fast.linear_1.weight, torch.bfloat16)
         assert held is casts.cast(fast.linear_1.weight, torch.bfloat16)

@@ -633,7 +633,7 @@ if triton is not None:
     ):
         # dq = dS k from the stored dS [Z1·Z2·H, Q, K] (q's dtype), k and dq each read and
         # written through their own strides (head-interleaved views of the projections),
-        # rounded to q's dtype, then multiplied by the query scale and rounded again (dynamo
+        # rounded to q's dtype, then multiplied by the query scale and rounded again (the
         # gradient of the scaled q, then the multiply's backward, as autograd rounds them).
         n_qb = tl.cdiv(QL, BQ)  # one grid axis, query blocks fastest
         pid_q = tl.program_id(0) % n_qb
