@@ -24,8 +24,11 @@ torch.manual_seed(0)
 base = TriangleMultiplication(128, 128, outgoing=True).to(dev).eval()
 apply_speedups(base, speed, "bf16")
 mods = {}
-for name, dyn in (("dynamic", True), ("static", False)):
+for name, dyn, in_gating in (("dynamic", True, True), ("static", False, True),
+                             ("dynamic, baddbmm", True, False),
+                             ("static, baddbmm", False, False)):
     m = copy.deepcopy(base)
+    m.bias_in_gating = in_gating
     m.compile(dynamic=dyn)
     mods[name] = m
 
@@ -57,14 +60,19 @@ for n in [int(a) for a in sys.argv[1:]] or [224, 448]:
             err = (out.float() - ref.float()).abs().max().item()
             ms = timed(lambda m=m: m(z, mask))
             print(f"N={n} {name}: {ms:.3f} ms a call, max |diff| vs eager {err:.3g}")
+            src = "\n".join(code)
+            calls = sorted({ln.strip().split("(")[0] for ln in src.splitlines()
+                            if "extern_kernels." in ln})
+            print(f"  {name}: extern calls {calls}; reduction loops: "
+                  f"{src.count('r0_offset') + src.count('roffset')}")
             if name == "dynamic":
-                src = "\n".join(code)
                 for block in src.split("@triton.jit")[1:]:
                     if "sigmoid" in block:
                         lines = [ln.strip() for ln in block.splitlines()
                                  if any(t in ln for t in ("def ", "index", " // ", " % ",
-                                                          "int64", "xnumel"))]
-                        print("  gating kernel (dynamic):\n    " + "\n    ".join(lines[:30]))
+                                                          "int64", "xnumel", "rnumel", "r0_numel",
+                                                          "tl.sum", "tl.dot"))]
+                        print("  gating kernel (dynamic):\n    " + "\n    ".join(lines[:40]))
                         break
         if dev == "cuda":
             from torch.profiler import ProfilerActivity, profile

@@ -155,7 +155,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_triangle_multiplication(model, norm_kernel=speed.trimul_norm_kernel,
                                      contiguous_grads=speed.trimul_contiguous_grads,
                                      bias_in_gating=speed.trimul_bias_in_gating,
-                                     gating_kernel=speed.trimul_gating_kernel)
+                                     gating_kernel=speed.trimul_gating_kernel,
+                                     forward_gating_kernel=speed.trimul_gating_forward_kernel)
     if speed.attention_stacked_projections:
         swap_attention_projections(model, casts)
     if speed.matvec_bias_grad:
