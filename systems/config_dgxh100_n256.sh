@@ -5,7 +5,7 @@
 # Global batch: (256 x 8 - 0) / 8 x LOCAL_BATCH_SIZE 1 = 256.
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n256.json --dap-size 8
 # --eval-ranks 0 --global-batch 256 --preset h200 --gpu-ratio 2.22`, 2026-12-05 profile;
-# docs/PLAN.md): 0.37 s a step with DAP run eagerly as configured, 4.9 min to train. DAP's
+# docs/PLAN.md): 0.37 s a step with DAP run eagerly as configured, 4.7 min to train. DAP's
 # speed-up is the docs/DAP.md cost model; no DAP run on several GPUs has been timed.
 #
 # Usage, from the repository root:

@@ -7,7 +7,7 @@
 # Expected (a prediction: `scalefold plan --cluster systems/dgxh100_n64.json --dap-size 2
 # --eval-ranks 0 --global-batch 256 --preset h200 --gpu-ratio 2.22`, 2026-12-05 profile;
 # docs/PLAN.md): 0.67 s a step with DAP run eagerly as configured (the eager step per GPU,
-# 1.93x the graphed one, x1.15 for an H100: the 2.22), 7.5 min to train. DAP's speed-up
+# 1.93x the graphed one, x1.15 for an H100: the 2.22), 7.3 min to train. DAP's speed-up
 # is the docs/DAP.md cost model; no DAP run on several GPUs has been timed.
 #
 # Usage, from the repository root:

@@ -3,8 +3,8 @@
 # With DATADIR pointing at the official data, a single-GPU run of the real benchmark
 # (global batch 1 has no reference convergence point: an open-division result); without
 # DATADIR, run_and_time.sh runs the embedded default (mini dataset, small model).
-# Expected (measured on one H200, 2026-12-03; docs/PERFORMANCE.md): 0.551 s a training
-# step at the benchmark's shapes (`bench step`; the trainer within 1.3% of it), 130 s an
+# Expected (measured on one H200, 2026-12-05; docs/PERFORMANCE.md): 0.449 s a training
+# step at the benchmark's shapes (`bench step`, and the trainer's own step), 84 s an
 # evaluation of 180 chains.
 #
 # Usage, from the repository root:

@@ -187,6 +187,33 @@ def test_eval_compile_blocks_compiles_whole_blocks_of_the_evaluation_copy(tmp_pa
     assert not beside.for_evaluation(trains=True).eval_compile_blocks
 
 
+def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
+    """`eval_no_grad_kernels` (h200): the evaluation copy's triangle multiplications gate
+    through the forward kernel and its transitions take the ReLU epilogue; the training
+    model keeps the plain forms, unless its own fields ask for them. The field needs the
+    channels-first triangle multiplication and survives the plain evaluation beside
+    training (the kernels hold no memory)."""
+    from scalefold.kernels import ChannelFirstTriangleMultiplication, EpilogueReluTransition
+
+    def kernels(model):
+        tri = [m for m in model.modules() if isinstance(m, ChannelFirstTriangleMultiplication)]
+        assert tri
+        relu = [m for m in model.modules() if isinstance(m, EpilogueReluTransition)]
+        return all(m.forward_gating_kernel for m in tri), bool(relu)
+
+    for field, own in ((False, False), (True, False), (True, True), (False, True)):
+        speed = SpeedConfig(trimul_channel_first=True, eval_no_grad_kernels=field,
+                            trimul_gating_forward_kernel=own, transition_relu_epilogue=own)
+        cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+        built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+        assert kernels(built.eval_model) == (field or own,) * 2
+        assert kernels(built.model) == (own,) * 2
+    with pytest.raises(ValueError, match="eval_no_grad_kernels needs trimul_channel_first"):
+        SpeedConfig(eval_no_grad_kernels=True)
+    h100 = SpeedConfig.preset("h100")
+    assert h100.eval_no_grad_kernels and h100.for_evaluation(trains=True).eval_no_grad_kernels
+
+
 def test_plain_evaluation_beside_training_only_on_ranks_that_train(tmp_path):
     """`eval_plain_beside_training` (h100): a rank that trains evaluates without the
     levers that hold memory; a rank that only evaluates keeps them, compiled glue and

@@ -143,9 +143,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
     eval_model = None
     if eval_copy:
         eval_model = copy.deepcopy(model).eval()
-        apply_speedups(eval_model, dataclasses.replace(speed, compile_glue=False,
-                                                       compile_structure_module=False),
-                       cfg.precision, weight_casts)
+        apply_speedups(eval_model, eval_speed.for_evaluation_model(), cfg.precision,
+                       weight_casts)
         if eval_speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)
         if eval_speed.eval_compile_glue:  # one compile for every length bucket

@@ -162,6 +162,9 @@ class SpeedConfig:
         False, "evaluation, with eval_compile_glue: each whole Evoformer and extra-MSA block "
                "compiled (dynamic shapes) instead of its glue modules alone, so that the "
                "residual adds and the code between the modules fuse with them")
+    eval_no_grad_kernels: bool = _opt(
+        False, "evaluation copy: trimul_gating_forward_kernel and transition_relu_epilogue "
+               "(the no-gradient kernels), whether or not the training model uses them")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -186,6 +189,17 @@ class SpeedConfig:
                        eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
                        eval_plain_beside_training=False)
 
+    def for_evaluation_model(self) -> SpeedConfig:
+        """The model-side speed-ups of the evaluation copy: the training model's without
+        its static-shape compiles (the copy's compile follows eval_compile_glue), and
+        under `eval_no_grad_kernels` the no-gradient kernels. Those two are measured
+        faster in the evaluation (docs/evidence/2026-12-05_h200_s4); in the training
+        step's recycling iterations they await the 5-seed check."""
+        extra = {}
+        if self.eval_no_grad_kernels:
+            extra = {"trimul_gating_forward_kernel": True, "transition_relu_epilogue": True}
+        return replace(self, compile_glue=False, compile_structure_module=False, **extra)
+
     def __post_init__(self) -> None:
         if self.layer_norm_bwd_stream and self.layer_norm != "triton":
             raise ValueError("layer_norm_bwd_stream needs the Triton LayerNorm "
@@ -195,7 +209,7 @@ class SpeedConfig:
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
         for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel",
-                  "trimul_gating_forward_kernel"):
+                  "trimul_gating_forward_kernel", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
         if self.single_pass_update and not self.fused_optimizer:
@@ -241,6 +255,7 @@ _H200 = SpeedConfig(
     attention_fused_logits=True, attention_precomputed_delta=True,
     attention_unmasked_loads=True, attention_ds_dq_kernel=True, trimul_bias_in_gating=True,
     trimul_gating_kernel=True, single_pass_update=True, layer_norm_bwd_stream=True,
+    eval_no_grad_kernels=True,
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
@@ -318,6 +333,17 @@ class TrainConfig:
     @property
     def checkpoints(self) -> Path:
         return Path(self.checkpoint_dir or Path(self.output_dir) / "checkpoints")
+
+    def for_evaluation_model(self) -> SpeedConfig:
+        """The model-side speed-ups of the evaluation copy: the training model's without
+        its static-shape compiles (the copy's compile follows eval_compile_glue), and
+        under `eval_no_grad_kernels` the no-gradient kernels. Those two are measured
+        faster in the evaluation (docs/evidence/2026-12-05_h200_s4); in the training
+        step's recycling iterations they await the 5-seed check."""
+        extra = {}
+        if self.eval_no_grad_kernels:
+            extra = {"trimul_gating_forward_kernel": True, "transition_relu_epilogue": True}
+        return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
         if self.checkpoint_every_iters < 0:
