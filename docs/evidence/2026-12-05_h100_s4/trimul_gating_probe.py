@@ -3,7 +3,7 @@ residues on the H100 (~23 us of memory traffic; perf-log 2026-12-05 section 10):
 same `h200`-swapped module compiled with dynamic shapes (as the evaluation copy is) and
 with static ones, timed side by side without gradients, and the dynamic kernel's index
 arithmetic printed (a division by a symbolic N*N per element is the suspect).
-Usage (a GPU): python3 docs/evidence/2026-12-05_next/trimul_gating_probe.py [N ...]"""
+Usage (a GPU): python3 docs/evidence/2026-12-05_h100_s4/trimul_gating_probe.py [N ...]"""
 
 import copy
 import dataclasses
