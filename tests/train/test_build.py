@@ -214,6 +214,47 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     assert h100.eval_no_grad_kernels and h100.for_evaluation(trains=True).eval_no_grad_kernels
 
 
+def test_eval_aligned_lengths_mixes_into_the_evaluation_copys_compiled_units(tmp_path):
+    """`eval_aligned_lengths`: every compiled unit of the evaluation copy states the
+    lengths' alignment (`AlignedLengths`), glue modules or whole blocks; the training
+    model has none; the field needs the compiled glue and buckets, and the plain
+    evaluation beside training drops it with them."""
+    from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES, AlignedLengths
+
+    for blocks, units in ((False, GLUE_MODULES), (True, EVAL_BLOCK_MODULES)):
+        speed = SpeedConfig(eval_length_buckets="16", eval_compile_glue=True,
+                            eval_compile_blocks=blocks, eval_aligned_lengths=True)
+        cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+        built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+        compiled = [m for m in built.eval_model.modules() if m._compiled_call_impl is not None]
+        assert compiled and all(isinstance(m, AlignedLengths) for m in compiled)
+        assert all(isinstance(m, units) for m in compiled)
+        assert not any(isinstance(m, AlignedLengths) for m in built.model.modules())
+    for bad in (dict(eval_length_buckets="16"), dict(eval_compile_glue=True)):
+        with pytest.raises(ValueError, match="eval_aligned_lengths needs"):
+            SpeedConfig(eval_aligned_lengths=True, **bad)
+    beside = dataclasses.replace(speed, eval_plain_beside_training=True)
+    assert not beside.for_evaluation(trains=True).eval_aligned_lengths
+
+
+def test_eval_compile_structure_module_compiles_the_evaluation_copys_layer(tmp_path):
+    """`eval_compile_structure_module`: the evaluation copy's structure-module layer is
+    compiled (dynamic shapes), the training model's only under its own field; the field
+    needs the compiled glue and the plain evaluation beside training drops it."""
+    for train_field in (False, True):
+        speed = SpeedConfig(eval_length_buckets="16", eval_compile_glue=True,
+                            eval_compile_structure_module=True,
+                            compile_structure_module=train_field)
+        cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+        built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+        assert _layer_compiled(built.eval_model.structure_module)
+        assert _layer_compiled(built.model.structure_module) == train_field
+    with pytest.raises(ValueError, match="eval_compile_structure_module needs"):
+        SpeedConfig(eval_compile_structure_module=True)
+    beside = dataclasses.replace(speed, eval_plain_beside_training=True)
+    assert not beside.for_evaluation(trains=True).eval_compile_structure_module
+
+
 def test_plain_evaluation_beside_training_only_on_ranks_that_train(tmp_path):
     """`eval_plain_beside_training` (h100): a rank that trains evaluates without the
     levers that hold memory; a rank that only evaluates keeps them, compiled glue and

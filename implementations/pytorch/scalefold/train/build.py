@@ -32,7 +32,7 @@ from torch import nn
 
 from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import seed_from_string
-from scalefold.kernels import apply_speedups, compile_glue
+from scalefold.kernels import apply_speedups, compile_glue, compile_structure_module
 from scalefold.kernels._autocast import WeightCasts
 from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES
 from scalefold.kernels.optimizer import SinglePassUpdate
@@ -134,8 +134,8 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         init_state = load_reference_checkpoint(model, cfg.initialize_parameters_from)
     # 2. The evaluation copy before any speed-up touches the model; each copy gets its own
     # swaps. Evaluation runs at varying lengths: its glue is compiled only with
-    # eval_compile_glue, with dynamic shapes; its structure module stays eager (compiled
-    # with dynamic shapes it was no faster over the 180 chains).
+    # eval_compile_glue, its structure module only with eval_compile_structure_module,
+    # both with dynamic shapes (one compile for every length bucket).
     # Both copies share one cache of weight casts, scoped to each forward's autocast
     # region (`autocast` below); the two never run a forward at the same time.
     weight_casts = WeightCasts() if speed.cached_weight_casts else None
@@ -149,7 +149,11 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
             reuse_template_pairs(eval_model)
         if eval_speed.eval_compile_glue:  # one compile for every length bucket
             units = EVAL_BLOCK_MODULES if eval_speed.eval_compile_blocks else GLUE_MODULES
-            compile_glue(eval_model, modules=units, dynamic=True)
+            compile_glue(eval_model, modules=units, dynamic=True,
+                         aligned_lengths=eval_speed.eval_aligned_lengths)
+        if eval_speed.eval_compile_structure_module:
+            compile_structure_module(eval_model, dynamic=True,
+                                     aligned_lengths=eval_speed.eval_aligned_lengths)
     apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
     if topo.dap_group is not None:

@@ -162,6 +162,15 @@ class SpeedConfig:
         False, "evaluation, with eval_compile_glue: each whole Evoformer and extra-MSA block "
                "compiled (dynamic shapes) instead of its glue modules alone, so that the "
                "residual adds and the code between the modules fuse with them")
+    eval_aligned_lengths: bool = _opt(
+        False, "evaluation, with eval_compile_glue and eval_length_buckets: each compiled "
+               "module first states that the bucketed lengths (and their squares) are "
+               "multiples of 16, so inductor's dynamic-shape kernels get Triton's "
+               "divisibility hints (vectorised loads) as static shapes do")
+    eval_compile_structure_module: bool = _opt(
+        False, "evaluation, with eval_compile_glue: the structure module's layer compiled "
+               "with dynamic shapes too (with eval_aligned_lengths, its lengths' alignment "
+               "stated), for its ~2,300 launches a forward")
     eval_no_grad_kernels: bool = _opt(
         False, "evaluation copy: trimul_gating_forward_kernel and transition_relu_epilogue "
                "(the no-gradient kernels), whether or not the training model uses them")
@@ -187,6 +196,7 @@ class SpeedConfig:
             return self
         return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
                        eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
+                       eval_aligned_lengths=False, eval_compile_structure_module=False,
                        eval_plain_beside_training=False)
 
     def for_evaluation_model(self) -> SpeedConfig:
@@ -220,6 +230,14 @@ class SpeedConfig:
         if self.eval_compile_blocks and not self.eval_compile_glue:
             raise ValueError("eval_compile_blocks needs eval_compile_glue (it changes what "
                              "the evaluation's compile takes as its unit)")
+        if self.eval_aligned_lengths and not (self.eval_compile_glue
+                                              and self.eval_length_buckets != "off"):
+            raise ValueError("eval_aligned_lengths needs eval_compile_glue and "
+                             "eval_length_buckets (it tells the evaluation's compile that "
+                             "the bucketed lengths are multiples of 16)")
+        if self.eval_compile_structure_module and not self.eval_compile_glue:
+            raise ValueError("eval_compile_structure_module needs eval_compile_glue (the "
+                             "evaluation's dynamic-shape compiles)")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")
