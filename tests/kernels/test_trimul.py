@@ -241,17 +241,19 @@ def test_gating_kernel_bf16():
 
 
 def _gating_forward_no_grad(device, outgoing: bool, bf16: bool, field: bool, lead=(1, 3),
-                            mask_lead=None, compiled: bool = False) -> torch.Tensor:
+                            mask_lead=None, compiled: bool = False,
+                            projection: bool = False, c_z: int = 16) -> torch.Tensor:
     """The swapped module (`bias_in_gating`, as `h200` has it) without gradients, with or
     without `forward_gating_kernel`; `compiled`: through torch.compile with dynamic shapes
     (aot_eager on the CPU, inductor on a GPU), as the evaluation copy runs it."""
     g = torch.Generator().manual_seed(13)
-    mod = TriangleMultiplication(16, 8, outgoing)
+    mod = TriangleMultiplication(c_z, 8, outgoing)
     for p in mod.parameters():
         torch.nn.init.normal_(p, std=0.3, generator=g)
     mod = swap_triangle_multiplication(mod.to(device), bias_in_gating=True,
-                                       forward_gating_kernel=field)
-    z = torch.randn(*lead, 11, 11, 16, generator=g).to(device)
+                                       forward_gating_kernel=field and not projection,
+                                       forward_projection_kernel=field and projection)
+    z = torch.randn(*lead, 11, 11, c_z, generator=g).to(device)
     mask_lead = lead if mask_lead is None else mask_lead
     mask = (torch.rand(*mask_lead, 11, 11, generator=g) > 0.2).float().to(device)
     fn = mod
@@ -292,6 +294,61 @@ def test_forward_gating_kernel_matches_plain_gating(kern, device, outgoing, comp
     assert calls == [not compiled] * 2
 
 
+@pytest.mark.parametrize("outgoing", [True, False])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("lead,mask_lead", [((1,), (1,)), ((1, 3), (1, 3)), ((1, 3), (1, 1))],
+                         ids=["pair", "templates", "shared_mask"])
+def test_forward_projection_kernel_matches_plain_gating(kern, device, outgoing, compiled,
+                                                        lead, mask_lead, monkeypatch):
+    """`forward_projection_kernel` without gradients: the four projections and the gating
+    in one kernel (eager, and compiled with dynamic shapes) give the plain module's a and
+    b: fp32 to rounding, bf16 within its rounding (the projection is not rounded before
+    the gating); c_z = 16 and 32 (the whole K in one tile)."""
+    import scalefold.kernels.trimul as trimul
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    calls = []
+    kernel = trimul.project_gate_forward
+    monkeypatch.setattr(trimul, "project_gate_forward",
+                        lambda *a: calls.append(1) or kernel(*a))
+    # bf16 on a GPU only: the Triton interpreter's bf16 tl.dot is wrong (checked with
+    # Triton 3.9 on the CPU: a 16x16 product off by 1e10)
+    precisions = (False, True) if device.type == "cuda" else (False,)
+    for c_z in (16, 32):
+        for bf16 in precisions:
+            ref = _gating_forward_no_grad(device, outgoing, bf16, False, lead, mask_lead,
+                                          c_z=c_z)
+            got = _gating_forward_no_grad(device, outgoing, bf16, True, lead, mask_lead,
+                                          compiled, projection=True, c_z=c_z)
+            assert got.dtype == ref.dtype and got.shape == ref.shape
+            assert rel(got, ref) < (1e-2 if bf16 else 1e-6)
+    assert len(calls) == 2 * len(precisions)
+
+
+def test_forward_projection_kernel_with_grad_or_unfit_width_takes_the_plain_path(kern, device):
+    """With gradients, or an input width the kernel does not take (c_z = 24: not a power
+    of two), the field changes nothing: the same bits."""
+    with torch.no_grad():
+        ref = _gating_forward_no_grad(device, True, False, False, c_z=24)
+        got = _gating_forward_no_grad(device, True, False, True, projection=True, c_z=24)
+    assert torch.equal(got, ref)
+    import scalefold.kernels.trimul as trimul
+
+    mods = []
+    for field in (False, True):
+        g = torch.Generator().manual_seed(7)
+        mod = TriangleMultiplication(16, 8, True)
+        for p in mod.parameters():
+            torch.nn.init.normal_(p, std=0.3, generator=g)
+        mods.append(trimul.swap_triangle_multiplication(mod.to(device),
+                                                        forward_projection_kernel=field))
+    z = torch.randn(1, 11, 11, 16).to(device).requires_grad_()
+    mask = torch.ones(1, 11, 11).to(device)
+    outs = [m(z, mask) for m in mods]
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_forward_gating_kernel_with_grad_changes_nothing(kern, device):
     """With gradients the field takes no path of its own: the same bits, output and every
     gradient."""
@@ -306,4 +363,4 @@ def test_gating_kernel_in_triton_interpreter():
     from tests.kernels.conftest import rerun_in_interpreter
 
     rerun_in_interpreter(__file__, "gating_kernel_matches or gating_kernel_without or "
-                                   "forward_gating_kernel")
+                                   "forward_gating_kernel or forward_projection_kernel")

@@ -41,6 +41,11 @@ block of positions, adding the stacked bias where the projection left it out
 (`bias_in_gating`), instead of the pointwise kernel inductor fuses, which with the
 evaluation's dynamic shapes spends ~4× its memory traffic on index arithmetic.
 
+With `forward_projection_kernel`, forwards without gradients compute the four projections
+and their gating as one Triton kernel (`scalefold.kernels.trimul_projection`): the
+stacked projection is never written out (it takes precedence over
+`forward_gating_kernel`, which gates a written projection).
+
 With `contiguous_grads`, the triangle product's backward is written out so that both
 operands' gradients come out of cuBLAS contiguous. Autograd's matmul backward returns the
 gradient of a transposed operand (b for outgoing edges, a for incoming) as a transposed
@@ -60,6 +65,8 @@ from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.kernels.projections import stack_cast
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul_gating import gate_forward, gated_projections
+from scalefold.kernels.trimul_projection import fits as projection_fits
+from scalefold.kernels.trimul_projection import project_gate_forward
 from scalefold.model.pair import TriangleMultiplication
 
 
@@ -76,6 +83,7 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     bias_in_gating: bool = False
     gating_kernel: bool = False
     forward_gating_kernel: bool = False
+    forward_projection_kernel: bool = False
 
     def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # the four projections' weights [4c, c_z] and biases [4c], stacked, in `dtype`
@@ -109,6 +117,13 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         z = self.layer_norm_in(z)
         n1, n2 = z.shape[-3], z.shape[-2]
         c = self.linear_a_p.out_features
+        if (self.forward_projection_kernel and not torch.is_grad_enabled()
+                and triton_usable(z) and projection_fits(z.shape[-1])):
+            dt = autocast_dtype(z) or z.dtype
+            w, bias = self._stacked(dt)
+            m = mask.flatten(-2).unsqueeze(-2)  # [*, 1, N1*N2]
+            a, b = project_gate_forward(z.to(dt), w, bias, m, c)  # each [*, c, N1, N2]
+            return z, a, b
         kernel = self.gating_kernel and torch.is_grad_enabled() and triton_usable(z)
         proj, bias, included = self._projections(z, detach_bias=kernel)  # [*, 4c, N1*N2]
         m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
@@ -178,13 +193,16 @@ def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
                                  contiguous_grads: bool = False,
                                  bias_in_gating: bool = False,
                                  gating_kernel: bool = False,
-                                 forward_gating_kernel: bool = False) -> nn.Module:
+                                 forward_gating_kernel: bool = False,
+                                 forward_projection_kernel: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
     `norm_kernel`, `contiguous_grads`, `bias_in_gating`, `gating_kernel`,
-    `forward_gating_kernel`: see `ChannelFirstTriangleMultiplication`."""
+    `forward_gating_kernel`, `forward_projection_kernel`: see
+    `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
          norm_kernel=norm_kernel, contiguous_grads=contiguous_grads,
          bias_in_gating=bias_in_gating, gating_kernel=gating_kernel,
-         forward_gating_kernel=forward_gating_kernel)
+         forward_gating_kernel=forward_gating_kernel,
+         forward_projection_kernel=forward_projection_kernel)
     return model

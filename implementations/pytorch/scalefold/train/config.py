@@ -114,6 +114,10 @@ class SpeedConfig:
                "iterations, evaluation): the gating (bias, sigmoid, mask) as one Triton "
                "kernel with a program per channel, not the pointwise kernel inductor fuses "
                "(4x its memory traffic with the evaluation's dynamic shapes)")
+    trimul_projection_forward_kernel: bool = _opt(
+        False, "with trimul_channel_first, in forwards without gradients: the four input "
+               "projections and their gating as one Triton kernel (the stacked projection "
+               "never written out)")
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
@@ -219,7 +223,8 @@ class SpeedConfig:
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
         for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel",
-                  "trimul_gating_forward_kernel", "eval_no_grad_kernels"):
+                  "trimul_gating_forward_kernel", "trimul_projection_forward_kernel",
+                  "eval_no_grad_kernels"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
         if self.single_pass_update and not self.fused_optimizer:

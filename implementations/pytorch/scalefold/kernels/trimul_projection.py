@@ -1,0 +1,114 @@
+"""The channels-first triangle multiplication's four input projections and their gating
+as one Triton kernel, for forwards without gradients (`project_gate_forward`).
+
+Without gradients the swapped module (`ChannelFirstTriangleMultiplication`) computes the
+stacked projection proj = W_cat · zᵀ ([*, 4c, L], L = N·N; W_cat the four `Linear`
+weights a_p, a_g, b_p, b_g stacked, [4c, c_z]) as a cuBLAS matmul, writes it, and reads it
+back to gate: a = sigmoid(a_g + b_ag)·m·(a_p + b_ap), likewise b. With c_z = 128 the
+matmul is memory-bound (each z row feeds 4c = 512 outputs that are written in full):
+at 224 residues on an H100, 21 µs for the matmul and ~22 µs for the gating kernel
+(`trimul_gating_forward_kernel`; docs/evidence/2026-12-05_h100_s4), moving 51 MB of
+projections out and back. Here one program computes, for a block of channels and a block
+of positions, the projection rows it gates (a_p and a_g, or b_p and b_g) as two products
+of the same z tile with the whole K = c_z, adds the biases and gates in float32 and stores
+a or b: z is read once per channel block, the projections never leave the chip, and the
+output is a and b alone (26 MB at 224 residues).
+
+Numbers: the products accumulate in float32 as cuBLAS's do, but are not rounded to the
+compute dtype before the gating (the matmul's output rounding is gone): a and b differ
+from the two-kernel path by at most that rounding, before their own one rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton
+
+if triton is not None:
+
+    @triton.jit
+    def _projection_gating_fwd(Z, W, BIAS, M, OUT, L, C, ROWS, K: tl.constexpr,
+                               BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr):
+        # Program (half x block of channels, block of L, batch row): half 0 writes a's
+        # channels (W rows a_p = j, a_g = C + j), half 1 b's (b_p = 2C + j, b_g = 3C + j).
+        # The programs that read one z tile are neighbours on axis 0, launched together,
+        # so the tile's later reads come from L2.
+        half = tl.program_id(0) % 2
+        pid_c = tl.program_id(0) // 2
+        pid_l = tl.program_id(1)
+        row = tl.program_id(2).to(tl.int64)
+        offs_l = pid_l * BL + tl.arange(0, BL)
+        offs_c = pid_c * BC + tl.arange(0, BC)
+        offs_k = tl.arange(0, K)
+        valid_l = offs_l < L
+        valid_c = offs_c < C
+        zt = tl.load(Z + row * L * K + offs_l[None, :] * K + offs_k[:, None],
+                     mask=valid_l[None, :], other=0.0)  # [K, BL]: z's tile, transposed
+        p_rows = half * 2 * C + offs_c  # the projection's weight rows
+        g_rows = p_rows + C  # its gate's
+        w_p = tl.load(W + p_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
+                      other=0.0)  # [BC, K]
+        w_g = tl.load(W + g_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
+                      other=0.0)
+        p = tl.dot(w_p, zt, input_precision=PREC)  # [BC, BL], float32
+        g = tl.dot(w_g, zt, input_precision=PREC)
+        p += tl.load(BIAS + p_rows, mask=valid_c, other=0.0).to(tl.float32)[:, None]
+        g += tl.load(BIAS + g_rows, mask=valid_c, other=0.0).to(tl.float32)[:, None]
+        m = tl.load(M + row * L + offs_l, mask=valid_l, other=0.0).to(tl.float32)
+        out = tl.sigmoid(g) * m[None, :] * p
+        dst = OUT + ((half * ROWS + row) * C + offs_c[:, None]) * L + offs_l[None, :]
+        tl.store(dst, out.to(OUT.dtype.element_ty), mask=valid_c[:, None] & valid_l[None, :])
+
+
+_BLOCK_L = 64
+
+
+def _launch(zf: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
+            c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # zf: [R, L, K]  w: [4c, K]  bias: [4c]  m: [R, L] -> a, b: [R, c, L]
+    rows, length, k = zf.shape
+    out = torch.empty((2, rows, c, length), dtype=zf.dtype, device=zf.device)
+    bc = min(64, max(16, next_pow2(c)))
+    grid = (2 * triton.cdiv(c, bc), triton.cdiv(length, _BLOCK_L), rows)
+    if grid[1] > 65535:  # CUDA's limit on a grid's second axis
+        raise ValueError(f"project_gate_forward: {length} positions (N·N) is more than the "
+                         f"kernel's {65535 * _BLOCK_L}; N up to 2047 residues")
+    _projection_gating_fwd[grid](zf, w, bias, m, out, length, c, rows, K=k, BC=bc,
+                                 BL=_BLOCK_L, PREC=dot_precision(zf), num_warps=4)
+    return out[0], out[1]
+
+
+def _project_gate(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
+                  c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lead, n1, n2, k = z.shape[:-3], z.shape[-3], z.shape[-2], z.shape[-1]
+    zf = z.reshape(-1, n1 * n2, k).contiguous()  # [R, L, K]
+    rows = zf.shape[0]
+    mask = m.expand(*lead, 1, n1 * n2).reshape(rows, n1 * n2).contiguous()  # [R, L]
+    a, b = _launch(zf, w.contiguous(), bias.contiguous(), mask, c)
+    return a.reshape(*lead, c, n1, n2), b.reshape(*lead, c, n1, n2)
+
+
+# Traced by torch.compile, the launch is a graph break (as `gate_forward`'s): its grid
+# depends on the length, and under the evaluation's CUDA graphs a break costs no host time.
+_project_gate_untraced = torch.compiler.disable(_project_gate, recursive=True)
+
+
+def fits(c_z: int) -> bool:
+    """Whether the kernel takes this input width: the whole of K in one tile, a power of
+    two of at least 16 (`tl.dot`) and at most 256."""
+    return 16 <= c_z <= 256 and c_z == next_pow2(c_z)
+
+
+def project_gate_forward(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
+                         m: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Without gradients: a = sigmoid(z·W_ag + b_ag)·m·(z·W_ap + b_ap) and b likewise
+    ([*, c, N1, N2], channels first) from z ([*, N1, N2, c_z], in the compute dtype), the
+    stacked weights `w` ([4c, c_z]: a_p, a_g, b_p, b_g) and biases `bias` ([4c]) in that
+    dtype, and the mask `m` ([*, 1, N1·N2], broadcastable over the lead dims), as one
+    Triton kernel (the caller checks that Triton can run on z and that c_z `fits`)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (z, w, bias, m)):
+        raise RuntimeError("project_gate_forward has no backward: call it without gradients")
+    if torch.compiler.is_compiling():
+        return _project_gate_untraced(z, w, bias, m, c)
+    return _project_gate(z, w, bias, m, c)
