@@ -42,6 +42,15 @@ from scalefold.kernels._triton import tl, triton
 if triton is not None:
 
     @triton.jit
+    def _projection_rows(P, base, C, L, offs, valid):
+        # rows a_p, a_g, b_p, b_g of one channel (C rows of L apart from `base`), float32
+        a_p = tl.load(P + base + offs, mask=valid, other=0.0).to(tl.float32)
+        a_g = tl.load(P + base + C * L + offs, mask=valid, other=0.0).to(tl.float32)
+        b_p = tl.load(P + base + 2 * C * L + offs, mask=valid, other=0.0).to(tl.float32)
+        b_g = tl.load(P + base + 3 * C * L + offs, mask=valid, other=0.0).to(tl.float32)
+        return a_p, a_g, b_p, b_g
+
+    @triton.jit
     def _gating_bwd(P, M, DA, DB, DP, PART, L, C, NBLK, BLOCK: tl.constexpr):
         # Program (block of L, channel j, batch row): the four gradient rows j, c + j,
         # 2c + j, 3c + j of the block, and their sums over it.
@@ -54,10 +63,7 @@ if triton is not None:
         da = tl.load(DA + (row * C + j) * L + offs, mask=valid, other=0.0).to(tl.float32)
         db = tl.load(DB + (row * C + j) * L + offs, mask=valid, other=0.0).to(tl.float32)
         base = (row * 4 * C + j) * L  # a_p's row j; a_g, b_p, b_g follow C rows apart
-        a_p = tl.load(P + base + offs, mask=valid, other=0.0).to(tl.float32)
-        a_g = tl.load(P + base + C * L + offs, mask=valid, other=0.0).to(tl.float32)
-        b_p = tl.load(P + base + 2 * C * L + offs, mask=valid, other=0.0).to(tl.float32)
-        b_g = tl.load(P + base + 3 * C * L + offs, mask=valid, other=0.0).to(tl.float32)
+        a_p, a_g, b_p, b_g = _projection_rows(P, base, C, L, offs, valid)
         s_a = tl.sigmoid(a_g)
         s_b = tl.sigmoid(b_g)
         dt = DP.dtype.element_ty
@@ -87,10 +93,7 @@ if triton is not None:
         valid = offs < L
         m = tl.load(M + row * L + offs, mask=valid, other=0.0).to(tl.float32)
         base = (row * 4 * C + j) * L  # a_p's row j; a_g, b_p, b_g follow C rows apart
-        a_p = tl.load(P + base + offs, mask=valid, other=0.0).to(tl.float32)
-        a_g = tl.load(P + base + C * L + offs, mask=valid, other=0.0).to(tl.float32)
-        b_p = tl.load(P + base + 2 * C * L + offs, mask=valid, other=0.0).to(tl.float32)
-        b_g = tl.load(P + base + 3 * C * L + offs, mask=valid, other=0.0).to(tl.float32)
+        a_p, a_g, b_p, b_g = _projection_rows(P, base, C, L, offs, valid)
         if HAS_BIAS:
             a_p += tl.load(BIAS + j).to(tl.float32)
             a_g += tl.load(BIAS + C + j).to(tl.float32)

@@ -357,17 +357,6 @@ class TrainConfig:
     def checkpoints(self) -> Path:
         return Path(self.checkpoint_dir or Path(self.output_dir) / "checkpoints")
 
-    def for_evaluation_model(self) -> SpeedConfig:
-        """The model-side speed-ups of the evaluation copy: the training model's without
-        its static-shape compiles (the copy's compile follows eval_compile_glue), and
-        under `eval_no_grad_kernels` the no-gradient kernels. Those two are measured
-        faster in the evaluation (docs/evidence/2026-12-05_h200_s4); in the training
-        step's recycling iterations they await the 5-seed check."""
-        extra = {}
-        if self.eval_no_grad_kernels:
-            extra = {"trimul_gating_forward_kernel": True, "transition_relu_epilogue": True}
-        return replace(self, compile_glue=False, compile_structure_module=False, **extra)
-
     def __post_init__(self) -> None:
         if self.checkpoint_every_iters < 0:
             raise ValueError("checkpoint_every_iters must be >= 0 (0: no checkpoints)")
