@@ -39,7 +39,8 @@ With `forward_gating_kernel`, forwards without gradients gate through `gate_forw
 (`scalefold.kernels.trimul_gating`): one Triton kernel with a program per channel and
 block of positions, adding the stacked bias where the projection left it out
 (`bias_in_gating`), instead of the pointwise kernel inductor fuses, which with the
-evaluation's dynamic shapes spends ~4× its memory traffic on index arithmetic.
+evaluation's dynamic shapes took ~4× the static kernel's time (93 against 22 µs at 224
+residues on an H100).
 
 With `forward_projection_kernel`, forwards without gradients compute the four projections
 and their gating as one Triton kernel (`scalefold.kernels.trimul_projection`): the

@@ -26,11 +26,13 @@ Without gradients (`gate_forward`): one program per block of L and channel j rea
 four projection rows j, c + j, 2c + j, 3c + j (and their four bias values, where the
 projection left the bias out), and writes rows j of a and b, float32 math and one rounding,
 as inductor's fused kernel computes them. Inductor fuses the same gating into one 1-D
-kernel over [2, c, L] that, with the evaluation's dynamic shapes, divides every element's
-index by the symbolic L to find its channel and picks its bias from the stacked biases'
-concatenation inline: 93 µs a call at 224 residues on an H100 against 22 µs for the same
-module compiled with static shapes (docs/evidence/2026-12-05_h100_s4, call 1). The 2-D grid
-takes the channel from the program id.
+kernel over [2, c, L] that, with the evaluation's dynamic shapes, finds every element's
+channel by a division by the symbolic L, picks its bias from the stacked biases'
+concatenation inline, and (no size provably a multiple of 16) loads without Triton's
+16-byte divisibility hints: 93 µs a call at 224 residues on an H100 against 22 µs for the
+same module compiled with static shapes (docs/evidence/2026-12-05_h100_s4, call 1). The
+2-D grid takes the channel from the program id, and Triton specialises L itself as a
+multiple of 16 where it is one.
 """
 
 from __future__ import annotations
