@@ -44,6 +44,17 @@ from scalefold.kernels._triton import tl, triton
 if triton is not None:
 
     @triton.jit
+    def _program_rows(M, L, BLOCK: tl.constexpr):
+        # The program's channel j, batch row, block of L (offsets, in-bounds) and mask row
+        # (grid: block of L, channel, batch row), float32
+        j = tl.program_id(1)
+        row = tl.program_id(2).to(tl.int64)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        valid = offs < L
+        m = tl.load(M + row * L + offs, mask=valid, other=0.0).to(tl.float32)
+        return j, row, offs, valid, m
+
+    @triton.jit
     def _projection_rows(P, base, C, L, offs, valid):
         # rows a_p, a_g, b_p, b_g of one channel (C rows of L apart from `base`), float32
         a_p = tl.load(P + base + offs, mask=valid, other=0.0).to(tl.float32)
@@ -56,12 +67,7 @@ if triton is not None:
     def _gating_bwd(P, M, DA, DB, DP, PART, L, C, NBLK, BLOCK: tl.constexpr):
         # Program (block of L, channel j, batch row): the four gradient rows j, c + j,
         # 2c + j, 3c + j of the block, and their sums over it.
-        blk = tl.program_id(0)
-        j = tl.program_id(1)
-        row = tl.program_id(2).to(tl.int64)
-        offs = blk * BLOCK + tl.arange(0, BLOCK)
-        valid = offs < L
-        m = tl.load(M + row * L + offs, mask=valid, other=0.0).to(tl.float32)
+        j, row, offs, valid, m = _program_rows(M, L, BLOCK)
         da = tl.load(DA + (row * C + j) * L + offs, mask=valid, other=0.0).to(tl.float32)
         db = tl.load(DB + (row * C + j) * L + offs, mask=valid, other=0.0).to(tl.float32)
         base = (row * 4 * C + j) * L  # a_p's row j; a_g, b_p, b_g follow C rows apart
@@ -78,7 +84,7 @@ if triton is not None:
         tl.store(DP + base + 2 * C * L + offs, d_bp, mask=valid)
         tl.store(DP + base + 3 * C * L + offs, d_bg, mask=valid)
         # partial sums [rows, NBLK, 4, C]: the bias gradient sums the rounded values
-        part = PART + ((row * NBLK + blk) * 4) * C + j
+        part = PART + ((row * NBLK + tl.program_id(0)) * 4) * C + j
         tl.store(part, tl.sum(d_ap.to(tl.float32), axis=0))
         tl.store(part + C, tl.sum(d_ag.to(tl.float32), axis=0))
         tl.store(part + 2 * C, tl.sum(d_bp.to(tl.float32), axis=0))
@@ -88,12 +94,7 @@ if triton is not None:
     @triton.jit
     def _gating_fwd(P, BIAS, M, A, B, L, C, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
         # Program (block of L, channel j, batch row): rows j of a and b over the block.
-        blk = tl.program_id(0)
-        j = tl.program_id(1)
-        row = tl.program_id(2).to(tl.int64)
-        offs = blk * BLOCK + tl.arange(0, BLOCK)
-        valid = offs < L
-        m = tl.load(M + row * L + offs, mask=valid, other=0.0).to(tl.float32)
+        j, row, offs, valid, m = _program_rows(M, L, BLOCK)
         base = (row * 4 * C + j) * L  # a_p's row j; a_g, b_p, b_g follow C rows apart
         a_p, a_g, b_p, b_g = _projection_rows(P, base, C, L, offs, valid)
         if HAS_BIAS:
