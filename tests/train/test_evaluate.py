@@ -157,10 +157,10 @@ def test_compiled_blocks_evaluate_as_eager_at_every_bucket(tiny_model):
 def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch):
     ev = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
     lengths = []
-    predict = Evaluator.predict
-    monkeypatch.setattr(Evaluator, "predict",
-                        lambda self, feats: lengths.append(feats["aatype"].shape[1])
-                        or predict(self, feats))
+    predict = Evaluator._predict
+    monkeypatch.setattr(Evaluator, "_predict",
+                        lambda self, feats, lane: lengths.append(feats["aatype"].shape[1])
+                        or predict(self, feats, lane))
     chains = [_chain(n, seed=n) for n in (10, 20, 40)]
     assert ev.warm_up(chains) == 2  # buckets 32 and 64
     assert lengths == [10, 40]
@@ -189,6 +189,23 @@ def test_options_from_the_speed_config():
     with pytest.raises(ValueError, match="CUDA device"):
         Evaluator(AlphaFold(AlphaFoldConfig.tiny()), torch.device("cpu"),
                   EvalOptions(cuda_graphs=True))
+
+
+def test_concurrent_chains_need_graphs_and_leave_ranks_that_train():
+    speed = SpeedConfig(eval_length_buckets="16", eval_cuda_graphs=True,
+                        eval_concurrent_chains="3")
+    assert EvalOptions.from_speed(speed).lanes == 3
+    assert EvalOptions.from_speed(SpeedConfig()).lanes == 1
+    with pytest.raises(ValueError, match="eval_concurrent_chains needs eval_cuda_graphs"):
+        SpeedConfig(eval_concurrent_chains="2")
+    with pytest.raises(ValueError, match="lanes > 1 needs cuda_graphs"):
+        EvalOptions(lanes=2)
+    with pytest.raises(ValueError, match="lanes must be >= 1"):
+        EvalOptions(lanes=0)
+    # A rank that also trains evaluates plainly: one chain at a time, no graphs.
+    beside = dataclasses.replace(speed, eval_plain_beside_training=True)
+    assert beside.for_evaluation(trains=True).eval_concurrent_chains == "1"
+    assert beside.for_evaluation(trains=False).eval_concurrent_chains == "3"
 
 
 def test_training_ranks_of_an_asynchronous_run_hold_no_evaluation(mini_dataset, tmp_path,
@@ -305,6 +322,31 @@ def test_graphed_evaluation_follows_eager_and_the_weights(tiny_model):
                                atol=1e-3, rtol=0)
     scores = graphed.score_chains(enumerate(chains))
     assert [i for i, _ in scores] == [0, 1] and all(0.0 < s < 1.0 for _, s in scores)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_chains_on_concurrent_lanes_score_as_one_lane(tiny_model):
+    """`eval_concurrent_chains`: chain k replays on lane k mod 3, each lane a stream with
+    its own graphs; every chain's score is the one-lane evaluation's, bit for bit and in
+    the chains' order, pass after pass (a lane's memory is never handed to the next chain
+    before its score is read), and each shape is captured once a lane."""
+    import copy
+
+    device = torch.device("cuda")
+    model = copy.deepcopy(tiny_model).to(device)
+    one = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=True))
+    three = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=True, lanes=3,
+                                                 copy_stream=True))
+    chains = [_chain(n, seed=n) for n in (21, 30, 40, 25, 50, 33, 12)]  # buckets 32, 64
+    assert three.warm_up(chains) == 2 and three.num_graphs == 6
+    assert len({lane.stream for lane in three._lanes} - {None}) == 3
+    expected = one.score_chains(enumerate(chains))
+    assert len({s for _, s in expected}) == len(chains)  # a mix-up would show
+    for _ in range(2):
+        assert three.score_chains(enumerate(chains)) == expected
+    assert three.num_graphs == 6
+    torch.testing.assert_close(three.predict(chains[2]), one.predict(chains[2]),
+                               atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

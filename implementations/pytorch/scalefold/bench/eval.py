@@ -22,9 +22,11 @@ the trainer's do, inside the timed region.
 
 Passes. The first pass includes first-time work (Triton compilation and autotuning,
 CUDA graph capture) unless `eval_warm_up` did it first on synthetic chains of every
-length bucket, as the trainer does before run_start (`warm_up_seconds`); later passes are the steady state. Per-chain times are device time
-between CUDA events (perf_counter on a CPU); a pass's time is its wall time to the last
-score on the host.
+length bucket, as the trainer does before run_start (`warm_up_seconds`); later passes
+are the steady state. Per-chain times are device time between CUDA events on the chain's
+stream (perf_counter on a CPU); with `eval_concurrent_chains` above 1 the chains' spans
+overlap and sum to more than the pass. A pass's time is its wall time to the last score
+on the host.
 
 Cadence. Asynchronous evaluation ranks keep up when one evaluation fits in the time of
 `cadence` training steps (`cadence * step_time`). The chains are split over k ranks as the
@@ -305,21 +307,22 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
     for feats in chains:
         q0 = time.perf_counter()
         if device.type == "cuda":
-            start, end = (torch.cuda.Event(enable_timing=True),
-                          torch.cuda.Event(enable_timing=True))
-            start.record()
-            scores.append(evaluator.score(feats).mean())
-            end.record()
+            # on the chain's lane: with several lanes the chains' spans overlap
+            events = (torch.cuda.Event(enable_timing=True),
+                      torch.cuda.Event(enable_timing=True))
+            scores.append(evaluator.queue_score(feats, events))
             # The previous chain's end already passed on the GPU when this one was queued.
             late += bool(marks) and marks[-1][1].query()
-            marks.append((start, end))
+            marks.append(events)
         else:
-            scores.append(evaluator.score(feats).mean())
+            scores.append(evaluator.queue_score(feats))
             marks.append(time.perf_counter() - q0)
         queue.append(time.perf_counter() - q0)
         if parts is not None:
             parts.end_chain(queue[-1])
-    values = torch.stack(scores).cpu().tolist()  # the pass ends when the host has them
+    evaluator.join()
+    # the pass ends when the host has the scores
+    values = torch.stack([s.mean() for s in scores]).cpu().tolist()
     wall = time.perf_counter() - t0
     if device.type == "cuda":
         per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]

@@ -8,6 +8,7 @@ from typing import Literal
 
 # Evaluation length buckets (residues; "off": each chain at its own length).
 EvalBuckets = Literal["off", "16", "32", "64", "128"]
+EvalConcurrentChains = Literal["1", "2", "3", "4"]
 
 Precision = Literal["fp32", "tf32", "bf16"]
 LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
@@ -182,6 +183,11 @@ class SpeedConfig:
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
                "iterations, checked per chain): the same bits")
+    eval_concurrent_chains: EvalConcurrentChains = _opt(
+        "1", "evaluation, with eval_cuda_graphs: this many chains run at once, each on a "
+             "stream of its own with its own graphs and memory pool, so that the kernels of "
+             "one fill the gaps between another's (each stream costs the graphs' memory and "
+             "capture once more)")
     eval_warm_up: bool = _opt(
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "
@@ -201,7 +207,7 @@ class SpeedConfig:
         return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
                        eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
                        eval_aligned_lengths=False, eval_compile_structure_module=False,
-                       eval_plain_beside_training=False)
+                       eval_concurrent_chains="1", eval_plain_beside_training=False)
 
     def for_evaluation_model(self) -> SpeedConfig:
         """The model-side speed-ups of the evaluation copy: the training model's without
@@ -243,6 +249,9 @@ class SpeedConfig:
         if self.eval_compile_structure_module and not self.eval_compile_glue:
             raise ValueError("eval_compile_structure_module needs eval_compile_glue (the "
                              "evaluation's dynamic-shape compiles)")
+        if self.eval_concurrent_chains != "1" and not self.eval_cuda_graphs:
+            raise ValueError("eval_concurrent_chains needs eval_cuda_graphs (only replayed "
+                             "graphs let one host thread keep several chains in flight)")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")

@@ -16,7 +16,13 @@ The inference path:
 - optionally, the forward captured as one CUDA graph per padded shape (`cuda_graphs`),
   captured the first time that shape is met and replayed afterwards. The graphs share one
   memory pool and keep only their output positions alive, so the memory they hold is
-  about one forward's at the longest length, not one per shape.
+  about one forward's at the longest length, not one per shape;
+- optionally, several chains in flight at once (`lanes`, with graphs): chain k replays on
+  lane k mod lanes, each lane a stream with its own graphs and pool (a graph cannot run
+  beside itself, nor two graphs of one pool beside each other). A short chain's forward
+  is ~28,000 small kernels whose launch gaps and tails leave the GPU idle much of the
+  time; a second chain's kernels fill them. The numbers do not depend on the lane: every
+  lane's graphs are captured from the same model.
 
 `warm_up` does each shape's first-time work (Triton compilation and autotuning, graph
 capture) ahead of the first evaluation: during initialisation, outside the timed run. The
@@ -27,7 +33,8 @@ to fixed MSA, extra-MSA and template counts, so the padded length is the only sh
 varies between chains.
 
 Scores stay on the device until the whole shard is scored: the host queues the next
-chain while the device still runs the previous one.
+chain while the device still runs the previous one. `queue_score` leaves a score on its
+lane; `join` makes the caller's stream wait for every lane before it reads them.
 
 The weights are updated in place (`load_weights`, `load_flat`): a captured graph reads
 the parameters' memory, so it must never be replaced.
@@ -39,7 +46,7 @@ import contextlib
 import math
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -48,7 +55,7 @@ from torch import nn
 
 from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
-from scalefold.train.config import EvalBuckets
+from scalefold.train.config import EvalBuckets, EvalConcurrentChains
 from scalefold.utils.transfer import InputCopies
 
 if TYPE_CHECKING:
@@ -76,6 +83,7 @@ RESIDUE_AXIS: dict[str, int | None] = {
 TRUTH_FEATURES = ("all_atom_positions", "all_atom_mask")
 
 BUCKET_CHOICES = typing.get_args(EvalBuckets)
+LANE_CHOICES = typing.get_args(EvalConcurrentChains)
 
 
 def bucket_length(length: int, bucket: int) -> int:
@@ -169,21 +177,31 @@ class EvalOptions:
     # computes (`InputCopies`): the evaluation does not read scores back between chains,
     # so the host is ahead and the copies need not wait between two forwards.
     copy_stream: bool = False
+    lanes: int = 1  # chains in flight at once, each on a stream of its own (graphs only)
 
     def __post_init__(self) -> None:
         if self.bucket < 0:
             raise ValueError(f"EvalOptions.bucket must be >= 0, got {self.bucket}")
+        if self.lanes < 1:
+            raise ValueError(f"EvalOptions.lanes must be >= 1, got {self.lanes}")
+        if self.lanes > 1 and not self.cuda_graphs:
+            raise ValueError("EvalOptions.lanes > 1 needs cuda_graphs: an eager forward "
+                             "queued by one host thread cannot overlap another chain")
 
     @classmethod
     def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
-        """From a `SpeedConfig` (its `eval_length_buckets`, `eval_cuda_graphs` and
-        `input_copy_stream`)."""
+        """From a `SpeedConfig` (its `eval_length_buckets`, `eval_cuda_graphs`,
+        `eval_concurrent_chains` and `input_copy_stream`)."""
         buckets = speed.eval_length_buckets
         if buckets not in BUCKET_CHOICES:
             raise ValueError(f"eval_length_buckets must be one of {BUCKET_CHOICES}, "
                              f"got {buckets!r}")
+        if speed.eval_concurrent_chains not in LANE_CHOICES:
+            raise ValueError(f"eval_concurrent_chains must be one of {LANE_CHOICES}, "
+                             f"got {speed.eval_concurrent_chains!r}")
         return cls(bucket=0 if buckets == "off" else int(buckets),
-                   cuda_graphs=speed.eval_cuda_graphs, copy_stream=speed.input_copy_stream)
+                   cuda_graphs=speed.eval_cuda_graphs, copy_stream=speed.input_copy_stream,
+                   lanes=int(speed.eval_concurrent_chains))
 
 
 def _signature(feats: Batch) -> tuple:
@@ -195,6 +213,16 @@ class _Captured:
     graph: torch.cuda.CUDAGraph
     inputs: Batch  # the graph reads these buffers: copy each chain's inputs in
     positions: torch.Tensor  # [B, L, 37, 3] float32, overwritten by every replay
+
+
+@dataclass
+class _Lane:
+    """Where chains run: a stream (None: the caller's), and the graphs captured for it,
+    one per padded shape, in a memory pool of their own."""
+
+    stream: torch.cuda.Stream | None
+    pool: tuple | None
+    graphs: dict[tuple, _Captured] = field(default_factory=dict)
 
 
 class Evaluator:
@@ -214,8 +242,12 @@ class Evaluator:
             raise ValueError(f"eval_cuda_graphs needs a CUDA device; evaluation runs on "
                              f"{self.device}")
         self.autocast = autocast or contextlib.nullcontext
-        self._graphs: dict[tuple, _Captured] = {}
-        self._pool = torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None
+        lanes = self.options.lanes
+        self._lanes = [
+            _Lane(torch.cuda.Stream(self.device) if lanes > 1 else None,
+                  torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None)
+            for _ in range(lanes)]
+        self._turn = 0  # the lane of the next chain
         self._copies = InputCopies(self.device, self.options.copy_stream)
 
     @classmethod
@@ -232,7 +264,7 @@ class Evaluator:
 
     @property
     def num_graphs(self) -> int:
-        return len(self._graphs)
+        return sum(len(lane.graphs) for lane in self._lanes)
 
     # ------------------------------------------------------------------ weights
     @torch.no_grad()
@@ -259,18 +291,18 @@ class Evaluator:
             out = self.model(inputs)
         return out["final_atom_positions"].float()  # [B, L, 37, 3]
 
-    def _replay(self, inputs: Batch) -> torch.Tensor:
+    def _replay(self, inputs: Batch, lane: _Lane) -> torch.Tensor:
         sig = _signature(inputs)
-        entry = self._graphs.get(sig)
+        entry = lane.graphs.get(sig)
         if entry is None:
-            entry = self._capture(inputs)
-            self._graphs[sig] = entry
+            entry = self._capture(inputs, lane.pool)
+            lane.graphs[sig] = entry
         for k, v in inputs.items():
             entry.inputs[k].copy_(v)
         entry.graph.replay()
         return entry.positions
 
-    def _capture(self, inputs: Batch) -> _Captured:
+    def _capture(self, inputs: Batch, pool: tuple) -> _Captured:
         static = {k: v.clone() for k, v in inputs.items()}
         current = torch.cuda.current_stream(self.device)
         # Warm-up on a side stream (Triton compilation and autotuning, cuBLAS workspaces
@@ -285,13 +317,43 @@ class Evaluator:
         # to hold as much again.
         torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        with torch.cuda.graph(graph, pool=pool):
             positions = self._forward(static)
         return _Captured(graph, static, positions)
 
-    def predict(self, feats: Batch) -> torch.Tensor:
-        """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
-        one length, at their own length whatever the bucket."""
+    # -------------------------------------------------------------------- lanes
+    def _take_lane(self) -> _Lane:
+        lane = self._lanes[self._turn]
+        self._turn = (self._turn + 1) % len(self._lanes)
+        return lane
+
+    @contextlib.contextmanager
+    def _on(self, lane: _Lane):
+        """Queue on `lane`'s stream, after whatever the caller's stream holds (the
+        weights' copy above all)."""
+        if lane.stream is None:
+            yield
+            return
+        lane.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(lane.stream):
+            yield
+
+    def _handed_back(self, t: torch.Tensor) -> torch.Tensor:
+        """`t`, made on a lane, marked as used by the caller's stream: the allocator must
+        not give its memory to the lane's next chain before the caller has read it."""
+        if len(self._lanes) > 1:
+            t.record_stream(torch.cuda.current_stream(self.device))
+        return t
+
+    def join(self) -> None:
+        """The caller's stream waits for every chain queued so far (`queue_score`)."""
+        current = torch.cuda.current_stream(self.device) if len(self._lanes) > 1 else None
+        for lane in self._lanes:
+            if lane.stream is not None:
+                current.wait_stream(lane.stream)
+
+    # ---------------------------------------------------------------- inference
+    def _predict(self, feats: Batch, lane: _Lane) -> torch.Tensor:
         n = chain_length(feats)
         host_inputs = model_inputs(feats)
         if isinstance(self.model, TemplatePairsOncePerForward) and not template_features_repeat(
@@ -304,23 +366,35 @@ class Evaluator:
         inputs = pad_inputs(inputs, bucket_length(n, self.options.bucket))
         with torch.inference_mode():
             if self.options.cuda_graphs:
-                positions = self._replay(inputs)
+                positions = self._replay(inputs, lane)
             else:
                 positions = self._forward(inputs)
             # A view of the captured output would be overwritten by the next replay.
             return positions[:, :n].clone() if self.options.cuda_graphs else positions[:, :n]
 
+    def predict(self, feats: Batch) -> torch.Tensor:
+        """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
+        one length, at their own length whatever the bucket."""
+        lane = self._take_lane()
+        with self._on(lane):
+            positions = self._predict(feats, lane)
+        self.join()
+        return self._handed_back(positions)
+
     def warm_up(self, batches: Iterable[Batch]) -> int:
-        """One forward per padded shape of `batches` (capturing its graph where graphs
-        are on), so that an evaluation meets no first-time work; the weights are
-        untouched. Returns the number of shapes."""
+        """One forward per padded shape of `batches` on every lane (capturing its graph
+        where graphs are on), so that an evaluation meets no first-time work; the weights
+        are untouched. Returns the number of shapes."""
         seen = set()
         for feats in batches:
             n = chain_length(feats)
             shape = (tuple(feats["aatype"].shape[:1]), bucket_length(n, self.options.bucket))
             if shape not in seen:
                 seen.add(shape)
-                self.predict(feats)
+                for lane in self._lanes:
+                    with self._on(lane):
+                        self._predict(feats, lane)
+        self.join()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()  # the warm-ups' eager activations
@@ -335,14 +409,31 @@ class Evaluator:
         return self.warm_up(synthetic_chains(lengths, n_clust, n_extra, n_templ,
                                              num_iterations))
 
+    def queue_score(self, feats: Batch,
+                    events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None,
+                    ) -> torch.Tensor:
+        """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), queued on
+        the next lane without waiting for it: read it after `join`. `events` (CUDA) are
+        recorded on that lane before and after the chain's work."""
+        lane = self._take_lane()
+        with self._on(lane):
+            if events is not None:
+                events[0].record()
+            positions = self._predict(feats, lane)
+            truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
+            with torch.inference_mode():
+                scores = lddt_ca(positions, truth["all_atom_positions"].float(),
+                                 truth["all_atom_mask"].float())
+            if events is not None:
+                events[1].record()
+        return self._handed_back(scores)
+
     def score(self, feats: Batch) -> torch.Tensor:
-        """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), on the
-        device, without waiting for it."""
-        positions = self.predict(feats)
-        truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
-        with torch.inference_mode():
-            return lddt_ca(positions, truth["all_atom_positions"].float(),
-                           truth["all_atom_mask"].float())
+        """lDDT-Cα [B] of one batch, on the device, without waiting for it (`queue_score`
+        and `join`)."""
+        scores = self.queue_score(feats)
+        self.join()
+        return scores
 
     def score_chains(self, batches: Iterable[tuple[int, Batch]]) -> list[tuple[int, float]]:
         """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each,
@@ -350,8 +441,9 @@ class Evaluator:
         indices, scores = [], []
         for index, feats in batches:
             indices.append(index)
-            scores.append(self.score(feats).mean())
+            scores.append(self.queue_score(feats))
         if not scores:
             return []
-        values = torch.stack(scores).cpu().tolist()
+        self.join()
+        values = torch.stack([s.mean() for s in scores]).cpu().tolist()
         return list(zip(indices, values, strict=True))
