@@ -139,6 +139,15 @@ def test_bench_outputs_replace_profile_sections(tmp_path):
     out = profile_from_dict(merge_bench(raw, "eval", tmp_path / "be.json"))
     assert out.eval.first_extra_s == pytest.approx(6.0)
     assert seconds_per_unit(out.eval) == pytest.approx(3.0)
+    # Chains in flight together (eval_concurrent_chains) overlap: their spans sum to
+    # more than the pass, and each counts its share of it.
+    overlapping = {"device": "NVIDIA H200", "eval_seconds": 3.0,
+                   "chains": [{"length": 256, "seconds": 2.0},
+                              {"length": 256, "seconds": 4.0}]}
+    (tmp_path / "lanes.json").write_text(json.dumps(overlapping))
+    out = profile_from_dict(merge_bench(raw, "eval", tmp_path / "lanes.json"))
+    assert out.eval.chain_seconds == pytest.approx((1.0, 2.0))
+    assert seconds_per_unit(out.eval) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="unknown bench kind"):
         merge_bench(raw, "nope", tmp_path / "eval.json")
 
