@@ -327,7 +327,7 @@ def test_graphed_evaluation_follows_eager_and_the_weights(tiny_model):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_chains_on_concurrent_lanes_score_as_one_lane(tiny_model):
     """`eval_concurrent_chains`: chain k replays on lane k mod 3, each lane a stream with
-    its own graphs; every chain's score is the one-lane evaluation's, bit for bit and in
+    its own graphs, captured on a stream of the lane's; every chain's score is the one-lane evaluation's, bit for bit and in
     the chains' order, pass after pass (a lane's memory is never handed to the next chain
     before its score is read), and each shape is captured once a lane."""
     import copy
@@ -339,7 +339,9 @@ def test_chains_on_concurrent_lanes_score_as_one_lane(tiny_model):
                                                  copy_stream=True))
     chains = [_chain(n, seed=n) for n in (21, 30, 40, 25, 50, 33, 12)]  # buckets 32, 64
     assert three.warm_up(chains) == 2 and three.num_graphs == 6
-    assert len({lane.stream for lane in three._lanes} - {None}) == 3
+    # each lane its own stream to run on and to capture on (cuBLAS workspaces by stream)
+    streams = [s for lane in three._lanes for s in (lane.stream, lane.capture)]
+    assert None not in streams and len(set(streams)) == 6
     expected = one.score_chains(enumerate(chains))
     assert len({s for _, s in expected}) == len(chains)  # a mix-up would show
     for _ in range(2):

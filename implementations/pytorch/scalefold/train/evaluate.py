@@ -222,6 +222,11 @@ class _Lane:
 
     stream: torch.cuda.Stream | None
     pool: tuple | None
+    # The stream this lane's graphs are captured on (cuda_graphs). cuBLAS keys its
+    # workspace by stream and a captured GEMM keeps that workspace's address, so graphs
+    # captured on one stream and replayed at once on two would share it: each lane
+    # captures on its own.
+    capture: torch.cuda.Stream | None = None
     graphs: dict[tuple, _Captured] = field(default_factory=dict)
 
 
@@ -243,9 +248,11 @@ class Evaluator:
                              f"{self.device}")
         self.autocast = autocast or contextlib.nullcontext
         lanes = self.options.lanes
+        graphs = self.options.cuda_graphs
         self._lanes = [
             _Lane(torch.cuda.Stream(self.device) if lanes > 1 else None,
-                  torch.cuda.graph_pool_handle() if self.options.cuda_graphs else None)
+                  torch.cuda.graph_pool_handle() if graphs else None,
+                  torch.cuda.Stream(self.device) if graphs else None)
             for _ in range(lanes)]
         self._turn = 0  # the lane of the next chain
         self._copies = InputCopies(self.device, self.options.copy_stream)
@@ -295,29 +302,28 @@ class Evaluator:
         sig = _signature(inputs)
         entry = lane.graphs.get(sig)
         if entry is None:
-            entry = self._capture(inputs, lane.pool)
+            entry = self._capture(inputs, lane)
             lane.graphs[sig] = entry
         for k, v in inputs.items():
             entry.inputs[k].copy_(v)
         entry.graph.replay()
         return entry.positions
 
-    def _capture(self, inputs: Batch, pool: tuple) -> _Captured:
+    def _capture(self, inputs: Batch, lane: _Lane) -> _Captured:
         static = {k: v.clone() for k, v in inputs.items()}
         current = torch.cuda.current_stream(self.device)
-        # Warm-up on a side stream (Triton compilation and autotuning, cuBLAS workspaces
-        # happen outside the capture), as PyTorch requires.
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
+        # Warm-up outside the capture (Triton compilation and autotuning, cuBLAS
+        # workspaces), on the stream the capture then uses, as PyTorch requires.
+        lane.capture.wait_stream(current)
+        with torch.cuda.stream(lane.capture):
             self._forward(static)
-        current.wait_stream(side)
+        current.wait_stream(lane.capture)
         torch.cuda.synchronize(self.device)
         # Give the warm-up's cached blocks back to the device: the graph's pool is about
         # to hold as much again.
         torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool):
+        with torch.cuda.graph(graph, pool=lane.pool, stream=lane.capture):
             positions = self._forward(static)
         return _Captured(graph, static, positions)
 
