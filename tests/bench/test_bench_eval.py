@@ -245,6 +245,12 @@ def test_bucket_fit_recovers_a_cubic_cost_and_predicts_other_buckets():
     # a rank that only evaluates: the synchronous overhead does not apply to it
     assert "synchronous evaluation adds 10%" in format_report(res)
     assert "synchronous evaluation" not in format_report({**res, "async_rank": True})
+    # two lanes: chains overlap, so no fit; the host only hands chains to the lanes
+    lanes = format_report({**res, "speed": {"eval_length_buckets": "64",
+                                            "eval_concurrent_chains": "2"},
+                           "host_queue_seconds": [1e-3, 2e-3], "host_late_chains": 0})
+    assert "with 2 lanes the chains' spans overlap" in lanes and "fit t(L)" not in lanes
+    assert "handing a chain to its lane's thread: median 1.5 ms" in lanes
 
 
 def test_the_flop_polynomial_equals_direct_counts_and_the_step_benchs_count():

@@ -19,10 +19,10 @@ from scalefold.train.evaluate import (
     RESIDUE_AXIS,
     EvalOptions,
     Evaluator,
-    _signature,
     bucket_length,
     model_inputs,
     pad_inputs,
+    padded_signature,
     synthetic_chains,
     warm_up_lengths,
 )
@@ -198,14 +198,35 @@ def test_concurrent_chains_need_graphs_and_leave_ranks_that_train():
     assert EvalOptions.from_speed(SpeedConfig()).lanes == 1
     with pytest.raises(ValueError, match="eval_concurrent_chains needs eval_cuda_graphs"):
         SpeedConfig(eval_concurrent_chains="2")
-    with pytest.raises(ValueError, match="lanes > 1 needs cuda_graphs"):
-        EvalOptions(lanes=2)
     with pytest.raises(ValueError, match="lanes must be >= 1"):
         EvalOptions(lanes=0)
     # A rank that also trains evaluates plainly: one chain at a time, no graphs.
     beside = dataclasses.replace(speed, eval_plain_beside_training=True)
     assert beside.for_evaluation(trains=True).eval_concurrent_chains == "1"
     assert beside.for_evaluation(trains=False).eval_concurrent_chains == "3"
+
+
+def test_lanes_threads_score_every_chain_in_order_and_raise_at_join(tiny_model):
+    """Several lanes on the CPU (a host thread each, no streams): the chains handed to
+    the lanes' threads score as one lane scores them, in the chains' order, pass after
+    pass, and a chain that fails on its lane's thread fails `join`, after which the
+    evaluator scores again."""
+    one = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=16))
+    three = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=16, lanes=3))
+    names = {lane.thread._thread_name_prefix for lane in three._lanes}
+    assert names == {"eval-lane0", "eval-lane1", "eval-lane2"}
+    chains = [_chain(n, seed=n) for n in (9, 14, 20, 11, 17)]
+    expected = one.score_chains(enumerate(chains))
+    assert len({s for _, s in expected}) == len(chains)  # a mix-up would show
+    for _ in range(2):
+        assert three.score_chains(enumerate(chains)) == expected
+    broken = {k: v for k, v in chains[1].items() if k != "msa_feat"}
+    three.queue_score(chains[0])
+    three.queue_score(broken)  # lane 1's thread
+    with pytest.raises(KeyError, match="msa_feat"):
+        three.join()
+    assert all(not lane.pending for lane in three._lanes)
+    assert three.score_chains(enumerate(chains)) == expected
 
 
 def test_training_ranks_of_an_asynchronous_run_hold_no_evaluation(mini_dataset, tmp_path,
@@ -397,8 +418,13 @@ def test_synthetic_warm_up_chain_has_the_real_chains_shape(mini_dataset, tmp_pat
     length = bucket_length(n, 64)
     (synthetic,) = synthetic_chains([length], cfg.max_msa_clusters, cfg.max_extra_msa,
                                     cfg.max_templates, cfg.num_recycling_iters + 1)
-    assert _signature(pad_inputs(model_inputs(synthetic), length)) == _signature(
-        pad_inputs(model_inputs(real), length))
+    assert padded_signature(model_inputs(synthetic), length) == padded_signature(
+        model_inputs(real), length)
+    # read before padding, the signature is the padded tensors' own (what a lane checks
+    # before handing a chain to its thread, what `_replay` keys its graphs by)
+    padded = pad_inputs(model_inputs(real), length)
+    assert padded_signature(model_inputs(real), length) == tuple(
+        (k, tuple(v.shape), v.dtype) for k, v in padded.items())
 
 
 def test_template_pairs_once_scores_as_every_iteration_and_refuses_changing_templates(

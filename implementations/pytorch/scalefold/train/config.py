@@ -184,10 +184,10 @@ class SpeedConfig:
                "recycling iteration (no dropout; the template features repeat over the "
                "iterations, checked per chain): the same bits")
     eval_concurrent_chains: EvalConcurrentChains = _opt(
-        "1", "evaluation, with eval_cuda_graphs: this many chains run at once, each on a "
-             "stream of its own with its own graphs and memory pool, so that the kernels of "
-             "one fill the gaps between another's (each stream costs the graphs' memory and "
-             "capture once more)")
+        "1", "evaluation, with eval_cuda_graphs: this many chains run at once, each queued "
+             "by a host thread of its own on a stream of its own with its own graphs and "
+             "memory pool, so that the kernels of one fill the gaps between another's (each "
+             "lane costs the graphs' memory and capture once more)")
     eval_warm_up: bool = _opt(
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "
@@ -250,8 +250,9 @@ class SpeedConfig:
             raise ValueError("eval_compile_structure_module needs eval_compile_glue (the "
                              "evaluation's dynamic-shape compiles)")
         if self.eval_concurrent_chains != "1" and not self.eval_cuda_graphs:
-            raise ValueError("eval_concurrent_chains needs eval_cuda_graphs (only replayed "
-                             "graphs let one host thread keep several chains in flight)")
+            raise ValueError("eval_concurrent_chains needs eval_cuda_graphs (a lane's "
+                             "first-time work is its captures, done before the pass; eager "
+                             "forwards on several threads would compile and autotune at once)")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")

@@ -17,12 +17,18 @@ The inference path:
   captured the first time that shape is met and replayed afterwards. The graphs share one
   memory pool and keep only their output positions alive, so the memory they hold is
   about one forward's at the longest length, not one per shape;
-- optionally, several chains in flight at once (`lanes`, with graphs): chain k replays on
-  lane k mod lanes, each lane a stream with its own graphs and pool (a graph cannot run
-  beside itself, nor two graphs of one pool beside each other). A short chain's forward
-  is ~28,000 small kernels whose launch gaps and tails leave the GPU idle much of the
-  time; a second chain's kernels fill them. The numbers do not depend on the lane: every
-  lane's graphs are captured from the same model.
+- optionally, several chains in flight at once (`lanes`): chain k runs on lane k mod
+  lanes, each lane a host thread of its own and, on a GPU, a stream with its own graphs,
+  pool and capture stream (a graph cannot run beside itself, nor two graphs of one pool
+  beside each other). A short chain's forward is ~28,000 small kernels whose launch gaps
+  and tails leave the GPU idle much of the time; a second chain's kernels can fill them.
+  The host thread is what makes that possible: launching a graph of that many kernels
+  returns only when the GPU's queue has room for its last ones, about when the chain has
+  run (`bench eval`'s host parts), so one thread could not queue the next chain on
+  another stream before this one had finished. A shape a lane has not captured is
+  captured on the caller's thread with no other chain in flight (a capture must be the
+  only CUDA work of the process). The numbers do not depend on the lane: every lane's
+  graphs are captured from the same model.
 
 `warm_up` does each shape's first-time work (Triton compilation and autotuning, graph
 capture) ahead of the first evaluation: during initialisation, outside the timed run. The
@@ -34,7 +40,8 @@ varies between chains.
 
 Scores stay on the device until the whole shard is scored: the host queues the next
 chain while the device still runs the previous one. `queue_score` leaves a score on its
-lane; `join` makes the caller's stream wait for every lane before it reads them.
+lane; `join` waits for the lanes' threads to have queued their chains and makes the
+caller's stream wait for every lane before it reads the scores.
 
 The weights are updated in place (`load_weights`, `load_flat`): a captured graph reads
 the parameters' memory, so it must never be replaced.
@@ -46,6 +53,7 @@ import contextlib
 import math
 import typing
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -177,16 +185,13 @@ class EvalOptions:
     # computes (`InputCopies`): the evaluation does not read scores back between chains,
     # so the host is ahead and the copies need not wait between two forwards.
     copy_stream: bool = False
-    lanes: int = 1  # chains in flight at once, each on a stream of its own (graphs only)
+    lanes: int = 1  # chains in flight at once, each on a host thread (and stream) of its own
 
     def __post_init__(self) -> None:
         if self.bucket < 0:
             raise ValueError(f"EvalOptions.bucket must be >= 0, got {self.bucket}")
         if self.lanes < 1:
             raise ValueError(f"EvalOptions.lanes must be >= 1, got {self.lanes}")
-        if self.lanes > 1 and not self.cuda_graphs:
-            raise ValueError("EvalOptions.lanes > 1 needs cuda_graphs: an eager forward "
-                             "queued by one host thread cannot overlap another chain")
 
     @classmethod
     def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
@@ -204,8 +209,17 @@ class EvalOptions:
                    lanes=int(speed.eval_concurrent_chains))
 
 
-def _signature(feats: Batch) -> tuple:
-    return tuple((k, tuple(v.shape), v.dtype) for k, v in feats.items())
+def padded_signature(inputs: Batch, length: int) -> tuple:
+    """What a captured graph is keyed by: each model input's name, shape and dtype once
+    `pad_inputs(inputs, length)` has padded it (read from `inputs`, wherever they are)."""
+    sig = []
+    for k, v in inputs.items():
+        shape = list(v.shape)
+        axis = RESIDUE_AXIS.get(k)
+        if axis is not None:
+            shape[axis] = length
+        sig.append((k, tuple(shape), v.dtype))
+    return tuple(sig)
 
 
 @dataclass
@@ -227,6 +241,10 @@ class _Lane:
     # captured on one stream and replayed at once on two would share it: each lane
     # captures on its own.
     capture: torch.cuda.Stream | None = None
+    # lanes > 1: the host thread that queues this lane's chains, and the chains it has
+    # been handed that `join` has not yet waited for
+    thread: ThreadPoolExecutor | None = None
+    pending: list[Future] = field(default_factory=list)
     graphs: dict[tuple, _Captured] = field(default_factory=dict)
 
 
@@ -249,11 +267,14 @@ class Evaluator:
         self.autocast = autocast or contextlib.nullcontext
         lanes = self.options.lanes
         graphs = self.options.cuda_graphs
+        cuda = self.device.type == "cuda"
         self._lanes = [
-            _Lane(torch.cuda.Stream(self.device) if lanes > 1 else None,
+            _Lane(torch.cuda.Stream(self.device) if lanes > 1 and cuda else None,
                   torch.cuda.graph_pool_handle() if graphs else None,
-                  torch.cuda.Stream(self.device) if graphs else None)
-            for _ in range(lanes)]
+                  torch.cuda.Stream(self.device) if graphs else None,
+                  ThreadPoolExecutor(1, thread_name_prefix=f"eval-lane{i}")
+                  if lanes > 1 else None)
+            for i in range(lanes)]
         self._turn = 0  # the lane of the next chain
         self._copies = InputCopies(self.device, self.options.copy_stream)
 
@@ -299,7 +320,7 @@ class Evaluator:
         return out["final_atom_positions"].float()  # [B, L, 37, 3]
 
     def _replay(self, inputs: Batch, lane: _Lane) -> torch.Tensor:
-        sig = _signature(inputs)
+        sig = padded_signature(inputs, chain_length(inputs))  # inputs: already padded
         entry = lane.graphs.get(sig)
         if entry is None:
             entry = self._capture(inputs, lane)
@@ -347,16 +368,33 @@ class Evaluator:
     def _handed_back(self, t: torch.Tensor) -> torch.Tensor:
         """`t`, made on a lane, marked as used by the caller's stream: the allocator must
         not give its memory to the lane's next chain before the caller has read it."""
-        if len(self._lanes) > 1:
+        if self._lanes[0].stream is not None:
             t.record_stream(torch.cuda.current_stream(self.device))
         return t
 
+    def _captured(self, feats: Batch, lane: _Lane) -> bool:
+        """Whether `lane` can run `feats` without first-time work of its own (a capture)."""
+        if not self.options.cuda_graphs:
+            return True
+        length = bucket_length(chain_length(feats), self.options.bucket)
+        return padded_signature(model_inputs(feats), length) in lane.graphs
+
+    def _drain(self) -> None:
+        """Wait until every lane's thread has queued the chains it was handed; raise the
+        first error one of them met."""
+        errors = []
+        for lane in self._lanes:
+            errors += [e for f in lane.pending if (e := f.exception()) is not None]
+            lane.pending.clear()
+        if errors:
+            raise errors[0]
+
     def join(self) -> None:
         """The caller's stream waits for every chain queued so far (`queue_score`)."""
-        current = torch.cuda.current_stream(self.device) if len(self._lanes) > 1 else None
+        self._drain()
         for lane in self._lanes:
             if lane.stream is not None:
-                current.wait_stream(lane.stream)
+                torch.cuda.current_stream(self.device).wait_stream(lane.stream)
 
     # ---------------------------------------------------------------- inference
     def _predict(self, feats: Batch, lane: _Lane) -> torch.Tensor:
@@ -381,6 +419,7 @@ class Evaluator:
     def predict(self, feats: Batch) -> torch.Tensor:
         """Predicted atom37 positions [B, N, 37, 3] (float32) of one batch of chains of
         one length, at their own length whatever the bucket."""
+        self._drain()  # a capture below must be the only work in flight
         lane = self._take_lane()
         with self._on(lane):
             positions = self._predict(feats, lane)
@@ -391,6 +430,7 @@ class Evaluator:
         """One forward per padded shape of `batches` on every lane (capturing its graph
         where graphs are on), so that an evaluation meets no first-time work; the weights
         are untouched. Returns the number of shapes."""
+        self._drain()
         seen = set()
         for feats in batches:
             n = chain_length(feats)
@@ -420,19 +460,55 @@ class Evaluator:
                     ) -> torch.Tensor:
         """lDDT-Cα [B] of one batch (the last recycling slice's ground truth), queued on
         the next lane without waiting for it: read it after `join`. `events` (CUDA) are
-        recorded on that lane before and after the chain's work."""
+        recorded on that lane before and after the chain's work.
+
+        With several lanes the lane's thread queues the chain and the score arrives in a
+        tensor made here; a shape the lane has not captured is run here instead, once
+        every lane's thread has queued what it was handed."""
         lane = self._take_lane()
-        with self._on(lane):
-            if events is not None:
-                events[0].record()
-            positions = self._predict(feats, lane)
-            truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
-            with torch.inference_mode():
-                scores = lddt_ca(positions, truth["all_atom_positions"].float(),
-                                 truth["all_atom_mask"].float())
-            if events is not None:
-                events[1].record()
-        return self._handed_back(scores)
+        if lane.thread is None or not self._captured(feats, lane):
+            self._drain()
+            with self._on(lane):
+                scores = self._score_here(feats, lane, events)
+            return self._handed_back(scores)
+        out = torch.empty(feats["aatype"].shape[0], device=self.device)  # [B]
+        ready = None
+        if lane.stream is not None:
+            # The lane starts after what the caller's stream holds now: the weights'
+            # copy, `out`'s allocation.
+            ready = torch.cuda.Event()
+            ready.record()
+            out.record_stream(lane.stream)
+        lane.pending.append(lane.thread.submit(self._score_in_lane, feats, lane, ready,
+                                               events, out))
+        return out
+
+    def _score_here(self, feats: Batch, lane: _Lane,
+                    events: tuple[torch.cuda.Event, torch.cuda.Event] | None,
+                    ) -> torch.Tensor:
+        if events is not None:
+            events[0].record()
+        positions = self._predict(feats, lane)
+        truth, _ = self._copies({k: feats[k][..., -1] for k in TRUTH_FEATURES})
+        with torch.inference_mode():
+            scores = lddt_ca(positions, truth["all_atom_positions"].float(),
+                             truth["all_atom_mask"].float())
+        if events is not None:
+            events[1].record()
+        return scores  # [B]
+
+    def _score_in_lane(self, feats: Batch, lane: _Lane, ready: torch.cuda.Event | None,
+                       events: tuple[torch.cuda.Event, torch.cuda.Event] | None,
+                       out: torch.Tensor) -> None:
+        """`queue_score`'s work on the lane's thread (its own current device and stream:
+        both are per thread)."""
+        with contextlib.ExitStack() as on:
+            if lane.stream is not None:
+                # the stream's device: `self.device` may name no index
+                on.enter_context(torch.cuda.device(lane.stream.device))
+                on.enter_context(torch.cuda.stream(lane.stream))
+                lane.stream.wait_event(ready)
+            out.copy_(self._score_here(feats, lane, events))
 
     def score(self, feats: Batch) -> torch.Tensor:
         """lDDT-Cα [B] of one batch, on the device, without waiting for it (`queue_score`
