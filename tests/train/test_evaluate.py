@@ -347,10 +347,12 @@ def test_graphed_evaluation_follows_eager_and_the_weights(tiny_model):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_chains_on_concurrent_lanes_score_as_one_lane(tiny_model):
-    """`eval_concurrent_chains`: chain k replays on lane k mod 3, each lane a stream with
-    its own graphs, captured on a stream of the lane's; every chain's score is the one-lane evaluation's, bit for bit and in
-    the chains' order, pass after pass (a lane's memory is never handed to the next chain
-    before its score is read), and each shape is captured once a lane."""
+    """`eval_concurrent_chains`: chain k runs on lane k mod 3, each lane a host thread
+    and a stream with its own graphs, captured on a stream of the lane's; every chain's
+    score is the one-lane evaluation's, bit for bit and in the chains' order, pass after
+    pass (a lane's memory is never handed to the next chain before its score is read).
+    Each warmed shape is captured once a lane; a shape the warm-up missed is captured on
+    the caller's thread by the lane that meets it."""
     import copy
 
     device = torch.device("cuda")
@@ -358,8 +360,9 @@ def test_chains_on_concurrent_lanes_score_as_one_lane(tiny_model):
     one = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=True))
     three = Evaluator(model, device, EvalOptions(bucket=32, cuda_graphs=True, lanes=3,
                                                  copy_stream=True))
-    chains = [_chain(n, seed=n) for n in (21, 30, 40, 25, 50, 33, 12)]  # buckets 32, 64
-    assert three.warm_up(chains) == 2 and three.num_graphs == 6
+    # buckets 32 and 64, then one of 96 that the warm-up does not see
+    chains = [_chain(n, seed=n) for n in (21, 30, 40, 25, 50, 33, 12, 70)]
+    assert three.warm_up(chains[:-1]) == 2 and three.num_graphs == 6
     # each lane its own stream to run on and to capture on (cuBLAS workspaces by stream)
     streams = [s for lane in three._lanes for s in (lane.stream, lane.capture)]
     assert None not in streams and len(set(streams)) == 6
@@ -367,7 +370,9 @@ def test_chains_on_concurrent_lanes_score_as_one_lane(tiny_model):
     assert len({s for _, s in expected}) == len(chains)  # a mix-up would show
     for _ in range(2):
         assert three.score_chains(enumerate(chains)) == expected
-    assert three.num_graphs == 6
+    # the 70-residue chain (8th) met lane 1 in the first pass, lane (8 + 7) mod 3 = 0
+    # in the second: each captured its graph of 96 residues then
+    assert [len(lane.graphs) for lane in three._lanes] == [3, 3, 2]
     torch.testing.assert_close(three.predict(chains[2]), one.predict(chains[2]),
                                atol=0, rtol=0)
 
