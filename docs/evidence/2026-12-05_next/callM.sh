@@ -1,5 +1,5 @@
 #!/bin/bash
-# After call L (H200, ~8 min): the real 180-chain evaluation (16-residue buckets, 44
+# After call L (H200, ~9.5 min): the real 180-chain evaluation (16-residue buckets, 44
 # shapes) with what call L's screen adopted, e.g.
 #   bash .devsnap/callM.sh h200+eval_concurrent_chains=2
 # then the lDDT-Cα check of the same flags on the mini dataset. Several lanes give each
@@ -8,7 +8,7 @@
 source scripts/gpu_env.sh
 V=${1:?usage: callM.sh VARIANT}
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-timeout 420 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants $V \
+timeout 540 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants $V \
   --json $OUT/callM_eval.json > $OUT/callM_eval.txt 2>&1
 grep -v -i -E "warn|softmax" $OUT/callM_eval.txt | grep -E "^==|warm-up|pass 1|evaluation of|GPU time|FLOPs|fit t|GPUs|Error" | tail -14
 bash scripts/gpu_cache.sh pack
