@@ -2,9 +2,8 @@
 # After call L (H200, ~9.5 min): the real 180-chain evaluation (16-residue buckets, 44
 # shapes) with what call L's screen adopted, e.g.
 #   bash .devsnap/callM.sh h200+eval_concurrent_chains=2
-# then the lDDT-Cα check of the same flags on the mini dataset. Several lanes give each
-# chain's score bit for bit (their GPU test), so the check is needed only for levers that
-# change the numbers.
+# No lDDT-Cα check here: lanes give each chain's score bit for bit (their GPU test); a
+# lever that changes the numbers needs `bench eval --check-lddt` with its flags too.
 source scripts/gpu_env.sh
 V=${1:?usage: callM.sh VARIANT}
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
