@@ -231,8 +231,9 @@ class _Captured:
 
 @dataclass
 class _Lane:
-    """Where chains run: a stream (None: the caller's), and the graphs captured for it,
-    one per padded shape, in a memory pool of their own."""
+    """Where chains run: a stream (None: the caller's), a host thread (None: the
+    caller's), and the graphs captured for it, one per padded shape, in a memory pool of
+    their own."""
 
     stream: torch.cuda.Stream | None
     pool: tuple | None
