@@ -55,6 +55,8 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     # The profile of one chain (no CUDA kernels on a CPU: an empty family table).
     assert "one evaluation of a 12-residue chain" in res["profile"]
     assert "total device time" in res["profile"] and "kernel family" in text
+    # its matrix products by shape (CPU times here, no card to compare with)
+    assert "matrix products by shape" in res["profile"] and "GEMMs: " in res["profile"]
     # 40 steps of 0.45 s leave 18 s: one rank evaluates three tiny chains in time.
     assert res["evaluation_gpus_for_cadence"] == 1
     assert res["sync_overhead_fraction"] == pytest.approx(res["eval_seconds"] / 18.0)

@@ -346,6 +346,7 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
         module_breakdown,
         module_ranges,
     )
+    from scalefold.bench.roofline import card_roofline, format_gemm_rows, gemm_rows
     from scalefold.bench.step import (
         _device_kernels,
         family_breakdown,
@@ -359,10 +360,11 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
     evaluator.score(feats)  # first-time work (autotuning) outside the profile
     _sync(device)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof, module_ranges(evaluator.model):
+    with profile(activities=acts, record_shapes=True) as prof, module_ranges(evaluator.model):
         evaluator.score(feats)
         _sync(device)
     kernels = _device_kernels(prof)
+    gemms = format_gemm_rows(gemm_rows(prof, device.type == "cuda"), card_roofline(device))
     flops = chain_module_flops(built.model_config, feats, evaluator.options.bucket)
     kernel_ms = sum(k[1] for k in kernels)
     by_module = format_module_breakdown(module_breakdown(prof), kernel_ms,
@@ -375,7 +377,9 @@ def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
             + (f" ({total / 1e9 / kernel_ms:.1f} TFLOP/s)" if kernel_ms > 0 else "")
             + ", device kernels:\n"
             + format_breakdown(family_breakdown(kernels)) + "\n" + top_kernels(kernels)
-            + "\nby module:\n" + by_module)
+            + "\nby module:\n" + by_module
+            + "\nmatrix products by shape (time of their kernels against each one's floor):\n"
+            + gemms)
 
 
 def chain_module_flops(model_config, feats: dict, bucket: int) -> dict[str, int]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from scalefold.bench.by_module import format_module_breakdown, module_breakdown, module_ranges
+from scalefold.bench.roofline import card_roofline, format_gemm_rows, gemm_rows
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.build import BuiltStep, build_step
 from scalefold.train.config import PRESETS, SpeedConfig, TrainConfig
@@ -388,7 +389,10 @@ def profile_step(runner: StepRunner, batch, rows: int = 25) -> str:
                  + "\nthe forward by module (backward and update: outside):\n"
                  + format_module_breakdown(module_breakdown(prof),
                                            sum(k[1] for k in kernels),
-                                           sum(k[2] for k in kernels)))
+                                           sum(k[2] for k in kernels))
+                 + "\nmatrix products by shape (time of their kernels against each one's "
+                   "floor):\n"
+                 + format_gemm_rows(gemm_rows(prof, True), card_roofline(runner.device)))
     return text
 
 
