@@ -21,6 +21,8 @@ and for use on their own:
 - `swap_linears(model)`: biased `Linear`s compute their bias gradient as a matvec.
 - `swap_transitions(model)`: without gradients, each transition's ReLU in its first
   matmul's cuBLASLt epilogue.
+- `swap_norm_projections(model)`: without gradients, each LayerNorm and the projections it
+  feeds (transitions, MSA and triangle attentions) as one Triton kernel.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
   kernel each way, with eager PyTorch's roundings (bit-identical).
@@ -58,6 +60,7 @@ from scalefold.kernels.layer_norm import (
     TritonLayerNorm,
 )
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
+from scalefold.kernels.ln_linear import swap_norm_projections
 from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
 from scalefold.kernels.projections import StackedProjectionAttention, swap_attention_projections
 from scalefold.kernels.swap import swap
@@ -165,6 +168,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_linears(model, casts)
     if speed.transition_relu_epilogue:
         swap_transitions(model, casts)
+    if speed.ln_projection_forward_kernel:  # after the stacked projections it reads
+        swap_norm_projections(model, casts)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -198,6 +203,7 @@ __all__ = [
     "recompute_outer_product_mean",
     "swap_gates",
     "swap_linears",
+    "swap_norm_projections",
     "swap_outer_product_mean",
     "swap_residual_dropout",
     "swap_transitions",

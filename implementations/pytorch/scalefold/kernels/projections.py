@@ -64,8 +64,9 @@ class StackedProjectionAttention(Attention):
 
     weight_casts: WeightCasts | None = None
 
-    def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # [q; k; v; g] and the gate's bias (the last rows')
+    def stacked_weight(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[q; k; v; g] in `dtype` and the gate's bias (the last rows'; padded with the
+        zeros of q, k and v where the weight casts' cache holds it)."""
         ws = [self.linear_q.weight, self.linear_k.weight, self.linear_v.weight]
         if self.linear_g is not None:
             ws.append(self.linear_g.weight)
@@ -90,8 +91,13 @@ class StackedProjectionAttention(Attention):
             return super().projections(q_x, kv_x)
         # q_x: [*, L, c_in] -> q, k, v, g: each [*, L, H·c], views of one [*, L, 4·H·c]
         dt = autocast_dtype(q_x)
-        y = _linear(q_x, *self._stacked(dt if dt is not None else q_x.dtype),
+        y = _linear(q_x, *self.stacked_weight(dt if dt is not None else q_x.dtype),
                     self.weight_casts)
+        return self.split_stacked(y)
+
+    def split_stacked(self, y: torch.Tensor) -> tuple:
+        """q, k, v and g (None without gating), views of the stacked projection y
+        [*, L, 4·H·c]."""
         q, k, v, *g = y.split(self.num_heads * self.c_hidden, dim=-1)
         return q, k, v, (g[0] if g else None)
 

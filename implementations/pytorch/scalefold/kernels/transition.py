@@ -30,9 +30,9 @@ class EpilogueReluTransition(Transition):
 
     weight_casts: WeightCasts | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
-            return super().forward(x)
+            return super().hidden(x)
         h = self.layer_norm(x)  # [*, c]
         w, b = self.linear_1.weight, self.linear_1.bias  # [n·c, c], [n·c]
         dt = autocast_dtype(h)
@@ -42,7 +42,7 @@ class EpilogueReluTransition(Transition):
             b = casts.cast(b, dt) if casts is not None else b.to(dt)
             h = h.to(dt)
         y = torch._addmm_activation(b, h.reshape(-1, h.shape[-1]), w.t())  # [M, n·c]
-        return self.linear_2(y.view(*h.shape[:-1], y.shape[-1]))  # [*, c]
+        return y.view(*h.shape[:-1], y.shape[-1])  # [*, n·c]
 
 
 def swap_transitions(model: torch.nn.Module,

@@ -18,14 +18,24 @@ class MSARowAttentionWithPairBias(nn.Module):
         self.linear_z = Linear(c_z, num_heads, bias=False, init="default")
         self.mha = Attention(c_m, c_m, c_hidden, num_heads, gating=True)
 
+    def normalized_projections(self, m: torch.Tensor) -> tuple:
+        """The attention's q, k, v and gate projections (each [*, S, N, H·c]) of the
+        LayerNorm of m: where a fused kernel can take both (`scalefold.kernels.ln_linear`)."""
+        m = self.layer_norm_m(m)
+        return self.mha.projections(m, m)
+
+    def normalized_pair_bias(self, z: torch.Tensor) -> torch.Tensor:
+        """The pair bias [*, N, N, H]: linear_z of the LayerNorm of z."""
+        return self.linear_z(self.layer_norm_z(z))
+
     def forward(self, m: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  z: [*, N, N, c_z]  mask: [*, S, N]
-        m = self.layer_norm_m(m)
+        proj = self.normalized_projections(m)
         mask_bias = self.mask_bias(mask)[..., :, None, None, :]  # [*, S, 1, 1, N]
-        pair_bias = self.linear_z(self.layer_norm_z(z))  # [*, N, N, H]
+        pair_bias = self.normalized_pair_bias(z)  # [*, N, N, H]
         pair_bias = pair_bias.permute(*range(pair_bias.dim() - 3), -1, -3, -2).unsqueeze(-4)
         # pair_bias: [*, 1, H, N, N]
-        return self.mha(m, m, [mask_bias, pair_bias])
+        return self.mha.attend(*proj, [mask_bias, pair_bias])
 
 
 class MSAColumnAttention(nn.Module):
@@ -35,12 +45,18 @@ class MSAColumnAttention(nn.Module):
         self.layer_norm_m = LayerNorm(c_m)
         self.mha = Attention(c_m, c_m, c_hidden, num_heads, gating=True)
 
+    def normalized_projections(self, m: torch.Tensor) -> tuple:
+        """The attention's q, k, v and gate projections (each [*, S, N, H·c]) of the
+        LayerNorm of m: where a fused kernel can take both (`scalefold.kernels.ln_linear`)."""
+        m = self.layer_norm_m(m)
+        return self.mha.projections(m, m)
+
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  mask: [*, S, N]
-        m = self.layer_norm_m(m)
+        proj = self.normalized_projections(m)
         mask_bias = self.mask_bias(mask, transpose=True)[..., :, None, None, :]
         # mask_bias: [*, N, 1, 1, S]; attention along S for every column N
-        return self.mha(m, m, [mask_bias], columns=True)
+        return self.mha.attend(*proj, [mask_bias], columns=True)
 
 
 class MSAColumnGlobalAttention(nn.Module):
@@ -68,5 +84,9 @@ class Transition(nn.Module):
         self.linear_1 = Linear(c, n * c, init="relu")
         self.linear_2 = Linear(n * c, c, init="final")
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden activations relu(linear_1(LayerNorm(x))) [*, n·c]."""
+        return torch.relu(self.linear_1(self.layer_norm(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(torch.relu(self.linear_1(self.layer_norm(x))))
+        return self.linear_2(self.hidden(x))

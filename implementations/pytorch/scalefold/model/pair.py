@@ -22,12 +22,17 @@ class OuterProductMean(nn.Module):
 
     def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # m: [*, S, N, c_m]  mask: [*, S, N]
-        m = self.layer_norm(m)
-        a, b = self.project(m, mask)  # each [*, S, N, c]
+        a, b = self.normalized_project(m, mask)  # each [*, S, N, c]
         outer = self.outer_projection(a, b)  # [*, N, N, c_z]
         mask = mask.unsqueeze(-1)  # [*, S, N, 1]
         norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
         return outer / (self.eps + norm)
+
+    def normalized_project(self, m: torch.Tensor, mask: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`project` of the LayerNorm of m: where a fused kernel can take both
+        (`scalefold.kernels.ln_linear`)."""
+        return self.project(self.layer_norm(m), mask)
 
     def project(self, m: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,10 +112,14 @@ class TriangleAttention(nn.Module):
         (each [*, I, J, H·c]) of z (after the LayerNorm): all linear in the same input."""
         return self.linear(z), self.mha.projections(z, z)
 
+    def normalized_projections(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """`project` of the LayerNorm of z: where a fused kernel can take both
+        (`scalefold.kernels.ln_linear`)."""
+        return self.project(self.layer_norm(z))
+
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # z: [*, N, N, c_z]  mask: [*, N, N]
-        z = self.layer_norm(z)
-        tri_bias, proj = self.project(z)  # tri_bias: [*, I, J, H]
+        tri_bias, proj = self.normalized_projections(z)  # tri_bias: [*, I, J, H]
         lead = range(tri_bias.dim() - 3)
         if self.starting:
             # z_ij attends to z_ik with bias b_jk: rows i, queries j, keys k

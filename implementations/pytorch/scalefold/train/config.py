@@ -130,6 +130,11 @@ class SpeedConfig:
         False, "forwards without gradients (recycling iterations, evaluation): each "
                "transition's bias and ReLU in its first matmul's cuBLASLt epilogue "
                "instead of a ReLU kernel over the hidden activations")
+    ln_projection_forward_kernel: bool = _opt(
+        False, "forwards without gradients: each LayerNorm and the projections it feeds "
+               "(transitions' first layer, MSA and triangle attentions' stacked q/k/v/g, "
+               "the pair and triangle biases) as one Triton kernel, the normalised "
+               "activations never written (needs attention_stacked_projections)")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
@@ -233,6 +238,9 @@ class SpeedConfig:
                   "eval_no_grad_kernels"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
+        if self.ln_projection_forward_kernel and not self.attention_stacked_projections:
+            raise ValueError("ln_projection_forward_kernel needs attention_stacked_projections "
+                             "(it fuses the LayerNorm into the stacked q/k/v/g projection)")
         if self.single_pass_update and not self.fused_optimizer:
             raise ValueError("single_pass_update needs fused_optimizer")
         if self.cuda_graphs and not self.fused_optimizer:

@@ -1,0 +1,257 @@
+"""A LayerNorm and the projection it feeds as one Triton kernel, without gradients.
+
+Every Evoformer module starts with a LayerNorm whose output only feeds matmuls: the
+LayerNorm kernel reads the residual stream and writes its normalised copy, and the matmul
+reads that copy back. Both are passes over the widest activations of the module
+([*, N, N, c_z] for the pair modules): on the H100's 224-residue evaluation chain the
+LayerNorm kernels took 28.4 of 341 ms (docs/evidence/2026-12-05_h100_s3/callB_eval.txt),
+and the matmuls behind them are memory-bound at K = c_z = 128. Here a program normalises
+a block of whole rows (K <= 256 channels, held in registers), rounds them to the compute
+dtype as the LayerNorm's output is rounded, and multiplies them by the weight one block of
+output columns at a time, the bias and an optional ReLU added in float32 before the one
+rounding of the output, as cuBLAS's bias (and ReLU) epilogue does: the normalised copy is
+never written.
+
+The LayerNorm arithmetic is `_ln_fwd`'s (two-pass mean and variance in float32), so the
+matmul's inputs are the LayerNorm kernel's bits; the products accumulate in another order
+than cuBLAS's, so outputs differ from the two-kernel path within the output's rounding.
+With gradients nothing here runs (the callers fall back to the plain modules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from scalefold.kernels._autocast import WeightCasts, autocast_dtype
+from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, triton_usable
+from scalefold.kernels.linear import pad_bias
+from scalefold.kernels.projections import StackedProjectionAttention, stack_cast
+from scalefold.kernels.swap import swap
+from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
+from scalefold.model.pair import OuterProductMean, TriangleAttention
+
+if triton is not None:
+
+    @triton.jit
+    def _ln_linear_fwd(X, LW, LB, W, BIAS, Y, M, K, N, eps,
+                       HAS_BIAS: tl.constexpr, RELU: tl.constexpr, BM: tl.constexpr,
+                       BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
+        # X: [M, K] rows; W: [N, K] (a Linear's weight); Y: [M, N]
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)  # [BM]
+        ks = tl.arange(0, BK)  # [BK]
+        rmask = rows < M
+        kmask = ks < K
+        mask = rmask[:, None] & kmask[None, :]
+        x = tl.load(X + rows[:, None].to(tl.int64) * K + ks[None, :], mask=mask,
+                    other=0.0).to(tl.float32)  # [BM, BK]
+        mean = tl.sum(x, axis=1) / K
+        xc = tl.where(mask, x - mean[:, None], 0.0)
+        var = tl.sum(xc * xc, axis=1) / K
+        rstd = 1.0 / tl.sqrt(var + eps)
+        lw = tl.load(LW + ks, mask=kmask, other=0.0).to(tl.float32)
+        lb = tl.load(LB + ks, mask=kmask, other=0.0).to(tl.float32)
+        # padded channels: xc, lw and lb are 0 there, so they add nothing to the products
+        h = (xc * rstd[:, None] * lw[None, :] + lb[None, :]).to(W.dtype.element_ty)
+        for n0 in range(0, N, BN):
+            ns = n0 + tl.arange(0, BN)  # [BN]
+            nmask = ns < N
+            wt = tl.load(W + ns[None, :].to(tl.int64) * K + ks[:, None],
+                         mask=kmask[:, None] & nmask[None, :], other=0.0)  # [BK, BN]
+            acc = tl.dot(h, wt, input_precision=PREC)  # [BM, BN] float32
+            if HAS_BIAS:
+                acc += tl.load(BIAS + ns, mask=nmask, other=0.0).to(tl.float32)[None, :]
+            if RELU:
+                acc = tl.maximum(acc, 0.0)
+            tl.store(Y + rows[:, None].to(tl.int64) * N + ns[None, :],
+                     acc.to(Y.dtype.element_ty), mask=rmask[:, None] & nmask[None, :])
+
+
+@dataclass(frozen=True)
+class LnLinearLaunch:
+    """Rows a program normalises, output columns a step of its loop, warps, stages."""
+
+    block_m: int = 64
+    block_n: int = 128
+    warps: int = 4
+    stages: int = 2
+
+    def for_width(self, k: int) -> LnLinearLaunch:
+        """At 256 channels the weight's block [256, block_n] doubles: half as many columns
+        a step keep a program's shared memory as at 128."""
+        if k > 128 and self.block_n > 64:
+            return LnLinearLaunch(self.block_m, self.block_n // 2, self.warps, self.stages)
+        return self
+
+
+DEFAULT_LAUNCH = LnLinearLaunch()
+MAX_WIDTH = 256  # channels a program holds as whole rows (c_m; c_z = 128, c_e = 64)
+
+
+def fusable(x: torch.Tensor, norm: torch.nn.Module) -> bool:
+    """Whether `layer_norm_linear` can take x and the LayerNorm module `norm` here: no
+    gradients, Triton able to run, a width the kernel holds, norm a plain LayerNorm (an
+    elementwise affine LayerNorm over the last dim with weight, bias and eps)."""
+    return (not torch.is_grad_enabled() and triton_usable(x)
+            and x.shape[-1] <= MAX_WIDTH and x.shape[-1] == getattr(norm, "c", -1)
+            and norm.weight is not None and norm.bias is not None)
+
+
+def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
+               weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
+               launch: LnLinearLaunch) -> torch.Tensor:
+    k = x.shape[-1]
+    n = weight.shape[0]
+    x2 = x.reshape(-1, k).contiguous()  # [M, K]
+    m = x2.shape[0]
+    y = torch.empty((m, n), dtype=weight.dtype, device=x.device)
+    if m > 0:
+        lc = launch.for_width(k)
+        _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
+            x2, ln_weight, ln_bias, weight.contiguous(), bias if bias is not None else y, y,
+            m, k, n, eps, HAS_BIAS=bias is not None, RELU=relu, BM=lc.block_m,
+            BK=next_pow2(k), BN=lc.block_n, PREC=dot_precision(weight),
+            num_warps=lc.warps, num_stages=lc.stages)
+    return y.view(*x.shape[:-1], n)
+
+
+# Traced by torch.compile (a compiled transition), the launch is a graph break: with
+# dynamic shapes its grid depends on the length, and inductor would fuse nothing into it.
+_ln_linear_untraced = torch.compiler.disable(_ln_linear, recursive=True)
+
+
+def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tensor,
+                      bias: torch.Tensor | None = None, relu: bool = False,
+                      launch: LnLinearLaunch = DEFAULT_LAUNCH) -> torch.Tensor:
+    """Without gradients: `F.linear(norm(x), weight, bias)` ([*, K] -> [*, N]), ReLU'd if
+    `relu`, as one Triton kernel. Under autocast the normalised rows, weight and bias are
+    in the autocast dtype (pass the weight and bias cast: the output takes their dtype),
+    as autocast runs a Linear; outside it they are x's dtype. The caller checks `fusable`.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError("layer_norm_linear has no backward: call it without gradients")
+    dt = autocast_dtype(x) or x.dtype
+    if weight.dtype != dt or (bias is not None and bias.dtype != dt):
+        raise ValueError(f"layer_norm_linear: weight and bias must be in the compute dtype "
+                         f"{dt}, got {weight.dtype} and "
+                         f"{None if bias is None else bias.dtype}")
+    run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
+    return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch)
+
+
+# --------------------------------------------------------------- the modules' seams
+# Mixins (`swap` puts them in front of whatever class a module has by then) overriding
+# the plain modules' LayerNorm-then-projection methods where `fusable`; elsewhere (with
+# gradients, on a device Triton cannot run on) the class behind them runs.
+
+def _cast(casts: WeightCasts | None, p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return casts.cast(p, dtype) if casts is not None else p.to(dtype)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return autocast_dtype(x) or x.dtype
+
+
+def _stacked_projections(mha: StackedProjectionAttention, x: torch.Tensor,
+                         norm: torch.nn.Module) -> tuple:
+    """q, k, v and g of `mha` from the LayerNorm of x, as one fused kernel."""
+    w, b = mha.stacked_weight(_compute_dtype(x))
+    if b is not None and b.shape[0] != w.shape[0]:
+        b = pad_bias(b, w.shape[0])
+    return mha.split_stacked(layer_norm_linear(x, norm, w, b))
+
+
+class NormFusedTransition:
+    """`Transition` mixin: its hidden activations relu(linear_1(LayerNorm(x))) as one
+    kernel without gradients."""
+
+    weight_casts: WeightCasts | None = None
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        if not fusable(x, self.layer_norm):
+            return super().hidden(x)
+        dt = _compute_dtype(x)
+        lin = self.linear_1
+        return layer_norm_linear(x, self.layer_norm, _cast(self.weight_casts, lin.weight, dt),
+                                 _cast(self.weight_casts, lin.bias, dt), relu=True)
+
+
+class NormFusedMSAAttention:
+    """`MSARowAttentionWithPairBias` / `MSAColumnAttention` mixin: the stacked q, k, v, g
+    projections of LayerNorm(m) (and the row attention's pair bias of LayerNorm(z)) as
+    fused kernels without gradients. Needs the stacked projections
+    (`swap_attention_projections`); without them the class behind runs."""
+
+    weight_casts: WeightCasts | None = None
+
+    def normalized_projections(self, m: torch.Tensor) -> tuple:
+        if not (fusable(m, self.layer_norm_m)
+                and isinstance(self.mha, StackedProjectionAttention)):
+            return super().normalized_projections(m)
+        return _stacked_projections(self.mha, m, self.layer_norm_m)
+
+    def normalized_pair_bias(self, z: torch.Tensor) -> torch.Tensor:
+        if not fusable(z, self.layer_norm_z):
+            return super().normalized_pair_bias(z)
+        w = _cast(self.weight_casts, self.linear_z.weight, _compute_dtype(z))
+        return layer_norm_linear(z, self.layer_norm_z, w)
+
+
+class NormFusedTriangleAttention:
+    """`TriangleAttention` mixin: the triangle bias and the stacked q, k, v, g
+    projections of LayerNorm(z) as two fused kernels without gradients (each reads z; the
+    normalised z is never written)."""
+
+    weight_casts: WeightCasts | None = None
+
+    def normalized_projections(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        if not (fusable(z, self.layer_norm)
+                and isinstance(self.mha, StackedProjectionAttention)):
+            return super().normalized_projections(z)
+        w = _cast(self.weight_casts, self.linear.weight, _compute_dtype(z))
+        tri_bias = layer_norm_linear(z, self.layer_norm, w)  # [*, I, J, H]
+        return tri_bias, _stacked_projections(self.mha, z, self.layer_norm)
+
+
+class NormFusedOuterProductMean:
+    """`OuterProductMean` mixin: its two projections a, b of LayerNorm(m) as one fused
+    kernel (their weights stacked) without gradients, masked after it as the plain
+    module masks them."""
+
+    weight_casts: WeightCasts | None = None
+
+    def normalized_project(self, m: torch.Tensor, mask: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not fusable(m, self.layer_norm):
+            return super().normalized_project(m, mask)
+        dt = _compute_dtype(m)
+        l1, l2 = self.linear_1, self.linear_2
+
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
+            return (stack_cast([l1.weight, l2.weight], dt),
+                    stack_cast([l1.bias, l2.bias], dt))
+
+        casts = self.weight_casts
+        # caching() first: compiled code must not read the module's id (a guard on it
+        # would recompile the module for every instance)
+        w, b = (casts.cached(("opm_ab", id(self), dt), make)
+                if casts is not None and casts.caching() else make())
+        ab = layer_norm_linear(m, self.layer_norm, w, b)  # [*, S, N, 2c]
+        a, b = ab.split(l1.out_features, dim=-1)
+        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
+        return a * mask, b * mask
+
+
+def swap_norm_projections(model: torch.nn.Module,
+                          weight_casts: WeightCasts | None = None) -> torch.nn.Module:
+    """The transitions, MSA attentions, triangle attentions and outer product means of
+    `model` get their LayerNorm-and-projection kernels (the mixins above), in place,
+    sharing `weight_casts` if given. Apply after `swap_attention_projections`. Returns
+    `model`."""
+    swap(model, Transition, NormFusedTransition, weight_casts=weight_casts)
+    swap(model, OuterProductMean, NormFusedOuterProductMean, weight_casts=weight_casts)
+    for cls in (MSARowAttentionWithPairBias, MSAColumnAttention):
+        swap(model, cls, NormFusedMSAAttention, weight_casts=weight_casts)
+    swap(model, TriangleAttention, NormFusedTriangleAttention, weight_casts=weight_casts)
+    return model

@@ -1,0 +1,203 @@
+"""A LayerNorm and its projection as one kernel without gradients (`ln_linear`): the
+kernel against LayerNorm-then-Linear, the modules' seams against the plain modules, the
+plain path with gradients, the swap through `apply_speedups`."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scalefold.kernels import apply_speedups, swap_attention_projections
+from scalefold.kernels.ln_linear import (
+    NormFusedMSAAttention,
+    NormFusedOuterProductMean,
+    NormFusedTransition,
+    NormFusedTriangleAttention,
+    swap_norm_projections,
+)
+from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
+from scalefold.model.pair import OuterProductMean, TriangleAttention
+from scalefold.model.primitives import LayerNorm
+from scalefold.train.config import PRESETS
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+
+
+def _perturbed(mod: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # a non-trivial LayerNorm, biases, gates
+        for p in mod.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return mod
+
+
+@pytest.mark.parametrize("k,n", [(48, 33), (64, 16), (128, 300), (256, 70)])
+@pytest.mark.parametrize("relu,bias", [(False, True), (True, True), (False, False)])
+def test_kernel_is_layer_norm_then_linear(kern, device, k, n, relu, bias):
+    """fp32: LayerNorm then F.linear (and ReLU) to rounding, a width not a power of two
+    and one wider than a column block among them; bf16 (GPU): within its rounding."""
+    from scalefold.kernels.ln_linear import layer_norm_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(k + n)
+    ln = _perturbed(LayerNorm(k), k).to(device)
+    x = (torch.randn(3, 37, k) * 3 + 1).to(device)
+    w = (torch.randn(n, k) / k**0.5).to(device)
+    b = torch.randn(n).to(device) if bias else None
+    with torch.no_grad():
+        got = layer_norm_linear(x, ln, w, b, relu=relu)
+        want = F.linear(ln(x), w, b)
+        want = want.relu() if relu else want
+    assert got.shape == (3, 37, n) and got.dtype == torch.float32
+    assert rel(got, want) < 1e-6
+    if device.type == "cuda":  # the interpreter's bf16 tl.dot is wrong
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            got = layer_norm_linear(x.bfloat16(), ln, w.bfloat16(),
+                                    None if b is None else b.bfloat16(), relu=relu)
+            want = F.linear(ln(x.bfloat16()).bfloat16(), w, b)
+            want = want.relu() if relu else want
+        assert got.dtype == torch.bfloat16 and rel(got, want) < 1e-2
+
+
+def test_kernel_refuses_gradients_and_other_dtypes(kern, device):
+    from scalefold.kernels.ln_linear import layer_norm_linear
+
+    ln = LayerNorm(16).to(device)
+    x, w = torch.randn(4, 16, device=device), torch.randn(8, 16, device=device)
+    with pytest.raises(RuntimeError, match="no backward"):
+        layer_norm_linear(x, ln, w)
+    with torch.no_grad(), pytest.raises(ValueError, match="compute dtype"):
+        layer_norm_linear(x, ln, w.double())
+
+
+def _modules(device) -> nn.ModuleDict:
+    return nn.ModuleDict({
+        "transition": Transition(16, 4),
+        "msa_row": MSARowAttentionWithPairBias(32, 16, 8, 2, 1e9),
+        "msa_col": MSAColumnAttention(32, 8, 2, 1e9),
+        "tri_start": TriangleAttention(16, 8, 2, 1e9, starting=True),
+        "tri_end": TriangleAttention(16, 8, 2, 1e9, starting=False),
+        "opm": OuterProductMean(32, 16, 4, 1e-3),
+    }).to(device)
+
+
+def _run(mods: nn.ModuleDict, device) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    m = torch.randn(1, 5, 11, 32, generator=g).to(device)  # [B, S, N, c_m]
+    z = torch.randn(1, 11, 11, 16, generator=g).to(device)  # [B, N, N, c_z]
+    msa_mask = (torch.rand(1, 5, 11, generator=g) > 0.2).float().to(device)
+    pair_mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float().to(device)
+    return [mods["transition"](z), mods["msa_row"](m, z, msa_mask),
+            mods["msa_col"](m, msa_mask), mods["tri_start"](z, pair_mask),
+            mods["tri_end"](z, pair_mask), mods["opm"](m, msa_mask)]
+
+
+def _pair(device):
+    plain = _perturbed(_modules("cpu"), 1).to(device)
+    stacked = swap_attention_projections(copy.deepcopy(plain))
+    fused = swap_norm_projections(copy.deepcopy(stacked))
+    return plain, stacked, fused
+
+
+def test_modules_without_gradients_fuse_each_layer_norm(kern, device, monkeypatch):
+    """The six modules' outputs as the plain modules' (fp32, to rounding), through nine
+    fused kernels: the transition's hidden layer, the MSA row attention's projections and
+    pair bias, the column attention's projections, each triangle attention's bias and
+    projections (two each), the outer product mean's two projections (one)."""
+    import scalefold.kernels.ln_linear as ln_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    calls = []
+    kernel = ln_linear.layer_norm_linear
+    monkeypatch.setattr(ln_linear, "layer_norm_linear",
+                        lambda *a, **kw: calls.append(a[2].shape) or kernel(*a, **kw))
+    plain, _, fused = _pair(device)
+    with torch.no_grad():
+        want, got = _run(plain, device), _run(fused, device)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape and rel(a, b) < 1e-6
+    # weight shapes: [n·c, c] transition; stacked [4·H·c, c_m] and [H, c_z] row attention;
+    # stacked column attention; [H, c_z] and stacked [4·H·c, c_z] per triangle attention;
+    # [2c, c_m] the outer product mean's stacked a and b
+    assert calls == [(64, 16), (64, 32), (2, 16), (64, 32), (2, 16), (64, 16), (2, 16),
+                     (64, 16), (8, 32)]
+
+
+def test_modules_with_gradients_take_the_plain_path(kern, device, monkeypatch):
+    """With gradients the mixins change nothing: the stacked modules' bits, output and
+    gradients, and no fused kernel."""
+    import scalefold.kernels.ln_linear as ln_linear
+
+    monkeypatch.setattr(ln_linear, "layer_norm_linear",
+                        lambda *a, **kw: pytest.fail("fused kernel with gradients"))
+    _, stacked, fused = _pair(device)
+    want, got = _run(stacked, device), _run(fused, device)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    gw = torch.autograd.grad(sum(t.square().sum() for t in want), list(stacked.parameters()))
+    gg = torch.autograd.grad(sum(t.square().sum() for t in got), list(fused.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(gg, gw, strict=True))
+
+
+def test_apply_speedups_puts_the_mixins_on_every_seam():
+    """`ln_projection_forward_kernel` in apply_speedups: every transition, MSA attention
+    and triangle attention of the model gets its mixin, parameters and state dict kept;
+    the field needs the stacked projections."""
+    cfg = AlphaFoldConfig.tiny()
+    model = AlphaFold(cfg)
+    keys = list(model.state_dict())
+    speed = dataclasses.replace(PRESETS["h200"].speed, ln_projection_forward_kernel=True,
+                                compile_glue=False, compile_structure_module=False)
+    apply_speedups(model, speed, "bf16", weight_casts=None if not speed.cached_weight_casts
+                   else __import__("scalefold.kernels._autocast",
+                                   fromlist=["WeightCasts"]).WeightCasts())
+    assert list(model.state_dict()) == keys
+    counts = {c: 0 for c in (NormFusedTransition, NormFusedMSAAttention,
+                             NormFusedTriangleAttention, NormFusedOuterProductMean)}
+    for m in model.modules():
+        for c in counts:
+            counts[c] += isinstance(m, c)
+        if isinstance(m, (Transition, MSAColumnAttention, MSARowAttentionWithPairBias,
+                          TriangleAttention, OuterProductMean)):
+            assert isinstance(m, tuple(counts))
+    assert all(counts.values())
+    with pytest.raises(ValueError, match="attention_stacked_projections"):
+        dataclasses.replace(speed, attention_stacked_projections=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (compiled Triton)")
+def test_compiled_modules_break_around_the_kernel():
+    """A transition and an outer product mean with their mixins compiled with dynamic
+    shapes (as the evaluation copy's glue is): the eager fused values at two lengths, the
+    kernel a graph break."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    t = swap_norm_projections(_perturbed(Transition(16, 4), 5)).cuda()
+    compiled = torch.compile(copy.deepcopy(t), dynamic=True)
+    for n in (32, 48):
+        x = torch.randn(1, n, n, 16, device="cuda")
+        with torch.no_grad():
+            assert rel(compiled(x), t(x)) < 1e-6
+    opm = swap_norm_projections(_perturbed(OuterProductMean(32, 16, 4, 1e-3), 6)).cuda()
+    compiled = torch.compile(copy.deepcopy(opm), dynamic=True)
+    for n in (32, 48):
+        m = torch.randn(1, 5, n, 32, device="cuda")
+        mask = (torch.rand(1, 5, n, device="cuda") > 0.2).float()
+        with torch.no_grad():
+            assert rel(compiled(m, mask), opm(m, mask)) < 1e-6
+
+
+def test_ln_linear_in_triton_interpreter():
+    """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
+    from tests.kernels.conftest import rerun_in_interpreter
+
+    rerun_in_interpreter(__file__, "kernel_is or kernel_refuses or modules_")
