@@ -57,8 +57,9 @@ class Case:
 # and delta.
 _POINTERS = {"Qp": "bf16", "Kp": "bf16", "Vp": "bf16", "B0": "fp32", "B1": "bf16",
              "Op": "bf16", "LSE": "fp32", "DOp": "bf16", "DKp": "bf16", "DVp": "bf16",
-             "DSp": "bf16", "DQp": "bf16", "DBp": "fp32", "DELTA": "fp32"}
-_UNIT_STRIDES = ("sqd", "skd", "svd", "sod", "sdod", "sdkd", "sdvd", "sdqd", "b0_k", "b1_k")
+             "DSp": "bf16", "DQp": "bf16", "DBp": "fp32", "DELTA": "fp32", "Gp": "bf16"}
+_UNIT_STRIDES = ("sqd", "skd", "svd", "sod", "sdod", "sdkd", "sdvd", "sdqd", "b0_k", "b1_k",
+                 "sgd")
 
 
 def attention_cases() -> list[Case]:
@@ -128,7 +129,9 @@ def compile_kernel(case: Case, form: str, arch: int = 90, aligned: bool = True):
     for p in fn.params:
         if p.is_constexpr:
             signature[p.name] = "constexpr"
-            values[(p.num,)] = constexprs[p.name]
+            # a switch the case leaves out takes the kernel's default (GATED: off)
+            values[(p.num,)] = (constexprs[p.name] if p.name in constexprs or not p.has_default
+                                else p.default)
         elif p.name in _UNIT_STRIDES:
             signature[p.name] = "constexpr"
             values[(p.num,)] = 1

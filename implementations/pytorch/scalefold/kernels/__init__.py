@@ -24,6 +24,8 @@ and for use on their own:
 - `swap_norm_projections(model)`: without gradients, each LayerNorm and the projections it
   feeds (transitions, MSA and triangle attentions) as one Triton kernel.
 - `swap_gates(model)`: every sigmoid gate as one fused Triton kernel each way.
+- `swap_gate_epilogue(model)`: without gradients, each gated attention's gate in the
+  Triton attention kernel's epilogue.
 - `swap_residual_dropout(model)`: each residual update r + dropout(x) as one Triton
   kernel each way, with eager PyTorch's roundings (bit-identical).
 - `compile_glue(model)`: `torch.compile` of the blocks whose cost is elementwise glue
@@ -46,6 +48,7 @@ from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.dropout import FusedResidualDropout, swap_residual_dropout
 from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
+from scalefold.kernels.gated_attention import GateEpilogueAttention, swap_gate_epilogue
 from scalefold.kernels.glue import (
     compile_glue,
     compile_structure_module,
@@ -170,6 +173,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_transitions(model, casts)
     if speed.ln_projection_forward_kernel:  # after the stacked projections it reads
         swap_norm_projections(model, casts)
+    if speed.attention_gate_epilogue:
+        swap_gate_epilogue(model)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -188,6 +193,7 @@ __all__ = [
     "ComputeDtypeLayerNorm",
     "EpilogueReluTransition",
     "FusedResidualDropout",
+    "GateEpilogueAttention",
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
     "SDPAAttentionCore",
@@ -201,6 +207,7 @@ __all__ = [
     "compile_structure_module",
     "keep_fp32",
     "recompute_outer_product_mean",
+    "swap_gate_epilogue",
     "swap_gates",
     "swap_linears",
     "swap_norm_projections",

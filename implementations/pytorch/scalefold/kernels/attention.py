@@ -172,11 +172,12 @@ if triton is not None:
 
     @triton.jit
     def _attn_fwd(
-        Qp, Kp, Vp, B0, B1, Op, LSE,
+        Qp, Kp, Vp, B0, B1, Op, LSE, Gp,
         sq1, sq2, sqh, sql, sqd,
         sk1, sk2, skh, skl, skd,
         sv1, sv2, svh, svl, svd,
         so1, so2, soh, sol, sod,
+        sg1, sg2, sgh, sgl, sgd,
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
         Z2, H, QL, KL, D, DV, q_scale,
@@ -185,7 +186,7 @@ if triton is not None:
         EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, SCALE_Q: tl.constexpr,
         UNMASKED: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-        PREC: tl.constexpr,
+        PREC: tl.constexpr, GATED: tl.constexpr = False,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
@@ -243,10 +244,15 @@ if triton is not None:
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, not EVEN_K, EVEN_D,
                     BQ, BK, BD, BDV, PREC)
         acc = acc / l_i[:, None]
+        omask = (offs_q[:, None] < QL) & (offs_dv[None, :] < DV)
+        if GATED:  # o · sigmoid(g) before the one rounding (no gradients: evaluation)
+            g_base = Gp + z1.to(tl.int64) * sg1 + z2.to(tl.int64) * sg2 + h.to(tl.int64) * sgh
+            g = tl.load(g_base + offs_q[:, None] * sgl + offs_dv[None, :] * sgd, mask=omask,
+                        other=0.0).to(tl.float32)
+            acc = acc * tl.sigmoid(g)
         o_base = Op + z1.to(tl.int64) * so1 + z2.to(tl.int64) * so2 + h.to(tl.int64) * soh
         tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
-                 acc.to(Op.dtype.element_ty),
-                 mask=(offs_q[:, None] < QL) & (offs_dv[None, :] < DV))
+                 acc.to(Op.dtype.element_ty), mask=omask)
         if STORE_LSE:  # for the backward (natural log); laid out [Z1, Z2, H, Q] (internal)
             lse = m_i + tl.log(l_i)
             tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, lse, mask=offs_q < QL)
@@ -861,10 +867,11 @@ DEFAULT_CONFIG = FlashConfig()
 
 
 def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bool,
-             scale: float = 1.0):
+             scale: float = 1.0, gate: torch.Tensor | None = None):
     """(o, lse): the forward kernel's output and, for the backward, the row log-sum-exp
     (None unless `store_lse`). b0o/b1o: the biases as given; q is multiplied by `scale`
-    where it is loaded."""
+    where it is loaded; `gate` (o's shape, its leading dims foldable as q's): the output
+    is o · sigmoid(gate)."""
     *lead, h, ql, d = q.shape
     kl, dv = k.shape[-2], v.shape[-1]
     full = (*lead, h, ql, kl)
@@ -885,13 +892,15 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
         lse if lse is not None else o,  # an unused pointer without STORE_LSE
-        *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout), *bs0, *bs1,
+        gate if gate is not None else o,  # unused without GATED
+        *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
+        *(_s5(gate, layout) if gate is not None else (0, 0, 0, 0, 0)), *bs0, *bs1,
         z2, h, ql, kl, d, dv, float(scale),
         HAS_B0=b0 is not None, HAS_B1=b1 is not None,
         B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, EVEN_K=kl % bk == 0,
         STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
-        BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q),
+        BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
     return o, lse
@@ -1156,10 +1165,26 @@ def _flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     dq is rounded as the multiply's backward rounds it (the bits of the plain core).
     """
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *biases))
+    planned = _planned(q, k, v, biases)
+    if planned is None:
+        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
+    layout, q, k, v, b0, b1 = planned
+    cfg = config if config is not None else DEFAULT_CONFIG
+    if not grad:
+        # Nothing to differentiate (recycling iterations, evaluation): no row statistics
+        # for a backward, no autograd node.
+        return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale)[0]
+    return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1, float(scale))
+
+
+def _planned(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, biases: list[torch.Tensor]):
+    """(layout, q, k, v, b0, b1) for the kernels (operands made contiguous where their
+    leading dims would not fold otherwise, the biases folded into two), or None where the
+    PyTorch math must run (no Triton here, tiny or unfoldable attention)."""
     if not triton_usable(q) or q.shape[-2] < 16 or k.shape[-2] < 16:
-        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
+        return None
     if q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]:
-        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
+        return None
     *lead, h, ql, _ = q.shape
     kl = k.shape[-2]
     full = (*lead, h, ql, kl)
@@ -1171,7 +1196,7 @@ def _flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             extra = extra + b
         bs = [bs[0], extra]
     if any(b.dim() > len(full) for b in bs):
-        return _eager(q * scale if scale != 1.0 else q, k, v, biases)
+        return None
     bs = [_rows_contiguous(b, q.numel()) for b in bs]
     views = [b.expand(full) for b in bs]
     grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
@@ -1183,15 +1208,32 @@ def _flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         grad_views = [bv for b, bv in zip(bs, views) if b.requires_grad]
         layout = _plan(tuple(lead), [q, k, v, *views], grad_views)
         if layout is None:
-            return _eager(q * scale if scale != 1.0 else q, k, v, biases)
+            return None
     b0 = bs[0] if len(bs) > 0 else None
     b1 = bs[1] if len(bs) > 1 else None
+    return layout, q, k, v, b0, b1
+
+
+def _gated_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           biases: list[torch.Tensor], gate: torch.Tensor,
+                           config: FlashConfig | None = None,
+                           scale: float = 1.0) -> torch.Tensor | None:
+    """Without gradients: `_flash_attention`'s output times sigmoid(gate), the gate
+    applied in the forward kernel's epilogue before its one rounding (the output is not
+    rounded, read and written again by a gate kernel). gate: [*, H, Q, c_v], its leading
+    dims folding as q's. None where the kernel cannot take the call (the PyTorch path, or
+    a gate whose layout does not fold): the caller then gates on its own."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, gate, *biases)):
+        raise RuntimeError("the gated attention forward has no backward: call it without "
+                           "gradients")
+    planned = _planned(q, k, v, biases)
+    if planned is None or gate.shape != (*q.shape[:-1], v.shape[-1]):
+        return None
+    layout, q, k, v, b0, b1 = planned
+    if layout.strides(gate) is None:
+        return None
     cfg = config if config is not None else DEFAULT_CONFIG
-    if not grad:
-        # Nothing to differentiate (recycling iterations, evaluation): no row statistics
-        # for a backward, no autograd node.
-        return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale)[0]
-    return _FlashAttentionFn.apply(layout, cfg, q, k, v, b0, b1, float(scale))
+    return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale, gate=gate)[0]
 
 
 # A compiled region that calls the attention (the evaluation's whole blocks,
@@ -1202,3 +1244,16 @@ def _flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 # Triton kernel of ours anyway, so the break costs host time only, which the
 # evaluation's CUDA graphs do not replay.
 _flash_attention_untraced = torch.compiler.disable(_flash_attention, recursive=True)
+_gated_flash_attention_untraced = torch.compiler.disable(_gated_flash_attention,
+                                                         recursive=True)
+
+
+def gated_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          biases: list[torch.Tensor], gate: torch.Tensor,
+                          config: FlashConfig | None = None,
+                          scale: float = 1.0) -> torch.Tensor | None:
+    """softmax((scale · q) kᵀ + Σ biases) v · sigmoid(gate) as one kernel without
+    gradients, or None (see `_gated_flash_attention`); a graph break when compiled."""
+    if torch.compiler.is_compiling():
+        return _gated_flash_attention_untraced(q, k, v, biases, gate, config, scale)
+    return _gated_flash_attention(q, k, v, biases, gate, config, scale)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from scalefold.kernels.attention import FlashConfig, flash_attention
+from scalefold.kernels.attention import FlashConfig, flash_attention, gated_flash_attention
 from scalefold.model.attention import AttentionCore
 
 
@@ -57,6 +57,11 @@ class TritonAttentionCore(AttentionCore):
 
     def forward(self, q, k, v, biases, scale=1.0):
         return flash_attention(q, k, v, list(biases), self.config, scale=scale)
+
+    def gated(self, q, k, v, g, biases, scale=1.0):
+        """Without gradients: forward(...) · sigmoid(g) (g: [*, H, Q, c_v]) as one
+        kernel, or None where the kernel cannot take it (the caller gates)."""
+        return gated_flash_attention(q, k, v, list(biases), g, self.config, scale=scale)
 
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

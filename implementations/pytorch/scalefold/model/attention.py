@@ -118,12 +118,15 @@ class Attention(nn.Module):
         quantities (triangle attention's bias)."""
         q, k, v = (self._heads(t, columns) for t in (q, k, v))
         # [*, H, Q, c] ([*, B, H, Q, c] for columns)
-        o = self.core(q, k, v, biases, scale=self.c_hidden**-0.5)
-        # back to the projections' layout: [*, Q, H*c] ([*, Q, B, H*c])
-        o = (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
+        o = self._merged(self.core(q, k, v, biases, scale=self.c_hidden**-0.5), columns)
         if g is not None:
             o = self.gate(o, g)  # o · sigmoid(g)
         return self.linear_o(o)
+
+    def _merged(self, o: torch.Tensor, columns: bool) -> torch.Tensor:
+        """The core's output back in the projections' layout: [*, H, Q, c] -> [*, Q, H*c]
+        ([*, B, H, Q, c] -> [*, Q, B, H*c] for columns); `_heads` undone."""
+        return (o.movedim(-2, -4) if columns else o.transpose(-2, -3)).flatten(-2)
 
 
 class GlobalAttention(nn.Module):

@@ -130,6 +130,10 @@ class SpeedConfig:
         False, "forwards without gradients (recycling iterations, evaluation): each "
                "transition's bias and ReLU in its first matmul's cuBLASLt epilogue "
                "instead of a ReLU kernel over the hidden activations")
+    attention_gate_epilogue: bool = _opt(
+        False, "forwards without gradients: each gated attention's sigmoid gate applied in "
+               "the Triton attention kernel's epilogue, not by a gate kernel that reads and "
+               "writes its output again (needs attention='triton')")
     ln_projection_forward_kernel: bool = _opt(
         False, "forwards without gradients: each LayerNorm and the projections it feeds "
                "(transitions' first layer, MSA and triangle attentions' stacked q/k/v/g, "
@@ -266,7 +270,7 @@ class SpeedConfig:
                              "length up to 700 residues is a shape of its own")
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
-                        "attention_ds_dq_kernel")
+                        "attention_ds_dq_kernel", "attention_gate_epilogue")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
