@@ -18,11 +18,12 @@ from scalefold.kernels.ln_linear import (
     NormFusedOuterProductMean,
     NormFusedTransition,
     NormFusedTriangleAttention,
+    NormFusedTriangleMultiplication,
     swap_norm_projections,
 )
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
-from scalefold.model.pair import OuterProductMean, TriangleAttention
+from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 from scalefold.model.primitives import LayerNorm
 from scalefold.train.config import PRESETS
 
@@ -68,6 +69,23 @@ def test_kernel_is_layer_norm_then_linear(kern, device, k, n, relu, bias):
         assert got.dtype == torch.bfloat16 and rel(got, want) < 1e-2
 
 
+@pytest.mark.parametrize("lead", [(), (3,)], ids=["one", "batched"])
+def test_kernel_reads_channels_first(kern, device, lead):
+    """channels_first: x [*, K, L] normalised over K, the result [*, L, N] as LayerNorm
+    then F.linear on the transposed x (fp32)."""
+    from scalefold.kernels.ln_linear import layer_norm_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ln = _perturbed(LayerNorm(32), 2).to(device)
+    x = torch.randn(*lead, 32, 77).to(device)  # [*, K, L]
+    w, b = torch.randn(20, 32).to(device) / 6, torch.randn(20).to(device)
+    with torch.no_grad():
+        got = layer_norm_linear(x, ln, w, b, channels_first=True)
+        want = F.linear(ln(x.transpose(-1, -2)), w, b)
+    assert got.shape == (*lead, 77, 20) and rel(got, want) < 1e-6
+
+
 def test_kernel_refuses_gradients_and_other_dtypes(kern, device):
     from scalefold.kernels.ln_linear import layer_norm_linear
 
@@ -87,6 +105,8 @@ def _modules(device) -> nn.ModuleDict:
         "tri_start": TriangleAttention(16, 8, 2, 1e9, starting=True),
         "tri_end": TriangleAttention(16, 8, 2, 1e9, starting=False),
         "opm": OuterProductMean(32, 16, 4, 1e-3),
+        "trimul_out": TriangleMultiplication(16, 8, outgoing=True),
+        "trimul_in": TriangleMultiplication(16, 8, outgoing=False),
     }).to(device)
 
 
@@ -98,7 +118,8 @@ def _run(mods: nn.ModuleDict, device) -> list[torch.Tensor]:
     pair_mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float().to(device)
     return [mods["transition"](z), mods["msa_row"](m, z, msa_mask),
             mods["msa_col"](m, msa_mask), mods["tri_start"](z, pair_mask),
-            mods["tri_end"](z, pair_mask), mods["opm"](m, msa_mask)]
+            mods["tri_end"](z, pair_mask), mods["opm"](m, msa_mask),
+            mods["trimul_out"](z, pair_mask), mods["trimul_in"](z, pair_mask)]
 
 
 def _pair(device):
@@ -109,10 +130,12 @@ def _pair(device):
 
 
 def test_modules_without_gradients_fuse_each_layer_norm(kern, device, monkeypatch):
-    """The six modules' outputs as the plain modules' (fp32, to rounding), through nine
-    fused kernels: the transition's hidden layer, the MSA row attention's projections and
-    pair bias, the column attention's projections, each triangle attention's bias and
-    projections (two each), the outer product mean's two projections (one)."""
+    """The eight modules' outputs as the plain modules' (fp32, to rounding), through
+    eleven fused kernels: the transition's hidden layer, the MSA row attention's
+    projections and pair bias, the column attention's projections, each triangle
+    attention's bias and projections (two each), the outer product mean's two projections
+    (one), each triangle multiplication's output LayerNorm and projection (one each, the
+    product read channels first)."""
     import scalefold.kernels.ln_linear as ln_linear
 
     if device.type == "cuda":
@@ -128,9 +151,9 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, monkeypatc
         assert a.shape == b.shape and rel(a, b) < 1e-6
     # weight shapes: [n·c, c] transition; stacked [4·H·c, c_m] and [H, c_z] row attention;
     # stacked column attention; [H, c_z] and stacked [4·H·c, c_z] per triangle attention;
-    # [2c, c_m] the outer product mean's stacked a and b
+    # [2c, c_m] the outer product mean's stacked a and b; [c_z, c] each linear_z
     assert calls == [(64, 16), (64, 32), (2, 16), (64, 32), (2, 16), (64, 16), (2, 16),
-                     (64, 16), (8, 32)]
+                     (64, 16), (8, 32), (16, 8), (16, 8)]
 
 
 def test_modules_with_gradients_take_the_plain_path(kern, device, monkeypatch):
@@ -163,12 +186,13 @@ def test_apply_speedups_puts_the_mixins_on_every_seam():
                                    fromlist=["WeightCasts"]).WeightCasts())
     assert list(model.state_dict()) == keys
     counts = {c: 0 for c in (NormFusedTransition, NormFusedMSAAttention,
-                             NormFusedTriangleAttention, NormFusedOuterProductMean)}
+                             NormFusedTriangleAttention, NormFusedOuterProductMean,
+                             NormFusedTriangleMultiplication)}
     for m in model.modules():
         for c in counts:
             counts[c] += isinstance(m, c)
         if isinstance(m, (Transition, MSAColumnAttention, MSARowAttentionWithPairBias,
-                          TriangleAttention, OuterProductMean)):
+                          TriangleAttention, OuterProductMean, TriangleMultiplication)):
             assert isinstance(m, tuple(counts))
     assert all(counts.values())
     with pytest.raises(ValueError, match="attention_stacked_projections"):
@@ -200,4 +224,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_refuses or modules_")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_refuses or modules_with")

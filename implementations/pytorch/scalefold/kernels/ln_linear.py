@@ -30,22 +30,24 @@ from scalefold.kernels.linear import pad_bias
 from scalefold.kernels.projections import StackedProjectionAttention, stack_cast
 from scalefold.kernels.swap import swap
 from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
-from scalefold.model.pair import OuterProductMean, TriangleAttention
+from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 
 if triton is not None:
 
     @triton.jit
-    def _ln_linear_fwd(X, LW, LB, W, BIAS, Y, M, K, N, eps,
+    def _ln_linear_fwd(X, LW, LB, W, BIAS, Y, M, K, N, sxm, sxk, sym, eps,
                        HAS_BIAS: tl.constexpr, RELU: tl.constexpr, BM: tl.constexpr,
                        BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
-        # X: [M, K] rows; W: [N, K] (a Linear's weight); Y: [M, N]
+        # X: [M, K] (rows sxm apart, channels sxk: 1 for rows of channels, the positions'
+        # count for a channels-first input); W: [N, K] (a Linear's weight); Y: [M, N],
+        # rows sym apart
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # [BM]
         ks = tl.arange(0, BK)  # [BK]
         rmask = rows < M
         kmask = ks < K
         mask = rmask[:, None] & kmask[None, :]
-        x = tl.load(X + rows[:, None].to(tl.int64) * K + ks[None, :], mask=mask,
-                    other=0.0).to(tl.float32)  # [BM, BK]
+        x = tl.load(X + rows[:, None].to(tl.int64) * sxm + ks[None, :].to(tl.int64) * sxk,
+                    mask=mask, other=0.0).to(tl.float32)  # [BM, BK]
         mean = tl.sum(x, axis=1) / K
         xc = tl.where(mask, x - mean[:, None], 0.0)
         var = tl.sum(xc * xc, axis=1) / K
@@ -64,7 +66,7 @@ if triton is not None:
                 acc += tl.load(BIAS + ns, mask=nmask, other=0.0).to(tl.float32)[None, :]
             if RELU:
                 acc = tl.maximum(acc, 0.0)
-            tl.store(Y + rows[:, None].to(tl.int64) * N + ns[None, :],
+            tl.store(Y + rows[:, None].to(tl.int64) * sym + ns[None, :],
                      acc.to(Y.dtype.element_ty), mask=rmask[:, None] & nmask[None, :])
 
 
@@ -89,31 +91,51 @@ DEFAULT_LAUNCH = LnLinearLaunch()
 MAX_WIDTH = 256  # channels a program holds as whole rows (c_m; c_z = 128, c_e = 64)
 
 
-def fusable(x: torch.Tensor, norm: torch.nn.Module) -> bool:
+def fusable(x: torch.Tensor, norm: torch.nn.Module, dim: int = -1) -> bool:
     """Whether `layer_norm_linear` can take x and the LayerNorm module `norm` here: no
-    gradients, Triton able to run, a width the kernel holds, norm a plain LayerNorm (an
-    elementwise affine LayerNorm over the last dim with weight, bias and eps)."""
+    gradients, Triton able to run, a width (x's size along `dim`, the normalised dim)
+    the kernel holds, norm a plain LayerNorm (elementwise affine, with weight, bias and
+    eps)."""
     return (not torch.is_grad_enabled() and triton_usable(x)
-            and x.shape[-1] <= MAX_WIDTH and x.shape[-1] == getattr(norm, "c", -1)
+            and x.shape[dim] <= MAX_WIDTH and x.shape[dim] == getattr(norm, "c", -1)
             and norm.weight is not None and norm.bias is not None)
+
+
+def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
+            weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
+            launch: LnLinearLaunch, y2: torch.Tensor) -> None:
+    # x2: [M, K] (any strides); y2: [M, N] (rows of N contiguous values)
+    m, k = x2.shape
+    if m == 0:
+        return
+    lc = launch.for_width(k)
+    _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
+        x2, ln_weight, ln_bias, weight, bias if bias is not None else y2, y2,
+        m, k, weight.shape[0], x2.stride(0), x2.stride(1), y2.stride(0), eps,
+        HAS_BIAS=bias is not None, RELU=relu, BM=lc.block_m, BK=next_pow2(k),
+        BN=lc.block_n, PREC=dot_precision(weight), num_warps=lc.warps,
+        num_stages=lc.stages)
 
 
 def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
                weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
-               launch: LnLinearLaunch) -> torch.Tensor:
-    k = x.shape[-1]
+               launch: LnLinearLaunch, channels_first: bool) -> torch.Tensor:
+    weight = weight.contiguous()
     n = weight.shape[0]
-    x2 = x.reshape(-1, k).contiguous()  # [M, K]
-    m = x2.shape[0]
-    y = torch.empty((m, n), dtype=weight.dtype, device=x.device)
-    if m > 0:
-        lc = launch.for_width(k)
-        _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
-            x2, ln_weight, ln_bias, weight.contiguous(), bias if bias is not None else y, y,
-            m, k, n, eps, HAS_BIAS=bias is not None, RELU=relu, BM=lc.block_m,
-            BK=next_pow2(k), BN=lc.block_n, PREC=dot_precision(weight),
-            num_warps=lc.warps, num_stages=lc.stages)
-    return y.view(*x.shape[:-1], n)
+    if not channels_first:
+        k = x.shape[-1]
+        x2 = x.reshape(-1, k).contiguous()  # [M, K]
+        y = torch.empty((x2.shape[0], n), dtype=weight.dtype, device=x.device)
+        _launch(x2, ln_weight, ln_bias, eps, weight, bias, relu, launch, y)
+        return y.view(*x.shape[:-1], n)
+    # x: [*, K, L] -> y: [*, L, N]; one launch per leading index (each a [L, K] view with
+    # the channels L apart: the loads stay coalesced along positions)
+    k, length = x.shape[-2:]
+    x3 = x.reshape(-1, k, length).contiguous()  # [R, K, L]
+    y = torch.empty((x3.shape[0], length, n), dtype=weight.dtype, device=x.device)
+    for r in range(x3.shape[0]):
+        _launch(x3[r].t(), ln_weight, ln_bias, eps, weight, bias, relu, launch, y[r])
+    return y.view(*x.shape[:-2], length, n)
 
 
 # Traced by torch.compile (a compiled transition), the launch is a graph break: with
@@ -123,12 +145,14 @@ _ln_linear_untraced = torch.compiler.disable(_ln_linear, recursive=True)
 
 def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tensor,
                       bias: torch.Tensor | None = None, relu: bool = False,
-                      launch: LnLinearLaunch = DEFAULT_LAUNCH) -> torch.Tensor:
+                      launch: LnLinearLaunch = DEFAULT_LAUNCH,
+                      channels_first: bool = False) -> torch.Tensor:
     """Without gradients: `F.linear(norm(x), weight, bias)` ([*, K] -> [*, N]), ReLU'd if
-    `relu`, as one Triton kernel. Under autocast the normalised rows, weight and bias are
-    in the autocast dtype (pass the weight and bias cast: the output takes their dtype),
-    as autocast runs a Linear; outside it they are x's dtype. The caller checks `fusable`.
-    """
+    `relu`, as one Triton kernel; `channels_first`: x is [*, K, L] (the LayerNorm over
+    dim -2) and the result [*, L, N]. Under autocast the normalised rows, weight and bias
+    are in the autocast dtype (pass the weight and bias cast: the output takes their
+    dtype), as autocast runs a Linear; outside it they are x's dtype. The caller checks
+    `fusable` (with the width x.shape[-2] when channels first)."""
     if torch.is_grad_enabled():
         raise RuntimeError("layer_norm_linear has no backward: call it without gradients")
     dt = autocast_dtype(x) or x.dtype
@@ -137,7 +161,7 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
                          f"{dt}, got {weight.dtype} and "
                          f"{None if bias is None else bias.dtype}")
     run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
-    return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch)
+    return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch, channels_first)
 
 
 # --------------------------------------------------------------- the modules' seams
@@ -243,10 +267,32 @@ class NormFusedOuterProductMean:
         return a * mask, b * mask
 
 
+class NormFusedTriangleMultiplication:
+    """`TriangleMultiplication` mixin: the output LayerNorm of the triangle product and
+    linear_z as one kernel without gradients, reading the channels-first product in
+    place (the channels-first LayerNorm's output is never written)."""
+
+    weight_casts: WeightCasts | None = None
+
+    def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # a, b: [*, c, N1, N2] -> [*, N1, N2, c_z]
+        if not fusable(a, self.layer_norm_out, dim=-3):
+            return super().projected_product(a, b)
+        x = self.triangle_product(a, b)  # [*, c, N1, N2], contiguous
+        n1, n2 = x.shape[-2:]
+        dt = _compute_dtype(x)
+        lin = self.linear_z
+        y = layer_norm_linear(x.flatten(-2), self.layer_norm_out,
+                              _cast(self.weight_casts, lin.weight, dt),
+                              _cast(self.weight_casts, lin.bias, dt), channels_first=True)
+        return y.unflatten(-2, (n1, n2))
+
+
 def swap_norm_projections(model: torch.nn.Module,
                           weight_casts: WeightCasts | None = None) -> torch.nn.Module:
-    """The transitions, MSA attentions, triangle attentions and outer product means of
-    `model` get their LayerNorm-and-projection kernels (the mixins above), in place,
+    """The transitions, MSA attentions, triangle attentions, outer product means and
+    triangle multiplications (their output LayerNorm) of `model` get their
+    LayerNorm-and-projection kernels (the mixins above), in place,
     sharing `weight_casts` if given. Apply after `swap_attention_projections`. Returns
     `model`."""
     swap(model, Transition, NormFusedTransition, weight_casts=weight_casts)
@@ -254,4 +300,6 @@ def swap_norm_projections(model: torch.nn.Module,
     for cls in (MSARowAttentionWithPairBias, MSAColumnAttention):
         swap(model, cls, NormFusedMSAAttention, weight_casts=weight_casts)
     swap(model, TriangleAttention, NormFusedTriangleAttention, weight_casts=weight_casts)
+    swap(model, TriangleMultiplication, NormFusedTriangleMultiplication,
+         weight_casts=weight_casts)
     return model

@@ -148,15 +148,14 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
             return super().triangle_product(a, b)
         return _TriangleProduct.apply(a, b, self.outgoing)
 
-    def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ln = self.layer_norm_out
         if not (self.norm_kernel and isinstance(ln, TritonLayerNorm)):
-            return super().combine(a, b, z)
+            return super().projected_product(a, b)
         x = self.triangle_product(a, b)  # [*, c, N, N], contiguous
         n1, n2 = x.shape[-2:]
         x = layer_norm_channels_first(x.flatten(-2), ln.weight, ln.bias, ln.eps, ln.output)
-        x = self.linear_z(x.unflatten(-2, (n1, n2)))  # [*, N, N, c_z]
-        return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
+        return self.linear_z(x.unflatten(-2, (n1, n2)))  # [*, N, N, c_z]
 
 
 class _TriangleProduct(torch.autograd.Function):

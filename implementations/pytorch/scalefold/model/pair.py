@@ -83,9 +83,12 @@ class TriangleMultiplication(nn.Module):
     def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The triangle product of a, b ([*, c, N, N], channels first), normalised,
         projected and gated by z ([*, N, N, c_z], after layer_norm_in)."""
+        return self.gate(self.projected_product(a, b), self.linear_g(z))  # x · sigmoid(g)
+
+    def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """linear_z(layer_norm_out(the triangle product of a and b)): [*, N, N, c_z]."""
         x = self.triangle_product(a, b).movedim(-3, -1)  # [*, N, N, c]
-        x = self.linear_z(self.layer_norm_out(x))
-        return self.gate(x, self.linear_g(z))  # x · sigmoid(g)
+        return self.linear_z(self.layer_norm_out(x))
 
     def triangle_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # a, b: [*, c, N, N] -> [*, c, N, N] (under DAP one operand is a block of rows or
