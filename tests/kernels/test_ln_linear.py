@@ -12,7 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scalefold.kernels import apply_speedups, swap_attention_projections
+from scalefold.kernels import (
+    apply_speedups,
+    swap_attention_projections,
+    swap_triangle_multiplication,
+)
 from scalefold.kernels.ln_linear import (
     NormFusedMSAAttention,
     NormFusedOuterProductMean,
@@ -122,14 +126,18 @@ def _run(mods: nn.ModuleDict, device) -> list[torch.Tensor]:
             mods["trimul_out"](z, pair_mask), mods["trimul_in"](z, pair_mask)]
 
 
-def _pair(device):
+def _pair(device, channel_first: bool = False):
     plain = _perturbed(_modules("cpu"), 1).to(device)
+    if channel_first:  # h200's triangle multiplication (the mixin goes in front of it)
+        swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True)
     stacked = swap_attention_projections(copy.deepcopy(plain))
     fused = swap_norm_projections(copy.deepcopy(stacked))
     return plain, stacked, fused
 
 
-def test_modules_without_gradients_fuse_each_layer_norm(kern, device, monkeypatch):
+@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
+def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_first,
+                                                        monkeypatch):
     """The eight modules' outputs as the plain modules' (fp32, to rounding), through
     eleven fused kernels: the transition's hidden layer, the MSA row attention's
     projections and pair bias, the column attention's projections, each triangle
@@ -144,7 +152,7 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, monkeypatc
     kernel = ln_linear.layer_norm_linear
     monkeypatch.setattr(ln_linear, "layer_norm_linear",
                         lambda *a, **kw: calls.append(a[2].shape) or kernel(*a, **kw))
-    plain, _, fused = _pair(device)
+    plain, _, fused = _pair(device, channel_first)
     with torch.no_grad():
         want, got = _run(plain, device), _run(fused, device)
     for a, b in zip(got, want, strict=True):
