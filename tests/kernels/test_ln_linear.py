@@ -76,7 +76,7 @@ def test_kernel_is_layer_norm_then_linear(kern, device, k, n, relu, bias):
 @pytest.mark.parametrize("lead", [(), (3,)], ids=["one", "batched"])
 def test_kernel_reads_channels_first(kern, device, lead):
     """channels_first: x [*, K, L] normalised over K, the result [*, L, N] as LayerNorm
-    then F.linear on the transposed x (fp32)."""
+    then F.linear on the transposed x (fp32); out_channels_first: rows in, [*, N, L] out."""
     from scalefold.kernels.ln_linear import layer_norm_linear
 
     if device.type == "cuda":
@@ -88,6 +88,10 @@ def test_kernel_reads_channels_first(kern, device, lead):
         got = layer_norm_linear(x, ln, w, b, channels_first=True)
         want = F.linear(ln(x.transpose(-1, -2)), w, b)
     assert got.shape == (*lead, 77, 20) and rel(got, want) < 1e-6
+    rows = x.transpose(-1, -2).contiguous()  # [*, L, K]
+    with torch.no_grad():  # out_channels_first: [*, L, K] -> [*, N, L]
+        got = layer_norm_linear(rows, ln, w, b, out_channels_first=True)
+    assert got.shape == (*lead, 20, 77) and rel(got, want.transpose(-1, -2)) < 1e-6
 
 
 def test_kernel_refuses_gradients_and_other_dtypes(kern, device):
@@ -139,11 +143,12 @@ def _pair(device, channel_first: bool = False):
 def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_first,
                                                         monkeypatch):
     """The eight modules' outputs as the plain modules' (fp32, to rounding), through
-    eleven fused kernels: the transition's hidden layer, the MSA row attention's
+    eleven fused kernels (fifteen on h200's channels-first triangle multiplication): the transition's hidden layer, the MSA row attention's
     projections and pair bias, the column attention's projections, each triangle
     attention's bias and projections (two each), the outer product mean's two projections
     (one), each triangle multiplication's output LayerNorm and projection (one each, the
-    product read channels first)."""
+    product read channels first) and on the channels-first form its input LayerNorm in
+    the stacked projections (written channels first) and in the output gate."""
     import scalefold.kernels.ln_linear as ln_linear
 
     if device.type == "cuda":
@@ -159,9 +164,12 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_fi
         assert a.shape == b.shape and rel(a, b) < 1e-6
     # weight shapes: [n·c, c] transition; stacked [4·H·c, c_m] and [H, c_z] row attention;
     # stacked column attention; [H, c_z] and stacked [4·H·c, c_z] per triangle attention;
-    # [2c, c_m] the outer product mean's stacked a and b; [c_z, c] each linear_z
+    # [2c, c_m] the outer product mean's stacked a and b; [c_z, c] each linear_z (on the
+    # channels-first form also the stacked [4c, c_z] projections before it and the output
+    # gate's [c_z, c_z] after it)
+    trimul = [(32, 16), (16, 8), (16, 16)] if channel_first else [(16, 8)]
     assert calls == [(64, 16), (64, 32), (2, 16), (64, 32), (2, 16), (64, 16), (2, 16),
-                     (64, 16), (8, 32), (16, 8), (16, 8)]
+                     (64, 16), (8, 32), *trimul, *trimul]
 
 
 def test_modules_with_gradients_take_the_plain_path(kern, device, monkeypatch):

@@ -29,18 +29,19 @@ from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, trit
 from scalefold.kernels.linear import pad_bias
 from scalefold.kernels.projections import StackedProjectionAttention, stack_cast
 from scalefold.kernels.swap import swap
+from scalefold.kernels.trimul import ChannelFirstTriangleMultiplication
 from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
 from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 
 if triton is not None:
 
     @triton.jit
-    def _ln_linear_fwd(X, LW, LB, W, BIAS, Y, M, K, N, sxm, sxk, sym, eps,
+    def _ln_linear_fwd(X, LW, LB, W, BIAS, Y, M, K, N, sxm, sxk, sym, syn, eps,
                        HAS_BIAS: tl.constexpr, RELU: tl.constexpr, BM: tl.constexpr,
                        BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
         # X: [M, K] (rows sxm apart, channels sxk: 1 for rows of channels, the positions'
-        # count for a channels-first input); W: [N, K] (a Linear's weight); Y: [M, N],
-        # rows sym apart
+        # count for a channels-first input); W: [N, K] (a Linear's weight); Y: [M, N]
+        # (rows sym apart, columns syn: 1, or the rows' count for a channels-first output)
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # [BM]
         ks = tl.arange(0, BK)  # [BK]
         rmask = rows < M
@@ -66,7 +67,7 @@ if triton is not None:
                 acc += tl.load(BIAS + ns, mask=nmask, other=0.0).to(tl.float32)[None, :]
             if RELU:
                 acc = tl.maximum(acc, 0.0)
-            tl.store(Y + rows[:, None].to(tl.int64) * sym + ns[None, :],
+            tl.store(Y + rows[:, None].to(tl.int64) * sym + ns[None, :].to(tl.int64) * syn,
                      acc.to(Y.dtype.element_ty), mask=rmask[:, None] & nmask[None, :])
 
 
@@ -104,14 +105,14 @@ def fusable(x: torch.Tensor, norm: torch.nn.Module, dim: int = -1) -> bool:
 def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
             weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
             launch: LnLinearLaunch, y2: torch.Tensor) -> None:
-    # x2: [M, K] (any strides); y2: [M, N] (rows of N contiguous values)
+    # x2: [M, K], y2: [M, N] (any strides)
     m, k = x2.shape
     if m == 0:
         return
     lc = launch.for_width(k)
     _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
         x2, ln_weight, ln_bias, weight, bias if bias is not None else y2, y2,
-        m, k, weight.shape[0], x2.stride(0), x2.stride(1), y2.stride(0), eps,
+        m, k, weight.shape[0], x2.stride(0), x2.stride(1), y2.stride(0), y2.stride(1), eps,
         HAS_BIAS=bias is not None, RELU=relu, BM=lc.block_m, BK=next_pow2(k),
         BN=lc.block_n, PREC=dot_precision(weight), num_warps=lc.warps,
         num_stages=lc.stages)
@@ -119,23 +120,36 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, ep
 
 def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
                weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
-               launch: LnLinearLaunch, channels_first: bool) -> torch.Tensor:
+               launch: LnLinearLaunch, channels_first: bool,
+               out_channels_first: bool) -> torch.Tensor:
     weight = weight.contiguous()
     n = weight.shape[0]
-    if not channels_first:
+    if not (channels_first or out_channels_first):
         k = x.shape[-1]
         x2 = x.reshape(-1, k).contiguous()  # [M, K]
         y = torch.empty((x2.shape[0], n), dtype=weight.dtype, device=x.device)
         _launch(x2, ln_weight, ln_bias, eps, weight, bias, relu, launch, y)
         return y.view(*x.shape[:-1], n)
-    # x: [*, K, L] -> y: [*, L, N]; one launch per leading index (each a [L, K] view with
-    # the channels L apart: the loads stay coalesced along positions)
-    k, length = x.shape[-2:]
-    x3 = x.reshape(-1, k, length).contiguous()  # [R, K, L]
-    y = torch.empty((x3.shape[0], length, n), dtype=weight.dtype, device=x.device)
-    for r in range(x3.shape[0]):
-        _launch(x3[r].t(), ln_weight, ln_bias, eps, weight, bias, relu, launch, y[r])
-    return y.view(*x.shape[:-2], length, n)
+    # One launch per leading index, each on [L, K] and [L, N] views whose channels may lie
+    # L apart (channels first): loads and stores stay coalesced along positions.
+    if channels_first:  # x: [*, K, L]
+        k, length = x.shape[-2:]
+        x3 = x.reshape(-1, k, length).contiguous()
+        xs = [x3[r].t() for r in range(x3.shape[0])]
+    else:  # x: [*, L, K]
+        length, k = x.shape[-2:]
+        x3 = x.reshape(-1, length, k).contiguous()
+        xs = list(x3)
+    lead = x.shape[:-2]
+    if out_channels_first:  # y: [*, N, L]
+        y = torch.empty((x3.shape[0], n, length), dtype=weight.dtype, device=x.device)
+        ys, shape = [y[r].t() for r in range(y.shape[0])], (*lead, n, length)
+    else:  # y: [*, L, N]
+        y = torch.empty((x3.shape[0], length, n), dtype=weight.dtype, device=x.device)
+        ys, shape = list(y), (*lead, length, n)
+    for xr, yr in zip(xs, ys, strict=True):
+        _launch(xr, ln_weight, ln_bias, eps, weight, bias, relu, launch, yr)
+    return y.view(shape)
 
 
 # Traced by torch.compile (a compiled transition), the launch is a graph break: with
@@ -146,10 +160,12 @@ _ln_linear_untraced = torch.compiler.disable(_ln_linear, recursive=True)
 def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tensor,
                       bias: torch.Tensor | None = None, relu: bool = False,
                       launch: LnLinearLaunch = DEFAULT_LAUNCH,
-                      channels_first: bool = False) -> torch.Tensor:
+                      channels_first: bool = False,
+                      out_channels_first: bool = False) -> torch.Tensor:
     """Without gradients: `F.linear(norm(x), weight, bias)` ([*, K] -> [*, N]), ReLU'd if
     `relu`, as one Triton kernel; `channels_first`: x is [*, K, L] (the LayerNorm over
-    dim -2) and the result [*, L, N]. Under autocast the normalised rows, weight and bias
+    dim -2) and the result [*, L, N]; `out_channels_first`: x is [*, L, K] and the result
+    [*, N, L]. Under autocast the normalised rows, weight and bias
     are in the autocast dtype (pass the weight and bias cast: the output takes their
     dtype), as autocast runs a Linear; outside it they are x's dtype. The caller checks
     `fusable` (with the width x.shape[-2] when channels first)."""
@@ -161,7 +177,8 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
                          f"{dt}, got {weight.dtype} and "
                          f"{None if bias is None else bias.dtype}")
     run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
-    return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch, channels_first)
+    return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch, channels_first,
+               out_channels_first)
 
 
 # --------------------------------------------------------------- the modules' seams
@@ -268,11 +285,38 @@ class NormFusedOuterProductMean:
 
 
 class NormFusedTriangleMultiplication:
-    """`TriangleMultiplication` mixin: the output LayerNorm of the triangle product and
-    linear_z as one kernel without gradients, reading the channels-first product in
-    place (the channels-first LayerNorm's output is never written)."""
+    """`TriangleMultiplication` mixin, without gradients: the output LayerNorm of the
+    triangle product and linear_z as one kernel, reading the channels-first product in
+    place; and, on the channels-first form, the input LayerNorm inside both of its
+    consumers, the stacked projections (written channels first for the gating) and the
+    output gate's projection. Then `project` hands `combine` the raw z, which
+    `gate_logits` normalises in its kernel: the normalised z is never written."""
 
     weight_casts: WeightCasts | None = None
+
+    def _fuses_input(self, z: torch.Tensor) -> bool:
+        # the same answer for the raw z in `project` and what it hands to `combine`
+        return (isinstance(self, ChannelFirstTriangleMultiplication)
+                and fusable(z, self.layer_norm_in))
+
+    def project(self, z: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # z: [*, N1, N2, c_z]  mask: [*, N1, N2] -> z (raw), a, b: [*, c, N1, N2]
+        if not self._fuses_input(z):
+            return super().project(z, mask)
+        w, bias = self._stacked(_compute_dtype(z))  # [4c, c_z], [4c]
+        proj = layer_norm_linear(z.flatten(-3, -2), self.layer_norm_in, w, bias,
+                                 out_channels_first=True)  # [*, 4c, N1*N2]
+        a, b = self.gated(proj, bias, True, mask)
+        return z, a, b
+
+    def gate_logits(self, z: torch.Tensor) -> torch.Tensor:
+        if not self._fuses_input(z):
+            return super().gate_logits(z)
+        dt = _compute_dtype(z)
+        lin = self.linear_g
+        return layer_norm_linear(z, self.layer_norm_in, _cast(self.weight_casts, lin.weight, dt),
+                                 _cast(self.weight_casts, lin.bias, dt))
 
     def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # a, b: [*, c, N1, N2] -> [*, N1, N2, c_z]

@@ -116,7 +116,6 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # z: [*, N1, N2, c_z]  mask: [*, N1, N2] -> z normed, a, b: [*, c, N1, N2]
         z = self.layer_norm_in(z)
-        n1, n2 = z.shape[-3], z.shape[-2]
         c = self.linear_a_p.out_features
         if (self.forward_projection_kernel and not torch.is_grad_enabled()
                 and triton_usable(z) and projection_fits(z.shape[-1])):
@@ -127,21 +126,32 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
             return z, a, b
         kernel = self.gating_kernel and torch.is_grad_enabled() and triton_usable(z)
         proj, bias, included = self._projections(z, detach_bias=kernel)  # [*, 4c, N1*N2]
+        a, b = self.gated(proj, bias, included, mask, kernel)
+        return z, a, b
+
+    def gated(self, proj: torch.Tensor, bias: torch.Tensor, included: bool,
+              mask: torch.Tensor, kernel: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """a, b ([*, c, N1, N2]) from the stacked projections `proj` ([*, 4c, N1*N2],
+        `bias` [4c] added where `included`) and the mask [*, N1, N2]. `kernel`: the
+        gating's Triton kernel with its backward (`gating_kernel`)."""
+        n1, n2 = mask.shape[-2:]
+        c = proj.shape[-2] // 4
         m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
         if kernel:  # the bias's gradient comes from the gating backward's kernel
             a, b = gated_projections(proj, bias, m, c)  # each [*, c, N1*N2]
-            return z, a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
+            return a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
         if (self.forward_gating_kernel and not torch.is_grad_enabled()
-                and triton_usable(z)):
+                and triton_usable(proj)):
             a, b = gate_forward(proj, None if included else bias, m, c)  # each [*, c, N1*N2]
-            return z, a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
+            return a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
         a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N1*N2]
         if not included:  # one pointwise kernel with the gating below when compiled
             ba_p, ba_g, bb_p, bb_g = bias[:, None].split(c)  # each [c, 1]
             a_p, a_g, b_p, b_g = a_p + ba_p, a_g + ba_g, b_p + bb_p, b_g + bb_g
         a = (torch.sigmoid(a_g) * m * a_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
         b = (torch.sigmoid(b_g) * m * b_p).unflatten(-1, (n1, n2))  # [*, c, N1, N2]
-        return z, a, b  # contiguous operands: no copies for the matmul
+        return a, b  # contiguous operands: no copies for the matmul
 
     def triangle_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if not self.contiguous_grads:

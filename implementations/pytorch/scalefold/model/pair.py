@@ -83,7 +83,11 @@ class TriangleMultiplication(nn.Module):
     def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The triangle product of a, b ([*, c, N, N], channels first), normalised,
         projected and gated by z ([*, N, N, c_z], after layer_norm_in)."""
-        return self.gate(self.projected_product(a, b), self.linear_g(z))  # x · sigmoid(g)
+        return self.gate(self.projected_product(a, b), self.gate_logits(z))  # x · sigmoid(g)
+
+    def gate_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The output gate's logits linear_g(z) [*, N, N, c_z] (z after layer_norm_in)."""
+        return self.linear_g(z)
 
     def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """linear_z(layer_norm_out(the triangle product of a and b)): [*, N, N, c_z]."""
