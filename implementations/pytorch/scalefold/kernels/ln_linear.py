@@ -109,12 +109,16 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, ep
     m, k = x2.shape
     if m == 0:
         return
+    n = weight.shape[0]
     lc = launch.for_width(k)
+    # a narrow output (the triangle and pair biases: one column a head) takes a narrow
+    # block, not 128 columns of products that are never stored
+    bn = min(lc.block_n, max(16, next_pow2(n)))
     _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
         x2, ln_weight, ln_bias, weight, bias if bias is not None else y2, y2,
-        m, k, weight.shape[0], x2.stride(0), x2.stride(1), y2.stride(0), y2.stride(1), eps,
+        m, k, n, x2.stride(0), x2.stride(1), y2.stride(0), y2.stride(1), eps,
         HAS_BIAS=bias is not None, RELU=relu, BM=lc.block_m, BK=next_pow2(k),
-        BN=lc.block_n, PREC=dot_precision(weight), num_warps=lc.warps,
+        BN=bn, PREC=dot_precision(weight), num_warps=lc.warps,
         num_stages=lc.stages)
 
 
@@ -165,10 +169,10 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
     """Without gradients: `F.linear(norm(x), weight, bias)` ([*, K] -> [*, N]), ReLU'd if
     `relu`, as one Triton kernel; `channels_first`: x is [*, K, L] (the LayerNorm over
     dim -2) and the result [*, L, N]; `out_channels_first`: x is [*, L, K] and the result
-    [*, N, L]. Under autocast the normalised rows, weight and bias
-    are in the autocast dtype (pass the weight and bias cast: the output takes their
-    dtype), as autocast runs a Linear; outside it they are x's dtype. The caller checks
-    `fusable` (with the width x.shape[-2] when channels first)."""
+    [*, N, L]. Under autocast the normalised rows, weight and bias are in the autocast
+    dtype (pass the weight and bias cast: the output takes their dtype), as autocast runs
+    a Linear; outside it they are x's dtype. The caller checks `fusable` (with the width
+    x.shape[-2] when channels first)."""
     if torch.is_grad_enabled():
         raise RuntimeError("layer_norm_linear has no backward: call it without gradients")
     dt = autocast_dtype(x) or x.dtype
