@@ -30,6 +30,19 @@ from scalefold.model.primitives import LayerNorm
 if triton is not None:
 
     @triton.jit
+    def _ln_rows(x, mask, cols, cmask, W, B, C, eps):
+        # x: [BM, BC] float32 rows (0 where masked) -> (x normalised, times w plus b, in
+        # float32; mean [BM]; rstd [BM]): two-pass statistics. The one LayerNorm
+        # arithmetic of every kernel that normalises (`_ln_fwd`, `ln_linear`'s).
+        mean = tl.sum(x, axis=1) / C
+        xc = tl.where(mask, x - mean[:, None], 0.0)
+        var = tl.sum(xc * xc, axis=1) / C
+        rstd = 1.0 / tl.sqrt(var + eps)
+        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
+        return xc * rstd[:, None] * w[None, :] + b[None, :], mean, rstd
+
+    @triton.jit
     def _ln_fwd(X, W, B, Y, MEAN, RSTD, M, C, eps,
                 BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM]
@@ -39,13 +52,7 @@ if triton is not None:
         mask = rmask[:, None] & cmask[None, :]
         offs = rows[:, None].to(tl.int64) * C + cols[None, :]
         x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)  # [BM, BC]
-        mean = tl.sum(x, axis=1) / C
-        xc = tl.where(mask, x - mean[:, None], 0.0)
-        var = tl.sum(xc * xc, axis=1) / C
-        rstd = 1.0 / tl.sqrt(var + eps)
-        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
-        b = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
-        y = xc * rstd[:, None] * w[None, :] + b[None, :]
+        y, mean, rstd = _ln_rows(x, mask, cols, cmask, W, B, C, eps)
         tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
         tl.store(MEAN + rows, mean, mask=rmask)
         tl.store(RSTD + rows, rstd, mask=rmask)

@@ -34,6 +34,7 @@ from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias,
 from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 
 if triton is not None:
+    from scalefold.kernels.layer_norm import _ln_rows  # a Triton function: with Triton only
 
     @triton.jit
     def _ln_linear_fwd(X, LW, LB, W, BIAS, Y, M, K, N, sxm, sxk, sym, syn, eps,
@@ -49,14 +50,10 @@ if triton is not None:
         mask = rmask[:, None] & kmask[None, :]
         x = tl.load(X + rows[:, None].to(tl.int64) * sxm + ks[None, :].to(tl.int64) * sxk,
                     mask=mask, other=0.0).to(tl.float32)  # [BM, BK]
-        mean = tl.sum(x, axis=1) / K
-        xc = tl.where(mask, x - mean[:, None], 0.0)
-        var = tl.sum(xc * xc, axis=1) / K
-        rstd = 1.0 / tl.sqrt(var + eps)
-        lw = tl.load(LW + ks, mask=kmask, other=0.0).to(tl.float32)
-        lb = tl.load(LB + ks, mask=kmask, other=0.0).to(tl.float32)
-        # padded channels: xc, lw and lb are 0 there, so they add nothing to the products
-        h = (xc * rstd[:, None] * lw[None, :] + lb[None, :]).to(W.dtype.element_ty)
+        # the LayerNorm kernel's arithmetic; padded channels come out 0 (x, w and b are 0
+        # there), so they add nothing to the products
+        h, _, _ = _ln_rows(x, mask, ks, kmask, LW, LB, K, eps)
+        h = h.to(W.dtype.element_ty)
         for n0 in range(0, N, BN):
             ns = n0 + tl.arange(0, BN)  # [BN]
             nmask = ns < N
