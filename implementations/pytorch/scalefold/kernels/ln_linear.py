@@ -336,10 +336,9 @@ class NormFusedTriangleMultiplication:
 def swap_norm_projections(model: torch.nn.Module,
                           weight_casts: WeightCasts | None = None) -> torch.nn.Module:
     """The transitions, MSA attentions, triangle attentions, outer product means and
-    triangle multiplications (their output LayerNorm) of `model` get their
-    LayerNorm-and-projection kernels (the mixins above), in place,
-    sharing `weight_casts` if given. Apply after `swap_attention_projections`. Returns
-    `model`."""
+    triangle multiplications of `model` get their LayerNorm-and-projection kernels (the
+    mixins above), in place, sharing `weight_casts` if given. Apply after
+    `swap_attention_projections` and `swap_triangle_multiplication`. Returns `model`."""
     swap(model, Transition, NormFusedTransition, weight_casts=weight_casts)
     swap(model, OuterProductMean, NormFusedOuterProductMean, weight_casts=weight_casts)
     for cls in (MSARowAttentionWithPairBias, MSAColumnAttention):

@@ -137,8 +137,10 @@ class SpeedConfig:
     ln_projection_forward_kernel: bool = _opt(
         False, "forwards without gradients: each LayerNorm and the projections it feeds "
                "(transitions' first layer, MSA and triangle attentions' stacked q/k/v/g, "
-               "the pair and triangle biases) as one Triton kernel, the normalised "
-               "activations never written (needs attention_stacked_projections)")
+               "the pair and triangle biases, the outer product mean's a and b, the "
+               "triangle multiplications' projections and output) as one Triton kernel, "
+               "the normalised activations never written (needs "
+               "attention_stacked_projections)")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")

@@ -20,8 +20,9 @@ The inference path:
 - optionally, several chains in flight at once (`lanes`): chain k runs on lane k mod
   lanes, each lane a host thread of its own and, on a GPU, a stream with its own graphs,
   pool and capture stream (a graph cannot run beside itself, nor two graphs of one pool
-  beside each other). A short chain's forward is ~28,000 small kernels whose launch gaps
-  and tails leave the GPU idle much of the time; a second chain's kernels can fill them.
+  beside each other). A short chain's forward is ~28,000 small kernels; a second chain's
+  kernels can fill their launch gaps and tails (measured: two lanes 3.3% faster on a
+  45-chain screen on an H200, docs/evidence/2026-12-06_h200).
   The host thread is what makes that possible: launching a graph of that many kernels
   returns only when the GPU's queue has room for its last ones, about when the chain has
   run (`bench eval`'s host parts), so one thread could not queue the next chain on
