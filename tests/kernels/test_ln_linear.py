@@ -172,6 +172,31 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_fi
                      (64, 16), (8, 32), *trimul, *trimul]
 
 
+@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
+def test_wide_projections_stay_layer_norm_then_matmul(kern, device, channel_first,
+                                                      monkeypatch):
+    """Projections wider than MAX_COLUMNS take the plain path, the module's other seams
+    still fused: with 31 columns only the row attention's pair bias, the outer product
+    mean's a and b and each triangle multiplication's linear_z (the channels-first form's
+    input LayerNorm is not fused into its 32 stacked columns, so neither into the gate);
+    the outputs as the plain modules'."""
+    import scalefold.kernels.ln_linear as ln_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(ln_linear, "MAX_COLUMNS", 31)
+    calls = []
+    kernel = ln_linear.layer_norm_linear
+    monkeypatch.setattr(ln_linear, "layer_norm_linear",
+                        lambda *a, **kw: calls.append(a[2].shape) or kernel(*a, **kw))
+    plain, _, fused = _pair(device, channel_first)
+    with torch.no_grad():
+        want, got = _run(plain, device), _run(fused, device)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape and rel(a, b) < 1e-6
+    assert calls == [(2, 16), (8, 32), (16, 8), (16, 8)]
+
+
 def test_modules_with_gradients_take_the_plain_path(kern, device, monkeypatch):
     """With gradients the mixins change nothing: the stacked modules' bits, output and
     gradients, and no fused kernel."""
@@ -240,4 +265,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_refuses or modules_with")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_refuses or modules_with or wide_projections")

@@ -87,16 +87,30 @@ class LnLinearLaunch:
 
 DEFAULT_LAUNCH = LnLinearLaunch()
 MAX_WIDTH = 256  # channels a program holds as whole rows (c_m; c_z = 128, c_e = 64)
+# Output columns up to which the fused kernel takes a projection. Timed on an H100 in CUDA
+# graphs against the Triton LayerNorm then cuBLAS (docs/evidence/2026-12-06_h100_s20,
+# bf16): 0.3-0.7x for the narrow outputs (biases, 64-256 columns), 1.0x at 512 columns,
+# 1.29x (K = 128) and 1.65x (K = 256) at 1024, where the weight a program streams once per
+# block of 64 rows costs more than the normalised copy saves: the MSA transition and
+# attention projections (1,024 columns) stay LayerNorm then matmul.
+MAX_COLUMNS = 512
 
 
-def fusable(x: torch.Tensor, norm: torch.nn.Module, dim: int = -1) -> bool:
-    """Whether `layer_norm_linear` can take x and the LayerNorm module `norm` here: no
-    gradients, Triton able to run, a width (x's size along `dim`, the normalised dim)
-    the kernel holds, norm a plain LayerNorm (elementwise affine, with weight, bias and
+def fusable(x: torch.Tensor, norm: torch.nn.Module, columns: int, dim: int = -1) -> bool:
+    """Whether `layer_norm_linear` should take x, the LayerNorm module `norm` and a
+    projection to `columns` outputs here: no gradients, Triton able to run, a width (x's
+    size along `dim`, the normalised dim) the kernel holds, an output no wider than
+    `MAX_COLUMNS`, norm a plain LayerNorm (elementwise affine, with weight, bias and
     eps)."""
     return (not torch.is_grad_enabled() and triton_usable(x)
             and x.shape[dim] <= MAX_WIDTH and x.shape[dim] == getattr(norm, "c", -1)
+            and columns <= MAX_COLUMNS
             and norm.weight is not None and norm.bias is not None)
+
+
+def _stacked_width(mha: StackedProjectionAttention) -> int:
+    # q, k, v (and g): each num_heads * c_hidden columns
+    return mha.num_heads * mha.c_hidden * (3 if mha.linear_g is None else 4)
 
 
 def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
@@ -211,7 +225,7 @@ class NormFusedTransition:
     weight_casts: WeightCasts | None = None
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        if not fusable(x, self.layer_norm):
+        if not fusable(x, self.layer_norm, self.linear_1.out_features):
             return super().hidden(x)
         dt = _compute_dtype(x)
         lin = self.linear_1
@@ -228,13 +242,13 @@ class NormFusedMSAAttention:
     weight_casts: WeightCasts | None = None
 
     def normalized_projections(self, m: torch.Tensor) -> tuple:
-        if not (fusable(m, self.layer_norm_m)
-                and isinstance(self.mha, StackedProjectionAttention)):
+        if not (isinstance(self.mha, StackedProjectionAttention)
+                and fusable(m, self.layer_norm_m, _stacked_width(self.mha))):
             return super().normalized_projections(m)
         return _stacked_projections(self.mha, m, self.layer_norm_m)
 
     def normalized_pair_bias(self, z: torch.Tensor) -> torch.Tensor:
-        if not fusable(z, self.layer_norm_z):
+        if not fusable(z, self.layer_norm_z, self.linear_z.out_features):
             return super().normalized_pair_bias(z)
         w = _cast(self.weight_casts, self.linear_z.weight, _compute_dtype(z))
         return layer_norm_linear(z, self.layer_norm_z, w)
@@ -248,8 +262,8 @@ class NormFusedTriangleAttention:
     weight_casts: WeightCasts | None = None
 
     def normalized_projections(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        if not (fusable(z, self.layer_norm)
-                and isinstance(self.mha, StackedProjectionAttention)):
+        if not (isinstance(self.mha, StackedProjectionAttention)
+                and fusable(z, self.layer_norm, _stacked_width(self.mha))):
             return super().normalized_projections(z)
         w = _cast(self.weight_casts, self.linear.weight, _compute_dtype(z))
         tri_bias = layer_norm_linear(z, self.layer_norm, w)  # [*, I, J, H]
@@ -265,7 +279,7 @@ class NormFusedOuterProductMean:
 
     def normalized_project(self, m: torch.Tensor, mask: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not fusable(m, self.layer_norm):
+        if not fusable(m, self.layer_norm, 2 * self.linear_1.out_features):
             return super().normalized_project(m, mask)
         dt = _compute_dtype(m)
         l1, l2 = self.linear_1, self.linear_2
@@ -297,8 +311,10 @@ class NormFusedTriangleMultiplication:
 
     def _fuses_input(self, z: torch.Tensor) -> bool:
         # the same answer for the raw z in `project` and what it hands to `combine`
+        # both consumers: the four stacked projections and the output gate's
         return (isinstance(self, ChannelFirstTriangleMultiplication)
-                and fusable(z, self.layer_norm_in))
+                and fusable(z, self.layer_norm_in, 4 * self.linear_a_p.out_features)
+                and fusable(z, self.layer_norm_in, self.linear_g.out_features))
 
     def project(self, z: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -321,7 +337,7 @@ class NormFusedTriangleMultiplication:
 
     def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # a, b: [*, c, N1, N2] -> [*, N1, N2, c_z]
-        if not fusable(a, self.layer_norm_out, dim=-3):
+        if not fusable(a, self.layer_norm_out, self.linear_z.out_features, dim=-3):
             return super().projected_product(a, b)
         x = self.triangle_product(a, b)  # [*, c, N1, N2], contiguous
         n1, n2 = x.shape[-2:]
