@@ -139,8 +139,8 @@ class SpeedConfig:
                "(transitions' first layer, MSA and triangle attentions' stacked q/k/v/g, "
                "the pair and triangle biases, the outer product mean's a and b, the "
                "triangle multiplications' projections and output) as one Triton kernel, "
-               "the normalised activations never written (needs "
-               "attention_stacked_projections)")
+               "the normalised activations never written; projections wider than 512 "
+               "columns stay LayerNorm then matmul (needs attention_stacked_projections)")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
