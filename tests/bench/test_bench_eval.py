@@ -51,7 +51,9 @@ def test_bench_eval_tiny_cpu_writes_the_documented_json(tmp_path, capsys):
     assert sum(parts.values()) <= max(res["host_queue_seconds"]) + 1e-6
     # no GPU events on a CPU
     assert res["forward_device_seconds"] == 0.0 and "GPU time inside" not in text
-    assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes)" in text
+    assert res["warm_up_seconds"] > 0 and "warm-up:" in text and "(1 shapes; first (32)" in text
+    [(length, seconds)] = res["warm_up_shapes"]
+    assert length == 32 and 0 < seconds <= res["warm_up_seconds"]
     # The profile of one chain (no CUDA kernels on a CPU: an empty family table).
     assert "one evaluation of a 12-residue chain" in res["profile"]
     assert "total device time" in res["profile"] and "kernel family" in text
@@ -280,3 +282,12 @@ def test_the_flop_polynomial_equals_direct_counts_and_the_step_benchs_count():
     full = iteration_flops_polynomial(AlphaFoldConfig.mlperf(), 124, 1024, 4)
     at_256 = full[0] + 256 * (full[1] + 256 * (full[2] + 256 * full[3]))
     assert 11.7e12 < at_256 < 11.9e12
+
+
+def test_warm_up_breakdown_separates_the_first_shape():
+    from scalefold.bench.eval import warm_up_breakdown
+
+    assert warm_up_breakdown([]) == ""
+    assert warm_up_breakdown([(64, 40.0)]) == "; first (64) 40.0 s"
+    text = warm_up_breakdown([(64, 40.0), (128, 3.0), (704, 9.0), (192, 4.0)])
+    assert text == "; first (64) 40.0 s, the other 3: median 4.0 s, longest (704) 9.0 s"

@@ -162,8 +162,10 @@ def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch):
                         lambda self, feats, lane: lengths.append(feats["aatype"].shape[1])
                         or predict(self, feats, lane))
     chains = [_chain(n, seed=n) for n in (10, 20, 40)]
-    assert ev.warm_up(chains) == 2  # buckets 32 and 64
+    timings = []
+    assert ev.warm_up(chains, timings) == 2  # buckets 32 and 64
     assert lengths == [10, 40]
+    assert [n for n, _ in timings] == [32, 64] and all(s > 0 for _, s in timings)
 
 
 def test_weights_load_in_place(tiny_model):
@@ -289,8 +291,8 @@ def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, mon
                                                     max_sequence_length=40))
     seen = []
     warm_up = Evaluator.warm_up
-    monkeypatch.setattr(Evaluator, "warm_up", lambda self, chains: seen.extend(
-        c["aatype"].shape[1] for c in chains) or warm_up(self, chains))
+    monkeypatch.setattr(Evaluator, "warm_up", lambda self, chains, *rest: seen.extend(
+        c["aatype"].shape[1] for c in chains) or warm_up(self, chains, *rest))
     assert bucketed.warm_up_evaluation() == 2
     assert seen == [32, 64]
     monkeypatch.setattr(Evaluator, "warm_up", warm_up)

@@ -79,6 +79,8 @@ JSON (`--json PATH`; read by `scalefold plan`):
                                       # lengths, in TFLOP (iteration_flops_polynomial)
       "model_tflop_own_lengths": float,  # ... at the chains' own lengths
       "warm_up_seconds": float,       # eval_warm_up's initialisation work (0.0: off)
+      "warm_up_shapes": [[int, float]],  # per warmed shape, in order: padded length,
+                                      # seconds (the first carries the compiles)
       "peak_memory_gib": float,       # max allocated over all passes (0.0 on a CPU)
       "peak_reserved_gib": float,     # max reserved (graph pools included)
       "memory_before_gib": float,     # allocated before the first pass (model state)
@@ -335,6 +337,20 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
                       parts.forward_device_seconds() if parts is not None else 0.0)
 
 
+def warm_up_breakdown(shape_s: list[tuple[int, float]]) -> str:
+    """`; first (L) X s, the other N: median Y s, longest (L) Z s` for the warm-up line:
+    what the first shape's compiles cost beside each shape's forward and capture."""
+    if not shape_s:
+        return ""
+    (first_len, first_s), rest = shape_s[0], shape_s[1:]
+    text = f"; first ({first_len}) {first_s:.1f} s"
+    if rest:
+        med = statistics.median(s for _, s in rest)
+        long_len, long_s = max(rest)
+        text += f", the other {len(rest)}: median {med:.1f} s, longest ({long_len}) {long_s:.1f} s"
+    return text
+
+
 def profile_chain(built, cfg: EvalBenchConfig, device: torch.device) -> str:
     """Kernel families and the largest kernels of one evaluation of a chain of
     `cfg.profile_length` residues (padded as the buckets pad it), without the evaluation's
@@ -474,14 +490,15 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device) / 2**30 if cuda else 0.0
     warm_up_s = 0.0
+    shape_s: list[tuple[int, float]] = []
     if built.eval_speed.eval_warm_up:  # what the trainer does before run_start
         t0 = time.perf_counter()
         shapes = evaluator.warm_up_buckets(
             max(cfg.warm_up_max_length, max(lengths)),
             cfg.max_msa_clusters, cfg.max_extra_msa, cfg.max_templates,
-            cfg.num_recycling_iters + 1)
+            cfg.num_recycling_iters + 1, timings=shape_s)
         warm_up_s = time.perf_counter() - t0
-        log(f"  warm-up: {warm_up_s:.2f} s ({shapes} shapes)")
+        log(f"  warm-up: {warm_up_s:.2f} s ({shapes} shapes{warm_up_breakdown(shape_s)})")
     passes = []
     # The host parts time the caller's thread; with several lanes the lanes' threads
     # queue the chains.
@@ -519,6 +536,7 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
         "beside_training": training,  # {} unless the training step ran first
         "gpu_memory_gib": cfg.gpu_memory_gib,
         "warm_up_seconds": warm_up_s,
+        "warm_up_shapes": [list(t) for t in shape_s],
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
         "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0.0,
         "memory_before_gib": before,

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import typing
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -428,10 +429,13 @@ class Evaluator:
         self.join()
         return self._handed_back(positions)
 
-    def warm_up(self, batches: Iterable[Batch]) -> int:
+    def warm_up(self, batches: Iterable[Batch],
+                timings: list[tuple[int, float]] | None = None) -> int:
         """One forward per padded shape of `batches` on every lane (capturing its graph
         where graphs are on), so that an evaluation meets no first-time work; the weights
-        are untouched. Returns the number of shapes."""
+        are untouched. Returns the number of shapes; `timings` gets (padded length,
+        host seconds until its work ran) per shape, in order (the first carries the
+        compiles)."""
         self._drain()
         seen = set()
         for feats in batches:
@@ -439,9 +443,15 @@ class Evaluator:
             shape = (tuple(feats["aatype"].shape[:1]), bucket_length(n, self.options.bucket))
             if shape not in seen:
                 seen.add(shape)
+                t0 = time.perf_counter()
                 for lane in self._lanes:
                     with self._on(lane):
                         self._predict(feats, lane)
+                if timings is not None:
+                    self.join()
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    timings.append((shape[1], time.perf_counter() - t0))
         self.join()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -449,13 +459,14 @@ class Evaluator:
         return len(seen)
 
     def warm_up_buckets(self, max_length: int, n_clust: int, n_extra: int, n_templ: int,
-                        num_iterations: int) -> int:
+                        num_iterations: int,
+                        timings: list[tuple[int, float]] | None = None) -> int:
         """`warm_up` on one synthetic chain per length bucket up to `max_length`, at the
         evaluation's MSA sizes and recycling slices: every shape an evaluation of chains
         up to that length can meet, no validation data read. Returns the shapes."""
         lengths = warm_up_lengths(max_length, self.options.bucket)
         return self.warm_up(synthetic_chains(lengths, n_clust, n_extra, n_templ,
-                                             num_iterations))
+                                             num_iterations), timings)
 
     def queue_score(self, feats: Batch,
                     events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None,
