@@ -94,6 +94,28 @@ def test_kernel_reads_channels_first(kern, device, lead):
     assert got.shape == (*lead, 20, 77) and rel(got, want.transpose(-1, -2)) < 1e-6
 
 
+@pytest.mark.parametrize("channels_first", [False, True], ids=["rows", "channels_first"])
+def test_kernel_gates_its_output(kern, device, channels_first):
+    """gate: the result times sigmoid(gate) (SigmoidGate's x · sigmoid(g)), rows of
+    channels or a channels-first input; a gate that is a strided view is read in place;
+    refused with a channels-first output."""
+    from scalefold.kernels.ln_linear import layer_norm_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ln = _perturbed(LayerNorm(32), 4).to(device)
+    rows = torch.randn(2, 45, 32).to(device)  # [B, L, K]
+    x = rows.transpose(-1, -2).contiguous() if channels_first else rows
+    w, b = torch.randn(24, 32).to(device) / 6, torch.randn(24).to(device)
+    g = torch.randn(2, 45, 48).to(device)[..., ::2]  # [B, L, N], columns 2 apart
+    with torch.no_grad():
+        got = layer_norm_linear(x, ln, w, b, channels_first=channels_first, gate=g)
+        want = F.linear(ln(rows), w, b) * torch.sigmoid(g)
+        assert got.shape == (2, 45, 24) and rel(got, want) < 1e-6
+        with pytest.raises(ValueError, match="gate"):
+            layer_norm_linear(rows, ln, w, b, out_channels_first=True, gate=g)
+
+
 def test_kernel_refuses_gradients_and_other_dtypes(kern, device):
     from scalefold.kernels.ln_linear import layer_norm_linear
 
@@ -164,10 +186,10 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_fi
         assert a.shape == b.shape and rel(a, b) < 1e-6
     # weight shapes: [n·c, c] transition; stacked [4·H·c, c_m] and [H, c_z] row attention;
     # stacked column attention; [H, c_z] and stacked [4·H·c, c_z] per triangle attention;
-    # [2c, c_m] the outer product mean's stacked a and b; [c_z, c] each linear_z (on the
-    # channels-first form also the stacked [4c, c_z] projections before it and the output
-    # gate's [c_z, c_z] after it)
-    trimul = [(32, 16), (16, 8), (16, 16)] if channel_first else [(16, 8)]
+    # [2c, c_m] the outer product mean's stacked a and b; [c_z, c] each linear_z with the
+    # output gate in its epilogue (on the channels-first form after the stacked [4c, c_z]
+    # projections and the output gate's [c_z, c_z] logits, both of the raw z)
+    trimul = [(32, 16), (16, 16), (16, 8)] if channel_first else [(16, 8)]
     assert calls == [(64, 16), (64, 32), (2, 16), (64, 32), (2, 16), (64, 16), (2, 16),
                      (64, 16), (8, 32), *trimul, *trimul]
 
@@ -265,4 +287,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_refuses or modules_with or wide_projections")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_refuses or modules_with or wide_projections")
