@@ -105,6 +105,21 @@ def test_variants_are_evaluated_side_by_side_in_one_process(tmp_path, capsys):
     assert len(other["chains"]) == 3
 
 
+def test_field_flags_hold_for_every_variant(tmp_path, capsys):
+    """A field flag beside --variants (here --eval-length-buckets 32 --no-eval-warm-up)
+    sets that field in every variant; a variant naming the field keeps its own value."""
+    out = tmp_path / "cmp.json"
+    rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12",
+               *SMALL_FEATURES, "--num-recycling-iters", "1", "--passes", "1",
+               "--eval-length-buckets", "32", "--no-eval-warm-up",
+               "--variants", "eager,eager+eval_length_buckets=16", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())["variants"]
+    assert res["eager"]["speed"]["eval_length_buckets"] == "32"
+    assert res["eager+eval_length_buckets=16"]["speed"]["eval_length_buckets"] == "16"
+    assert not any(r["speed"]["eval_warm_up"] for r in res.values())
+
+
 def test_a_failing_variant_keeps_the_others_and_their_json(tmp_path, capsys, monkeypatch):
     """A variant that raises (call 26: a launch error in the second variant lost the first
     one's finished pass) is reported with its error; the others still run, the JSON holds

@@ -285,7 +285,8 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         from scalefold.bench.eval import compare_variants
         from scalefold.bench.step import parse_variant
 
-        specs = [parse_variant(v) for v in args.variants.split(",")]
+        # a field flag beside --variants holds for each variant (its own fields win)
+        specs = [parse_variant(v, flags) for v in args.variants.split(",")]
         return compare_variants(
             [(v.name, dataclasses.replace(cfg, precision=v.precision, speed=v.speed))
              for v in specs], json_path=args.json)
@@ -576,8 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     bev.add_argument("--variants", default="",
                      help="comma-separated variants as bench step takes them "
                           "(PRESET[@PRECISION][+field[=value]]...), evaluated one after the "
-                          "other in this process, each with its own warm-up; replaces "
-                          "--speed, --precision and the speed flags")
+                          "other in this process, each with its own warm-up; each names its "
+                          "preset and precision (--speed and --precision are not used); the "
+                          "speed field flags apply to every variant, its own fields win")
     bev.add_argument("--lengths", default="",
                      help="comma-separated chain lengths (default: the assumed CAMEO lengths)")
     bev.add_argument("--num-chains", type=int, default=180,

@@ -52,8 +52,10 @@ class Variant:
     checkpointing: bool = False
 
 
-def parse_variant(spec: str) -> Variant:
-    """`PRESET[@PRECISION][+FIELD[=VALUE]]...` (see the module docstring)."""
+def parse_variant(spec: str, common: dict | None = None) -> Variant:
+    """`PRESET[@PRECISION][+FIELD[=VALUE]]...` (see the module docstring). `common`:
+    SpeedConfig fields set for every variant (a command's field flags), applied over the
+    preset; the variant's own fields win over them."""
     head, *overrides = spec.split("+")
     preset, _, precision = head.partition("@")
     if preset not in PRESETS:
@@ -82,7 +84,7 @@ def parse_variant(spec: str) -> Variant:
             raise ValueError(f"variant {spec!r}: {name} needs a value ({name}=...)")
         else:
             changes[name] = value
-    speed = dataclasses.replace(PRESETS[preset].speed, **changes)
+    speed = dataclasses.replace(PRESETS[preset].speed, **{**(common or {}), **changes})
     return Variant(spec, precision, speed, ckpt)
 
 
