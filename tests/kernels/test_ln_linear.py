@@ -116,6 +116,69 @@ def test_kernel_gates_its_output(kern, device, channels_first):
             layer_norm_linear(rows, ln, w, b, out_channels_first=True, gate=g)
 
 
+@pytest.mark.parametrize("channels_first", [False, True], ids=["rows", "channels_first"])
+def test_kernel_adds_a_residual(kern, device, channels_first):
+    """residual: residual + the (gated) result, the residual read through its strides; the
+    result in the wider dtype (an fp32 stream plus a bf16 update is fp32, as the eager
+    add); refused with a channels-first output."""
+    from scalefold.kernels.ln_linear import layer_norm_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ln = _perturbed(LayerNorm(32), 5).to(device)
+    rows = torch.randn(2, 45, 32).to(device)  # [B, L, K]
+    x = rows.transpose(-1, -2).contiguous() if channels_first else rows
+    w, b = torch.randn(24, 32).to(device) / 6, torch.randn(24).to(device)
+    g = torch.randn(2, 45, 24).to(device)
+    r = torch.randn(2, 24, 45).to(device).transpose(-1, -2)  # [B, L, N], strided
+    with torch.no_grad():
+        got = layer_norm_linear(x, ln, w, b, channels_first=channels_first, gate=g,
+                                residual=r)
+        want = r + F.linear(ln(rows), w, b) * torch.sigmoid(g)
+        assert got.shape == (2, 45, 24) and rel(got, want) < 1e-6
+        got = layer_norm_linear(x, ln, w, b, channels_first=channels_first, residual=r)
+        assert rel(got, r + F.linear(ln(rows), w, b)) < 1e-6
+        with pytest.raises(ValueError, match="residual"):
+            layer_norm_linear(rows, ln, w, b, out_channels_first=True, residual=r)
+    if device.type == "cuda":  # bf16 products (the interpreter's bf16 tl.dot is wrong)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            got = layer_norm_linear(x.bfloat16(), ln, w.bfloat16(), b.bfloat16(),
+                                    channels_first=channels_first, residual=r)
+            want = r + F.linear(ln(rows.bfloat16()).bfloat16(), w, b)
+        assert got.dtype == torch.float32 and rel(got, want) < 1e-2
+
+
+@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
+def test_triangle_multiplication_adds_its_update_in_the_kernel(kern, device, channel_first,
+                                                               monkeypatch):
+    """`added_to(r, z, mask)` (the residual update without dropout): r + the plain
+    module's update, the add in the output projection's kernel (its residual argument);
+    with gradients r + forward, no fused kernel."""
+    import scalefold.kernels.ln_linear as ln_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    plain, _, fused = _pair(device, channel_first)
+    calls = []
+    kernel = ln_linear.layer_norm_linear
+    monkeypatch.setattr(ln_linear, "layer_norm_linear", lambda *a, **kw: calls.append(
+        kw.get("residual") is not None) or kernel(*a, **kw))
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(1, 11, 11, 16, generator=g).to(device)
+    r = torch.randn(1, 11, 11, 16, generator=g).to(device)
+    mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float().to(device)
+    for name in ("trimul_out", "trimul_in"):
+        calls.clear()
+        with torch.no_grad():
+            want = r + plain[name](z, mask)
+            got = fused[name].added_to(r, z, mask)
+        assert rel(got, want) < 1e-6 and calls[-1] and calls.count(True) == 1
+    calls.clear()
+    zg = z.clone().requires_grad_()
+    got = fused["trimul_out"].added_to(r, zg, mask)
+    assert not calls and torch.equal(got, r + fused["trimul_out"](zg, mask))
+
+
 def test_kernel_refuses_gradients_and_other_dtypes(kern, device):
     from scalefold.kernels.ln_linear import layer_norm_linear
 
@@ -287,4 +350,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_refuses or modules_with or wide_projections")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update")

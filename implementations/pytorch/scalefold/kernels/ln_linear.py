@@ -37,14 +37,16 @@ if triton is not None:
     from scalefold.kernels.layer_norm import _ln_rows  # a Triton function: with Triton only
 
     @triton.jit
-    def _ln_linear_fwd(X, LW, LB, W, BIAS, G, Y, M, K, N, sxm, sxk, sgm, sgn, sym, syn, eps,
+    def _ln_linear_fwd(X, LW, LB, W, BIAS, G, R, Y, M, K, N, sxm, sxk, sgm, sgn, srm, srn,
+                       sym, syn, eps,
                        HAS_BIAS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr,
-                       BM: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr,
-                       PREC: tl.constexpr):
+                       RESIDUAL: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                       BN: tl.constexpr, PREC: tl.constexpr):
         # X: [M, K] (rows sxm apart, channels sxk: 1 for rows of channels, the positions'
         # count for a channels-first input); W: [N, K] (a Linear's weight); G: [M, N] gate
-        # logits (rows sgm apart, columns sgn); Y: [M, N] (rows sym apart, columns syn: 1,
-        # or the rows' count for a channels-first output)
+        # logits (rows sgm apart, columns sgn); R: [M, N] a residual stream the result is
+        # added to (srm, srn); Y: [M, N] (rows sym apart, columns syn: 1, or the rows' count
+        # for a channels-first output)
         rows = tl.program_id(0) * BM + tl.arange(0, BM)  # [BM]
         ks = tl.arange(0, BK)  # [BK]
         rmask = rows < M
@@ -71,6 +73,10 @@ if triton is not None:
                 g = tl.load(G + rows[:, None].to(tl.int64) * sgm
                             + ns[None, :].to(tl.int64) * sgn, mask=omask, other=0.0)
                 acc = acc * tl.sigmoid(g.to(tl.float32))
+            if RESIDUAL:  # r + update in float32, one rounding to Y's dtype (r's or wider)
+                acc += tl.load(R + rows[:, None].to(tl.int64) * srm
+                               + ns[None, :].to(tl.int64) * srn, mask=omask,
+                               other=0.0).to(tl.float32)
             tl.store(Y + rows[:, None].to(tl.int64) * sym + ns[None, :].to(tl.int64) * syn,
                      acc.to(Y.dtype.element_ty), mask=omask)
 
@@ -122,8 +128,10 @@ def _stacked_width(mha: StackedProjectionAttention) -> int:
 
 def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
             weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
-            launch: LnLinearLaunch, y2: torch.Tensor, g2: torch.Tensor | None) -> None:
-    # x2: [M, K], y2 and g2 (gate logits or None): [M, N] (any strides)
+            launch: LnLinearLaunch, y2: torch.Tensor, g2: torch.Tensor | None,
+            r2: torch.Tensor | None) -> None:
+    # x2: [M, K], y2, g2 (gate logits or None) and r2 (residual or None): [M, N] (any
+    # strides)
     m, k = x2.shape
     if m == 0:
         return
@@ -133,11 +141,13 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, ep
     # block, not 128 columns of products that are never stored
     bn = min(lc.block_n, max(16, next_pow2(n)))
     gate = g2 if g2 is not None else y2
+    res = r2 if r2 is not None else y2
     _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
-        x2, ln_weight, ln_bias, weight, bias if bias is not None else y2, gate, y2,
+        x2, ln_weight, ln_bias, weight, bias if bias is not None else y2, gate, res, y2,
         m, k, n, x2.stride(0), x2.stride(1), gate.stride(0), gate.stride(1),
-        y2.stride(0), y2.stride(1), eps,
-        HAS_BIAS=bias is not None, RELU=relu, GATE=g2 is not None, BM=lc.block_m,
+        res.stride(0), res.stride(1), y2.stride(0), y2.stride(1), eps,
+        HAS_BIAS=bias is not None, RELU=relu, GATE=g2 is not None,
+        RESIDUAL=r2 is not None, BM=lc.block_m,
         BK=next_pow2(k),
         BN=bn, PREC=dot_precision(weight), num_warps=lc.warps,
         num_stages=lc.stages)
@@ -146,15 +156,20 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, ep
 def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
                weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
                launch: LnLinearLaunch, channels_first: bool,
-               out_channels_first: bool, gate: torch.Tensor | None) -> torch.Tensor:
+               out_channels_first: bool, gate: torch.Tensor | None,
+               residual: torch.Tensor | None) -> torch.Tensor:
     weight = weight.contiguous()
     n = weight.shape[0]
+    # r + update takes the wider dtype, as the eager add does
+    out_dt = weight.dtype if residual is None else torch.promote_types(residual.dtype,
+                                                                        weight.dtype)
     if not (channels_first or out_channels_first):
         k = x.shape[-1]
         x2 = x.reshape(-1, k).contiguous()  # [M, K]
-        y = torch.empty((x2.shape[0], n), dtype=weight.dtype, device=x.device)
+        y = torch.empty((x2.shape[0], n), dtype=out_dt, device=x.device)
         g2 = None if gate is None else gate.reshape(-1, n)  # [M, N]
-        _launch(x2, ln_weight, ln_bias, eps, weight, bias, relu, launch, y, g2)
+        r2 = None if residual is None else residual.reshape(-1, n)  # [M, N]
+        _launch(x2, ln_weight, ln_bias, eps, weight, bias, relu, launch, y, g2, r2)
         return y.view(*x.shape[:-1], n)
     # One launch per leading index, each on [L, K] and [L, N] views whose channels may lie
     # L apart (channels first): loads and stores stay coalesced along positions.
@@ -168,14 +183,15 @@ def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, 
         xs = list(x3)
     lead = x.shape[:-2]
     if out_channels_first:  # y: [*, N, L]
-        y = torch.empty((x3.shape[0], n, length), dtype=weight.dtype, device=x.device)
+        y = torch.empty((x3.shape[0], n, length), dtype=out_dt, device=x.device)
         ys, shape = [y[r].t() for r in range(y.shape[0])], (*lead, n, length)
     else:  # y: [*, L, N]
-        y = torch.empty((x3.shape[0], length, n), dtype=weight.dtype, device=x.device)
+        y = torch.empty((x3.shape[0], length, n), dtype=out_dt, device=x.device)
         ys, shape = list(y), (*lead, length, n)
     gs = [None] * len(ys) if gate is None else list(gate.reshape(-1, length, n))
-    for xr, yr, gr in zip(xs, ys, gs, strict=True):
-        _launch(xr, ln_weight, ln_bias, eps, weight, bias, relu, launch, yr, gr)
+    rs = [None] * len(ys) if residual is None else list(residual.reshape(-1, length, n))
+    for xr, yr, gr, rr in zip(xs, ys, gs, rs, strict=True):
+        _launch(xr, ln_weight, ln_bias, eps, weight, bias, relu, launch, yr, gr, rr)
     return y.view(shape)
 
 
@@ -189,12 +205,14 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
                       launch: LnLinearLaunch = DEFAULT_LAUNCH,
                       channels_first: bool = False,
                       out_channels_first: bool = False,
-                      gate: torch.Tensor | None = None) -> torch.Tensor:
+                      gate: torch.Tensor | None = None,
+                      residual: torch.Tensor | None = None) -> torch.Tensor:
     """Without gradients: `F.linear(norm(x), weight, bias)` ([*, K] -> [*, N]), ReLU'd if
     `relu`, as one Triton kernel; `channels_first`: x is [*, K, L] (the LayerNorm over
     dim -2) and the result [*, L, N]; `out_channels_first`: x is [*, L, K] and the result
     [*, N, L]; `gate` (logits shaped as the result, not with `out_channels_first`): the
-    result times sigmoid(gate), rounded once. Under autocast the normalised rows, weight and bias are in the autocast
+    result times sigmoid(gate); `residual` (shaped as the result, likewise): residual +
+    the result, in the wider of their dtypes; rounded once. Under autocast the normalised rows, weight and bias are in the autocast
     dtype (pass the weight and bias cast: the output takes their dtype), as autocast runs
     a Linear; outside it they are x's dtype. The caller checks `fusable` (with the width
     x.shape[-2] when channels first)."""
@@ -205,11 +223,12 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
         raise ValueError(f"layer_norm_linear: weight and bias must be in the compute dtype "
                          f"{dt}, got {weight.dtype} and "
                          f"{None if bias is None else bias.dtype}")
-    if gate is not None and out_channels_first:
-        raise ValueError("layer_norm_linear: a gate needs the output rows of channels")
+    if (gate is not None or residual is not None) and out_channels_first:
+        raise ValueError("layer_norm_linear: a gate or residual needs the output rows of "
+                         "channels")
     run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
     return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch, channels_first,
-               out_channels_first, gate)
+               out_channels_first, gate, residual)
 
 
 # --------------------------------------------------------------- the modules' seams
@@ -317,8 +336,9 @@ class NormFusedOuterProductMean:
 
 class NormFusedTriangleMultiplication:
     """`TriangleMultiplication` mixin, without gradients: the output LayerNorm of the
-    triangle product, linear_z and the output gate as one kernel, reading the
-    channels-first product in place; and, on the channels-first form, the input LayerNorm inside both of its
+    triangle product, linear_z, the output gate and (from `added_to`, the residual update
+    without dropout) the add to the pair stream as one kernel, reading the channels-first
+    product in place; and, on the channels-first form, the input LayerNorm inside both of its
     consumers, the stacked projections (written channels first for the gating) and the
     output gate's projection. Then `project` hands `combine` the raw z, which
     `gate_logits` normalises in its kernel: the normalised z is never written."""
@@ -355,8 +375,10 @@ class NormFusedTriangleMultiplication:
         return fusable(a, self.layer_norm_out, self.linear_z.out_features, dim=-3)
 
     def _product_projection(self, a: torch.Tensor, b: torch.Tensor,
-                            gate: torch.Tensor | None) -> torch.Tensor:
-        # a, b: [*, c, N1, N2], gate: [*, N1, N2, c_z] or None -> [*, N1, N2, c_z]
+                            gate: torch.Tensor | None,
+                            residual: torch.Tensor | None = None) -> torch.Tensor:
+        # a, b: [*, c, N1, N2], gate, residual: [*, N1, N2, c_z] or None
+        # -> [*, N1, N2, c_z]
         x = self.triangle_product(a, b)  # [*, c, N1, N2], contiguous
         n1, n2 = x.shape[-2:]
         dt = _compute_dtype(x)
@@ -364,7 +386,8 @@ class NormFusedTriangleMultiplication:
         y = layer_norm_linear(x.flatten(-2), self.layer_norm_out,
                               _cast(self.weight_casts, lin.weight, dt),
                               _cast(self.weight_casts, lin.bias, dt), channels_first=True,
-                              gate=None if gate is None else gate.flatten(-3, -2))
+                              gate=None if gate is None else gate.flatten(-3, -2),
+                              residual=None if residual is None else residual.flatten(-3, -2))
         return y.unflatten(-2, (n1, n2))
 
     def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -378,6 +401,23 @@ class NormFusedTriangleMultiplication:
         if not self._fuses_output(a):
             return super().combine(a, b, z)
         return self._product_projection(a, b, self.gate_logits(z))
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        # residual (from `added_to`): residual + the update, the add in the same epilogue;
+        # through forward so that a compiled module (the evaluation's compiled glue) runs
+        # its compiled code for it too
+        if residual is None:
+            return super().forward(z, mask)
+        z, a, b = self.project(z, mask)
+        if not self._fuses_output(a):
+            return residual + self.combine(a, b, z)
+        return self._product_projection(a, b, self.gate_logits(z), residual)
+
+    def added_to(self, r: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().added_to(r, z, mask)
+        return self(z, mask, r)
 
 
 def swap_norm_projections(model: torch.nn.Module,

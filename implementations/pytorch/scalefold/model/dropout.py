@@ -37,6 +37,14 @@ class SharedDropout(nn.Module):
             return r + x
         return self.residual_masked(r, x, self.keep_mask(x))
 
+    def update(self, r: torch.Tensor, module: nn.Module, *args) -> torch.Tensor:
+        """r + dropout(module(*args)). Where the dropout is the identity (evaluation) the
+        module's `added_to(r, *args)` makes it, so that a fused implementation can add r
+        inside the kernel that writes the update (`scalefold.kernels.ln_linear`)."""
+        if not self.training or self.p == 0.0:
+            return module.added_to(r, *args)
+        return self.residual(r, module(*args))
+
     def residual_masked(self, r: torch.Tensor, x: torch.Tensor,
                         keep: torch.Tensor) -> torch.Tensor:
         """r + dropout(x) with a mask drawn by the caller (DAP draws the whole tensor's

@@ -55,8 +55,8 @@ class EvoformerBlockCore(nn.Module):
         # m: [*, S, N, c_m]  z: [*, N, N, c_z]  msa_mask: [*, S, N]  pair_mask: [*, N, N]
         m = m + self.msa_transition(m)
         z = z + self.outer_product_mean(m, msa_mask)
-        z = self.pair_dropout_row.residual(z, self.tri_mul_out(z, pair_mask))
-        z = self.pair_dropout_row.residual(z, self.tri_mul_in(z, pair_mask))
+        z = self.pair_dropout_row.update(z, self.tri_mul_out, z, pair_mask)
+        z = self.pair_dropout_row.update(z, self.tri_mul_in, z, pair_mask)
         z = self.pair_dropout_row.residual(z, self.tri_att_start(z, pair_mask))
         z = self.pair_dropout_col.residual(z, self.tri_att_end(z, pair_mask))
         z = z + self.pair_transition(z)

@@ -68,6 +68,11 @@ class TriangleMultiplication(nn.Module):
         z, a, b = self.project(z, mask)
         return self.combine(a, b, z)
 
+    def added_to(self, r: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """r + forward(z, mask): the residual update without dropout
+        (`SharedDropout.update`)."""
+        return r + self(z, mask)
+
     def project(self, z: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """layer_norm_in(z) and the gated, masked projections a, b, channels first
