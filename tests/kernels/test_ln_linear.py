@@ -116,8 +116,9 @@ def test_kernel_gates_its_output(kern, device, channels_first):
             layer_norm_linear(rows, ln, w, b, out_channels_first=True, gate=g)
 
 
+@pytest.mark.parametrize("n", [24, 100])  # 100: two blocks of the 64 columns it takes
 @pytest.mark.parametrize("channels_first", [False, True], ids=["rows", "channels_first"])
-def test_kernel_adds_a_residual(kern, device, channels_first):
+def test_kernel_adds_a_residual(kern, device, channels_first, n):
     """residual: residual + the (gated) result, the residual read through its strides; the
     result in the wider dtype (an fp32 stream plus a bf16 update is fp32, as the eager
     add); refused with a channels-first output."""
@@ -128,14 +129,14 @@ def test_kernel_adds_a_residual(kern, device, channels_first):
     ln = _perturbed(LayerNorm(32), 5).to(device)
     rows = torch.randn(2, 45, 32).to(device)  # [B, L, K]
     x = rows.transpose(-1, -2).contiguous() if channels_first else rows
-    w, b = torch.randn(24, 32).to(device) / 6, torch.randn(24).to(device)
-    g = torch.randn(2, 45, 24).to(device)
-    r = torch.randn(2, 24, 45).to(device).transpose(-1, -2)  # [B, L, N], strided
+    w, b = torch.randn(n, 32).to(device) / 6, torch.randn(n).to(device)
+    g = torch.randn(2, 45, n).to(device)
+    r = torch.randn(2, n, 45).to(device).transpose(-1, -2)  # [B, L, N], strided
     with torch.no_grad():
         got = layer_norm_linear(x, ln, w, b, channels_first=channels_first, gate=g,
                                 residual=r)
         want = r + F.linear(ln(rows), w, b) * torch.sigmoid(g)
-        assert got.shape == (2, 45, 24) and rel(got, want) < 1e-6
+        assert got.shape == (2, 45, n) and rel(got, want) < 1e-6
         got = layer_norm_linear(x, ln, w, b, channels_first=channels_first, residual=r)
         assert rel(got, r + F.linear(ln(rows), w, b)) < 1e-6
         with pytest.raises(ValueError, match="residual"):

@@ -140,6 +140,11 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, ep
     # a narrow output (the triangle and pair biases: one column a head) takes a narrow
     # block, not 128 columns of products that are never stored
     bn = min(lc.block_n, max(16, next_pow2(n)))
+    if r2 is not None:
+        # the residual's float32 tile beside the gate's: at 128 columns a step the sm90
+        # compile spills (254 registers, 13 spill stores); at 64, 165 registers, no spills
+        # (docs/evidence/2026-12-06_cpu/sass_kernels.txt)
+        bn = min(bn, 64)
     gate = g2 if g2 is not None else y2
     res = r2 if r2 is not None else y2
     _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
