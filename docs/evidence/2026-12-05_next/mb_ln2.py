@@ -3,7 +3,7 @@ LayerNorm then F.linear (what the model runs without it), bf16, in CUDA graphs, 
 evaluation's shapes; then, for the 1,024-column projections it loses at with its default
 launch (twentieth session: 1.29x at K = 128, 1.65x at K = 256), a sweep of launches
 (rows a program, warps, columns a step, stages); then the triangle multiplication's output
-with its gate in the epilogue against the kernel and a separate gate.
+with its gate (and the residual pair stream) in the epilogue against the kernel and separate passes.
 Run from the repository root: python3 .devsnap/mb_ln2.py (after source scripts/gpu_env.sh)."""
 import itertools
 
@@ -93,5 +93,12 @@ with torch.no_grad():
         t_gated = timed(lambda: layer_norm_linear(xc, nm, w, b, channels_first=True, gate=g))
         t_then = timed(lambda: layer_norm_linear(xc, nm, w, b, channels_first=True)
                        * torch.sigmoid(g))
+        r = torch.randn(L, 128, device=dev)  # the fp32 pair stream
+        t_res = timed(lambda: layer_norm_linear(xc, nm, w, b, channels_first=True, gate=g,
+                                                residual=r))
+        t_res_then = timed(lambda: r + layer_norm_linear(xc, nm, w, b, channels_first=True)
+                           * torch.sigmoid(g))
         print(f"  {n_res}: gate in the epilogue {t_gated:.1f} us, kernel then x*sigmoid(g) "
-              f"{t_then:.1f} us ({t_gated / t_then:.2f}x)")
+              f"{t_then:.1f} us ({t_gated / t_then:.2f}x); gate and residual in the "
+              f"epilogue {t_res:.1f} us, kernel then r + x*sigmoid(g) {t_res_then:.1f} us "
+              f"({t_res / t_res_then:.2f}x)")
