@@ -18,6 +18,7 @@ from scalefold.kernels import (
     swap_triangle_multiplication,
 )
 from scalefold.kernels.ln_linear import (
+    FusedOutputAttention,
     NormFusedMSAAttention,
     NormFusedOuterProductMean,
     NormFusedTransition,
@@ -26,6 +27,7 @@ from scalefold.kernels.ln_linear import (
     swap_norm_projections,
 )
 from scalefold.model import AlphaFold, AlphaFoldConfig
+from scalefold.model.attention import Attention
 from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
 from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 from scalefold.model.primitives import LayerNorm
@@ -147,6 +149,55 @@ def test_kernel_adds_a_residual(kern, device, channels_first, n):
                                     channels_first=channels_first, residual=r)
             want = r + F.linear(ln(rows.bfloat16()).bfloat16(), w, b)
         assert got.dtype == torch.float32 and rel(got, want) < 1e-2
+
+
+@pytest.mark.parametrize("n", [24, 100])
+def test_linear_epilogue_adds_a_residual(kern, device, n):
+    """linear_epilogue: residual + F.linear(x, w, b), no LayerNorm, the residual a strided
+    view; refused with gradients."""
+    from scalefold.kernels.ln_linear import linear_epilogue
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    x = torch.randn(3, 37, 32).to(device)
+    w, b = torch.randn(n, 32).to(device) / 6, torch.randn(n).to(device)
+    r = torch.randn(3, n, 37).to(device).transpose(-1, -2)
+    with torch.no_grad():
+        got = linear_epilogue(x, w, b, r)
+    assert got.shape == (3, 37, n) and rel(got, r + F.linear(x, w, b)) < 1e-6
+    with pytest.raises(RuntimeError, match="no backward"):
+        linear_epilogue(x, w, b, r)
+
+
+def test_attentions_add_their_update_in_the_output_projection(kern, device, monkeypatch):
+    """The MSA row and column attentions' and both triangle attentions' `added_to(r, ...)`:
+    r + the plain module's update, through one `linear_epilogue` call each (the add in the
+    output projection's epilogue); the plain modules' `added_to` is r + forward."""
+    import scalefold.kernels.ln_linear as ln_linear
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    plain, _, fused = _pair(device)
+    calls = []
+    kernel = ln_linear.linear_epilogue
+    monkeypatch.setattr(ln_linear, "linear_epilogue",
+                        lambda *a, **kw: calls.append(a[1].shape) or kernel(*a, **kw))
+    g = torch.Generator().manual_seed(8)
+    m = torch.randn(1, 5, 11, 32, generator=g).to(device)
+    z = torch.randn(1, 11, 11, 16, generator=g).to(device)
+    rm = torch.randn(1, 5, 11, 32, generator=g).to(device)
+    rz = torch.randn(1, 11, 11, 16, generator=g).to(device)
+    msa_mask = (torch.rand(1, 5, 11, generator=g) > 0.2).float().to(device)
+    pair_mask = (torch.rand(1, 11, 11, generator=g) > 0.2).float().to(device)
+    cases = [("msa_row", rm, (m, z, msa_mask)), ("msa_col", rm, (m, msa_mask)),
+             ("tri_start", rz, (z, pair_mask)), ("tri_end", rz, (z, pair_mask))]
+    with torch.no_grad():
+        for name, r, args in cases:
+            want = r + plain[name](*args)
+            assert torch.equal(plain[name].added_to(r, *args), want)
+            assert rel(fused[name].added_to(r, *args), want) < 1e-6
+    # [c_m, H·c] the MSA attentions' linear_o, [c_z, H·c] the triangle attentions'
+    assert calls == [(32, 16), (32, 16), (16, 16), (16, 16)]
 
 
 @pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
@@ -321,6 +372,8 @@ def test_apply_speedups_puts_the_mixins_on_every_seam():
         if isinstance(m, (Transition, MSAColumnAttention, MSARowAttentionWithPairBias,
                           TriangleAttention, OuterProductMean, TriangleMultiplication)):
             assert isinstance(m, tuple(counts))
+        if isinstance(m, Attention):  # the output projection's residual epilogue
+            assert isinstance(m, FusedOutputAttention)
     assert all(counts.values())
     with pytest.raises(ValueError, match="attention_stacked_projections"):
         dataclasses.replace(speed, attention_stacked_projections=False)
@@ -351,4 +404,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add")

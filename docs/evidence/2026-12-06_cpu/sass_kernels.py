@@ -8,8 +8,8 @@ import triton
 import scalefold.kernels.ln_linear as L
 from scalefold.bench.sass import registers, disassemble, mma_loops
 fn = L._ln_linear_fwd
-def comp(K, BN, warps, stages, BM=64, relu=False, bias=True, unit=("sxk", "syn", "sgn", "srn"), gate=False, residual=False):
-    const = dict(HAS_BIAS=bias, RELU=relu, GATE=gate, RESIDUAL=residual, BM=BM, BK=K, BN=BN, PREC="tf32")
+def comp(K, BN, warps, stages, BM=64, relu=False, bias=True, unit=("sxk", "syn", "sgn", "srn"), gate=False, residual=False, norm=True):
+    const = dict(HAS_BIAS=bias, RELU=relu, GATE=gate, RESIDUAL=residual, NORM=norm, BM=BM, BK=K, BN=BN, PREC="tf32")
     sig, vals, attrs = {}, {}, {}
     ptr = {"X": "bf16", "LW": "fp32", "LB": "fp32", "W": "bf16", "BIAS": "bf16", "Y": "fp32" if residual else "bf16", "G": "bf16", "R": "fp32"}
     for p in fn.params:
@@ -30,7 +30,7 @@ def comp(K, BN, warps, stages, BM=64, relu=False, bias=True, unit=("sxk", "syn",
     cub = k.asm["cubin"]
     sass = disassemble(cub)
     ops = collections.Counter(m.group(1).split(".")[0] for m in re.finditer(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", sass))
-    print(f"unit strides {unit}{' gated' if gate else ''}{' +residual' if residual else ''}: K={K} BM={BM} BN={BN} warps={warps} stages={stages}: regs {registers(cub)}, smem {k.metadata.shared} B, HGMMA {ops['HGMMA']}, HMMA {ops['HMMA']}, LDL {ops['LDL']}, STL {ops['STL']}, LDGSTS {ops['LDGSTS']}, LDG {ops['LDG']}")
+    print(f"unit strides {unit}{' gated' if gate else ''}{' +residual' if residual else ''}{'' if norm else ' no LayerNorm'}: K={K} BM={BM} BN={BN} warps={warps} stages={stages}: regs {registers(cub)}, smem {k.metadata.shared} B, HGMMA {ops['HGMMA']}, HMMA {ops['HMMA']}, LDL {ops['LDL']}, STL {ops['STL']}, LDGSTS {ops['LDGSTS']}, LDG {ops['LDG']}")
 for args in [(128, 128, 4, 2), (256, 64, 4, 2), (128, 16, 4, 2)]:
     comp(*args)
 comp(128, 128, 4, 2, unit=("sxm", "syn"))  # channels-first input
@@ -38,6 +38,8 @@ comp(128, 128, 4, 2, unit=("sxk", "sym"))  # channels-first output
 comp(128, 128, 4, 2, unit=("sxm", "syn", "sgn", "srn"), gate=True)  # (20th session) the triangle multiplication's output with its gate
 comp(128, 128, 4, 2, unit=("sxm", "syn", "sgn", "srn"), gate=True, residual=True)  # (20th session) ... and the fp32 pair stream added
 comp(128, 64, 4, 2, unit=("sxm", "syn", "sgn", "srn"), gate=True, residual=True)  # ... at 64 columns a step, what _launch takes with a residual
+comp(256, 64, 4, 2, unit=("sxk", "syn", "sgn", "srn"), residual=True, norm=False)  # linear_epilogue: the MSA attentions' output projection with the residual
+comp(128, 64, 4, 2, unit=("sxk", "syn", "sgn", "srn"), residual=True, norm=False)  # ... the triangle attentions'
 # the attention forward (no log-sum-exp, fused logits, unmasked loads) without and with the gate
 from scalefold.bench.sass import attention_cases, compile_kernel
 import dataclasses

@@ -27,15 +27,15 @@ class GateEpilogueAttention:
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                g: torch.Tensor | None, biases: list[torch.Tensor],
-               columns: bool = False) -> torch.Tensor:
+               columns: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
         if g is None or torch.is_grad_enabled() or not isinstance(self.core,
                                                                   TritonAttentionCore):
-            return super().attend(q, k, v, g, biases, columns)
+            return super().attend(q, k, v, g, biases, columns, residual)
         qh, kh, vh, gh = (self._heads(t, columns) for t in (q, k, v, g))
         o = self.core.gated(qh, kh, vh, gh, biases, scale=self.c_hidden**-0.5)
         if o is None:
-            return super().attend(q, k, v, g, biases, columns)
-        return self.linear_o(self._merged(o, columns))
+            return super().attend(q, k, v, g, biases, columns, residual)
+        return self.output(self._merged(o, columns), residual)
 
 
 def swap_gate_epilogue(model: torch.nn.Module) -> torch.nn.Module:

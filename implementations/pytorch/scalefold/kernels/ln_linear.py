@@ -30,6 +30,7 @@ from scalefold.kernels.linear import pad_bias
 from scalefold.kernels.projections import StackedProjectionAttention, stack_cast
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul import ChannelFirstTriangleMultiplication
+from scalefold.model.attention import Attention
 from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
 from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
 
@@ -40,8 +41,8 @@ if triton is not None:
     def _ln_linear_fwd(X, LW, LB, W, BIAS, G, R, Y, M, K, N, sxm, sxk, sgm, sgn, srm, srn,
                        sym, syn, eps,
                        HAS_BIAS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr,
-                       RESIDUAL: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
-                       BN: tl.constexpr, PREC: tl.constexpr):
+                       RESIDUAL: tl.constexpr, NORM: tl.constexpr, BM: tl.constexpr,
+                       BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
         # X: [M, K] (rows sxm apart, channels sxk: 1 for rows of channels, the positions'
         # count for a channels-first input); W: [N, K] (a Linear's weight); G: [M, N] gate
         # logits (rows sgm apart, columns sgn); R: [M, N] a residual stream the result is
@@ -54,9 +55,12 @@ if triton is not None:
         mask = rmask[:, None] & kmask[None, :]
         x = tl.load(X + rows[:, None].to(tl.int64) * sxm + ks[None, :].to(tl.int64) * sxk,
                     mask=mask, other=0.0).to(tl.float32)  # [BM, BK]
-        # the LayerNorm kernel's arithmetic; padded channels come out 0 (x, w and b are 0
-        # there), so they add nothing to the products
-        h, _, _ = _ln_rows(x, mask, ks, kmask, LW, LB, K, eps)
+        if NORM:
+            # the LayerNorm kernel's arithmetic; padded channels come out 0 (x, w and b
+            # are 0 there), so they add nothing to the products
+            h, _, _ = _ln_rows(x, mask, ks, kmask, LW, LB, K, eps)
+        else:  # a plain projection (its epilogue is the point: `linear_epilogue`)
+            h = x
         h = h.to(W.dtype.element_ty)
         for n0 in range(0, N, BN):
             ns = n0 + tl.arange(0, BN)  # [BN]
@@ -126,7 +130,8 @@ def _stacked_width(mha: StackedProjectionAttention) -> int:
     return mha.num_heads * mha.c_hidden * (3 if mha.linear_g is None else 4)
 
 
-def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
+def _launch(x2: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None,
+            eps: float,
             weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
             launch: LnLinearLaunch, y2: torch.Tensor, g2: torch.Tensor | None,
             r2: torch.Tensor | None) -> None:
@@ -147,18 +152,21 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, ep
         bn = min(bn, 64)
     gate = g2 if g2 is not None else y2
     res = r2 if r2 is not None else y2
+    norm = ln_weight is not None
     _ln_linear_fwd[(triton.cdiv(m, lc.block_m),)](
-        x2, ln_weight, ln_bias, weight, bias if bias is not None else y2, gate, res, y2,
+        x2, ln_weight if norm else x2, ln_bias if norm else x2, weight,
+        bias if bias is not None else y2, gate, res, y2,
         m, k, n, x2.stride(0), x2.stride(1), gate.stride(0), gate.stride(1),
         res.stride(0), res.stride(1), y2.stride(0), y2.stride(1), eps,
         HAS_BIAS=bias is not None, RELU=relu, GATE=g2 is not None,
-        RESIDUAL=r2 is not None, BM=lc.block_m,
+        RESIDUAL=r2 is not None, NORM=norm, BM=lc.block_m,
         BK=next_pow2(k),
         BN=bn, PREC=dot_precision(weight), num_warps=lc.warps,
         num_stages=lc.stages)
 
 
-def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
+def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None,
+               eps: float,
                weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
                launch: LnLinearLaunch, channels_first: bool,
                out_channels_first: bool, gate: torch.Tensor | None,
@@ -234,6 +242,23 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
     run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
     return run(x, norm.weight, norm.bias, norm.eps, weight, bias, relu, launch, channels_first,
                out_channels_first, gate, residual)
+
+
+def linear_epilogue(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                    residual: torch.Tensor | None = None,
+                    launch: LnLinearLaunch = DEFAULT_LAUNCH) -> torch.Tensor:
+    """Without gradients: `residual + F.linear(x, weight, bias)` ([*, K] -> [*, N], K at
+    most MAX_WIDTH) as `layer_norm_linear`'s kernel without its LayerNorm: the add in the
+    projection's epilogue, in the wider dtype of the two, rounded once."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("linear_epilogue has no backward: call it without gradients")
+    dt = autocast_dtype(x) or x.dtype
+    if weight.dtype != dt or (bias is not None and bias.dtype != dt):
+        raise ValueError(f"linear_epilogue: weight and bias must be in the compute dtype "
+                         f"{dt}, got {weight.dtype} and "
+                         f"{None if bias is None else bias.dtype}")
+    run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
+    return run(x, None, None, 0.0, weight, bias, False, launch, False, False, None, residual)
 
 
 # --------------------------------------------------------------- the modules' seams
@@ -425,10 +450,28 @@ class NormFusedTriangleMultiplication:
         return self(z, mask, r)
 
 
+class FusedOutputAttention:
+    """`Attention` mixin: without gradients, the output projection with the residual
+    stream added in its epilogue (`output` given a residual: the attention modules'
+    `added_to`), the update never written and read back by an add."""
+
+    weight_casts: WeightCasts | None = None
+
+    def output(self, o: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        lin = self.linear_o
+        if (residual is None or torch.is_grad_enabled() or not triton_usable(o)
+                or o.shape[-1] > MAX_WIDTH or lin.out_features > MAX_COLUMNS):
+            return super().output(o, residual)
+        dt = _compute_dtype(o)
+        return linear_epilogue(o, _cast(self.weight_casts, lin.weight, dt),
+                               _cast(self.weight_casts, lin.bias, dt), residual)
+
+
 def swap_norm_projections(model: torch.nn.Module,
                           weight_casts: WeightCasts | None = None) -> torch.nn.Module:
     """The transitions, MSA attentions, triangle attentions, outer product means and
-    triangle multiplications of `model` get their LayerNorm-and-projection kernels (the
+    triangle multiplications of `model` get their LayerNorm-and-projection kernels, and
+    every attention its output projection with the residual add in the epilogue (the
     mixins above), in place, sharing `weight_casts` if given. Apply after
     `swap_attention_projections` and `swap_triangle_multiplication`. Returns `model`."""
     swap(model, Transition, NormFusedTransition, weight_casts=weight_casts)
@@ -438,4 +481,5 @@ def swap_norm_projections(model: torch.nn.Module,
     swap(model, TriangleAttention, NormFusedTriangleAttention, weight_casts=weight_casts)
     swap(model, TriangleMultiplication, NormFusedTriangleMultiplication,
          weight_casts=weight_casts)
+    swap(model, Attention, FusedOutputAttention, weight_casts=weight_casts)
     return model

@@ -112,16 +112,24 @@ class Attention(nn.Module):
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
         biases: list[torch.Tensor], columns: bool = False,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The attention of `forward` from its projections (each [*, L, H·c]; g the gate's
         logits or None), for modules that project their input together with other
-        quantities (triangle attention's bias)."""
+        quantities (triangle attention's bias); `residual`: see `output`."""
         q, k, v = (self._heads(t, columns) for t in (q, k, v))
         # [*, H, Q, c] ([*, B, H, Q, c] for columns)
         o = self._merged(self.core(q, k, v, biases, scale=self.c_hidden**-0.5), columns)
         if g is not None:
             o = self.gate(o, g)  # o · sigmoid(g)
-        return self.linear_o(o)
+        return self.output(o, residual)
+
+    def output(self, o: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """linear_o(o) [*, Q, c_out] (o: [*, Q, H·c]), plus `residual` if given: the
+        module's residual update without dropout (`added_to`), one call so that a fused
+        kernel can add it in the projection's epilogue (`scalefold.kernels.ln_linear`)."""
+        out = self.linear_o(o)
+        return out if residual is None else residual + out
 
     def _merged(self, o: torch.Tensor, columns: bool) -> torch.Tensor:
         """The core's output back in the projections' layout: [*, H, Q, c] -> [*, Q, H*c]

@@ -57,8 +57,8 @@ class EvoformerBlockCore(nn.Module):
         z = z + self.outer_product_mean(m, msa_mask)
         z = self.pair_dropout_row.update(z, self.tri_mul_out, z, pair_mask)
         z = self.pair_dropout_row.update(z, self.tri_mul_in, z, pair_mask)
-        z = self.pair_dropout_row.residual(z, self.tri_att_start(z, pair_mask))
-        z = self.pair_dropout_col.residual(z, self.tri_att_end(z, pair_mask))
+        z = self.pair_dropout_row.update(z, self.tri_att_start, z, pair_mask)
+        z = self.pair_dropout_col.update(z, self.tri_att_end, z, pair_mask)
         z = z + self.pair_transition(z)
         return m, z
 
@@ -91,8 +91,8 @@ class EvoformerBlock(nn.Module):
         self.core = _core(cfg, cfg.c_m)
 
     def forward(self, m, z, msa_mask, pair_mask):
-        m = self.msa_dropout_row.residual(m, self.msa_att_row(m, z, msa_mask))
-        m = m + self.msa_att_col(m, msa_mask)
+        m = self.msa_dropout_row.update(m, self.msa_att_row, m, z, msa_mask)
+        m = self.msa_att_col.added_to(m, m, msa_mask)
         return self.core(m, z, msa_mask, pair_mask)
 
 
@@ -109,8 +109,8 @@ class ExtraMSABlock(nn.Module):
         self.core = _core(cfg, cfg.c_e)
 
     def forward(self, m, z, msa_mask, pair_mask):
-        m = self.msa_dropout_row.residual(m, self.msa_att_row(m, z, msa_mask))
-        m = m + self.msa_att_col(m, msa_mask)
+        m = self.msa_dropout_row.update(m, self.msa_att_row, m, z, msa_mask)
+        m = m + self.msa_att_col(m, msa_mask)  # global attention: its own output layout
         return self.core(m, z, msa_mask, pair_mask)
 
 

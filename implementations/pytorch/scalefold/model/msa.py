@@ -28,14 +28,21 @@ class MSARowAttentionWithPairBias(nn.Module):
         """The pair bias [*, N, N, H]: linear_z of the LayerNorm of z."""
         return self.linear_z(self.layer_norm_z(z))
 
-    def forward(self, m: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # m: [*, S, N, c_m]  z: [*, N, N, c_z]  mask: [*, S, N]
+    def forward(self, m: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        # m: [*, S, N, c_m]  z: [*, N, N, c_z]  mask: [*, S, N]; residual: [*, S, N, c_m]
         proj = self.normalized_projections(m)
         mask_bias = self.mask_bias(mask)[..., :, None, None, :]  # [*, S, 1, 1, N]
         pair_bias = self.normalized_pair_bias(z)  # [*, N, N, H]
         pair_bias = pair_bias.permute(*range(pair_bias.dim() - 3), -1, -3, -2).unsqueeze(-4)
         # pair_bias: [*, 1, H, N, N]
-        return self.mha.attend(*proj, [mask_bias, pair_bias])
+        return self.mha.attend(*proj, [mask_bias, pair_bias], residual=residual)
+
+    def added_to(self, r: torch.Tensor, m: torch.Tensor, z: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+        """r + forward(m, z, mask): the residual update without dropout
+        (`SharedDropout.update`), the add in the attention's output projection."""
+        return self(m, z, mask, residual=r)
 
 
 class MSAColumnAttention(nn.Module):
@@ -51,12 +58,17 @@ class MSAColumnAttention(nn.Module):
         m = self.layer_norm_m(m)
         return self.mha.projections(m, m)
 
-    def forward(self, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # m: [*, S, N, c_m]  mask: [*, S, N]
+    def forward(self, m: torch.Tensor, mask: torch.Tensor,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        # m: [*, S, N, c_m]  mask: [*, S, N]; residual: [*, S, N, c_m]
         proj = self.normalized_projections(m)
         mask_bias = self.mask_bias(mask, transpose=True)[..., :, None, None, :]
         # mask_bias: [*, N, 1, 1, S]; attention along S for every column N
-        return self.mha.attend(*proj, [mask_bias], columns=True)
+        return self.mha.attend(*proj, [mask_bias], columns=True, residual=residual)
+
+    def added_to(self, r: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """r + forward(m, mask), the add in the attention's output projection."""
+        return self(m, mask, residual=r)
 
 
 class MSAColumnGlobalAttention(nn.Module):

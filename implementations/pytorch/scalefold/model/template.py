@@ -113,8 +113,8 @@ class TemplatePairBlock(nn.Module):
 
     def forward(self, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # t: [*, T, N, N, c_t]  mask: [*, 1, N, N]
-        t = self.dropout_row.residual(t, self.tri_att_start(t, mask))
-        t = self.dropout_col.residual(t, self.tri_att_end(t, mask))
+        t = self.dropout_row.update(t, self.tri_att_start, t, mask)
+        t = self.dropout_col.update(t, self.tri_att_end, t, mask)
         t = self.dropout_row.update(t, self.tri_mul_out, t, mask)
         t = self.dropout_row.update(t, self.tri_mul_in, t, mask)
         t = t + self.pair_transition(t)
