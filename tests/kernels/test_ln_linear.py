@@ -398,6 +398,19 @@ def test_compiled_modules_break_around_the_kernel():
         mask = (torch.rand(1, 5, n, device="cuda") > 0.2).float()
         with torch.no_grad():
             assert rel(compiled(m, mask), opm(m, mask)) < 1e-6
+    # the channels-first triangle multiplication compiled as the evaluation's glue: its
+    # residual update (`added_to`) through the compiled forward, the fused kernel carrying
+    # the gate and the residual
+    tm = _perturbed(TriangleMultiplication(16, 8, outgoing=True), 9).cuda()
+    swap_triangle_multiplication(tm, norm_kernel=True, forward_gating_kernel=True)
+    tm = swap_norm_projections(tm)
+    compiled = copy.deepcopy(tm)
+    compiled.compile(dynamic=True)
+    for n in (32, 48):
+        z, r = torch.randn(1, n, n, 16, device="cuda"), torch.randn(1, n, n, 16, device="cuda")
+        mask = (torch.rand(1, n, n, device="cuda") > 0.2).float()
+        with torch.no_grad():
+            assert rel(compiled.added_to(r, z, mask), tm.added_to(r, z, mask)) < 1e-6
 
 
 def test_ln_linear_in_triton_interpreter():
