@@ -140,7 +140,9 @@ class SpeedConfig:
                "the pair and triangle biases, the outer product mean's a and b, the "
                "triangle multiplications' projections and output) as one Triton kernel, "
                "the normalised activations never written; projections wider than 512 "
-               "columns stay LayerNorm then matmul (needs attention_stacked_projections)")
+               "columns stay LayerNorm then matmul; and the triangle multiplications' "
+               "and attentions' residual adds (and the former's gate) in their output "
+               "projection's epilogue (needs attention_stacked_projections)")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
