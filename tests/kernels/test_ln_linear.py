@@ -198,6 +198,11 @@ def test_attentions_add_their_update_in_the_output_projection(kern, device, monk
             assert rel(fused[name].added_to(r, *args), want) < 1e-6
     # [c_m, H·c] the MSA attentions' linear_o, [c_z, H·c] the triangle attentions'
     assert calls == [(32, 16), (32, 16), (16, 16), (16, 16)]
+    # the outer product mean's update: made in its forward (fused by a compiled module)
+    with torch.no_grad():
+        want = rz + plain["opm"](m, msa_mask)
+        assert torch.equal(plain["opm"].added_to(rz, m, msa_mask), want)
+        assert rel(fused["opm"].added_to(rz, m, msa_mask), want) < 1e-6
 
 
 @pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
@@ -392,12 +397,15 @@ def test_compiled_modules_break_around_the_kernel():
         with torch.no_grad():
             assert rel(compiled(x), t(x)) < 1e-6
     opm = swap_norm_projections(_perturbed(OuterProductMean(32, 16, 4, 1e-3), 6)).cuda()
-    compiled = torch.compile(copy.deepcopy(opm), dynamic=True)
+    compiled = copy.deepcopy(opm)
+    compiled.compile(dynamic=True)  # in place, as compile_glue: added_to runs compiled
     for n in (32, 48):
         m = torch.randn(1, 5, n, 32, device="cuda")
         mask = (torch.rand(1, 5, n, device="cuda") > 0.2).float()
         with torch.no_grad():
             assert rel(compiled(m, mask), opm(m, mask)) < 1e-6
+            r = torch.randn(1, n, n, 16, device="cuda")
+            assert rel(compiled.added_to(r, m, mask), r + opm(m, mask)) < 1e-6
     # the channels-first triangle multiplication compiled as the evaluation's glue: its
     # residual update (`added_to`) through the compiled forward, the fused kernel carrying
     # the gate and the residual

@@ -338,7 +338,7 @@ class NormFusedTriangleAttention:
 class NormFusedOuterProductMean:
     """`OuterProductMean` mixin: its two projections a, b of LayerNorm(m) as one fused
     kernel (their weights stacked) without gradients, masked after it as the plain
-    module masks them."""
+    module masks them; and the residual update (`added_to`) made inside the forward."""
 
     weight_casts: WeightCasts | None = None
 
@@ -362,6 +362,18 @@ class NormFusedOuterProductMean:
         a, b = ab.split(l1.out_features, dim=-1)
         mask = mask.unsqueeze(-1)  # [*, S, N, 1]
         return a * mask, b * mask
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        # residual (from `added_to`): inside the forward, so that the evaluation's
+        # compiled glue fuses the add with the normalisation's division
+        out = super().forward(m, mask)
+        return out if residual is None else residual + out
+
+    def added_to(self, r: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().added_to(r, m, mask)
+        return self(m, mask, r)
 
 
 class NormFusedTriangleMultiplication:

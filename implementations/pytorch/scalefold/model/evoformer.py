@@ -54,7 +54,7 @@ class EvoformerBlockCore(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # m: [*, S, N, c_m]  z: [*, N, N, c_z]  msa_mask: [*, S, N]  pair_mask: [*, N, N]
         m = m + self.msa_transition(m)
-        z = z + self.outer_product_mean(m, msa_mask)
+        z = self.outer_product_mean.added_to(z, m, msa_mask)
         z = self.pair_dropout_row.update(z, self.tri_mul_out, z, pair_mask)
         z = self.pair_dropout_row.update(z, self.tri_mul_in, z, pair_mask)
         z = self.pair_dropout_row.update(z, self.tri_att_start, z, pair_mask)

@@ -28,6 +28,11 @@ class OuterProductMean(nn.Module):
         norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
         return outer / (self.eps + norm)
 
+    def added_to(self, r: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """r + forward(m, mask): the pair stream's update, one call so that a fused
+        implementation can add r where the update is made (`scalefold.kernels.ln_linear`)."""
+        return r + self(m, mask)
+
     def normalized_project(self, m: torch.Tensor, mask: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """`project` of the LayerNorm of m: where a fused kernel can take both
