@@ -388,8 +388,8 @@ class NormFusedTriangleMultiplication:
     weight_casts: WeightCasts | None = None
 
     def _fuses_input(self, z: torch.Tensor) -> bool:
-        # the same answer for the raw z in `project` and what it hands to `combine`
-        # both consumers: the four stacked projections and the output gate's
+        # the same answer for the raw z in `project` and what it hands to `combine`: both
+        # consumers (the four stacked projections, the output gate's) must take it
         return (isinstance(self, ChannelFirstTriangleMultiplication)
                 and fusable(z, self.layer_norm_in, 4 * self.linear_a_p.out_features)
                 and fusable(z, self.layer_norm_in, self.linear_g.out_features))
