@@ -281,16 +281,9 @@ def _pair(device, channel_first: bool = False):
     return plain, stacked, fused
 
 
-@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
-def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_first,
-                                                        monkeypatch):
-    """The eight modules' outputs as the plain modules' (fp32, to rounding), through
-    eleven fused kernels (fifteen on h200's channels-first triangle multiplication): the transition's hidden layer, the MSA row attention's
-    projections and pair bias, the column attention's projections, each triangle
-    attention's bias and projections (two each), the outer product mean's two projections
-    (one), each triangle multiplication's output LayerNorm and projection (one each, the
-    product read channels first) and on the channels-first form its input LayerNorm in
-    the stacked projections (written channels first) and in the output gate."""
+def _fused_calls_matching_plain(device, channel_first: bool, monkeypatch) -> list:
+    """The eight modules run plain and fused without gradients: the outputs equal (fp32,
+    to rounding); returns the weight shapes of the fused kernel's calls, in order."""
     import scalefold.kernels.ln_linear as ln_linear
 
     if device.type == "cuda":
@@ -304,6 +297,20 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_fi
         want, got = _run(plain, device), _run(fused, device)
     for a, b in zip(got, want, strict=True):
         assert a.shape == b.shape and rel(a, b) < 1e-6
+    return calls
+
+
+@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
+def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_first,
+                                                        monkeypatch):
+    """The eight modules' outputs as the plain modules' (fp32, to rounding), through
+    eleven fused kernels (fifteen on h200's channels-first triangle multiplication): the transition's hidden layer, the MSA row attention's
+    projections and pair bias, the column attention's projections, each triangle
+    attention's bias and projections (two each), the outer product mean's two projections
+    (one), each triangle multiplication's output LayerNorm and projection (one each, the
+    product read channels first) and on the channels-first form its input LayerNorm in
+    the stacked projections (written channels first) and in the output gate."""
+    calls = _fused_calls_matching_plain(device, channel_first, monkeypatch)
     # weight shapes: [n·c, c] transition; stacked [4·H·c, c_m] and [H, c_z] row attention;
     # stacked column attention; [H, c_z] and stacked [4·H·c, c_z] per triangle attention;
     # [2c, c_m] the outer product mean's stacked a and b; [c_z, c] each linear_z with the
@@ -324,18 +331,8 @@ def test_wide_projections_stay_layer_norm_then_matmul(kern, device, channel_firs
     the outputs as the plain modules'."""
     import scalefold.kernels.ln_linear as ln_linear
 
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
     monkeypatch.setattr(ln_linear, "MAX_COLUMNS", 31)
-    calls = []
-    kernel = ln_linear.layer_norm_linear
-    monkeypatch.setattr(ln_linear, "layer_norm_linear",
-                        lambda *a, **kw: calls.append(a[2].shape) or kernel(*a, **kw))
-    plain, _, fused = _pair(device, channel_first)
-    with torch.no_grad():
-        want, got = _run(plain, device), _run(fused, device)
-    for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape and rel(a, b) < 1e-6
+    calls = _fused_calls_matching_plain(device, channel_first, monkeypatch)
     assert calls == [(2, 16), (8, 32), (16, 8), (16, 8)]
 
 

@@ -213,6 +213,16 @@ def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.T
 _ln_linear_untraced = torch.compiler.disable(_ln_linear, recursive=True)
 
 
+def _check_call(name: str, x: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> None:
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"{name} has no backward: call it without gradients")
+    dt = autocast_dtype(x) or x.dtype
+    if weight.dtype != dt or (bias is not None and bias.dtype != dt):
+        raise ValueError(f"{name}: weight and bias must be in the compute dtype {dt}, got "
+                         f"{weight.dtype} and {None if bias is None else bias.dtype}")
+
+
 def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tensor,
                       bias: torch.Tensor | None = None, relu: bool = False,
                       launch: LnLinearLaunch = DEFAULT_LAUNCH,
@@ -229,13 +239,7 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
     dtype (pass the weight and bias cast: the output takes their dtype), as autocast runs
     a Linear; outside it they are x's dtype. The caller checks `fusable` (with the width
     x.shape[-2] when channels first)."""
-    if torch.is_grad_enabled():
-        raise RuntimeError("layer_norm_linear has no backward: call it without gradients")
-    dt = autocast_dtype(x) or x.dtype
-    if weight.dtype != dt or (bias is not None and bias.dtype != dt):
-        raise ValueError(f"layer_norm_linear: weight and bias must be in the compute dtype "
-                         f"{dt}, got {weight.dtype} and "
-                         f"{None if bias is None else bias.dtype}")
+    _check_call("layer_norm_linear", x, weight, bias)
     if (gate is not None or residual is not None) and out_channels_first:
         raise ValueError("layer_norm_linear: a gate or residual needs the output rows of "
                          "channels")
@@ -250,13 +254,7 @@ def linear_epilogue(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """Without gradients: `residual + F.linear(x, weight, bias)` ([*, K] -> [*, N], K at
     most MAX_WIDTH) as `layer_norm_linear`'s kernel without its LayerNorm: the add in the
     projection's epilogue, in the wider dtype of the two, rounded once."""
-    if torch.is_grad_enabled():
-        raise RuntimeError("linear_epilogue has no backward: call it without gradients")
-    dt = autocast_dtype(x) or x.dtype
-    if weight.dtype != dt or (bias is not None and bias.dtype != dt):
-        raise ValueError(f"linear_epilogue: weight and bias must be in the compute dtype "
-                         f"{dt}, got {weight.dtype} and "
-                         f"{None if bias is None else bias.dtype}")
+    _check_call("linear_epilogue", x, weight, bias)
     run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
     return run(x, None, None, 0.0, weight, bias, False, launch, False, False, None, residual)
 
