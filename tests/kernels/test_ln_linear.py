@@ -236,6 +236,41 @@ def test_triangle_multiplication_adds_its_update_in_the_kernel(kern, device, cha
     assert not calls and torch.equal(got, r + fused["trimul_out"](zg, mask))
 
 
+@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
+def test_whole_model_without_gradients_matches_plain(kern, device, channel_first,
+                                                     monkeypatch):
+    """The tiny model in evaluation with the mixins (and the channels-first triangle
+    multiplication): every stack's blocks reach the fused kernels through their seams,
+    the residual updates through `SharedDropout.update` included, and the model's
+    outputs are the plain model's (fp32, to rounding)."""
+    import scalefold.kernels.ln_linear as ln_linear
+    from scalefold.utils.synthetic import synthetic_batch
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    counts = {"layer_norm_linear": 0, "linear_epilogue": 0}
+    for name in counts:
+        kernel = getattr(ln_linear, name)
+
+        def counted(*a, _k=kernel, _n=name, **kw):
+            counts[_n] += 1
+            return _k(*a, **kw)
+
+        monkeypatch.setattr(ln_linear, name, counted)
+    torch.manual_seed(0)
+    plain = _perturbed(AlphaFold(AlphaFoldConfig.tiny()), 11).to(device).eval()
+    if channel_first:
+        swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True)
+    fused = swap_norm_projections(swap_attention_projections(copy.deepcopy(plain)))
+    batch = synthetic_batch(None, n_res=20, n_clust=6, n_extra=10, n_templ=2,
+                            num_iterations=2, device=device)
+    with torch.no_grad():
+        want, got = plain(batch), fused(batch)
+    assert counts["layer_norm_linear"] > 0 and counts["linear_epilogue"] > 0
+    for key in ("msa", "pair", "single", "final_atom_positions"):
+        assert rel(got[key], want[key]) < 1e-4, key
+
+
 def test_kernel_refuses_gradients_and_other_dtypes(kern, device):
     from scalefold.kernels.ln_linear import layer_norm_linear
 
@@ -422,4 +457,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model")
