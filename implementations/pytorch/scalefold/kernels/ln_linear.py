@@ -235,9 +235,10 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
     dim -2) and the result [*, L, N]; `out_channels_first`: x is [*, L, K] and the result
     [*, N, L]; `gate` (logits shaped as the result, not with `out_channels_first`): the
     result times sigmoid(gate); `residual` (shaped as the result, likewise): residual +
-    the result, in the wider of their dtypes; rounded once. Under autocast the normalised rows, weight and bias are in the autocast
-    dtype (pass the weight and bias cast: the output takes their dtype), as autocast runs
-    a Linear; outside it they are x's dtype. The caller checks `fusable` (with the width
+    the result, in the wider of their dtypes; rounded once. Under autocast the normalised
+    rows, weight and bias are in the autocast dtype (pass the weight and bias cast: the
+    output takes their dtype, or the residual's if wider), as autocast runs a Linear;
+    outside it they are x's dtype. The caller checks `fusable` (with the width
     x.shape[-2] when channels first)."""
     _check_call("layer_norm_linear", x, weight, bias)
     if (gate is not None or residual is not None) and out_channels_first:
@@ -414,10 +415,9 @@ class NormFusedTriangleMultiplication:
     def _fuses_output(self, a: torch.Tensor) -> bool:
         return fusable(a, self.layer_norm_out, self.linear_z.out_features, dim=-3)
 
-    def _product_projection(self, a: torch.Tensor, b: torch.Tensor,
-                            gate: torch.Tensor | None,
+    def _product_projection(self, a: torch.Tensor, b: torch.Tensor, gate: torch.Tensor,
                             residual: torch.Tensor | None = None) -> torch.Tensor:
-        # a, b: [*, c, N1, N2], gate, residual: [*, N1, N2, c_z] or None
+        # a, b: [*, c, N1, N2], gate (logits), residual (or None): [*, N1, N2, c_z]
         # -> [*, N1, N2, c_z]
         x = self.triangle_product(a, b)  # [*, c, N1, N2], contiguous
         n1, n2 = x.shape[-2:]
@@ -426,14 +426,9 @@ class NormFusedTriangleMultiplication:
         y = layer_norm_linear(x.flatten(-2), self.layer_norm_out,
                               _cast(self.weight_casts, lin.weight, dt),
                               _cast(self.weight_casts, lin.bias, dt), channels_first=True,
-                              gate=None if gate is None else gate.flatten(-3, -2),
+                              gate=gate.flatten(-3, -2),
                               residual=None if residual is None else residual.flatten(-3, -2))
         return y.unflatten(-2, (n1, n2))
-
-    def projected_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if not self._fuses_output(a):
-            return super().projected_product(a, b)
-        return self._product_projection(a, b, None)
 
     def combine(self, a: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         # the output gate sigmoid(g) in the output projection's epilogue: the ungated
