@@ -189,52 +189,40 @@ def test_eval_compile_blocks_compiles_whole_blocks_of_the_evaluation_copy(tmp_pa
 
 def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     """`eval_no_grad_kernels` (h200): the evaluation copy's triangle multiplications gate
-    through the forward kernel and its transitions take the ReLU epilogue; the training
-    model keeps the plain forms, unless its own fields ask for them. The field needs the
-    channels-first triangle multiplication and survives the plain evaluation beside
+    through the forward kernel, its transitions take the ReLU epilogue, its LayerNorms
+    fuse into their narrow projections and its attentions gate in the kernel's epilogue;
+    the training model keeps the plain forms, unless its own fields ask for them. The
+    field needs the channels-first triangle multiplication, the stacked attention
+    projections and the Triton attention, and survives the plain evaluation beside
     training (the kernels hold no memory)."""
     from scalefold.kernels import ChannelFirstTriangleMultiplication, EpilogueReluTransition
+    from scalefold.kernels.gated_attention import GateEpilogueAttention
+    from scalefold.kernels.ln_linear import NormFusedTransition
+    from scalefold.train.config import EVAL_NO_GRAD_KERNELS
 
     def kernels(model):
         tri = [m for m in model.modules() if isinstance(m, ChannelFirstTriangleMultiplication)]
         assert tri
-        relu = [m for m in model.modules() if isinstance(m, EpilogueReluTransition)]
-        return all(m.forward_gating_kernel for m in tri), bool(relu)
+        return (all(m.forward_gating_kernel for m in tri),
+                any(isinstance(m, EpilogueReluTransition) for m in model.modules()),
+                any(isinstance(m, NormFusedTransition) for m in model.modules()),
+                any(isinstance(m, GateEpilogueAttention) for m in model.modules()))
 
+    base = dict(trimul_channel_first=True, attention="triton",
+                attention_stacked_projections=True)
     for field, own in ((False, False), (True, False), (True, True), (False, True)):
-        speed = SpeedConfig(trimul_channel_first=True, eval_no_grad_kernels=field,
-                            trimul_gating_forward_kernel=own, transition_relu_epilogue=own)
+        speed = SpeedConfig(**base, eval_no_grad_kernels=field,
+                            **dict.fromkeys(EVAL_NO_GRAD_KERNELS, own))
         cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
         built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-        assert kernels(built.eval_model) == (field or own,) * 2
-        assert kernels(built.model) == (own,) * 2
-    with pytest.raises(ValueError, match="eval_no_grad_kernels needs trimul_channel_first"):
-        SpeedConfig(eval_no_grad_kernels=True)
+        assert kernels(built.eval_model) == (field or own,) * 4
+        assert kernels(built.model) == (own,) * 4
+    for missing in ("trimul_channel_first", "attention_stacked_projections", "attention"):
+        bad = {**base, missing: getattr(SpeedConfig(), missing)}
+        with pytest.raises(ValueError, match="eval_no_grad_kernels needs"):
+            SpeedConfig(**bad, eval_no_grad_kernels=True)
     h100 = SpeedConfig.preset("h100")
     assert h100.eval_no_grad_kernels and h100.for_evaluation(trains=True).eval_no_grad_kernels
-
-
-def test_eval_aligned_lengths_mixes_into_the_evaluation_copys_compiled_units(tmp_path):
-    """`eval_aligned_lengths`: every compiled unit of the evaluation copy states the
-    lengths' alignment (`AlignedLengths`), glue modules or whole blocks; the training
-    model has none; the field needs the compiled glue and buckets, and the plain
-    evaluation beside training drops it with them."""
-    from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES, AlignedLengths
-
-    for blocks, units in ((False, GLUE_MODULES), (True, EVAL_BLOCK_MODULES)):
-        speed = SpeedConfig(eval_length_buckets="16", eval_compile_glue=True,
-                            eval_compile_blocks=blocks, eval_aligned_lengths=True)
-        cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
-        built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-        compiled = [m for m in built.eval_model.modules() if m._compiled_call_impl is not None]
-        assert compiled and all(isinstance(m, AlignedLengths) for m in compiled)
-        assert all(isinstance(m, units) for m in compiled)
-        assert not any(isinstance(m, AlignedLengths) for m in built.model.modules())
-    for bad in (dict(eval_length_buckets="16"), dict(eval_compile_glue=True)):
-        with pytest.raises(ValueError, match="eval_aligned_lengths needs"):
-            SpeedConfig(eval_aligned_lengths=True, **bad)
-    beside = dataclasses.replace(speed, eval_plain_beside_training=True)
-    assert not beside.for_evaluation(trains=True).eval_aligned_lengths
 
 
 def test_eval_compile_structure_module_compiles_the_evaluation_copys_layer(tmp_path):

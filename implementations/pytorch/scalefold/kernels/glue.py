@@ -21,8 +21,6 @@ GLUE_MODULES: tuple[type[nn.Module], ...] = (Transition, OuterProductMean, Trian
 # glue modules with the residual adds, masks and layout changes between them (no dropout
 # in evaluation, so every residual update is a plain add that can fuse with its producer).
 EVAL_BLOCK_MODULES: tuple[type[nn.Module], ...] = (EvoformerBlock, ExtraMSABlock)
-# Every evaluation length bucket (16, 32, 64 or 128 residues) is a multiple of this.
-LENGTH_ALIGNMENT = 16
 
 
 def _to_fp32(x: Any) -> Any:
@@ -61,49 +59,6 @@ class RecomputedInBackward:
                           preserve_rng_state=False, **kwargs)
 
 
-def state_aligned_lengths(*args: Any, **kwargs: Any) -> None:
-    """Traced by torch.compile with dynamic shapes: state that every input tensor size that
-    is a multiple of `LENGTH_ALIGNMENT` (a bucketed chain length; channel widths are
-    static) is one, and so is its square (the pair tensors' N·N strides). Not compiling:
-    nothing.
-
-    With dynamic shapes inductor cannot prove that a symbolic size or stride is a multiple
-    of 16, so its Triton kernels lose Triton's divisibility hints and load element by
-    element where a static shape's kernel loads 16 bytes at a time: the evaluation's fused
-    triangle-multiplication gating took 93 µs a call at 224 residues against 22 µs static
-    (docs/evidence/2026-12-05_h100_s4). The statements (`torch._check`, guarded: a size
-    that is not a multiple compiles its own graph once) put the divisibility in the
-    compile's shape environment, where inductor looks for it."""
-    if not torch.compiler.is_compiling():
-        return
-    for t in (*args, *kwargs.values()):
-        if isinstance(t, torch.Tensor):
-            for size in t.shape:
-                # LENGTH_ALIGNMENT is read as a global: dynamo keeps a module global int
-                # a constant, where a closure's int became a symbol of its own.
-                if size % LENGTH_ALIGNMENT == 0:
-                    torch._check(size % LENGTH_ALIGNMENT == 0)
-                    torch._check(size * size % LENGTH_ALIGNMENT == 0)
-
-
-class AlignedLengths:
-    """Mixin (`scalefold.kernels.swap`): the module's forward first states its inputs'
-    aligned lengths (`state_aligned_lengths`), for its dynamic-shape compile."""
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        state_aligned_lengths(*args, **kwargs)
-        return super().forward(*args, **kwargs)
-
-
-def _aligned_call(fn: Any) -> Any:
-    # fn with its inputs' aligned lengths stated first (`state_aligned_lengths`)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        state_aligned_lengths(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    return call
-
-
 def keep_fp32(model: nn.Module,
               names: tuple[str, ...] = ("structure_module", "auxiliary_heads")) -> nn.Module:
     """Run the named submodules in float32 even inside a bf16 autocast region.
@@ -140,7 +95,7 @@ def _raise_recompile_limit() -> None:
 
 
 def compile_glue(model: nn.Module, modules: tuple[type[nn.Module], ...] = GLUE_MODULES,
-                 aligned_lengths: bool = False, **compile_kwargs: Any) -> nn.Module:
+                 **compile_kwargs: Any) -> nn.Module:
     """`torch.compile` every instance of `modules` in place (`nn.Module.compile`).
 
     Shapes are static in training (fixed crop), so `dynamic=False` by default. Each
@@ -151,22 +106,17 @@ def compile_glue(model: nn.Module, modules: tuple[type[nn.Module], ...] = GLUE_M
     bucket, passes `dynamic=True`: one compile per module kind serves every length, where
     static shapes took 23 s of compiling per bucket (2026-12-04 call 23). A length equal to
     a channel width compiles once more: Dynamo gives equal sizes one symbol until they
-    differ. `aligned_lengths` (dynamic shapes, lengths padded to multiples of
-    `LENGTH_ALIGNMENT`): each compiled module states that alignment first
-    (`AlignedLengths`).
+    differ.
     """
     compile_kwargs.setdefault("dynamic", False)
     _raise_recompile_limit()
     for m in model.modules():
         if isinstance(m, modules):
-            if aligned_lengths:
-                swap(m, type(m), AlignedLengths, where=lambda x, m=m: x is m)
             m.compile(**compile_kwargs)
     return model
 
 
-def compile_structure_module(model: nn.Module, aligned_lengths: bool = False,
-                             **compile_kwargs: Any) -> nn.Module:
+def compile_structure_module(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
     """`torch.compile` one layer of the structure module (`StructureModule.layer`: invariant
     point attention, transition, backbone update, torsion angles and atom positions), which
     its eight weight-sharing layers run in turn. In eager PyTorch a layer is ~260 small
@@ -177,12 +127,10 @@ def compile_structure_module(model: nn.Module, aligned_lengths: bool = False,
     size, in seconds, and runs it eight times.
     Dropout draws through ATen's random number generator (`fallback_random`), which a
     captured CUDA graph replays with fresh offsets as it does the eager modules'.
-    Shapes are static unless `dynamic=True`. The presets compile the training model's only:
-    the evaluation copy's, dynamic over the 180 validation lengths, was no faster (107.9
-    against 106.8 s a pass on the H200, perf-log 2026-12-04 section 15: chains above 400
-    residues ~3% slower, the dynamic code of invariant point attention), before
-    `aligned_lengths` (the layer's inputs' aligned lengths stated first, as
-    `compile_glue`'s) existed (`eval_compile_structure_module`). Returns `model`."""
+    Shapes are static unless `dynamic=True`: the evaluation copy's compile
+    (`eval_compile_structure_module`) is dynamic over the validation lengths, and gains
+    where the layer's launches are most of a chain's time (the short chains: perf-log
+    2026-12-06 section 3). Returns `model`."""
     if compile_kwargs.get("backend", "inductor") == "inductor":
         compile_kwargs.setdefault("options", {"fallback_random": True})
     compile_kwargs.setdefault("dynamic", False)
@@ -193,7 +141,6 @@ def compile_structure_module(model: nn.Module, aligned_lengths: bool = False,
             # into the graph instead, their first eager use would force a recompile.
             warm_tables(next(m.parameters()).device)
             # An instance attribute shadows the method: the model's code stays plain.
-            layer = _aligned_call(m.layer) if aligned_lengths else m.layer
-            m.layer = torch.compile(layer, **compile_kwargs)
+            m.layer = torch.compile(m.layer, **compile_kwargs)
     return model
 

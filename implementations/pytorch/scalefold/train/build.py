@@ -149,11 +149,9 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
             reuse_template_pairs(eval_model)
         if eval_speed.eval_compile_glue:  # one compile for every length bucket
             units = EVAL_BLOCK_MODULES if eval_speed.eval_compile_blocks else GLUE_MODULES
-            compile_glue(eval_model, modules=units, dynamic=True,
-                         aligned_lengths=eval_speed.eval_aligned_lengths)
+            compile_glue(eval_model, modules=units, dynamic=True)
         if eval_speed.eval_compile_structure_module:
-            compile_structure_module(eval_model, dynamic=True,
-                                     aligned_lengths=eval_speed.eval_aligned_lengths)
+            compile_structure_module(eval_model, dynamic=True)
     apply_speedups(model, speed, cfg.precision, weight_casts)
     # 3. Parallelism.
     if topo.dap_group is not None:

@@ -34,6 +34,13 @@ def _opt(default, help: str):  # noqa: A002 - the argparse word
 GRAD_BUCKET_BYTES = 25 * 2**20
 
 
+# The fields `eval_no_grad_kernels` turns on in the evaluation copy: kernels for forwards
+# without gradients, each measured faster in the evaluation and not yet in the training
+# step (`SpeedConfig.for_evaluation_model`).
+EVAL_NO_GRAD_KERNELS = ("trimul_gating_forward_kernel", "transition_relu_epilogue",
+                        "ln_projection_forward_kernel", "attention_gate_epilogue")
+
+
 @dataclass(frozen=True)
 class SpeedConfig:
     """How the training step is computed: speed-ups applied from outside the model.
@@ -180,18 +187,13 @@ class SpeedConfig:
         False, "evaluation, with eval_compile_glue: each whole Evoformer and extra-MSA block "
                "compiled (dynamic shapes) instead of its glue modules alone, so that the "
                "residual adds and the code between the modules fuse with them")
-    eval_aligned_lengths: bool = _opt(
-        False, "evaluation, with eval_compile_glue and eval_length_buckets: each compiled "
-               "module first states that the bucketed lengths (and their squares) are "
-               "multiples of 16, so inductor's dynamic-shape kernels get Triton's "
-               "divisibility hints (vectorised loads) as static shapes do")
     eval_compile_structure_module: bool = _opt(
         False, "evaluation, with eval_compile_glue: the structure module's layer compiled "
-               "with dynamic shapes too (with eval_aligned_lengths, its lengths' alignment "
-               "stated), for its ~2,300 launches a forward")
+               "with dynamic shapes too, for its ~2,300 launches a forward")
     eval_no_grad_kernels: bool = _opt(
-        False, "evaluation copy: trimul_gating_forward_kernel and transition_relu_epilogue "
-               "(the no-gradient kernels), whether or not the training model uses them")
+        False, "evaluation copy: the no-gradient kernels (trimul_gating_forward_kernel, "
+               "transition_relu_epilogue, ln_projection_forward_kernel, "
+               "attention_gate_epilogue), whether or not the training model uses them")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -219,18 +221,19 @@ class SpeedConfig:
             return self
         return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
                        eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
-                       eval_aligned_lengths=False, eval_compile_structure_module=False,
+                       eval_compile_structure_module=False,
                        eval_concurrent_chains="1", eval_plain_beside_training=False)
 
     def for_evaluation_model(self) -> SpeedConfig:
         """The model-side speed-ups of the evaluation copy: the training model's without
         its static-shape compiles (the copy's compile follows eval_compile_glue), and
-        under `eval_no_grad_kernels` the no-gradient kernels. Those two are measured
-        faster in the evaluation (docs/evidence/2026-12-05_h200_s4); in the training
-        step's recycling iterations they await the 5-seed check."""
+        under `eval_no_grad_kernels` the no-gradient kernels (`EVAL_NO_GRAD_KERNELS`),
+        each measured faster in the evaluation (docs/evidence/2026-12-05_h200_s4,
+        2026-12-06_h100_s21); in the training step's recycling iterations they await
+        the 5-seed check."""
         extra = {}
         if self.eval_no_grad_kernels:
-            extra = {"trimul_gating_forward_kernel": True, "transition_relu_epilogue": True}
+            extra = dict.fromkeys(EVAL_NO_GRAD_KERNELS, True)
         return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
@@ -246,9 +249,13 @@ class SpeedConfig:
                   "eval_no_grad_kernels"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
-        if self.ln_projection_forward_kernel and not self.attention_stacked_projections:
-            raise ValueError("ln_projection_forward_kernel needs attention_stacked_projections "
-                             "(it fuses the LayerNorm into the stacked q/k/v/g projection)")
+        for f in ("ln_projection_forward_kernel", "eval_no_grad_kernels"):
+            if getattr(self, f) and not self.attention_stacked_projections:
+                raise ValueError(f"{f} needs attention_stacked_projections (the LayerNorm "
+                                 "fuses into the stacked q/k/v/g projection)")
+        if self.eval_no_grad_kernels and self.attention != "triton":
+            raise ValueError("eval_no_grad_kernels needs attention='triton' (the gate in "
+                             "the attention kernel's epilogue)")
         if self.single_pass_update and not self.fused_optimizer:
             raise ValueError("single_pass_update needs fused_optimizer")
         if self.cuda_graphs and not self.fused_optimizer:
@@ -257,11 +264,6 @@ class SpeedConfig:
         if self.eval_compile_blocks and not self.eval_compile_glue:
             raise ValueError("eval_compile_blocks needs eval_compile_glue (it changes what "
                              "the evaluation's compile takes as its unit)")
-        if self.eval_aligned_lengths and not (self.eval_compile_glue
-                                              and self.eval_length_buckets != "off"):
-            raise ValueError("eval_aligned_lengths needs eval_compile_glue and "
-                             "eval_length_buckets (it tells the evaluation's compile that "
-                             "the bucketed lengths are multiples of 16)")
         if self.eval_compile_structure_module and not self.eval_compile_glue:
             raise ValueError("eval_compile_structure_module needs eval_compile_glue (the "
                              "evaluation's dynamic-shape compiles)")
@@ -304,7 +306,7 @@ _H200 = SpeedConfig(
     attention_fused_logits=True, attention_precomputed_delta=True,
     attention_unmasked_loads=True, attention_ds_dq_kernel=True, trimul_bias_in_gating=True,
     trimul_gating_kernel=True, single_pass_update=True, layer_norm_bwd_stream=True,
-    eval_no_grad_kernels=True,
+    eval_no_grad_kernels=True, eval_compile_structure_module=True,
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
