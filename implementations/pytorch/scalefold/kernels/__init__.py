@@ -55,6 +55,7 @@ from scalefold.kernels.glue import (
     keep_fp32,
     recompute_outer_product_mean,
 )
+from scalefold.kernels.key_mask import FoldedKeyMaskTriangleAttention, swap_folded_key_masks
 from scalefold.kernels.layer_norm import (
     STREAM_LAUNCH,
     ComputeDtypeLayerNorm,
@@ -175,6 +176,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_norm_projections(model, casts)
     if speed.attention_gate_epilogue:
         swap_gate_epilogue(model)
+    if speed.triangle_attention_folded_mask:
+        swap_folded_key_masks(model)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -192,6 +195,7 @@ __all__ = [
     "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",
     "EpilogueReluTransition",
+    "FoldedKeyMaskTriangleAttention",
     "FusedResidualDropout",
     "GateEpilogueAttention",
     "MatvecBiasGradLinear",

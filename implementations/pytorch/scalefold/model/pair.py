@@ -134,6 +134,11 @@ class TriangleAttention(nn.Module):
         (`scalefold.kernels.ln_linear`)."""
         return self.project(self.layer_norm(z))
 
+    def biases(self, mask_bias: torch.Tensor, tri_bias: torch.Tensor) -> list[torch.Tensor]:
+        """The attention's additive biases: each row's key mask [*, R, 1, 1, K] and the
+        triangle bias [*, 1, H, Q, K] (a seam: `scalefold.kernels.key_mask` folds them)."""
+        return [mask_bias, tri_bias]
+
     def forward(self, z: torch.Tensor, mask: torch.Tensor,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         # z: [*, N, N, c_z]  mask: [*, N, N]; residual: [*, N, N, c_z]
@@ -143,13 +148,14 @@ class TriangleAttention(nn.Module):
             # z_ij attends to z_ik with bias b_jk: rows i, queries j, keys k
             mask_bias = self.mask_bias(mask)[..., :, None, None, :]  # [*, I, 1, 1, J]
             tri_bias = tri_bias.permute(*lead, -1, -3, -2).unsqueeze(-4)  # [*, 1, H, J, K]
-            return self.mha.attend(*proj, [mask_bias, tri_bias], residual=residual)
+            return self.mha.attend(*proj, self.biases(mask_bias, tri_bias), residual=residual)
         # Ending node: z_ij attends to z_kj with bias b_ki; columns j, queries i, keys k
         # (the starting-node math on the transposed pair, without transposing z).
         mask_bias = self.mask_bias(mask, transpose=True)[..., :, None, None, :]
         # mask_bias: [*, J, 1, 1, K]
         tri_bias = tri_bias.permute(*lead, -1, -2, -3).unsqueeze(-4)  # [*, 1, H, I, K]
-        return self.mha.attend(*proj, [mask_bias, tri_bias], columns=True, residual=residual)
+        return self.mha.attend(*proj, self.biases(mask_bias, tri_bias), columns=True,
+                               residual=residual)
 
     def added_to(self, r: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """r + forward(z, mask): the residual update without dropout

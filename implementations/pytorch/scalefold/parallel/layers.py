@@ -124,7 +124,7 @@ def triangle_attention(
     tri_bias, proj = mod.project(z)  # tri_bias: [*, I/P, J, H]
     # The bias of query j and key k is z_jk for every row i: it must be whole.
     tri_bias = all_gather(tri_bias, -3, ctx.group)  # [*, I, J, H]
-    out = mod.mha.attend(*proj, [mask_bias, _heads_first(tri_bias)])
+    out = mod.mha.attend(*proj, mod.biases(mask_bias, _heads_first(tri_bias)))
     if not mod.starting:
         out = out.transpose(-2, -3)
     return out

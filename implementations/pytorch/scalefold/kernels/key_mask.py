@@ -1,0 +1,51 @@
+"""The triangle attentions' key mask folded into their triangle bias, without gradients.
+
+A triangle attention adds two biases to its logits: each row's key mask [*, R, 1, 1, K]
+and the triangle bias [*, 1, H, Q, K] shared by every row. The Triton forward takes the
+first as a row it loads and adds to every tile (`FlashConfig.row_bias`) and the second as
+a tile that starts the QKᵀ accumulator; with the mask folded into the tile it runs the
+one-bias form: 370 instead of 419 instructions an iteration of its loop (sm90, Triton
+3.6: docs/evidence/2026-12-04_sass/fwd_bias_forms_triton36.txt, "pair tile only" against
+"mask row + pair tile"), and the mask row's loads go. The fold is the bias's contiguous
+copy the kernel makes anyway (`_rows_contiguous`), so it launches nothing more.
+
+Why one key mask serves every row: the mask is the pair mask, seq_mask_i · seq_mask_k
+(`AlphaFold.forward`), so every real row masks the same keys, seq_mask_k, which is the
+mask's maximum over the rows. Padded rows (seq_mask_i = 0) mask every key in the plain
+module and only the padded keys here: their outputs change, and they reach no real
+position (every later consumer masks padded rows or keys). On real rows the logits are
+the same numbers: an unmasked key adds 0 in both forms, a masked one gets -inf in effect
+and weight 0. With gradients the plain biases are kept (the bias gradient sums over every
+row, padded ones included).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scalefold.kernels.swap import swap
+from scalefold.model.pair import TriangleAttention
+
+
+class FoldedKeyMaskTriangleAttention:
+    """`TriangleAttention` mixin: without gradients the rows' key mask folded into the
+    triangle bias (one bias [*, 1, H, Q, K], contiguous, in the triangle bias's dtype)."""
+
+    def biases(self, mask_bias: torch.Tensor, tri_bias: torch.Tensor) -> list[torch.Tensor]:
+        if torch.is_grad_enabled():
+            return super().biases(mask_bias, tri_bias)
+        # mask_bias: [*, R, 1, 1, K] -> the real rows' keys [*, 1, 1, 1, K]; in the
+        # triangle bias's dtype, where -inf in effect stays -inf in effect (weight 0)
+        keys = mask_bias.amax(dim=-4, keepdim=True).to(tri_bias.dtype)
+        shape = torch.broadcast_shapes(tri_bias.shape, keys.shape)
+        # tri_bias + 0 is exact; written row-major, as the kernel reads it (the add of a
+        # permuted view would otherwise keep the heads innermost)
+        out = torch.empty(shape, dtype=tri_bias.dtype, device=tri_bias.device)
+        return [torch.add(tri_bias, keys, out=out)]  # [*, 1, H, Q, K]
+
+
+def swap_folded_key_masks(model: nn.Module) -> nn.Module:
+    """Give every TriangleAttention of `model` the folded key mask. Returns `model`."""
+    swap(model, TriangleAttention, FoldedKeyMaskTriangleAttention)
+    return model
