@@ -236,8 +236,10 @@ def test_triangle_multiplication_adds_its_update_in_the_kernel(kern, device, cha
     assert not calls and torch.equal(got, r + fused["trimul_out"](zg, mask))
 
 
-@pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
-def test_whole_model_without_gradients_matches_plain(kern, device, channel_first,
+@pytest.mark.parametrize("channel_first,projection", [(False, False), (True, False),
+                                                      (True, True)],
+                         ids=["plain", "channel_first", "projection_kernel"])
+def test_whole_model_without_gradients_matches_plain(kern, device, channel_first, projection,
                                                      monkeypatch):
     """The tiny model in evaluation with the mixins (and the channels-first triangle
     multiplication): every stack's blocks reach the fused kernels through their seams,
@@ -248,7 +250,7 @@ def test_whole_model_without_gradients_matches_plain(kern, device, channel_first
 
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
-    counts = {"layer_norm_linear": 0, "linear_epilogue": 0}
+    counts = {"layer_norm_linear": 0, "linear_epilogue": 0, "project_gate_forward": 0}
     for name in counts:
         kernel = getattr(ln_linear, name)
 
@@ -261,12 +263,17 @@ def test_whole_model_without_gradients_matches_plain(kern, device, channel_first
     plain = _perturbed(AlphaFold(AlphaFoldConfig.tiny()), 11).to(device).eval()
     if channel_first:
         swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True)
-    fused = swap_norm_projections(swap_attention_projections(copy.deepcopy(plain)))
+    fused = copy.deepcopy(plain)
+    if projection:
+        swap_triangle_multiplication(fused, norm_kernel=True, forward_gating_kernel=True,
+                                     forward_projection_kernel=True)
+    fused = swap_norm_projections(swap_attention_projections(fused))
     batch = synthetic_batch(None, n_res=20, n_clust=6, n_extra=10, n_templ=2,
                             num_iterations=2, device=device)
     with torch.no_grad():
         want, got = plain(batch), fused(batch)
     assert counts["layer_norm_linear"] > 0 and counts["linear_epilogue"] > 0
+    assert (counts["project_gate_forward"] > 0) == projection
     for key in ("msa", "pair", "single", "final_atom_positions"):
         assert rel(got[key], want[key]) < 1e-4, key
 
@@ -307,18 +314,21 @@ def _run(mods: nn.ModuleDict, device) -> list[torch.Tensor]:
             mods["trimul_out"](z, pair_mask), mods["trimul_in"](z, pair_mask)]
 
 
-def _pair(device, channel_first: bool = False):
+def _pair(device, channel_first: bool = False, projection_kernel: bool = False):
     plain = _perturbed(_modules("cpu"), 1).to(device)
     if channel_first:  # h200's triangle multiplication (the mixin goes in front of it)
-        swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True)
+        swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True,
+                                     forward_projection_kernel=projection_kernel)
     stacked = swap_attention_projections(copy.deepcopy(plain))
     fused = swap_norm_projections(copy.deepcopy(stacked))
     return plain, stacked, fused
 
 
-def _fused_calls_matching_plain(device, channel_first: bool, monkeypatch) -> list:
+def _fused_calls_matching_plain(device, channel_first: bool, monkeypatch,
+                                projection_kernel: bool = False) -> list:
     """The eight modules run plain and fused without gradients: the outputs equal (fp32,
-    to rounding); returns the weight shapes of the fused kernel's calls, in order."""
+    to rounding); returns the weight shapes of the fused kernel's calls, in order, and
+    ("norm", c_z) for each call of the projection-gating kernel with its LayerNorm."""
     import scalefold.kernels.ln_linear as ln_linear
 
     if device.type == "cuda":
@@ -327,7 +337,10 @@ def _fused_calls_matching_plain(device, channel_first: bool, monkeypatch) -> lis
     kernel = ln_linear.layer_norm_linear
     monkeypatch.setattr(ln_linear, "layer_norm_linear",
                         lambda *a, **kw: calls.append(a[2].shape) or kernel(*a, **kw))
-    plain, _, fused = _pair(device, channel_first)
+    gating = ln_linear.project_gate_forward
+    monkeypatch.setattr(ln_linear, "project_gate_forward", lambda *a, norm=None: calls.append(
+        ("norm", norm.weight.shape[0])) or gating(*a, norm=norm))
+    plain, _, fused = _pair(device, channel_first, projection_kernel)
     with torch.no_grad():
         want, got = _run(plain, device), _run(fused, device)
     for a, b in zip(got, want, strict=True):
@@ -352,6 +365,18 @@ def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_fi
     # output gate in its epilogue (on the channels-first form after the stacked [4c, c_z]
     # projections and the output gate's [c_z, c_z] logits, both of the raw z)
     trimul = [(32, 16), (16, 16), (16, 8)] if channel_first else [(16, 8)]
+    assert calls == [(64, 16), (64, 32), (2, 16), (64, 32), (2, 16), (64, 16), (2, 16),
+                     (64, 16), (8, 32), *trimul, *trimul]
+
+
+def test_input_layer_norm_in_the_projection_gating_kernel(kern, device, monkeypatch):
+    """`ln_projection_forward_kernel` with `trimul_projection_forward_kernel` (the
+    channels-first triangle multiplication): each triangle multiplication's input
+    LayerNorm, four projections and gating are one call of the projection-gating kernel
+    with its LayerNorm instead of the stacked LayerNorm-projection; the eight modules'
+    outputs as the plain ones (fp32, to rounding)."""
+    calls = _fused_calls_matching_plain(device, True, monkeypatch, projection_kernel=True)
+    trimul = [("norm", 16), (16, 16), (16, 8)]
     assert calls == [(64, 16), (64, 32), (2, 16), (64, 32), (2, 16), (64, 16), (2, 16),
                      (64, 16), (8, 32), *trimul, *trimul]
 
@@ -457,4 +482,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model or projection_gating_kernel")

@@ -30,6 +30,8 @@ from scalefold.kernels.linear import pad_bias
 from scalefold.kernels.projections import StackedProjectionAttention, stack_cast
 from scalefold.kernels.swap import swap
 from scalefold.kernels.trimul import ChannelFirstTriangleMultiplication
+from scalefold.kernels.trimul_projection import fits as projection_fits
+from scalefold.kernels.trimul_projection import project_gate_forward
 from scalefold.model.attention import Attention
 from scalefold.model.msa import MSAColumnAttention, MSARowAttentionWithPairBias, Transition
 from scalefold.model.pair import OuterProductMean, TriangleAttention, TriangleMultiplication
@@ -382,7 +384,10 @@ class NormFusedTriangleMultiplication:
     product in place; and, on the channels-first form, the input LayerNorm inside both of its
     consumers, the stacked projections (written channels first for the gating) and the
     output gate's projection. Then `project` hands `combine` the raw z, which
-    `gate_logits` normalises in its kernel: the normalised z is never written."""
+    `gate_logits` normalises in its kernel: the normalised z is never written. With the
+    module's `forward_projection_kernel` too (`trimul_projection_forward_kernel`), the
+    input LayerNorm, the four projections and their gating are one kernel
+    (`project_gate_forward` with `norm`): the stacked projection is not written either."""
 
     weight_casts: WeightCasts | None = None
 
@@ -399,6 +404,11 @@ class NormFusedTriangleMultiplication:
         if not self._fuses_input(z):
             return super().project(z, mask)
         w, bias = self._stacked(_compute_dtype(z))  # [4c, c_z], [4c]
+        if self.forward_projection_kernel and projection_fits(z.shape[-1]):
+            m = mask.flatten(-2).unsqueeze(-2)  # [*, 1, N1*N2]
+            a, b = project_gate_forward(z, w, bias, m, self.linear_a_p.out_features,
+                                        norm=self.layer_norm_in)  # each [*, c, N1, N2]
+            return z, a, b
         proj = layer_norm_linear(z.flatten(-3, -2), self.layer_norm_in, w, bias,
                                  out_channels_first=True)  # [*, 4c, N1*N2]
         a, b = self.gated(proj, bias, True, mask)

@@ -14,6 +14,13 @@ of the same z tile with the whole K = c_z, adds the biases and gates in float32 
 a or b: z is read once per channel block, the projections never leave the chip, and the
 output is a and b alone (26 MB at 224 residues).
 
+With the input LayerNorm in front (`norm`: `ln_projection_forward_kernel` beside
+`trimul_projection_forward_kernel`) the kernel reads the raw pair stream and normalises
+each position's whole row in registers with the LayerNorm kernel's arithmetic and
+rounding (`_ln_rows`): neither the normalised z nor the stacked projection is written.
+The LayerNorm-projection path it replaces writes the stacked projection ([*, 4c, N·N]:
+four times z) and the gating reads it back, 11 passes of z's size against 3 here.
+
 Numbers: the products accumulate in float32 as cuBLAS's do, but are not rounded to the
 compute dtype before the gating (the matmul's output rounding is gone): a and b differ
 from the two-kernel path by at most that rounding, before their own one rounding.
@@ -26,10 +33,12 @@ import torch
 from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton
 
 if triton is not None:
+    from scalefold.kernels.layer_norm import _ln_rows  # a Triton function: with Triton only
 
     @triton.jit
-    def _projection_gating_fwd(Z, W, BIAS, M, OUT, L, C, ROWS, K: tl.constexpr,
-                               BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr):
+    def _projection_gating_fwd(Z, LW, LB, W, BIAS, M, OUT, L, C, ROWS, eps, K: tl.constexpr,
+                               BC: tl.constexpr, BL: tl.constexpr, NORM: tl.constexpr,
+                               PREC: tl.constexpr):
         # Program (half x block of channels, block of L, batch row): half 0 writes a's
         # channels (W rows a_p = j, a_g = C + j), half 1 b's (b_p = 2C + j, b_g = 3C + j).
         # The programs that read one z tile are neighbours on axis 0, launched together,
@@ -43,8 +52,17 @@ if triton is not None:
         offs_k = tl.arange(0, K)
         valid_l = offs_l < L
         valid_c = offs_c < C
-        zt = tl.load(Z + row * L * K + offs_l[None, :] * K + offs_k[:, None],
-                     mask=valid_l[None, :], other=0.0)  # [K, BL]: z's tile, transposed
+        if NORM:
+            # the raw stream's rows, normalised and rounded as the LayerNorm kernel's
+            # output (K is the whole width: every channel is valid)
+            rows_mask = valid_l[:, None] & (offs_k[None, :] < K)
+            zr = tl.load(Z + row * L * K + offs_l[:, None] * K + offs_k[None, :],
+                         mask=rows_mask, other=0.0).to(tl.float32)  # [BL, K]
+            zn, _, _ = _ln_rows(zr, rows_mask, offs_k, offs_k < K, LW, LB, K, eps)
+            zt = tl.trans(zn.to(W.dtype.element_ty))  # [K, BL]
+        else:
+            zt = tl.load(Z + row * L * K + offs_l[None, :] * K + offs_k[:, None],
+                         mask=valid_l[None, :], other=0.0)  # [K, BL]: z's tile, transposed
         p_rows = half * 2 * C + offs_c  # the projection's weight rows
         g_rows = p_rows + C  # its gate's
         w_p = tl.load(W + p_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
@@ -65,27 +83,30 @@ _BLOCK_L = 64
 
 
 def _launch(zf: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
-            c: int) -> tuple[torch.Tensor, torch.Tensor]:
-    # zf: [R, L, K]  w: [4c, K]  bias: [4c]  m: [R, L] -> a, b: [R, c, L]
+            c: int, norm: torch.nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    # zf: [R, L, K]  w: [4c, K]  bias: [4c]  m: [R, L] -> a, b: [R, c, L] in w's dtype
     rows, length, k = zf.shape
-    out = torch.empty((2, rows, c, length), dtype=zf.dtype, device=zf.device)
+    out = torch.empty((2, rows, c, length), dtype=w.dtype, device=zf.device)
     bc = min(64, max(16, next_pow2(c)))
     grid = (2 * triton.cdiv(c, bc), triton.cdiv(length, _BLOCK_L), rows)
     if grid[1] > 65535:  # CUDA's limit on a grid's second axis
         raise ValueError(f"project_gate_forward: {length} positions (N·N) is more than the "
                          f"kernel's {65535 * _BLOCK_L}; N up to 2047 residues")
-    _projection_gating_fwd[grid](zf, w, bias, m, out, length, c, rows, K=k, BC=bc,
-                                 BL=_BLOCK_L, PREC=dot_precision(zf), num_warps=4)
+    lw, lb, eps = (norm.weight, norm.bias, norm.eps) if norm is not None else (w, w, 0.0)
+    _projection_gating_fwd[grid](zf, lw, lb, w, bias, m, out, length, c, rows, eps, K=k,
+                                 BC=bc, BL=_BLOCK_L, NORM=norm is not None,
+                                 PREC=dot_precision(w), num_warps=4)
     return out[0], out[1]
 
 
 def _project_gate(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
-                  c: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  c: int, norm: torch.nn.Module | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     lead, n1, n2, k = z.shape[:-3], z.shape[-3], z.shape[-2], z.shape[-1]
     zf = z.reshape(-1, n1 * n2, k).contiguous()  # [R, L, K]
     rows = zf.shape[0]
     mask = m.expand(*lead, 1, n1 * n2).reshape(rows, n1 * n2).contiguous()  # [R, L]
-    a, b = _launch(zf, w.contiguous(), bias.contiguous(), mask, c)
+    a, b = _launch(zf, w.contiguous(), bias.contiguous(), mask, c, norm)
     return a.reshape(*lead, c, n1, n2), b.reshape(*lead, c, n1, n2)
 
 
@@ -101,14 +122,17 @@ def fits(c_z: int) -> bool:
 
 
 def project_gate_forward(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
-                         m: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+                         m: torch.Tensor, c: int, norm: torch.nn.Module | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Without gradients: a = sigmoid(z·W_ag + b_ag)·m·(z·W_ap + b_ap) and b likewise
-    ([*, c, N1, N2], channels first) from z ([*, N1, N2, c_z], in the compute dtype), the
-    stacked weights `w` ([4c, c_z]: a_p, a_g, b_p, b_g) and biases `bias` ([4c]) in that
-    dtype, and the mask `m` ([*, 1, N1·N2], broadcastable over the lead dims), as one
-    Triton kernel (the caller checks that Triton can run on z and that c_z `fits`)."""
+    ([*, c, N1, N2], channels first, in w's dtype) from z ([*, N1, N2, c_z], in the
+    compute dtype), the stacked weights `w` ([4c, c_z]: a_p, a_g, b_p, b_g) and biases
+    `bias` ([4c]) in that dtype, and the mask `m` ([*, 1, N1·N2], broadcastable over the
+    lead dims), as one Triton kernel (the caller checks that Triton can run on z and that
+    c_z `fits`). `norm`: a LayerNorm over c_z (with weight and bias) applied to z in the
+    kernel first; z is then the raw stream, in any float dtype."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (z, w, bias, m)):
         raise RuntimeError("project_gate_forward has no backward: call it without gradients")
     if torch.compiler.is_compiling():
-        return _project_gate_untraced(z, w, bias, m, c)
-    return _project_gate(z, w, bias, m, c)
+        return _project_gate_untraced(z, w, bias, m, c, norm)
+    return _project_gate(z, w, bias, m, c, norm)
