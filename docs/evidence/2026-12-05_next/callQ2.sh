@@ -4,8 +4,9 @@
 # 96-704 residues, 64-residue buckets, no warm-up, two passes: the second compared):
 # triangle_attention_folded_mask (the key mask folded into the triangle bias: the
 # attention kernel's one-bias form), trimul_projection_forward_kernel (0.963x alone
-# before; with the LayerNorm-projection kernel now in the evaluation, the two are
-# alternatives for the trimul's projections), and two evaluation lanes (0.967x on the
+# before; beside the LayerNorm-projection kernel, which the evaluation now has, it takes
+# the input LayerNorm too: neither the normalised z nor the stacked projection written),
+# and two evaluation lanes (0.967x on the
 # nineteenth session's screen). Adopt what gains >= 1% (the first two into
 # EVAL_NO_GRAD_KERNELS, scalefold/train/config.py).
 source scripts/gpu_env.sh
