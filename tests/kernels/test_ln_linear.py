@@ -381,6 +381,34 @@ def test_input_layer_norm_in_the_projection_gating_kernel(kern, device, monkeypa
                      (64, 16), (8, 32), *trimul, *trimul]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_projection_gating_kernel_normalises_as_the_layer_norm_kernel(kern, device, dtype):
+    """The projection-gating kernel with its LayerNorm (`norm`) on the raw stream gives
+    the bits it gives on the Triton LayerNorm's output: the same normalisation and
+    rounding, then the same products (bf16 on a GPU only: the interpreter's bf16 dot is
+    wrong)."""
+    from scalefold.kernels.layer_norm import TritonLayerNorm
+    from scalefold.kernels.trimul_projection import project_gate_forward
+
+    if dtype == torch.bfloat16 and device.type != "cuda":
+        pytest.skip("bf16 tl.dot: GPU only")
+    g = torch.Generator().manual_seed(7)
+    z = (3 * torch.randn(2, 9, 9, 32, generator=g) + 1).to(device)  # raw stream, fp32
+    ln = TritonLayerNorm(32).to(device)
+    with torch.no_grad():
+        ln.weight.normal_(1, 0.2)
+        ln.bias.normal_(0, 0.2)
+    w = torch.randn(4 * 8, 32, generator=g).to(device, dtype)
+    b = torch.randn(4 * 8, generator=g).to(device, dtype)
+    m = (torch.rand(2, 1, 81, generator=g) > 0.2).to(device, dtype)
+    with torch.no_grad():
+        zn = ln(z).to(dtype)  # the LayerNorm kernel's output, rounded to the compute dtype
+        want = project_gate_forward(zn, w, b, m, 8)
+        got = project_gate_forward(z, w, b, m, 8, norm=ln)
+    for x, y in zip(got, want, strict=True):
+        assert x.dtype == dtype and torch.equal(x, y)
+
+
 @pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
 def test_wide_projections_stay_layer_norm_then_matmul(kern, device, channel_first,
                                                       monkeypatch):
