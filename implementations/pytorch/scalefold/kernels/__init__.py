@@ -47,6 +47,7 @@ from scalefold.kernels._triton import HAS_TRITON
 from scalefold.kernels.attention import FlashConfig
 from scalefold.kernels.cores import SDPAAttentionCore, TritonAttentionCore
 from scalefold.kernels.dropout import FusedResidualDropout, swap_residual_dropout
+from scalefold.kernels.fused_transition import FusedTransition, swap_fused_transitions
 from scalefold.kernels.gate import TritonSigmoidGate, swap_gates
 from scalefold.kernels.gated_attention import GateEpilogueAttention, swap_gate_epilogue
 from scalefold.kernels.glue import (
@@ -178,6 +179,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_gate_epilogue(model)
     if speed.triangle_attention_folded_mask:
         swap_folded_key_masks(model)
+    if speed.transition_forward_kernel:
+        swap_fused_transitions(model, casts)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -197,6 +200,7 @@ __all__ = [
     "EpilogueReluTransition",
     "FoldedKeyMaskTriangleAttention",
     "FusedResidualDropout",
+    "FusedTransition",
     "GateEpilogueAttention",
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",

@@ -53,13 +53,13 @@ class EvoformerBlockCore(nn.Module):
         self, m: torch.Tensor, z: torch.Tensor, msa_mask: torch.Tensor, pair_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # m: [*, S, N, c_m]  z: [*, N, N, c_z]  msa_mask: [*, S, N]  pair_mask: [*, N, N]
-        m = m + self.msa_transition(m)
+        m = self.msa_transition.added_to(m, m)
         z = self.outer_product_mean.added_to(z, m, msa_mask)
         z = self.pair_dropout_row.update(z, self.tri_mul_out, z, pair_mask)
         z = self.pair_dropout_row.update(z, self.tri_mul_in, z, pair_mask)
         z = self.pair_dropout_row.update(z, self.tri_att_start, z, pair_mask)
         z = self.pair_dropout_col.update(z, self.tri_att_end, z, pair_mask)
-        z = z + self.pair_transition(z)
+        z = self.pair_transition.added_to(z, z)
         return m, z
 
 

@@ -102,3 +102,8 @@ class Transition(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.hidden(x))
+
+    def added_to(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """r + forward(x): the block's residual update (a seam: the update and the add
+        as one kernel in `scalefold.kernels.fused_transition`)."""
+        return r + self(x)

@@ -117,7 +117,7 @@ class TemplatePairBlock(nn.Module):
         t = self.dropout_col.update(t, self.tri_att_end, t, mask)
         t = self.dropout_row.update(t, self.tri_mul_out, t, mask)
         t = self.dropout_row.update(t, self.tri_mul_in, t, mask)
-        t = t + self.pair_transition(t)
+        t = self.pair_transition.added_to(t, t)
         return t
 
 

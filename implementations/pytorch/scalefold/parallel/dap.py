@@ -65,7 +65,7 @@ def _msa_block_forward(
     m = shared_dropout_residual(block.msa_dropout_row, m, upd, -3, ctx)
     m = row_to_col(m, g)  # [*, S, N/P, c_m]
     m = m + block.msa_att_col(m, msa_col)
-    m = m + core.msa_transition(m)
+    m = core.msa_transition.added_to(m, m)
     z = z + outer_product_mean(core.outer_product_mean, m, msa_col, msa_mask, ctx)
     # m is final here: with `overlap` its re-sharding runs behind the pair updates.
     m_rows = col_to_row_start(m, g) if ctx.overlap else None
@@ -81,7 +81,7 @@ def _msa_block_forward(
     z = row_to_col(z, g)  # [*, N, N/P, c_z]
     upd = triangle_attention(core.tri_att_end, z, pair_col, ctx)
     z = shared_dropout_residual(core.pair_dropout_col, z, upd, -2, ctx)
-    z = z + core.pair_transition(z)
+    z = core.pair_transition.added_to(z, z)
     if m_rows is None:
         return col_to_row(m, g), col_to_row(z, g)
     # The wait comes last so that in backward it runs first (autograd takes the latest
@@ -123,7 +123,7 @@ class DAPTemplatePairBlock(TemplatePairBlock):
         t = row_to_col(t, g)
         upd = triangle_multiplication(self.tri_mul_in, t, col, ctx)
         t = shared_dropout_residual(self.dropout_row, t, upd, -2, ctx)
-        t = t + self.pair_transition(t)
+        t = self.pair_transition.added_to(t, t)
         return col_to_row(t, g)
 
 

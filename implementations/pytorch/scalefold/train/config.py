@@ -150,6 +150,11 @@ class SpeedConfig:
                "columns stay LayerNorm then matmul; and the triangle multiplications' "
                "and attentions' residual adds (and the former's gate) in their output "
                "projection's epilogue (needs attention_stacked_projections)")
+    transition_forward_kernel: bool = _opt(
+        False, "forwards without gradients: each narrow transition (c <= 128: pair, "
+               "extra-MSA, template) and its residual add as one Triton kernel, the "
+               "hidden activations and the update never written (2 passes over the stream "
+               "instead of 13)")
     triangle_attention_folded_mask: bool = _opt(
         False, "forwards without gradients: each triangle attention's key mask folded "
                "into its triangle bias (the bias's contiguous copy), so the attention "
