@@ -13,10 +13,13 @@ from scalefold.bench.sass import (  # noqa: E402
     Case,
     attention_cases,
     compile_case,
+    compile_signature,
     disassemble,
     format_table,
     format_tiles,
     mma_loops,
+    opcodes,
+    registers,
     run,
     run_tiles,
 )
@@ -142,3 +145,26 @@ def test_tiles_compile_each_swept_launch_in_two_forms(monkeypatch):
     assert fwd["fused+unmasked"]["per_element"] < by_form["fused+unmasked"]["per_element"]
     table = format_tiles(rows)
     assert "64x128w4s3" in table and "/elem" in table
+
+
+def test_transition_and_projection_gating_kernels_use_wgmma_without_spills():
+    """`compile_signature` on kernels outside the attention: the fused transition (the
+    pair transition at its default launch) and the projection-gating kernel with its
+    LayerNorm run their products on wgmma (HGMMA) and keep every value in registers (no
+    local-memory stores)."""
+    import scalefold.kernels.fused_transition as ft
+    import scalefold.kernels.trimul_projection as tp
+
+    la = ft.DEFAULT_LAUNCH
+    transition = compile_signature(
+        ft._transition_fwd, dict(C=128, BM=la.block_rows, BH=la.block_hidden, PREC="tf32"),
+        {"X": "bf16", "LW": "fp32", "LB": "fp32", "W1": "bf16", "B1": "bf16", "W2": "bf16",
+         "B2": "bf16", "R": "bf16", "Y": "bf16"}, warps=la.warps, stages=la.stages)
+    gating = compile_signature(
+        tp._projection_gating_fwd, dict(K=128, BC=64, BL=64, NORM=True, PREC="tf32"),
+        {"Z": "bf16", "LW": "fp32", "LB": "fp32", "W": "bf16", "BIAS": "bf16", "M": "bf16",
+         "OUT": "bf16"})
+    for kernel in (transition, gating):
+        cub = kernel.asm["cubin"]
+        ops = opcodes(cub)
+        assert ops["HGMMA"] > 0 and ops["STL"] == 0 and registers(cub) <= 255

@@ -149,6 +149,44 @@ def compile_kernel(case: Case, form: str, arch: int = 90, aligned: bool = True):
                           options={"num_warps": case.warps, "num_stages": case.stages})
 
 
+def compile_signature(fn, constexprs: dict, pointers: dict[str, str], arch: int = 90,
+                      warps: int = 4, stages: int = 2, floats: tuple[str, ...] = ("eps",),
+                      unit: tuple[str, ...] = ()):
+    """Any Triton kernel `fn` compiled for sm_`arch` without a GPU: `constexprs` by name,
+    `pointers` name -> element type ("bf16", "fp32", ...: 16-byte aligned), the `floats`
+    as fp32 scalars, the `unit` integer arguments as the constant 1 (unit strides) and
+    every other integer marked a multiple of 16 (the length buckets' alignment)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature, values, attrs = {}, {}, {}
+    for p in fn.params:
+        if p.is_constexpr:
+            signature[p.name] = "constexpr"
+            values[(p.num,)] = constexprs[p.name]
+        elif p.name in pointers:
+            signature[p.name] = "*" + pointers[p.name]
+            attrs[(p.num,)] = [["tt.divisibility", 16]]
+        elif p.name in floats:
+            signature[p.name] = "fp32"
+        elif p.name in unit:
+            signature[p.name] = "constexpr"
+            values[(p.num,)] = 1
+        else:
+            signature[p.name] = "i32"
+            attrs[(p.num,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                          options={"num_warps": warps, "num_stages": stages})
+
+
+def opcodes(cubin: bytes) -> collections.Counter:
+    """Opcode counts of the whole kernel (predicates and modifiers dropped)."""
+    return collections.Counter(m.group(1).split(".")[0]
+                               for line in disassemble(cubin).splitlines()
+                               if (m := _OPCODE.search(line)))
+
+
 def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
