@@ -381,17 +381,12 @@ def test_input_layer_norm_in_the_projection_gating_kernel(kern, device, monkeypa
                      (64, 16), (8, 32), *trimul, *trimul]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_projection_gating_kernel_normalises_as_the_layer_norm_kernel(kern, device, dtype):
-    """The projection-gating kernel with its LayerNorm (`norm`) on the raw stream gives
-    the bits it gives on the Triton LayerNorm's output: the same normalisation and
-    rounding, then the same products (bf16 on a GPU only: the interpreter's bf16 dot is
-    wrong)."""
+def _norm_in_gating_matches_layer_norm_kernel(device, dtype):
+    # the projection-gating kernel with its LayerNorm on the raw stream against the same
+    # kernel on the Triton LayerNorm's output (rounded to the compute dtype): the same bits
     from scalefold.kernels.layer_norm import TritonLayerNorm
     from scalefold.kernels.trimul_projection import project_gate_forward
 
-    if dtype == torch.bfloat16 and device.type != "cuda":
-        pytest.skip("bf16 tl.dot: GPU only")
     g = torch.Generator().manual_seed(7)
     z = (3 * torch.randn(2, 9, 9, 32, generator=g) + 1).to(device)  # raw stream, fp32
     ln = TritonLayerNorm(32).to(device)
@@ -402,11 +397,24 @@ def test_projection_gating_kernel_normalises_as_the_layer_norm_kernel(kern, devi
     b = torch.randn(4 * 8, generator=g).to(device, dtype)
     m = (torch.rand(2, 1, 81, generator=g) > 0.2).to(device, dtype)
     with torch.no_grad():
-        zn = ln(z).to(dtype)  # the LayerNorm kernel's output, rounded to the compute dtype
+        zn = ln(z).to(dtype)
         want = project_gate_forward(zn, w, b, m, 8)
         got = project_gate_forward(z, w, b, m, 8, norm=ln)
     for x, y in zip(got, want, strict=True):
         assert x.dtype == dtype and torch.equal(x, y)
+
+
+def test_projection_gating_kernel_normalises_as_the_layer_norm_kernel(kern, device):
+    """fp32: the projection-gating kernel with its LayerNorm (`norm`) on the raw stream
+    gives the bits it gives on the Triton LayerNorm's output (the same normalisation and
+    rounding, then the same products)."""
+    _norm_in_gating_matches_layer_norm_kernel(device, torch.float32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_layer_norm_inside_the_gating_kernel_gives_the_layer_norm_bits():
+    """The same in bf16 (a GPU only: the interpreter's bf16 dot is wrong)."""
+    _norm_in_gating_matches_layer_norm_kernel(torch.device("cuda"), torch.bfloat16)
 
 
 @pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
