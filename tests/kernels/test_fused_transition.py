@@ -86,6 +86,31 @@ def test_module_adds_its_update_in_the_kernel(kern, device, monkeypatch):
     assert calls == [1]
 
 
+def test_traced_update_breaks_around_the_kernel_and_adds_its_update(kern, device,
+                                                                   monkeypatch):
+    """`added_to` traced by torch.compile with dynamic shapes (a whole block compiled,
+    `eval_compile_blocks`; aot_eager in the interpreter): the kernel a graph break that
+    runs, the eager values at two lengths."""
+    import scalefold.kernels.fused_transition as ft
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    launches = []
+    untraced = ft._transition_untraced
+    monkeypatch.setattr(ft, "_transition_untraced", torch.compiler.disable(
+        lambda *a: launches.append(1) or untraced(*a), recursive=True))
+    t = swap_fused_transitions(_transition(32, 4).to(device))
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: t.added_to(x, x), dynamic=True, backend=backend)
+    for n in (40, 56):
+        x = torch.randn(2, n, 32, device=device)
+        with torch.no_grad():
+            assert rel(compiled(x), t.added_to(x, x)) < 1e-6
+    assert len(launches) == 2  # the compiled calls, through the break
+    torch._dynamo.reset()
+
+
 def test_whole_model_without_gradients_matches_plain(kern, device):
     """The tiny model in evaluation with every transition fused (the MSA, pair, extra-MSA
     and template transitions all fit its widths): the plain model's outputs (fp32, to

@@ -514,6 +514,37 @@ def test_compiled_modules_break_around_the_kernel():
             assert rel(compiled.added_to(r, z, mask), tm.added_to(r, z, mask)) < 1e-6
 
 
+def test_projection_gating_kernel_under_a_dynamic_compile(kern, device, monkeypatch):
+    """The channels-first triangle multiplication with both fields, compiled in place with
+    dynamic shapes as the evaluation's glue (aot_eager in the interpreter: the same ATen
+    ops): its residual update through the compiled forward, the projection-gating kernel
+    with its LayerNorm module a graph break that runs, the eager values at two lengths."""
+    import scalefold.kernels.trimul_projection as tp
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    launches = []
+    untraced = tp._project_gate_untraced
+    monkeypatch.setattr(tp, "_project_gate_untraced", torch.compiler.disable(
+        lambda *a: launches.append(a[-1]) or untraced(*a), recursive=True))
+    tm = _perturbed(TriangleMultiplication(16, 8, outgoing=True), 9).to(device)
+    swap_triangle_multiplication(tm, norm_kernel=True, forward_gating_kernel=True,
+                                 forward_projection_kernel=True)
+    tm = swap_norm_projections(tm)
+    compiled = copy.deepcopy(tm)
+    compiled.compile(dynamic=True, backend="inductor" if device.type == "cuda" else "aot_eager")
+    torch._dynamo.reset()
+    for n in (32, 48):
+        g = torch.Generator().manual_seed(n)
+        z, r = (torch.randn(1, n, n, 16, generator=g).to(device) for _ in range(2))
+        mask = (torch.rand(1, n, n, generator=g) > 0.2).float().to(device)
+        with torch.no_grad():
+            assert rel(compiled.added_to(r, z, mask), tm.added_to(r, z, mask)) < 1e-6
+    # the compiled calls, through the break, with the module's input LayerNorm
+    assert len(launches) == 2 and all(n is compiled.layer_norm_in for n in launches)
+    torch._dynamo.reset()
+
+
 def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
