@@ -118,44 +118,24 @@ def compile_kernel(case: Case, form: str, arch: int = 90, aligned: bool = True):
     16-byte aligned and, with `aligned`, the lengths and strides marked as multiples of 16
     (true at the crop and at every length bucket; not for chains at their own lengths,
     `eval_length_buckets="off"`). The marks change the code Triton chooses."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     import scalefold.kernels.attention as attention
 
     fn = getattr(attention, case.kernel)
     constexprs = dict(case.constexprs, **{k: v for k, v in FORMS[form].items() if _has(case, k)})
-    signature, values, attrs = {}, {}, {}
-    for p in fn.params:
-        if p.is_constexpr:
-            signature[p.name] = "constexpr"
-            # a switch the case leaves out takes the kernel's default (GATED: off)
-            values[(p.num,)] = (constexprs[p.name] if p.name in constexprs or not p.has_default
-                                else p.default)
-        elif p.name in _UNIT_STRIDES:
-            signature[p.name] = "constexpr"
-            values[(p.num,)] = 1
-        elif p.name in _POINTERS:
-            signature[p.name] = "*" + _POINTERS[p.name]
-            attrs[(p.num,)] = [["tt.divisibility", 16]]
-        elif p.name == "q_scale":
-            signature[p.name] = "fp32"
-        else:
-            signature[p.name] = "i32"
-            if aligned and p.name not in _NOT_ALIGNED:
-                attrs[(p.num,)] = [["tt.divisibility", 16]]
-    src = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                          options={"num_warps": case.warps, "num_stages": case.stages})
+    ints = {p.name for p in fn.params if not p.is_constexpr}
+    return compile_signature(fn, constexprs, _POINTERS, arch, case.warps, case.stages,
+                             floats=("q_scale",), unit=_UNIT_STRIDES,
+                             not_aligned=_NOT_ALIGNED if aligned else tuple(ints))
 
 
 def compile_signature(fn, constexprs: dict, pointers: dict[str, str], arch: int = 90,
                       warps: int = 4, stages: int = 2, floats: tuple[str, ...] = ("eps",),
-                      unit: tuple[str, ...] = ()):
-    """Any Triton kernel `fn` compiled for sm_`arch` without a GPU: `constexprs` by name,
-    `pointers` name -> element type ("bf16", "fp32", ...: 16-byte aligned), the `floats`
-    as fp32 scalars, the `unit` integer arguments as the constant 1 (unit strides) and
-    every other integer marked a multiple of 16 (the length buckets' alignment)."""
+                      unit: tuple[str, ...] = (), not_aligned: tuple[str, ...] = ()):
+    """Any Triton kernel `fn` compiled for sm_`arch` without a GPU: `constexprs` by name
+    (a switch left out takes the kernel's default), `pointers` name -> element type
+    ("bf16", "fp32", ...: 16-byte aligned), the `floats` as fp32 scalars, the `unit`
+    integer arguments as the constant 1 (unit strides) and every other integer but the
+    `not_aligned` marked a multiple of 16 (the length buckets' alignment)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -163,18 +143,20 @@ def compile_signature(fn, constexprs: dict, pointers: dict[str, str], arch: int 
     for p in fn.params:
         if p.is_constexpr:
             signature[p.name] = "constexpr"
-            values[(p.num,)] = constexprs[p.name]
+            values[(p.num,)] = (constexprs[p.name] if p.name in constexprs or not p.has_default
+                                else p.default)
+        elif p.name in unit:
+            signature[p.name] = "constexpr"
+            values[(p.num,)] = 1
         elif p.name in pointers:
             signature[p.name] = "*" + pointers[p.name]
             attrs[(p.num,)] = [["tt.divisibility", 16]]
         elif p.name in floats:
             signature[p.name] = "fp32"
-        elif p.name in unit:
-            signature[p.name] = "constexpr"
-            values[(p.num,)] = 1
         else:
             signature[p.name] = "i32"
-            attrs[(p.num,)] = [["tt.divisibility", 16]]
+            if p.name not in not_aligned:
+                attrs[(p.num,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn=fn, signature=signature, constexprs=values, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", arch, 32),
                           options={"num_warps": warps, "num_stages": stages})
