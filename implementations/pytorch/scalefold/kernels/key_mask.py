@@ -6,8 +6,9 @@ first as a row it loads and adds to every tile (`FlashConfig.row_bias`) and the 
 a tile that starts the QKᵀ accumulator; with the mask folded into the tile it runs the
 one-bias form: 370 instead of 419 instructions an iteration of its loop (sm90, Triton
 3.6: docs/evidence/2026-12-04_sass/fwd_bias_forms_triton36.txt, "pair tile only" against
-"mask row + pair tile"), and the mask row's loads go. The fold is the bias's contiguous
-copy the kernel makes anyway (`_rows_contiguous`), so it launches nothing more.
+"mask row + pair tile"), and the mask row's loads go. The fold's add writes the bias
+row-major, the copy the kernel path made anyway (`_rows_contiguous`); one small
+reduction of the mask over its rows is the only kernel it adds.
 
 Why one key mask serves every row: the mask is the pair mask, seq_mask_i · seq_mask_k
 (`AlphaFold.forward`), so every real row masks the same keys, seq_mask_k, which is the
