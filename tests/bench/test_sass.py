@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 triton = pytest.importorskip("triton")
 
@@ -168,3 +169,33 @@ def test_transition_and_projection_gating_kernels_use_wgmma_without_spills():
         cub = kernel.asm["cubin"]
         ops = opcodes(cub)
         assert ops["HGMMA"] > 0 and ops["STL"] == 0 and registers(cub) <= 255
+
+
+@pytest.mark.parametrize("norm", [True, False], ids=["layer_norm", "plain"])
+def test_narrow_layer_norm_projection_launch_compiles_for_sm90(monkeypatch, norm):
+    """The LayerNorm-projection kernel at 8 input channels (the tiny model's attention
+    outputs: 2 heads of 4) with the constexprs its launch picks: the sm90 compile takes
+    them (tl.dot refuses a reduction shorter than 16, which the interpreter does not
+    check)."""
+    import scalefold.kernels.ln_linear as ll
+
+    seen = {}
+
+    class Recorder:  # stands in for the kernel: keeps the launch's constexprs
+        def __getitem__(self, grid):
+            return lambda *args, **kw: seen.update(kw)
+
+    monkeypatch.setattr(ll, "_ln_linear_fwd", Recorder())
+    k, n, m = 8, 16, 5
+    x, y = torch.randn(m, k), torch.empty(m, n)
+    ln_w, ln_b = (torch.ones(k), torch.zeros(k)) if norm else (None, None)
+    ll._launch(x, ln_w, ln_b, 1e-5, torch.randn(n, k), torch.zeros(n), False,
+               ll.DEFAULT_LAUNCH, y, None, None)
+    monkeypatch.undo()
+    warps, stages = seen.pop("num_warps"), seen.pop("num_stages")
+    seen["PREC"] = "tf32"
+    kernel = compile_signature(
+        ll._ln_linear_fwd, seen,
+        {p: "bf16" for p in ("X", "W", "BIAS", "G", "R", "Y")} | {"LW": "fp32", "LB": "fp32"},
+        warps=warps, stages=stages)
+    assert opcodes(kernel.asm["cubin"])["STL"] == 0

@@ -74,7 +74,7 @@ def test_with_gradients_the_plain_biases():
 @pytest.mark.parametrize("starting", [True, False], ids=["starting", "ending"])
 def test_kernel_real_rows_unchanged(kern, device, starting, monkeypatch):
     """fp32 through the Triton core (the one-bias form of the kernel): the plain module's
-    real rows to the bit."""
+    real rows to the bit in the interpreter, to fp32 rounding on a GPU."""
     import scalefold.kernels.cores as cores
 
     if device.type == "cuda":
@@ -90,7 +90,14 @@ def test_kernel_real_rows_unchanged(kern, device, starting, monkeypatch):
     with torch.no_grad():
         ref, out = plain(z, mask), folded(z, mask)
     assert counts == [2, 1]
-    assert torch.equal(_real(out, starting), _real(ref, starting))
+    if device.type == "cuda":
+        # the two compiled forms of the kernel need not round alike (ptxas contracts
+        # multiply-adds per kernel); fp32 rounding is the bound there
+        diff = (_real(out, starting) - _real(ref, starting)).abs().max().item()
+        print(f"real rows: max |folded - plain| = {diff:.3e}")
+        assert diff <= 1e-5 * _real(ref, starting).abs().max().item()
+    else:
+        assert torch.equal(_real(out, starting), _real(ref, starting))
 
 
 def test_kernel_in_triton_interpreter():

@@ -162,7 +162,9 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Ten
         res.stride(0), res.stride(1), y2.stride(0), y2.stride(1), eps,
         HAS_BIAS=bias is not None, RELU=relu, GATE=g2 is not None,
         RESIDUAL=r2 is not None, NORM=norm, BM=lc.block_m,
-        BK=next_pow2(k),
+        # tl.dot needs at least 16 along the reduction (the GPU compile refuses fewer);
+        # the channels past k load as 0 and add nothing
+        BK=max(16, next_pow2(k)),
         BN=bn, PREC=dot_precision(weight), num_warps=lc.warps,
         num_stages=lc.stages)
 
