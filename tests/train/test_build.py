@@ -188,25 +188,30 @@ def test_eval_compile_blocks_compiles_whole_blocks_of_the_evaluation_copy(tmp_pa
 
 
 def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
-    """`eval_no_grad_kernels` (h200): the evaluation copy's triangle multiplications gate
-    through the forward kernel, its transitions take the ReLU epilogue, its LayerNorms
-    fuse into their narrow projections and its attentions gate in the kernel's epilogue;
-    the training model keeps the plain forms, unless its own fields ask for them. The
+    """`eval_no_grad_kernels` (h200): the evaluation copy's triangle multiplications
+    project and gate in one kernel, its transitions take the ReLU epilogue (the wide one)
+    or the fused transition (the narrow ones), its LayerNorms fuse into their narrow
+    projections, its attentions gate in the kernel's epilogue and its triangle attentions
+    fold their key mask into the bias; the training model keeps the plain forms, unless
+    its own fields ask for them. The
     field needs the channels-first triangle multiplication, the stacked attention
     projections and the Triton attention, and survives the plain evaluation beside
     training (the kernels hold no memory)."""
     from scalefold.kernels import ChannelFirstTriangleMultiplication, EpilogueReluTransition
+    from scalefold.kernels.fused_transition import FusedTransition
     from scalefold.kernels.gated_attention import GateEpilogueAttention
+    from scalefold.kernels.key_mask import FoldedKeyMaskTriangleAttention
     from scalefold.kernels.ln_linear import NormFusedTransition
     from scalefold.train.config import EVAL_NO_GRAD_KERNELS
 
     def kernels(model):
         tri = [m for m in model.modules() if isinstance(m, ChannelFirstTriangleMultiplication)]
         assert tri
-        return (all(m.forward_gating_kernel for m in tri),
-                any(isinstance(m, EpilogueReluTransition) for m in model.modules()),
-                any(isinstance(m, NormFusedTransition) for m in model.modules()),
-                any(isinstance(m, GateEpilogueAttention) for m in model.modules()))
+        return (all(m.forward_projection_kernel for m in tri),
+                *(any(isinstance(m, kind) for m in model.modules())
+                  for kind in (EpilogueReluTransition, NormFusedTransition,
+                               GateEpilogueAttention, FoldedKeyMaskTriangleAttention,
+                               FusedTransition)))
 
     base = dict(trimul_channel_first=True, attention="triton",
                 attention_stacked_projections=True)
@@ -215,8 +220,8 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
                             **dict.fromkeys(EVAL_NO_GRAD_KERNELS, own))
         cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
         built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-        assert kernels(built.eval_model) == (field or own,) * 4
-        assert kernels(built.model) == (own,) * 4
+        assert kernels(built.eval_model) == (field or own,) * 6
+        assert kernels(built.model) == (own,) * 6
     for missing in ("trimul_channel_first", "attention_stacked_projections", "attention"):
         bad = {**base, missing: getattr(SpeedConfig(), missing)}
         with pytest.raises(ValueError, match="eval_no_grad_kernels needs"):

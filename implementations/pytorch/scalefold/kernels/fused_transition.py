@@ -66,13 +66,15 @@ if triton is not None:
 
 @dataclass(frozen=True)
 class TransitionLaunch:
-    """Rows a program, hidden channels a step of its loop, warps, stages. 128 rows: the
-    weights' L2 reads per row are half those of 64 (not yet timed on a GPU)."""
+    """Rows a program, hidden channels a step of its loop, warps, stages. The default is
+    the fastest of `mb_transition.py`'s sweep on an H100 at every shape it timed (pair at
+    224 and 704 residues, extra MSA, template pair: 0.39-0.50x of LayerNorm-projection,
+    cuBLAS and the add; docs/evidence/2026-12-06_h100_s22), or within 4% of it."""
 
-    block_rows: int = 128
+    block_rows: int = 64
     block_hidden: int = 64
-    warps: int = 8
-    stages: int = 2
+    warps: int = 4
+    stages: int = 3
 
 
 DEFAULT_LAUNCH = TransitionLaunch()

@@ -36,9 +36,13 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 
 # The fields `eval_no_grad_kernels` turns on in the evaluation copy: kernels for forwards
 # without gradients, each measured faster in the evaluation and not yet in the training
-# step (`SpeedConfig.for_evaluation_model`).
-EVAL_NO_GRAD_KERNELS = ("trimul_gating_forward_kernel", "transition_relu_epilogue",
-                        "ln_projection_forward_kernel", "attention_gate_epilogue")
+# step (`SpeedConfig.for_evaluation_model`). trimul_projection_forward_kernel takes the
+# triangle multiplications' gating wherever trimul_gating_forward_kernel would (c_z a
+# power of two from 16 to 256: every model configuration's), so the latter is not among
+# them.
+EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
+                        "ln_projection_forward_kernel", "attention_gate_epilogue",
+                        "triangle_attention_folded_mask", "transition_forward_kernel")
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,8 @@ class SpeedConfig:
         False, "evaluation, with eval_compile_glue: the structure module's layer compiled "
                "with dynamic shapes too, for its ~2,300 launches a forward")
     eval_no_grad_kernels: bool = _opt(
-        False, "evaluation copy: the no-gradient kernels (trimul_gating_forward_kernel, "
-               "transition_relu_epilogue, ln_projection_forward_kernel, "
-               "attention_gate_epilogue), whether or not the training model uses them")
+        False, "evaluation copy: the no-gradient kernels (" + ", ".join(EVAL_NO_GRAD_KERNELS)
+               + "), whether or not the training model uses them")
     eval_template_pairs_once: bool = _opt(
         False, "evaluation: the template pair stack run once per chain, not once per "
                "recycling iteration (no dropout; the template features repeat over the "
@@ -239,7 +242,7 @@ class SpeedConfig:
         its static-shape compiles (the copy's compile follows eval_compile_glue), and
         under `eval_no_grad_kernels` the no-gradient kernels (`EVAL_NO_GRAD_KERNELS`),
         each measured faster in the evaluation (docs/evidence/2026-12-05_h200_s4,
-        2026-12-06_h100_s21); in the training step's recycling iterations they await
+        2026-12-06_h100_s21, 2026-12-06_h100_s22); in the training step's recycling iterations they await
         the 5-seed check."""
         extra = {}
         if self.eval_no_grad_kernels:
