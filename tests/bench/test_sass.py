@@ -150,7 +150,8 @@ def test_tiles_compile_each_swept_launch_in_two_forms(monkeypatch):
 
 def test_transition_and_projection_gating_kernels_use_wgmma_without_spills():
     """`compile_signature` on kernels outside the attention: the fused transition (the
-    pair transition at its default launch) and the projection-gating kernel with its
+    pair transition at its default launch, the MSA width at its own) and the
+    projection-gating kernel with its
     LayerNorm run their products on wgmma (HGMMA) and keep every value in registers (no
     local-memory stores)."""
     import scalefold.kernels.fused_transition as ft
@@ -165,7 +166,12 @@ def test_transition_and_projection_gating_kernels_use_wgmma_without_spills():
         tp._projection_gating_fwd, dict(K=128, BC=64, BL=64, NORM=True, PREC="tf32"),
         {"Z": "bf16", "LW": "fp32", "LB": "fp32", "W": "bf16", "BIAS": "bf16", "M": "bf16",
          "OUT": "bf16"})
-    for kernel in (transition, gating):
+    wide = la.for_width(256)  # the MSA transition's width
+    transition_256 = compile_signature(
+        ft._transition_fwd, dict(C=256, BM=wide.block_rows, BH=wide.block_hidden, PREC="tf32"),
+        {"X": "bf16", "LW": "fp32", "LB": "fp32", "W1": "bf16", "B1": "bf16", "W2": "bf16",
+         "B2": "bf16", "R": "bf16", "Y": "bf16"}, warps=wide.warps, stages=wide.stages)
+    for kernel in (transition, transition_256, gating):
         cub = kernel.asm["cubin"]
         ops = opcodes(cub)
         assert ops["HGMMA"] > 0 and ops["STL"] == 0 and registers(cub) <= 255

@@ -37,10 +37,10 @@ def _plain_update(t: Transition, r: torch.Tensor, x: torch.Tensor) -> torch.Tens
 
 
 @pytest.mark.parametrize("same", [True, False], ids=["r_is_x", "separate_r"])
-@pytest.mark.parametrize("c,n", [(32, 4), (16, 8), (64, 2)])
+@pytest.mark.parametrize("c,n", [(32, 4), (16, 8), (64, 2), (256, 1)])
 def test_kernel_is_the_transition_plus_the_residual(kern, device, same, c, n):
     """fp32: r + linear_2(relu(linear_1(LayerNorm(x)))) to rounding; rows not a multiple of
-    the block, one or more blocks of hidden channels."""
+    the block, one or more blocks of hidden channels, the MSA width's own launch."""
     from scalefold.kernels.fused_transition import transition_forward
 
     if device.type == "cuda":

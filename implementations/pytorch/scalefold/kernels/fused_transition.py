@@ -11,9 +11,12 @@ block of whole rows in registers (the LayerNorm kernel's arithmetic and rounding
 the compute dtype as the first matmul's output is, and accumulates its product with W2
 in float32; b2 and the residual are added before the one rounding of the result. The
 stream is read once and written once: 2 passes. The weights (2·n·c² values: 256 KiB in
-bf16 for the pair transition) are read by every program from L2, so a program takes 128
-rows: narrow transitions only (`fits`: c ≤ 128; the MSA transition's 1 MiB of weights per
-block of rows would cost more L2 traffic than the passes it saves).
+bf16 for the pair transition) are read by every program from L2, once per block of rows.
+`fits` takes c ≤ `MAX_WIDTH` = 128 (the pair, extra-MSA and template transitions). The
+kernel also runs the MSA transition's width (c_m = 256, its own launch: `for_width`),
+where a block of 64 rows streams 1 MiB of weights for 64 MFLOP, about as long at an
+H100 multiprocessor's L2 bandwidth as at its tensor cores; `mb_transition.py` times it
+against LayerNorm, cuBLAS and the add before `MAX_WIDTH` takes it.
 
 The products accumulate in another order than cuBLAS's and the update is not rounded
 before the add: the result differs from the plain module's within the output's rounding.
@@ -76,6 +79,15 @@ class TransitionLaunch:
     warps: int = 4
     stages: int = 3
 
+    def for_width(self, c: int) -> TransitionLaunch:
+        """Over 128 channels the float32 accumulator [block_rows, c] needs twice the warps:
+        at c = 256 and 64 rows, 4 warps spill (255 registers, 57 spill stores; sm90
+        compile), 8 warps take 210 registers and 160 KiB of shared memory at 2 stages
+        (3 take 224 KiB, nearly all a program may have)."""
+        if c > 128 and self.warps < 8:
+            return TransitionLaunch(self.block_rows, self.block_hidden, 8, 2)
+        return self
+
 
 DEFAULT_LAUNCH = TransitionLaunch()
 MAX_WIDTH = 128
@@ -89,7 +101,7 @@ def fits(x: torch.Tensor, norm: torch.nn.Module, hidden: int) -> bool:
     c = x.shape[-1]
     return (not torch.is_grad_enabled() and triton_usable(x) and 16 <= c <= MAX_WIDTH
             and c == next_pow2(c) and c == getattr(norm, "c", -1)
-            and hidden % DEFAULT_LAUNCH.block_hidden == 0
+            and hidden % DEFAULT_LAUNCH.for_width(c).block_hidden == 0
             and norm.weight is not None and norm.bias is not None)
 
 
@@ -97,6 +109,7 @@ def _transition(x: torch.Tensor, norm: torch.nn.Module, w1: torch.Tensor, b1: to
                 w2: torch.Tensor, b2: torch.Tensor, r: torch.Tensor,
                 launch: TransitionLaunch = DEFAULT_LAUNCH) -> torch.Tensor:
     c, h = x.shape[-1], w1.shape[0]
+    launch = launch.for_width(c)
     if h % launch.block_hidden:
         raise ValueError(f"transition_forward: {h} hidden channels, not a multiple of "
                          f"{launch.block_hidden}")

@@ -163,7 +163,8 @@ class SpeedConfig:
         False, "forwards without gradients: each triangle attention's key mask folded "
                "into its triangle bias (the bias's contiguous copy), so the attention "
                "kernel takes one bias, not a mask row and a bias tile (11.7 percent fewer "
-               "instructions in its loop); the same values at every real position")
+               "instructions in its loop); the same values at every real position, to the "
+               "kernel's rounding")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
