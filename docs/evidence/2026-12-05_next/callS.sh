@@ -1,11 +1,15 @@
 #!/bin/bash
-# Next session, call S (an H200 preferred, ~6 min): the 5-seed training check of the step
-# with the two no-gradient kernels in its recycling iterations (the evaluation has them
-# since the sixteenth session, `eval_no_grad_kernels`), seed 1 with checkpoints, then the
-# lDDT-Ca check of today's h200 evaluation with trained weights (its last checkpoint).
+# Call S (an H200 preferred, ~6 min; after B): the 5-seed training check of the step with
+# the no-gradient kernels in its recycling iterations (call B's winners as flags, e.g.
+# bash .devsnap/callS.sh "--transition-forward-kernel --ln-projection-forward-kernel";
+# default: all of EVAL_NO_GRAD_KERNELS), seed 1 with checkpoints, then the lDDT-Ca check
+# of today's h200 evaluation with trained weights (its last checkpoint).
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-FLAGS="--trimul-gating-forward-kernel --transition-relu-epilogue"
+# the fields as `scalefold train` flags: the first argument, else the evaluation's six
+E=$(python3 -c "from scalefold.train.config import EVAL_NO_GRAD_KERNELS as e; print(' '.join(e))")
+FLAGS=${1:-$(for f in $E; do printf -- "--%s " "${f//_/-}"; done)}
+echo "flags: $FLAGS"
 mkdir -p $OUT/seeds
 for S in 20261129 1 2 3 4; do
   CK=""
