@@ -262,11 +262,10 @@ def test_whole_model_without_gradients_matches_plain(kern, device, channel_first
     torch.manual_seed(0)
     plain = _perturbed(AlphaFold(AlphaFoldConfig.tiny()), 11).to(device).eval()
     if channel_first:
-        swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True)
+        swap_triangle_multiplication(plain, norm_kernel=True)
     fused = copy.deepcopy(plain)
     if projection:
-        swap_triangle_multiplication(fused, norm_kernel=True, forward_gating_kernel=True,
-                                     forward_projection_kernel=True)
+        swap_triangle_multiplication(fused, norm_kernel=True, forward_projection_kernel=True)
     fused = swap_norm_projections(swap_attention_projections(fused))
     batch = synthetic_batch(None, n_res=20, n_clust=6, n_extra=10, n_templ=2,
                             num_iterations=2, device=device)
@@ -317,7 +316,7 @@ def _run(mods: nn.ModuleDict, device) -> list[torch.Tensor]:
 def _pair(device, channel_first: bool = False, projection_kernel: bool = False):
     plain = _perturbed(_modules("cpu"), 1).to(device)
     if channel_first:  # h200's triangle multiplication (the mixin goes in front of it)
-        swap_triangle_multiplication(plain, norm_kernel=True, forward_gating_kernel=True,
+        swap_triangle_multiplication(plain, norm_kernel=True,
                                      forward_projection_kernel=projection_kernel)
     stacked = swap_attention_projections(copy.deepcopy(plain))
     fused = swap_norm_projections(copy.deepcopy(stacked))
@@ -503,7 +502,7 @@ def test_compiled_modules_break_around_the_kernel():
     # residual update (`added_to`) through the compiled forward, the fused kernel carrying
     # the gate and the residual
     tm = _perturbed(TriangleMultiplication(16, 8, outgoing=True), 9).cuda()
-    swap_triangle_multiplication(tm, norm_kernel=True, forward_gating_kernel=True)
+    swap_triangle_multiplication(tm, norm_kernel=True)
     tm = swap_norm_projections(tm)
     compiled = copy.deepcopy(tm)
     compiled.compile(dynamic=True)
@@ -528,8 +527,7 @@ def test_projection_gating_kernel_under_a_dynamic_compile(kern, device, monkeypa
     monkeypatch.setattr(tp, "_project_gate_untraced", torch.compiler.disable(
         lambda *a: launches.append(a[-1]) or untraced(*a), recursive=True))
     tm = _perturbed(TriangleMultiplication(16, 8, outgoing=True), 9).to(device)
-    swap_triangle_multiplication(tm, norm_kernel=True, forward_gating_kernel=True,
-                                 forward_projection_kernel=True)
+    swap_triangle_multiplication(tm, norm_kernel=True, forward_projection_kernel=True)
     tm = swap_norm_projections(tm)
     compiled = copy.deepcopy(tm)
     compiled.compile(dynamic=True, backend="inductor" if device.type == "cuda" else "aot_eager")

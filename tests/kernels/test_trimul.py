@@ -22,7 +22,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,),
          contiguous_grads: bool = False, bias_in_gating: bool = False,
-         gating_kernel: bool = False, mask_lead=None, forward_gating_kernel: bool = False):
+         gating_kernel: bool = False, mask_lead=None):
     g = torch.Generator().manual_seed(7)
     mod = TriangleMultiplication(16, 8, outgoing)
     for p in mod.parameters():  # "final"/"gating" inits are constant: randomise all
@@ -30,8 +30,7 @@ def _run(swap: bool, outgoing: bool, device: str, bf16: bool, lead=(1,),
     mod = mod.to(device)
     if swap:
         swap_triangle_multiplication(mod, contiguous_grads=contiguous_grads,
-                                     bias_in_gating=bias_in_gating, gating_kernel=gating_kernel,
-                                     forward_gating_kernel=forward_gating_kernel)
+                                     bias_in_gating=bias_in_gating, gating_kernel=gating_kernel)
         assert type(mod) is ChannelFirstTriangleMultiplication
     z = torch.randn(*lead, 11, 11, 16, generator=g).to(device).requires_grad_()
     mask_lead = lead if mask_lead is None else mask_lead
@@ -242,17 +241,16 @@ def test_gating_kernel_bf16():
 
 def _gating_forward_no_grad(device, outgoing: bool, bf16: bool, field: bool, lead=(1, 3),
                             mask_lead=None, compiled: bool = False,
-                            projection: bool = False, c_z: int = 16) -> torch.Tensor:
+                            c_z: int = 16) -> torch.Tensor:
     """The swapped module (`bias_in_gating`, as `h200` has it) without gradients, with or
-    without `forward_gating_kernel`; `compiled`: through torch.compile with dynamic shapes
-    (aot_eager on the CPU, inductor on a GPU), as the evaluation copy runs it."""
+    without `forward_projection_kernel`; `compiled`: through torch.compile with dynamic
+    shapes (aot_eager on the CPU, inductor on a GPU), as the evaluation copy runs it."""
     g = torch.Generator().manual_seed(13)
     mod = TriangleMultiplication(c_z, 8, outgoing)
     for p in mod.parameters():
         torch.nn.init.normal_(p, std=0.3, generator=g)
     mod = swap_triangle_multiplication(mod.to(device), bias_in_gating=True,
-                                       forward_gating_kernel=field and not projection,
-                                       forward_projection_kernel=field and projection)
+                                       forward_projection_kernel=field)
     z = torch.randn(*lead, 11, 11, c_z, generator=g).to(device)
     mask_lead = lead if mask_lead is None else mask_lead
     mask = (torch.rand(*mask_lead, 11, 11, generator=g) > 0.2).float().to(device)
@@ -264,34 +262,6 @@ def _gating_forward_no_grad(device, outgoing: bool, bf16: bool, field: bool, lea
     with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                                          enabled=bf16):
         return fn(z, mask)
-
-
-@pytest.mark.parametrize("outgoing", [True, False])
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-@pytest.mark.parametrize("lead,mask_lead", [((1,), (1,)), ((1, 3), (1, 3)), ((1, 3), (1, 1))],
-                         ids=["pair", "templates", "shared_mask"])
-def test_forward_gating_kernel_matches_plain_gating(kern, device, outgoing, compiled, lead,
-                                                    mask_lead, monkeypatch):
-    """`forward_gating_kernel` without gradients: the kernel runs (eager, where the
-    projection includes the bias, and compiled with dynamic shapes, where it adds the
-    stacked bias itself) and gives the plain gating's values: fp32 to rounding, bf16
-    within its rounding (one rounding in the kernel, one per operation in eager PyTorch)."""
-    import scalefold.kernels.trimul as trimul
-
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-    calls = []
-    kernel = trimul.gate_forward
-    monkeypatch.setattr(trimul, "gate_forward", lambda p, b, m, c: calls.append(b is None)
-                        or kernel(p, b, m, c))
-    for bf16 in (False, True):
-        ref = _gating_forward_no_grad(device, outgoing, bf16, False, lead, mask_lead)
-        got = _gating_forward_no_grad(device, outgoing, bf16, True, lead, mask_lead,
-                                      compiled)
-        assert got.dtype == ref.dtype and got.shape == ref.shape
-        assert rel(got, ref) < (1e-2 if bf16 else 1e-6)
-    # eager: the projection includes the bias (baddbmm); traced: the kernel adds it
-    assert calls == [not compiled] * 2
 
 
 @pytest.mark.parametrize("outgoing", [True, False])
@@ -320,7 +290,7 @@ def test_forward_projection_kernel_matches_plain_gating(kern, device, outgoing, 
             ref = _gating_forward_no_grad(device, outgoing, bf16, False, lead, mask_lead,
                                           c_z=c_z)
             got = _gating_forward_no_grad(device, outgoing, bf16, True, lead, mask_lead,
-                                          compiled, projection=True, c_z=c_z)
+                                          compiled, c_z=c_z)
             assert got.dtype == ref.dtype and got.shape == ref.shape
             assert rel(got, ref) < (1e-2 if bf16 else 1e-6)
     assert len(calls) == 2 * len(precisions)
@@ -331,7 +301,7 @@ def test_forward_projection_kernel_with_grad_or_unfit_width_takes_the_plain_path
     of two), the field changes nothing: the same bits."""
     with torch.no_grad():
         ref = _gating_forward_no_grad(device, True, False, False, c_z=24)
-        got = _gating_forward_no_grad(device, True, False, True, projection=True, c_z=24)
+        got = _gating_forward_no_grad(device, True, False, True, c_z=24)
     assert torch.equal(got, ref)
     import scalefold.kernels.trimul as trimul
 
@@ -349,18 +319,9 @@ def test_forward_projection_kernel_with_grad_or_unfit_width_takes_the_plain_path
     assert torch.equal(outs[0], outs[1])
 
 
-def test_forward_gating_kernel_with_grad_changes_nothing(kern, device):
-    """With gradients the field takes no path of its own: the same bits, output and every
-    gradient."""
-    for bf16 in (False, True):
-        ref = _run(True, True, device.type, bf16)
-        got = _run(True, True, device.type, bf16, forward_gating_kernel=True)
-        assert all(torch.equal(a, b) for a, b in zip(got, ref))
-
-
 def test_gating_kernel_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
     rerun_in_interpreter(__file__, "gating_kernel_matches or gating_kernel_without or "
-                                   "forward_gating_kernel or forward_projection_kernel")
+                                   "forward_projection_kernel")

@@ -164,7 +164,6 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                                      contiguous_grads=speed.trimul_contiguous_grads,
                                      bias_in_gating=speed.trimul_bias_in_gating,
                                      gating_kernel=speed.trimul_gating_kernel,
-                                     forward_gating_kernel=speed.trimul_gating_forward_kernel,
                                      forward_projection_kernel=(
                                          speed.trimul_projection_forward_kernel))
     if speed.attention_stacked_projections:

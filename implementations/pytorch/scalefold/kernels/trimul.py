@@ -35,17 +35,11 @@ instead of the reduction kernel inductor fuses from the gating backward and badd
 bias gradient. The baddbmm then takes the bias detached; its gradient comes from the
 gating's backward.
 
-With `forward_gating_kernel`, forwards without gradients gate through `gate_forward`
-(`scalefold.kernels.trimul_gating`): one Triton kernel with a program per channel and
-block of positions, adding the stacked bias where the projection left it out
-(`bias_in_gating`), instead of the pointwise kernel inductor fuses, which with the
-evaluation's dynamic shapes took ~4× the static kernel's time (93 against 22 µs at 224
-residues on an H100).
-
 With `forward_projection_kernel`, forwards without gradients compute the four projections
 and their gating as one Triton kernel (`scalefold.kernels.trimul_projection`): the
-stacked projection is never written out (it takes precedence over
-`forward_gating_kernel`, which gates a written projection).
+stacked projection is never written out, nor the gating's pointwise kernel run (which
+inductor, with the evaluation's dynamic shapes, made ~4x slower than its static form: 93
+against 22 µs at 224 residues on an H100).
 
 With `contiguous_grads`, the triangle product's backward is written out so that both
 operands' gradients come out of cuBLAS contiguous. Autograd's matmul backward returns the
@@ -65,7 +59,7 @@ from scalefold.kernels.layer_norm import TritonLayerNorm
 from scalefold.kernels.layer_norm_cf import layer_norm_channels_first
 from scalefold.kernels.projections import stack_cast
 from scalefold.kernels.swap import swap
-from scalefold.kernels.trimul_gating import gate_forward, gated_projections
+from scalefold.kernels.trimul_gating import gated_projections
 from scalefold.kernels.trimul_projection import fits as projection_fits
 from scalefold.kernels.trimul_projection import project_gate_forward
 from scalefold.model.pair import TriangleMultiplication
@@ -83,7 +77,6 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
     contiguous_grads: bool = False
     bias_in_gating: bool = False
     gating_kernel: bool = False
-    forward_gating_kernel: bool = False
     forward_projection_kernel: bool = False
 
     def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,10 +133,6 @@ class ChannelFirstTriangleMultiplication(TriangleMultiplication):
         m = mask.flatten(-2).unsqueeze(-2).to(proj.dtype)  # [*, 1, N1*N2]
         if kernel:  # the bias's gradient comes from the gating backward's kernel
             a, b = gated_projections(proj, bias, m, c)  # each [*, c, N1*N2]
-            return a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
-        if (self.forward_gating_kernel and not torch.is_grad_enabled()
-                and triton_usable(proj)):
-            a, b = gate_forward(proj, None if included else bias, m, c)  # each [*, c, N1*N2]
             return a.unflatten(-1, (n1, n2)), b.unflatten(-1, (n1, n2))
         a_p, a_g, b_p, b_g = proj.split(c, dim=-2)  # each [*, c, N1*N2]
         if not included:  # one pointwise kernel with the gating below when compiled
@@ -203,16 +192,14 @@ def swap_triangle_multiplication(model: nn.Module, norm_kernel: bool = False,
                                  contiguous_grads: bool = False,
                                  bias_in_gating: bool = False,
                                  gating_kernel: bool = False,
-                                 forward_gating_kernel: bool = False,
                                  forward_projection_kernel: bool = False) -> nn.Module:
     """Every `TriangleMultiplication` of `model` computes channels-first, in place (the
     same submodules and Parameters: state dict and optimizer state carry over).
     `norm_kernel`, `contiguous_grads`, `bias_in_gating`, `gating_kernel`,
-    `forward_gating_kernel`, `forward_projection_kernel`: see
+    `forward_projection_kernel`: see
     `ChannelFirstTriangleMultiplication`."""
     swap(model, TriangleMultiplication, ChannelFirstTriangleMultiplication,
          norm_kernel=norm_kernel, contiguous_grads=contiguous_grads,
          bias_in_gating=bias_in_gating, gating_kernel=gating_kernel,
-         forward_gating_kernel=forward_gating_kernel,
          forward_projection_kernel=forward_projection_kernel)
     return model

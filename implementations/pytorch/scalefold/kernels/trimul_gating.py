@@ -1,6 +1,5 @@
 """The channels-first triangle multiplication's gating: its backward as one Triton kernel
-that also sums the stacked projection's bias gradient, and, without gradients, its forward
-as one Triton kernel (`gate_forward`).
+that also sums the stacked projection's bias gradient.
 
 Forward (PyTorch ops, which `compile_glue` fuses): from the stacked projections
 proj = [a_p, a_g, b_p, b_g] ([*, 4c, L], L = N·N, the bias already in them) and the pair
@@ -21,18 +20,6 @@ The bias gradient is routed through this function rather than through baddbmm: t
 caller passes the bias to baddbmm detached and to this function as an input that the
 forward does not read (proj already holds it), whose gradient is the sum of d proj over
 L, exactly what baddbmm's backward would return for it.
-
-Without gradients (`gate_forward`): one program per block of L and channel j reads the
-four projection rows j, c + j, 2c + j, 3c + j (and their four bias values, where the
-projection left the bias out), and writes rows j of a and b, float32 math and one rounding,
-as inductor's fused kernel computes them. Inductor fuses the same gating into one 1-D
-kernel over [2, c, L] that, with the evaluation's dynamic shapes, finds every element's
-channel by a division by the symbolic L, picks its bias from the stacked biases'
-concatenation inline, and (no size provably a multiple of 16) loads without Triton's
-16-byte divisibility hints: 93 µs a call at 224 residues on an H100 against 22 µs for the
-same module compiled with static shapes (docs/evidence/2026-12-05_h100_s4, call 1). The
-2-D grid takes the channel from the program id, and Triton specialises L itself as a
-multiple of 16 where it is one.
 """
 
 from __future__ import annotations
@@ -91,23 +78,6 @@ if triton is not None:
         tl.store(part + 3 * C, tl.sum(d_bg.to(tl.float32), axis=0))
 
 
-    @triton.jit
-    def _gating_fwd(P, BIAS, M, A, B, L, C, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
-        # Program (block of L, channel j, batch row): rows j of a and b over the block.
-        j, row, offs, valid, m = _program_rows(M, L, BLOCK)
-        base = (row * 4 * C + j) * L  # a_p's row j; a_g, b_p, b_g follow C rows apart
-        a_p, a_g, b_p, b_g = _projection_rows(P, base, C, L, offs, valid)
-        if HAS_BIAS:
-            a_p += tl.load(BIAS + j).to(tl.float32)
-            a_g += tl.load(BIAS + C + j).to(tl.float32)
-            b_p += tl.load(BIAS + 2 * C + j).to(tl.float32)
-            b_g += tl.load(BIAS + 3 * C + j).to(tl.float32)
-        dt = A.dtype.element_ty
-        out = (row * C + j) * L
-        tl.store(A + out + offs, (tl.sigmoid(a_g) * m * a_p).to(dt), mask=valid)
-        tl.store(B + out + offs, (tl.sigmoid(b_g) * m * b_p).to(dt), mask=valid)
-
-
 _BLOCK = 1024
 
 
@@ -153,37 +123,3 @@ def gated_projections(proj: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
     receives the stacked bias's gradient (pass it to the projection detached). proj must
     be contiguous and Triton usable on it (the caller checks)."""
     return _GatedProjections.apply(proj, bias, m, c)
-
-
-def _gate_forward(proj: torch.Tensor, bias: torch.Tensor | None, m: torch.Tensor,
-                  c: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lead, length = proj.shape[:-2], proj.shape[-1]
-    p = proj.reshape(-1, 4 * c, length).contiguous()  # [R, 4c, L]
-    rows = p.shape[0]
-    mask = m.expand(*lead, 1, length).reshape(rows, length).contiguous()  # [R, L]
-    a = torch.empty((rows, c, length), dtype=proj.dtype, device=proj.device)
-    b = torch.empty_like(a)
-    has_bias = bias is not None
-    _gating_fwd[(triton.cdiv(length, _BLOCK), c, rows)](
-        p, bias if has_bias else p, mask, a, b, length, c, HAS_BIAS=has_bias, BLOCK=_BLOCK,
-        num_warps=4)
-    return a.reshape(*lead, c, length), b.reshape(*lead, c, length)
-
-
-# Traced by torch.compile, the launch is a graph break: with dynamic shapes its grid
-# depends on the length, and inductor could fuse nothing into the kernel anyway (under
-# the evaluation's CUDA graphs the break costs no replayed host time).
-_gate_forward_untraced = torch.compiler.disable(_gate_forward, recursive=True)
-
-
-def gate_forward(proj: torch.Tensor, bias: torch.Tensor | None, m: torch.Tensor,
-                 c: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Without gradients: a = sigmoid(a_g)·m·a_p and b = sigmoid(b_g)·m·b_p ([*, c, L])
-    from the stacked projections `proj` ([*, 4c, L]) plus `bias` ([4c], in proj's dtype;
-    None where proj includes it) and the mask `m` ([*, 1, L], broadcastable over the lead
-    dims), as one Triton kernel (the caller checks that Triton can run on proj)."""
-    if torch.is_grad_enabled() and (proj.requires_grad or m.requires_grad):
-        raise RuntimeError("gate_forward has no backward: call it without gradients")
-    if torch.compiler.is_compiling():
-        return _gate_forward_untraced(proj, bias, m, c)
-    return _gate_forward(proj, bias, m, c)

@@ -6,8 +6,8 @@ stacked projection proj = W_cat · zᵀ ([*, 4c, L], L = N·N; W_cat the four `L
 weights a_p, a_g, b_p, b_g stacked, [4c, c_z]) as a cuBLAS matmul, writes it, and reads it
 back to gate: a = sigmoid(a_g + b_ag)·m·(a_p + b_ap), likewise b. With c_z = 128 the
 matmul is memory-bound (each z row feeds 4c = 512 outputs that are written in full):
-at 224 residues on an H100, 21 µs for the matmul and ~22 µs for the gating kernel
-(`trimul_gating_forward_kernel`; docs/evidence/2026-12-05_h100_s4), moving 51 MB of
+at 224 residues on an H100, 21 µs for the matmul and ~22 µs for a gating kernel (the
+Triton one this kernel retired; docs/evidence/2026-12-05_h100_s4), moving 51 MB of
 projections out and back. Here one program computes, for a block of channels and a block
 of positions, the projection rows it gates (a_p and a_g, or b_p and b_g) as two products
 of the same z tile with the whole K = c_z, adds the biases and gates in float32 and stores
@@ -110,8 +110,8 @@ def _project_gate(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch
     return a.reshape(*lead, c, n1, n2), b.reshape(*lead, c, n1, n2)
 
 
-# Traced by torch.compile, the launch is a graph break (as `gate_forward`'s): its grid
-# depends on the length, and under the evaluation's CUDA graphs a break costs no host time.
+# Traced by torch.compile, the launch is a graph break: its grid depends on the length,
+# and under the evaluation's CUDA graphs a break costs no host time.
 _project_gate_untraced = torch.compiler.disable(_project_gate, recursive=True)
 
 

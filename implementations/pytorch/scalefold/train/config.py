@@ -36,10 +36,7 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 
 # The fields `eval_no_grad_kernels` turns on in the evaluation copy: kernels for forwards
 # without gradients, each measured faster in the evaluation and not yet in the training
-# step (`SpeedConfig.for_evaluation_model`). trimul_projection_forward_kernel takes the
-# triangle multiplications' gating wherever trimul_gating_forward_kernel would (c_z a
-# power of two from 16 to 256: every model configuration's), so the latter is not among
-# them.
+# step (`SpeedConfig.for_evaluation_model`).
 EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
                         "ln_projection_forward_kernel", "attention_gate_epilogue",
                         "triangle_attention_folded_mask", "transition_forward_kernel")
@@ -121,11 +118,6 @@ class SpeedConfig:
     trimul_gating_kernel: bool = _opt(
         False, "with trimul_channel_first, in forwards with gradients: the gating's "
                "backward and the stacked projection's bias gradient as one Triton kernel")
-    trimul_gating_forward_kernel: bool = _opt(
-        False, "with trimul_channel_first, in forwards without gradients (recycling "
-               "iterations, evaluation): the gating (bias, sigmoid, mask) as one Triton "
-               "kernel with a program per channel, not the pointwise kernel inductor fuses "
-               "(4x its memory traffic with the evaluation's dynamic shapes)")
     trimul_projection_forward_kernel: bool = _opt(
         False, "with trimul_channel_first, in forwards without gradients: the four input "
                "projections and their gating as one Triton kernel (the stacked projection "
@@ -259,8 +251,7 @@ class SpeedConfig:
             raise ValueError("trimul_norm_kernel needs trimul_channel_first and the Triton "
                              "LayerNorm")
         for f in ("trimul_contiguous_grads", "trimul_bias_in_gating", "trimul_gating_kernel",
-                  "trimul_gating_forward_kernel", "trimul_projection_forward_kernel",
-                  "eval_no_grad_kernels"):
+                  "trimul_projection_forward_kernel", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.trimul_channel_first:
                 raise ValueError(f"{f} needs trimul_channel_first")
         for f in ("ln_projection_forward_kernel", "eval_no_grad_kernels"):
