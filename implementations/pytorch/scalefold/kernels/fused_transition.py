@@ -82,8 +82,9 @@ class TransitionLaunch:
     def for_width(self, c: int) -> TransitionLaunch:
         """Over 128 channels the float32 accumulator [block_rows, c] needs twice the warps:
         at c = 256 and 64 rows, 4 warps spill (255 registers, 57 spill stores; sm90
-        compile), 8 warps take 210 registers and 160 KiB of shared memory at 2 stages
-        (3 take 224 KiB, nearly all a program may have)."""
+        compile with Triton 3.9 on the CPU, docs/evidence/2026-12-06_cpu), 8 warps take
+        210 registers and 160 KiB of shared memory at 2 stages (3 take 224 KiB, nearly
+        all a program may have)."""
         if c > 128 and self.warps < 8:
             return TransitionLaunch(self.block_rows, self.block_hidden, 8, 2)
         return self

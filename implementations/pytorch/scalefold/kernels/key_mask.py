@@ -16,10 +16,10 @@ mask's maximum over the rows. Padded rows (seq_mask_i = 0) mask every key in the
 module and only the padded keys here: their outputs change, and they reach no real
 position (every later consumer masks padded rows or keys). On real rows the logits are
 the same numbers: an unmasked key adds 0 in both forms, a masked one gets -inf in effect
-and weight 0. The outputs are the same bits in the interpreter and in the eager core; on a
-GPU the two compiled forms of the kernel round differently (fp32: 1.8e-7 at most on an
-H100, docs/evidence/2026-12-06_h100_s22). With gradients the plain biases are kept (the bias gradient sums over every
-row, padded ones included).
+and weight 0. The outputs are the same bits in the interpreter and in the eager core; on
+a GPU the two compiled forms of the kernel round differently (fp32: 1.8e-7 at most on an
+H100, docs/evidence/2026-12-06_h100_s22). With gradients the plain biases are kept (the
+bias gradient sums over every row, padded ones included).
 """
 
 from __future__ import annotations

@@ -235,8 +235,8 @@ class SpeedConfig:
         its static-shape compiles (the copy's compile follows eval_compile_glue), and
         under `eval_no_grad_kernels` the no-gradient kernels (`EVAL_NO_GRAD_KERNELS`),
         each measured faster in the evaluation (docs/evidence/2026-12-05_h200_s4,
-        2026-12-06_h100_s21, 2026-12-06_h100_s22); in the training step's recycling iterations they await
-        the 5-seed check."""
+        2026-12-06_h100_s21, 2026-12-06_h100_s22); in the training step's recycling
+        iterations they await the 5-seed check."""
         extra = {}
         if self.eval_no_grad_kernels:
             extra = dict.fromkeys(EVAL_NO_GRAD_KERNELS, True)
