@@ -54,7 +54,7 @@ def test_forward_compiles_for_sm90_in_both_forms():
     case = attention_cases()[0]
     assert case.kernel == "_attn_fwd" and not case.constexprs["STORE_LSE"]
     rows = run(90, [case], log=lambda *a: None)
-    plain, fused, unmasked = rows  # no delta form: the forward has none
+    plain, fused, unmasked, _ = rows  # no delta form: the forward has none
     assert (plain["form"], fused["form"], unmasked["form"]) == ("plain", "fused",
                                                                  "fused+unmasked")
     assert plain["opcodes"]["HGMMA"] > 0 and plain["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
@@ -63,6 +63,25 @@ def test_forward_compiles_for_sm90_in_both_forms():
     assert unmasked["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
     assert unmasked["instructions"] < fused["instructions"]
     assert "fwd, no lse" in format_table(rows)
+
+
+@pytest.mark.parametrize("name", ["fwd, tile only (folded mask)",
+                                  "fwd, no lse (recycling, evaluation)"])
+def test_the_bias_tile_as_mma_operand_leaves_no_global_load_in_the_loop(name):
+    """`FlashConfig.bias_mma`: with the 16-bit bias tile as the identity's MMA operand,
+    the forward's loop pipelines its loads into shared memory (cp.async, LDGSTS) like k
+    and v: no plain global load of the tile is left waiting in the loop, nor its store to
+    shared memory to change layout, and the loop is shorter for one more MMA (4 HGMMA of
+    64 x 64 x 16). With a mask row only the row's loads stay."""
+    case = next(c for c in attention_cases() if c.name == name)
+    rows = {r["form"]: r for r in run(90, [case], log=lambda *a: None)}
+    loaded, mma = rows["fused+unmasked"], rows["fused+unmasked+bias_mma"]
+    assert mma["instructions"] < loaded["instructions"]
+    assert mma["opcodes"]["HGMMA"] == loaded["opcodes"]["HGMMA"] + 4
+    assert loaded["opcodes"]["STS"] > 0 and mma["opcodes"]["STS"] == 0
+    if not case.constexprs["HAS_B0"]:  # the tile alone (the triangle attentions)
+        assert loaded["opcodes"]["LDG"] > 0 and mma["opcodes"]["LDG"] == 0
+    assert mma["registers"] <= 128  # four blocks of 128 threads still share a multiprocessor
 
 
 def test_the_precomputed_delta_leaves_the_dk_dv_loop():
@@ -138,12 +157,13 @@ def test_tiles_compile_each_swept_launch_in_two_forms(monkeypatch):
     cases = [c for c in attention_cases() if not c.name.startswith("fwd, lse")]
     assert len(rows) == 2 * len(cases)
     assert all(r["registers"] > 0 and r["per_element"] > 0 for r in rows)
-    fwd = {r["form"]: r for r in rows if r["case"].startswith("fwd")}
-    assert set(fwd) == {"plain", "fused+unmasked"} and {r["launch"] for r in fwd.values()} == {
+    fwd = {r["form"]: r for r in rows if r["case"] == cases[0].name}
+    every = "fused+unmasked+bias_mma"
+    assert set(fwd) == {"plain", every} and {r["launch"] for r in fwd.values()} == {
         "64x128w4s3"}
     default = run(90, [cases[0]], log=lambda *a: None)  # 64 x 64 tiles
     by_form = {r["form"]: r for r in default}
-    assert fwd["fused+unmasked"]["per_element"] < by_form["fused+unmasked"]["per_element"]
+    assert fwd[every]["per_element"] < by_form[every]["per_element"]
     table = format_tiles(rows)
     assert "64x128w4s3" in table and "/elem" in table
 

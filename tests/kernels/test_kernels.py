@@ -517,6 +517,56 @@ def test_flash_attention_unmasked_loads_bit_identical(kern, device, name, tiles,
 
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
+@pytest.mark.parametrize("tiles", ["default", "small"])
+@pytest.mark.parametrize("unmasked", [False, True], ids=["bounded", "unmasked"])
+def test_flash_attention_bias_mma_same_forward(kern, device, name, tiles, unmasked,
+                                               monkeypatch):
+    """`bias_mma`: a 16-bit bias tile enters the forward's logits as identity · tile (an
+    MMA operand) instead of a loaded tile: the same values, so in the interpreter the
+    same output bits (16-bit operands: bf16 as under autocast on a GPU, fp16 in the
+    interpreter, whose bf16 loads are wrong whatever the form; the masks' rows in fp32),
+    with and without a gate. On a GPU the compiler may fold a row into the MMA's fp32
+    accumulator, so there the outputs agree within bf16 rounding. Rows and fp32 tiles
+    keep their loads."""
+    a = kern.attention
+    launches = {k: a.Launch(*v) for k, v in _SMALL_TILES.items()} if tiles == "small" else {}
+    base = a.FlashConfig(fused_logits=True, unmasked_loads=unmasked, **launches)
+    lead, h, ql, kl, c, biases = {**ATTN_CASES, **_FULL_HEAD_CASES}[name]
+    half = torch.bfloat16 if device.type == "cuda" else torch.float16
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, half, seed=12)
+    # a mask broadcast over queries stays fp32, as the model's masks are
+    bs = [b.float() if len(shape) >= 2 and shape[-2] == 1 else b
+          for b, (shape, _) in zip(bs, biases, strict=True)]
+    gate = torch.randn(*lead, h, ql, c, generator=torch.Generator().manual_seed(13))
+    gate = gate.to(device, half)
+    taken = []
+    plan = a._bias_as_mma_operand
+
+    def spy(cfg, b, row):
+        taken.append(plan(cfg, b, row))
+        return taken[-1]
+
+    monkeypatch.setattr(a, "_bias_as_mma_operand", spy)
+    outs = []
+    with torch.no_grad():
+        for on in (False, True):
+            cfg = dataclasses.replace(base, bias_mma=on)
+            outs.append((a.flash_attention(q, k, v, bs, cfg),
+                         a.gated_flash_attention(q, k, v, bs, gate, cfg)))
+    # each 16-bit tile takes the MMA in both calls; a row or an fp32 bias never does
+    tile_count = sum(1 for b in bs if b.dtype == half and b.shape[-2] != 1)
+    assert sum(taken) == 2 * tile_count and (tile_count >= 1 or name == "msa_col")
+    for got, want in zip(outs[1], outs[0], strict=True):
+        if device.type == "cuda":
+            assert rel(got.float(), want.float()) < 1e-2
+        else:
+            assert torch.equal(got, want)
+    # and the attention itself (fp64 of the same 16-bit inputs)
+    want = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in bs])
+    assert rel(outs[1][0].double(), want) < 1e-2
+
+
+@pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
 def test_flash_attention_dq_from_stored_ds_kernel(kern, device, name, monkeypatch):
     """`ds_dq_kernel`: with the stored dS, dq from one kernel that reads k and writes dq
     through their strides: the same attention gradients as eager fp64, dq within fp32

@@ -70,10 +70,13 @@ def attention_cases() -> list[Case]:
     tiles = dict(SCALE_Q=True, BQ=64, BK=64, BD=32, BDV=32, PREC="tf32")
     both = dict(HAS_B0=True, HAS_B1=True, B0_ROW=True, B1_ROW=False)
     mask = dict(HAS_B0=True, HAS_B1=False, B0_ROW=True, B1_ROW=False)
+    tile = dict(HAS_B0=False, HAS_B1=True, B0_ROW=False, B1_ROW=False)
     even = dict(EVEN_K=True, EVEN_D=True)
     return [
         Case("fwd, no lse (recycling, evaluation)", "_attn_fwd",
              dict(**both, STORE_LSE=False, **even, **tiles), stages=3),
+        Case("fwd, tile only (folded mask)", "_attn_fwd",
+             dict(**tile, STORE_LSE=False, **even, **tiles), stages=3),
         Case("fwd, lse (training)", "_attn_fwd",
              dict(**both, STORE_LSE=True, **even, **tiles), stages=3),
         Case("bwd_kv, stored dS (pair bias)", "_attn_bwd_kv",
@@ -85,14 +88,17 @@ def attention_cases() -> list[Case]:
 
 # The kernels' forms compared: today's, the fused logits, and the fused logits with the
 # backward's delta precomputed or the loads unmasked (`FlashConfig.fused_logits`,
-# `.precomputed_delta`, `.unmasked_loads`). A form is compiled only for the kernels that
-# have all of its switches.
+# `.precomputed_delta`, `.unmasked_loads`), and in the forward the pair tile as an MMA
+# operand (`.bias_mma`). A form is compiled only for the kernels that have all of its
+# switches.
 FORMS: dict[str, dict[str, bool]] = {
     "plain": {"FUSED": False, "PRE_DELTA": False, "UNMASKED": False},
     "fused": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": False},
     "fused+delta": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": False},
     "fused+unmasked": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True},
     "fused+delta+unmasked": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True},
+    "fused+unmasked+bias_mma": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
+                                "B1_MMA": True},
 }
 
 

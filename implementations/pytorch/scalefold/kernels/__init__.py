@@ -146,7 +146,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                         fused_logits=speed.attention_fused_logits,
                         precomputed_delta=speed.attention_precomputed_delta,
                         unmasked_loads=speed.attention_unmasked_loads,
-                        ds_dq_kernel=speed.attention_ds_dq_kernel)
+                        ds_dq_kernel=speed.attention_ds_dq_kernel,
+                        bias_mma=speed.attention_bias_mma)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,
                   flash_config=flash if flash != FlashConfig() else None,

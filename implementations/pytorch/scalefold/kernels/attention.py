@@ -78,23 +78,55 @@ if triton is not None:
         return out
 
     @triton.jit
+    def _bias_by_mma(eye, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
+                     MASKED: tl.constexpr):
+        # One 16-bit bias tile [BQ, BK] as the product eye · tile (fp32): its exact
+        # values (one product of 1 and each value, the rest zeros), but the tile is now a
+        # matrix operand, which the loop's pipeline loads into shared memory stages ahead
+        # of their use like k and v, and the MMA reads from there. Loaded as a plain tile,
+        # the L2 load's latency was exposed in every iteration (the sm90 loop issued it,
+        # then stored it to shared memory and synchronised to change its layout) and each
+        # value took a conversion to fp32: `FlashConfig.bias_mma`.
+        ptr = (B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
+               + offs_q[:, None] * sq + offs_k[None, :] * sk)
+        if MASKED:
+            t = tl.load(ptr, mask=(offs_q[:, None] < Q) & (offs_k[None, :] < K), other=0.0)
+        else:
+            t = tl.load(ptr)
+        return tl.dot(eye, t)
+
+    @triton.jit
     def _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, Q, K,
                 b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                 HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
                 B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
                 BQ: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
-                MASKED: tl.constexpr = True):
+                MASKED: tl.constexpr = True, eye=0, B0_MMA: tl.constexpr = False,
+                B1_MMA: tl.constexpr = False):
         # The logits [BQ, BK] (fp32): q kᵀ plus the biases. FUSED: the biases are summed
         # first and the product accumulates onto them inside the MMA (its accumulator
         # starts from them instead of zero), which saves one add a score element.
-        # MASKED=False: the bias loads are unmasked (see `_load_bias`).
+        # MASKED=False: the bias loads are unmasked (see `_load_bias`). B0_MMA/B1_MMA
+        # (FUSED only): that bias, a 16-bit tile, enters as eye · tile (`_bias_by_mma`):
+        # the same values, so the same sums in the same order.
         if FUSED and (HAS_B0 or HAS_B1):
             if HAS_B0:
-                acc = _load_bias(B0, z1, z2, h, offs_q, offs_k, Q, K,
-                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, MASKED, BQ, BK)
+                if B0_MMA:
+                    acc = _bias_by_mma(eye, B0, z1, z2, h, offs_q, offs_k, Q, K,
+                                       b0_1, b0_2, b0_h, b0_q, b0_k, MASKED)
+                else:
+                    acc = _load_bias(B0, z1, z2, h, offs_q, offs_k, Q, K,
+                                     b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, MASKED, BQ, BK)
                 if HAS_B1:
-                    acc += _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                      b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
+                    if B1_MMA:
+                        acc += _bias_by_mma(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                            b1_1, b1_2, b1_h, b1_q, b1_k, MASKED)
+                    else:
+                        acc += _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K, b1_1, b1_2,
+                                          b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
+            elif B1_MMA:
+                acc = _bias_by_mma(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                   b1_1, b1_2, b1_h, b1_q, b1_k, MASKED)
             else:
                 acc = _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K,
                                  b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
@@ -130,7 +162,7 @@ if triton is not None:
         B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
         LOAD_MASKS: tl.constexpr, KEY_MASK: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-        PREC: tl.constexpr,
+        PREC: tl.constexpr, eye, B0_MMA: tl.constexpr, B1_MMA: tl.constexpr,
     ):
         # The online softmax over one block of keys from `start`: (m_i, l_i, acc) updated.
         # LOAD_MASKS: loads test their bounds (else the block is full and the query rows
@@ -154,7 +186,7 @@ if triton is not None:
         s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
-                    LOAD_MASKS)  # [BQ, BK]
+                    LOAD_MASKS, eye, B0_MMA, B1_MMA)  # [BQ, BK]
         if KEY_MASK:  # keys past the end of the last block
             s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -186,7 +218,8 @@ if triton is not None:
         EVEN_K: tl.constexpr, STORE_LSE: tl.constexpr, SCALE_Q: tl.constexpr,
         UNMASKED: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-        PREC: tl.constexpr, GATED: tl.constexpr = False,
+        PREC: tl.constexpr, GATED: tl.constexpr = False, B0_MMA: tl.constexpr = False,
+        B1_MMA: tl.constexpr = False,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
@@ -219,6 +252,14 @@ if triton is not None:
         m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BQ], dtype=tl.float32)
         acc = tl.zeros([BQ, BDV], dtype=tl.float32)
+        if B0_MMA or B1_MMA:  # [BQ, BQ] identity in the tile's dtype (`_bias_by_mma`)
+            rows = tl.arange(0, BQ)
+            if B0_MMA:
+                eye = (rows[:, None] == rows[None, :]).to(B0.dtype.element_ty)
+            else:
+                eye = (rows[:, None] == rows[None, :]).to(B1.dtype.element_ty)
+        else:
+            eye = 0
         if UNMASKED:
             k_full = (KL // BK) * BK
             for start in range(0, k_full, BK):
@@ -227,14 +268,14 @@ if triton is not None:
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
-                    BQ, BK, BD, BDV, PREC)
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
             if k_full < KL:
                 m_i, l_i, acc = _fwd_keys(
                     q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, True, EVEN_D,
-                    BQ, BK, BD, BDV, PREC)
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
         else:
             for start in range(0, KL, BK):
                 m_i, l_i, acc = _fwd_keys(
@@ -242,7 +283,7 @@ if triton is not None:
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, not EVEN_K, EVEN_D,
-                    BQ, BK, BD, BDV, PREC)
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
         acc = acc / l_i[:, None]
         omask = (offs_q[:, None] < QL) & (offs_dv[None, :] < DV)
         if GATED:  # o · sigmoid(g) before the one rounding (no gradients: evaluation)
@@ -854,6 +895,16 @@ class FlashConfig:
     # roundings; the fp32 sum over keys in another order.
     ds_dq_kernel: bool = False
     ds_dq: Launch = Launch(64, 64, 4, 2)
+    # With fused_logits, the forward takes a 16-bit bias tile (not a row) as the product
+    # of an identity with it, accumulated by the MMA (`_bias_by_mma`): its loads become
+    # matrix-operand loads, which the loop pipelines into shared memory like k and v and
+    # the MMA reads from there. As a plain tile the sm90 loop waited in every iteration
+    # for the tile's L2 load, stored it to shared memory and synchronised to change its
+    # layout, and converted each value to fp32 (one bias tile: 344 -> 311 instructions an
+    # iteration, no global load left waiting in the loop; `scalefold bench sass`). One
+    # more 64 x 64 x 64 MMA an iteration. The tile's values are exact (1 · value); a row
+    # added to it may be folded into the MMA's fp32 accumulator by the compiler.
+    bias_mma: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -888,6 +939,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
            if store_lse else None)
     bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
     bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
+    mma0, mma1 = (_bias_as_mma_operand(cfg, b, row) for b, row in ((b0, row0), (b1, row1)))
     grid = (triton.cdiv(ql, bq) * z1 * z2 * h,)
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
@@ -901,7 +953,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
-        num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
+        B0_MMA=mma0, B1_MMA=mma1, num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
     return o, lse
 
@@ -1045,6 +1097,14 @@ def _delta(o: torch.Tensor, do: torch.Tensor, layout: _Layout, cfg: FlashConfig)
 def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...]) -> bool:
     """Whether the kernels load bias b as one row per key block (broadcast over queries)."""
     return cfg.row_bias and b is not None and strides5[3] == 0
+
+
+def _bias_as_mma_operand(cfg: FlashConfig, b: torch.Tensor | None, row: bool) -> bool:
+    """Whether the forward takes bias b as an MMA operand (`FlashConfig.bias_mma`): a
+    16-bit tile, whose values 1 · value reproduces exactly, with the fused logits (the
+    bias starts the logits' accumulator there)."""
+    return (cfg.bias_mma and cfg.fused_logits and b is not None and not row
+            and b.dtype in (torch.bfloat16, torch.float16))
 
 
 def _bias_args(cfg: FlashConfig, layout: _Layout, b0: torch.Tensor | None,

@@ -72,6 +72,10 @@ class SpeedConfig:
         False, "Triton attention: loops over full blocks load without bounds, the partial "
                "last block after them with bounds (the same arithmetic; on sm90 the compiled "
                "code rounds a few values differently)")
+    attention_bias_mma: bool = _opt(
+        False, "Triton attention, with attention_fused_logits: the forward takes a 16-bit bias "
+               "tile as an MMA operand (identity times tile), so its loads are pipelined into "
+               "shared memory like k and v instead of waited for in every iteration")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
     layer_norm_bwd_stream: bool = _opt(
         False, "Triton LayerNorm: the backward as 528 programs streaming blocks of 2,048 "
@@ -243,6 +247,9 @@ class SpeedConfig:
         return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
+        if self.attention_bias_mma and not self.attention_fused_logits:
+            raise ValueError("attention_bias_mma needs attention_fused_logits (the bias tile "
+                             "starts the logits' accumulator there)")
         if self.layer_norm_bwd_stream and self.layer_norm != "triton":
             raise ValueError("layer_norm_bwd_stream needs the Triton LayerNorm "
                              "(layer_norm='triton')")
@@ -281,7 +288,8 @@ class SpeedConfig:
                              "length up to 700 residues is a shape of its own")
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
-                        "attention_ds_dq_kernel", "attention_gate_epilogue")
+                        "attention_ds_dq_kernel", "attention_gate_epilogue",
+                        "attention_bias_mma")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
