@@ -542,11 +542,12 @@ def test_flash_attention_bias_mma_same_forward(kern, device, name, tiles, unmask
     taken = []
     plan = a._bias_as_mma_operand
 
-    def spy(cfg, b, row):
-        taken.append(plan(cfg, b, row))
+    def spy(cfg, b, row, head_dim):
+        taken.append(plan(cfg, b, row, head_dim))
         return taken[-1]
 
     monkeypatch.setattr(a, "_bias_as_mma_operand", spy)
+    monkeypatch.setattr(a, "BIAS_MMA_MIN_HEAD_DIM", 1)  # the cases' heads are 4 to 16 wide
     outs = []
     with torch.no_grad():
         for on in (False, True):
@@ -564,6 +565,41 @@ def test_flash_attention_bias_mma_same_forward(kern, device, name, tiles, unmask
     # and the attention itself (fp64 of the same 16-bit inputs)
     want = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in bs])
     assert rel(outs[1][0].double(), want) < 1e-2
+
+
+def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
+    """`fwd_half_key_block`: keys an odd multiple of 32 up to the limit run the forward
+    with 32-key blocks (every block full); other key counts, other launches and configs
+    without the switch keep the 64-key block. The attention is the same within fp32
+    rounding (the online softmax visits the keys in other blocks)."""
+    a = kern.attention
+    on = a.FlashConfig(fused_logits=True, unmasked_loads=True, fwd_half_key_block=True)
+    off = dataclasses.replace(on, fwd_half_key_block=False)
+    assert [a._forward_launch(on, kl).block_k for kl in (32, 64, 96, 128, 352, 416)] == [
+        32, 64, 32, 64, 32, 64]
+    assert a._forward_launch(off, 96).block_k == 64
+    assert a._forward_launch(dataclasses.replace(on, fwd=a.Launch(64, 128, 4, 3)),
+                             96).block_k == 128
+    keys = []
+    forward = a._attn_fwd
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                keys.append(kw["BK"])
+                return forward[grid](*args, **kw)
+            return launch
+
+    monkeypatch.setattr(a, "_attn_fwd", Spy())
+    case = ((1, 2), 2, 20, 96, 8, [((1, 2, 1, 1, 96), False), ((1, 1, 2, 20, 96), False)])
+    lead, h, ql, kl, c, biases = case
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=14)
+    with torch.no_grad():
+        got, want = (a.flash_attention(q, k, v, bs, cfg) for cfg in (on, off))
+    assert keys == [32, 64]
+    assert rel(got, want) < (2e-3 if device.type == "cuda" else 1e-6)
+    ref = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in bs])
+    assert rel(got.double(), ref) < (2e-3 if device.type == "cuda" else 1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))

@@ -43,7 +43,7 @@ Kernels:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -905,6 +905,12 @@ class FlashConfig:
     # more 64 x 64 x 64 MMA an iteration. The tile's values are exact (1 · value); a row
     # added to it may be folded into the MMA's fp32 accumulator by the compiler.
     bias_mma: bool = False
+    # Keys an odd multiple of 32, up to HALF_KEY_BLOCK_MAX_KEYS: the forward's key block 32
+    # instead of 64, so that every block of keys is full (with 64 the last block is half
+    # empty and takes the bounded path). Graph-replayed forwards with bias_mma on an H100
+    # at 96-352 keys: triangle attention 0.82-0.92x, MSA row attention 0.84-0.97x; from
+    # 416 keys on it loses or draws (docs/evidence/2026-12-06_h100_s23, callBK2_keys.txt).
+    fwd_half_key_block: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -937,9 +943,9 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     z1, z2 = layout.z1, layout.z2
     lse = (torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
            if store_lse else None)
-    bq, bk, bd, bdv = cfg.fwd.blocks(ql, kl, d, dv)
+    bq, bk, bd, bdv = _forward_launch(cfg, kl).blocks(ql, kl, d, dv)
     bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
-    mma0, mma1 = (_bias_as_mma_operand(cfg, b, row) for b, row in ((b0, row0), (b1, row1)))
+    mma0, mma1 = (_bias_as_mma_operand(cfg, b, row, d) for b, row in ((b0, row0), (b1, row1)))
     grid = (triton.cdiv(ql, bq) * z1 * z2 * h,)
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
@@ -1099,12 +1105,31 @@ def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...
     return cfg.row_bias and b is not None and strides5[3] == 0
 
 
-def _bias_as_mma_operand(cfg: FlashConfig, b: torch.Tensor | None, row: bool) -> bool:
+HALF_KEY_BLOCK_MAX_KEYS = 352
+
+
+def _forward_launch(cfg: FlashConfig, kl: int) -> Launch:
+    """The forward's launch for `kl` keys (`FlashConfig.fwd_half_key_block`)."""
+    if (cfg.fwd_half_key_block and cfg.fwd.block_k == 64 and kl % 64 == 32
+            and kl <= HALF_KEY_BLOCK_MAX_KEYS):
+        return replace(cfg.fwd, block_k=32)
+    return cfg.fwd
+
+
+def _bias_as_mma_operand(cfg: FlashConfig, b: torch.Tensor | None, row: bool,
+                         head_dim: int) -> bool:
     """Whether the forward takes bias b as an MMA operand (`FlashConfig.bias_mma`): a
     16-bit tile, whose values 1 · value reproduces exactly, with the fused logits (the
-    bias starts the logits' accumulator there)."""
+    bias starts the logits' accumulator there), at head dimensions of at least
+    `BIAS_MMA_MIN_HEAD_DIM`."""
     return (cfg.bias_mma and cfg.fused_logits and b is not None and not row
-            and b.dtype in (torch.bfloat16, torch.float16))
+            and b.dtype in (torch.bfloat16, torch.float16) and head_dim >= BIAS_MMA_MIN_HEAD_DIM)
+
+
+# The identity's MMA is BQ / c times the q kᵀ product's: at c = 32 the triangle attention's
+# forward ran 0.86x at 704 residues, at c = 8 the extra-MSA row attention's 1.08x (an
+# H100, docs/evidence/2026-12-06_h100_s23).
+BIAS_MMA_MIN_HEAD_DIM = 32
 
 
 def _bias_args(cfg: FlashConfig, layout: _Layout, b0: torch.Tensor | None,

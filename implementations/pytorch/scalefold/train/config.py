@@ -76,6 +76,10 @@ class SpeedConfig:
         False, "Triton attention, with attention_fused_logits: the forward takes a 16-bit bias "
                "tile as an MMA operand (identity times tile), so its loads are pipelined into "
                "shared memory like k and v instead of waited for in every iteration")
+    attention_half_key_blocks: bool = _opt(
+        False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
+               "run the forward with 32-key blocks, every block full, instead of 64-key "
+               "blocks with a half-empty last one")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
     layer_norm_bwd_stream: bool = _opt(
         False, "Triton LayerNorm: the backward as 528 programs streaming blocks of 2,048 "
@@ -289,7 +293,7 @@ class SpeedConfig:
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
-                        "attention_bias_mma")
+                        "attention_bias_mma", "attention_half_key_blocks")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
