@@ -198,6 +198,7 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     projections and the Triton attention, and survives the plain evaluation beside
     training (the kernels hold no memory)."""
     from scalefold.kernels import ChannelFirstTriangleMultiplication, EpilogueReluTransition
+    from scalefold.kernels.cores import TritonAttentionCore
     from scalefold.kernels.fused_transition import FusedTransition
     from scalefold.kernels.gated_attention import GateEpilogueAttention
     from scalefold.kernels.key_mask import FoldedKeyMaskTriangleAttention
@@ -207,22 +208,26 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     def kernels(model):
         tri = [m for m in model.modules() if isinstance(m, ChannelFirstTriangleMultiplication)]
         assert tri
+        flash = [m.config for m in model.modules() if isinstance(m, TritonAttentionCore)]
+        assert flash
         return (all(m.forward_projection_kernel for m in tri),
                 *(any(isinstance(m, kind) for m in model.modules())
                   for kind in (EpilogueReluTransition, NormFusedTransition,
                                GateEpilogueAttention, FoldedKeyMaskTriangleAttention,
-                               FusedTransition)))
+                               FusedTransition)),
+                all(f is not None and f.bias_mma for f in flash))
 
     base = dict(trimul_channel_first=True, attention="triton",
-                attention_stacked_projections=True)
+                attention_stacked_projections=True, attention_fused_logits=True)
     for field, own in ((False, False), (True, False), (True, True), (False, True)):
         speed = SpeedConfig(**base, eval_no_grad_kernels=field,
                             **dict.fromkeys(EVAL_NO_GRAD_KERNELS, own))
         cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
         built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-        assert kernels(built.eval_model) == (field or own,) * 6
-        assert kernels(built.model) == (own,) * 6
-    for missing in ("trimul_channel_first", "attention_stacked_projections", "attention"):
+        assert kernels(built.eval_model) == (field or own,) * 7
+        assert kernels(built.model) == (own,) * 7
+    for missing in ("trimul_channel_first", "attention_stacked_projections", "attention",
+                    "attention_fused_logits"):
         bad = {**base, missing: getattr(SpeedConfig(), missing)}
         with pytest.raises(ValueError, match="eval_no_grad_kernels needs"):
             SpeedConfig(**bad, eval_no_grad_kernels=True)

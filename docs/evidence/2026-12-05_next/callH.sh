@@ -1,6 +1,7 @@
 #!/bin/bash
 # Twenty-second session, call H (an H200, ~8 min; first if an H200 comes): the real
-# 180-chain evaluation of today's h200 (since the twenty-first session its evaluation has
+# 180-chain evaluation of today's h200 (its evaluation copy has EVAL_NO_GRAD_KERNELS, now with
+# attention_bias_mma since the twenty-third session; since the twenty-first session
 # ln_projection_forward_kernel, attention_gate_epilogue and the structure module's
 # compile: 0.874x of the old preset on an H100's screen). The number for PERFORMANCE.md's
 # table (target 60 s; the old preset 83.94 s on an H200), then the lDDT-Ca check.

@@ -39,7 +39,8 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 # step (`SpeedConfig.for_evaluation_model`).
 EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
                         "ln_projection_forward_kernel", "attention_gate_epilogue",
-                        "triangle_attention_folded_mask", "transition_forward_kernel")
+                        "triangle_attention_folded_mask", "transition_forward_kernel",
+                        "attention_bias_mma")
 
 
 @dataclass(frozen=True)
@@ -251,9 +252,10 @@ class SpeedConfig:
         return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
-        if self.attention_bias_mma and not self.attention_fused_logits:
-            raise ValueError("attention_bias_mma needs attention_fused_logits (the bias tile "
-                             "starts the logits' accumulator there)")
+        for f in ("attention_bias_mma", "eval_no_grad_kernels"):
+            if getattr(self, f) and not self.attention_fused_logits:
+                raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
+                                 "operand starts the logits' accumulator there)")
         if self.layer_norm_bwd_stream and self.layer_norm != "triton":
             raise ValueError("layer_norm_bwd_stream needs the Triton LayerNorm "
                              "(layer_norm='triton')")
