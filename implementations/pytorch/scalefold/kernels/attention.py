@@ -78,22 +78,30 @@ if triton is not None:
         return out
 
     @triton.jit
-    def _bias_by_mma(eye, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
-                     MASKED: tl.constexpr):
-        # One 16-bit bias tile [BQ, BK] as the product eye · tile (fp32): its exact
-        # values (one product of 1 and each value, the rest zeros), but the tile is now a
-        # matrix operand, which the loop's pipeline loads into shared memory stages ahead
-        # of their use like k and v, and the MMA reads from there. Loaded as a plain tile,
-        # the L2 load's latency was exposed in every iteration (the sm90 loop issued it,
-        # then stored it to shared memory and synchronised to change its layout) and each
-        # value took a conversion to fp32: `FlashConfig.bias_mma`.
-        ptr = (B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
-               + offs_q[:, None] * sq + offs_k[None, :] * sk)
-        if MASKED:
-            t = tl.load(ptr, mask=(offs_q[:, None] < Q) & (offs_k[None, :] < K), other=0.0)
+    def _bias_tile(eye, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
+                   ROW: tl.constexpr, MMA: tl.constexpr, MASKED: tl.constexpr,
+                   BQ: tl.constexpr, BK: tl.constexpr):
+        # One bias tile [BQ, BK] in fp32, loaded (`_load_bias`) or, MMA, a 16-bit tile as
+        # the product eye · tile: its exact values (one product of 1 and each value, the
+        # rest zeros), but the tile is now a matrix operand, which the loop's pipeline
+        # loads into shared memory stages ahead of their use like k and v, and the MMA
+        # reads from there. Loaded as a plain tile, the L2 load's latency was exposed in
+        # every iteration (the sm90 loop issued it, then stored it to shared memory and
+        # synchronised to change its layout) and each value took a conversion to fp32:
+        # `FlashConfig.bias_mma`.
+        if MMA:
+            ptr = (B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
+                   + offs_q[:, None] * sq + offs_k[None, :] * sk)
+            if MASKED:
+                t = tl.load(ptr, mask=(offs_q[:, None] < Q) & (offs_k[None, :] < K),
+                            other=0.0)
+            else:
+                t = tl.load(ptr)
+            out = tl.dot(eye, t)
         else:
-            t = tl.load(ptr)
-        return tl.dot(eye, t)
+            out = _load_bias(B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk, ROW,
+                             MASKED, BQ, BK)
+        return out
 
     @triton.jit
     def _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, Q, K,
@@ -107,29 +115,18 @@ if triton is not None:
         # first and the product accumulates onto them inside the MMA (its accumulator
         # starts from them instead of zero), which saves one add a score element.
         # MASKED=False: the bias loads are unmasked (see `_load_bias`). B0_MMA/B1_MMA
-        # (FUSED only): that bias, a 16-bit tile, enters as eye · tile (`_bias_by_mma`):
+        # (FUSED only): that bias, a 16-bit tile, enters as eye · tile (`_bias_tile`):
         # the same values, so the same sums in the same order.
         if FUSED and (HAS_B0 or HAS_B1):
             if HAS_B0:
-                if B0_MMA:
-                    acc = _bias_by_mma(eye, B0, z1, z2, h, offs_q, offs_k, Q, K,
-                                       b0_1, b0_2, b0_h, b0_q, b0_k, MASKED)
-                else:
-                    acc = _load_bias(B0, z1, z2, h, offs_q, offs_k, Q, K,
-                                     b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, MASKED, BQ, BK)
+                acc = _bias_tile(eye, B0, z1, z2, h, offs_q, offs_k, Q, K,
+                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, B0_MMA, MASKED, BQ, BK)
                 if HAS_B1:
-                    if B1_MMA:
-                        acc += _bias_by_mma(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                            b1_1, b1_2, b1_h, b1_q, b1_k, MASKED)
-                    else:
-                        acc += _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K, b1_1, b1_2,
-                                          b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
-            elif B1_MMA:
-                acc = _bias_by_mma(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                   b1_1, b1_2, b1_h, b1_q, b1_k, MASKED)
+                    acc += _bias_tile(eye, B1, z1, z2, h, offs_q, offs_k, Q, K, b1_1, b1_2,
+                                      b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK)
             else:
-                acc = _load_bias(B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, MASKED, BQ, BK)
+                acc = _bias_tile(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
+                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK)
             s = tl.dot(q, kt, acc=acc, input_precision=PREC)
         else:
             s = tl.dot(q, kt, input_precision=PREC)
@@ -252,7 +249,7 @@ if triton is not None:
         m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BQ], dtype=tl.float32)
         acc = tl.zeros([BQ, BDV], dtype=tl.float32)
-        if B0_MMA or B1_MMA:  # [BQ, BQ] identity in the tile's dtype (`_bias_by_mma`)
+        if B0_MMA or B1_MMA:  # [BQ, BQ] identity in the tile's dtype (`_bias_tile`)
             rows = tl.arange(0, BQ)
             if B0_MMA:
                 eye = (rows[:, None] == rows[None, :]).to(B0.dtype.element_ty)
@@ -896,7 +893,7 @@ class FlashConfig:
     ds_dq_kernel: bool = False
     ds_dq: Launch = Launch(64, 64, 4, 2)
     # With fused_logits, the forward takes a 16-bit bias tile (not a row) as the product
-    # of an identity with it, accumulated by the MMA (`_bias_by_mma`): its loads become
+    # of an identity with it, accumulated by the MMA (`_bias_tile`): its loads become
     # matrix-operand loads, which the loop pipelines into shared memory like k and v and
     # the MMA reads from there. As a plain tile the sm90 loop waited in every iteration
     # for the tile's L2 load, stored it to shared memory and synchronised to change its
