@@ -11,6 +11,7 @@ from scalefold.kernels.trimul import (
 )
 from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.model.pair import TriangleMultiplication
+from scalefold.model.primitives import LayerNorm
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -294,6 +295,58 @@ def test_forward_projection_kernel_matches_plain_gating(kern, device, outgoing, 
             assert got.dtype == ref.dtype and got.shape == ref.shape
             assert rel(got, ref) < (1e-2 if bf16 else 1e-6)
     assert len(calls) == 2 * len(precisions)
+
+
+@pytest.mark.parametrize("norm", [False, True], ids=["normalised_input", "raw_stream"])
+@pytest.mark.parametrize("launch", [(16, 4, 1), (32, 4, 2), (64, 4, 1)],
+                         ids=["rows16", "rows32_stages2", "rows64"])
+def test_projection_gating_launches_give_the_same_bits(kern, device, norm, launch):
+    """`ProjectionGatingLaunch`: a program looping over every block of output channels
+    (`groups_in_loop`: the z tile read and normalised once) computes each output from
+    the same z tile and weights with the same operations as a program taking one block:
+    the same bits at the same block of positions (in the interpreter; on a GPU within
+    fp32 rounding, the compiled forms may contract differently), and every block of
+    positions the same gating within fp32 rounding. c = 80: two blocks of 64 channels,
+    the second partial; 11 x 11 positions: a partial last block of positions."""
+    from scalefold.kernels.trimul_projection import (
+        DEFAULT_LAUNCH,
+        ProjectionGatingLaunch,
+        project_gate_forward,
+    )
+
+    g = torch.Generator().manual_seed(21)
+    c, c_z = 80, 32
+    z = torch.randn(2, 11, 11, c_z, generator=g).to(device)
+    w = (torch.randn(4 * c, c_z, generator=g) / c_z**0.5).to(device)
+    bias = torch.randn(4 * c, generator=g).to(device)
+    m = (torch.rand(2, 1, 121, generator=g) > 0.2).float().to(device)
+    ln = None
+    if norm:
+        ln = LayerNorm(c_z).to(device)  # scalefold.model.primitives
+        with torch.no_grad():
+            ln.weight.normal_(generator=g)
+            ln.bias.normal_(generator=g)
+    with torch.no_grad():
+        default = project_gate_forward(z, w, bias, m, c, norm=ln, launch=DEFAULT_LAUNCH)
+        one = project_gate_forward(z, w, bias, m, c, norm=ln,
+                                   launch=ProjectionGatingLaunch(*launch, False))
+        got = project_gate_forward(z, w, bias, m, c, norm=ln,
+                                   launch=ProjectionGatingLaunch(*launch, True))
+    for x, y, d in zip(got, one, default, strict=True):
+        assert x.shape == (2, c, 11, 11)
+        if device.type == "cuda":
+            assert rel(x, y) < 1e-5
+        else:
+            assert torch.equal(x, y)
+        assert rel(x, d) < (1e-5 if device.type == "cuda" else 1e-6)
+    # and the gating itself: a = sigmoid(z W_ag + b_ag) m (z W_ap + b_ap), b likewise
+    zn = torch.nn.functional.layer_norm(z, (c_z,), ln.weight, ln.bias, ln.eps) if norm else z
+    proj = zn.reshape(2, 121, c_z) @ w.T + bias  # [2, L, 4c]
+    a_p, a_g, b_p, b_g = proj.split(c, dim=-1)
+    mm = m.reshape(2, 121, 1)
+    for x, (p_, g_) in zip(got, ((a_p, a_g), (b_p, b_g)), strict=True):
+        ref = (torch.sigmoid(g_) * mm * p_).transpose(1, 2).reshape(2, c, 11, 11)
+        assert rel(x, ref) < (2e-3 if device.type == "cuda" else 1e-5)
 
 
 def test_forward_projection_kernel_with_grad_or_unfit_width_takes_the_plain_path(kern, device):

@@ -28,6 +28,8 @@ from the two-kernel path by at most that rounding, before their own one rounding
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton
@@ -36,22 +38,48 @@ if triton is not None:
     from scalefold.kernels.layer_norm import _ln_rows  # a Triton function: with Triton only
 
     @triton.jit
-    def _projection_gating_fwd(Z, LW, LB, W, BIAS, M, OUT, L, C, ROWS, eps, K: tl.constexpr,
-                               BC: tl.constexpr, BL: tl.constexpr, NORM: tl.constexpr,
-                               PREC: tl.constexpr):
-        # Program (half x block of channels, block of L, batch row): half 0 writes a's
-        # channels (W rows a_p = j, a_g = C + j), half 1 b's (b_p = 2C + j, b_g = 3C + j).
-        # The programs that read one z tile are neighbours on axis 0, launched together,
-        # so the tile's later reads come from L2.
-        half = tl.program_id(0) % 2
-        pid_c = tl.program_id(0) // 2
-        pid_l = tl.program_id(1)
-        row = tl.program_id(2).to(tl.int64)
-        offs_l = pid_l * BL + tl.arange(0, BL)
+    def _gate_group(zt, W, BIAS, OUT, m, row, half, pid_c, offs_l, valid_l, L, C, ROWS,
+                    K: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+        # One block of channels of a (half 0: W rows a_p = j, a_g = C + j) or b (half 1:
+        # b_p = 2C + j, b_g = 3C + j) for the positions of zt [K, BL], stored.
         offs_c = pid_c * BC + tl.arange(0, BC)
         offs_k = tl.arange(0, K)
-        valid_l = offs_l < L
         valid_c = offs_c < C
+        p_rows = half * 2 * C + offs_c  # the projection's weight rows
+        g_rows = p_rows + C  # its gate's
+        w_p = tl.load(W + p_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
+                      other=0.0)  # [BC, K]
+        w_g = tl.load(W + g_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
+                      other=0.0)
+        p = tl.dot(w_p, zt, input_precision=PREC)  # [BC, BL], float32
+        g = tl.dot(w_g, zt, input_precision=PREC)
+        p += tl.load(BIAS + p_rows, mask=valid_c, other=0.0).to(tl.float32)[:, None]
+        g += tl.load(BIAS + g_rows, mask=valid_c, other=0.0).to(tl.float32)[:, None]
+        out = tl.sigmoid(g) * m[None, :] * p
+        dst = OUT + ((half * ROWS + row) * C + offs_c[:, None]) * L + offs_l[None, :]
+        tl.store(dst, out.to(OUT.dtype.element_ty), mask=valid_c[:, None] & valid_l[None, :])
+
+    @triton.jit
+    def _projection_gating_fwd(Z, LW, LB, W, BIAS, M, OUT, L, C, ROWS, eps, K: tl.constexpr,
+                               BC: tl.constexpr, BL: tl.constexpr, NORM: tl.constexpr,
+                               PREC: tl.constexpr, GROUPS_IN_LOOP: tl.constexpr = False):
+        # GROUPS_IN_LOOP=False: program (half x block of channels, block of L, batch row);
+        # the programs that read one z tile are neighbours on axis 0, launched together,
+        # so the tile's later reads come from L2 (each normalises it again).
+        # GROUPS_IN_LOOP: program (block of L, batch row), looping over both halves'
+        # channel blocks: the z tile read and normalised once, the weight streamed through
+        # it (`ProjectionGatingLaunch.groups_in_loop`).
+        if GROUPS_IN_LOOP:
+            pid_l = tl.program_id(0)
+            row = tl.program_id(1).to(tl.int64)
+        else:
+            half = tl.program_id(0) % 2
+            pid_c = tl.program_id(0) // 2
+            pid_l = tl.program_id(1)
+            row = tl.program_id(2).to(tl.int64)
+        offs_l = pid_l * BL + tl.arange(0, BL)
+        offs_k = tl.arange(0, K)
+        valid_l = offs_l < L
         if NORM:
             # the raw stream's rows, normalised and rounded as the LayerNorm kernel's
             # output (K is the whole width: every channel is valid)
@@ -63,50 +91,69 @@ if triton is not None:
         else:
             zt = tl.load(Z + row * L * K + offs_l[None, :] * K + offs_k[:, None],
                          mask=valid_l[None, :], other=0.0)  # [K, BL]: z's tile, transposed
-        p_rows = half * 2 * C + offs_c  # the projection's weight rows
-        g_rows = p_rows + C  # its gate's
-        w_p = tl.load(W + p_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
-                      other=0.0)  # [BC, K]
-        w_g = tl.load(W + g_rows[:, None] * K + offs_k[None, :], mask=valid_c[:, None],
-                      other=0.0)
-        p = tl.dot(w_p, zt, input_precision=PREC)  # [BC, BL], float32
-        g = tl.dot(w_g, zt, input_precision=PREC)
-        p += tl.load(BIAS + p_rows, mask=valid_c, other=0.0).to(tl.float32)[:, None]
-        g += tl.load(BIAS + g_rows, mask=valid_c, other=0.0).to(tl.float32)[:, None]
         m = tl.load(M + row * L + offs_l, mask=valid_l, other=0.0).to(tl.float32)
-        out = tl.sigmoid(g) * m[None, :] * p
-        dst = OUT + ((half * ROWS + row) * C + offs_c[:, None]) * L + offs_l[None, :]
-        tl.store(dst, out.to(OUT.dtype.element_ty), mask=valid_c[:, None] & valid_l[None, :])
+        if GROUPS_IN_LOOP:
+            n_c = tl.cdiv(C, BC)
+            for grp in range(0, 2 * n_c):
+                _gate_group(zt, W, BIAS, OUT, m, row, grp // n_c, grp % n_c, offs_l, valid_l,
+                            L, C, ROWS, K, BC, PREC)
+        else:
+            _gate_group(zt, W, BIAS, OUT, m, row, half, pid_c, offs_l, valid_l, L, C, ROWS,
+                        K, BC, PREC)
 
 
-_BLOCK_L = 64
+@dataclass(frozen=True)
+class ProjectionGatingLaunch:
+    """Positions a program takes, warps, pipeline stages, and whether a program loops
+    over every block of output channels (`groups_in_loop`: z read and normalised once a
+    block of positions) or takes one (the default: four programs a z tile at c = 128,
+    each reading the tile and 32 KiB of weights for 64 positions; by the twenty-third
+    session's estimate ~5 TB/s of L2 traffic at 704 residues, the kernel at ~1.3 TB/s of
+    HBM: docs/perf-log/2026-12-06.md section 7)."""
+
+    block_l: int = 64
+    warps: int = 4
+    stages: int = 1
+    groups_in_loop: bool = False
+
+
+DEFAULT_LAUNCH = ProjectionGatingLaunch()
 
 
 def _launch(zf: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
-            c: int, norm: torch.nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+            c: int, norm: torch.nn.Module | None, launch: ProjectionGatingLaunch
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     # zf: [R, L, K]  w: [4c, K]  bias: [4c]  m: [R, L] -> a, b: [R, c, L] in w's dtype
     rows, length, k = zf.shape
     out = torch.empty((2, rows, c, length), dtype=w.dtype, device=zf.device)
     bc = min(64, max(16, next_pow2(c)))
-    grid = (2 * triton.cdiv(c, bc), triton.cdiv(length, _BLOCK_L), rows)
-    if grid[1] > 65535:  # CUDA's limit on a grid's second axis
-        raise ValueError(f"project_gate_forward: {length} positions (N·N) is more than the "
-                         f"kernel's {65535 * _BLOCK_L}; N up to 2047 residues")
+    bl = launch.block_l
+    blocks_l = triton.cdiv(length, bl)
+    if launch.groups_in_loop:
+        grid = (blocks_l, rows)
+    else:
+        grid = (2 * triton.cdiv(c, bc), blocks_l, rows)
+        if blocks_l > 65535:  # CUDA's limit on a grid's second axis
+            raise ValueError(f"project_gate_forward: {length} positions (N·N) is more than "
+                             f"the kernel's {65535 * bl}; N up to {int((65535 * bl) ** 0.5)} "
+                             "residues")
     lw, lb, eps = (norm.weight, norm.bias, norm.eps) if norm is not None else (w, w, 0.0)
     _projection_gating_fwd[grid](zf, lw, lb, w, bias, m, out, length, c, rows, eps, K=k,
-                                 BC=bc, BL=_BLOCK_L, NORM=norm is not None,
-                                 PREC=dot_precision(w), num_warps=4)
+                                 BC=bc, BL=bl, NORM=norm is not None,
+                                 PREC=dot_precision(w), GROUPS_IN_LOOP=launch.groups_in_loop,
+                                 num_warps=launch.warps, num_stages=launch.stages)
     return out[0], out[1]
 
 
 def _project_gate(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, m: torch.Tensor,
-                  c: int, norm: torch.nn.Module | None = None
+                  c: int, norm: torch.nn.Module | None = None,
+                  launch: ProjectionGatingLaunch = DEFAULT_LAUNCH
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     lead, n1, n2, k = z.shape[:-3], z.shape[-3], z.shape[-2], z.shape[-1]
     zf = z.reshape(-1, n1 * n2, k).contiguous()  # [R, L, K]
     rows = zf.shape[0]
     mask = m.expand(*lead, 1, n1 * n2).reshape(rows, n1 * n2).contiguous()  # [R, L]
-    a, b = _launch(zf, w.contiguous(), bias.contiguous(), mask, c, norm)
+    a, b = _launch(zf, w.contiguous(), bias.contiguous(), mask, c, norm, launch)
     return a.reshape(*lead, c, n1, n2), b.reshape(*lead, c, n1, n2)
 
 
@@ -122,7 +169,8 @@ def fits(c_z: int) -> bool:
 
 
 def project_gate_forward(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
-                         m: torch.Tensor, c: int, norm: torch.nn.Module | None = None
+                         m: torch.Tensor, c: int, norm: torch.nn.Module | None = None,
+                         launch: ProjectionGatingLaunch = DEFAULT_LAUNCH
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Without gradients: a = sigmoid(z·W_ag + b_ag)·m·(z·W_ap + b_ap) and b likewise
     ([*, c, N1, N2], channels first, in w's dtype) from z ([*, N1, N2, c_z], in the
@@ -130,9 +178,10 @@ def project_gate_forward(z: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
     `bias` ([4c]) in that dtype, and the mask `m` ([*, 1, N1·N2], broadcastable over the
     lead dims), as one Triton kernel (the caller checks that Triton can run on z and that
     c_z `fits`). `norm`: a LayerNorm over c_z (with weight and bias) applied to z in the
-    kernel first; z is then the raw stream, in any float dtype."""
+    kernel first; z is then the raw stream, in any float dtype. `launch`: the kernel's
+    tiling (`ProjectionGatingLaunch`)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (z, w, bias, m)):
         raise RuntimeError("project_gate_forward has no backward: call it without gradients")
     if torch.compiler.is_compiling():
-        return _project_gate_untraced(z, w, bias, m, c, norm)
-    return _project_gate(z, w, bias, m, c, norm)
+        return _project_gate_untraced(z, w, bias, m, c, norm, launch)
+    return _project_gate(z, w, bias, m, c, norm, launch)
