@@ -77,6 +77,11 @@ class SpeedConfig:
         False, "Triton attention, with attention_fused_logits: the forward takes a 16-bit bias "
                "tile as an MMA operand (identity times tile), so its loads are pipelined into "
                "shared memory like k and v instead of waited for in every iteration")
+    attention_shared_bias_rows: bool = _opt(
+        False, "Triton attention, with attention_bias_mma and attention_unmasked_loads: "
+               "without gradients, where the only bias is a tile shared by every row (the "
+               "triangle attentions with the folded key mask), two rows a program load and "
+               "multiply the tile once")
     attention_half_key_blocks: bool = _opt(
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
@@ -252,6 +257,10 @@ class SpeedConfig:
         return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
+        if self.attention_shared_bias_rows and not (self.attention_bias_mma
+                                                    and self.attention_unmasked_loads):
+            raise ValueError("attention_shared_bias_rows needs attention_bias_mma and "
+                             "attention_unmasked_loads (the two-row kernel's form)")
         for f in ("attention_bias_mma", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.attention_fused_logits:
                 raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
@@ -295,7 +304,8 @@ class SpeedConfig:
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
-                        "attention_bias_mma", "attention_half_key_blocks")
+                        "attention_bias_mma", "attention_half_key_blocks",
+                        "attention_shared_bias_rows")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
