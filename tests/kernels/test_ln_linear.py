@@ -525,7 +525,7 @@ def test_projection_gating_kernel_under_a_dynamic_compile(kern, device, monkeypa
     launches = []
     untraced = tp._project_gate_untraced
     monkeypatch.setattr(tp, "_project_gate_untraced", torch.compiler.disable(
-        lambda *a: launches.append(a[-1]) or untraced(*a), recursive=True))
+        lambda *a: launches.append(a[5]) or untraced(*a), recursive=True))  # a[5]: norm
     tm = _perturbed(TriangleMultiplication(16, 8, outgoing=True), 9).to(device)
     swap_triangle_multiplication(tm, norm_kernel=True, forward_projection_kernel=True)
     tm = swap_norm_projections(tm)
