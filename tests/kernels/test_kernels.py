@@ -567,6 +567,19 @@ def test_flash_attention_bias_mma_same_forward(kern, device, name, tiles, unmask
     assert rel(outs[1][0].double(), want) < 1e-2
 
 
+def _record_launches(monkeypatch, module, name: str) -> list:
+    """The grids `module.name` (a Triton kernel) is launched with, from now on."""
+    grids, kernel = [], getattr(module, name)
+
+    class Spy:
+        def __getitem__(self, grid):
+            grids.append(grid)
+            return kernel[grid]
+
+    monkeypatch.setattr(module, name, Spy())
+    return grids
+
+
 # (lead, heads, Q = K, c, bias shapes, two rows a program?): the triangle attention with
 # the folded mask (one tile for every row), an odd number of rows, the MSA row attention
 # (a mask row per row beside the pair tile: one row a program) and a tile that differs
@@ -604,15 +617,7 @@ def test_flash_attention_shared_bias_rows(kern, device, name, tiles, monkeypatch
     if bs[0].shape[-2] == 1:
         bs[0][..., -2:] = -1e9  # masked keys
     gate = rnd(*lead, h, n, c)
-    launched = []
-    rows2 = a._attn_fwd_rows2
-
-    class Spy:
-        def __getitem__(self, grid):
-            launched.append(grid)
-            return rows2[grid]
-
-    monkeypatch.setattr(a, "_attn_fwd_rows2", Spy())
+    launched = _record_launches(monkeypatch, a, "_attn_fwd_rows2")
     outs = []
     with torch.no_grad():
         for on in (False, True):
@@ -676,15 +681,7 @@ def test_flash_attention_dq_from_stored_ds_kernel(kern, device, name, monkeypatc
     rounding of the batched-matmul path (the sum over keys in another order), everything
     else bit-identical; the kernel runs exactly where a bias needs a gradient."""
     a = kern.attention
-    launches = []
-    kernel = a._attn_dq_from_ds
-
-    class Spy:
-        def __getitem__(self, grid):
-            launches.append(grid)
-            return kernel[grid]
-
-    monkeypatch.setattr(a, "_attn_dq_from_ds", Spy())
+    launches = _record_launches(monkeypatch, a, "_attn_dq_from_ds")
     base = a.FlashConfig(dq_kernel=True, store_ds=True, fused_logits=True,
                          precomputed_delta=True)
     cfg = dataclasses.replace(base, ds_dq_kernel=True)

@@ -336,6 +336,37 @@ if triton is not None:
         return out
 
     @triton.jit
+    def _rows2_keys(
+        qa, m_a, l_a, acc_a, ka, va, z1a, z2a, qb, m_b, l_b, acc_b, kb, vb, z1b, z2b,
+        start, eye, B0, B1, h, offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
+        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, B0_ROW: tl.constexpr,
+        B1_ROW: tl.constexpr, B0_MMA: tl.constexpr, B1_MMA: tl.constexpr,
+        MASKED: tl.constexpr, EVEN_D: tl.constexpr,
+        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        # One block of keys from `start` for both rows of `_attn_fwd_rows2`: the shared
+        # tile's product once, then each row's `_fwd_keys` with it (fused logits; MASKED:
+        # the partial last block, loads bounded and keys past the end masked).
+        offs_k = start + tl.arange(0, BK)
+        pre = _shared_tile(eye, B0, B1, h, offs_ql, offs_k, QL, KL, b0_h, b0_q, b0_k,
+                           b1_h, b1_q, b1_k, B0_MMA, MASKED, BQ, BK)
+        m_a, l_a, acc_a = _fwd_keys(
+            qa, m_a, l_a, acc_a, start, ka, va, B0, B1, z1a, z2a, h, offs_ql,
+            QL, KL, D, DV, skl, skd, svl, svd,
+            b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+            HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, MASKED, MASKED, EVEN_D,
+            BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
+        m_b, l_b, acc_b = _fwd_keys(
+            qb, m_b, l_b, acc_b, start, kb, vb, B0, B1, z1b, z2b, h, offs_ql,
+            QL, KL, D, DV, skl, skd, svl, svd,
+            b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+            HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, MASKED, MASKED, EVEN_D,
+            BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
+        return m_a, l_a, acc_a, m_b, l_b, acc_b
+
+    @triton.jit
     def _attn_fwd_rows2(
         Qp, Kp, Vp, B0, B1, Op, Gp,
         sq1, sq2, sqh, sql, sqd,
@@ -390,37 +421,19 @@ if triton is not None:
             eye = (rows[:, None] == rows[None, :]).to(B1.dtype.element_ty)
         k_full = (KL // BK) * BK
         for start in range(0, k_full, BK):
-            offs_k = start + tl.arange(0, BK)
-            pre = _shared_tile(eye, B0, B1, h, offs_ql, offs_k, QL, KL, b0_h, b0_q, b0_k,
-                               b1_h, b1_q, b1_k, B0_MMA, False, BQ, BK)
-            m_a, l_a, acc_a = _fwd_keys(
-                qa, m_a, l_a, acc_a, start, ka, va, B0, B1, z1a, z2a, h, offs_ql,
-                QL, KL, D, DV, skl, skd, svl, svd,
+            m_a, l_a, acc_a, m_b, l_b, acc_b = _rows2_keys(
+                qa, m_a, l_a, acc_a, ka, va, z1a, z2a, qb, m_b, l_b, acc_b, kb, vb, z1b, z2b,
+                start, eye, B0, B1, h, offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
                 b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, False, False, EVEN_D,
-                BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
-            m_b, l_b, acc_b = _fwd_keys(
-                qb, m_b, l_b, acc_b, start, kb, vb, B0, B1, z1b, z2b, h, offs_ql,
-                QL, KL, D, DV, skl, skd, svl, svd,
-                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, False, False, EVEN_D,
-                BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
+                HAS_B0, HAS_B1, B0_ROW, B1_ROW, B0_MMA, B1_MMA, False, EVEN_D,
+                BQ, BK, BD, BDV, PREC)
         if k_full < KL:  # the partial last block, with bounds
-            offs_k = k_full + tl.arange(0, BK)
-            pre = _shared_tile(eye, B0, B1, h, offs_ql, offs_k, QL, KL, b0_h, b0_q, b0_k,
-                               b1_h, b1_q, b1_k, B0_MMA, True, BQ, BK)
-            m_a, l_a, acc_a = _fwd_keys(
-                qa, m_a, l_a, acc_a, k_full, ka, va, B0, B1, z1a, z2a, h, offs_ql,
-                QL, KL, D, DV, skl, skd, svl, svd,
+            m_a, l_a, acc_a, m_b, l_b, acc_b = _rows2_keys(
+                qa, m_a, l_a, acc_a, ka, va, z1a, z2a, qb, m_b, l_b, acc_b, kb, vb, z1b, z2b,
+                k_full, eye, B0, B1, h, offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
                 b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, True, True, EVEN_D,
-                BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
-            m_b, l_b, acc_b = _fwd_keys(
-                qb, m_b, l_b, acc_b, k_full, kb, vb, B0, B1, z1b, z2b, h, offs_ql,
-                QL, KL, D, DV, skl, skd, svl, svd,
-                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, True, True, EVEN_D,
-                BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
+                HAS_B0, HAS_B1, B0_ROW, B1_ROW, B0_MMA, B1_MMA, True, EVEN_D,
+                BQ, BK, BD, BDV, PREC)
         _fwd_store(acc_a, l_a, Op, Gp, z1a, z2a, h, offs_q, QL, DV, so1, so2, soh, sol, sod,
                    sg1, sg2, sgh, sgl, sgd, GATED, BDV)
         _fwd_store(acc_b, l_b, Op, Gp, z1b, z2b, h, offs_q, QL, DV, so1, so2, soh, sol, sod,
