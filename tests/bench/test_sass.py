@@ -84,32 +84,6 @@ def test_the_bias_tile_as_mma_operand_leaves_no_global_load_in_the_loop(name):
     assert mma["registers"] <= 128  # four blocks of 128 threads still share a multiprocessor
 
 
-def test_two_rows_a_program_share_the_bias_tile_without_spills():
-    """`FlashConfig.shared_bias_rows`: the two-row forward (the folded mask's one tile,
-    with and without the gate) compiles for sm90 without spills at the default launch,
-    its loop holding both rows' products and the tile's once (4 HGMMA for the identity,
-    6 a row), with fewer instructions a row than the one-row loop and no global load
-    waited for in it."""
-    import scalefold.kernels.attention as attention
-    from scalefold.bench.sass import _NOT_ALIGNED, _POINTERS, _UNIT_STRIDES
-
-    one = next(c for c in attention_cases() if c.name == "fwd, tile only (folded mask)")
-    single = {r["form"]: r for r in run(90, [one], log=lambda *a: None)}
-    single = single["fused+unmasked+bias_mma"]
-    for gated in (False, True):
-        constexprs = dict(HAS_B0=False, HAS_B1=True, B0_ROW=False, B1_ROW=False,
-                          B0_MMA=False, B1_MMA=True, EVEN_D=True, GATED=gated, SCALE_Q=True,
-                          BQ=64, BK=64, BD=32, BDV=32, PREC="tf32")
-        kernel = compile_signature(attention._attn_fwd_rows2, constexprs, _POINTERS, 90, 4, 3,
-                                   floats=("q_scale",), unit=_UNIT_STRIDES,
-                                   not_aligned=_NOT_ALIGNED + ("Z",))
-        cubin = kernel.asm["cubin"]
-        assert opcodes(cubin)["STL"] == 0
-        loop = max(mma_loops(disassemble(cubin)), key=lambda c: sum(c.values()))
-        assert loop["HGMMA"] == 16 and loop["LDG"] == 0 and loop["STS"] == 0
-        assert sum(loop.values()) / 2 < single["instructions"]
-
-
 def test_the_precomputed_delta_leaves_the_dk_dv_loop():
     """Every backward kernel compiles in every form (a case missing a constexpr fails), and
     with the delta precomputed the dk/dv kernel's loop no longer loads O and reduces dO·O

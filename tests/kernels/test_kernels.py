@@ -580,65 +580,6 @@ def _record_launches(monkeypatch, module, name: str) -> list:
     return grids
 
 
-# (lead, heads, Q = K, c, bias shapes, two rows a program?): the triangle attention with
-# the folded mask (one tile for every row), an odd number of rows, the MSA row attention
-# (a mask row per row beside the pair tile: one row a program) and a tile that differs
-# between rows (not shared)
-_SHARED_TILE_CASES = {
-    "triangle_folded": ((1, 4), 2, 20, 16, [(1, 1, 2, 20, 20)], True),
-    "odd_rows": ((1, 3), 2, 40, 16, [(1, 1, 2, 40, 40)], True),
-    "msa_row": ((1, 4), 2, 20, 16, [(1, 4, 1, 1, 20), (1, 1, 2, 20, 20)], False),
-    "per_row_tile": ((1, 4), 2, 20, 16, [(1, 4, 2, 20, 20)], False),
-}
-
-
-@pytest.mark.parametrize("name", sorted(_SHARED_TILE_CASES))
-@pytest.mark.parametrize("tiles", ["default", "small"])
-def test_flash_attention_shared_bias_rows(kern, device, name, tiles, monkeypatch):
-    """`shared_bias_rows`: without gradients two rows a program share their bias tile
-    (loaded and multiplied by the identity once): each row's output is the one-row
-    kernel's, bit for bit in the interpreter (fp16, as `bias_mma` tests), with and without
-    a gate, at 16 x 16 tiles (two query blocks and a partial key block) and the default;
-    an odd row count repeats the last row; a mask row beside the tile, or a tile that
-    differs between rows, takes the one-row kernel."""
-    a = kern.attention
-    lead, h, n, c, shapes, shared = _SHARED_TILE_CASES[name]
-    launches = {k: a.Launch(*v) for k, v in _SMALL_TILES.items()} if tiles == "small" else {}
-    base = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=True, **launches)
-    monkeypatch.setattr(a, "BIAS_MMA_MIN_HEAD_DIM", 1)
-    half = torch.bfloat16 if device.type == "cuda" else torch.float16
-    g = torch.Generator().manual_seed(15)
-
-    def rnd(*shape, dtype=half):
-        return torch.randn(*shape, generator=g).to(device, dtype)
-
-    q, k, v = (rnd(*lead, h, n, c) for _ in range(3))
-    bs = [rnd(*shape, dtype=torch.float32 if shape[-2] == 1 else half) for shape in shapes]
-    if bs[0].shape[-2] == 1:
-        bs[0][..., -2:] = -1e9  # masked keys
-    gate = rnd(*lead, h, n, c)
-    launched = _record_launches(monkeypatch, a, "_attn_fwd_rows2")
-    outs = []
-    with torch.no_grad():
-        for on in (False, True):
-            cfg = dataclasses.replace(base, shared_bias_rows=on)
-            outs.append((a.flash_attention(q, k, v, bs, cfg),
-                         a.gated_flash_attention(q, k, v, bs, gate, cfg)))
-    assert len(launched) == (2 if shared else 0)
-    for got, want in zip(outs[1], outs[0], strict=True):
-        if device.type == "cuda":
-            assert rel(got.float(), want.float()) < 1e-2
-        else:
-            assert torch.equal(got, want)
-    ref = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in bs])
-    assert rel(outs[1][0].double(), ref) < 1e-2
-    # with gradients, or storing the log-sum-exp, the one-row kernel runs
-    launched.clear()
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    a.flash_attention(*leaves, bs, dataclasses.replace(base, shared_bias_rows=True))
-    assert launched == []
-
-
 def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
     """`fwd_half_key_block`: keys an odd multiple of 32 up to the limit run the forward
     with 32-key blocks (every block full); other key counts, other launches and configs

@@ -169,6 +169,44 @@ def test_linear_epilogue_adds_a_residual(kern, device, n):
         linear_epilogue(x, w, b, r)
 
 
+def test_kernel_launch_for_each_call(kern, device):
+    """Without a launch each call takes the measured one for its width and epilogue
+    (`launch_for`): 512 columns the wide launch, a residual the epilogue's, a gate with it
+    the gated epilogue's, narrow outputs the default; each gives what the default launch
+    gives (on the GPU bit for bit in bf16: a launch never splits a row's sum)."""
+    from scalefold.kernels import ln_linear as lnl
+
+    assert lnl.launch_for(512, False, False) == lnl.WIDE_LAUNCH
+    assert lnl.launch_for(128, False, True) == lnl.EPILOGUE_LAUNCH
+    assert lnl.launch_for(128, True, True) == lnl.GATED_EPILOGUE_LAUNCH
+    assert lnl.launch_for(4, False, False) == lnl.launch_for(128, False, False) \
+        == lnl.DEFAULT_LAUNCH
+    cuda = device.type == "cuda"
+    dt = torch.bfloat16 if cuda else torch.float32
+    g = torch.Generator().manual_seed(12)
+    ln = _perturbed(LayerNorm(128), 12).to(device)
+    x = torch.randn(2, 70, 128, generator=g).to(device, dt)
+    w512 = (torch.randn(512, 128, generator=g) / 11).to(device, dt)
+    w128 = (torch.randn(128, 128, generator=g) / 11).to(device, dt)
+    b128 = torch.randn(128, generator=g).to(device, dt)
+    gate = torch.randn(2, 70, 128, generator=g).to(device, dt)
+    r = torch.randn(2, 70, 128, generator=g).to(device)
+    calls = [
+        lambda lc: lnl.layer_norm_linear(x, ln, w512, None, launch=lc),
+        lambda lc: lnl.linear_epilogue(x, w128, b128, r, launch=lc),
+        lambda lc: lnl.layer_norm_linear(x.transpose(-1, -2), ln, w128, b128,
+                                         channels_first=True, gate=gate, residual=r,
+                                         launch=lc),
+    ]
+    with torch.no_grad(), torch.autocast(device.type, dtype=dt, enabled=cuda):
+        for call in calls:
+            got, want = call(None), call(lnl.DEFAULT_LAUNCH)
+            if cuda:
+                assert torch.equal(got, want)
+            else:
+                assert rel(got, want) < 1e-6
+
+
 def test_attentions_add_their_update_in_the_output_projection(kern, device, monkeypatch):
     """The MSA row and column attentions' and both triangle attentions' `added_to(r, ...)`:
     r + the plain module's update, through one `linear_epilogue` call each (the add in the
@@ -547,4 +585,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model or projection_gating_kernel")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_launch or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model or projection_gating_kernel")

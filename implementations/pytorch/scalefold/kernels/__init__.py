@@ -14,7 +14,9 @@ and for use on their own:
 - `keep_fp32(model)`: the structure module and auxiliary heads run in float32 under a bf16
   autocast region.
 - `swap_outer_product_mean(model)`: the outer product mean's projection without layout
-  copies; `recompute_outer_product_mean(model)`: its activations recomputed in backward.
+  copies; `recompute_outer_product_mean(model)`: its activations recomputed in backward;
+  `swap_outer_product_epilogue(model)`: without gradients, its division and residual add
+  in the projection's epilogue.
 - `swap_triangle_multiplication(model)`: triangle multiplication computed channels-first.
 - `swap_attention_projections(model)`: self-attention's q, k, v and gate projections
   as one matmul.
@@ -66,7 +68,12 @@ from scalefold.kernels.layer_norm import (
 )
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.ln_linear import swap_norm_projections
-from scalefold.kernels.opm import ProjectedOuterProductMean, swap_outer_product_mean
+from scalefold.kernels.opm import (
+    EpilogueOuterProductMean,
+    ProjectedOuterProductMean,
+    swap_outer_product_epilogue,
+    swap_outer_product_mean,
+)
 from scalefold.kernels.projections import StackedProjectionAttention, swap_attention_projections
 from scalefold.kernels.swap import swap
 from scalefold.kernels.transition import EpilogueReluTransition, swap_transitions
@@ -148,8 +155,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                         unmasked_loads=speed.attention_unmasked_loads,
                         ds_dq_kernel=speed.attention_ds_dq_kernel,
                         bias_mma=speed.attention_bias_mma,
-                        fwd_half_key_block=speed.attention_half_key_blocks,
-                        shared_bias_rows=speed.attention_shared_bias_rows)
+                        fwd_half_key_block=speed.attention_half_key_blocks)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,
                   flash_config=flash if flash != FlashConfig() else None,
@@ -183,6 +189,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
         swap_folded_key_masks(model)
     if speed.transition_forward_kernel:
         swap_fused_transitions(model, casts)
+    if speed.opm_residual_epilogue:  # in front of the norm-projection mixin
+        swap_outer_product_epilogue(model)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -199,6 +207,7 @@ __all__ = [
     "HAS_TRITON",
     "ChannelFirstTriangleMultiplication",
     "ComputeDtypeLayerNorm",
+    "EpilogueOuterProductMean",
     "EpilogueReluTransition",
     "FoldedKeyMaskTriangleAttention",
     "FusedResidualDropout",
@@ -221,6 +230,7 @@ __all__ = [
     "swap_gates",
     "swap_linears",
     "swap_norm_projections",
+    "swap_outer_product_epilogue",
     "swap_outer_product_mean",
     "swap_residual_dropout",
     "swap_transitions",

@@ -80,7 +80,7 @@ if triton is not None:
     @triton.jit
     def _bias_tile(eye, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
                    ROW: tl.constexpr, MMA: tl.constexpr, MASKED: tl.constexpr,
-                   BQ: tl.constexpr, BK: tl.constexpr, pre=0, PRE: tl.constexpr = False):
+                   BQ: tl.constexpr, BK: tl.constexpr):
         # One bias tile [BQ, BK] in fp32, loaded (`_load_bias`) or, MMA, a 16-bit tile as
         # the product eye · tile: its exact values (one product of 1 and each value, the
         # rest zeros), but the tile is now a matrix operand, which the loop's pipeline
@@ -88,11 +88,8 @@ if triton is not None:
         # reads from there. Loaded as a plain tile, the L2 load's latency was exposed in
         # every iteration (the sm90 loop issued it, then stored it to shared memory and
         # synchronised to change its layout) and each value took a conversion to fp32:
-        # `FlashConfig.bias_mma`. PRE: that product was computed by the caller (`pre`, one
-        # tile shared by two rows: `_attn_fwd_rows2`).
-        if MMA and PRE:
-            out = pre
-        elif MMA:
+        # `FlashConfig.bias_mma`.
+        if MMA:
             ptr = (B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
                    + offs_q[:, None] * sq + offs_k[None, :] * sk)
             if MASKED:
@@ -113,7 +110,7 @@ if triton is not None:
                 B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
                 BQ: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
                 MASKED: tl.constexpr = True, eye=0, B0_MMA: tl.constexpr = False,
-                B1_MMA: tl.constexpr = False, pre=0, PRE: tl.constexpr = False):
+                B1_MMA: tl.constexpr = False):
         # The logits [BQ, BK] (fp32): q kᵀ plus the biases. FUSED: the biases are summed
         # first and the product accumulates onto them inside the MMA (its accumulator
         # starts from them instead of zero), which saves one add a score element.
@@ -123,16 +120,13 @@ if triton is not None:
         if FUSED and (HAS_B0 or HAS_B1):
             if HAS_B0:
                 acc = _bias_tile(eye, B0, z1, z2, h, offs_q, offs_k, Q, K,
-                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, B0_MMA, MASKED, BQ, BK,
-                                 pre, PRE)
+                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, B0_MMA, MASKED, BQ, BK)
                 if HAS_B1:
                     acc += _bias_tile(eye, B1, z1, z2, h, offs_q, offs_k, Q, K, b1_1, b1_2,
-                                      b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK,
-                                      pre, PRE)
+                                      b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK)
             else:
                 acc = _bias_tile(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK,
-                                 pre, PRE)
+                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK)
             s = tl.dot(q, kt, acc=acc, input_precision=PREC)
         else:
             s = tl.dot(q, kt, input_precision=PREC)
@@ -166,12 +160,11 @@ if triton is not None:
         LOAD_MASKS: tl.constexpr, KEY_MASK: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, eye, B0_MMA: tl.constexpr, B1_MMA: tl.constexpr,
-        pre=0, PRE: tl.constexpr = False,
     ):
         # The online softmax over one block of keys from `start`: (m_i, l_i, acc) updated.
         # LOAD_MASKS: loads test their bounds (else the block is full and the query rows
         # in bounds); KEY_MASK: keys past the end get -inf; EVEN_D: the head dimensions
-        # fill their blocks; PRE: the MMA bias tile's product given (`pre`).
+        # fill their blocks.
         offs_k = start + tl.arange(0, BK)
         offs_d = tl.arange(0, BD)
         offs_dv = tl.arange(0, BDV)
@@ -190,7 +183,7 @@ if triton is not None:
         s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
-                    LOAD_MASKS, eye, B0_MMA, B1_MMA, pre, PRE)  # [BQ, BK]
+                    LOAD_MASKS, eye, B0_MMA, B1_MMA)  # [BQ, BK]
         if KEY_MASK:  # keys past the end of the last block
             s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -205,23 +198,6 @@ if triton is not None:
         else:
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
         return m_new, l_i, acc
-
-    @triton.jit
-    def _fwd_store(acc, l_i, Op, Gp, z1, z2, h, offs_q, QL, DV, so1, so2, soh, sol, sod,
-                   sg1, sg2, sgh, sgl, sgd, GATED: tl.constexpr, BDV: tl.constexpr):
-        # The forward's output rows: acc / l, times sigmoid(gate) if GATED (no gradients:
-        # evaluation), rounded once and stored.
-        offs_dv = tl.arange(0, BDV)
-        acc = acc / l_i[:, None]
-        omask = (offs_q[:, None] < QL) & (offs_dv[None, :] < DV)
-        if GATED:
-            g_base = Gp + z1.to(tl.int64) * sg1 + z2.to(tl.int64) * sg2 + h.to(tl.int64) * sgh
-            g = tl.load(g_base + offs_q[:, None] * sgl + offs_dv[None, :] * sgd, mask=omask,
-                        other=0.0).to(tl.float32)
-            acc = acc * tl.sigmoid(g)
-        o_base = Op + z1.to(tl.int64) * so1 + z2.to(tl.int64) * so2 + h.to(tl.int64) * soh
-        tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
-                 acc.to(Op.dtype.element_ty), mask=omask)
 
     @triton.jit
     def _attn_fwd(
@@ -257,6 +233,7 @@ if triton is not None:
         z1 = z // Z2
         offs_q = pid_q * BQ + tl.arange(0, BQ)
         offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
         q_base = Qp + z1.to(tl.int64) * sq1 + z2.to(tl.int64) * sq2 + h.to(tl.int64) * sqh
         k_base = Kp + z1.to(tl.int64) * sk1 + z2.to(tl.int64) * sk2 + h.to(tl.int64) * skh
         v_base = Vp + z1.to(tl.int64) * sv1 + z2.to(tl.int64) * sv2 + h.to(tl.int64) * svh
@@ -304,140 +281,19 @@ if triton is not None:
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, not EVEN_K, EVEN_D,
                     BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
-        _fwd_store(acc, l_i, Op, Gp, z1, z2, h, offs_q, QL, DV, so1, so2, soh, sol, sod,
-                   sg1, sg2, sgh, sgl, sgd, GATED, BDV)
+        acc = acc / l_i[:, None]
+        omask = (offs_q[:, None] < QL) & (offs_dv[None, :] < DV)
+        if GATED:  # o · sigmoid(g) before the one rounding (no gradients: evaluation)
+            g_base = Gp + z1.to(tl.int64) * sg1 + z2.to(tl.int64) * sg2 + h.to(tl.int64) * sgh
+            g = tl.load(g_base + offs_q[:, None] * sgl + offs_dv[None, :] * sgd, mask=omask,
+                        other=0.0).to(tl.float32)
+            acc = acc * tl.sigmoid(g)
+        o_base = Op + z1.to(tl.int64) * so1 + z2.to(tl.int64) * so2 + h.to(tl.int64) * soh
+        tl.store(o_base + offs_q[:, None] * sol + offs_dv[None, :] * sod,
+                 acc.to(Op.dtype.element_ty), mask=omask)
         if STORE_LSE:  # for the backward (natural log); laid out [Z1, Z2, H, Q] (internal)
             lse = m_i + tl.log(l_i)
             tl.store(LSE + pid_zh.to(tl.int64) * QL + offs_q, lse, mask=offs_q < QL)
-
-    @triton.jit
-    def _row_q(Qp, z1, z2, h, offs_ql, QL, D, sq1, sq2, sqh, sql, sqd, q_scale,
-               SCALE_Q: tl.constexpr, BD: tl.constexpr):
-        # One row's query tile [BQ, BD], scaled as `_attn_fwd` scales it.
-        offs_d = tl.arange(0, BD)
-        q_base = Qp + z1.to(tl.int64) * sq1 + z2.to(tl.int64) * sq2 + h.to(tl.int64) * sqh
-        q = tl.load(q_base + offs_ql[:, None] * sql + offs_d[None, :] * sqd,
-                    mask=(offs_ql[:, None] < QL) & (offs_d[None, :] < D), other=0.0)
-        if SCALE_Q:
-            q = (q.to(tl.float32) * q_scale).to(q.dtype)
-        return q
-
-    @triton.jit
-    def _shared_tile(eye, B0, B1, h, offs_q, offs_k, Q, K, b0_h, b0_q, b0_k, b1_h, b1_q, b1_k,
-                     B0_MMA: tl.constexpr, MASKED: tl.constexpr, BQ: tl.constexpr,
-                     BK: tl.constexpr):
-        # eye · the bias tile shared by every row (B0 if B0_MMA, else B1), fp32 [BQ, BK]
-        if B0_MMA:
-            out = _bias_tile(eye, B0, h, h, h, offs_q, offs_k, Q, K, 0, 0, b0_h, b0_q, b0_k,
-                             False, True, MASKED, BQ, BK)  # (row strides 0: any row index)
-        else:
-            out = _bias_tile(eye, B1, h, h, h, offs_q, offs_k, Q, K, 0, 0, b1_h, b1_q, b1_k,
-                             False, True, MASKED, BQ, BK)
-        return out
-
-    @triton.jit
-    def _rows2_keys(
-        qa, m_a, l_a, acc_a, ka, va, z1a, z2a, qb, m_b, l_b, acc_b, kb, vb, z1b, z2b,
-        start, eye, B0, B1, h, offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
-        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr, B0_ROW: tl.constexpr,
-        B1_ROW: tl.constexpr, B0_MMA: tl.constexpr, B1_MMA: tl.constexpr,
-        MASKED: tl.constexpr, EVEN_D: tl.constexpr,
-        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-        PREC: tl.constexpr,
-    ):
-        # One block of keys from `start` for both rows of `_attn_fwd_rows2`: the shared
-        # tile's product once, then each row's `_fwd_keys` with it (fused logits; MASKED:
-        # the partial last block, loads bounded and keys past the end masked).
-        offs_k = start + tl.arange(0, BK)
-        pre = _shared_tile(eye, B0, B1, h, offs_ql, offs_k, QL, KL, b0_h, b0_q, b0_k,
-                           b1_h, b1_q, b1_k, B0_MMA, MASKED, BQ, BK)
-        m_a, l_a, acc_a = _fwd_keys(
-            qa, m_a, l_a, acc_a, start, ka, va, B0, B1, z1a, z2a, h, offs_ql,
-            QL, KL, D, DV, skl, skd, svl, svd,
-            b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-            HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, MASKED, MASKED, EVEN_D,
-            BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
-        m_b, l_b, acc_b = _fwd_keys(
-            qb, m_b, l_b, acc_b, start, kb, vb, B0, B1, z1b, z2b, h, offs_ql,
-            QL, KL, D, DV, skl, skd, svl, svd,
-            b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-            HAS_B0, HAS_B1, B0_ROW, B1_ROW, True, MASKED, MASKED, EVEN_D,
-            BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, pre, True)
-        return m_a, l_a, acc_a, m_b, l_b, acc_b
-
-    @triton.jit
-    def _attn_fwd_rows2(
-        Qp, Kp, Vp, B0, B1, Op, Gp,
-        sq1, sq2, sqh, sql, sqd,
-        sk1, sk2, skh, skl, skd,
-        sv1, sv2, svh, svl, svd,
-        so1, so2, soh, sol, sod,
-        sg1, sg2, sgh, sgl, sgd,
-        b0_1, b0_2, b0_h, b0_q, b0_k,
-        b1_1, b1_2, b1_h, b1_q, b1_k,
-        Z, Z2, H, QL, KL, D, DV, q_scale,
-        HAS_B0: tl.constexpr, HAS_B1: tl.constexpr,
-        B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, B0_MMA: tl.constexpr,
-        B1_MMA: tl.constexpr, SCALE_Q: tl.constexpr, EVEN_D: tl.constexpr,
-        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-        PREC: tl.constexpr, GATED: tl.constexpr = False,
-    ):
-        # `_attn_fwd` (fused logits, unmasked loads, no log-sum-exp) for two rows a program,
-        # rows z and z + 1 of the Z = Z1·Z2 rows (the last program of an odd Z computes
-        # row Z - 1 twice and stores the same values twice), whose 16-bit bias tile (B0
-        # if B0_MMA, else B1 with B1_MMA; the same for every row: the host checks its row
-        # strides are 0) is loaded and multiplied by the identity once for both: the
-        # tile's bytes a score element halve. The other bias, if any, is a row per row (a
-        # mask). Each row's operations are `_attn_fwd`'s, so its output is that kernel's.
-        n_qb = tl.cdiv(QL, BQ)
-        pid_q = tl.program_id(0) % n_qb
-        pid_zh = tl.program_id(0) // n_qb
-        h = pid_zh % H
-        za = (pid_zh // H) * 2
-        zb = tl.minimum(za + 1, Z - 1)
-        z1a, z2a = za // Z2, za % Z2
-        z1b, z2b = zb // Z2, zb % Z2
-        offs_q = pid_q * BQ + tl.arange(0, BQ)
-        offs_ql = tl.minimum(offs_q, QL - 1)  # rows the loads read
-        qa = _row_q(Qp, z1a, z2a, h, offs_ql, QL, D, sq1, sq2, sqh, sql, sqd, q_scale,
-                    SCALE_Q, BD)
-        qb = _row_q(Qp, z1b, z2b, h, offs_ql, QL, D, sq1, sq2, sqh, sql, sqd, q_scale,
-                    SCALE_Q, BD)
-        ka = Kp + z1a.to(tl.int64) * sk1 + z2a.to(tl.int64) * sk2 + h.to(tl.int64) * skh
-        va = Vp + z1a.to(tl.int64) * sv1 + z2a.to(tl.int64) * sv2 + h.to(tl.int64) * svh
-        kb = Kp + z1b.to(tl.int64) * sk1 + z2b.to(tl.int64) * sk2 + h.to(tl.int64) * skh
-        vb = Vp + z1b.to(tl.int64) * sv1 + z2b.to(tl.int64) * sv2 + h.to(tl.int64) * svh
-        m_a = tl.full([BQ], float("-inf"), dtype=tl.float32)
-        l_a = tl.zeros([BQ], dtype=tl.float32)
-        acc_a = tl.zeros([BQ, BDV], dtype=tl.float32)
-        m_b = tl.full([BQ], float("-inf"), dtype=tl.float32)
-        l_b = tl.zeros([BQ], dtype=tl.float32)
-        acc_b = tl.zeros([BQ, BDV], dtype=tl.float32)
-        rows = tl.arange(0, BQ)
-        if B0_MMA:
-            eye = (rows[:, None] == rows[None, :]).to(B0.dtype.element_ty)
-        else:
-            eye = (rows[:, None] == rows[None, :]).to(B1.dtype.element_ty)
-        k_full = (KL // BK) * BK
-        for start in range(0, k_full, BK):
-            m_a, l_a, acc_a, m_b, l_b, acc_b = _rows2_keys(
-                qa, m_a, l_a, acc_a, ka, va, z1a, z2a, qb, m_b, l_b, acc_b, kb, vb, z1b, z2b,
-                start, eye, B0, B1, h, offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
-                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                HAS_B0, HAS_B1, B0_ROW, B1_ROW, B0_MMA, B1_MMA, False, EVEN_D,
-                BQ, BK, BD, BDV, PREC)
-        if k_full < KL:  # the partial last block, with bounds
-            m_a, l_a, acc_a, m_b, l_b, acc_b = _rows2_keys(
-                qa, m_a, l_a, acc_a, ka, va, z1a, z2a, qb, m_b, l_b, acc_b, kb, vb, z1b, z2b,
-                k_full, eye, B0, B1, h, offs_ql, QL, KL, D, DV, skl, skd, svl, svd,
-                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                HAS_B0, HAS_B1, B0_ROW, B1_ROW, B0_MMA, B1_MMA, True, EVEN_D,
-                BQ, BK, BD, BDV, PREC)
-        _fwd_store(acc_a, l_a, Op, Gp, z1a, z2a, h, offs_q, QL, DV, so1, so2, soh, sol, sod,
-                   sg1, sg2, sgh, sgl, sgd, GATED, BDV)
-        _fwd_store(acc_b, l_b, Op, Gp, z1b, z2b, h, offs_q, QL, DV, so1, so2, soh, sol, sod,
-                   sg1, sg2, sgh, sgl, sgd, GATED, BDV)
 
     @triton.jit
     def _bwd_kv_queries(
@@ -1052,14 +908,6 @@ class FlashConfig:
     # at 96-352 keys: triangle attention 0.82-0.92x, MSA row attention 0.84-0.97x; from
     # 416 keys on it loses or draws (docs/evidence/2026-12-06_h100_s23, callBK2_keys.txt).
     fwd_half_key_block: bool = False
-    # Without the log-sum-exp (recycling iterations, evaluation), with bias_mma, the fused
-    # logits and the unmasked loads: where the only bias is a tile the same for every row
-    # (the triangle attentions with the folded key mask), one program computes two rows
-    # and loads and multiplies the tile once for both (`_attn_fwd_rows2`). With the tile in the pipeline, a program's loop reads 16 KiB
-    # from L2 a key block (k, v 4 KiB each, the tile 8), 5.5 GB a triangle attention at
-    # 704 residues: ~6.3 TB/s at the H100's 0.87 ms, about the L2's bandwidth; two rows
-    # a program read 12 KiB a row. The same outputs as one row a program.
-    shared_bias_rows: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -1095,21 +943,6 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     bq, bk, bd, bdv = _forward_launch(cfg, kl).blocks(ql, kl, d, dv)
     bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
     mma0, mma1 = (_bias_as_mma_operand(cfg, b, row, d) for b, row in ((b0, row0), (b1, row1)))
-    if _shares_bias_rows(cfg, layout, store_lse, (bs0, bs1), (b0, b1), (mma0, mma1)):
-        grid = (triton.cdiv(ql, bq) * h * triton.cdiv(z1 * z2, 2),)
-        _attn_fwd_rows2[grid](
-            q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
-            gate if gate is not None else o,
-            *_s5(q, layout), *_s5(k, layout), *_s5(v, layout), *_s5(o, layout),
-            *(_s5(gate, layout) if gate is not None else (0, 0, 0, 0, 0)), *bs0, *bs1,
-            z1 * z2, z2, h, ql, kl, d, dv, float(scale),
-            HAS_B0=b0 is not None, HAS_B1=b1 is not None, B0_ROW=row0, B1_ROW=row1,
-            B0_MMA=mma0, B1_MMA=mma1, SCALE_Q=scale != 1.0,
-            EVEN_D=d == bd and dv == bdv, BQ=bq, BK=bk, BD=bd, BDV=bdv,
-            PREC=dot_precision(q), GATED=gate is not None,
-            num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
-        )
-        return o, None
     grid = (triton.cdiv(ql, bq) * z1 * z2 * h,)
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
@@ -1270,24 +1103,6 @@ def _row_bias(cfg: FlashConfig, b: torch.Tensor | None, strides5: tuple[int, ...
 
 
 HALF_KEY_BLOCK_MAX_KEYS = 352
-
-
-def _shares_bias_rows(cfg: FlashConfig, layout: _Layout, store_lse: bool, strides, biases,
-                      mma) -> bool:
-    """Whether the forward runs two rows a program sharing their bias tile
-    (`FlashConfig.shared_bias_rows`): no log-sum-exp, the fused logits and unmasked
-    loads, one bias only, an MMA tile the same for every row (its Z1 and Z2 strides 0
-    where those dims are more than one: the triangle attentions with the folded key
-    mask), and two rows at least. With a mask row beside the tile (the MSA row
-    attention) the two-row kernel compiles for sm90 at 255 registers with 22 spill
-    stores (Triton 3.9), so those calls keep one row a program."""
-    if not (cfg.shared_bias_rows and not store_lse and cfg.fused_logits
-            and cfg.unmasked_loads and sum(mma) == 1 and layout.z1 * layout.z2 >= 2):
-        return False
-    tile = mma.index(True)
-    s1, s2 = strides[tile][:2]
-    shared = (layout.z1 == 1 or s1 == 0) and (layout.z2 == 1 or s2 == 0)
-    return shared and biases[1 - tile] is None
 
 
 def _forward_launch(cfg: FlashConfig, kl: int) -> Launch:

@@ -105,6 +105,29 @@ class LnLinearLaunch:
 
 
 DEFAULT_LAUNCH = LnLinearLaunch()
+# The launches the calls take unless given one, by the call's epilogue and output width:
+# the best of 24 (rows a program, columns a step, warps, stages) at the evaluation's five
+# kinds of call, 224 and 704 residues, on an H100 in CUDA graphs, bf16, against
+# DEFAULT_LAUNCH (docs/evidence/2026-12-06_h100_s24, `mb_ln3.py`; outputs unchanged: a
+# launch splits rows and columns, never a row's sum): 64-column steps in three stages for
+# the wide projections (the triangle attentions' q, k, v and gate, 512 columns:
+# 0.89-0.90x); one stage and eight warps with a residual in the epilogue (the attention
+# output projections, pair and MSA: 0.91-0.96x), four warps once a gate joins it (the
+# triangle multiplication's output: 0.96-0.98x). Narrower outputs keep the default (the
+# 4-column triangle bias: 0.78x at 224 residues but 1.00x at 704, a few us a block).
+WIDE_LAUNCH = LnLinearLaunch(block_m=64, block_n=64, warps=4, stages=3)
+EPILOGUE_LAUNCH = LnLinearLaunch(block_m=64, block_n=64, warps=8, stages=1)
+GATED_EPILOGUE_LAUNCH = LnLinearLaunch(block_m=64, block_n=64, warps=4, stages=1)
+WIDE_COLUMNS = 256
+
+
+def launch_for(columns: int, gate: bool, residual: bool) -> LnLinearLaunch:
+    """The measured launch for a call with `columns` outputs and these epilogues."""
+    if residual:
+        return GATED_EPILOGUE_LAUNCH if gate else EPILOGUE_LAUNCH
+    if columns >= WIDE_COLUMNS:
+        return WIDE_LAUNCH
+    return DEFAULT_LAUNCH
 MAX_WIDTH = 256  # channels a program holds as whole rows (c_m; c_z = 128, c_e = 64)
 # Output columns up to which the fused kernel takes a projection. Timed on an H100 in CUDA
 # graphs against the Triton LayerNorm then cuBLAS (docs/evidence/2026-12-06_h100_s20,
@@ -135,7 +158,7 @@ def _stacked_width(mha: StackedProjectionAttention) -> int:
 def _launch(x2: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None,
             eps: float,
             weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
-            launch: LnLinearLaunch, y2: torch.Tensor, g2: torch.Tensor | None,
+            launch: LnLinearLaunch | None, y2: torch.Tensor, g2: torch.Tensor | None,
             r2: torch.Tensor | None) -> None:
     # x2: [M, K], y2, g2 (gate logits or None) and r2 (residual or None): [M, N] (any
     # strides)
@@ -143,6 +166,8 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Ten
     if m == 0:
         return
     n = weight.shape[0]
+    if launch is None:
+        launch = launch_for(n, g2 is not None, r2 is not None)
     lc = launch.for_width(k)
     # a narrow output (the triangle and pair biases: one column a head) takes a narrow
     # block, not 128 columns of products that are never stored
@@ -172,7 +197,7 @@ def _launch(x2: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Ten
 def _ln_linear(x: torch.Tensor, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None,
                eps: float,
                weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
-               launch: LnLinearLaunch, channels_first: bool,
+               launch: LnLinearLaunch | None, channels_first: bool,
                out_channels_first: bool, gate: torch.Tensor | None,
                residual: torch.Tensor | None) -> torch.Tensor:
     weight = weight.contiguous()
@@ -229,7 +254,7 @@ def _check_call(name: str, x: torch.Tensor, weight: torch.Tensor,
 
 def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tensor,
                       bias: torch.Tensor | None = None, relu: bool = False,
-                      launch: LnLinearLaunch = DEFAULT_LAUNCH,
+                      launch: LnLinearLaunch | None = None,
                       channels_first: bool = False,
                       out_channels_first: bool = False,
                       gate: torch.Tensor | None = None,
@@ -243,7 +268,8 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
     rows, weight and bias are in the autocast dtype (pass the weight and bias cast: the
     output takes their dtype, or the residual's if wider), as autocast runs a Linear;
     outside it they are x's dtype. The caller checks `fusable` (with the width
-    x.shape[-2] when channels first)."""
+    x.shape[-2] when channels first). `launch` None: the measured one for the call's
+    width and epilogue (`launch_for`)."""
     _check_call("layer_norm_linear", x, weight, bias)
     if (gate is not None or residual is not None) and out_channels_first:
         raise ValueError("layer_norm_linear: a gate or residual needs the output rows of "
@@ -255,10 +281,11 @@ def layer_norm_linear(x: torch.Tensor, norm: torch.nn.Module, weight: torch.Tens
 
 def linear_epilogue(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                     residual: torch.Tensor | None = None,
-                    launch: LnLinearLaunch = DEFAULT_LAUNCH) -> torch.Tensor:
+                    launch: LnLinearLaunch | None = None) -> torch.Tensor:
     """Without gradients: `residual + F.linear(x, weight, bias)` ([*, K] -> [*, N], K at
     most MAX_WIDTH) as `layer_norm_linear`'s kernel without its LayerNorm: the add in the
-    projection's epilogue, in the wider dtype of the two, rounded once."""
+    projection's epilogue, in the wider dtype of the two, rounded once; `launch` as in
+    `layer_norm_linear`."""
     _check_call("linear_epilogue", x, weight, bias)
     run = _ln_linear_untraced if torch.compiler.is_compiling() else _ln_linear
     return run(x, None, None, 0.0, weight, bias, False, launch, False, False, None, residual)

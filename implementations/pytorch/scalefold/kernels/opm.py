@@ -40,10 +40,13 @@ if triton is not None:
         return (qs[None, :] // E) * N * E + js[:, None] * E + qs[None, :] % E
 
     @triton.jit
-    def _opm_proj_fwd(X, W, B, OUT, N, Z, CE: tl.constexpr, E: tl.constexpr,
+    def _opm_proj_fwd(X, W, B, OUT, DEN, RES, N, Z, CE: tl.constexpr, E: tl.constexpr,
                       BLOCK_J: tl.constexpr, BLOCK_Z: tl.constexpr, BLOCK_K: tl.constexpr,
-                      PREC: tl.constexpr):
-        # X: [R*N, C, N, E]  W: [Z, C*E]  OUT: [R*N, N, Z]; program (row ri, j-block)
+                      PREC: tl.constexpr, EPILOGUE: tl.constexpr):
+        # X: [R*N, C, N, E]  W: [Z, C*E]  OUT: [R*N, N, Z]; program (row ri, j-block).
+        # EPILOGUE: OUT = RES + (X·W + bias) / DEN, DEN: [R*N, N] the mean's denominator
+        # (eps + the pairs' count), RES: [R*N, N, Z] the pair stream, all in float32 and
+        # rounded once to OUT's dtype
         ri = tl.program_id(0).to(tl.int64)
         js = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
         zs = tl.arange(0, BLOCK_Z)
@@ -60,8 +63,13 @@ if triton is not None:
             acc += tl.dot(x, wt.to(x.dtype), input_precision=PREC)
         bias = tl.load(B + zs, mask=zmask, other=0.0).to(tl.float32)
         acc += bias[None, :]
-        tl.store(OUT + ri * N * Z + js[:, None] * Z + zs[None, :],
-                 acc.to(OUT.dtype.element_ty), mask=jmask[:, None] & zmask[None, :])
+        tile = ri * N * Z + js[:, None] * Z + zs[None, :]
+        omask = jmask[:, None] & zmask[None, :]
+        if EPILOGUE:
+            den = tl.load(DEN + ri * N + js, mask=jmask, other=1.0).to(tl.float32)
+            acc = acc / den[:, None] + tl.load(RES + tile, mask=omask, other=0.0).to(
+                tl.float32)
+        tl.store(OUT + tile, acc.to(OUT.dtype.element_ty), mask=omask)
 
     @triton.jit
     def _opm_proj_dx(DOUT, W, DX, N, Z, CE: tl.constexpr, E: tl.constexpr,
@@ -118,18 +126,28 @@ def _block_k(ce: int) -> int:
     return min(128, ce)
 
 
+def _launch_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    out: torch.Tensor, den: torch.Tensor | None = None,
+                    residual: torch.Tensor | None = None) -> None:
+    # x: [R, Ni, C, Nj, E] contiguous; weight: [Z, C*E]; bias: [Z]; out, residual:
+    # [R, Ni, Nj, Z] contiguous; den: [R, Ni, Nj] contiguous
+    r, ni, c, n, e = x.shape
+    z = weight.shape[0]
+    epilogue = den is not None
+    _opm_proj_fwd[(r * ni, triton.cdiv(n, _BLOCK_J))](
+        x, weight, bias, out, den if epilogue else out, residual if epilogue else out,
+        n, z, c * e, e, BLOCK_J=_BLOCK_J, BLOCK_Z=next_pow2(max(z, 16)),
+        BLOCK_K=_block_k(c * e), PREC=dot_precision(x), EPILOGUE=epilogue, num_warps=4)
+
+
 class _OPMProjectionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         # x: [R, Ni, C, Nj, E] contiguous; weight: [Z, C*E]; bias: [Z] -> [R, Ni, Nj, Z]
         # (the kernels' rows are the R*Ni pairs (r, i), their N the Nj columns)
-        r, ni, c, n, e = x.shape
-        z = weight.shape[0]
-        out = torch.empty((r, ni, n, z), dtype=x.dtype, device=x.device)
-        _opm_proj_fwd[(r * ni, triton.cdiv(n, _BLOCK_J))](
-            x, weight, bias, out, n, z, c * e, e, BLOCK_J=_BLOCK_J,
-            BLOCK_Z=next_pow2(max(z, 16)), BLOCK_K=_block_k(c * e), PREC=dot_precision(x),
-            num_warps=4)
+        r, ni, _, n, _ = x.shape
+        out = torch.empty((r, ni, n, weight.shape[0]), dtype=x.dtype, device=x.device)
+        _launch_forward(x, weight, bias, out)
         ctx.save_for_backward(x, weight)
         ctx.bias_dtype = bias.dtype
         return out
@@ -168,12 +186,12 @@ class ProjectedOuterProductMean(OuterProductMean):
     """`OuterProductMean` with the same parameters; the output projection reads the
     outer product in its matmul's layout (see the module docstring)."""
 
-    def outer_projection(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # a: [*, S, Ni, c]  b: [*, S, Nj, e] -> [*, Ni, Nj, c_z]
+    def _product(self, a: torch.Tensor, b: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # a: [*, S, Ni, c]  b: [*, S, Nj, e] -> the product x [R, Ni, c, Nj, e] and
+        # linear_out's weight and bias, in the compute dtype
+        s, ni, nj = a.shape[-3], a.shape[-2], b.shape[-2]
         c, e = a.shape[-1], b.shape[-1]
-        if not _kernel_applies(a, c, e):
-            return super().outer_projection(a, b)
-        lead, s, ni, nj = a.shape[:-3], a.shape[-3], a.shape[-2], b.shape[-2]
         a2 = a.reshape(-1, s, ni * c)
         b2 = b.reshape(-1, s, nj * e)
         # [R, Ni*c, Nj*e] = aᵀ b: rows (i, c), columns (j, e); the transposed operand is
@@ -185,8 +203,71 @@ class ProjectedOuterProductMean(OuterProductMean):
             x, w, bias = x.to(dt), w.to(dt), bias.to(dt)
         elif w.dtype != x.dtype:
             w, bias = w.to(x.dtype), bias.to(x.dtype)
-        outer = _OPMProjectionFn.apply(x.contiguous(), w, bias)  # [R, Ni, Nj, c_z]
-        return outer.view(*lead, ni, nj, -1)
+        return x.contiguous(), w, bias
+
+    def outer_projection(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # a: [*, S, Ni, c]  b: [*, S, Nj, e] -> [*, Ni, Nj, c_z]
+        if not _kernel_applies(a, a.shape[-1], b.shape[-1]):
+            return super().outer_projection(a, b)
+        outer = _OPMProjectionFn.apply(*self._product(a, b))  # [R, Ni, Nj, c_z]
+        return outer.view(*a.shape[:-3], a.shape[-2], b.shape[-2], -1)
+
+    def outer_mean_added(self, a: torch.Tensor, b: torch.Tensor, den: torch.Tensor,
+                         r: torch.Tensor) -> torch.Tensor:
+        """Without gradients: r + outer_projection(a, b) / den in the projection kernel's
+        epilogue, in float32 rounded once to the wider of r's and the compute dtype.
+        a: [*, S, Ni, c]  b: [*, S, Nj, e]  den: [*, Ni, Nj, 1]  r: [*, Ni, Nj, c_z]"""
+        x, w, bias = self._product(a, b)
+        rows = x.shape[0]
+        out_dt = torch.promote_types(r.dtype, x.dtype)
+        res = r.to(out_dt).reshape(rows, *r.shape[-3:]).contiguous()  # [R, Ni, Nj, c_z]
+        den = den.reshape(rows, *den.shape[-3:-1]).contiguous()  # [R, Ni, Nj]
+        out = torch.empty_like(res)
+        _launch_forward(x, w, bias, out, den, res)
+        return out.view(r.shape)
+
+
+# Traced by torch.compile (the evaluation's compiled glue), the launch is a graph break:
+# its grid depends on the length, and under CUDA graphs a break costs no host time.
+_outer_mean_added_untraced = torch.compiler.disable(
+    ProjectedOuterProductMean.outer_mean_added, recursive=True)
+
+
+class EpilogueOuterProductMean:
+    """`ProjectedOuterProductMean` mixin, without gradients: the residual update
+    (`added_to`) as r + outer / (eps + count) in the projection kernel's epilogue, where
+    the plain module writes the projection, divides it and adds it in two more passes over
+    the pair (the evaluation's compiled glue made them one: 62 ms of a 704-residue chain's
+    1,850 on an H100, docs/evidence/2026-12-06_h100_s23 call P3)."""
+
+    def forward(self, m: torch.Tensor, mask: torch.Tensor,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        # residual (from `added_to`): inside the forward, which compile_glue compiles
+        if (residual is None or torch.is_grad_enabled() or not _kernel_applies(
+                m, self.linear_1.out_features, self.linear_2.out_features)):
+            out = super().forward(m, mask)
+            return out if residual is None else residual + out
+        a, b = self.normalized_project(m, mask)  # each [*, S, N, c]
+        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
+        den = self.eps + torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
+        run = (_outer_mean_added_untraced if torch.compiler.is_compiling()
+               else ProjectedOuterProductMean.outer_mean_added)
+        return run(self, a, b, den, residual)
+
+    def added_to(self, r: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().added_to(r, m, mask)
+        return self(m, mask, r)
+
+
+def swap_outer_product_epilogue(model: nn.Module) -> nn.Module:
+    """Every `ProjectedOuterProductMean` of `model` (after `swap_outer_product_mean`, and
+    after `swap_norm_projections`, whose mixin this one goes in front of) adds its update
+    to the pair stream in the projection's epilogue without gradients, in place."""
+    if not any(isinstance(m, ProjectedOuterProductMean) for m in model.modules()):
+        raise ValueError("swap_outer_product_epilogue needs swap_outer_product_mean first")
+    swap(model, ProjectedOuterProductMean, EpilogueOuterProductMean)
+    return model
 
 
 def swap_outer_product_mean(model: nn.Module) -> nn.Module:

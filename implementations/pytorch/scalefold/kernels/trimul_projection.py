@@ -106,17 +106,20 @@ if triton is not None:
 class ProjectionGatingLaunch:
     """Positions a program takes, warps, pipeline stages, and whether a program loops
     over every block of output channels (`groups_in_loop`: z read and normalised once a
-    block of positions) or takes one (the default: four programs a z tile at c = 128,
-    each reading the tile and 32 KiB of weights for 64 positions; by the twenty-third
-    session's estimate ~5 TB/s of L2 traffic at 704 residues, the kernel at ~1.3 TB/s of
-    HBM: docs/perf-log/2026-12-06.md section 7)."""
+    block of positions) or takes one (four programs a z tile at c = 128, each reading the
+    tile and 32 KiB of weights for 64 positions: ~5 TB/s of L2 traffic at 704 residues by
+    estimate, docs/perf-log/2026-12-06.md section 7)."""
 
     block_l: int = 64
     warps: int = 4
     stages: int = 1
-    groups_in_loop: bool = False
+    groups_in_loop: bool = True
 
 
+# The loop form, 64 positions, four warps, one stage: the best of seven launches on an
+# H100 in CUDA graphs, 0.94x (224 residues) and 0.76x (704: 1.30 -> 1.71 TB/s) of one
+# block of channels a program, the same bits (docs/evidence/2026-12-06_h100_s24,
+# `mb_projection_gating.py`).
 DEFAULT_LAUNCH = ProjectionGatingLaunch()
 
 

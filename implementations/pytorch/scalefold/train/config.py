@@ -40,7 +40,7 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
                         "ln_projection_forward_kernel", "attention_gate_epilogue",
                         "triangle_attention_folded_mask", "transition_forward_kernel",
-                        "attention_bias_mma")
+                        "attention_bias_mma", "attention_half_key_blocks")
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,6 @@ class SpeedConfig:
         False, "Triton attention, with attention_fused_logits: the forward takes a 16-bit bias "
                "tile as an MMA operand (identity times tile), so its loads are pipelined into "
                "shared memory like k and v instead of waited for in every iteration")
-    attention_shared_bias_rows: bool = _opt(
-        False, "Triton attention, with attention_bias_mma and attention_unmasked_loads: "
-               "without gradients, where the only bias is a tile shared by every row (the "
-               "triangle attentions with the folded key mask), two rows a program load and "
-               "multiply the tile once")
     attention_half_key_blocks: bool = _opt(
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
@@ -139,6 +134,10 @@ class SpeedConfig:
     opm_projection_kernel: bool = _opt(
         False, "the outer product mean's projection reads the product in its matmul's "
                "layout (Triton)")
+    opm_residual_epilogue: bool = _opt(
+        False, "with opm_projection_kernel, in forwards without gradients: the outer "
+               "product mean's division by the pairs' count and its add to the pair "
+               "stream in the projection kernel's epilogue")
     recompute_outer_product: bool = _opt(
         False, "recompute the outer product mean in backward: -6.5 GiB at the benchmark's "
                "shapes for about 1 percent more time (what an 80 GB GPU needs)")
@@ -249,7 +248,7 @@ class SpeedConfig:
         its static-shape compiles (the copy's compile follows eval_compile_glue), and
         under `eval_no_grad_kernels` the no-gradient kernels (`EVAL_NO_GRAD_KERNELS`),
         each measured faster in the evaluation (docs/evidence/2026-12-05_h200_s4,
-        2026-12-06_h100_s21, 2026-12-06_h100_s22); in the training step's recycling
+        2026-12-06_h100_s21, _s22, _s23, _s24); in the training step's recycling
         iterations they await the 5-seed check."""
         extra = {}
         if self.eval_no_grad_kernels:
@@ -257,14 +256,13 @@ class SpeedConfig:
         return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
-        if self.attention_shared_bias_rows and not (self.attention_bias_mma
-                                                    and self.attention_unmasked_loads):
-            raise ValueError("attention_shared_bias_rows needs attention_bias_mma and "
-                             "attention_unmasked_loads (the two-row kernel's form)")
         for f in ("attention_bias_mma", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.attention_fused_logits:
                 raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
                                  "operand starts the logits' accumulator there)")
+        if self.opm_residual_epilogue and not self.opm_projection_kernel:
+            raise ValueError("opm_residual_epilogue needs opm_projection_kernel (the "
+                             "projection kernel it extends)")
         if self.layer_norm_bwd_stream and self.layer_norm != "triton":
             raise ValueError("layer_norm_bwd_stream needs the Triton LayerNorm "
                              "(layer_norm='triton')")
@@ -304,8 +302,7 @@ class SpeedConfig:
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
-                        "attention_bias_mma", "attention_half_key_blocks",
-                        "attention_shared_bias_rows")
+                        "attention_bias_mma", "attention_half_key_blocks")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
