@@ -20,6 +20,11 @@ Here the projection reads the product where the matmul put it. Three Triton kern
   deterministic).
 The bias gradient is PyTorch's sum over dout. Accumulation in float32; outputs in the
 input's dtype, as `F.linear` under autocast.
+
+Without gradients the forward kernel can also finish the module's residual update
+(`EpilogueOuterProductMean`, `opm_residual_epilogue`): r + out / (eps + count) in its
+epilogue, so the projection is never written in bf16 and read back twice by the division
+and the add.
 """
 
 from __future__ import annotations
