@@ -20,3 +20,4 @@ timeout 260 python3 -m scalefold.cli bench eval --speed h200 --passes 2 --no-eva
   --lengths $L --variants h200,h200+opm_residual_epilogue \
   --json $OUT/callV1_new.json > $OUT/callV1_new.txt 2>&1
 grep -v -i -E "warn|softmax" $OUT/callV1_new.txt | grep -E "^==|pass [12]|evaluation of|Error|^ +[0-9]+-[0-9]+ " | tail -18
+bash scripts/gpu_cache.sh pack  # copy the parts into .devcache/ after the call

@@ -3,6 +3,6 @@
 name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 echo "card: $name"
 case "$name" in
-  *H200*) bash .devsnap/callM.sh "${1:-h200}" ;;
+  *H200*) if [ "${SHORT:-0}" = 1 ]; then bash .devsnap/callH2.sh; else bash .devsnap/callM.sh "${1:-h200}"; fi ;;
   *) bash .devsnap/callV1.sh ;;
 esac
