@@ -54,7 +54,7 @@ def test_forward_compiles_for_sm90_in_both_forms():
     case = attention_cases()[0]
     assert case.kernel == "_attn_fwd" and not case.constexprs["STORE_LSE"]
     rows = run(90, [case], log=lambda *a: None)
-    plain, fused, unmasked, _ = rows  # no delta form: the forward has none
+    plain, fused, unmasked = rows[:3]  # no delta form: the forward has none
     assert (plain["form"], fused["form"], unmasked["form"]) == ("plain", "fused",
                                                                  "fused+unmasked")
     assert plain["opcodes"]["HGMMA"] > 0 and plain["opcodes"]["HGMMA"] == fused["opcodes"]["HGMMA"]
@@ -82,6 +82,11 @@ def test_the_bias_tile_as_mma_operand_leaves_no_global_load_in_the_loop(name):
     if not case.constexprs["HAS_B0"]:  # the tile alone (the triangle attentions)
         assert loaded["opcodes"]["LDG"] > 0 and mma["opcodes"]["LDG"] == 0
     assert mma["registers"] <= 128  # four blocks of 128 threads still share a multiprocessor
+    # rotated (`FlashConfig.rotated_forward`): the same MMAs, the logits of the next block
+    # held across this block's softmax: three blocks a multiprocessor, not two
+    rotated = rows["fused+unmasked+bias_mma+rotated"]
+    assert rotated["opcodes"]["HGMMA"] == mma["opcodes"]["HGMMA"]
+    assert mma["registers"] < rotated["registers"] <= 168
 
 
 def test_the_precomputed_delta_leaves_the_dk_dv_loop():
@@ -158,7 +163,7 @@ def test_tiles_compile_each_swept_launch_in_two_forms(monkeypatch):
     assert len(rows) == 2 * len(cases)
     assert all(r["registers"] > 0 and r["per_element"] > 0 for r in rows)
     fwd = {r["form"]: r for r in rows if r["case"] == cases[0].name}
-    every = "fused+unmasked+bias_mma"
+    every = "fused+unmasked+bias_mma+rotated"
     assert set(fwd) == {"plain", every} and {r["launch"] for r in fwd.values()} == {
         "64x128w4s3"}
     default = run(90, [cases[0]], log=lambda *a: None)  # 64 x 64 tiles

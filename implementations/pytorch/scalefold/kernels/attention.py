@@ -150,6 +150,45 @@ if triton is not None:
         return out
 
     @triton.jit
+    def _load_kv(start, k_base, v_base, KL, D, DV, skl, skd, svl, svd,
+                 LOAD_MASKS: tl.constexpr, EVEN_D: tl.constexpr, BK: tl.constexpr,
+                 BD: tl.constexpr, BDV: tl.constexpr):
+        # kᵀ [BD, BK] and v [BK, BDV] of the block of keys from `start` (see `_fwd_keys`)
+        offs_k = start + tl.arange(0, BK)
+        offs_d = tl.arange(0, BD)
+        offs_dv = tl.arange(0, BDV)
+        kt_ptr = k_base + offs_k[None, :] * skl + offs_d[:, None] * skd
+        v_ptr = v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd
+        if LOAD_MASKS:
+            kt = tl.load(kt_ptr, mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
+            v = tl.load(v_ptr, mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV),
+                        other=0.0)
+        elif EVEN_D:
+            kt = tl.load(kt_ptr)
+            v = tl.load(v_ptr)
+        else:
+            kt = tl.load(kt_ptr, mask=offs_d[:, None] < D, other=0.0)
+            v = tl.load(v_ptr, mask=offs_dv[None, :] < DV, other=0.0)
+        return kt, v
+
+    @triton.jit
+    def _softmax_step(s, v, m_i, l_i, acc, FUSED: tl.constexpr, PREC: tl.constexpr):
+        # The online softmax's step with the logits s [BQ, BK] of a block of keys and its
+        # values v [BK, BDV]: (m_i, l_i, acc) updated.
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        if FUSED:
+            alpha = tl.exp2(m_i * _LOG2E - m_new * _LOG2E)
+        else:
+            alpha = tl.exp(m_i - m_new)
+        p = _exp_minus(s, m_new, FUSED)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if FUSED:  # the rescaled output as the product's accumulator: one add less
+            acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=PREC)
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        return m_new, l_i, acc
+
+    @triton.jit
     def _fwd_keys(
         q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
         QL, KL, D, DV, skl, skd, svl, svd,
@@ -166,38 +205,15 @@ if triton is not None:
         # in bounds); KEY_MASK: keys past the end get -inf; EVEN_D: the head dimensions
         # fill their blocks.
         offs_k = start + tl.arange(0, BK)
-        offs_d = tl.arange(0, BD)
-        offs_dv = tl.arange(0, BDV)
-        kt_ptr = k_base + offs_k[None, :] * skl + offs_d[:, None] * skd
-        v_ptr = v_base + offs_k[:, None] * svl + offs_dv[None, :] * svd
-        if LOAD_MASKS:
-            kt = tl.load(kt_ptr, mask=(offs_k[None, :] < KL) & (offs_d[:, None] < D), other=0.0)
-            v = tl.load(v_ptr, mask=(offs_k[:, None] < KL) & (offs_dv[None, :] < DV),
-                        other=0.0)
-        elif EVEN_D:
-            kt = tl.load(kt_ptr)
-            v = tl.load(v_ptr)
-        else:
-            kt = tl.load(kt_ptr, mask=offs_d[:, None] < D, other=0.0)
-            v = tl.load(v_ptr, mask=offs_dv[None, :] < DV, other=0.0)
+        kt, v = _load_kv(start, k_base, v_base, KL, D, DV, skl, skd, svl, svd, LOAD_MASKS,
+                         EVEN_D, BK, BD, BDV)
         s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
                     LOAD_MASKS, eye, B0_MMA, B1_MMA)  # [BQ, BK]
         if KEY_MASK:  # keys past the end of the last block
             s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        if FUSED:
-            alpha = tl.exp2(m_i * _LOG2E - m_new * _LOG2E)
-        else:
-            alpha = tl.exp(m_i - m_new)
-        p = _exp_minus(s, m_new, FUSED)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        if FUSED:  # the rescaled output as the product's accumulator: one add less
-            acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=PREC)
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-        return m_new, l_i, acc
+        return _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
 
     @triton.jit
     def _attn_fwd(
@@ -216,7 +232,7 @@ if triton is not None:
         UNMASKED: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, GATED: tl.constexpr = False, B0_MMA: tl.constexpr = False,
-        B1_MMA: tl.constexpr = False,
+        B1_MMA: tl.constexpr = False, ROTATED: tl.constexpr = False,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
@@ -257,7 +273,44 @@ if triton is not None:
                 eye = (rows[:, None] == rows[None, :]).to(B1.dtype.element_ty)
         else:
             eye = 0
-        if UNMASKED:
+        if UNMASKED and ROTATED:
+            # The full blocks' loop rotated: the next block's logits are issued before
+            # this block's softmax and p·v, so the asynchronous q·kᵀ product can run
+            # under the softmax's arithmetic (the same operations in the same order).
+            k_full = (KL // BK) * BK
+            if k_full > 0:
+                # (each call below keeps one of `_load_kv`'s two tiles: the other load is
+                # dead code to the compiler; v is loaded where it is used, so it is not
+                # held across the next block's product: 161 registers, not 177)
+                kt, _v = _load_kv(0, k_base, v_base, KL, D, DV, skl, skd, svl, svd, False,
+                                  EVEN_D, BK, BD, BDV)
+                s = _scores(q, kt, B0, B1, z1, z2, h, offs_ql, tl.arange(0, BK), QL, KL,
+                            b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                            HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
+                            False, eye, B0_MMA, B1_MMA)
+                for start in range(BK, k_full, BK):
+                    kt, _v = _load_kv(start, k_base, v_base, KL, D, DV, skl, skd, svl,
+                                      svd, False, EVEN_D, BK, BD, BDV)
+                    s_next = _scores(q, kt, B0, B1, z1, z2, h, offs_ql,
+                                     start + tl.arange(0, BK), QL, KL, b0_1, b0_2, b0_h,
+                                     b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k, HAS_B0, HAS_B1,
+                                     B0_ROW, B1_ROW, FUSED, BQ, BK, PREC, False, eye, B0_MMA,
+                                     B1_MMA)
+                    _kt, v = _load_kv(start - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
+                                      svd, False, EVEN_D, BK, BD, BDV)
+                    m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
+                    s = s_next
+                _kt, v = _load_kv(k_full - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
+                                  svd, False, EVEN_D, BK, BD, BDV)
+                m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
+            if k_full < KL:
+                m_i, l_i, acc = _fwd_keys(
+                    q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, True, EVEN_D,
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
+        elif UNMASKED:
             k_full = (KL // BK) * BK
             for start in range(0, k_full, BK):
                 m_i, l_i, acc = _fwd_keys(
@@ -908,6 +961,12 @@ class FlashConfig:
     # at 96-352 keys: triangle attention 0.82-0.92x, MSA row attention 0.84-0.97x; from
     # 416 keys on it loses or draws (docs/evidence/2026-12-06_h100_s23, callBK2_keys.txt).
     fwd_half_key_block: bool = False
+    # With unmasked_loads: the forward's loop over full key blocks rotated, the next
+    # block's logits issued before this block's softmax and p·v, so that the asynchronous
+    # q·kᵀ product can run under the softmax's arithmetic (compiled for sm90 the loop's
+    # exponentials then sit between its MMAs: `scalefold bench sass`, form "...+rotated";
+    # 161 registers against 129). The same operations in the same order.
+    rotated_forward: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -956,7 +1015,8 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
-        B0_MMA=mma0, B1_MMA=mma1, num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
+        B0_MMA=mma0, B1_MMA=mma1, ROTATED=cfg.rotated_forward,
+        num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
     return o, lse
 

@@ -81,6 +81,10 @@ class SpeedConfig:
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
                "blocks with a half-empty last one")
+    attention_rotated_forward: bool = _opt(
+        False, "Triton attention, with attention_unmasked_loads: the forward's loop over full "
+               "key blocks issues the next block's logits before this block's softmax, so "
+               "the asynchronous product can overlap it")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
     layer_norm_bwd_stream: bool = _opt(
         False, "Triton LayerNorm: the backward as 528 programs streaming blocks of 2,048 "
@@ -260,6 +264,9 @@ class SpeedConfig:
             if getattr(self, f) and not self.attention_fused_logits:
                 raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
                                  "operand starts the logits' accumulator there)")
+        if self.attention_rotated_forward and not self.attention_unmasked_loads:
+            raise ValueError("attention_rotated_forward needs attention_unmasked_loads (it "
+                             "rotates the loop over full key blocks)")
         if self.opm_residual_epilogue and not self.opm_projection_kernel:
             raise ValueError("opm_residual_epilogue needs opm_projection_kernel (the "
                              "projection kernel it extends)")
@@ -302,7 +309,8 @@ class SpeedConfig:
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
-                        "attention_bias_mma", "attention_half_key_blocks")
+                        "attention_bias_mma", "attention_half_key_blocks",
+                        "attention_rotated_forward")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
