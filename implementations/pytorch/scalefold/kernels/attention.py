@@ -273,52 +273,45 @@ if triton is not None:
                 eye = (rows[:, None] == rows[None, :]).to(B1.dtype.element_ty)
         else:
             eye = 0
-        if UNMASKED and ROTATED:
-            # The full blocks' loop rotated: the next block's logits are issued before
-            # this block's softmax and p·v, so the asynchronous q·kᵀ product can run
-            # under the softmax's arithmetic (the same operations in the same order).
+        if UNMASKED:
             k_full = (KL // BK) * BK
-            if k_full > 0:
-                # (each call below keeps one of `_load_kv`'s two tiles: the other load is
-                # dead code to the compiler; v is loaded where it is used, so it is not
-                # held across the next block's product: 161 registers, not 177)
-                kt, _v = _load_kv(0, k_base, v_base, KL, D, DV, skl, skd, svl, svd, False,
-                                  EVEN_D, BK, BD, BDV)
-                s = _scores(q, kt, B0, B1, z1, z2, h, offs_ql, tl.arange(0, BK), QL, KL,
-                            b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                            HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
-                            False, eye, B0_MMA, B1_MMA)
-                for start in range(BK, k_full, BK):
-                    kt, _v = _load_kv(start, k_base, v_base, KL, D, DV, skl, skd, svl,
-                                      svd, False, EVEN_D, BK, BD, BDV)
-                    s_next = _scores(q, kt, B0, B1, z1, z2, h, offs_ql,
-                                     start + tl.arange(0, BK), QL, KL, b0_1, b0_2, b0_h,
-                                     b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k, HAS_B0, HAS_B1,
-                                     B0_ROW, B1_ROW, FUSED, BQ, BK, PREC, False, eye, B0_MMA,
-                                     B1_MMA)
-                    _kt, v = _load_kv(start - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
+            if ROTATED:
+                # The full blocks' loop rotated: the next block's logits are issued before
+                # this block's softmax and p·v, so the asynchronous q·kᵀ product can run
+                # under the softmax's arithmetic (the same operations in the same order).
+                if k_full > 0:
+                    # (each call below keeps one of `_load_kv`'s two tiles: the other load is
+                    # dead code to the compiler; v is loaded where it is used, so it is not
+                    # held across the next block's product: 161 registers, not 177)
+                    kt, _v = _load_kv(0, k_base, v_base, KL, D, DV, skl, skd, svl, svd, False,
+                                      EVEN_D, BK, BD, BDV)
+                    s = _scores(q, kt, B0, B1, z1, z2, h, offs_ql, tl.arange(0, BK), QL, KL,
+                                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                                HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
+                                False, eye, B0_MMA, B1_MMA)
+                    for start in range(BK, k_full, BK):
+                        kt, _v = _load_kv(start, k_base, v_base, KL, D, DV, skl, skd, svl,
+                                          svd, False, EVEN_D, BK, BD, BDV)
+                        s_next = _scores(q, kt, B0, B1, z1, z2, h, offs_ql,
+                                         start + tl.arange(0, BK), QL, KL, b0_1, b0_2, b0_h,
+                                         b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k, HAS_B0, HAS_B1,
+                                         B0_ROW, B1_ROW, FUSED, BQ, BK, PREC, False, eye, B0_MMA,
+                                         B1_MMA)
+                        _kt, v = _load_kv(start - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
+                                          svd, False, EVEN_D, BK, BD, BDV)
+                        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
+                        s = s_next
+                    _kt, v = _load_kv(k_full - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
                                       svd, False, EVEN_D, BK, BD, BDV)
                     m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
-                    s = s_next
-                _kt, v = _load_kv(k_full - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
-                                  svd, False, EVEN_D, BK, BD, BDV)
-                m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
-            if k_full < KL:
-                m_i, l_i, acc = _fwd_keys(
-                    q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
-                    QL, KL, D, DV, skl, skd, svl, svd,
-                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, True, EVEN_D,
-                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
-        elif UNMASKED:
-            k_full = (KL // BK) * BK
-            for start in range(0, k_full, BK):
-                m_i, l_i, acc = _fwd_keys(
-                    q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
-                    QL, KL, D, DV, skl, skd, svl, svd,
-                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
-                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
+            else:
+                for start in range(0, k_full, BK):
+                    m_i, l_i, acc = _fwd_keys(
+                        q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                        QL, KL, D, DV, skl, skd, svl, svd,
+                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
+                        BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
             if k_full < KL:
                 m_i, l_i, acc = _fwd_keys(
                     q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
