@@ -958,7 +958,7 @@ class FlashConfig:
     # block's logits issued before this block's softmax and p·v, so that the asynchronous
     # q·kᵀ product can run under the softmax's arithmetic (compiled for sm90 the loop's
     # exponentials then sit between its MMAs: `scalefold bench sass`, form "...+rotated";
-    # 161 registers against 129). The same operations in the same order.
+    # 161 registers against 128). The same operations in the same order.
     rotated_forward: bool = False
 
 

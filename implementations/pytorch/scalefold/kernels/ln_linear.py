@@ -115,6 +115,8 @@ DEFAULT_LAUNCH = LnLinearLaunch()
 # output projections, pair and MSA: 0.91-0.96x), four warps once a gate joins it (the
 # triangle multiplication's output: 0.96-0.98x). Narrower outputs keep the default (the
 # 4-column triangle bias: 0.78x at 224 residues but 1.00x at 704, a few us a block).
+# WIDE_COLUMNS also sends the 256-column outputs (the extra-MSA transition's hidden layer,
+# K = 64) to the wide launch, which the sweep did not time.
 WIDE_LAUNCH = LnLinearLaunch(block_m=64, block_n=64, warps=4, stages=3)
 EPILOGUE_LAUNCH = LnLinearLaunch(block_m=64, block_n=64, warps=8, stages=1)
 GATED_EPILOGUE_LAUNCH = LnLinearLaunch(block_m=64, block_n=64, warps=4, stages=1)
@@ -128,6 +130,8 @@ def launch_for(columns: int, gate: bool, residual: bool) -> LnLinearLaunch:
     if columns >= WIDE_COLUMNS:
         return WIDE_LAUNCH
     return DEFAULT_LAUNCH
+
+
 MAX_WIDTH = 256  # channels a program holds as whole rows (c_m; c_z = 128, c_e = 64)
 # Output columns up to which the fused kernel takes a projection. Timed on an H100 in CUDA
 # graphs against the Triton LayerNorm then cuBLAS (docs/evidence/2026-12-06_h100_s20,

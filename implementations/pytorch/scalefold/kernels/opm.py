@@ -253,8 +253,7 @@ class EpilogueOuterProductMean:
             out = super().forward(m, mask)
             return out if residual is None else residual + out
         a, b = self.normalized_project(m, mask)  # each [*, S, N, c]
-        mask = mask.unsqueeze(-1)  # [*, S, N, 1]
-        den = self.eps + torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
+        den = self.mean_denominator(mask)  # [*, N, N, 1]
         run = (_outer_mean_added_untraced if torch.compiler.is_compiling()
                else ProjectedOuterProductMean.outer_mean_added)
         return run(self, a, b, den, residual)

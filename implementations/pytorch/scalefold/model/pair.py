@@ -24,9 +24,14 @@ class OuterProductMean(nn.Module):
         # m: [*, S, N, c_m]  mask: [*, S, N]
         a, b = self.normalized_project(m, mask)  # each [*, S, N, c]
         outer = self.outer_projection(a, b)  # [*, N, N, c_z]
+        return outer / self.mean_denominator(mask)
+
+    def mean_denominator(self, mask: torch.Tensor) -> torch.Tensor:
+        """eps + the count of sequences where both residues are present: [*, N, N, 1]
+        from mask [*, S, N] (a fused implementation divides by it in its kernel,
+        `scalefold.kernels.opm`)."""
         mask = mask.unsqueeze(-1)  # [*, S, N, 1]
-        norm = torch.einsum("...sik,...sjk->...ijk", mask, mask)  # [*, N, N, 1]
-        return outer / (self.eps + norm)
+        return self.eps + torch.einsum("...sik,...sjk->...ijk", mask, mask)
 
     def added_to(self, r: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """r + forward(m, mask): the pair stream's update, one call so that a fused
