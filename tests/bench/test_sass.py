@@ -82,11 +82,6 @@ def test_the_bias_tile_as_mma_operand_leaves_no_global_load_in_the_loop(name):
     if not case.constexprs["HAS_B0"]:  # the tile alone (the triangle attentions)
         assert loaded["opcodes"]["LDG"] > 0 and mma["opcodes"]["LDG"] == 0
     assert mma["registers"] <= 128  # four blocks of 128 threads still share a multiprocessor
-    # rotated (`FlashConfig.rotated_forward`): the same MMAs, the logits of the next block
-    # held across this block's softmax: three blocks a multiprocessor, not two
-    rotated = rows["fused+unmasked+bias_mma+rotated"]
-    assert rotated["opcodes"]["HGMMA"] == mma["opcodes"]["HGMMA"]
-    assert mma["registers"] < rotated["registers"] <= 168
 
 
 def test_the_precomputed_delta_leaves_the_dk_dv_loop():
@@ -163,7 +158,7 @@ def test_tiles_compile_each_swept_launch_in_two_forms(monkeypatch):
     assert len(rows) == 2 * len(cases)
     assert all(r["registers"] > 0 and r["per_element"] > 0 for r in rows)
     fwd = {r["form"]: r for r in rows if r["case"] == cases[0].name}
-    every = "fused+unmasked+bias_mma+rotated"
+    every = "fused+unmasked+bias_mma"
     assert set(fwd) == {"plain", every} and {r["launch"] for r in fwd.values()} == {
         "64x128w4s3"}
     default = run(90, [cases[0]], log=lambda *a: None)  # 64 x 64 tiles

@@ -615,30 +615,6 @@ def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
     assert rel(got.double(), ref) < (2e-3 if device.type == "cuda" else 1e-5)
 
 
-@pytest.mark.parametrize("kl", [20, 64, 128, 150])
-def test_flash_attention_rotated_forward(kern, device, kl):
-    """`rotated_forward`: the loop over full key blocks with the next block's logits
-    issued first gives the same bits as the plain loop (no full block, one, two, two and a
-    partial one), with and without gradients, the pair tile as an MMA operand."""
-    a = kern.attention
-    off = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=True)
-    on = dataclasses.replace(off, rotated_forward=True)
-    dt = torch.bfloat16 if device.type == "cuda" else torch.float16
-    case = ((1, 2), 2, 20, kl, 32, [((1, 2, 1, 1, kl), False), ((1, 1, 2, 20, kl), True)])
-    lead, h, ql, _, c, biases = case
-    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, dt, seed=kl)
-    with torch.no_grad():
-        assert torch.equal(a.flash_attention(q, k, v, bs, on),
-                           a.flash_attention(q, k, v, bs, off))
-    leaves = [q, k, v, bs[1]]
-    runs = []
-    for cfg in (on, off):
-        o = a.flash_attention(q, k, v, bs, cfg)
-        runs.append([o.detach(), *torch.autograd.grad(o, leaves, torch.ones_like(o))])
-    for got, want in zip(*runs, strict=True):
-        assert torch.equal(got, want)
-
-
 @pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
 def test_flash_attention_dq_from_stored_ds_kernel(kern, device, name, monkeypatch):
     """`ds_dq_kernel`: with the stored dS, dq from one kernel that reads k and writes dq
@@ -1041,7 +1017,7 @@ def test_kernels_in_triton_interpreter():
         "or dq_from_stored_ds or untraced_in_a_compiled_region "
         "or trimul_norm_kernel_matches "
         "or opm_projection_kernel_matches or opm_projection_kernel_under_recompute "
-        "or bias_mma or half_key_blocks or rotated_forward")
+        "or bias_mma or half_key_blocks")
     # (opm_projection_kernel_matches also selects the block-of-rows test)
 
 

@@ -322,10 +322,11 @@ def test_projection_gating_launches_give_the_same_bits(kern, device, norm, launc
     m = (torch.rand(2, 1, 121, generator=g) > 0.2).float().to(device)
     ln = None
     if norm:
-        ln = LayerNorm(c_z).to(device)  # scalefold.model.primitives
-        with torch.no_grad():
+        ln = LayerNorm(c_z)  # scalefold.model.primitives
+        with torch.no_grad():  # drawn on the host: the generator is a CPU one
             ln.weight.normal_(generator=g)
             ln.bias.normal_(generator=g)
+        ln = ln.to(device)
     with torch.no_grad():
         default = project_gate_forward(z, w, bias, m, c, norm=ln, launch=DEFAULT_LAUNCH)
         one = project_gate_forward(z, w, bias, m, c, norm=ln,

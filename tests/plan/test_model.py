@@ -215,7 +215,7 @@ def test_shipped_evaluation_is_the_measured_180_chain_pass():
         "ln_projection_forward_kernel", "attention_gate_epilogue",
         "eval_compile_structure_module", "trimul_projection_forward_kernel",
         "triangle_attention_folded_mask", "transition_forward_kernel", "attention_bias_mma",
-        "attention_half_key_blocks"))
+        "attention_half_key_blocks", "opm_residual_epilogue"))
     assert "not yet measured on an H200" in json.loads(open(load().path).read())["eval"]["source"]
     # the two kernels by their own names there; today the evaluation copy's field
     assert not _is_todays_h200(bench["speed"])

@@ -192,17 +192,19 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     project and gate in one kernel, its transitions take the ReLU epilogue (the wide one)
     or the fused transition (the narrow ones), its LayerNorms fuse into their narrow
     projections, its attentions gate in the kernel's epilogue and its triangle attentions
-    fold their key mask into the bias; the training model keeps the plain forms, unless
-    its own fields ask for them. The
-    field needs the channels-first triangle multiplication, the stacked attention
-    projections and the Triton attention, and survives the plain evaluation beside
-    training (the kernels hold no memory)."""
+    fold their key mask into the bias, and its outer product means add their update in
+    the projection kernel's epilogue; the training model keeps the plain forms, unless
+    its own fields ask for them. The field needs the channels-first triangle
+    multiplication, the stacked attention projections, the Triton attention and the outer
+    product mean's projection kernel, and survives the plain evaluation beside training
+    (the kernels hold no memory)."""
     from scalefold.kernels import ChannelFirstTriangleMultiplication, EpilogueReluTransition
     from scalefold.kernels.cores import TritonAttentionCore
     from scalefold.kernels.fused_transition import FusedTransition
     from scalefold.kernels.gated_attention import GateEpilogueAttention
     from scalefold.kernels.key_mask import FoldedKeyMaskTriangleAttention
     from scalefold.kernels.ln_linear import NormFusedTransition
+    from scalefold.kernels.opm import EpilogueOuterProductMean
     from scalefold.train.config import EVAL_NO_GRAD_KERNELS
 
     def kernels(model):
@@ -214,20 +216,21 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
                 *(any(isinstance(m, kind) for m in model.modules())
                   for kind in (EpilogueReluTransition, NormFusedTransition,
                                GateEpilogueAttention, FoldedKeyMaskTriangleAttention,
-                               FusedTransition)),
+                               FusedTransition, EpilogueOuterProductMean)),
                 all(f is not None and f.bias_mma for f in flash))
 
     base = dict(trimul_channel_first=True, attention="triton",
-                attention_stacked_projections=True, attention_fused_logits=True)
+                attention_stacked_projections=True, attention_fused_logits=True,
+                opm_projection_kernel=True)
     for field, own in ((False, False), (True, False), (True, True), (False, True)):
         speed = SpeedConfig(**base, eval_no_grad_kernels=field,
                             **dict.fromkeys(EVAL_NO_GRAD_KERNELS, own))
         cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
         built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-        assert kernels(built.eval_model) == (field or own,) * 7
-        assert kernels(built.model) == (own,) * 7
+        assert kernels(built.eval_model) == (field or own,) * 8
+        assert kernels(built.model) == (own,) * 8
     for missing in ("trimul_channel_first", "attention_stacked_projections", "attention",
-                    "attention_fused_logits"):
+                    "attention_fused_logits", "opm_projection_kernel"):
         bad = {**base, missing: getattr(SpeedConfig(), missing)}
         with pytest.raises(ValueError, match="eval_no_grad_kernels needs"):
             SpeedConfig(**bad, eval_no_grad_kernels=True)

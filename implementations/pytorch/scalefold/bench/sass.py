@@ -89,7 +89,7 @@ def attention_cases() -> list[Case]:
 # The kernels' forms compared: today's, the fused logits, and the fused logits with the
 # backward's delta precomputed or the loads unmasked (`FlashConfig.fused_logits`,
 # `.precomputed_delta`, `.unmasked_loads`), and in the forward the pair tile as an MMA
-# operand (`.bias_mma`) and the full blocks' loop rotated (`.rotated_forward`). A form is compiled only for the kernels that have all of its
+# operand (`.bias_mma`). A form is compiled only for the kernels that have all of its
 # switches.
 FORMS: dict[str, dict[str, bool]] = {
     "plain": {"FUSED": False, "PRE_DELTA": False, "UNMASKED": False},
@@ -99,8 +99,6 @@ FORMS: dict[str, dict[str, bool]] = {
     "fused+delta+unmasked": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True},
     "fused+unmasked+bias_mma": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
                                 "B1_MMA": True},
-    "fused+unmasked+bias_mma+rotated": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
-                                        "B1_MMA": True, "ROTATED": True},
 }
 
 

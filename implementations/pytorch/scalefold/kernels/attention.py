@@ -232,7 +232,7 @@ if triton is not None:
         UNMASKED: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, GATED: tl.constexpr = False, B0_MMA: tl.constexpr = False,
-        B1_MMA: tl.constexpr = False, ROTATED: tl.constexpr = False,
+        B1_MMA: tl.constexpr = False,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
@@ -275,43 +275,13 @@ if triton is not None:
             eye = 0
         if UNMASKED:
             k_full = (KL // BK) * BK
-            if ROTATED:
-                # The full blocks' loop rotated: the next block's logits are issued before
-                # this block's softmax and p·v, so the asynchronous q·kᵀ product can run
-                # under the softmax's arithmetic (the same operations in the same order).
-                if k_full > 0:
-                    # (each call below keeps one of `_load_kv`'s two tiles: the other load is
-                    # dead code to the compiler; v is loaded where it is used, so it is not
-                    # held across the next block's product: 161 registers, not 177)
-                    kt, _v = _load_kv(0, k_base, v_base, KL, D, DV, skl, skd, svl, svd, False,
-                                      EVEN_D, BK, BD, BDV)
-                    s = _scores(q, kt, B0, B1, z1, z2, h, offs_ql, tl.arange(0, BK), QL, KL,
-                                b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                                HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
-                                False, eye, B0_MMA, B1_MMA)
-                    for start in range(BK, k_full, BK):
-                        kt, _v = _load_kv(start, k_base, v_base, KL, D, DV, skl, skd, svl,
-                                          svd, False, EVEN_D, BK, BD, BDV)
-                        s_next = _scores(q, kt, B0, B1, z1, z2, h, offs_ql,
-                                         start + tl.arange(0, BK), QL, KL, b0_1, b0_2, b0_h,
-                                         b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k, HAS_B0, HAS_B1,
-                                         B0_ROW, B1_ROW, FUSED, BQ, BK, PREC, False, eye, B0_MMA,
-                                         B1_MMA)
-                        _kt, v = _load_kv(start - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
-                                          svd, False, EVEN_D, BK, BD, BDV)
-                        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
-                        s = s_next
-                    _kt, v = _load_kv(k_full - BK, k_base, v_base, KL, D, DV, skl, skd, svl,
-                                      svd, False, EVEN_D, BK, BD, BDV)
-                    m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
-            else:
-                for start in range(0, k_full, BK):
-                    m_i, l_i, acc = _fwd_keys(
-                        q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
-                        QL, KL, D, DV, skl, skd, svl, svd,
-                        b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
-                        HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
-                        BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
+            for start in range(0, k_full, BK):
+                m_i, l_i, acc = _fwd_keys(
+                    q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                    QL, KL, D, DV, skl, skd, svl, svd,
+                    b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
+                    HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
             if k_full < KL:
                 m_i, l_i, acc = _fwd_keys(
                     q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
@@ -954,12 +924,6 @@ class FlashConfig:
     # at 96-352 keys: triangle attention 0.82-0.92x, MSA row attention 0.84-0.97x; from
     # 416 keys on it loses or draws (docs/evidence/2026-12-06_h100_s23, callBK2_keys.txt).
     fwd_half_key_block: bool = False
-    # With unmasked_loads: the forward's loop over full key blocks rotated, the next
-    # block's logits issued before this block's softmax and p·v, so that the asynchronous
-    # q·kᵀ product can run under the softmax's arithmetic (compiled for sm90 the loop's
-    # exponentials then sit between its MMAs: `scalefold bench sass`, form "...+rotated";
-    # 161 registers against 128). The same operations in the same order.
-    rotated_forward: bool = False
 
 
 # The launches used unless a caller passes its own. A per-shape sm90 table chosen by
@@ -1008,7 +972,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
-        B0_MMA=mma0, B1_MMA=mma1, ROTATED=cfg.rotated_forward,
+        B0_MMA=mma0, B1_MMA=mma1,
         num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
     return o, lse

@@ -40,7 +40,8 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
                         "ln_projection_forward_kernel", "attention_gate_epilogue",
                         "triangle_attention_folded_mask", "transition_forward_kernel",
-                        "attention_bias_mma", "attention_half_key_blocks")
+                        "attention_bias_mma", "attention_half_key_blocks",
+                        "opm_residual_epilogue")
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,6 @@ class SpeedConfig:
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
                "blocks with a half-empty last one")
-    attention_rotated_forward: bool = _opt(
-        False, "Triton attention, with attention_unmasked_loads: the forward's loop over full "
-               "key blocks issues the next block's logits before this block's softmax, so "
-               "the asynchronous product can overlap it")
     layer_norm: Literal["eager", "triton"] = _opt("eager", "LayerNorm implementation")
     layer_norm_bwd_stream: bool = _opt(
         False, "Triton LayerNorm: the backward as 528 programs streaming blocks of 2,048 "
@@ -252,7 +249,7 @@ class SpeedConfig:
         its static-shape compiles (the copy's compile follows eval_compile_glue), and
         under `eval_no_grad_kernels` the no-gradient kernels (`EVAL_NO_GRAD_KERNELS`),
         each measured faster in the evaluation (docs/evidence/2026-12-05_h200_s4,
-        2026-12-06_h100_s21, _s22, _s23, _s24); in the training step's recycling
+        2026-12-06_h100_s21, _s22, _s23, _s24, _s25); in the training step's recycling
         iterations they await the 5-seed check."""
         extra = {}
         if self.eval_no_grad_kernels:
@@ -264,12 +261,10 @@ class SpeedConfig:
             if getattr(self, f) and not self.attention_fused_logits:
                 raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
                                  "operand starts the logits' accumulator there)")
-        if self.attention_rotated_forward and not self.attention_unmasked_loads:
-            raise ValueError("attention_rotated_forward needs attention_unmasked_loads (it "
-                             "rotates the loop over full key blocks)")
-        if self.opm_residual_epilogue and not self.opm_projection_kernel:
-            raise ValueError("opm_residual_epilogue needs opm_projection_kernel (the "
-                             "projection kernel it extends)")
+        for f in ("opm_residual_epilogue", "eval_no_grad_kernels"):
+            if getattr(self, f) and not self.opm_projection_kernel:
+                raise ValueError(f"{f} needs opm_projection_kernel (the outer product "
+                                 "mean's epilogue extends its projection kernel)")
         if self.layer_norm_bwd_stream and self.layer_norm != "triton":
             raise ValueError("layer_norm_bwd_stream needs the Triton LayerNorm "
                              "(layer_norm='triton')")
@@ -309,8 +304,7 @@ class SpeedConfig:
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
-                        "attention_bias_mma", "attention_half_key_blocks",
-                        "attention_rotated_forward")
+                        "attention_bias_mma", "attention_half_key_blocks")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
