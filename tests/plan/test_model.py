@@ -206,7 +206,7 @@ def test_measured_per_chain_curve_interpolates_and_extrapolates():
 def test_shipped_evaluation_is_the_measured_180_chain_pass():
     prof = load()
     # the fifteenth session's call 3, one variant: today's h200 evaluation but the fields
-    # adopted after screens on an H100 (twenty-first to twenty-fourth sessions; the
+    # adopted after screens on an H100 (twenty-first to twenty-fifth sessions; the
     # profile's source says so): the profile's pass is the slower evaluation until the
     # H200 measures it
     variants = json.loads((EVIDENCE_1205_S4 / "call3_eval.json").read_text())["variants"]
