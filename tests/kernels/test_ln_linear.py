@@ -385,6 +385,24 @@ def _fused_calls_matching_plain(device, channel_first: bool, monkeypatch,
     return calls
 
 
+def test_msa_pair_bias_is_written_heads_first(kern, device):
+    """The MSA row attention's fused pair bias is written heads first, the layout the
+    attention core reads (a row-major one it copies in every block), with the row-major
+    kernel's values, and no copy is made on its way to the core."""
+    import scalefold.kernels.attention as attention
+    from scalefold.kernels.ln_linear import layer_norm_linear
+
+    _, _, fused = _pair(device)
+    mod = fused["msa_row"]
+    z = torch.randn(1, 11, 11, 16, device=device)
+    with torch.no_grad():
+        got = mod.normalized_pair_bias(z)  # [1, N, N, H]
+        want = layer_norm_linear(z, mod.layer_norm_z, mod.linear_z.weight)
+        assert got.shape == want.shape and torch.equal(got, want)
+        assert got.movedim(-1, -3).is_contiguous()
+        bias = got.permute(0, 3, 1, 2).unsqueeze(-4)  # as the module passes it
+        assert attention._rows_contiguous(bias, 10**9) is bias
+
 @pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
 def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_first,
                                                         monkeypatch):
@@ -585,4 +603,4 @@ def test_ln_linear_in_triton_interpreter():
     """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_is or kernel_launch or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model or projection_gating_kernel")
+    rerun_in_interpreter(__file__, "kernel_is or kernel_launch or kernel_reads or kernel_gates or kernel_adds or kernel_refuses or modules_with or wide_projections or adds_its_update or linear_epilogue or attentions_add or whole_model or projection_gating_kernel or heads_first")

@@ -68,6 +68,7 @@ from scalefold.kernels.layer_norm import (
 )
 from scalefold.kernels.linear import MatvecBiasGradLinear, swap_linears
 from scalefold.kernels.ln_linear import swap_norm_projections
+from scalefold.kernels.mask_bias import SharedMaskBias, share_mask_biases
 from scalefold.kernels.opm import (
     EpilogueOuterProductMean,
     ProjectedOuterProductMean,
@@ -186,11 +187,13 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.attention_gate_epilogue:
         swap_gate_epilogue(model)
     if speed.triangle_attention_folded_mask:
-        swap_folded_key_masks(model)
+        swap_folded_key_masks(model, casts)
     if speed.transition_forward_kernel:
         swap_fused_transitions(model, casts)
     if speed.opm_residual_epilogue:  # in front of the norm-projection mixin
-        swap_outer_product_epilogue(model)
+        swap_outer_product_epilogue(model, casts)
+    if casts is not None:  # bit-identical: the masks' biases once per forward
+        share_mask_biases(model, casts)
     if speed.fused_gate:
         swap_gates(model)
     if speed.fused_residual_dropout:
@@ -216,6 +219,7 @@ __all__ = [
     "MatvecBiasGradLinear",
     "ProjectedOuterProductMean",
     "SDPAAttentionCore",
+    "SharedMaskBias",
     "StackedProjectionAttention",
     "TritonAttentionCore",
     "TritonLayerNorm",
@@ -226,6 +230,7 @@ __all__ = [
     "compile_structure_module",
     "keep_fp32",
     "recompute_outer_product_mean",
+    "share_mask_biases",
     "swap_gate_epilogue",
     "swap_gates",
     "swap_linears",

@@ -84,6 +84,32 @@ class WeightCasts:
             self._casts[full] = make()
         return self._casts[full]
 
+    def derived(self, key: tuple, t: torch.Tensor, make: Callable[[], T]) -> T:
+        """make() once per scope for the tensor `t` and `key`, with or without gradients,
+        for values computed from `t` alone that no gradient flows through (a mask's
+        attention bias, made by every block from the same mask); a fresh make() where no
+        scope is open, compiled code is being traced or `t` records gradients.
+
+        `t` is known by its memory (address, shape, strides, dtype), so another view of
+        the same values finds the entry too (a block's `bias[..., None, :]` of a shared
+        bias); the entry holds `t`, so that memory is not freed and reused while the
+        scope lasts, and its version (shared by every view), so an in-place change makes
+        the value again."""
+        if not self.scoped() or t.requires_grad:
+            return make()
+        if t.device.type == "meta" or t.numel() == 0:  # no memory to know it by
+            where: tuple = ("id", id(t))
+        else:
+            where = (t.device, t.dtype, t.data_ptr(), tuple(t.shape), t.stride())
+        full = ("derived", *key, *where)
+        version = _version(t)
+        hit = self._casts.get(full)
+        if hit is not None and hit[1] == version:
+            return hit[2]
+        value = make()
+        self._casts[full] = (t, version, value)
+        return value
+
     def cached(self, key: tuple, make: Callable[[], T]) -> T:
         """make() once per scope for `key` where nothing records gradients; a fresh make()
         otherwise. `key` names what make() computes from parameters (their ids)."""
@@ -93,3 +119,12 @@ class WeightCasts:
         if full not in self._casts:
             self._casts[full] = make()
         return self._casts[full]
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """t's in-place version counter; None for an inference tensor, which has none (it can
+    change in place only inside inference mode)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scalefold.kernels._autocast import WeightCasts
 from scalefold.kernels.swap import swap
 from scalefold.model.pair import TriangleAttention
 
@@ -40,7 +41,14 @@ class FoldedKeyMaskTriangleAttention:
             return super().biases(mask_bias, tri_bias)
         # mask_bias: [*, R, 1, 1, K] -> the real rows' keys [*, 1, 1, 1, K]; in the
         # triangle bias's dtype, where -inf in effect stays -inf in effect (weight 0)
-        keys = mask_bias.amax(dim=-4, keepdim=True).to(tri_bias.dtype)
+        def keys_of() -> torch.Tensor:
+            return mask_bias.amax(dim=-4, keepdim=True).to(tri_bias.dtype)
+
+        casts = getattr(self, "weight_casts", None)
+        # (with the shared mask biases every block passes the same mask_bias: one
+        # reduction a forward, not one a block)
+        keys = (keys_of() if casts is None else
+                casts.derived(("folded_keys", tri_bias.dtype), mask_bias, keys_of))
         shape = torch.broadcast_shapes(tri_bias.shape, keys.shape)
         # tri_bias + 0 is exact; written row-major, as the kernel reads it (the add of a
         # permuted view would otherwise keep the heads innermost)
@@ -48,7 +56,8 @@ class FoldedKeyMaskTriangleAttention:
         return [torch.add(tri_bias, keys, out=out)]  # [*, 1, H, Q, K]
 
 
-def swap_folded_key_masks(model: nn.Module) -> nn.Module:
-    """Give every TriangleAttention of `model` the folded key mask. Returns `model`."""
-    swap(model, TriangleAttention, FoldedKeyMaskTriangleAttention)
+def swap_folded_key_masks(model: nn.Module, casts: WeightCasts | None = None) -> nn.Module:
+    """Give every TriangleAttention of `model` the folded key mask; with `casts`, the
+    reduction of a shared mask bias to its keys made once per scope. Returns `model`."""
+    swap(model, TriangleAttention, FoldedKeyMaskTriangleAttention, weight_casts=casts)
     return model

@@ -350,7 +350,11 @@ class NormFusedMSAAttention:
         if not fusable(z, self.layer_norm_z, self.linear_z.out_features):
             return super().normalized_pair_bias(z)
         w = _cast(self.weight_casts, self.linear_z.weight, _compute_dtype(z))
-        return layer_norm_linear(z, self.layer_norm_z, w)
+        # written heads first, as the attention core reads the bias (it would copy the
+        # row-major one in every block): [*, H, N1·N2] seen as [*, N1, N2, H]
+        y = layer_norm_linear(z.flatten(-3, -2), self.layer_norm_z, w,
+                              out_channels_first=True)
+        return y.unflatten(-1, z.shape[-3:-1]).movedim(-3, -1)
 
 
 class NormFusedTriangleAttention:

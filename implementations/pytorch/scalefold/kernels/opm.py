@@ -29,10 +29,12 @@ and the add.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
-from scalefold.kernels._autocast import autocast_dtype
+from scalefold.kernels._autocast import WeightCasts, autocast_dtype
 from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, triton_usable
 from scalefold.kernels.swap import swap
 from scalefold.model.pair import OuterProductMean
@@ -232,12 +234,6 @@ class ProjectedOuterProductMean(OuterProductMean):
         return out.view(r.shape)
 
 
-# Traced by torch.compile (the evaluation's compiled glue), the launch is a graph break:
-# its grid depends on the length, and under CUDA graphs a break costs no host time.
-_outer_mean_added_untraced = torch.compiler.disable(
-    ProjectedOuterProductMean.outer_mean_added, recursive=True)
-
-
 class EpilogueOuterProductMean:
     """`ProjectedOuterProductMean` mixin, without gradients: the residual update
     (`added_to`) as r + outer / (eps + count) in the projection kernel's epilogue, where
@@ -253,10 +249,24 @@ class EpilogueOuterProductMean:
             out = super().forward(m, mask)
             return out if residual is None else residual + out
         a, b = self.normalized_project(m, mask)  # each [*, S, N, c]
-        den = self.mean_denominator(mask)  # [*, N, N, 1]
-        run = (_outer_mean_added_untraced if torch.compiler.is_compiling()
-               else ProjectedOuterProductMean.outer_mean_added)
-        return run(self, a, b, den, residual)
+        run = (_update_untraced if torch.compiler.is_compiling()
+               else EpilogueOuterProductMean.update)
+        return run(self, a, b, mask, residual)
+
+    def shared_denominator(self, mask: torch.Tensor) -> torch.Tensor:
+        """`mean_denominator(mask)` [*, N, N, 1], made once per scope of the forward's
+        `weight_casts` where one is given: every block passes the same MSA mask, and its
+        count costs a cast, a batched product and an add (the same bits each time)."""
+        casts = getattr(self, "weight_casts", None)
+        if casts is None:
+            return self.mean_denominator(mask)
+        key = ("opm_denominator", self.eps, autocast_dtype(mask))
+        return casts.derived(key, mask, functools.partial(self.mean_denominator, mask))
+
+    def update(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor,
+               residual: torch.Tensor | None) -> torch.Tensor:
+        return ProjectedOuterProductMean.outer_mean_added(
+            self, a, b, self.shared_denominator(mask), residual)
 
     def added_to(self, r: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -264,13 +274,21 @@ class EpilogueOuterProductMean:
         return self(m, mask, r)
 
 
-def swap_outer_product_epilogue(model: nn.Module) -> nn.Module:
+# Traced by torch.compile (the evaluation's compiled glue), the denominator and the
+# launch are a graph break: the launch's grid depends on the length, the denominator is
+# looked up in the forward's scope, and under CUDA graphs a break costs no host time.
+_update_untraced = torch.compiler.disable(EpilogueOuterProductMean.update, recursive=True)
+
+
+def swap_outer_product_epilogue(model: nn.Module,
+                                casts: WeightCasts | None = None) -> nn.Module:
     """Every `ProjectedOuterProductMean` of `model` (after `swap_outer_product_mean`, and
     after `swap_norm_projections`, whose mixin this one goes in front of) adds its update
-    to the pair stream in the projection's epilogue without gradients, in place."""
+    to the pair stream in the projection's epilogue without gradients, in place; with
+    `casts`, the masks' count made once per forward."""
     if not any(isinstance(m, ProjectedOuterProductMean) for m in model.modules()):
         raise ValueError("swap_outer_product_epilogue needs swap_outer_product_mean first")
-    swap(model, ProjectedOuterProductMean, EpilogueOuterProductMean)
+    swap(model, ProjectedOuterProductMean, EpilogueOuterProductMean, weight_casts=casts)
     return model
 
 

@@ -107,7 +107,8 @@ class SpeedConfig:
     cached_weight_casts: bool = _opt(
         False, "with matvec_bias_grad or the stacked projections under bf16: the "
                "weights those cast by hand cast (or stacked) once per forward without "
-               "gradients (autocast region), not once per call and recycling iteration")
+               "gradients (autocast region), not once per call and recycling iteration; "
+               "each mask's attention bias once per forward, not once per attention")
     attention_stacked_projections: bool = _opt(
         False, "self-attention's query, key, value and gate projections as one matmul "
                "against the stacked weights (one read of the input; one GEMM for its "
