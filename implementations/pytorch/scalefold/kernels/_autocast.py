@@ -71,7 +71,8 @@ class WeightCasts:
     def scoped(self) -> bool:
         """Whether `constant` shares its values here (a scope is open, no compiled code is
         being traced)."""
-        return self._casts is not None and not torch.compiler.is_compiling()
+        # is_compiling first, as in `caching`: Dynamo then never guards on the scope
+        return not torch.compiler.is_compiling() and self._casts is not None
 
     def constant(self, key: tuple, make: Callable[[], T]) -> T:
         """make() once per scope for `key`, with or without gradients, for values that no
