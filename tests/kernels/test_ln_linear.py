@@ -403,6 +403,7 @@ def test_msa_pair_bias_is_written_heads_first(kern, device):
         bias = got.permute(0, 3, 1, 2).unsqueeze(-4)  # as the module passes it
         assert attention._rows_contiguous(bias, 10**9) is bias
 
+
 @pytest.mark.parametrize("channel_first", [False, True], ids=["plain", "channel_first"])
 def test_modules_without_gradients_fuse_each_layer_norm(kern, device, channel_first,
                                                         monkeypatch):

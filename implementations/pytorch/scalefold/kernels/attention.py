@@ -972,8 +972,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
-        B0_MMA=mma0, B1_MMA=mma1,
-        num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
+        B0_MMA=mma0, B1_MMA=mma1, num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
     return o, lse
 

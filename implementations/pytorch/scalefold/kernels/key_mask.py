@@ -36,6 +36,8 @@ class FoldedKeyMaskTriangleAttention:
     """`TriangleAttention` mixin: without gradients the rows' key mask folded into the
     triangle bias (one bias [*, 1, H, Q, K], contiguous, in the triangle bias's dtype)."""
 
+    weight_casts: WeightCasts | None = None
+
     def biases(self, mask_bias: torch.Tensor, tri_bias: torch.Tensor) -> list[torch.Tensor]:
         if torch.is_grad_enabled():
             return super().biases(mask_bias, tri_bias)
@@ -44,11 +46,10 @@ class FoldedKeyMaskTriangleAttention:
         def keys_of() -> torch.Tensor:
             return mask_bias.amax(dim=-4, keepdim=True).to(tri_bias.dtype)
 
-        casts = getattr(self, "weight_casts", None)
         # (with the shared mask biases every block passes the same mask_bias: one
         # reduction a forward, not one a block)
-        keys = (keys_of() if casts is None else
-                casts.derived(("folded_keys", tri_bias.dtype), mask_bias, keys_of))
+        keys = (keys_of() if self.weight_casts is None else self.weight_casts.derived(
+            ("folded_keys", tri_bias.dtype), mask_bias, keys_of))
         shape = torch.broadcast_shapes(tri_bias.shape, keys.shape)
         # tri_bias + 0 is exact; written row-major, as the kernel reads it (the add of a
         # permuted view would otherwise keep the heads innermost)

@@ -241,6 +241,8 @@ class EpilogueOuterProductMean:
     the pair (the evaluation's compiled glue made them one: 62 ms of a 704-residue chain's
     1,850 on an H100, docs/evidence/2026-12-06_h100_s23 call P3)."""
 
+    weight_casts: WeightCasts | None = None
+
     def forward(self, m: torch.Tensor, mask: torch.Tensor,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         # residual (from `added_to`): inside the forward, which compile_glue compiles
@@ -257,11 +259,11 @@ class EpilogueOuterProductMean:
         """`mean_denominator(mask)` [*, N, N, 1], made once per scope of the forward's
         `weight_casts` where one is given: every block passes the same MSA mask, and its
         count costs a cast, a batched product and an add (the same bits each time)."""
-        casts = getattr(self, "weight_casts", None)
-        if casts is None:
+        if self.weight_casts is None:
             return self.mean_denominator(mask)
         key = ("opm_denominator", self.eps, autocast_dtype(mask))
-        return casts.derived(key, mask, functools.partial(self.mean_denominator, mask))
+        return self.weight_casts.derived(key, mask,
+                                         functools.partial(self.mean_denominator, mask))
 
     def update(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor,
                residual: torch.Tensor | None) -> torch.Tensor:
