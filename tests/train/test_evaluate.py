@@ -19,6 +19,7 @@ from scalefold.train.evaluate import (
     RESIDUE_AXIS,
     EvalOptions,
     Evaluator,
+    NonFiniteEvaluation,
     bucket_length,
     model_inputs,
     pad_inputs,
@@ -208,6 +209,47 @@ def test_concurrent_chains_need_graphs_and_leave_ranks_that_train():
     assert beside.for_evaluation(trains=False).eval_concurrent_chains == "3"
 
 
+class _NaNAtLength(torch.nn.Module):
+    """The tiny model, whose positions go NaN at one residue of chains of `length`
+    residues (a kernel that breaks at one shape), and only there."""
+
+    def __init__(self, model: torch.nn.Module, length: int) -> None:
+        super().__init__()
+        self.model, self.length = model, length
+
+    def forward(self, feats):
+        out = dict(self.model(feats))
+        if feats["aatype"].shape[1] == self.length:
+            pos = out["final_atom_positions"].clone()
+            pos[:, 3, 1] = float("nan")  # one Cα
+            out["final_atom_positions"] = pos
+        return out
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_chain_whose_forward_goes_non_finite_fails_the_evaluation_by_name(tiny_model,
+                                                                            lanes):
+    """A NaN position fails every distance test, so lDDT alone would score the chain as
+    merely wrong (a low score in the mean): the evaluation refuses it instead, naming
+    the chain; the other chains' scores are unchanged."""
+    chains = [_chain(n, seed=n) for n in (9, 14, 20)]
+    plain = Evaluator(tiny_model, torch.device("cpu"))
+    broken = Evaluator(_NaNAtLength(tiny_model, 14), torch.device("cpu"),
+                       EvalOptions(lanes=lanes) if lanes > 1 else None)
+    # the control: lDDT of the broken chain alone is a finite number
+    with torch.inference_mode():
+        pos = broken.predict(chains[1])
+    assert torch.isnan(pos).any()
+    truth = {k: chains[1][k][..., -1].float() for k in ("all_atom_positions",
+                                                       "all_atom_mask")}
+    assert torch.isfinite(lddt_ca(pos, truth["all_atom_positions"], truth["all_atom_mask"]))
+    with pytest.raises(NonFiniteEvaluation, match=r"1 of 3 chains.*chain_b \(nan\)"):
+        broken.score_chains(enumerate(chains), name=lambda i: "chain_" + "abc"[i])
+    keep = [0, 2]
+    assert broken.score_chains((i, chains[i]) for i in keep) == [
+        (i, s) for i, s in plain.score_chains(enumerate(chains)) if i in keep]
+
+
 def test_lanes_threads_score_every_chain_in_order_and_raise_at_join(tiny_model):
     """Several lanes on the CPU (a host thread each, no streams): the chains handed to
     the lanes' threads score as one lane scores them, in the chains' order, pass after
@@ -302,13 +344,13 @@ def test_the_trainer_evaluates_through_its_evaluator(mini_dataset, tmp_path, mon
     calls = []
     score_chains = Evaluator.score_chains
 
-    def spy(self, batches):
-        calls.append(batches)
-        return score_chains(self, batches)
+    def spy(self, batches, name=str):
+        calls.append((batches, name))
+        return score_chains(self, batches, name)
 
     monkeypatch.setattr(Evaluator, "score_chains", spy)
     mean = trainer.evaluate()
-    assert calls == [trainer.val_loader]
+    assert calls == [(trainer.val_loader, trainer.val_dataset.chain_id)]
     # What the evaluation computes, written out: the SWA weights' forward at each chain's
     # own length and its lDDT-Cα, averaged over chains.
     expected = []

@@ -116,7 +116,13 @@ import torch
 
 from scalefold.data.selection import ValidationSetConfig
 from scalefold.train.config import SpeedConfig, TrainConfig
-from scalefold.train.evaluate import Evaluator, bucket_length, synthetic_chains
+from scalefold.train.evaluate import (
+    Evaluator,
+    bucket_length,
+    chain_length,
+    finite_scores,
+    synthetic_chains,
+)
 
 CAMEO_NUM_CHAINS = 180
 MAX_LENGTH = ValidationSetConfig().max_sequence_length  # the validation length cap
@@ -328,6 +334,9 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
     # the pass ends when the host has the scores
     values = torch.stack([s.mean() for s in scores]).cpu().tolist()
     wall = time.perf_counter() - t0
+    # a pass whose forwards went non-finite timed a broken path: not a result
+    finite_scores(values, [f"chain {i} ({chain_length(f)} residues)"
+                           for i, f in enumerate(chains)])
     if device.type == "cuda":
         per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
     else:

@@ -133,6 +133,25 @@ def synthetic_chains(lengths: list[int], n_clust: int, n_extra: int, n_templ: in
     return chains
 
 
+class NonFiniteEvaluation(FloatingPointError):
+    """The evaluation forward predicted non-finite positions for some chains."""
+
+
+def finite_scores(values: list[float], names: list[str]) -> list[float]:
+    """`values` (lDDT-Cα per chain, NaN where `Evaluator` found the chain's predicted
+    positions not finite), or `NonFiniteEvaluation` naming those chains: a NaN forward
+    must stop the run, not enter the mean as a low score."""
+    bad = [f"{n} ({v})" for v, n in zip(values, names, strict=True) if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteEvaluation(
+            f"evaluation: the predicted positions of {len(bad)} of {len(values)} chains are "
+            f"not finite (NaN or inf), so their lDDT-Ca is undefined: {', '.join(bad[:10])}"
+            f"{' ...' if len(bad) > 10 else ''}. The forward (its precision or a kernel) "
+            "breaks on them; rerun with --precision fp32 or without the speed preset to "
+            "tell which")
+    return values
+
+
 def chain_length(feats: Batch) -> int:
     """N of a batch (its `aatype`: [B, N, R])."""
     if "aatype" not in feats:
@@ -506,6 +525,11 @@ class Evaluator:
         with torch.inference_mode():
             scores = lddt_ca(positions, truth["all_atom_positions"].float(),
                              truth["all_atom_mask"].float())
+            # A non-finite position fails every distance test, so lDDT would score the
+            # chain 0 as if merely wrong: its score becomes NaN instead, which the reader
+            # refuses (`finite_scores`), on the device and without a host read here.
+            finite = torch.isfinite(positions).flatten(1).all(1)  # [B]
+            scores = torch.where(finite, scores, torch.nan)
         if events is not None:
             events[1].record()
         return scores  # [B]
@@ -530,9 +554,11 @@ class Evaluator:
         self.join()
         return scores
 
-    def score_chains(self, batches: Iterable[tuple[int, Batch]]) -> list[tuple[int, float]]:
+    def score_chains(self, batches: Iterable[tuple[int, Batch]],
+                     name: Callable[[int], str] = str) -> list[tuple[int, float]]:
         """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each,
-        read back once at the end."""
+        read back once at the end; raises `NonFiniteEvaluation` naming (`name(index)`)
+        the chains whose predicted positions were not finite."""
         indices, scores = [], []
         for index, feats in batches:
             indices.append(index)
@@ -541,4 +567,5 @@ class Evaluator:
             return []
         self.join()
         values = torch.stack([s.mean() for s in scores]).cpu().tolist()
+        finite_scores(values, [name(i) for i in indices])
         return list(zip(indices, values, strict=True))

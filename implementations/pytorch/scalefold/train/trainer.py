@@ -358,7 +358,7 @@ class Trainer:
 
     def _score_shard(self) -> list[tuple[int, float]]:
         """lDDT-Cα of `eval_model` on this rank's share of the validation chains."""
-        return self.evaluator.score_chains(self.val_loader)
+        return self.evaluator.score_chains(self.val_loader, name=self.val_dataset.chain_id)
 
     def _mean_over_chains(self, scores: list[tuple[int, float]], group) -> float:
         if self.topo.eval_world > 1:
