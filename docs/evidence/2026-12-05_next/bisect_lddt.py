@@ -1,8 +1,10 @@
 """Which evaluation change makes 3pwp_A (275 residues, bucket 288) non-finite in today's
 h200 evaluation? The trainer's evaluation (random weights, as check_lddt draws them) of
-3pwp_A only, with one change undone at a time: an EVAL_NO_GRAD_KERNELS field dropped, or
-(pg_loop) the projection-gating kernel's one-block form, or (ln_launches) the one default
-LayerNorm-projection launch. NonFiniteEvaluation names a broken chain."""
+3pwp_A only, with one change at a time: "-FIELD" an EVAL_NO_GRAD_KERNELS field dropped,
+"+FIELD" a field added (attention_half_key_blocks, withheld since the twenty-sixth
+session), "pg_loop" the projection-gating kernel's one-block form, "ln_launches" the one
+default LayerNorm-projection launch, "none" today's evaluation as it is.
+NonFiniteEvaluation names a broken chain."""
 import dataclasses
 import os
 import json
@@ -27,7 +29,9 @@ data = Path(".cache/mini")
 split = json.loads((data / "mini_split.json").read_text())
 for drop in sys.argv[1].split(","):
     t0 = time.time()
-    C.EVAL_NO_GRAD_KERNELS = tuple(f for f in full if f != drop)
+    C.EVAL_NO_GRAD_KERNELS = tuple(f for f in full if "-" + f != drop)
+    if drop.startswith("+"):
+        C.EVAL_NO_GRAD_KERNELS += (drop[1:],)
     LL.launch_for = orig_launch_for
     TP.project_gate_forward.__defaults__, TP._project_gate.__defaults__ = pg_defaults
     if drop == "ln_launches":
@@ -47,10 +51,10 @@ for drop in sys.argv[1].split(","):
         trainer.swa.copy_to(trainer.eval_model)
         scores = trainer.evaluator.score_chains(trainer.val_loader,
                                                 name=trainer.val_dataset.chain_id)
-        print(f"=== without {drop}: 3pwp_A lDDT-Ca {scores[0][1]:.6f} ({time.time() - t0:.0f} s)",
+        print(f"=== {drop}: 3pwp_A lDDT-Ca {scores[0][1]:.6f} ({time.time() - t0:.0f} s)",
               flush=True)
     except Exception as e:  # noqa: BLE001
-        print(f"=== without {drop}: Error {type(e).__name__}: {e}"[:300]
+        print(f"=== {drop}: Error {type(e).__name__}: {e}"[:300]
               + f" ({time.time() - t0:.0f} s)", flush=True)
     trainer = None
     if torch.cuda.is_available():
