@@ -147,8 +147,7 @@ def finite_scores(values: list[float], names: list[str]) -> list[float]:
             f"evaluation: the predicted positions of {len(bad)} of {len(values)} chains are "
             f"not finite (NaN or inf), so their lDDT-Ca is undefined: {', '.join(bad[:10])}"
             f"{' ...' if len(bad) > 10 else ''}. The forward (its precision or a kernel) "
-            "breaks on them; rerun with --precision fp32 or without the speed preset to "
-            "tell which")
+            "breaks on them; rerun with --precision fp32 or --speed eager to tell which")
     return values
 
 
