@@ -615,6 +615,38 @@ def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
     assert rel(got.double(), ref) < (2e-3 if device.type == "cuda" else 1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 tl.dot "
+                    "gives wrong results in the Triton interpreter)")
+@pytest.mark.parametrize("kl,real", [(96, 90), (288, 275), (352, 340)])
+@pytest.mark.parametrize("form", ["folded_tile", "mask_row_and_tile"])
+def test_flash_attention_half_key_blocks_evaluation_shapes_bf16(kern, device, kl, real, form):
+    """The evaluation's attention forward (bf16, c = 32, the bias tile as an MMA operand)
+    at padded lengths that take 32-key blocks, with the padded keys masked by -1e9 as the
+    model masks them: the triangle attentions' folded tile, or the MSA row attention's
+    mask row and pair tile. Finite, and as close to float64 as the 64-key blocks (with
+    them 3pwp_A, 275 residues in the 288 bucket, scored exactly 0 on an H100)."""
+    a = kern.attention
+    off = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=True)
+    on = dataclasses.replace(off, fwd_half_key_block=True)
+    assert a._forward_launch(on, kl).block_k == 32
+    g = torch.Generator().manual_seed(kl)
+    q, k, v = (torch.randn(1, 3, 4, kl, 32, generator=g).to(device, torch.bfloat16)
+               for _ in range(3))
+    keys = torch.zeros(kl)
+    keys[real:] = -1e9  # inf · (mask - 1), inf = 1e9
+    tile = torch.randn(1, 1, 4, kl, kl, generator=g)
+    if form == "folded_tile":
+        biases = [(tile + keys).to(device, torch.bfloat16).contiguous()]
+    else:
+        biases = [keys.view(1, 1, 1, 1, kl).expand(1, 3, 1, 1, kl).to(device),
+                  tile.to(device, torch.bfloat16).contiguous()]
+    ref = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in biases])
+    with torch.no_grad():
+        got, base = (a.flash_attention(q, k, v, biases, cfg) for cfg in (on, off))
+    assert torch.isfinite(got).all()
+    assert rel(got, ref) < max(2 * rel(base, ref), 1e-2)
+
+
 @pytest.mark.parametrize("name", sorted(ATTN_CASES) + sorted(_FULL_HEAD_CASES))
 def test_flash_attention_dq_from_stored_ds_kernel(kern, device, name, monkeypatch):
     """`ds_dq_kernel`: with the stored dS, dq from one kernel that reads k and writes dq

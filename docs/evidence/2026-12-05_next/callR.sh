@@ -2,5 +2,9 @@
 # Bisect the zero lDDT-Ca of 3pwp_A (275 residues) in today's h200 evaluation.
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
+# the 32-key forward alone at the evaluation's shapes (bf16, c = 32, -1e9 masks): ~30 s
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_kernels.py \
+  -k "evaluation_shapes_bf16" > $OUT/callR_tests.txt 2>&1
+tail -4 $OUT/callR_tests.txt
 timeout 540 python3 .devsnap/bisect_lddt.py ${1:-none,+attention_half_key_blocks,pg_loop,-opm_residual_epilogue,ln_launches} > $OUT/callR.txt 2>&1
 grep -E "^===|mean lDDT|difference|Error|error" $OUT/callR.txt
