@@ -6,5 +6,5 @@ nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_kernels.py \
   -k "evaluation_shapes_bf16" > $OUT/callR_tests.txt 2>&1
 tail -4 $OUT/callR_tests.txt
-timeout 540 python3 .devsnap/bisect_lddt.py ${1:-none,+attention_half_key_blocks,pg_loop,-opm_residual_epilogue,ln_launches} > $OUT/callR.txt 2>&1
+timeout 450 python3 .devsnap/bisect_lddt.py ${1:-none,+attention_half_key_blocks,pg_loop,-opm_residual_epilogue,ln_launches} > $OUT/callR.txt 2>&1
 grep -E "^===|mean lDDT|difference|Error|error" $OUT/callR.txt
