@@ -619,7 +619,7 @@ def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
                     "gives wrong results in the Triton interpreter)")
 @pytest.mark.parametrize("kl,real", [(96, 90), (288, 275), (352, 340)])
 @pytest.mark.parametrize("form", ["folded_tile", "mask_row_and_tile"])
-def test_flash_attention_half_key_blocks_evaluation_shapes_bf16(kern, device, kl, real, form):
+def test_flash_attention_32_key_forward_at_evaluation_shapes_bf16(kern, device, kl, real, form):
     """The evaluation's attention forward (bf16, c = 32, the bias tile as an MMA operand)
     at padded lengths that take 32-key blocks, with the padded keys masked by -1e9 as the
     model masks them: the triangle attentions' folded tile, or the MSA row attention's
