@@ -3,6 +3,7 @@
 Triton fixes interpreter mode when it is first imported (its own `tl.sum` & co. are jit
 functions), so on a CPU the kernel tests run in a subprocess started with
 TRITON_INTERPRET=1 (see test_kernels_in_triton_interpreter); in the parent they skip.
+There the interpreter computes bf16 through float32 (`interpreter_bf16.patch_bf16`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def device() -> torch.device:
 def kern(device):
     if device.type != "cuda" and not interpreting():
         pytest.skip("CPU: runs inside the TRITON_INTERPRET=1 subprocess test")
+    if interpreting():
+        from tests.kernels.interpreter_bf16 import patch_bf16
+
+        patch_bf16()
     import scalefold.kernels.attention as attention
     import scalefold.kernels.layer_norm as layer_norm
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -507,3 +508,42 @@ def test_template_pairs_once_only_in_the_evaluation_copy(tmp_path):
     built = build_step(cfg, torch.device("cpu"), Topology(rank=0, world_size=1, num_eval_ranks=0))
     assert isinstance(built.eval_model, TemplatePairsOncePerForward)
     assert not isinstance(built.model, TemplatePairsOncePerForward)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fast_evaluation_at_the_benchmark_widths_is_finite_and_follows_fp32(monkeypatch):
+    """The `h200` evaluation copy as `build_step` makes it (bf16, every evaluation kernel,
+    one graph per 16-residue bucket) at the benchmark's widths and head sizes, two blocks
+    of each stack (the kernels' shapes depend on widths and lengths, not depth), at
+    lengths whose buckets (64, 112, 208, 288) end the attention's 64-key loop in each way
+    (a full last block; partial ones of 48, 16 and 32 keys; 275 residues is the mini
+    chain 3pwp_A that an H100 scored exactly 0 with the 32-key blocks): every position
+    finite (a non-finite padded row spreads into the real ones through the masked sums,
+    NaN · 0) and near the fp32 evaluation's from the same weights."""
+    from scalefold.train import build
+    from scalefold.train.build import build_step
+    from scalefold.train.topology import Topology
+
+    monkeypatch.setattr(build, "model_config", lambda cfg: AlphaFoldConfig.mlperf().with_sizes(
+        num_evoformer_blocks=2, num_extra_msa_blocks=2, num_template_blocks=2))
+    device = torch.device("cuda")
+    lengths = (64, 100, 200, 275)
+    chains = [synthetic_batch(None, n, 16, 32, 1, num_iterations=2, seed=n) for n in lengths]
+    positions = {}
+    for precision, speed in (("fp32", SpeedConfig()),
+                             ("bf16", dataclasses.replace(SpeedConfig.preset("h200"),
+                                                          eval_warm_up=False))):
+        cfg = TrainConfig(data_dir=Path("."), output_dir=Path("."), precision=precision,
+                          speed=speed, seed=0)
+        built = build_step(cfg, device, Topology(rank=0, world_size=1, num_eval_ranks=0))
+        redraw_zero_weights(list(built.eval_model.parameters()), seed=1)
+        evaluator = Evaluator.from_built(built, device)
+        positions[precision] = [evaluator.predict(c) for c in chains]
+        del built, evaluator
+        torch.cuda.empty_cache()
+    for n, fast, ref in zip(lengths, positions["bf16"], positions["fp32"], strict=True):
+        assert fast.shape == ref.shape and bool(torch.isfinite(fast).all()), n
+        spread = (ref - ref.mean(dim=(1, 2), keepdim=True)).norm()
+        # bf16 moves random-weight positions (spread ~700 Å) by 2-4% of their spread
+        # (CPU, one block); a broken chain by all of it
+        assert float((fast - ref).norm() / spread) < 0.25, n
