@@ -1,8 +1,9 @@
 """bf16 arithmetic for Triton's CPU interpreter.
 
 The interpreter (Triton 3.9) keeps bf16 values as their raw 16 bits in uint16 arrays and
-hands those integers to numpy: `tl.dot` multiplies the bit patterns as integers (a bf16
-attention call returns ~1e9, docs/evidence/2026-12-07_cpu/interp_bf16_dot.txt), and so do
+hands those integers to numpy: `tl.dot` multiplies the bit patterns as integers (a bare
+16 x 16 bf16 dot is off by a relative 4e9, docs/evidence/2026-12-07_cpu/interp_bf16_dot.txt;
+a bf16 attention call returns values ~8e8), and so do
 the elementwise operations and the casts from integers and booleans. `patch_bf16()`
 routes every such operation through float32 and rounds bf16 results to nearest even, as
 the GPU's conversions do, so that the kernels' bf16 paths can be run on a CPU. Products

@@ -1036,8 +1036,9 @@ def test_tiny_model_with_kernels_matches_eager_on_gpu():
 
 
 # The kernel tests the CPU runs under TRITON_INTERPRET=1, in groups of a subprocess each
-# (one process for all ~200 outran its 300 s limit on CI's slower machine; each group
-# takes under ~200 s of CPU time here).
+# (one process for all ~200 outran its 300 s limit on CI's slower machine; the bias-MMA
+# tests with the 32-key ones took 196 s of CPU time on a loaded 2-core machine, so they
+# are two groups).
 # (opm_projection_kernel_matches also selects the block-of-rows test)
 INTERPRETER_GROUPS = {
     "logits": "fused_logits_matches",
