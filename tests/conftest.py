@@ -6,6 +6,11 @@ which runs them natively on a GPU and in Triton's interpreter subprocess on a CP
 `SCALEFOLD_TESTS_DONE=FILE` deselects the tests whose node ids FILE lists (one a line):
 a device call has at most 10 minutes, less than the GPU suite takes, so the script runs
 it over several calls, each passing over what an earlier one finished.
+
+Tests marked `slow` are collected first: `scripts/test.sh` runs the suite on two
+pytest-xdist workers, a file at a time in collection order, so the longest test (the
+README's main job, ~15 minutes on 2 cores) starts at once beside the rest instead of
+alone at the end.
 """
 
 from __future__ import annotations
@@ -46,3 +51,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [it for it in items if it.nodeid not in drop]
+    items.sort(key=lambda it: it.get_closest_marker("slow") is None)  # stable
