@@ -616,28 +616,32 @@ def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
 
 
 @pytest.mark.parametrize("kl,real", [(96, 90), (288, 275), (352, 340)])
-@pytest.mark.parametrize("form", ["folded_tile", "mask_row_and_tile"])
+@pytest.mark.parametrize("form", ["folded_tile", "mask_row_and_tile", "extra_msa_rows"])
 def test_flash_attention_32_key_forward_at_evaluation_shapes_bf16(kern, device, kl, real, form):
-    """The evaluation's attention forward (bf16, c = 32, the bias tile as an MMA operand)
+    """The evaluation's attention forward (bf16, the bias tile as an MMA operand at c = 32)
     at padded lengths that take 32-key blocks, with the padded keys masked by -1e9 as the
-    model masks them: the triangle attentions' folded tile, or the MSA row attention's
-    mask row and pair tile. Finite, and as close to float64 as the 64-key blocks (with
-    them 3pwp_A, 275 residues in the 288 bucket, scored exactly 0 on an H100)."""
+    model masks them: the triangle attentions' folded tile, the MSA row attention's mask
+    row and pair tile, or the extra-MSA row attention's (c = 8: the tile loaded, not an
+    MMA operand; its last sequence padding, every key masked). Finite, and as close to
+    float64 as the 64-key blocks (with them 3pwp_A, 275 residues in the 288 bucket,
+    scored exactly 0 on an H100)."""
     a = kern.attention
     off = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=True)
     on = dataclasses.replace(off, fwd_half_key_block=True)
     assert a._forward_launch(on, kl).block_k == 32
     g = torch.Generator().manual_seed(kl)
-    q, k, v = (torch.randn(1, 3, 4, kl, 32, generator=g).to(device, torch.bfloat16)
+    c = 8 if form == "extra_msa_rows" else 32
+    q, k, v = (torch.randn(1, 3, 4, kl, c, generator=g).to(device, torch.bfloat16)
                for _ in range(3))
-    keys = torch.zeros(kl)
-    keys[real:] = -1e9  # inf · (mask - 1), inf = 1e9
+    keys = torch.zeros(1, 3, 1, 1, kl)
+    keys[..., real:] = -1e9  # inf · (mask - 1), inf = 1e9
+    if form == "extra_msa_rows":
+        keys[:, -1] = -1e9
     tile = torch.randn(1, 1, 4, kl, kl, generator=g)
     if form == "folded_tile":
-        biases = [(tile + keys).to(device, torch.bfloat16).contiguous()]
+        biases = [(tile + keys[:, :1]).to(device, torch.bfloat16).contiguous()]
     else:
-        biases = [keys.view(1, 1, 1, 1, kl).expand(1, 3, 1, 1, kl).to(device),
-                  tile.to(device, torch.bfloat16).contiguous()]
+        biases = [keys.to(device), tile.to(device, torch.bfloat16).contiguous()]
     ref = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in biases])
     with torch.no_grad():
         got, base = (a.flash_attention(q, k, v, biases, cfg) for cfg in (on, off))
