@@ -447,8 +447,8 @@ def _norm_in_gating_matches_layer_norm_kernel(device, dtype):
     z = (3 * torch.randn(2, 9, 9, 32, generator=g) + 1).to(device)  # raw stream, fp32
     ln = TritonLayerNorm(32).to(device)
     with torch.no_grad():
-        ln.weight.normal_(1, 0.2)
-        ln.bias.normal_(0, 0.2)
+        ln.weight.copy_(torch.randn(32, generator=g) * 0.2 + 1)
+        ln.bias.copy_(torch.randn(32, generator=g) * 0.2)
     w = torch.randn(4 * 8, 32, generator=g).to(device, dtype)
     b = torch.randn(4 * 8, generator=g).to(device, dtype)
     m = (torch.rand(2, 1, 81, generator=g) > 0.2).to(device, dtype)
@@ -457,7 +457,16 @@ def _norm_in_gating_matches_layer_norm_kernel(device, dtype):
         want = project_gate_forward(zn, w, b, m, 8)
         got = project_gate_forward(z, w, b, m, 8, norm=ln)
     for x, y in zip(got, want, strict=True):
-        assert x.dtype == dtype and torch.equal(x, y)
+        assert x.dtype == dtype
+        if device.type == "cuda":
+            assert torch.equal(x, y)
+        else:
+            # The interpreter's tl.dot is numpy's matmul, whose BLAS kernel can sum a small
+            # product in another order when an operand is a transposed view (tl.trans of
+            # the normalised rows) rather than a loaded tile: 387 of 512 elements of an
+            # 8 x 32 x 64 product differed in the last bits on an AVX-512 Xeon, where earlier
+            # CI machines gave equal bits. So the CPU checks the values to fp32 rounding.
+            torch.testing.assert_close(x, y, rtol=2e-6, atol=2e-6)
 
 
 def test_projection_gating_kernel_normalises_as_the_layer_norm_kernel(kern, device):
