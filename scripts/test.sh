@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 ruff check implementations tests
 # pytest exits 5 when it collects nothing; set -e turns that into a failure.
 # Two workers (pytest-xdist), a test file each at a time, files in collection order (the
-# `slow` tests first, tests/conftest.py): on a 2-core machine 55 -> 45 minutes with the
-# main-job test last (2026-12-07); SCALEFOLD_TEST_WORKERS=0 runs in one process. Each
-# worker peaks near 5 GB: more workers need more memory, not only more cores.
+# `slow` tests first), each worker with its share of the cores as threads
+# (tests/conftest.py): on a 2-core machine 55 minutes in one process -> 16.5 minutes
+# (2026-12-07, ci112); SCALEFOLD_TEST_WORKERS=0 runs in one process. Each worker peaks
+# near 5 GB: more workers need more memory, not only more cores.
 python -m pytest -q -p no:cacheprovider --timeout=1800 \
     -n "${SCALEFOLD_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
