@@ -14,6 +14,7 @@ from scalefold.bench.sass import (  # noqa: E402
     Case,
     attention_cases,
     compile_case,
+    compile_kernel,
     compile_signature,
     disassemble,
     format_table,
@@ -82,6 +83,45 @@ def test_the_bias_tile_as_mma_operand_leaves_no_global_load_in_the_loop(name):
     if not case.constexprs["HAS_B0"]:  # the tile alone (the triangle attentions)
         assert loaded["opcodes"]["LDG"] > 0 and mma["opcodes"]["LDG"] == 0
     assert mma["registers"] <= 128  # four blocks of 128 threads still share a multiprocessor
+
+
+def _ptx_of_line(ptx: str, path: str, line: int) -> list[str]:
+    """The PTX instructions that `.loc` attributes to `line` of the source file `path`."""
+    import re
+
+    files = {m.group(1) for m in re.finditer(r'\.file\s+(\d+)\s+"([^"]+)"', ptx)
+             if m.group(2).endswith(path)}
+    out, keep = [], False
+    for ln in ptx.splitlines():
+        loc = re.match(r"\s*\.loc\s+(\d+)\s+(\d+)\s", ln)
+        if loc:
+            keep = loc.group(1) in files and int(loc.group(2)) == line
+        elif keep and ln.strip() and not ln.strip().startswith(("$", "//")):
+            out.append(ln.strip())
+    return out
+
+
+@pytest.mark.parametrize("name", [c.name for c in attention_cases() if c.kernel == "_attn_fwd"])
+@pytest.mark.parametrize("form", ["fused", "fused+unmasked", "fused+unmasked+bias_mma"])
+def test_the_forward_rescale_subtracts_rounded_values(name, form):
+    """The fused forward's online-softmax rescale, compiled for sm90 with FP fusion: the
+    exponent of alpha is a subtraction of two rounded values (the running and the new
+    max, each times log2 e), so alpha is exactly 1 while a row's max holds. Contracted
+    into an fma (m_i · log2 e exact in it), the exponent was the rounding error of
+    m · log2 e, ~18 at the -1e9 masks, and a row of masked keys overflowed past six
+    blocks of keys (docs/perf-log/2026-12-07.md section 6)."""
+    import inspect
+
+    import scalefold.kernels.attention as attention
+
+    case = next(c for c in attention_cases() if c.name == name)
+    src, first = inspect.getsourcelines(attention._softmax_step.fn)
+    line = first + next(i for i, ln in enumerate(src) if "alpha = tl.exp2(" in ln)
+    ptx = compile_kernel(case, form).asm["ptx"]
+    alpha = _ptx_of_line(ptx, "kernels/attention.py", line)
+    assert any(i.startswith("ex2") for i in alpha), alpha
+    assert any(i.startswith("sub.f32") for i in alpha), alpha
+    assert not any(i.startswith("fma") for i in alpha), alpha
 
 
 def test_the_precomputed_delta_leaves_the_dk_dv_loop():

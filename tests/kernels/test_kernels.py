@@ -700,6 +700,42 @@ def test_flash_attention_fully_masked_row_averages_values(kern, device, fused):
     assert all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("kl,half", [(288, True), (448, False), (704, False)],
+                         ids=["288_keys_32_key_blocks", "448_keys", "704_keys"])
+@pytest.mark.parametrize("form", ["training", "evaluation"])
+def test_flash_attention_fully_masked_row_over_many_key_blocks(kern, device, kl, half, form):
+    """Rows whose every key the -1e9 mask hides (a padding sequence of the MSA row
+    attention), in the fused-logits forward at 7 to 11 blocks of keys, bf16: finite, the
+    uniform average of v, the other rows as eager fp64's. Compiled with FP fusion, the
+    rescale exp2(m_i · log2 e - m_new · log2 e) became one fma whose exponent was the
+    rounding error of m · log2 e (~18 at -1e9), not 0, compounding once a block: past six
+    blocks such a row's sum overflowed and its output was NaN (3pwp_A's zero with the
+    32-key blocks at 288 keys). The interpreter rounds each operation, so there it passed
+    before the fix too; the sm90 compile's form is `test_sass.py`'s."""
+    a = kern.attention
+    cfg = a.FlashConfig(fused_logits=True, unmasked_loads=form == "evaluation",
+                        bias_mma=form == "evaluation", fwd_half_key_block=half)
+    assert kl // a._forward_launch(cfg, kl).block_k >= 7
+    g = torch.Generator().manual_seed(kl)
+    q, k, v = (torch.randn(1, 3, 2, n, 32, generator=g).to(device, torch.bfloat16)
+               for n in (16, kl, kl))  # [1, S, H, Q or K, c]
+    mask = torch.zeros(1, 3, 1, 1, kl)
+    mask[..., kl - 13:] = -1e9  # padded keys
+    mask[:, 1] = -1e9  # sequence 1: padding, every key masked
+    pair = torch.randn(1, 1, 2, 16, kl, generator=g)
+    biases = [mask.to(device), pair.to(device, torch.bfloat16).contiguous()]
+    q, k, v = (t.requires_grad_(form == "training") for t in (q, k, v))
+    with torch.set_grad_enabled(form == "training"):
+        o = a.flash_attention(q, k, v, biases, cfg).detach()  # [1, 3, 2, 16, 32]
+    assert torch.isfinite(o).all()
+    want = v[0, 1].detach().float().mean(dim=-2, keepdim=True).expand(2, 16, 32)  # [H, Q, c]
+    assert rel(o[0, 1].float(), want) < 1e-2
+    ref = eager_attention(*(t.detach().double() for t in (q, k, v)),
+                          [b.double() for b in biases])
+    real = [0, 2]
+    assert rel(o[0, real].double(), ref[0, real]) < 2e-2
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", ["tri_template", "msa_row"])
 def test_flash_attention_scales_q_where_it_loads_it(kern, device, name, dtype):

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Call RM (H200 preferred, <= 9.5 min): with little device time, the real 180-chain pass
-# of today's h200 evaluation first (attention_half_key_blocks withheld): it raises
+# of today's h200 evaluation first (the 32-key blocks back after the rescale fix): it raises
 # NonFiniteEvaluation naming any chain that is not finite (its 44 buckets include 288,
 # 3pwp_A's), then the lDDT-Ca check against fp32 (random weights, 3pwp_A among the
 # mini chains), then the GPU test of the evaluation copy at the benchmark widths.

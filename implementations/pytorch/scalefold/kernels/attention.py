@@ -172,25 +172,39 @@ if triton is not None:
         return kt, v
 
     @triton.jit
-    def _softmax_step(s, v, m_i, l_i, acc, FUSED: tl.constexpr, PREC: tl.constexpr):
+    def _softmax_step(s, v, m_i, ml_i, l_i, acc, FUSED: tl.constexpr, PREC: tl.constexpr):
         # The online softmax's step with the logits s [BQ, BK] of a block of keys and its
-        # values v [BK, BDV]: (m_i, l_i, acc) updated.
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # values v [BK, BDV]: (m_i, ml_i, l_i, acc) updated. FUSED: ml_i is m_i · log2 e
+        # as rounded, the reference every p = exp2(s · log2 e - ml) of the row is taken
+        # from (one fma: s · log2 e exact in it), so the old terms are re-referenced by
+        # exp2(ml_i - ml_new), exactly 1 while the max holds. Written m_i · log2 e -
+        # m_new · log2 e, FP fusion made it one fma too, whose exponent was then the
+        # rounding error of m · log2 e, not 0: up to half an ulp of |m| · log2 e, ~18 at a
+        # row whose every key the -1e9 masks hide, compounded once a block of keys: past
+        # six blocks the row's sum overflowed and its output was NaN (sm90 PTX:
+        # docs/perf-log/2026-12-07.md section 6).
+        row_max = tl.max(s, axis=1)
+        m_new = tl.maximum(m_i, row_max)
         if FUSED:
-            alpha = tl.exp2(m_i * _LOG2E - m_new * _LOG2E)
+            # rounding is monotonic, so this is m_new · log2 e rounded; as the max of a
+            # product (not the product itself) no fma can take it into the subtraction
+            ml_new = tl.maximum(ml_i, row_max * _LOG2E)
+            alpha = tl.exp2(ml_i - ml_new)
+            p = tl.exp2(s * _LOG2E - ml_new[:, None])
         else:
+            ml_new = ml_i
             alpha = tl.exp(m_i - m_new)
-        p = _exp_minus(s, m_new, FUSED)
+            p = _exp_minus(s, m_new, FUSED)
         l_i = l_i * alpha + tl.sum(p, axis=1)
         if FUSED:  # the rescaled output as the product's accumulator: one add less
             acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=PREC)
         else:
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-        return m_new, l_i, acc
+        return m_new, ml_new, l_i, acc
 
     @triton.jit
     def _fwd_keys(
-        q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
+        q, m_i, ml_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
         QL, KL, D, DV, skl, skd, svl, svd,
         b0_1, b0_2, b0_h, b0_q, b0_k,
         b1_1, b1_2, b1_h, b1_q, b1_k,
@@ -200,7 +214,8 @@ if triton is not None:
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, eye, B0_MMA: tl.constexpr, B1_MMA: tl.constexpr,
     ):
-        # The online softmax over one block of keys from `start`: (m_i, l_i, acc) updated.
+        # The online softmax over one block of keys from `start`: (m_i, ml_i, l_i, acc)
+        # updated (`_softmax_step`).
         # LOAD_MASKS: loads test their bounds (else the block is full and the query rows
         # in bounds); KEY_MASK: keys past the end get -inf; EVEN_D: the head dimensions
         # fill their blocks.
@@ -213,7 +228,7 @@ if triton is not None:
                     LOAD_MASKS, eye, B0_MMA, B1_MMA)  # [BQ, BK]
         if KEY_MASK:  # keys past the end of the last block
             s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
-        return _softmax_step(s, v, m_i, l_i, acc, FUSED, PREC)
+        return _softmax_step(s, v, m_i, ml_i, l_i, acc, FUSED, PREC)
 
     @triton.jit
     def _attn_fwd(
@@ -263,6 +278,7 @@ if triton is not None:
         if SCALE_Q:  # q · scale rounded to q's dtype: the bits of the plain core's multiply
             q = (q.to(tl.float32) * q_scale).to(q.dtype)
         m_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
+        ml_i = tl.full([BQ], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BQ], dtype=tl.float32)
         acc = tl.zeros([BQ, BDV], dtype=tl.float32)
         if B0_MMA or B1_MMA:  # [BQ, BQ] identity in the tile's dtype (`_bias_tile`)
@@ -276,23 +292,23 @@ if triton is not None:
         if UNMASKED:
             k_full = (KL // BK) * BK
             for start in range(0, k_full, BK):
-                m_i, l_i, acc = _fwd_keys(
-                    q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                m_i, ml_i, l_i, acc = _fwd_keys(
+                    q, m_i, ml_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
                     BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
             if k_full < KL:
-                m_i, l_i, acc = _fwd_keys(
-                    q, m_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
+                m_i, ml_i, l_i, acc = _fwd_keys(
+                    q, m_i, ml_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, True, EVEN_D,
                     BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
         else:
             for start in range(0, KL, BK):
-                m_i, l_i, acc = _fwd_keys(
-                    q, m_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
+                m_i, ml_i, l_i, acc = _fwd_keys(
+                    q, m_i, ml_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, not EVEN_K, EVEN_D,

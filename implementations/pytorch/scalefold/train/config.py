@@ -36,15 +36,15 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 
 # The fields `eval_no_grad_kernels` turns on in the evaluation copy: kernels for forwards
 # without gradients, each measured faster in the evaluation and not yet in the training
-# step (`SpeedConfig.for_evaluation_model`). `attention_half_key_blocks` (0.991x on the
-# screen) is withheld: with it the evaluation scores one mini chain (275 residues, the one
-# bucket of 288 keys, an odd multiple of 32) exactly 0 against 0.135 in fp32 on an H100,
-# and it is the only suspect that takes that length alone; until a GPU bisect clears or
-# convicts it (docs/perf-log/2026-12-06.md, section 10).
+# step (`SpeedConfig.for_evaluation_model`). With `attention_half_key_blocks` a mini chain
+# (275 residues: 288 keys, nine 32-key blocks) scored exactly 0 on an H100: the forward's
+# rescale overflowed in rows whose every key is masked past six blocks of keys, fixed in
+# `_softmax_step` (docs/perf-log/2026-12-07.md, section 6).
 EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
                         "ln_projection_forward_kernel", "attention_gate_epilogue",
                         "triangle_attention_folded_mask", "transition_forward_kernel",
-                        "attention_bias_mma", "opm_residual_epilogue")
+                        "attention_bias_mma", "attention_half_key_blocks",
+                        "opm_residual_epilogue")
 
 
 @dataclass(frozen=True)
