@@ -177,12 +177,11 @@ if triton is not None:
         # values v [BK, BDV]: (m_i, ml_i, l_i, acc) updated. FUSED: ml_i is m_i · log2 e
         # as rounded, the reference every p = exp2(s · log2 e - ml) of the row is taken
         # from (one fma: s · log2 e exact in it), so the old terms are re-referenced by
-        # exp2(ml_i - ml_new), exactly 1 while the max holds. Written m_i · log2 e -
-        # m_new · log2 e, FP fusion made it one fma too, whose exponent was then the
-        # rounding error of m · log2 e, not 0: up to half an ulp of |m| · log2 e, ~18 at a
-        # row whose every key the -1e9 masks hide, compounded once a block of keys: past
-        # six blocks the row's sum overflowed and its output was NaN (sm90 PTX:
-        # docs/perf-log/2026-12-07.md section 6).
+        # exp2(ml_i - ml_new), exactly 1 while the max holds. Not m_i · log2 e -
+        # m_new · log2 e: FP fusion makes that one fma too, whose exponent is the rounding
+        # error of m · log2 e instead of 0 (~18 where the -1e9 masks hide every key of a
+        # row), compounding once a block of keys until the row's sum overflows past six
+        # blocks (docs/perf-log/2026-12-07.md section 6).
         row_max = tl.max(s, axis=1)
         m_new = tl.maximum(m_i, row_max)
         if FUSED:
