@@ -8,7 +8,10 @@
 #                scripts/gpu_env.sh; the machine's Python is 3.12
 #   .cache/mini  the embedded mini dataset (`scalefold data build-mini`)
 #   .devsnap     the next-session scripts, copied from docs/evidence/2026-12-05_next
-# Usage: scripts/device_prep.sh   (sets up .venv first if it is missing)
+#   .devck       with --checkpoint: seed 1 of the embedded default trained to its target on
+#                this CPU (~7 min), its last checkpoint (~18 MB), for the trained-weights
+#                lDDT check (callY.sh, callT.sh) without a training compile on the GPU
+# Usage: scripts/device_prep.sh [--checkpoint]   (sets up .venv first if it is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/python ]] || ./scripts/setup.sh
@@ -25,4 +28,11 @@ fi
 [[ -d .cache/mini ]] || scalefold data build-mini .cache/mini
 mkdir -p .devsnap
 cp docs/evidence/2026-12-05_next/*.sh docs/evidence/2026-12-05_next/*.py .devsnap/
-du -sh .whlg .cache/mini .devsnap
+if [[ ${1:-} == --checkpoint ]] && ! ls .devck/*.pt > /dev/null 2>&1; then
+    rm -rf .devck/train && mkdir -p .devck
+    scalefold train --seed 1 --checkpoint-every-iters 20 --keep-last-checkpoints 1 \
+        --checkpoint-dir .devck/train --output-dir .devck/train/out \
+        --mlperf-log .devck/train/out/seed1.log | tail -1
+    mv "$(ls -t .devck/train/*.pt | head -1)" .devck/ && rm -rf .devck/train
+fi
+du -sh .whlg .cache/mini .devsnap $(ls -d .devck 2>/dev/null)

@@ -14,6 +14,7 @@ from scalefold.bench.eval import (
     EvalBenchConfig,
     assumed_cameo_lengths,
     evaluation_gpus,
+    lddt_verdict,
     synthetic_eval_chains,
 )
 from scalefold.cli import ensure_mini_dataset, main
@@ -237,6 +238,40 @@ def test_check_lddt_compares_fp32_with_the_fast_path(tmp_path, capsys):
     assert list(fp32["per_chain"]) == ["3pwp_B"]
     # Real structures (re-drawn weights), not every atom at the origin.
     assert 0.02 < fp32["mean_lddt_ca"] < 1.0
+
+
+def test_check_lddt_below_fp32_adds_the_plain_run_at_that_precision(tmp_path, capsys):
+    data = ensure_mini_dataset(tmp_path / "mini")
+    out = tmp_path / "check.json"
+    main(["bench", "eval", "--check-lddt", "--data-dir", str(data), "--preset", "tiny",
+          "--device", "cpu", "--speed", "eager", "--precision", "bf16",
+          "--eval-length-buckets", "128", *SMALL_FEATURES, "--num-recycling-iters", "0",
+          "--val-chain-ids", "3pwp_B", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "plain (bf16): mean lDDT-Ca" in text and "difference (plain - fp32)" in text
+    res = json.loads(out.read_text())
+    plain, fast = res["runs"]["plain"], res["runs"]["fast"]
+    assert plain["precision"] == fast["precision"] == "bf16"
+    assert plain["speed"]["eval_length_buckets"] == "off"
+    assert fast["speed"]["eval_length_buckets"] == "128"
+    means = {k: r["mean_lddt_ca"] for k, r in res["runs"].items()}
+    assert (res["ok"], res["verdict"]) == lddt_verdict(means["fp32"], means["fast"],
+                                                       means["plain"], 1e-3)
+
+
+def test_lddt_verdict_lets_the_precision_account_for_a_gap_only_when_plain_has_it():
+    # within the tolerance of fp32: passes whatever plain did
+    assert lddt_verdict(0.30, 0.3009, 0.33, 1e-3) == (True, "|fast - fp32| <= 0.001")
+    # beyond it, and plain at the same precision is close to fp32: the kernels' fault
+    assert not lddt_verdict(0.30, 0.3015, 0.3001, 1e-3)[0]
+    assert not lddt_verdict(0.30, 0.3015, None, 1e-3)[0]
+    # plain is as far from fp32 as the fast path: the precision's own rounding
+    ok, reason = lddt_verdict(0.2934, 0.2944, 0.2945, 1e-3)
+    assert ok and "|fast - plain| <= 0.001" in reason
+    # a chain scored 0 (a non-finite forward) is far from both
+    assert not lddt_verdict(0.2934, 0.2380, 0.2945, 1e-3)[0]
+    assert not lddt_verdict(0.2934, float("nan"), 0.2945, 1e-3)[0]
+    assert not lddt_verdict(0.2934, 0.2944, float("nan"), 1e-4)[0]
 
 
 def test_bucket_fit_recovers_a_cubic_cost_and_predicts_other_buckets():

@@ -1,25 +1,27 @@
 #!/bin/bash
-# Call Y (any card, ~5 min; twenty-fifth session, a second check added in the twenty-sixth): lDDT-Ca of today's h200 evaluation
-# (the outer product mean's epilogue adopted) against fp32 with trained weights: seed 1
-# of the embedded default trained with --speed h200 to its target (checkpoints every 20
-# steps), then the check on its last checkpoint's SWA weights, 4 mini chains.
+# Call Y (any card, ~4 min): lDDT-Ca of today's h200 evaluation against fp32 with trained
+# weights, on the 4 mini chains (5pti_A, 3pwp_A, 3pwp_B, 3pwp_D), at the default features
+# and at the features the embedded default trains with. Weights: the checkpoint in
+# .devck (`scripts/device_prep.sh --checkpoint` trains seed 1 to its target on the CPU,
+# ~7 min; the thirtieth session's call T), else seed 1 trained here with --speed h200
+# (its compile takes over 120 s without a cache: the thirtieth session's callR2 lost its
+# call to it). --check-lddt runs plain PyTorch at bf16 beside (`lddt_verdict`).
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-timeout 120 python3 -m scalefold.cli train --seed 1 --speed h200 --no-eval-compile-glue \
-  --no-eval-compile-structure-module --no-eval-warm-up \
-  --checkpoint-every-iters 20 --keep-last-checkpoints 1 --checkpoint-dir /tmp/ckY \
-  --output-dir /tmp/cY --mlperf-log $OUT/callY_seed1.log > $OUT/callY_seed1.txt 2>&1
-grep -o 'iterations=[0-9]* reached_target=[A-Za-z]*' $OUT/callY_seed1.txt; tail -2 $OUT/callY_seed1.txt
-CKPT=$(ls -t /tmp/ckY/*.pt | head -1); echo "checkpoint $CKPT"
-timeout 100 python3 -m scalefold.cli bench eval --check-lddt --speed h200 --data-dir .cache/mini \
-  --preset small --checkpoint $CKPT --val-chain-ids 5pti_A,3pwp_A,3pwp_B,3pwp_D \
-  --json $OUT/callY_check_lddt.json > $OUT/callY_check_lddt.txt 2>&1
-grep -v "^\s" $OUT/callY_check_lddt.txt | grep -v -i warn | tail -5
-# The same check at the features the model was trained with (the embedded default: 16
-# clusters, 32 extra sequences, no recycling): its structures there are real (training's
-# evaluation reached lDDT-Ca 0.80 on 5pti_A), so the comparison means more.
-timeout 100 python3 -m scalefold.cli bench eval --check-lddt --speed h200 --data-dir .cache/mini \
-  --preset small --checkpoint $CKPT --val-chain-ids 5pti_A,3pwp_A,3pwp_B,3pwp_D \
-  --max-msa-clusters 16 --max-extra-msa 32 --num-recycling-iters 0 \
-  --json $OUT/callY_check_lddt_trained_features.json > $OUT/callY_check_lddt_trained_features.txt 2>&1
-grep -v "^\s" $OUT/callY_check_lddt_trained_features.txt | grep -v -i warn | tail -5
+CKPT=$(ls -t .devck/*.pt 2>/dev/null | head -1)
+if [[ -z $CKPT ]]; then
+  timeout -k 10 300 python3 -m scalefold.cli train --seed 1 --speed h200 --no-eval-compile-glue \
+    --no-eval-compile-structure-module --no-eval-warm-up \
+    --checkpoint-every-iters 20 --keep-last-checkpoints 1 --checkpoint-dir /tmp/ckY \
+    --output-dir /tmp/cY --mlperf-log $OUT/callY_seed1.log > $OUT/callY_seed1.txt 2>&1
+  grep -o 'iterations=[0-9]* reached_target=[A-Za-z]*' $OUT/callY_seed1.txt; tail -2 $OUT/callY_seed1.txt
+  CKPT=$(ls -t /tmp/ckY/*.pt | head -1)
+fi
+echo "checkpoint $CKPT"
+for features in default trained; do
+  extra=(); [[ $features == trained ]] && extra=(--max-msa-clusters 16 --max-extra-msa 32 --num-recycling-iters 0)
+  timeout -k 5 150 python3 -m scalefold.cli bench eval --check-lddt --speed h200 --data-dir .cache/mini \
+    --preset small --checkpoint $CKPT --val-chain-ids 5pti_A,3pwp_A,3pwp_B,3pwp_D "${extra[@]}" \
+    --json $OUT/callY_check_lddt_$features.json > $OUT/callY_check_lddt_$features.txt 2>&1
+  grep -v "^\s" $OUT/callY_check_lddt_$features.txt | grep -v -i warn | tail -6
+done

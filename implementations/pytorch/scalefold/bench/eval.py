@@ -93,7 +93,12 @@ JSON (`--json PATH`; read by `scalefold plan`):
 `--check-lddt`: the mini dataset's validation chains evaluated through two trainers
 (`Trainer.evaluate`, the run's own path), once in fp32 with no speed-ups and once with
 the given precision and speed-ups, from the same weights; prints both mean lDDT-Cα values
-and their difference, and fails (exit 1) above `--tolerance`. A freshly initialised
+and their difference, and fails (exit 1) above `--tolerance`. Below fp32 a third run,
+`plain`, takes the same precision without speed-ups: lower precision moves the mean by
+itself (bf16 in plain PyTorch moved trained weights' 4-chain mean 1.15e-3 on an H100), so
+where `plain` is itself beyond the tolerance from fp32 the fast path passes within the
+tolerance of `plain` (its kernels add no more than that to the precision's own rounding);
+`lddt_verdict` is the rule. A freshly initialised
 AlphaFold has its output projections at zero (every atom at the origin, one lDDT for any
 precision), so without `--checkpoint` every all-zero weight matrix is re-drawn at random
 (seeded) first: a weak check, random structures score near 0.1 whatever the precision.
@@ -824,6 +829,8 @@ def check_lddt(cfg: EvalBenchConfig, data_dir: Path, checkpoint: Path | None,
         del state
     runs = {"fp32": dataclasses.replace(base, precision="fp32", speed=SpeedConfig()),
             "fast": base}
+    if base.precision != "fp32" and base.speed != SpeedConfig():
+        runs["plain"] = dataclasses.replace(base, speed=SpeedConfig())
     reference = None
     results: dict[str, dict] = {}
     for name, tcfg in runs.items():
@@ -854,14 +861,36 @@ def check_lddt(cfg: EvalBenchConfig, data_dir: Path, checkpoint: Path | None,
         del trainer
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    diff = results["fast"]["mean_lddt_ca"] - results["fp32"]["mean_lddt_ca"]
-    ok = abs(diff) <= tolerance
-    log(f"difference (fast - fp32): {diff:+.2e}; |difference| <= {tolerance:g}: "
-        f"{'yes' if ok else 'NO'}")
+    means = {name: r["mean_lddt_ca"] for name, r in results.items()}
+    diff = means["fast"] - means["fp32"]
+    ok, reason = lddt_verdict(means["fp32"], means["fast"], means.get("plain"), tolerance)
+    if "plain" in means:
+        log(f"difference (plain - fp32): {means['plain'] - means['fp32']:+.2e}; "
+            f"(fast - plain): {means['fast'] - means['plain']:+.2e}")
+    log(f"difference (fast - fp32): {diff:+.2e}; {reason}: {'yes' if ok else 'NO'}")
     if json_path:
         Path(json_path).write_text(json.dumps(
             {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
              else device.type, "torch": torch.__version__, "chains": list(val),
-             "runs": results, "difference": diff, "tolerance": tolerance, "ok": ok},
+             "runs": results, "difference": diff, "tolerance": tolerance, "ok": ok,
+             "verdict": reason},
             indent=1))
     return 0 if ok else 1
+
+
+def lddt_verdict(fp32: float, fast: float, plain: float | None,
+                 tolerance: float) -> tuple[bool, str]:
+    """Whether the fast path's mean lDDT-Cα passes, and the comparison that decided.
+
+    Within `tolerance` of fp32 passes. Otherwise, where the plain run at the fast path's
+    precision (`plain`, no speed-ups) is itself beyond `tolerance` from fp32, the
+    precision accounts for the gap and the fast path passes if within `tolerance` of
+    `plain`. A kernel fault (a chain scored 0, a NaN) fails either comparison."""
+    if not all(map(math.isfinite, (fp32, fast))):
+        return False, "finite means"
+    if abs(fast - fp32) <= tolerance:
+        return True, f"|fast - fp32| <= {tolerance:g}"
+    if plain is None or not math.isfinite(plain) or abs(plain - fp32) <= tolerance:
+        return False, f"|fast - fp32| <= {tolerance:g}"
+    return (abs(fast - plain) <= tolerance,
+            f"|fast - fp32| > {tolerance:g} as |plain - fp32|; |fast - plain| <= {tolerance:g}")
