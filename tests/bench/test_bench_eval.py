@@ -257,6 +257,7 @@ def test_check_lddt_below_fp32_adds_the_plain_run_at_that_precision(tmp_path, ca
     means = {k: r["mean_lddt_ca"] for k, r in res["runs"].items()}
     assert (res["ok"], res["verdict"]) == lddt_verdict(means["fp32"], means["fast"],
                                                        means["plain"], 1e-3)
+    assert res["within_tolerance_of_fp32"] == (abs(means["fast"] - means["fp32"]) <= 1e-3)
 
 
 def test_lddt_verdict_lets_the_precision_account_for_a_gap_only_when_plain_has_it():
