@@ -4,8 +4,9 @@
 # network. Then a call passes carry [".whlg", ".cache/mini", ".devsnap"] (".devcache" too
 # where `scripts/gpu_cache.sh pack` sent a compile cache back) and runs, e.g.,
 # `bash .devsnap/callR2.sh` (the scripts of docs/evidence/2026-12-05_next).
-#   .whlg        wheels the GPU machine lacks (mlperf-logging) and Kalign's .deb, for
-#                scripts/gpu_env.sh; the machine's Python is 3.12
+#   .whlg        wheels the GPU machine lacks (mlperf-logging; pytest-xdist and execnet
+#                for scripts/gpu_tests.sh) and Kalign's .deb, for scripts/gpu_env.sh; the
+#                machine's Python is 3.12
 #   .cache/mini  the embedded mini dataset (`scalefold data build-mini`)
 #   .devsnap     the next-session scripts, copied from docs/evidence/2026-12-05_next
 #   .devck       with --checkpoint: seed 1 of the embedded default trained to its target on
@@ -21,6 +22,12 @@ cd "$(dirname "$0")/.."
 if ! ls .whlg/mlperf_logging-*.whl > /dev/null 2>&1; then
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux2014_x86_64 -d .whlg mlperf-logging==4.1.68
+fi
+# pytest-xdist for scripts/gpu_tests.sh's workers (pure Python)
+if ! ls .whlg/pytest_xdist-*.whl > /dev/null 2>&1; then
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux2014_x86_64 -d .whlg \
+        pytest-xdist==3.8.0 execnet==2.1.2
 fi
 if ! ls .whlg/kalign*.deb > /dev/null 2>&1; then
     (cd .whlg && apt-get download kalign)

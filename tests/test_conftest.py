@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,3 +35,51 @@ def test_gpu_selection_and_done_list(tmp_path):
     # the kernel tests (the `kern` fixture) count as GPU tests
     kern = _collected(tmp_path, "tests/kernels/test_optimizer.py", SCALEFOLD_GPU_TESTS="1")
     assert kern and all("test_optimizer.py::" in k for k in kern)
+
+
+_FAKE_SUITE = '''
+import pytest
+
+
+@pytest.mark.parametrize("case", ["plain", "with space, and comma"])
+def test_passes(case):
+    pass
+
+
+def test_fails():
+    assert False
+
+
+@pytest.mark.skip(reason="no GPU here")
+def test_skipped():
+    pass
+'''
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_gpu_tests_script_records_each_outcome_by_node_id(tmp_path, workers):
+    """scripts/gpu_tests.sh reads outcomes from pytest's -v lines in one process and from
+    xdist's workers, parametrized ids with spaces included: the done list gains what
+    passed or was skipped, the failed list what failed, and a carried node is not rerun."""
+    suite = tmp_path / "tests"
+    suite.mkdir()
+    (suite / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (suite / "test_fake.py").write_text(_FAKE_SUITE)
+    (tmp_path / ".devsnap").mkdir()
+    carried = "tests/test_fake.py::test_passes[plain]"
+    (tmp_path / ".devsnap" / "gpu_tests_done.txt").write_text(carried + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "SCALEFOLD_GPU_TEST_WORKERS": workers,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_tests.sh"), "240",
+                           "tests/test_fake.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    text = proc.stdout + proc.stderr
+    assert ("-n 2" in text) == (workers == "2"), text
+    assert (out / "gpu_tests_done.txt").read_text().splitlines() == [
+        carried, "tests/test_fake.py::test_passes[with space, and comma]",
+        "tests/test_fake.py::test_skipped"], text
+    assert (out / "gpu_tests_failed.txt").read_text().splitlines() == [
+        "tests/test_fake.py::test_fails"], text
+    assert "1 passed, 1 failed this call; 3 done in all; complete, with failures" in text
