@@ -347,3 +347,20 @@ def test_warm_up_breakdown_separates_the_first_shape():
     assert warm_up_breakdown([(64, 40.0)]) == "; first (64) 40.0 s"
     text = warm_up_breakdown([(64, 40.0), (128, 3.0), (704, 9.0), (192, 4.0)])
     assert text == "; first (64) 40.0 s, the other 3: median 4.0 s, longest (704) 9.0 s"
+
+
+def test_bench_eval_groups_chains_as_the_trainer_does(tmp_path, capsys):
+    """`--eval-chains-per-forward 2`: the pass runs the trainer's forwards
+    (`Evaluator.groups`): the first two 32-residue-bucket chains in one, the third alone;
+    a group's time is shared evenly by its chains; the warm-up captures the stacked shape."""
+    out = tmp_path / "eval.json"
+    rc = main(["bench", "eval", "--preset", "tiny", "--device", "cpu", "--lengths", "12,20,12",
+               *SMALL_FEATURES, "--num-recycling-iters", "1", "--eval-length-buckets", "32",
+               "--eval-chains-per-forward", "2", "--eval-warm-up", "--warm-up-max-length",
+               "32", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["speed"]["eval_chains_per_forward"] == "2"
+    seconds = [c["seconds"] for c in res["chains"]]
+    assert seconds[0] == seconds[1] > 0 and seconds[2] > 0
+    assert [n for n, _ in res["warm_up_shapes"]] == [32, 32]  # batch 1, then 2

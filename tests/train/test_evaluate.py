@@ -18,6 +18,7 @@ from scalefold.model import AlphaFold, AlphaFoldConfig
 from scalefold.train.config import SpeedConfig, TrainConfig
 from scalefold.train.evaluate import (
     RESIDUE_AXIS,
+    TRUTH_FEATURES,
     EvalOptions,
     Evaluator,
     NonFiniteEvaluation,
@@ -193,6 +194,55 @@ def test_options_from_the_speed_config():
     with pytest.raises(ValueError, match="CUDA device"):
         Evaluator(AlphaFold(AlphaFoldConfig.tiny()), torch.device("cpu"),
                   EvalOptions(cuda_graphs=True))
+
+
+def test_chains_of_a_grouped_bucket_score_as_each_alone(tiny_model, monkeypatch):
+    """`eval_chains_per_forward`: chains of one bucket up to GROUP_MAX_LENGTH run two to a
+    forward (padded to the bucket, stacked), the others and a bucket's last one alone;
+    each chain scores as it does alone, under its own index."""
+    from scalefold.train import evaluate
+
+    monkeypatch.setattr(evaluate, "GROUP_MAX_LENGTH", 16)
+    one = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=16))
+    two = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=16, group=2))
+    chains = [_chain(n, seed=n) for n in (9, 14, 20, 11, 17)]  # buckets 16 16 32 16 32
+    forwards = [(ids, tuple(f["aatype"].shape[:2])) for ids, f in two.groups(enumerate(chains))]
+    assert forwards == [([0, 1], (2, 16)), ([2], (1, 20)), ([4], (1, 17)), ([3], (1, 11))]
+    batch = dict(two.groups(enumerate(chains[:2])).__next__()[1].items())
+    assert set(batch) == set(RESIDUE_AXIS) | set(TRUTH_FEATURES)
+    # the second chain's padding is masked in its truth, as in its inputs
+    assert not batch["all_atom_mask"][1, 14:].any() and not batch["seq_mask"][1, 14:].any()
+    expected = dict(one.score_chains(enumerate(chains)))
+    assert len(set(expected.values())) == len(chains)  # a mix-up would show
+    got = two.score_chains(enumerate(chains))
+    assert [i for i, _ in got] == [0, 1, 2, 4, 3]
+    for index, score in got:
+        assert score == pytest.approx(expected[index], abs=1e-6)
+    torch.testing.assert_close(two.predict(evaluate.stack_chains(chains[:1] * 2, 16))[1, :9],
+                               one.predict(chains[0])[0], atol=1e-4, rtol=0)
+
+
+def test_grouped_buckets_warm_up_their_stacked_shape(tiny_model, monkeypatch):
+    ev = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=16, group=2))
+    shapes = []
+    predict = Evaluator._predict
+    monkeypatch.setattr(Evaluator, "_predict",
+                        lambda self, feats, lane: shapes.append(tuple(feats["aatype"].shape[:2]))
+                        or predict(self, feats, lane))
+    assert ev.warm_up_buckets(32, 4, 8, 2, 1) == 4
+    assert shapes == [(1, 16), (1, 32), (2, 16), (2, 32)]
+
+
+def test_chains_per_forward_need_buckets():
+    assert EvalOptions.from_speed(SpeedConfig(eval_length_buckets="16",
+                                              eval_chains_per_forward="4")).group == 4
+    with pytest.raises(ValueError, match="needs eval_length_buckets"):
+        SpeedConfig(eval_chains_per_forward="2")
+    with pytest.raises(ValueError, match="needs length buckets"):
+        EvalOptions(group=2)
+    speed = SpeedConfig(eval_length_buckets="16", eval_chains_per_forward="2",
+                        eval_plain_beside_training=True)
+    assert speed.for_evaluation(trains=True).eval_chains_per_forward == "1"
 
 
 def test_concurrent_chains_need_graphs_and_leave_ranks_that_train():
@@ -547,3 +597,34 @@ def test_fast_evaluation_at_the_benchmark_widths_is_finite_and_follows_fp32(monk
         # eager bf16 moved random-weight positions (spread ~700 Å) by 2-4% of their
         # spread (CPU, one block, 20 and 40 residues); a broken chain moves by all of it
         assert float((fast - ref).norm() / spread) < 0.25, n
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_grouped_chains_in_the_fast_evaluation_score_as_alone(monkeypatch):
+    """`eval_chains_per_forward` on the GPU: the `h200` evaluation copy (bf16, every
+    evaluation kernel, graphs; the benchmark's widths, two blocks a stack) scores chains
+    stacked two to a forward (buckets 96, the 32-key blocks, and 208) as it scores each
+    alone: the kernels had run only batch 1 before."""
+    from scalefold.train import build
+    from scalefold.train.build import build_step
+    from scalefold.train.topology import Topology
+
+    monkeypatch.setattr(build, "model_config", lambda cfg: AlphaFoldConfig.mlperf().with_sizes(
+        num_evoformer_blocks=2, num_extra_msa_blocks=2, num_template_blocks=2))
+    device = torch.device("cuda")
+    chains = [synthetic_batch(None, n, 16, 32, 1, num_iterations=2, seed=n)
+              for n in (90, 94, 200, 203, 150)]
+    speed = dataclasses.replace(SpeedConfig.preset("h200"), eval_warm_up=False)
+    cfg = TrainConfig(data_dir=Path("."), output_dir=Path("."), precision="bf16",
+                      speed=speed, seed=0)
+    built = build_step(cfg, device, Topology(rank=0, world_size=1, num_eval_ranks=0))
+    redraw_zero_weights(list(built.eval_model.parameters()), seed=1)
+    alone = Evaluator(built.eval_model, device,
+                      EvalOptions(bucket=16, cuda_graphs=True), built.autocast)
+    grouped = Evaluator(built.eval_model, device,
+                        EvalOptions(bucket=16, cuda_graphs=True, group=2), built.autocast)
+    assert [ids for ids, _ in grouped.groups(enumerate(chains))] == [[0, 1], [2, 3], [4]]
+    expected = dict(alone.score_chains(enumerate(chains)))
+    for _ in range(2):  # the captured graphs replayed
+        for index, score in grouped.score_chains(enumerate(chains)):
+            assert score == pytest.approx(expected[index], abs=2e-3), index

@@ -317,8 +317,10 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
         parts.clear()
     _sync(device)
     t0 = time.perf_counter()
-    scores, marks, queue, late = [], [], [], 0
-    for feats in chains:
+    scores, marks, queue, late, members = [], [], [], 0, []
+    # the forwards the trainer's evaluation runs (`Evaluator.groups`)
+    for group, feats in evaluator.groups(enumerate(chains)):
+        members.append(group)
         q0 = time.perf_counter()
         if device.type == "cuda":
             # on the chain's lane: with several lanes the chains' spans overlap
@@ -337,16 +339,26 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
             parts.end_chain(queue[-1])
     evaluator.join()
     # the pass ends when the host has the scores
-    values = torch.stack([s.mean() for s in scores]).cpu().tolist()
+    flat = torch.cat(scores).cpu().tolist()
     wall = time.perf_counter() - t0
+    if device.type == "cuda":
+        per_forward = [s.elapsed_time(e) / 1e3 for s, e in marks]
+    else:
+        per_forward = list(marks)
+    # Back to the chains' order; a group's device and host time shared evenly by its
+    # chains (`eval_chains_per_forward`: a chain's own time is not observable).
+    values, per_chain, queue_chain = [0.0] * len(chains), [0.0] * len(chains), [0.0] * len(chains)
+    at = 0
+    for group, fwd_s, q_s in zip(members, per_forward, queue, strict=True):
+        for index in group:
+            values[index] = flat[at]
+            per_chain[index] = fwd_s / len(group)
+            queue_chain[index] = q_s / len(group)
+            at += 1
     # a pass whose forwards went non-finite timed a broken path: not a result
     finite_scores(values, [f"chain {i} ({chain_length(f)} residues)"
                            for i, f in enumerate(chains)])
-    if device.type == "cuda":
-        per_chain = [s.elapsed_time(e) / 1e3 for s, e in marks]
-    else:
-        per_chain = list(marks)
-    return PassTiming(wall, per_chain, values, queue, int(late),
+    return PassTiming(wall, per_chain, values, queue_chain, int(late),
                       parts.medians() if parts is not None else {},
                       parts.forward_device_seconds() if parts is not None else 0.0)
 

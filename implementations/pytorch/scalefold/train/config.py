@@ -9,6 +9,7 @@ from typing import Literal
 # Evaluation length buckets (residues; "off": each chain at its own length).
 EvalBuckets = Literal["off", "16", "32", "64", "128"]
 EvalConcurrentChains = Literal["1", "2", "3", "4"]
+EvalChainsPerForward = Literal["1", "2", "4"]
 
 Precision = Literal["fp32", "tf32", "bf16"]
 LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
@@ -227,6 +228,12 @@ class SpeedConfig:
              "by a host thread of its own on a stream of its own with its own graphs and "
              "memory pool, so that the kernels of one fill the gaps between another's (each "
              "lane costs the graphs' memory and capture once more)")
+    eval_chains_per_forward: EvalChainsPerForward = _opt(
+        "1", "evaluation, with eval_length_buckets: chains of one bucket up to 256 "
+             "residues stacked this many at a time into one forward's batch (the others, "
+             "and a bucket's last few, alone), so that a group pays the ~19,000 kernel "
+             "launches a chain's forward makes once: short chains' kernels are "
+             "latency-bound; each grouped bucket is one shape more to capture")
     eval_warm_up: bool = _opt(
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "
@@ -246,7 +253,8 @@ class SpeedConfig:
         return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
                        eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
                        eval_compile_structure_module=False,
-                       eval_concurrent_chains="1", eval_plain_beside_training=False)
+                       eval_concurrent_chains="1", eval_chains_per_forward="1",
+                       eval_plain_beside_training=False)
 
     def for_evaluation_model(self) -> SpeedConfig:
         """The model-side speed-ups of the evaluation copy: the training model's without
@@ -302,6 +310,9 @@ class SpeedConfig:
             raise ValueError("eval_concurrent_chains needs eval_cuda_graphs (a lane's "
                              "first-time work is its captures, done before the pass; eager "
                              "forwards on several threads would compile and autotune at once)")
+        if self.eval_chains_per_forward != "1" and self.eval_length_buckets == "off":
+            raise ValueError("eval_chains_per_forward needs eval_length_buckets: only chains "
+                             "padded to one bucket stack into one batch")
         if self.eval_warm_up and self.eval_length_buckets == "off":
             raise ValueError("eval_warm_up needs eval_length_buckets: without buckets every "
                              "length up to 700 residues is a shape of its own")

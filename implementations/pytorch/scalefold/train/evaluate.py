@@ -54,7 +54,7 @@ import contextlib
 import math
 import time
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -65,7 +65,7 @@ from torch import nn
 
 from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
-from scalefold.train.config import EvalBuckets, EvalConcurrentChains
+from scalefold.train.config import EvalBuckets, EvalChainsPerForward, EvalConcurrentChains
 from scalefold.utils.transfer import InputCopies
 
 if TYPE_CHECKING:
@@ -94,6 +94,11 @@ TRUTH_FEATURES = ("all_atom_positions", "all_atom_mask")
 
 BUCKET_CHOICES = typing.get_args(EvalBuckets)
 LANE_CHOICES = typing.get_args(EvalConcurrentChains)
+GROUP_CHOICES = typing.get_args(EvalChainsPerForward)
+# Chains up to this padded length are grouped (`EvalOptions.group`): the 224-residue
+# profile's forward is ~19,000 launches of ~2.5 us (2026-12-06 perf-log section 9), a fixed
+# cost that dominates short chains; longer ones fill the GPU alone.
+GROUP_MAX_LENGTH = 256
 
 
 def bucket_length(length: int, bucket: int) -> int:
@@ -195,6 +200,22 @@ def pad_inputs(feats: Batch, length: int) -> Batch:
     return out
 
 
+def stack_chains(chains: list[Batch], length: int) -> Batch:
+    """Chains (batches of one) as one batch: their model inputs and ground truth padded to
+    `length` residues and concatenated along the batch axis. The truth's padding is
+    masked, so lDDT-Cα scores each chain as at its own length."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for feats in chains:
+        n = chain_length(feats)
+        for name, value in pad_inputs(model_inputs(feats), length).items():
+            out.setdefault(name, []).append(value)
+        for name in TRUTH_FEATURES:  # [B, N, ..., R]: residues on axis 1
+            value = feats[name]
+            pad = [0, 0] * (value.dim() - 2) + [0, length - n]
+            out.setdefault(name, []).append(F.pad(value, pad))
+    return {name: torch.cat(values) for name, values in out.items()}
+
+
 @dataclass(frozen=True)
 class EvalOptions:
     """How the evaluation forward runs (SpeedConfig's eval_* fields)."""
@@ -206,12 +227,21 @@ class EvalOptions:
     # so the host is ahead and the copies need not wait between two forwards.
     copy_stream: bool = False
     lanes: int = 1  # chains in flight at once, each on a host thread (and stream) of its own
+    group: int = 1  # chains of one bucket up to GROUP_MAX_LENGTH stacked into one batch
 
     def __post_init__(self) -> None:
         if self.bucket < 0:
             raise ValueError(f"EvalOptions.bucket must be >= 0, got {self.bucket}")
         if self.lanes < 1:
             raise ValueError(f"EvalOptions.lanes must be >= 1, got {self.lanes}")
+        if self.group < 1:
+            raise ValueError(f"EvalOptions.group must be >= 1, got {self.group}")
+        if self.group > 1 and self.bucket == 0:
+            raise ValueError("EvalOptions.group > 1 needs length buckets (bucket > 0)")
+
+    def grouped(self, length: int) -> bool:
+        """Whether a chain of `length` residues is stacked with others of its bucket."""
+        return self.group > 1 and bucket_length(length, self.bucket) <= GROUP_MAX_LENGTH
 
     @classmethod
     def from_speed(cls, speed: SpeedConfig) -> EvalOptions:
@@ -224,9 +254,13 @@ class EvalOptions:
         if speed.eval_concurrent_chains not in LANE_CHOICES:
             raise ValueError(f"eval_concurrent_chains must be one of {LANE_CHOICES}, "
                              f"got {speed.eval_concurrent_chains!r}")
+        if speed.eval_chains_per_forward not in GROUP_CHOICES:
+            raise ValueError(f"eval_chains_per_forward must be one of {GROUP_CHOICES}, "
+                             f"got {speed.eval_chains_per_forward!r}")
         return cls(bucket=0 if buckets == "off" else int(buckets),
                    cuda_graphs=speed.eval_cuda_graphs, copy_stream=speed.input_copy_stream,
-                   lanes=int(speed.eval_concurrent_chains))
+                   lanes=int(speed.eval_concurrent_chains),
+                   group=int(speed.eval_chains_per_forward))
 
 
 def padded_signature(inputs: Batch, length: int) -> tuple:
@@ -483,8 +517,11 @@ class Evaluator:
         evaluation's MSA sizes and recycling slices: every shape an evaluation of chains
         up to that length can meet, no validation data read. Returns the shapes."""
         lengths = warm_up_lengths(max_length, self.options.bucket)
-        return self.warm_up(synthetic_chains(lengths, n_clust, n_extra, n_templ,
-                                             num_iterations), timings)
+        chains = synthetic_chains(lengths, n_clust, n_extra, n_templ, num_iterations)
+        # and each grouped bucket's stacked shape
+        groups = [stack_chains([c] * self.options.group, n)
+                  for n, c in zip(lengths, chains, strict=True) if self.options.grouped(n)]
+        return self.warm_up(chains + groups, timings)
 
     def queue_score(self, feats: Batch,
                     events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None,
@@ -553,18 +590,41 @@ class Evaluator:
         self.join()
         return scores
 
+    def groups(self, batches: Iterable[tuple[int, Batch]],
+               ) -> Iterator[tuple[list[int], Batch]]:
+        """`(index, features)` batches of one chain each as the forwards that run them:
+        with `EvalOptions.group` > 1, the chains of a grouped bucket (`grouped`) stacked
+        that many at a time (`stack_chains`), held until the group is full; the rest, and
+        at the end each bucket's last few, alone. (indices, features) a forward."""
+        held: dict[int, list[tuple[int, Batch]]] = {}
+        for index, feats in batches:
+            n = chain_length(feats)
+            if not self.options.grouped(n):
+                yield [index], feats
+                continue
+            length = bucket_length(n, self.options.bucket)
+            group = held.setdefault(length, [])
+            group.append((index, feats))
+            if len(group) == self.options.group:
+                del held[length]
+                yield [i for i, _ in group], stack_chains([f for _, f in group], length)
+        for group in held.values():
+            for index, feats in group:
+                yield [index], feats
+
     def score_chains(self, batches: Iterable[tuple[int, Batch]],
                      name: Callable[[int], str] = str) -> list[tuple[int, float]]:
-        """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each,
-        read back once at the end; raises `NonFiniteEvaluation` naming (`name(index)`)
-        the chains whose predicted positions were not finite."""
+        """(index, lDDT-Cα) per chain of `(index, features)` batches of one chain each
+        (run as `groups` forms them), read back once at the end; raises
+        `NonFiniteEvaluation` naming (`name(index)`) the chains whose predicted positions
+        were not finite."""
         indices, scores = [], []
-        for index, feats in batches:
-            indices.append(index)
-            scores.append(self.queue_score(feats))
+        for group, feats in self.groups(batches):
+            indices += group
+            scores.append(self.queue_score(feats))  # [len(group)]
         if not scores:
             return []
         self.join()
-        values = torch.stack([s.mean() for s in scores]).cpu().tolist()
+        values = torch.cat(scores).cpu().tolist()
         finite_scores(values, [name(i) for i in indices])
         return list(zip(indices, values, strict=True))
