@@ -208,7 +208,7 @@ def test_chains_of_a_grouped_bucket_score_as_each_alone(tiny_model, monkeypatch)
     chains = [_chain(n, seed=n) for n in (9, 14, 20, 11, 17)]  # buckets 16 16 32 16 32
     forwards = [(ids, tuple(f["aatype"].shape[:2])) for ids, f in two.groups(enumerate(chains))]
     assert forwards == [([0, 1], (2, 16)), ([2], (1, 20)), ([4], (1, 17)), ([3], (1, 11))]
-    batch = dict(two.groups(enumerate(chains[:2])).__next__()[1].items())
+    _, batch = next(two.groups(enumerate(chains[:2])))
     assert set(batch) == set(RESIDUE_AXIS) | set(TRUTH_FEATURES)
     # the second chain's padding is masked in its truth, as in its inputs
     assert not batch["all_atom_mask"][1, 14:].any() and not batch["seq_mask"][1, 14:].any()
