@@ -879,10 +879,9 @@ def check_lddt(cfg: EvalBenchConfig, data_dir: Path, checkpoint: Path | None,
     log(f"difference (fast - fp32): {diff:+.2e}; |difference| <= {tolerance:g}: "
         f"{'yes' if near_fp32 else 'NO'}")
     ok, reason = lddt_verdict(means["fp32"], means["fast"], means.get("plain"), tolerance)
-    if "plain" in means:
+    if "plain" in means:  # the verdict differs from the line above only through plain
         log(f"difference (plain - fp32): {means['plain'] - means['fp32']:+.2e}; "
             f"(fast - plain): {means['fast'] - means['plain']:+.2e}")
-    if ok != near_fp32 or not ok:
         log(f"verdict: {reason}: {'yes' if ok else 'NO'}")
     if json_path:
         Path(json_path).write_text(json.dumps(
