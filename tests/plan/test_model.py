@@ -206,7 +206,7 @@ def test_measured_per_chain_curve_interpolates_and_extrapolates():
 def test_shipped_evaluation_is_the_measured_180_chain_pass():
     prof = load()
     # the fifteenth session's call 3, one variant: today's h200 evaluation but the fields
-    # adopted after screens on an H100 (twenty-first to twenty-fifth sessions; the
+    # adopted after screens on an H100 (twenty-first to thirty-first sessions; the
     # profile's source says so): the profile's pass is the slower evaluation until the
     # H200 measures it
     variants = json.loads((EVIDENCE_1205_S4 / "call3_eval.json").read_text())["variants"]
@@ -215,7 +215,7 @@ def test_shipped_evaluation_is_the_measured_180_chain_pass():
         "ln_projection_forward_kernel", "attention_gate_epilogue",
         "eval_compile_structure_module", "trimul_projection_forward_kernel",
         "triangle_attention_folded_mask", "transition_forward_kernel", "attention_bias_mma",
-        "attention_half_key_blocks", "opm_residual_epilogue"))
+        "attention_half_key_blocks", "opm_residual_epilogue", "eval_chains_per_forward"))
     assert "not yet measured on an H200" in json.loads(open(load().path).read())["eval"]["source"]
     # the two kernels by their own names there; today the evaluation copy's field
     assert not _is_todays_h200(bench["speed"])

@@ -349,7 +349,7 @@ _H200 = SpeedConfig(
     attention_fused_logits=True, attention_precomputed_delta=True,
     attention_unmasked_loads=True, attention_ds_dq_kernel=True, trimul_bias_in_gating=True,
     trimul_gating_kernel=True, single_pass_update=True, layer_norm_bwd_stream=True,
-    eval_no_grad_kernels=True, eval_compile_structure_module=True,
+    eval_no_grad_kernels=True, eval_compile_structure_module=True, eval_chains_per_forward="2",
 )
 PRESETS: dict[str, SpeedPreset] = {
     "eager": SpeedPreset(SpeedConfig(), None, "plain PyTorch"),
