@@ -600,11 +600,16 @@ def test_fast_evaluation_at_the_benchmark_widths_is_finite_and_follows_fp32(monk
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_grouped_chains_in_the_fast_evaluation_score_as_alone(monkeypatch):
+@pytest.mark.parametrize("group, lengths, forwards", [
+    (2, (90, 94, 200, 203, 150), [[0, 1], [2, 3], [4]]),
+    (4, (82, 86, 90, 94, 200), [[0, 1, 2, 3], [4]]),
+], ids=["two", "four"])
+def test_grouped_chains_in_the_fast_evaluation_score_as_alone(monkeypatch, group, lengths,
+                                                               forwards):
     """`eval_chains_per_forward` on the GPU: the `h200` evaluation copy (bf16, every
     evaluation kernel, graphs; the benchmark's widths, two blocks a stack) scores chains
-    stacked two to a forward (buckets 96, the 32-key blocks, and 208) as it scores each
-    alone: the kernels had run only batch 1 before."""
+    stacked two or four to a forward (buckets 96, the 32-key blocks, and 208) as it
+    scores each alone: the kernels had run only batch 1 before."""
     from scalefold.train import build
     from scalefold.train.build import build_step
     from scalefold.train.topology import Topology
@@ -612,8 +617,7 @@ def test_grouped_chains_in_the_fast_evaluation_score_as_alone(monkeypatch):
     monkeypatch.setattr(build, "model_config", lambda cfg: AlphaFoldConfig.mlperf().with_sizes(
         num_evoformer_blocks=2, num_extra_msa_blocks=2, num_template_blocks=2))
     device = torch.device("cuda")
-    chains = [synthetic_batch(None, n, 16, 32, 1, num_iterations=2, seed=n)
-              for n in (90, 94, 200, 203, 150)]
+    chains = [synthetic_batch(None, n, 16, 32, 1, num_iterations=2, seed=n) for n in lengths]
     speed = dataclasses.replace(SpeedConfig.preset("h200"), eval_warm_up=False)
     cfg = TrainConfig(data_dir=Path("."), output_dir=Path("."), precision="bf16",
                       speed=speed, seed=0)
@@ -622,8 +626,8 @@ def test_grouped_chains_in_the_fast_evaluation_score_as_alone(monkeypatch):
     alone = Evaluator(built.eval_model, device,
                       EvalOptions(bucket=16, cuda_graphs=True), built.autocast)
     grouped = Evaluator(built.eval_model, device,
-                        EvalOptions(bucket=16, cuda_graphs=True, group=2), built.autocast)
-    assert [ids for ids, _ in grouped.groups(enumerate(chains))] == [[0, 1], [2, 3], [4]]
+                        EvalOptions(bucket=16, cuda_graphs=True, group=group), built.autocast)
+    assert [ids for ids, _ in grouped.groups(enumerate(chains))] == forwards
     expected = dict(alone.score_chains(enumerate(chains)))
     for _ in range(2):  # the captured graphs replayed
         for index, score in grouped.score_chains(enumerate(chains)):

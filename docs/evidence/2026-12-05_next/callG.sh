@@ -11,7 +11,11 @@
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 T0=$(date +%s)
-# (its GPU test passed in the thirty-first session: not rerun)
+# The GPU test of four stacked (two passed in the thirty-first session)
+timeout -k 10 150 python3 -m pytest -q -p no:cacheprovider \
+  "tests/train/test_evaluate.py::test_grouped_chains_in_the_fast_evaluation_score_as_alone[four]" \
+  > $OUT/callG_tests.txt 2>&1
+grep -E "passed|failed|rror|assert" $OUT/callG_tests.txt | tail -6
 L=$(python3 -c "from scalefold.bench.eval import assumed_cameo_lengths as a; print(','.join(str(n) for n in a() if n <= 256))")
 echo "lengths: $(echo $L | tr ',' '\n' | wc -l) chains up to 256 residues; tests done at $(( $(date +%s) - T0 )) s"
 timeout -k 10 $(( 585 - ($(date +%s) - T0) )) python3 -m scalefold.cli bench eval --speed h200 \
