@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes the git-ignored paths a device call carries, on this (CPU) machine, in a fresh
 # checkout: each session's checkout holds only what landed, and the lent GPU machine has no
-# network. Then a call passes carry [".whlg", ".cache/mini", ".devsnap", ".devck"] (".devcache" too
-# where `scripts/gpu_cache.sh pack` sent a compile cache back) and runs, e.g.,
+# network. Then a call passes carry [".whlg", ".cache/mini", ".devsnap", ".devck"]
+# (".devcache" too where `scripts/gpu_cache.sh pack` sent a compile cache back) and runs, e.g.,
 # `bash .devsnap/callNext.sh` (the scripts of docs/evidence/2026-12-05_next).
 #   .whlg        wheels the GPU machine lacks (mlperf-logging; pytest-xdist and execnet
 #                for scripts/gpu_tests.sh) and Kalign's .deb, for scripts/gpu_env.sh; the

@@ -363,4 +363,6 @@ def test_bench_eval_groups_chains_as_the_trainer_does(tmp_path, capsys):
     assert res["speed"]["eval_chains_per_forward"] == "2"
     seconds = [c["seconds"] for c in res["chains"]]
     assert seconds[0] == seconds[1] > 0 and seconds[2] > 0
+    assert res["forwards"] == 2  # three chains, two of them in one forward
+    assert "of 2 forwards" in capsys.readouterr().out
     assert [n for n, _ in res["warm_up_shapes"]] == [32, 32]  # batch 1, then 2

@@ -61,13 +61,15 @@ JSON (`--json PATH`; read by `scalefold plan`):
       "chains": [{"length": int, "seconds": float}, ...],  # steady pass, run order
       "eval_seconds": float,          # steady-state pass (the fastest after the first)
       "eval_seconds_first": float,    # the first pass, first-time work included
-      "host_queue_seconds": [float],  # steady pass: host time queueing each chain
-      "host_late_chains": int,        # ... chains queued after the chain before had run
+      "host_queue_seconds": [float],  # steady pass: host time queueing each chain (a
+                                      # group's shared by its chains)
+      "host_late_chains": int,        # ... forwards queued after the one before had run
+      "forwards": int,                # ... forwards run (fewer than chains when grouped)
       "beside_training": {...},       # --beside-training: "steps", and the training
                                       # memory left resident: "allocated_gib",
                                       # "reserved_gib", "peak_gib" ({} otherwise)
       "gpu_memory_gib": float | null, # --gpu-memory-gib: the cap the run fitted under
-      "host_parts_seconds": {str: float},  # ... median host s a chain by part: "copies"
+      "host_parts_seconds": {str: float},  # ... median host s a forward by part: "copies"
                                       # (features to the device), "forward" (graph replay
                                       # or eager forward), "other" (the rest: the score)
       "forward_device_seconds": float,  # steady pass: GPU time between events around
@@ -245,12 +247,13 @@ class PassTiming:
     scores: list[float]  # lDDT-Cα per chain
     # Host time queueing each chain (features to the device, replay or forward, score).
     queue_s: list[float]
-    # Chains whose queueing ended after the GPU had finished the chain before (CUDA only;
-    # 0 on a CPU). With graphs nearly every chain: the graph's launch returns only when
-    # the GPU has room for it. Whether the GPU then idles: `forward_device_s`.
+    # Forwards whose queueing ended after the GPU had finished the forward before (CUDA
+    # only; 0 on a CPU). With graphs nearly every one: the graph's launch returns only
+    # when the GPU has room for it. Whether the GPU then idles: `forward_device_s`.
     host_late: int
-    host_parts_s: dict[str, float]  # median host seconds a chain by part (`HostParts`)
+    host_parts_s: dict[str, float]  # median host seconds a forward by part (`HostParts`)
     forward_device_s: float = 0.0  # GPU seconds inside the forwards (`HostParts`, CUDA)
+    forwards: int = 0  # forwards run: chains, less one a chain stacked into a group
 
 
 class HostParts:
@@ -360,7 +363,8 @@ def time_pass(evaluator: Evaluator, chains: list[dict],
                            for i, f in enumerate(chains)])
     return PassTiming(wall, per_chain, values, queue_chain, int(late),
                       parts.medians() if parts is not None else {},
-                      parts.forward_device_seconds() if parts is not None else 0.0)
+                      parts.forward_device_seconds() if parts is not None else 0.0,
+                      len(members))
 
 
 def warm_up_breakdown(shape_s: list[tuple[int, float]]) -> str:
@@ -553,10 +557,11 @@ def run_bench(cfg: EvalBenchConfig, log=print) -> dict:
                                                                  strict=True)],
         "eval_seconds": steady_wall,
         "eval_seconds_first": first,
-        # the steady pass: host seconds queueing each chain, and the chains the host
-        # queued only after the GPU had run out of work
+        # the steady pass: host seconds queueing each chain (a group's shared), and the
+        # forwards the host queued only after the GPU had run out of work
         "host_queue_seconds": steady.queue_s,
         "host_late_chains": steady.host_late,
+        "forwards": steady.forwards,
         "host_parts_seconds": steady.host_parts_s,
         "forward_device_seconds": steady.forward_device_s,
         "beside_training": training,  # {} unless the training step ran first
@@ -717,11 +722,11 @@ def format_report(res: dict) -> str:
     elif queue:
         lines.append(f"host time queueing a chain: median {1e3 * statistics.median(queue):.1f} "
                      f"ms, max {1e3 * max(queue):.1f} ms; queued after the GPU had finished "
-                     f"the chain before: {res['host_late_chains']} "
-                     f"of {len(queue)}")
+                     f"the forward before: {res['host_late_chains']} "
+                     f"of {res.get('forwards') or len(queue)} forwards")
     host_parts = res.get("host_parts_seconds") or {}
     if host_parts:
-        lines.append("host time queueing a chain by part (median): " + ", ".join(
+        lines.append("host time queueing a forward by part (median): " + ", ".join(
             f"{k} {1e3 * v:.1f} ms" for k, v in host_parts.items()))
     fwd = res.get("forward_device_seconds") or 0.0
     if fwd:
