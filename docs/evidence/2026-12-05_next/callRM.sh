@@ -7,11 +7,11 @@
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,serial --format=csv,noheader | head -1
 T0=$(date +%s)
-timeout 440 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants h200 \
+timeout 500 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants h200 \
   --json $OUT/callRM_eval.json > $OUT/callRM_eval.txt 2>&1
 grep -v -i -E "warn|softmax" $OUT/callRM_eval.txt | grep -E "^==|warm-up|pass 1|evaluation of|GPU time|FLOPs|fit t|GPUs|Error|NonFinite" | tail -14
 echo "pass done at $(( $(date +%s) - T0 )) s"
-timeout 100 python3 -m scalefold.cli bench eval --check-lddt --speed h200 > $OUT/callRM_lddt.txt 2>&1
+timeout -k 5 $(( 585 - ($(date +%s) - T0) )) python3 -m scalefold.cli bench eval --check-lddt --speed h200 > $OUT/callRM_lddt.txt 2>&1
 grep -v -i warn $OUT/callRM_lddt.txt | tail -6
 echo "lddt done at $(( $(date +%s) - T0 )) s"
 # The screen on the same card (pass 2 of 6 chains), to set this card beside the others

@@ -9,7 +9,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 mkdir -p $OUT/seeds
 for S in 20261129 1 2 3 4; do
   timeout -k 10 540 python3 -m scalefold.cli train --seed $S --speed h200 \
-    --no-eval-compile-glue --no-eval-warm-up --output-dir /tmp/n$S \
+    --no-eval-compile-glue --no-eval-compile-structure-module --no-eval-warm-up --output-dir /tmp/n$S \
     --mlperf-log $OUT/seeds/new$S.log > $OUT/seeds/new$S.txt 2>&1 &
 done
 wait
