@@ -88,8 +88,8 @@ def test_module_adds_its_update_in_the_kernel(kern, device, monkeypatch):
 
 def test_traced_update_breaks_around_the_kernel_and_adds_its_update(kern, device,
                                                                    monkeypatch):
-    """`added_to` traced by torch.compile with dynamic shapes (a whole block compiled,
-    `eval_compile_blocks`; aot_eager in the interpreter): the kernel a graph break that
+    """`added_to` traced by torch.compile with dynamic shapes (a whole block compiled;
+    aot_eager in the interpreter): the kernel a graph break that
     runs, the eager values at two lengths."""
     import scalefold.kernels.fused_transition as ft
 

@@ -416,11 +416,10 @@ def test_flash_attention_forward_only_matches(kern, device, name, fused):
 
 
 def test_flash_attention_untraced_in_a_compiled_region(kern, device):
-    """Traced by torch.compile with dynamic shapes (the evaluation's whole blocks,
-    `eval_compile_blocks`), the attention is a graph break: Dynamo cannot trace the
-    launch, whose constexprs depend on the lengths. The code around it compiles, the
-    kernel runs as eager code with the uncompiled call's bits, and a second length
-    compiles nothing new."""
+    """Traced by torch.compile with dynamic shapes (a whole block compiled around it),
+    the attention is a graph break: Dynamo cannot trace the launch, whose constexprs
+    depend on the lengths. The code around it compiles, the kernel runs as eager code
+    with the uncompiled call's bits, and a second length compiles nothing new."""
     from torch._dynamo.utils import counters
 
     a = kern.attention

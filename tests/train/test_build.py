@@ -163,30 +163,6 @@ def test_eval_compile_glue_compiles_only_the_evaluation_copys_glue(tmp_path):
         assert not _layer_compiled(built.eval_model.structure_module)
 
 
-def test_eval_compile_blocks_compiles_whole_blocks_of_the_evaluation_copy(tmp_path):
-    """`eval_compile_blocks`: the evaluation copy's Evoformer and extra-MSA blocks are the
-    compiled units (their glue modules are traced with them, not compiled apart); the
-    training model is untouched; the field needs eval_compile_glue, and the plain
-    evaluation beside training drops it."""
-    from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES
-
-    speed = SpeedConfig(eval_length_buckets="64", eval_compile_glue=True,
-                        eval_compile_blocks=True)
-    cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
-    built = build_step(cfg, torch.device("cpu"), ONE_RANK)
-    blocks = [m for m in built.eval_model.modules() if isinstance(m, EVAL_BLOCK_MODULES)]
-    assert len(blocks) == (len(built.eval_model.evoformer_stack.blocks)
-                           + len(built.eval_model.extra_msa_stack.blocks))
-    assert all(m._compiled_call_impl is not None for m in blocks)
-    inside = [m for b in blocks for m in b.modules() if isinstance(m, GLUE_MODULES)]
-    assert inside and all(m._compiled_call_impl is None for m in inside)
-    assert all(m._compiled_call_impl is None for m in built.model.modules())
-    with pytest.raises(ValueError, match="eval_compile_blocks needs eval_compile_glue"):
-        SpeedConfig(eval_compile_blocks=True)
-    beside = dataclasses.replace(speed, eval_plain_beside_training=True)
-    assert not beside.for_evaluation(trains=True).eval_compile_blocks
-
-
 def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     """`eval_no_grad_kernels` (h200): the evaluation copy's triangle multiplications
     project and gate in one kernel, its transitions take the ReLU epilogue (the wide one)

@@ -131,32 +131,6 @@ def test_compiled_glue_evaluates_as_eager_at_every_bucket(tiny_model):
     assert graphs[0] >= 1 and graphs[1] == graphs[0] == graphs[2], graphs
 
 
-def test_compiled_blocks_evaluate_as_eager_at_every_bucket(tiny_model):
-    """`eval_compile_blocks`: whole Evoformer and extra-MSA blocks compiled once with
-    dynamic shapes (aot_eager on the CPU) predict what the eager copy predicts at three
-    buckets, and the later buckets compile nothing new."""
-    import copy
-
-    from torch._dynamo.utils import counters
-
-    from scalefold.kernels import compile_glue
-    from scalefold.kernels.glue import EVAL_BLOCK_MODULES
-
-    compiled = copy.deepcopy(tiny_model)
-    compile_glue(compiled, modules=EVAL_BLOCK_MODULES, dynamic=True, backend="aot_eager")
-    torch._dynamo.reset()
-    eager = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=16))
-    fast = Evaluator(compiled, torch.device("cpu"), EvalOptions(bucket=16))
-    counters.clear()
-    graphs = []
-    for n in (70, 90, 100):
-        chain = _chain(n, seed=n)
-        torch.testing.assert_close(fast.predict(chain), eager.predict(chain),
-                                   atol=1e-4, rtol=0)
-        graphs.append(counters["stats"]["unique_graphs"])
-    assert graphs[0] >= 1 and graphs[1] == graphs[0] == graphs[2], graphs
-
-
 def test_warm_up_runs_each_padded_shape_once(tiny_model, monkeypatch):
     ev = Evaluator(tiny_model, torch.device("cpu"), EvalOptions(bucket=32))
     lengths = []

@@ -52,8 +52,8 @@ def module_ranges(model: nn.Module) -> Iterator[None]:
 
     A module compiled in place (`nn.Module.compile`, as `compile_glue` does) runs its
     hooks inside its compiled code, where Dynamo drops profiler ranges: such a module's
-    range is opened around the compiled call instead. A module inside a compiled parent
-    (`eval_compile_blocks`) has no range of its own; its kernels fall to the remainder."""
+    range is opened around the compiled call instead. A module inside a compiled parent has
+    no range of its own; its kernels fall to the remainder."""
     handles = []
     compiled: list[tuple[nn.Module, object]] = []
     for name, mod in profiled_modules(model):

@@ -1349,13 +1349,12 @@ def _gated_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return _forward(layout, cfg, q, k, v, b0, b1, store_lse=False, scale=scale, gate=gate)[0]
 
 
-# A compiled region that calls the attention (the evaluation's whole blocks,
-# `eval_compile_blocks`) breaks its graph around it and runs it as eager code. Dynamo
-# cannot trace the launch under dynamic shapes: the kernel's constexprs (tile sizes,
-# whether the key length divides the tile) are functions of the chain length (it raised
-# on the launch: perf-log 2026-12-05 section 10). Inductor could fuse nothing into a
-# Triton kernel of ours anyway, so the break costs host time only, which the
-# evaluation's CUDA graphs do not replay.
+# A compiled region that calls the attention (a whole block under torch.compile) breaks
+# its graph around it and runs it as eager code. Dynamo cannot trace the launch under
+# dynamic shapes: the kernel's constexprs (tile sizes, whether the key length divides the
+# tile) are functions of the chain length (it raised on the launch: perf-log 2026-12-05
+# section 10). Inductor could fuse nothing into a Triton kernel of ours anyway, so the
+# break costs host time only, which CUDA graphs do not replay.
 _flash_attention_untraced = torch.compiler.disable(_flash_attention, recursive=True)
 _gated_flash_attention_untraced = torch.compiler.disable(_gated_flash_attention,
                                                          recursive=True)

@@ -9,7 +9,6 @@ from torch import nn
 
 from scalefold.geometry.all_atom import warm_tables
 from scalefold.kernels.swap import swap
-from scalefold.model.evoformer import EvoformerBlock, ExtraMSABlock
 from scalefold.model.msa import Transition
 from scalefold.model.pair import OuterProductMean, TriangleMultiplication
 from scalefold.model.structure_module import StructureModule
@@ -17,10 +16,6 @@ from scalefold.model.structure_module import StructureModule
 # The blocks whose eager cost is mostly elementwise kernels around a few matmuls
 # (LayerNorm, sigmoid gates, masking, ReLU, the outer-product normalisation).
 GLUE_MODULES: tuple[type[nn.Module], ...] = (Transition, OuterProductMean, TriangleMultiplication)
-# The evaluation's larger compile unit (`eval_compile_blocks`): whole MSA-stack blocks, the
-# glue modules with the residual adds, masks and layout changes between them (no dropout
-# in evaluation, so every residual update is a plain add that can fuse with its producer).
-EVAL_BLOCK_MODULES: tuple[type[nn.Module], ...] = (EvoformerBlock, ExtraMSABlock)
 
 
 def _to_fp32(x: Any) -> Any:

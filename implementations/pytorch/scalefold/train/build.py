@@ -34,7 +34,6 @@ from scalefold.checkpoint import load_reference_checkpoint
 from scalefold.data.selection import seed_from_string
 from scalefold.kernels import apply_speedups, compile_glue, compile_structure_module
 from scalefold.kernels._autocast import WeightCasts
-from scalefold.kernels.glue import EVAL_BLOCK_MODULES, GLUE_MODULES
 from scalefold.kernels.optimizer import SinglePassUpdate
 from scalefold.kernels.templates import reuse_template_pairs
 from scalefold.losses import AlphaFoldLoss, LossConfig
@@ -148,8 +147,7 @@ def build_step(cfg: TrainConfig, device: torch.device, topo: Topology, *,
         if eval_speed.eval_template_pairs_once:
             reuse_template_pairs(eval_model)
         if eval_speed.eval_compile_glue:  # one compile for every length bucket
-            units = EVAL_BLOCK_MODULES if eval_speed.eval_compile_blocks else GLUE_MODULES
-            compile_glue(eval_model, modules=units, dynamic=True)
+            compile_glue(eval_model, dynamic=True)
         if eval_speed.eval_compile_structure_module:
             compile_structure_module(eval_model, dynamic=True)
     apply_speedups(model, speed, cfg.precision, weight_casts)

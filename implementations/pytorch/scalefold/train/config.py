@@ -209,10 +209,6 @@ class SpeedConfig:
     eval_compile_glue: bool = _opt(
         False, "evaluation: compile_glue's torch.compile for the evaluation copy too, with "
                "dynamic shapes: one compile serves every chain length")
-    eval_compile_blocks: bool = _opt(
-        False, "evaluation, with eval_compile_glue: each whole Evoformer and extra-MSA block "
-               "compiled (dynamic shapes) instead of its glue modules alone, so that the "
-               "residual adds and the code between the modules fuse with them")
     eval_compile_structure_module: bool = _opt(
         False, "evaluation, with eval_compile_glue: the structure module's layer compiled "
                "with dynamic shapes too, for its ~2,300 launches a forward")
@@ -251,7 +247,7 @@ class SpeedConfig:
         if not (trains and self.eval_plain_beside_training):
             return self
         return replace(self, eval_length_buckets="off", eval_cuda_graphs=False,
-                       eval_warm_up=False, eval_compile_glue=False, eval_compile_blocks=False,
+                       eval_warm_up=False, eval_compile_glue=False,
                        eval_compile_structure_module=False,
                        eval_concurrent_chains="1", eval_chains_per_forward="1",
                        eval_plain_beside_training=False)
@@ -300,9 +296,6 @@ class SpeedConfig:
         if self.cuda_graphs and not self.fused_optimizer:
             raise ValueError("cuda_graphs needs fused_optimizer (the step must not "
                              "synchronise with the host)")
-        if self.eval_compile_blocks and not self.eval_compile_glue:
-            raise ValueError("eval_compile_blocks needs eval_compile_glue (it changes what "
-                             "the evaluation's compile takes as its unit)")
         if self.eval_compile_structure_module and not self.eval_compile_glue:
             raise ValueError("eval_compile_structure_module needs eval_compile_glue (the "
                              "evaluation's dynamic-shape compiles)")
