@@ -10,6 +10,10 @@ from typing import Literal
 EvalBuckets = Literal["off", "16", "32", "64", "128"]
 EvalConcurrentChains = Literal["1", "2", "3", "4"]
 EvalChainsPerForward = Literal["1", "2", "4"]
+# Chains up to this padded length are grouped (`eval_chains_per_forward`): the 224-residue
+# profile's forward is ~19,000 launches of ~2.5 us (2026-12-06 perf-log section 9), a fixed
+# cost that dominates short chains; longer ones fill the GPU alone.
+GROUP_MAX_LENGTH = 256
 
 Precision = Literal["fp32", "tf32", "bf16"]
 LoaderType = Literal["InitialTrainingDataloaderPT", "InitialTrainingDataloaderPQ"]
@@ -225,11 +229,11 @@ class SpeedConfig:
              "memory pool, so that the kernels of one fill the gaps between another's (each "
              "lane costs the graphs' memory and capture once more)")
     eval_chains_per_forward: EvalChainsPerForward = _opt(
-        "1", "evaluation, with eval_length_buckets: chains of one bucket up to 256 "
-             "residues stacked this many at a time into one forward's batch (the others, "
-             "and a bucket's last few, alone), so that a group pays the ~19,000 kernel "
-             "launches a chain's forward makes once: short chains' kernels are "
-             "latency-bound; each grouped bucket is one shape more to capture")
+        "1", "evaluation, with eval_length_buckets: chains of one bucket up to "
+             f"{GROUP_MAX_LENGTH} residues stacked this many at a time into one forward's "
+             "batch (the others, and a bucket's last few, alone), so that a group pays the "
+             "~19,000 kernel launches a chain's forward makes once: short chains' kernels "
+             "are latency-bound; each grouped bucket is one shape more to capture")
     eval_warm_up: bool = _opt(
         False, "evaluation: the first-time work (Triton autotuning, graph capture) of every "
                "length bucket up to the validation set's 700 residues, on synthetic chains "

@@ -65,7 +65,12 @@ from torch import nn
 
 from scalefold.kernels.templates import TemplatePairsOncePerForward, template_features_repeat
 from scalefold.metrics import lddt_ca
-from scalefold.train.config import EvalBuckets, EvalChainsPerForward, EvalConcurrentChains
+from scalefold.train.config import (
+    GROUP_MAX_LENGTH,
+    EvalBuckets,
+    EvalChainsPerForward,
+    EvalConcurrentChains,
+)
 from scalefold.utils.transfer import InputCopies
 
 if TYPE_CHECKING:
@@ -95,10 +100,6 @@ TRUTH_FEATURES = ("all_atom_positions", "all_atom_mask")
 BUCKET_CHOICES = typing.get_args(EvalBuckets)
 LANE_CHOICES = typing.get_args(EvalConcurrentChains)
 GROUP_CHOICES = typing.get_args(EvalChainsPerForward)
-# Chains up to this padded length are grouped (`EvalOptions.group`): the 224-residue
-# profile's forward is ~19,000 launches of ~2.5 us (2026-12-06 perf-log section 9), a fixed
-# cost that dominates short chains; longer ones fill the GPU alone.
-GROUP_MAX_LENGTH = 256
 
 
 def bucket_length(length: int, bucket: int) -> int:
