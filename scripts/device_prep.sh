@@ -8,7 +8,8 @@
 #                for scripts/gpu_tests.sh) and Kalign's .deb, for scripts/gpu_env.sh; the
 #                machine's Python is 3.12
 #   .cache/mini  the embedded mini dataset (`scalefold data build-mini`)
-#   .devsnap     the next-session scripts, copied from docs/evidence/2026-12-05_next
+#   .devsnap     the next-session scripts (and GPU-suite done lists), copied from
+#                docs/evidence/2026-12-05_next
 #   .devck       with --checkpoint: seed 1 of the embedded default trained to its target on
 #                this CPU (~7 min), its last checkpoint (~18 MB), for the trained-weights
 #                lDDT check (callY.sh, callT.sh) without a training compile on the GPU
@@ -35,6 +36,8 @@ fi
 [[ -d .cache/mini ]] || scalefold data build-mini .cache/mini
 mkdir -p .devsnap
 cp docs/evidence/2026-12-05_next/*.sh docs/evidence/2026-12-05_next/*.py .devsnap/
+# a done list there starts a resumable suite; -n keeps a list earlier calls have extended
+cp -n docs/evidence/2026-12-05_next/*.txt .devsnap/
 if [[ ${1:-} == --checkpoint ]] && ! ls .devck/*.pt > /dev/null 2>&1; then
     rm -rf .devck/train && mkdir -p .devck
     scalefold train --seed 1 --checkpoint-every-iters 20 --keep-last-checkpoints 1 \
