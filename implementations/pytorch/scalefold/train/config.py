@@ -41,10 +41,7 @@ GRAD_BUCKET_BYTES = 25 * 2**20
 
 # The fields `eval_no_grad_kernels` turns on in the evaluation copy: kernels for forwards
 # without gradients, each measured faster in the evaluation and not yet in the training
-# step (`SpeedConfig.for_evaluation_model`). With `attention_half_key_blocks` a mini chain
-# (275 residues: 288 keys, nine 32-key blocks) scored exactly 0 on an H100: the forward's
-# rescale overflowed in rows whose every key is masked past six blocks of keys, fixed in
-# `_softmax_step` (docs/perf-log/2026-12-07.md, section 6).
+# step (`SpeedConfig.for_evaluation_model`).
 EVAL_NO_GRAD_KERNELS = ("trimul_projection_forward_kernel", "transition_relu_epilogue",
                         "ln_projection_forward_kernel", "attention_gate_epilogue",
                         "triangle_attention_folded_mask", "transition_forward_kernel",
