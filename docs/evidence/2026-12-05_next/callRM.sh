@@ -4,13 +4,19 @@
 # NonFiniteEvaluation naming any chain that is not finite (its 44 buckets include 288,
 # 3pwp_A's), then the lDDT-Ca check against fp32 (random weights, 3pwp_A among the
 # mini chains), then the screen on the same card (the thirtieth session's H100s differed by 8%).
+# `bash .devsnap/callRM.sh h200+eval_chains_per_forward=4`: the real pass of that variant
+# alone (grouping touches none of the mini chains or the screen's, one chain a bucket), for
+# an H200 whose `h200` pass came out just over 60 s (thirty-third session: four a forward
+# 0.963x on the chains up to 256 residues, ~-0.6 s of the pass).
+variant=${1:-h200}
 source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,serial --format=csv,noheader | head -1
 T0=$(date +%s)
-timeout 500 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants h200 \
+timeout 500 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants "$variant" \
   --json $OUT/callRM_eval.json > $OUT/callRM_eval.txt 2>&1
 grep -v -i -E "warn|softmax" $OUT/callRM_eval.txt | grep -E "^==|warm-up|pass 1|evaluation of|GPU time|FLOPs|fit t|GPUs|Error|NonFinite" | tail -14
 echo "pass done at $(( $(date +%s) - T0 )) s"
+[[ $variant == h200 ]] || exit 0
 timeout -k 5 $(( 585 - ($(date +%s) - T0) )) python3 -m scalefold.cli bench eval --check-lddt --speed h200 > $OUT/callRM_lddt.txt 2>&1
 grep -v -i warn $OUT/callRM_lddt.txt | tail -6
 echo "lddt done at $(( $(date +%s) - T0 )) s"
