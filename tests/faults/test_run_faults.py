@@ -189,6 +189,7 @@ def test_sigterm_stops_after_a_step_with_run_stop_aborted(mini, tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 3, out[-2000:]  # the target was not reached
     assert "SIGTERM: stopping after the current step" in out
+    assert "[scalefold] initialisation 0." in out and "(the rules allow under 30)" in out
     keys = _log_keys(log)
     stops = [v for k, v in keys if k == "run_stop"]
     assert len(stops) == 1

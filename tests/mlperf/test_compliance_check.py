@@ -94,6 +94,7 @@ def test_ten_compliant_runs_pass_every_step(clean_tree: Path, tmp_path: Path) ->
     score = float(section(out, 5).split(f"{SYSTEM}: ")[1].split(" min")[0])
     assert score == pytest.approx(expected_minutes(CYCLES), abs=1e-3)
     assert "samples to converge 135680" in out and "RCP Pass" in out
+    assert "10 distinct seeds, initialisation up to 4.0 min" in section(out, 3)  # Timing's 240 s
     # the assembled package has the official layout
     assert f"Systems: {clean_tree / 'systems'}" in out
     org = keep / "SomeOrg"
@@ -115,6 +116,16 @@ def test_defects_fail_their_step(tmp_path: Path) -> None:
     )
     # two runs with the same seed
     write_closed_run(logs[5], 1000, CYCLES[5], T0 + 5 * 3600)
+    # an initialisation over the rules' 30 minutes (31 min of compiling and capture)
+    write_run(
+        logs[7],
+        submission=closed_submission(),
+        facts=closed_facts(1007),
+        dataset=official_dataset(),
+        accuracies=accuracy_curve(1007, CYCLES[7]),
+        start_time=T0 + 7 * 3600,
+        timing=Timing(init_s=31 * 60.0),
+    )
     # a system description missing a field
     systems = systems_dir(tmp_path, SYSTEM)
     desc = json.loads((systems / f"{SYSTEM}.json").read_text())
@@ -129,6 +140,8 @@ def test_defects_fail_their_step(tmp_path: Path) -> None:
     assert s1.startswith("[FAIL]") and "result_3.txt" in s1 and "model_parameters_count" in s1
     assert s2.startswith("[FAIL]") and f"{SYSTEM}.json" in s2
     assert s3.startswith("[FAIL]") and "seed 1000 used by 2 runs" in s3
+    assert "result_7.txt: initialisation took 31.0 min" in s3
+    assert "result_3.txt: initialisation" not in s3  # the others' 4 minutes pass
     assert section(out, 4).startswith("[FAIL]")
 
 
@@ -170,3 +183,19 @@ def test_empty_tree_fails(tmp_path: Path) -> None:
     proc = run_check(str(tmp_path))
     assert proc.returncode == 1
     assert "no <SYSTEM>/{strong,weak}/openfold/result_*.txt" in proc.stdout
+
+
+def test_the_checker_and_the_run_share_the_rules_init_limit() -> None:
+    """check.py runs without this package, so it keeps its own copy of the limit."""
+    import importlib.util
+
+    from scalefold.mlperf.facts import INIT_LIMIT_S
+
+    spec = importlib.util.spec_from_file_location("compliance_check", CHECK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    assert module.INIT_LIMIT_MIN * 60 == INIT_LIMIT_S == 1800.0
