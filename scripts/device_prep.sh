@@ -36,8 +36,10 @@ fi
 [[ -d .cache/mini ]] || scalefold data build-mini .cache/mini
 mkdir -p .devsnap
 cp docs/evidence/2026-12-05_next/*.sh docs/evidence/2026-12-05_next/*.py .devsnap/
-# a done list there starts a resumable suite; -n keeps a list earlier calls have extended
-cp -n docs/evidence/2026-12-05_next/*.txt .devsnap/
+# a done list there starts a resumable suite; one that earlier calls have extended is kept
+for f in docs/evidence/2026-12-05_next/*.txt; do
+    [[ -e .devsnap/$(basename "$f") ]] || cp "$f" .devsnap/
+done
 if [[ ${1:-} == --checkpoint ]] && ! ls .devck/*.pt > /dev/null 2>&1; then
     rm -rf .devck/train && mkdir -p .devck
     scalefold train --seed 1 --checkpoint-every-iters 20 --keep-last-checkpoints 1 \
