@@ -6,7 +6,7 @@
 #         GPU suite (scripts/gpu_tests.sh from an empty done list, .devsnap/gpu_tests_done.txt:
 #         the issue asks for the whole suite on an H200).
 #   other: the rest of the GPU suite on that card, resuming the thirty-third session's H100
-#         list (.devsnap/gpu_tests_done_h100.txt, 261 of 400 done), until
+#         list (.devsnap/gpu_tests_done_h100.txt, 329 of 400 done after the thirty-fourth session), until
 #         .devsnap/done_suite_h100 exists; then the real 180-chain pass on that card (callRM.sh).
 #         (Four against two a forward (callG.sh) and seeds 5-9 (callS3.sh) ran in the
 #         thirty-third session; the 5-seed and trained-weights checks in the thirty-second.)
