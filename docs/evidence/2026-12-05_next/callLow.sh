@@ -7,14 +7,11 @@
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 echo "card: $card"
 [[ $card == *H200* ]] || { echo "not an H200: give_back"; exit 0; }
-source scripts/gpu_env.sh
-nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv,noheader | head -1
+source scripts/gpu_env.sh  # callRM.sh sources it again: its wheels install in seconds
 T0=$(date +%s)
 timeout -k 5 200 python3 -m scalefold.cli bench eval --speed h200 --passes 2 --no-eval-warm-up \
   --lengths 96,160,224,288,352,704 --json $OUT/callLow_screen.json > $OUT/callLow_screen.txt 2>&1
 grep -v -i -E "warn|softmax" $OUT/callLow_screen.txt | grep -E "pass [12]|Error|^ +[0-9]+-[0-9]+ " | tail -8
 echo "screen done at $(( $(date +%s) - T0 )) s"
-timeout -k 5 520 python3 -m scalefold.cli bench eval --speed h200 --passes 1 --variants h200 \
-  --json $OUT/callRM_eval.json > $OUT/callRM_eval.txt 2>&1
-grep -v -i -E "warn|softmax" $OUT/callRM_eval.txt | grep -E "^==|warm-up|pass 1|evaluation of|GPU time|FLOPs|fit t|GPUs|Error|NonFinite" | tail -14
-echo "pass done at $(( $(date +%s) - T0 )) s"
+# callRM.sh's pass first (then its lDDT check and screen, which the limit will mostly cut)
+bash .devsnap/callRM.sh
