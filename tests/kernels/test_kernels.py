@@ -566,6 +566,73 @@ def test_flash_attention_bias_mma_same_forward(kern, device, name, tiles, unmask
     assert rel(outs[1][0].double(), want) < 1e-2
 
 
+# (lead, H, Q, K, c, bias layout): a contiguous tile (as the folded triangle bias) with
+# and without a key-mask row, one per leading index or broadcast over them, partial and
+# full blocks; "permuted": keys not contiguous (no descriptor, the other loads).
+_TMA_CASES = {
+    "folded_tile": ((1, 3), 2, 20, 40, 8, "tile"),
+    "row_and_tile": ((1, 3), 2, 20, 40, 8, "row+tile"),
+    "per_lead_tile": ((2, 3), 2, 24, 48, 16, "lead_tile"),
+    "full_blocks": ((1, 2), 2, 96, 96, 16, "tile"),
+    "permuted": ((1, 3), 2, 20, 40, 8, "permuted"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TMA_CASES))
+@pytest.mark.parametrize("tiles", ["default", "small"])
+@pytest.mark.parametrize("unmasked", [False, True], ids=["bounded", "unmasked"])
+def test_flash_attention_bias_tma_same_forward(kern, device, name, tiles, unmasked,
+                                               monkeypatch):
+    """`bias_tma`: a 16-bit bias tile with contiguous keys and rows K apart is loaded
+    through a TMA tensor descriptor (rows past Q read the next head's rows or zeros,
+    never stored): the same values as the plain loads, so in the interpreter the same
+    output bits (fp16 there, bf16 on a GPU), with and without a gate, and it takes
+    precedence over bias_mma. A tile whose keys are not contiguous keeps its loads."""
+    a = kern.attention
+    launches = {k: a.Launch(*v) for k, v in _SMALL_TILES.items()} if tiles == "small" else {}
+    base = a.FlashConfig(fused_logits=True, unmasked_loads=unmasked, **launches)
+    lead, h, ql, kl, c, form = _TMA_CASES[name]
+    half = torch.bfloat16 if device.type == "cuda" else torch.float16
+    g = torch.Generator().manual_seed(15)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g).to(device, half)
+
+    q, k, v = rnd(*lead, h, ql, c) * c**-0.5, rnd(*lead, h, kl, c), rnd(*lead, h, kl, c)
+    tile_lead = (lead[0], *[1] * (len(lead) - 1)) if form == "lead_tile" else (1,) * len(lead)
+    tile = (rnd(*lead[:-1], kl, kl, h)[..., :ql, :, :].permute(0, 3, 1, 2).unsqueeze(1)
+            if form == "permuted" else rnd(*tile_lead, h, ql, kl))  # [*, H, Q, K]
+    bs = [tile]
+    if form == "row+tile":
+        keys = torch.zeros(*lead, 1, 1, kl, device=device)
+        keys[..., -5:] = -1e9
+        bs = [keys, tile]
+    gate = rnd(*lead, h, ql, c)
+    made = []
+    plan = a._bias_descriptor
+
+    def spy(*args):
+        made.append(plan(*args))
+        return made[-1]
+
+    monkeypatch.setattr(a, "_bias_descriptor", spy)
+    outs = []
+    with torch.no_grad():
+        for on in (False, True):
+            cfg = dataclasses.replace(base, bias_tma=on, bias_mma=on)
+            outs.append((a.flash_attention(q, k, v, bs, cfg),
+                         a.gated_flash_attention(q, k, v, bs, gate, cfg)))
+    taken = sum(d is not None for d in made)
+    assert taken == (0 if form == "permuted" else 2)
+    for got, want in zip(outs[1], outs[0], strict=True):
+        if device.type == "cuda":
+            assert rel(got.float(), want.float()) < 1e-2
+        else:
+            assert torch.equal(got, want)
+    want = eager_attention(*(t.double() for t in (q, k, v)), [b.double() for b in bs])
+    assert rel(outs[1][0].double(), want) < 1e-2
+
+
 def _record_launches(monkeypatch, module, name: str) -> list:
     """The grids `module.name` (a Triton kernel) is launched with, from now on."""
     grids, kernel = [], getattr(module, name)

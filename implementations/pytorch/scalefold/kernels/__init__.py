@@ -156,6 +156,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                         unmasked_loads=speed.attention_unmasked_loads,
                         ds_dq_kernel=speed.attention_ds_dq_kernel,
                         bias_mma=speed.attention_bias_mma,
+                        bias_tma=speed.attention_bias_tma,
                         fwd_half_key_block=speed.attention_half_key_blocks)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,

@@ -47,9 +47,18 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from scalefold.kernels._triton import dot_precision, next_pow2, tl, triton, triton_usable
+from scalefold.kernels._triton import (
+    dot_precision,
+    interpreting,
+    next_pow2,
+    tl,
+    triton,
+    triton_usable,
+)
 
 if triton is not None:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
     _LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x · log2 e)
 
     @triton.jit
@@ -80,7 +89,8 @@ if triton is not None:
     @triton.jit
     def _bias_tile(eye, B, z1, z2, h, offs_q, offs_k, Q, K, s1, s2, sh, sq, sk,
                    ROW: tl.constexpr, MMA: tl.constexpr, MASKED: tl.constexpr,
-                   BQ: tl.constexpr, BK: tl.constexpr):
+                   BQ: tl.constexpr, BK: tl.constexpr, BD=None, b_row=0, k0=0,
+                   TMA: tl.constexpr = False):
         # One bias tile [BQ, BK] in fp32, loaded (`_load_bias`) or, MMA, a 16-bit tile as
         # the product eye · tile: its exact values (one product of 1 and each value, the
         # rest zeros), but the tile is now a matrix operand, which the loop's pipeline
@@ -88,8 +98,12 @@ if triton is not None:
         # reads from there. Loaded as a plain tile, the L2 load's latency was exposed in
         # every iteration (the sm90 loop issued it, then stored it to shared memory and
         # synchronised to change its layout) and each value took a conversion to fp32:
-        # `FlashConfig.bias_mma`.
-        if MMA:
+        # `FlashConfig.bias_mma`. TMA: the tile [BQ, BK] from row b_row, column k0 of the
+        # bias's tensor descriptor BD, which the loop's pipeline also loads stages ahead
+        # (`FlashConfig.bias_tma`): no identity product, a conversion to fp32 instead.
+        if TMA:
+            out = BD.load([b_row, k0]).to(tl.float32)
+        elif MMA:
             ptr = (B + z1.to(tl.int64) * s1 + h.to(tl.int64) * sh + z2 * s2
                    + offs_q[:, None] * sq + offs_k[None, :] * sk)
             if MASKED:
@@ -110,23 +124,28 @@ if triton is not None:
                 B0_ROW: tl.constexpr, B1_ROW: tl.constexpr, FUSED: tl.constexpr,
                 BQ: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
                 MASKED: tl.constexpr = True, eye=0, B0_MMA: tl.constexpr = False,
-                B1_MMA: tl.constexpr = False):
+                B1_MMA: tl.constexpr = False, B0D=None, B1D=None, b0_row=0, b1_row=0,
+                k0=0, B0_TMA: tl.constexpr = False, B1_TMA: tl.constexpr = False):
         # The logits [BQ, BK] (fp32): q kᵀ plus the biases. FUSED: the biases are summed
         # first and the product accumulates onto them inside the MMA (its accumulator
         # starts from them instead of zero), which saves one add a score element.
         # MASKED=False: the bias loads are unmasked (see `_load_bias`). B0_MMA/B1_MMA
         # (FUSED only): that bias, a 16-bit tile, enters as eye · tile (`_bias_tile`):
-        # the same values, so the same sums in the same order.
+        # the same values, so the same sums in the same order. B0_TMA/B1_TMA (FUSED only):
+        # that bias from its tensor descriptor (`_bias_tile`).
         if FUSED and (HAS_B0 or HAS_B1):
             if HAS_B0:
                 acc = _bias_tile(eye, B0, z1, z2, h, offs_q, offs_k, Q, K,
-                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, B0_MMA, MASKED, BQ, BK)
+                                 b0_1, b0_2, b0_h, b0_q, b0_k, B0_ROW, B0_MMA, MASKED, BQ, BK,
+                                 B0D, b0_row, k0, B0_TMA)
                 if HAS_B1:
                     acc += _bias_tile(eye, B1, z1, z2, h, offs_q, offs_k, Q, K, b1_1, b1_2,
-                                      b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK)
+                                      b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK,
+                                      B1D, b1_row, k0, B1_TMA)
             else:
                 acc = _bias_tile(eye, B1, z1, z2, h, offs_q, offs_k, Q, K,
-                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK)
+                                 b1_1, b1_2, b1_h, b1_q, b1_k, B1_ROW, B1_MMA, MASKED, BQ, BK,
+                                 B1D, b1_row, k0, B1_TMA)
             s = tl.dot(q, kt, acc=acc, input_precision=PREC)
         else:
             s = tl.dot(q, kt, input_precision=PREC)
@@ -212,6 +231,7 @@ if triton is not None:
         LOAD_MASKS: tl.constexpr, KEY_MASK: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, eye, B0_MMA: tl.constexpr, B1_MMA: tl.constexpr,
+        B0D, B1D, b0_row, b1_row, B0_TMA: tl.constexpr, B1_TMA: tl.constexpr,
     ):
         # The online softmax over one block of keys from `start`: (m_i, ml_i, l_i, acc)
         # updated (`_softmax_step`).
@@ -224,7 +244,8 @@ if triton is not None:
         s = _scores(q, kt, B0, B1, z1, z2, h, offs_q, offs_k, QL, KL,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, BQ, BK, PREC,
-                    LOAD_MASKS, eye, B0_MMA, B1_MMA)  # [BQ, BK]
+                    LOAD_MASKS, eye, B0_MMA, B1_MMA, B0D, B1D, b0_row, b1_row, start,
+                    B0_TMA, B1_TMA)  # [BQ, BK]
         if KEY_MASK:  # keys past the end of the last block
             s = tl.where(offs_k[None, :] < KL, s, float("-inf"))
         return _softmax_step(s, v, m_i, ml_i, l_i, acc, FUSED, PREC)
@@ -246,7 +267,8 @@ if triton is not None:
         UNMASKED: tl.constexpr, EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, GATED: tl.constexpr = False, B0_MMA: tl.constexpr = False,
-        B1_MMA: tl.constexpr = False,
+        B1_MMA: tl.constexpr = False, B0D=None, B1D=None, B0_TMA: tl.constexpr = False,
+        B1_TMA: tl.constexpr = False,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
@@ -288,6 +310,19 @@ if triton is not None:
                 eye = (rows[:, None] == rows[None, :]).to(B1.dtype.element_ty)
         else:
             eye = 0
+        # A descriptor's rows are the bias's query rows (row stride K, `_bias_descriptor`):
+        # this program's first one. Rows past the end of Q read the next head's rows or
+        # zeros, only for query rows that are never stored.
+        if B0_TMA:
+            b0_row = ((z1.to(tl.int64) * b0_1 + z2.to(tl.int64) * b0_2
+                       + h.to(tl.int64) * b0_h) // KL).to(tl.int32) + pid_q * BQ
+        else:
+            b0_row = 0
+        if B1_TMA:
+            b1_row = ((z1.to(tl.int64) * b1_1 + z2.to(tl.int64) * b1_2
+                       + h.to(tl.int64) * b1_h) // KL).to(tl.int32) + pid_q * BQ
+        else:
+            b1_row = 0
         if UNMASKED:
             k_full = (KL // BK) * BK
             for start in range(0, k_full, BK):
@@ -296,14 +331,16 @@ if triton is not None:
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, False, False, EVEN_D,
-                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, B0D, B1D, b0_row, b1_row,
+                    B0_TMA, B1_TMA)
             if k_full < KL:
                 m_i, ml_i, l_i, acc = _fwd_keys(
                     q, m_i, ml_i, l_i, acc, k_full, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, True, EVEN_D,
-                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, B0D, B1D, b0_row, b1_row,
+                    B0_TMA, B1_TMA)
         else:
             for start in range(0, KL, BK):
                 m_i, ml_i, l_i, acc = _fwd_keys(
@@ -311,7 +348,8 @@ if triton is not None:
                     QL, KL, D, DV, skl, skd, svl, svd,
                     b0_1, b0_2, b0_h, b0_q, b0_k, b1_1, b1_2, b1_h, b1_q, b1_k,
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, True, not EVEN_K, EVEN_D,
-                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA)
+                    BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, B0D, B1D, b0_row, b1_row,
+                    B0_TMA, B1_TMA)
         acc = acc / l_i[:, None]
         omask = (offs_q[:, None] < QL) & (offs_dv[None, :] < DV)
         if GATED:  # o · sigmoid(g) before the one rounding (no gradients: evaluation)
@@ -933,6 +971,13 @@ class FlashConfig:
     # more 64 x 64 x 64 MMA an iteration. The tile's values are exact (1 · value); a row
     # added to it may be folded into the MMA's fp32 accumulator by the compiler.
     bias_mma: bool = False
+    # With fused_logits, the forward loads a 16-bit bias tile whose keys are contiguous
+    # and rows K apart (the folded triangle bias) through a TMA tensor descriptor, which
+    # the loop pipelines into shared memory stages ahead like k and v, without bias_mma's
+    # identity product (at BQ = 64 and head dim 32 that product is twice q kᵀ's MMA work);
+    # each value takes a conversion to fp32 instead. Where it applies it takes precedence
+    # over bias_mma. sm90 or later (or Triton's interpreter).
+    bias_tma: bool = False
     # Keys an odd multiple of 32, up to HALF_KEY_BLOCK_MAX_KEYS: the forward's key block 32
     # instead of 64, so that every block of keys is full (with 64 the last block is half
     # empty and takes the bounded path). Graph-replayed forwards with bias_mma on an H100
@@ -973,7 +1018,10 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
            if store_lse else None)
     bq, bk, bd, bdv = _forward_launch(cfg, kl).blocks(ql, kl, d, dv)
     bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
-    mma0, mma1 = (_bias_as_mma_operand(cfg, b, row, d) for b, row in ((b0, row0), (b1, row1)))
+    desc0, desc1 = (_bias_descriptor(cfg, layout, b, row, bq, bk)
+                    for b, row in ((b0, row0), (b1, row1)))
+    mma0, mma1 = (_bias_as_mma_operand(cfg, b, row, d) and desc is None
+                  for b, row, desc in ((b0, row0, desc0), (b1, row1, desc1)))
     grid = (triton.cdiv(ql, bq) * z1 * z2 * h,)
     _attn_fwd[grid](
         q, k, v, b0 if b0 is not None else q, b1 if b1 is not None else q, o,
@@ -987,7 +1035,8 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         STORE_LSE=store_lse, SCALE_Q=scale != 1.0,
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
-        B0_MMA=mma0, B1_MMA=mma1, num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
+        B0_MMA=mma0, B1_MMA=mma1, B0D=desc0, B1D=desc1, B0_TMA=desc0 is not None,
+        B1_TMA=desc1 is not None, num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
     )
     return o, lse
 
@@ -1152,6 +1201,31 @@ def _bias_as_mma_operand(cfg: FlashConfig, b: torch.Tensor | None, row: bool,
     `BIAS_MMA_MIN_HEAD_DIM`."""
     return (cfg.bias_mma and cfg.fused_logits and b is not None and not row
             and b.dtype in (torch.bfloat16, torch.float16) and head_dim >= BIAS_MMA_MIN_HEAD_DIM)
+
+
+def _bias_descriptor(cfg: FlashConfig, layout: _Layout, b: torch.Tensor | None, row: bool,
+                     bq: int, bk: int):
+    """A TMA tensor descriptor of bias b's rows for the forward (`FlashConfig.bias_tma`),
+    or None where it does not apply: b ([*, H, Q, K] view) 16-bit, read as tiles, its keys
+    contiguous and its rows K apart, every other stride a multiple of K (so each (z1, z2,
+    h) starts at a row of the descriptor [rows, K]), 16-byte aligned, on sm90 or later."""
+    if not (cfg.bias_tma and cfg.fused_logits and b is not None and not row
+            and b.dtype in (torch.bfloat16, torch.float16)):
+        return None
+    if b.is_cuda:
+        if torch.cuda.get_device_capability(b.device)[0] < 9:
+            return None
+    elif not interpreting():
+        return None
+    kl, ql = b.shape[-1], b.shape[-2]
+    s1, s2, sh, sq, sk = _s5(b, layout)
+    if (sk != 1 or sq != kl or any(x % kl for x in (s1, s2, sh))
+            or (kl * b.element_size()) % 16 or b.data_ptr() % 16):
+        return None
+    extent = (layout.z1 - 1) * s1 + (layout.z2 - 1) * s2 + (b.shape[-3] - 1) * sh
+    rows = extent // kl + ql
+    flat = b.as_strided((rows, kl), (kl, 1))  # from b's storage offset
+    return TensorDescriptor.from_tensor(flat, block_shape=[bq, bk])
 
 
 # The identity's MMA is BQ / c times the q kᵀ product's: at c = 32 the triangle attention's

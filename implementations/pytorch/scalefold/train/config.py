@@ -83,6 +83,11 @@ class SpeedConfig:
         False, "Triton attention, with attention_fused_logits: the forward takes a 16-bit bias "
                "tile as an MMA operand (identity times tile), so its loads are pipelined into "
                "shared memory like k and v instead of waited for in every iteration")
+    attention_bias_tma: bool = _opt(
+        False, "Triton attention, with attention_fused_logits: the forward loads a 16-bit bias "
+               "tile with contiguous keys (the folded triangle bias) through a TMA tensor "
+               "descriptor, pipelined like k and v, instead of attention_bias_mma's identity "
+               "product (sm90 or later)")
     attention_half_key_blocks: bool = _opt(
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
@@ -266,7 +271,7 @@ class SpeedConfig:
         return replace(self, compile_glue=False, compile_structure_module=False, **extra)
 
     def __post_init__(self) -> None:
-        for f in ("attention_bias_mma", "eval_no_grad_kernels"):
+        for f in ("attention_bias_mma", "attention_bias_tma", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.attention_fused_logits:
                 raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
                                  "operand starts the logits' accumulator there)")
@@ -313,7 +318,8 @@ class SpeedConfig:
         flash_fields = ("attention_dq_kernel", "attention_store_ds", "attention_fused_logits",
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
-                        "attention_bias_mma", "attention_half_key_blocks")
+                        "attention_bias_mma", "attention_bias_tma",
+                        "attention_half_key_blocks")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 

@@ -1,0 +1,76 @@
+"""Thirty-eighth session: the attention forward's 16-bit bias tile through a TMA tensor
+descriptor (FlashConfig.bias_tma) against the identity product (bias_mma, today's
+evaluation) and the plain load, at the evaluation's calls (bf16, no gradients, fused
+logits, unmasked loads): triangle attention with the folded mask (one contiguous tile,
+4 heads, c 32) and MSA row attention (mask row + contiguous pair tile, 8 heads, c 32,
+128 rows), with the 32-key blocks where the evaluation takes them. Each call replayed
+as a CUDA graph (the s23 harness's `timed`), 20 replays x 5 repeats, median ms; the
+largest difference of each form's output from the load's."""
+import dataclasses
+import statistics
+
+import torch
+
+import scalefold.kernels.attention as a
+
+dev = "cuda"
+torch.manual_seed(0)
+
+
+def case(rows, h, n, c, row_mask):
+    q = torch.randn(1, rows, n, h, c, device=dev, dtype=torch.bfloat16).transpose(-2, -3)
+    k, v = torch.randn_like(q), torch.randn_like(q)
+    tile = torch.randn(1, 1, h, n, n, device=dev, dtype=torch.bfloat16)
+    bs = [tile]
+    if row_mask:
+        mask = torch.zeros(1, rows, 1, 1, n, device=dev)
+        mask[..., -3:] = -1e9
+        bs = [mask, tile]
+    return q, k, v, bs
+
+
+def timed(fn, reps=20, repeats=5):
+    fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    out = []
+    for _ in range(repeats):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        g.replay()
+        e1.record()
+        torch.cuda.synchronize()
+        out.append(e0.elapsed_time(e1) / reps)
+    return statistics.median(out)
+
+
+base = a.FlashConfig(fused_logits=True, unmasked_loads=True, fwd_half_key_block=True)
+forms = {"load": {}, "mma": {"bias_mma": True}, "tma": {"bias_tma": True},
+         "tma s4": {"bias_tma": True, "fwd": a.Launch(64, 64, 4, 4)},
+         "tma w8": {"bias_tma": True, "fwd": a.Launch(128, 64, 8, 3)}}
+cases = [(f"triangle {n}", (n, 4, n, 32, False)) for n in (96, 224, 288, 352, 448, 576, 704)]
+cases += [(f"MSA row {n}", (128, 8, n, 32, True)) for n in (224, 704)]
+print(f"{'call':14s} " + " ".join(f"{f:>9s}" for f in forms) + "   tma/mma  diffs vs load")
+for name, args in cases:
+    q, k, v, bs = case(*args)
+    outs, times = [], []
+    for kw in forms.values():
+        cfg = dataclasses.replace(base, **kw)
+
+        def call(q=q, k=k, v=v, bs=bs, cfg=cfg):
+            return a.flash_attention(q, k, v, bs, cfg)
+
+        with torch.no_grad():
+            outs.append(call().float())
+            times.append(timed(call))
+    diffs = " ".join(f"{(o - outs[0]).abs().max().item():.1e}" for o in outs[1:])
+    print(f"{name:14s} " + " ".join(f"{t:9.4f}" for t in times)
+          + f"   {times[2] / times[1]:7.3f}  {diffs}", flush=True)
