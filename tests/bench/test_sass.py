@@ -85,6 +85,57 @@ def test_the_bias_tile_as_mma_operand_leaves_no_global_load_in_the_loop(name):
     assert mma["registers"] <= 128  # four blocks of 128 threads still share a multiprocessor
 
 
+def test_mma_loops_skips_the_return_of_an_out_of_line_wait():
+    """A TMA barrier's try-wait loop is placed after the code and jumps back with an
+    unpredicated branch: that jump spans the real loop but is not a loop itself."""
+    sass = "\n".join([
+        ".L_x_8:",
+        "        /*0010*/                   FADD R2, R2, R3 ;",
+        "        /*0020*/              @!P0 BRA `(.L_x_3) ;",
+        ".L_x_4:",
+        "        /*0030*/                   HGMMA.64x64x16.F32.BF16 R24, R88, gdesc[UR32], R24 ;",
+        "        /*0040*/              @!P0 BRA `(.L_x_4) ;",
+        "        /*0050*/                   EXIT ;",
+        ".L_x_3:",
+        "        /*0060*/                   SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR19+0xb000], R16 ;",
+        "        /*0070*/              @!P0 BRA `(.L_x_3) ;",
+        "        /*0080*/                   BRA `(.L_x_8) ;",
+    ])
+    assert mma_loops(sass) == [{"HGMMA": 1, "BRA": 1}]
+
+
+@pytest.mark.parametrize("name", ["fwd, tile only (folded mask)",
+                                  "fwd, no lse (recycling, evaluation)"])
+def test_pipelined_and_descriptor_bias_loads_leave_the_loop(name):
+    """`FlashConfig.pipelined_bias_loads` and `.bias_tma`: with the loop's stages given
+    explicitly, Triton's pipeliner also loads the bias tile (and the mask row) stages
+    ahead, as a plain tile (cp.async) or through its TMA descriptor (one UTMALDG an
+    iteration): no global load and no shared-memory store left in the loop, and the
+    tensor-core work of the loop without the identity product (4 HGMMA fewer than
+    bias_mma's). Without the explicit stages the descriptor's load is waited for in
+    every iteration: its barrier's try-wait sits in the loop."""
+    import scalefold.bench.sass as sass
+
+    case = next(c for c in attention_cases() if c.name == name)
+    rows = {r["form"]: r for r in run(90, [case], log=lambda *a: None)}
+    mma = rows["fused+unmasked+bias_mma"]
+    for form in ("fused+unmasked+pipelined", "fused+unmasked+bias_tma"):
+        row = rows[form]
+        assert row["opcodes"]["LDG"] == 0 and row["opcodes"]["STS"] == 0, form
+        assert row["opcodes"]["HGMMA"] == mma["opcodes"]["HGMMA"] - 4, form
+    tma = disassemble(compile_case(case, "fused+unmasked+bias_tma"))
+    loop = max(mma_loops(tma), key=lambda c: sum(c.values()))
+    assert loop.get("UTMALDG", 0) == 1
+    # the descriptor without the explicit stages: loaded and waited for in the loop
+    unpiped = dict(sass.FORMS["fused+unmasked+bias_tma"], LOOP_STAGES=None)
+    forms = dict(sass.FORMS, unpiped=unpiped)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sass, "FORMS", forms)
+        waited = disassemble(compile_case(case, "unpiped"))
+    loop = max(mma_loops(waited), key=lambda c: sum(c.values()))
+    assert loop.get("SYNCS", 0) > 0 and loop.get("UTMALDG", 0) == 1
+
+
 def _ptx_of_line(ptx: str, path: str, line: int) -> list[str]:
     """The PTX instructions that `.loc` attributes to `line` of the source file `path`."""
     import re

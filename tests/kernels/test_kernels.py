@@ -633,6 +633,31 @@ def test_flash_attention_bias_tma_same_forward(kern, device, name, tiles, unmask
     assert rel(outs[1][0].double(), want) < 1e-2
 
 
+@pytest.mark.parametrize("name", ["msa_row_c16", "cross_c16", "even_keys"])
+@pytest.mark.parametrize("mma", [False, True], ids=["loaded", "bias_mma"])
+def test_flash_attention_pipelined_bias_loads_same_forward(kern, device, name, mma,
+                                                           monkeypatch):
+    """`pipelined_bias_loads`: the forward's loop with its stages given to Triton's
+    pipeliner (which then loads the mask rows and bias tiles ahead too) computes the same
+    values: the same bits in the interpreter (16-bit operands, fp32 masks), within bf16
+    rounding on a GPU, with the tile loaded or as an MMA operand."""
+    a = kern.attention
+    monkeypatch.setattr(a, "BIAS_MMA_MIN_HEAD_DIM", 1)
+    base = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=mma)
+    lead, h, ql, kl, c, biases = {**ATTN_CASES, **_FULL_HEAD_CASES}[name]
+    half = torch.bfloat16 if device.type == "cuda" else torch.float16
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, half, seed=16)
+    bs = [b.float() if len(shape) >= 2 and shape[-2] == 1 else b
+          for b, (shape, _) in zip(bs, biases, strict=True)]
+    with torch.no_grad():
+        got, want = (a.flash_attention(q, k, v, bs, dataclasses.replace(base, pipelined_bias_loads=on))
+                     for on in (True, False))
+    if device.type == "cuda":
+        assert rel(got.float(), want.float()) < 1e-2
+    else:
+        assert torch.equal(got, want)
+
+
 def _record_launches(monkeypatch, module, name: str) -> list:
     """The grids `module.name` (a Triton kernel) is launched with, from now on."""
     grids, kernel = [], getattr(module, name)

@@ -89,14 +89,22 @@ def attention_cases() -> list[Case]:
 # The kernels' forms compared: today's, the fused logits, and the fused logits with the
 # backward's delta precomputed or the loads unmasked (`FlashConfig.fused_logits`,
 # `.precomputed_delta`, `.unmasked_loads`), and in the forward the pair tile as an MMA
-# operand (`.bias_mma`). A form is compiled only for the kernels that have all of its
-# switches.
-FORMS: dict[str, dict[str, bool]] = {
+# operand (`.bias_mma`), loaded stages ahead by the loop's pipeline (`.pipelined_bias_loads`:
+# LOOP_STAGES, True standing for the case's stages) or through a TMA descriptor
+# (`.bias_tma`). A form is compiled only for the kernels that have all of its switches;
+# the last is the evaluation's (`--tiles` compiles it beside the first).
+FORMS: dict[str, dict[str, object]] = {
     "plain": {"FUSED": False, "PRE_DELTA": False, "UNMASKED": False},
     "fused": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": False},
     "fused+delta": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": False},
     "fused+unmasked": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True},
     "fused+delta+unmasked": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True},
+    "fused+unmasked+pipelined": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
+                                 "LOOP_STAGES": True},
+    "fused+unmasked+bias_mma+pipelined": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
+                                          "B1_MMA": True, "LOOP_STAGES": True},
+    "fused+unmasked+bias_tma": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
+                                "B1_TMA": True, "LOOP_STAGES": True},
     "fused+unmasked+bias_mma": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
                                 "B1_MMA": True},
 }
@@ -128,20 +136,30 @@ def compile_kernel(case: Case, form: str, arch: int = 90, aligned: bool = True):
 
     fn = getattr(attention, case.kernel)
     constexprs = dict(case.constexprs, **{k: v for k, v in FORMS[form].items() if _has(case, k)})
+    if constexprs.get("LOOP_STAGES") is True:
+        constexprs["LOOP_STAGES"] = case.stages
+    # a bias by its descriptor: a [BQ, BK] block of a bf16 tensor
+    block = f"[{case.constexprs['BQ']}, {case.constexprs['BK']}]"
+    descriptors = {f"B{i}D": f"tensordesc<bf16{block}>" for i in (0, 1)
+                   if constexprs.get(f"B{i}_TMA")}
     ints = {p.name for p in fn.params if not p.is_constexpr}
     return compile_signature(fn, constexprs, _POINTERS, arch, case.warps, case.stages,
                              floats=("q_scale",), unit=_UNIT_STRIDES,
-                             not_aligned=_NOT_ALIGNED if aligned else tuple(ints))
+                             not_aligned=_NOT_ALIGNED if aligned else tuple(ints),
+                             descriptors=descriptors)
 
 
 def compile_signature(fn, constexprs: dict, pointers: dict[str, str], arch: int = 90,
                       warps: int = 4, stages: int = 2, floats: tuple[str, ...] = ("eps",),
-                      unit: tuple[str, ...] = (), not_aligned: tuple[str, ...] = ()):
+                      unit: tuple[str, ...] = (), not_aligned: tuple[str, ...] = (),
+                      descriptors: dict[str, str] | None = None):
     """Any Triton kernel `fn` compiled for sm_`arch` without a GPU: `constexprs` by name
     (a switch left out takes the kernel's default), `pointers` name -> element type
     ("bf16", "fp32", ...: 16-byte aligned), the `floats` as fp32 scalars, the `unit`
-    integer arguments as the constant 1 (unit strides) and every other integer but the
-    `not_aligned` marked a multiple of 16 (the length buckets' alignment)."""
+    integer arguments as the constant 1 (unit strides), the `descriptors` name -> tensor
+    descriptor type ("tensordesc<bf16[64, 64]>"; other parameters that default to None are
+    passed None) and every other integer but the `not_aligned` marked a multiple of 16
+    (the length buckets' alignment)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -159,6 +177,11 @@ def compile_signature(fn, constexprs: dict, pointers: dict[str, str], arch: int 
             attrs[(p.num,)] = [["tt.divisibility", 16]]
         elif p.name in floats:
             signature[p.name] = "fp32"
+        elif p.name in (descriptors or {}):
+            signature[p.name] = descriptors[p.name]
+        elif p.has_default and p.default is None:
+            signature[p.name] = "constexpr"
+            values[(p.num,)] = None
         else:
             signature[p.name] = "i32"
             if p.name not in not_aligned:
@@ -203,14 +226,16 @@ def disassemble(cubin: bytes) -> str:
 
 
 def mma_loops(sass: str) -> list[collections.Counter]:
-    """Opcode counts of every loop (a backward branch to an earlier label) whose body
-    holds tensor-core instructions, innermost loops as they appear."""
+    """Opcode counts of every loop (a predicated backward branch to an earlier label)
+    whose body holds tensor-core instructions, innermost loops as they appear. An
+    unpredicated backward branch is the return of an out-of-line wait (a TMA barrier's
+    try-wait loop placed after the code), not a loop."""
     lines = sass.splitlines()
     labels = {m.group(1): i for i, line in enumerate(lines) if (m := _LABEL.match(line))}
     loops = []
     for i, line in enumerate(lines):
         m = _BRANCH.search(line)
-        if not m or labels.get(m.group(1), i) >= i:
+        if not m or labels.get(m.group(1), i) >= i or "@" not in line[:m.start()]:
             continue
         ops = [o.group(1).split(".")[0] for body in lines[labels[m.group(1)]:i + 1]
                if (o := _OPCODE.search(body))]
@@ -300,11 +325,12 @@ def format_tiles(rows: list[dict]) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'kernel':38s}{'form':>22s}{'instr':>7s}{'/elem':>7s}{'regs':>6s}"
+    w = max([len(r["form"]) + 2 for r in rows] + [22])
+    head = (f"{'kernel':38s}{'form':>{w}s}{'instr':>7s}{'/elem':>7s}{'regs':>6s}"
             + "".join(f"{c:>7s}" for c in COLUMNS))
     lines = [head]
     for r in rows:
-        lines.append(f"{r['case'][:38]:38s}{r['form']:>22s}{r['instructions']:7d}"
+        lines.append(f"{r['case'][:38]:38s}{r['form']:>{w}s}{r['instructions']:7d}"
                      f"{r['per_element']:7.2f}{r['registers']:6d}"
                      + "".join(f"{r['opcodes'][c]:7d}" for c in COLUMNS))
     return "\n".join(lines)

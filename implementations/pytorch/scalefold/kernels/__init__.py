@@ -157,6 +157,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                         ds_dq_kernel=speed.attention_ds_dq_kernel,
                         bias_mma=speed.attention_bias_mma,
                         bias_tma=speed.attention_bias_tma,
+                        pipelined_bias_loads=speed.attention_pipelined_bias_loads,
                         fwd_half_key_block=speed.attention_half_key_blocks)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,

@@ -268,7 +268,7 @@ if triton is not None:
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
         PREC: tl.constexpr, GATED: tl.constexpr = False, B0_MMA: tl.constexpr = False,
         B1_MMA: tl.constexpr = False, B0D=None, B1D=None, B0_TMA: tl.constexpr = False,
-        B1_TMA: tl.constexpr = False,
+        B1_TMA: tl.constexpr = False, LOOP_STAGES: tl.constexpr = None,
     ):
         # One axis of query blocks × Z1·Z2·H (query blocks fastest: programs sharing k and v
         # run together): CUDA limits a grid's second axis to 65535 programs, fewer than the
@@ -276,6 +276,9 @@ if triton is not None:
         # UNMASKED: the loop runs over the full blocks of keys without bounds on its loads
         # (query rows past the end read the last row's values, never stored) and the last,
         # partial block of keys runs after it with them: the same values in the same order.
+        # LOOP_STAGES (`FlashConfig.pipelined_bias_loads`): the loop's stages given
+        # explicitly, so that Triton's pipeliner also loads the bias tile (plain or by its
+        # descriptor) stages ahead; by default it pipelines only the matrix operands' loads.
         n_qb = tl.cdiv(QL, BQ)
         pid_q = tl.program_id(0) % n_qb
         pid_zh = tl.program_id(0) // n_qb
@@ -325,7 +328,7 @@ if triton is not None:
             b1_row = 0
         if UNMASKED:
             k_full = (KL // BK) * BK
-            for start in range(0, k_full, BK):
+            for start in tl.range(0, k_full, BK, num_stages=LOOP_STAGES):
                 m_i, ml_i, l_i, acc = _fwd_keys(
                     q, m_i, ml_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_ql,
                     QL, KL, D, DV, skl, skd, svl, svd,
@@ -342,7 +345,7 @@ if triton is not None:
                     BQ, BK, BD, BDV, PREC, eye, B0_MMA, B1_MMA, B0D, B1D, b0_row, b1_row,
                     B0_TMA, B1_TMA)
         else:
-            for start in range(0, KL, BK):
+            for start in tl.range(0, KL, BK, num_stages=LOOP_STAGES):
                 m_i, ml_i, l_i, acc = _fwd_keys(
                     q, m_i, ml_i, l_i, acc, start, k_base, v_base, B0, B1, z1, z2, h, offs_q,
                     QL, KL, D, DV, skl, skd, svl, svd,
@@ -978,6 +981,12 @@ class FlashConfig:
     # each value takes a conversion to fp32 instead. Where it applies it takes precedence
     # over bias_mma. sm90 or later (or Triton's interpreter).
     bias_tma: bool = False
+    # The forward's loop also loads its bias tiles stages ahead (the loop's stages given to
+    # Triton explicitly; without them its pipeliner takes only loads that feed a matrix
+    # product): the plain tile load without bias_mma's identity product, and the
+    # descriptor's (bias_tma implies it). sm90: the loop then has no global load left
+    # and no shared-memory store (`scalefold bench sass`), a conversion to fp32 a value.
+    pipelined_bias_loads: bool = False
     # Keys an odd multiple of 32, up to HALF_KEY_BLOCK_MAX_KEYS: the forward's key block 32
     # instead of 64, so that every block of keys is full (with 64 the last block is half
     # empty and takes the bounded path). Graph-replayed forwards with bias_mma on an H100
@@ -1016,7 +1025,8 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     z1, z2 = layout.z1, layout.z2
     lse = (torch.empty((z1 * z2 * h * ql,), dtype=torch.float32, device=q.device)
            if store_lse else None)
-    bq, bk, bd, bdv = _forward_launch(cfg, kl).blocks(ql, kl, d, dv)
+    launch = _forward_launch(cfg, kl)
+    bq, bk, bd, bdv = launch.blocks(ql, kl, d, dv)
     bs0, bs1, row0, row1 = _bias_args(cfg, layout, b0, b1)
     desc0, desc1 = (_bias_descriptor(cfg, layout, b, row, bq, bk)
                     for b, row in ((b0, row0), (b1, row1)))
@@ -1036,7 +1046,10 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
         UNMASKED=cfg.unmasked_loads, EVEN_D=d == bd and dv == bdv,
         BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=dot_precision(q), GATED=gate is not None,
         B0_MMA=mma0, B1_MMA=mma1, B0D=desc0, B1D=desc1, B0_TMA=desc0 is not None,
-        B1_TMA=desc1 is not None, num_warps=cfg.fwd.warps, num_stages=cfg.fwd.stages,
+        B1_TMA=desc1 is not None,
+        LOOP_STAGES=(launch.stages if cfg.pipelined_bias_loads or desc0 is not None
+                     or desc1 is not None else None),
+        num_warps=launch.warps, num_stages=launch.stages,
     )
     return o, lse
 

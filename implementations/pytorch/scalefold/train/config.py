@@ -88,6 +88,10 @@ class SpeedConfig:
                "tile with contiguous keys (the folded triangle bias) through a TMA tensor "
                "descriptor, pipelined like k and v, instead of attention_bias_mma's identity "
                "product (sm90 or later)")
+    attention_pipelined_bias_loads: bool = _opt(
+        False, "Triton attention: the forward's loop loads its bias rows and tiles stages "
+               "ahead (its stages given to Triton's pipeliner, which otherwise takes only the "
+               "matrix operands' loads)")
     attention_half_key_blocks: bool = _opt(
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
@@ -319,7 +323,7 @@ class SpeedConfig:
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
                         "attention_bias_mma", "attention_bias_tma",
-                        "attention_half_key_blocks")
+                        "attention_pipelined_bias_loads", "attention_half_key_blocks")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
