@@ -19,7 +19,7 @@ timeout 150 python3 docs/evidence/2026-12-08_s38/mb_bias_tma.py 2>&1 | grep -v -
   | tee $OUT/callT_mb.txt
 echo "mb done at $(( $(date +%s) - T0 )) s"
 # the screen only where a form wins at 704 residues (best/mma under 0.97)
-r=$(awk '$1 == "triangle" && $2 == 704 {print $8}' $OUT/callT_mb.txt)
+r=$(awk '$1 == "triangle" && $2 == 704 {print $9}' $OUT/callT_mb.txt)
 echo "triangle 704 best/mma: ${r:-none}"
 awk -v r="${r:-9}" 'BEGIN {exit !(r < 0.97)}' || exit 0
 timeout -k 5 $(( 580 - ($(date +%s) - T0) )) python3 -m scalefold.cli bench eval --speed h200 \
