@@ -639,10 +639,22 @@ def test_flash_attention_pipelined_bias_loads_same_forward(kern, device, name, m
                                                            monkeypatch):
     """`pipelined_bias_loads`: the forward's loop with its stages given to Triton's
     pipeliner (which then loads the mask rows and bias tiles ahead too) computes the same
-    values: the same bits in the interpreter (16-bit operands, fp32 masks), within bf16
-    rounding on a GPU, with the tile loaded or as an MMA operand."""
+    values as the plain loads: the same bits in the interpreter (16-bit operands, fp32
+    masks), within bf16 rounding on a GPU. It takes precedence over bias_mma: the tile is
+    loaded, not an MMA operand."""
     a = kern.attention
     monkeypatch.setattr(a, "BIAS_MMA_MIN_HEAD_DIM", 1)
+    launches = []
+    forward = a._attn_fwd
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                launches.append((kw["B0_MMA"] or kw["B1_MMA"], kw["LOOP_STAGES"]))
+                return forward[grid](*args, **kw)
+            return launch
+
+    monkeypatch.setattr(a, "_attn_fwd", Spy())
     base = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=mma)
     lead, h, ql, kl, c, biases = {**ATTN_CASES, **_FULL_HEAD_CASES}[name]
     half = torch.bfloat16 if device.type == "cuda" else torch.float16
@@ -650,8 +662,10 @@ def test_flash_attention_pipelined_bias_loads_same_forward(kern, device, name, m
     bs = [b.float() if len(shape) >= 2 and shape[-2] == 1 else b
           for b, (shape, _) in zip(bs, biases, strict=True)]
     with torch.no_grad():
-        got, want = (a.flash_attention(q, k, v, bs, dataclasses.replace(base, pipelined_bias_loads=on))
-                     for on in (True, False))
+        got = a.flash_attention(q, k, v, bs, dataclasses.replace(base, pipelined_bias_loads=True))
+        want = a.flash_attention(q, k, v, bs, dataclasses.replace(base, bias_mma=False))
+    stages = base.fwd.stages
+    assert launches == [(False, stages), (False, None)]
     if device.type == "cuda":
         assert rel(got.float(), want.float()) < 1e-2
     else:

@@ -1,6 +1,6 @@
 """Thirty-eighth session: the attention forward's 16-bit bias tile loaded stages ahead by
-the loop's pipeline (FlashConfig.pipelined_bias_loads, alone or with bias_mma) or through a
-TMA tensor descriptor (bias_tma), against the identity product (bias_mma, today's
+the loop's pipeline (FlashConfig.pipelined_bias_loads) or through a TMA tensor descriptor
+(bias_tma), against the identity product (bias_mma, today's
 evaluation) and the plain load, at the evaluation's calls (bf16, no gradients, fused
 logits, unmasked loads): triangle attention with the folded mask (one contiguous tile,
 4 heads, c 32) and MSA row attention (mask row + contiguous pair tile, 8 heads, c 32,
@@ -59,7 +59,6 @@ base = a.FlashConfig(fused_logits=True, unmasked_loads=True, fwd_half_key_block=
 # name: (FlashConfig fields, the tile in fp32: no conversion in the loop, twice the bytes)
 forms = {"load": ({}, False), "mma": ({"bias_mma": True}, False),
          "pipe": ({"pipelined_bias_loads": True}, False),
-         "mma+pipe": ({"bias_mma": True, "pipelined_bias_loads": True}, False),
          "tma": ({"bias_tma": True}, False),
          "pipe f32": ({"pipelined_bias_loads": True}, True)}
 cases = [(f"triangle {n}", (n, 4, n, 32, False)) for n in (96, 224, 288, 352, 448, 576, 704)]

@@ -101,8 +101,6 @@ FORMS: dict[str, dict[str, object]] = {
     "fused+delta+unmasked": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True},
     "fused+unmasked+pipelined": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
                                  "LOOP_STAGES": True},
-    "fused+unmasked+bias_mma+pipelined": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
-                                          "B1_MMA": True, "LOOP_STAGES": True},
     "fused+unmasked+bias_tma": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
                                 "B1_TMA": True, "LOOP_STAGES": True},
     "fused+unmasked+bias_mma": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,

@@ -981,11 +981,12 @@ class FlashConfig:
     # each value takes a conversion to fp32 instead. Where it applies it takes precedence
     # over bias_mma. sm90 or later (or Triton's interpreter).
     bias_tma: bool = False
-    # The forward's loop also loads its bias tiles stages ahead (the loop's stages given to
-    # Triton explicitly; without them its pipeliner takes only loads that feed a matrix
-    # product): the plain tile load without bias_mma's identity product, and the
-    # descriptor's (bias_tma implies it). sm90: the loop then has no global load left
-    # and no shared-memory store (`scalefold bench sass`), a conversion to fp32 a value.
+    # The forward's loop loads its bias rows and tiles stages ahead (the loop's stages
+    # given to Triton explicitly; without them its pipeliner takes only loads that feed a
+    # matrix product), the 16-bit tile as a plain load instead of bias_mma's identity
+    # product (it takes precedence over bias_mma), or by its descriptor (bias_tma implies
+    # it). sm90: the loop keeps no global load and no shared-memory store (`scalefold
+    # bench sass`) and half the MMA work, for a conversion to fp32 a value.
     pipelined_bias_loads: bool = False
     # Keys an odd multiple of 32, up to HALF_KEY_BLOCK_MAX_KEYS: the forward's key block 32
     # instead of 64, so that every block of keys is full (with 64 the last block is half
@@ -1031,6 +1032,7 @@ def _forward(layout: _Layout, cfg: FlashConfig, q, k, v, b0o, b1o, store_lse: bo
     desc0, desc1 = (_bias_descriptor(cfg, layout, b, row, bq, bk)
                     for b, row in ((b0, row0), (b1, row1)))
     mma0, mma1 = (_bias_as_mma_operand(cfg, b, row, d) and desc is None
+                  and not cfg.pipelined_bias_loads
                   for b, row, desc in ((b0, row0, desc0), (b1, row1, desc1)))
     grid = (triton.cdiv(ql, bq) * z1 * z2 * h,)
     _attn_fwd[grid](

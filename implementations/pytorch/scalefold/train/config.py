@@ -91,7 +91,8 @@ class SpeedConfig:
     attention_pipelined_bias_loads: bool = _opt(
         False, "Triton attention: the forward's loop loads its bias rows and tiles stages "
                "ahead (its stages given to Triton's pipeliner, which otherwise takes only the "
-               "matrix operands' loads)")
+               "matrix operands' loads), the tile as a plain load instead of "
+               "attention_bias_mma's identity product")
     attention_half_key_blocks: bool = _opt(
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
@@ -277,8 +278,8 @@ class SpeedConfig:
     def __post_init__(self) -> None:
         for f in ("attention_bias_mma", "attention_bias_tma", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.attention_fused_logits:
-                raise ValueError(f"{f} needs attention_fused_logits (the bias tile as an MMA "
-                                 "operand starts the logits' accumulator there)")
+                raise ValueError(f"{f} needs attention_fused_logits (the bias tile loaded "
+                                 "that way starts the logits' accumulator there)")
         for f in ("opm_residual_epilogue", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.opm_projection_kernel:
                 raise ValueError(f"{f} needs opm_projection_kernel (the outer product "
