@@ -100,11 +100,43 @@ def test_kernel_real_rows_unchanged(kern, device, starting, monkeypatch):
         assert torch.equal(_real(out, starting), _real(ref, starting))
 
 
+@pytest.mark.parametrize("starting", [True, False], ids=["starting", "ending"])
+def test_kernel_fp32_bias_same_output(kern, device, starting):
+    """`triangle_attention_fp32_bias`: the folded bias written in fp32 holds the 16-bit
+    bias's values, so the Triton forward (fused logits, the tile loaded stages ahead,
+    where a 16-bit tile is converted to fp32 in the loop) gives the same output: the same
+    bits in the interpreter (fp16 there, bf16 on a GPU), within bf16 rounding on a GPU."""
+    from scalefold.kernels.attention import FlashConfig
+
+    half = torch.bfloat16 if device.type == "cuda" else torch.float16
+    cfg = FlashConfig(fused_logits=True, unmasked_loads=True, pipelined_bias_loads=True)
+    plain = apply_kernels(_module(starting).to(device, half), attention="triton",
+                          flash_config=cfg)
+    z, mask = _inputs(device)
+    outs, seen = [], []
+    for dtype in (None, torch.float32):
+        folded = swap_folded_key_masks(copy.deepcopy(plain), dtype=dtype)
+        attend = folded.mha.attend
+
+        def spy(*a, attend=attend, **kw):
+            seen.append(a[4][0].dtype)
+            return attend(*a, **kw)
+
+        folded.mha.attend = spy
+        with torch.no_grad():
+            outs.append(folded(z.to(half), mask.to(half)))
+    assert seen == [half, torch.float32]
+    if device.type == "cuda":
+        assert (outs[0].float() - outs[1].float()).abs().max() <= 1e-2 * outs[0].abs().max()
+    else:
+        assert torch.equal(outs[0], outs[1])
+
+
 def test_kernel_in_triton_interpreter():
-    """CPU: the kernel test above reruns in a process under TRITON_INTERPRET=1."""
+    """CPU: the kernel tests above rerun in a process under TRITON_INTERPRET=1."""
     from tests.kernels.conftest import rerun_in_interpreter
 
-    rerun_in_interpreter(__file__, "kernel_real_rows")
+    rerun_in_interpreter(__file__, "kernel_real_rows or kernel_fp32_bias")
 
 
 def test_tiny_model_with_padded_residues_unchanged_on_real_residues():

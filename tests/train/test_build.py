@@ -214,6 +214,29 @@ def test_eval_no_grad_kernels_swap_only_the_evaluation_copy(tmp_path):
     assert h100.eval_no_grad_kernels and h100.for_evaluation(trains=True).eval_no_grad_kernels
 
 
+def test_triangle_attention_fp32_bias_reaches_the_folded_modules(tmp_path):
+    """`triangle_attention_fp32_bias`: the evaluation copy's folded triangle attentions
+    write their bias in fp32 (the training model folds none); the field needs a folded
+    mask somewhere."""
+    from scalefold.kernels.key_mask import FoldedKeyMaskTriangleAttention
+
+    base = dict(trimul_channel_first=True, attention="triton",
+                attention_stacked_projections=True, attention_fused_logits=True,
+                opm_projection_kernel=True, eval_no_grad_kernels=True)
+    for on in (False, True):
+        speed = SpeedConfig(**base, triangle_attention_fp32_bias=on)
+        cfg = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, preset="tiny", speed=speed)
+        built = build_step(cfg, torch.device("cpu"), ONE_RANK)
+        folded = [m for m in built.eval_model.modules()
+                  if isinstance(m, FoldedKeyMaskTriangleAttention)]
+        assert folded and all(m.folded_dtype == (torch.float32 if on else None)
+                              for m in folded)
+        assert not any(isinstance(m, FoldedKeyMaskTriangleAttention)
+                       for m in built.model.modules())
+    with pytest.raises(ValueError, match="triangle_attention_fp32_bias needs"):
+        SpeedConfig(triangle_attention_fp32_bias=True)
+
+
 def test_eval_compile_structure_module_compiles_the_evaluation_copys_layer(tmp_path):
     """`eval_compile_structure_module`: the evaluation copy's structure-module layer is
     compiled (dynamic shapes), the training model's only under its own field; the field

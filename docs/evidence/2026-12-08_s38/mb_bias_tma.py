@@ -60,7 +60,7 @@ base = a.FlashConfig(fused_logits=True, unmasked_loads=True, fwd_half_key_block=
 forms = {"load": ({}, False), "mma": ({"bias_mma": True}, False),
          "pipe": ({"pipelined_bias_loads": True}, False),
          "tma": ({"bias_tma": True}, False),
-         "pipe f32": ({"pipelined_bias_loads": True}, True)}
+         "pipe_f32": ({"pipelined_bias_loads": True}, True)}
 cases = [(f"triangle {n}", (n, 4, n, 32, False)) for n in (96, 224, 288, 352, 448, 576, 704)]
 cases += [(f"MSA row {n}", (128, 8, n, 32, True)) for n in (224, 704)]
 print(f"{'call':14s} " + " ".join(f"{f:>9s}" for f in forms)

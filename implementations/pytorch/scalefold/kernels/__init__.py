@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import torch
 from torch import nn
 
 from scalefold.kernels._autocast import WeightCasts
@@ -189,7 +190,8 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
     if speed.attention_gate_epilogue:
         swap_gate_epilogue(model)
     if speed.triangle_attention_folded_mask:
-        swap_folded_key_masks(model, casts)
+        swap_folded_key_masks(model, casts,
+                              torch.float32 if speed.triangle_attention_fp32_bias else None)
     if speed.transition_forward_kernel:
         swap_fused_transitions(model, casts)
     if speed.opm_residual_epilogue:  # in front of the norm-projection mixin

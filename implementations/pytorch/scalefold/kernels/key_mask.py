@@ -34,9 +34,14 @@ from scalefold.model.pair import TriangleAttention
 
 class FoldedKeyMaskTriangleAttention:
     """`TriangleAttention` mixin: without gradients the rows' key mask folded into the
-    triangle bias (one bias [*, 1, H, Q, K], contiguous, in the triangle bias's dtype)."""
+    triangle bias (one bias [*, 1, H, Q, K], contiguous, in the triangle bias's dtype or
+    `folded_dtype`)."""
 
     weight_casts: WeightCasts | None = None
+    # fp32: the same values (each a 16-bit value, or a masked key's -inf in effect), so
+    # that the attention's loop loads the tile without converting each value
+    # (`FlashConfig.pipelined_bias_loads`); twice the bytes
+    folded_dtype: torch.dtype | None = None
 
     def biases(self, mask_bias: torch.Tensor, tri_bias: torch.Tensor) -> list[torch.Tensor]:
         if torch.is_grad_enabled():
@@ -53,12 +58,16 @@ class FoldedKeyMaskTriangleAttention:
         shape = torch.broadcast_shapes(tri_bias.shape, keys.shape)
         # tri_bias + 0 is exact; written row-major, as the kernel reads it (the add of a
         # permuted view would otherwise keep the heads innermost)
-        out = torch.empty(shape, dtype=tri_bias.dtype, device=tri_bias.device)
+        out = torch.empty(shape, dtype=self.folded_dtype or tri_bias.dtype,
+                          device=tri_bias.device)
         return [torch.add(tri_bias, keys, out=out)]  # [*, 1, H, Q, K]
 
 
-def swap_folded_key_masks(model: nn.Module, casts: WeightCasts | None = None) -> nn.Module:
+def swap_folded_key_masks(model: nn.Module, casts: WeightCasts | None = None,
+                          dtype: torch.dtype | None = None) -> nn.Module:
     """Give every TriangleAttention of `model` the folded key mask; with `casts`, the
-    reduction of a shared mask bias to its keys made once per scope. Returns `model`."""
-    swap(model, TriangleAttention, FoldedKeyMaskTriangleAttention, weight_casts=casts)
+    reduction of a shared mask bias to its keys made once per scope; with `dtype`, the
+    folded bias written in it. Returns `model`."""
+    swap(model, TriangleAttention, FoldedKeyMaskTriangleAttention, weight_casts=casts,
+         folded_dtype=dtype)
     return model

@@ -187,6 +187,10 @@ class SpeedConfig:
                "kernel takes one bias, not a mask row and a bias tile (11.7 percent fewer "
                "instructions in its loop); the same values at every real position, to the "
                "kernel's rounding")
+    triangle_attention_fp32_bias: bool = _opt(
+        False, "with triangle_attention_folded_mask: the folded bias written in fp32 (the "
+               "same values), so that attention_pipelined_bias_loads loads it without a "
+               "conversion a value (bias_mma and bias_tma take 16-bit tiles only)")
     fused_residual_dropout: bool = _opt(
         False, "each residual update r + dropout(x) of the Evoformer and template stacks as "
                "one Triton kernel each way, bit-identical to the plain module (bf16/fp16)")
@@ -280,6 +284,10 @@ class SpeedConfig:
             if getattr(self, f) and not self.attention_fused_logits:
                 raise ValueError(f"{f} needs attention_fused_logits (the bias tile loaded "
                                  "that way starts the logits' accumulator there)")
+        if self.triangle_attention_fp32_bias and not (self.triangle_attention_folded_mask
+                                                      or self.eval_no_grad_kernels):
+            raise ValueError("triangle_attention_fp32_bias needs triangle_attention_folded_mask "
+                             "(or eval_no_grad_kernels, which turns it on in the evaluation)")
         for f in ("opm_residual_epilogue", "eval_no_grad_kernels"):
             if getattr(self, f) and not self.opm_projection_kernel:
                 raise ValueError(f"{f} needs opm_projection_kernel (the outer product "
