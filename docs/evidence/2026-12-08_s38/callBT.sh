@@ -21,7 +21,7 @@ echo "mb done at $(( $(date +%s) - T0 )) s"
 # (best/mma under 0.97): tma -> attention_bias_tma, pipe -> attention_pipelined_bias_loads
 # (it takes precedence over the evaluation copy's bias_mma), pipe_f32 -> that and the
 # folded triangle bias written in fp32 (triangle_attention_fp32_bias)
-r=$(awk '$1 == "triangle" && $2 == 704 {print $8, $9}' $OUT/callBT_mb.txt)
+r=$(awk '$1 == "triangle" && $2 == 704 {for (i = 4; i <= NF; i++) if ($i ~ /^\(/) {print $(i-1), $i; exit}}' $OUT/callBT_mb.txt)
 echo "triangle 704 best/mma (form): ${r:-none}"
 case ${r#* } in
   "(tma)") v=h200+attention_bias_tma ;;
