@@ -9,7 +9,7 @@
 #                machine's Python is 3.12
 #   .cache/mini  the embedded mini dataset (`scalefold data build-mini`)
 #   .devsnap     the next-session scripts (and GPU-suite done lists), copied from
-#                docs/evidence/2026-12-05_next (and 2026-12-08_s38/callBT.sh)
+#                docs/evidence/2026-12-05_next (and 2026-12-08_s38/callBT.sh, callBS.sh)
 #   .devck       with --checkpoint: seed 1 of the embedded default trained to its target on
 #                this CPU (~7 min), its last checkpoint (~18 MB), for the trained-weights
 #                lDDT check (callY.sh, callT.sh) without a training compile on the GPU
@@ -36,7 +36,7 @@ fi
 [[ -d .cache/mini ]] || scalefold data build-mini .cache/mini
 mkdir -p .devsnap
 cp docs/evidence/2026-12-05_next/*.sh docs/evidence/2026-12-05_next/*.py .devsnap/
-cp docs/evidence/2026-12-08_s38/callBT.sh .devsnap/
+cp docs/evidence/2026-12-08_s38/callBT.sh docs/evidence/2026-12-08_s38/callBS.sh .devsnap/
 # a done list there starts a resumable suite; one that earlier calls have extended is kept
 for f in docs/evidence/2026-12-05_next/*.txt; do
     [[ -e .devsnap/$(basename "$f") ]] || cp "$f" .devsnap/

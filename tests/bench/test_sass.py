@@ -184,7 +184,7 @@ def test_the_precomputed_delta_leaves_the_dk_dv_loop():
     kv = next(c for c in attention_cases() if c.name == "bwd_kv (mask only)")
     rows = {r["form"]: r for r in run(90, [kv], log=lambda *a: None)}
     assert set(rows) == {"plain", "fused", "fused+delta", "fused+unmasked",
-                         "fused+delta+unmasked"}
+                         "fused+delta+unmasked+pipelined", "fused+delta+unmasked"}
     assert rows["fused+delta"]["instructions"] < rows["fused"]["instructions"]
     assert rows["fused+delta+unmasked"]["instructions"] < rows["fused+delta"]["instructions"]
     # With the pair bias: no bounds in the loop, and the bias tile still read in vectors
@@ -198,6 +198,23 @@ def test_the_precomputed_delta_leaves_the_dk_dv_loop():
     assert unaligned["fused+delta"]["instructions"] < unaligned["fused"]["instructions"]
     with pytest.raises(KeyError):
         compile_case(Case("incomplete", "_attn_bwd_dq", {"HAS_B0": True}), "plain")
+
+
+def test_pipelined_dk_dv_loop_keeps_no_global_load():
+    """`FlashConfig.bwd_pipelined_loads`: the dk/dv kernel with a pair bias and stored dS,
+    its loop's 2 stages given to Triton explicitly: the bias tile, log-sum-exp and delta
+    are loaded a block ahead with q and dO, no global load left in the loop; with 2 plain
+    stages the pipeliner takes only q and dO and the other loads stay."""
+    import dataclasses
+
+    ds = next(c for c in attention_cases() if c.name.startswith("bwd_kv, stored dS"))
+    two = dataclasses.replace(ds, stages=2)
+    plain = max(mma_loops(disassemble(compile_case(two, "fused+delta+unmasked"))),
+                key=lambda c: sum(c.values()))
+    piped = max(mma_loops(disassemble(compile_case(ds, "fused+delta+unmasked+pipelined"))),
+                key=lambda c: sum(c.values()))
+    assert plain["LDG"] > 0 and piped.get("LDG", 0) == 0
+    assert piped["HGMMA"] == plain["HGMMA"]
 
 
 def test_every_case_and_the_new_kernels_compile_for_sm90():

@@ -673,6 +673,43 @@ def test_flash_attention_pipelined_bias_loads_same_forward(kern, device, name, m
         assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("name", ["msa_row", "tri_template", "cross_two_grad_biases"])
+@pytest.mark.parametrize("store_ds", [False, True], ids=["recompute", "store_ds"])
+def test_flash_attention_bwd_pipelined_loads_same_gradients(kern, device, name, store_ds,
+                                                            monkeypatch):
+    """`bwd_pipelined_loads`: the dk/dv kernel's loop with 2 stages given to Triton's
+    pipeliner computes the same gradients (q, k, v and the biases'): the same bits in the
+    interpreter, within fp32 rounding on a GPU; the launch asks for the stages."""
+    a = kern.attention
+    base = a.FlashConfig(fused_logits=True, unmasked_loads=True, precomputed_delta=True,
+                         store_ds=store_ds)
+    stages = []
+    kernel = a._attn_bwd_kv
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                stages.append((kw["Q_LOOP_STAGES"], kw["num_stages"]))
+                return kernel[grid](*args, **kw)
+            return launch
+
+    monkeypatch.setattr(a, "_attn_bwd_kv", Spy())
+    lead, h, ql, kl, c, biases = ATTN_CASES[name]
+    q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=17)
+    do = torch.randn(*lead, h, ql, c, generator=torch.Generator().manual_seed(18)).to(device)
+    leaves = [q, k, v, *[b for b in bs if b.requires_grad]]
+    runs = []
+    for on in (False, True):
+        o = a.flash_attention(q, k, v, bs, dataclasses.replace(base, bwd_pipelined_loads=on))
+        runs.append(torch.autograd.grad(o, leaves, do))
+    assert stages == [(None, base.bwd_kv.stages), (2, 2)]
+    for got, want in zip(runs[1], runs[0], strict=True):
+        if device.type == "cuda":
+            assert rel(got, want) < 1e-5
+        else:
+            assert torch.equal(got, want)
+
+
 def _record_launches(monkeypatch, module, name: str) -> list:
     """The grids `module.name` (a Triton kernel) is launched with, from now on."""
     grids, kernel = [], getattr(module, name)

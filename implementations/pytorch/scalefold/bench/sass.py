@@ -91,13 +91,17 @@ def attention_cases() -> list[Case]:
 # `.precomputed_delta`, `.unmasked_loads`), and in the forward the pair tile as an MMA
 # operand (`.bias_mma`), loaded stages ahead by the loop's pipeline (`.pipelined_bias_loads`:
 # LOOP_STAGES, True standing for the case's stages) or through a TMA descriptor
-# (`.bias_tma`). A form is compiled only for the kernels that have all of its switches;
-# the last is the evaluation's (`--tiles` compiles it beside the first).
+# (`.bias_tma`); in the dk/dv kernel its loop with at least 2 stages given explicitly
+# (`.bwd_pipelined_loads`: Q_LOOP_STAGES, a count). A form is compiled only for the kernels
+# that have all of its switches; a kernel's last form is today's (`--tiles` compiles it
+# beside the first).
 FORMS: dict[str, dict[str, object]] = {
     "plain": {"FUSED": False, "PRE_DELTA": False, "UNMASKED": False},
     "fused": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": False},
     "fused+delta": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": False},
     "fused+unmasked": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True},
+    "fused+delta+unmasked+pipelined": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True,
+                                       "Q_LOOP_STAGES": 2},
     "fused+delta+unmasked": {"FUSED": True, "PRE_DELTA": True, "UNMASKED": True},
     "fused+unmasked+pipelined": {"FUSED": True, "PRE_DELTA": False, "UNMASKED": True,
                                  "LOOP_STAGES": True},
@@ -134,14 +138,17 @@ def compile_kernel(case: Case, form: str, arch: int = 90, aligned: bool = True):
 
     fn = getattr(attention, case.kernel)
     constexprs = dict(case.constexprs, **{k: v for k, v in FORMS[form].items() if _has(case, k)})
-    if constexprs.get("LOOP_STAGES") is True:
+    stages = case.stages
+    if constexprs.get("LOOP_STAGES"):
         constexprs["LOOP_STAGES"] = case.stages
+    if constexprs.get("Q_LOOP_STAGES"):  # at least that many (`bwd_pipelined_loads`)
+        stages = constexprs["Q_LOOP_STAGES"] = max(stages, constexprs["Q_LOOP_STAGES"])
     # a bias by its descriptor: a [BQ, BK] block of a bf16 tensor
     block = f"[{case.constexprs['BQ']}, {case.constexprs['BK']}]"
     descriptors = {f"B{i}D": f"tensordesc<bf16{block}>" for i in (0, 1)
                    if constexprs.get(f"B{i}_TMA")}
     ints = {p.name for p in fn.params if not p.is_constexpr}
-    return compile_signature(fn, constexprs, _POINTERS, arch, case.warps, case.stages,
+    return compile_signature(fn, constexprs, _POINTERS, arch, case.warps, stages,
                              floats=("q_scale",), unit=_UNIT_STRIDES,
                              not_aligned=_NOT_ALIGNED if aligned else tuple(ints),
                              descriptors=descriptors)

@@ -159,6 +159,7 @@ def apply_speedups(model: nn.Module, speed: SpeedConfig, precision: str,
                         bias_mma=speed.attention_bias_mma,
                         bias_tma=speed.attention_bias_tma,
                         pipelined_bias_loads=speed.attention_pipelined_bias_loads,
+                        bwd_pipelined_loads=speed.attention_bwd_pipelined_loads,
                         fwd_half_key_block=speed.attention_half_key_blocks)
     apply_kernels(model, attention=speed.attention, layer_norm=speed.layer_norm,
                   layer_norm_output=speed.layer_norm_output,

@@ -459,12 +459,15 @@ if triton is not None:
         SCALE_Q: tl.constexpr, UNMASKED: tl.constexpr, EVEN_K: tl.constexpr,
         EVEN_D: tl.constexpr,
         BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-        PREC: tl.constexpr,
+        PREC: tl.constexpr, Q_LOOP_STAGES: tl.constexpr = None,
     ):
         # UNMASKED: in programs whose block of keys is full, the loop runs over the full
         # blocks of queries without bounds and the last, partial block of queries runs
         # after it with them: the same values in the same order. (Clamping the keys of a
         # partial block instead would cost the bias loads their vector width.)
+        # Q_LOOP_STAGES (`FlashConfig.bwd_pipelined_loads`): the loop's stages given
+        # explicitly, so that Triton's pipeliner also loads the bias tile and the
+        # log-sum-exp and delta rows ahead, not only q and dO (the matrix operands).
         n_kb = tl.cdiv(KL, BK)  # one grid axis, key blocks fastest (as in `_attn_fwd`)
         pid_k = tl.program_id(0) % n_kb
         pid_zh = tl.program_id(0) // n_kb
@@ -489,7 +492,7 @@ if triton is not None:
         do_base = DOp + z1l * sdo1 + z2l * sdo2 + hl * sdoh
         if UNMASKED and (EVEN_K or (pid_k + 1) * BK <= KL):
             q_full = (QL // BQ) * BQ
-            for start in range(0, q_full, BQ):
+            for start in tl.range(0, q_full, BQ, num_stages=Q_LOOP_STAGES):
                 dk, dv = _bwd_kv_queries(
                     dk, dv, k, v, start, q_base, o_base, do_base, pid_zh, LSE, DELTA, DSp,
                     B0, B1, z1, z2, h, offs_k, QL, KL, D, DV, q_scale,
@@ -506,7 +509,7 @@ if triton is not None:
                     HAS_B0, HAS_B1, B0_ROW, B1_ROW, FUSED, PRE_DELTA, STORE_DS, SCALE_Q,
                     True, EVEN_D, BQ, BK, BD, BDV, PREC)
         else:
-            for start in range(0, QL, BQ):
+            for start in tl.range(0, QL, BQ, num_stages=Q_LOOP_STAGES):
                 dk, dv = _bwd_kv_queries(
                     dk, dv, k, v, start, q_base, o_base, do_base, pid_zh, LSE, DELTA, DSp,
                     B0, B1, z1, z2, h, offs_k, QL, KL, D, DV, q_scale,
@@ -988,6 +991,12 @@ class FlashConfig:
     # it). sm90: the loop keeps no global load and no shared-memory store (`scalefold
     # bench sass`) and half the MMA work, for a conversion to fp32 a value.
     pipelined_bias_loads: bool = False
+    # The dk/dv kernel's loop over blocks of queries with (at least) 2 stages given to
+    # Triton explicitly: its pipeliner then loads the bias tile and the log-sum-exp and
+    # delta rows a block ahead, not only q and dO. sm90, the kernel with a pair bias and
+    # stored dS: no global load left in the loop (12 with 2 plain stages, 20 with 1;
+    # `scalefold bench sass`).
+    bwd_pipelined_loads: bool = False
     # Keys an odd multiple of 32, up to HALF_KEY_BLOCK_MAX_KEYS: the forward's key block 32
     # instead of 64, so that every block of keys is full (with 64 the last block is half
     # empty and takes the bounded path). Graph-replayed forwards with bias_mma on an H100
@@ -1094,6 +1103,7 @@ class _FlashAttentionFn(torch.autograd.Function):
         # The bias gradient is dS summed over Z2 when every such bias is broadcast there.
         per_z2 = any(layout.strides(b)[1] != 0 for b in grad_b) if grad_b else False
         store_ds = cfg.store_ds and bool(grad_b)
+        kv_loop_stages = max(2, cfg.bwd_kv.stages) if cfg.bwd_pipelined_loads else None
         # ds: [Z1·Z2·H, Q, K]
         ds = (torch.empty((z1 * z2 * h, ql, kl), dtype=q.dtype, device=q.device) if store_ds
               else lse)  # else an unused pointer
@@ -1110,8 +1120,8 @@ class _FlashAttentionFn(torch.autograd.Function):
             B0_ROW=row0, B1_ROW=row1, FUSED=cfg.fused_logits, PRE_DELTA=pre,
             STORE_DS=store_ds, SCALE_Q=scale != 1.0, UNMASKED=cfg.unmasked_loads,
             EVEN_K=kl % bk == 0, EVEN_D=d == bd and dv_ == bdv,
-            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec,
-            num_warps=cfg.bwd_kv.warps, num_stages=cfg.bwd_kv.stages,
+            BQ=bq, BK=bk, BD=bd, BDV=bdv, PREC=prec, Q_LOOP_STAGES=kv_loop_stages,
+            num_warps=cfg.bwd_kv.warps, num_stages=kv_loop_stages or cfg.bwd_kv.stages,
         )
         if store_ds:
             dq, g0, g1 = _from_stored_ds(ds, q, k, layout, per_z2,

@@ -93,6 +93,10 @@ class SpeedConfig:
                "ahead (its stages given to Triton's pipeliner, which otherwise takes only the "
                "matrix operands' loads), the tile as a plain load instead of "
                "attention_bias_mma's identity product")
+    attention_bwd_pipelined_loads: bool = _opt(
+        False, "Triton attention: the dk/dv kernel's loop with at least 2 stages given to "
+               "Triton's pipeliner, which then loads the bias tile and the log-sum-exp and "
+               "delta rows a block ahead, not only q and dO")
     attention_half_key_blocks: bool = _opt(
         False, "Triton attention: keys an odd multiple of 32 up to 352 (evaluation lengths) "
                "run the forward with 32-key blocks, every block full, instead of 64-key "
@@ -332,7 +336,8 @@ class SpeedConfig:
                         "attention_precomputed_delta", "attention_unmasked_loads",
                         "attention_ds_dq_kernel", "attention_gate_epilogue",
                         "attention_bias_mma", "attention_bias_tma",
-                        "attention_pipelined_bias_loads", "attention_half_key_blocks")
+                        "attention_pipelined_bias_loads", "attention_bwd_pipelined_loads",
+                        "attention_half_key_blocks")
         if any(getattr(self, f) for f in flash_fields) and self.attention != "triton":
             raise ValueError(f"{', '.join(flash_fields)} need attention='triton'")
 
