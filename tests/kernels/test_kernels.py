@@ -645,17 +645,8 @@ def test_flash_attention_pipelined_bias_loads_same_forward(kern, device, name, m
     loaded, not an MMA operand."""
     a = kern.attention
     monkeypatch.setattr(a, "BIAS_MMA_MIN_HEAD_DIM", 1)
-    launches = []
-    forward = a._attn_fwd
-
-    class Spy:
-        def __getitem__(self, grid):
-            def launch(*args, **kw):
-                launches.append((kw["B0_MMA"] or kw["B1_MMA"], kw["LOOP_STAGES"]))
-                return forward[grid](*args, **kw)
-            return launch
-
-    monkeypatch.setattr(a, "_attn_fwd", Spy())
+    launches = _record_launch_kwargs(monkeypatch, a, "_attn_fwd",
+                                     lambda kw: (kw["B0_MMA"] or kw["B1_MMA"], kw["LOOP_STAGES"]))
     base = a.FlashConfig(fused_logits=True, unmasked_loads=True, bias_mma=mma)
     lead, h, ql, kl, c, biases = {**ATTN_CASES, **_FULL_HEAD_CASES}[name]
     half = torch.bfloat16 if device.type == "cuda" else torch.float16
@@ -683,17 +674,8 @@ def test_flash_attention_bwd_pipelined_loads_same_gradients(kern, device, name, 
     a = kern.attention
     base = a.FlashConfig(fused_logits=True, unmasked_loads=True, precomputed_delta=True,
                          store_ds=store_ds)
-    stages = []
-    kernel = a._attn_bwd_kv
-
-    class Spy:
-        def __getitem__(self, grid):
-            def launch(*args, **kw):
-                stages.append((kw["Q_LOOP_STAGES"], kw["num_stages"]))
-                return kernel[grid](*args, **kw)
-            return launch
-
-    monkeypatch.setattr(a, "_attn_bwd_kv", Spy())
+    stages = _record_launch_kwargs(monkeypatch, a, "_attn_bwd_kv",
+                                   lambda kw: (kw["Q_LOOP_STAGES"], kw["num_stages"]))
     lead, h, ql, kl, c, biases = ATTN_CASES[name]
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=17)
     do = torch.randn(*lead, h, ql, c, generator=torch.Generator().manual_seed(18)).to(device)
@@ -723,6 +705,21 @@ def _record_launches(monkeypatch, module, name: str) -> list:
     return grids
 
 
+def _record_launch_kwargs(monkeypatch, module, name: str, pick) -> list:
+    """`pick(kwargs)` of every launch of `module.name` (a Triton kernel) from now on."""
+    seen, kernel = [], getattr(module, name)
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                seen.append(pick(kw))
+                return kernel[grid](*args, **kw)
+            return launch
+
+    monkeypatch.setattr(module, name, Spy())
+    return seen
+
+
 def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
     """`fwd_half_key_block`: keys an odd multiple of 32 up to the limit run the forward
     with 32-key blocks (every block full); other key counts, other launches and configs
@@ -736,17 +733,7 @@ def test_flash_attention_half_key_blocks(kern, device, monkeypatch):
     assert a._forward_launch(off, 96).block_k == 64
     assert a._forward_launch(dataclasses.replace(on, fwd=a.Launch(64, 128, 4, 3)),
                              96).block_k == 128
-    keys = []
-    forward = a._attn_fwd
-
-    class Spy:
-        def __getitem__(self, grid):
-            def launch(*args, **kw):
-                keys.append(kw["BK"])
-                return forward[grid](*args, **kw)
-            return launch
-
-    monkeypatch.setattr(a, "_attn_fwd", Spy())
+    keys = _record_launch_kwargs(monkeypatch, a, "_attn_fwd", lambda kw: kw["BK"])
     case = ((1, 2), 2, 20, 96, 8, [((1, 2, 1, 1, 96), False), ((1, 1, 2, 20, 96), False)])
     lead, h, ql, kl, c, biases = case
     q, k, v, bs = _attn_inputs(lead, h, ql, kl, c, biases, device, torch.float32, seed=14)

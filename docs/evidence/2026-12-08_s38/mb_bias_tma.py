@@ -9,14 +9,14 @@ of the tile in fp32 (no conversion in the loop: 316 instructions an iteration ag
 bias_mma's 297 and the bf16 tile's 344, Triton 3.6, sass_fwd_forms_triton36.txt), and the
 pipelined tile with 128-query tiles and 8 warps (330 instructions, 6 HGMMA; no evaluation
 variant: the launch is not a SpeedConfig field). Each call replayed
-as a CUDA graph (the s23 harness's `timed`), 20 replays x 5 repeats, median ms; the
+as a CUDA graph (`bench attention`'s `time_call`: 20 replays, median of 3 runs), ms; the
 largest difference of each form's output from the load's."""
 import dataclasses
-import statistics
 
 import torch
 
 import scalefold.kernels.attention as a
+from scalefold.bench._kernel_bench import time_call
 
 dev = "cuda"
 torch.manual_seed(0)
@@ -32,29 +32,6 @@ def case(rows, h, n, c, row_mask):
         mask[..., -3:] = -1e9
         bs = [mask, tile]
     return q, k, v, bs
-
-
-def timed(fn, reps=20, repeats=5):
-    fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    out = []
-    for _ in range(repeats):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        g.replay()
-        e1.record()
-        torch.cuda.synchronize()
-        out.append(e0.elapsed_time(e1) / reps)
-    return statistics.median(out)
 
 
 base = a.FlashConfig(fused_logits=True, unmasked_loads=True, fwd_half_key_block=True)
@@ -81,7 +58,7 @@ for name, args in cases:
 
         with torch.no_grad():
             outs.append(call().float())
-            times.append(timed(call))
+            times.append(time_call(call, 1, 20, torch.device(dev)) * 1e3)
     diffs = " ".join(f"{(o - outs[0]).abs().max().item():.1e}" for o in outs[1:])
     names = list(forms)
     # the best of the forms the evaluation can take (callBT.sh screens its variant)
