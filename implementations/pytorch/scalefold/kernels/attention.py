@@ -56,9 +56,13 @@ from scalefold.kernels._triton import (
     triton_usable,
 )
 
-if triton is not None:
+try:  # host tensor descriptors (`FlashConfig.bias_tma`): Triton 3.6 and 3.9 have them; the
+    # project allows older Tritons, which then keep the other bias loads
     from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover - depends on the environment
+    TensorDescriptor = None
 
+if triton is not None:
     _LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x · log2 e)
 
     @triton.jit
@@ -1233,8 +1237,10 @@ def _bias_descriptor(cfg: FlashConfig, layout: _Layout, b: torch.Tensor | None, 
     """A TMA tensor descriptor of bias b's rows for the forward (`FlashConfig.bias_tma`),
     or None where it does not apply: b ([*, H, Q, K] view) 16-bit, read as tiles, its keys
     contiguous and its rows K apart, every other stride a multiple of K (so each (z1, z2,
-    h) starts at a row of the descriptor [rows, K]), 16-byte aligned, on sm90 or later."""
-    if not (cfg.bias_tma and cfg.fused_logits and b is not None and not row
+    h) starts at a row of the descriptor [rows, K]), 16-byte aligned, on sm90 or later,
+    with a Triton that has host descriptors."""
+    if not (cfg.bias_tma and TensorDescriptor is not None and cfg.fused_logits
+            and b is not None and not row
             and b.dtype in (torch.bfloat16, torch.float16)):
         return None
     if b.is_cuda:
